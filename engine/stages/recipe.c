@@ -1,0 +1,369 @@
+/* engine/stages/recipe.c: loading, validating and resolving recipes (see recipe.h).
+ * A file is read with inih through a line-counting reader so that every key keeps its line;
+ * the extends chain is applied root first, each key validated where it is set. */
+#include "engine/stages/recipe.h"
+
+#include <errno.h>
+#include <ini.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <dirent.h>
+
+/* Generated at build time from recipes/NAME.ini (cmake/embed_recipes.cmake). */
+typedef struct { const char *name; const char *text; } aqs_builtin_recipe;
+extern const aqs_builtin_recipe aqs_builtin_recipes[];
+extern const size_t aqs_builtin_recipe_count;
+
+#define MAX_EXTENDS_DEPTH 16
+
+typedef struct recipe_entry {
+  char section[32];
+  char key[48];
+  char value[AQS_RECIPE_TEXT_MAX];
+  int line;
+} recipe_entry;
+
+typedef struct recipe_file {
+  char origin[512];       /* path, or "builtin:NAME.ini" */
+  recipe_entry *entries;
+  size_t n, cap;
+  char extends[AQS_RECIPE_NAME_MAX];
+  int extends_line;
+} recipe_file;
+
+/* inih reader over a string or FILE that counts the lines handed out. */
+typedef struct line_stream {
+  const char *text; /* string source, or NULL */
+  size_t pos;
+  FILE *file;       /* file source */
+  int line;
+} line_stream;
+
+static char *stream_read(char *str, int num, void *arg) {
+  line_stream *ls = arg;
+  if (ls->file) {
+    if (!fgets(str, num, ls->file)) return NULL;
+  } else {
+    if (!ls->text[ls->pos]) return NULL;
+    int i = 0;
+    while (i < num - 1 && ls->text[ls->pos]) {
+      char c = ls->text[ls->pos++];
+      str[i++] = c;
+      if (c == '\n') break;
+    }
+    str[i] = '\0';
+  }
+  ls->line++;
+  return str;
+}
+
+typedef struct parse_ctx {
+  line_stream *ls;
+  recipe_file *rf;
+  aqs_err *e;
+  bool failed;
+} parse_ctx;
+
+static int on_entry(void *user, const char *section, const char *name, const char *value) {
+  parse_ctx *pc = user;
+  if (pc->failed) return 1;
+  recipe_file *rf = pc->rf;
+  if (strlen(section) >= sizeof rf->entries[0].section || strlen(name) >= sizeof rf->entries[0].key ||
+      strlen(value) >= AQS_RECIPE_TEXT_MAX) {
+    aqs_errf(pc->e, AQS_ERR_INVALID, "%s:%d: key or value too long", rf->origin, pc->ls->line);
+    pc->failed = true;
+    return 1;
+  }
+  if (rf->n == rf->cap) {
+    size_t cap = rf->cap ? rf->cap * 2 : 16;
+    recipe_entry *ne = realloc(rf->entries, cap * sizeof *ne);
+    if (!ne) {
+      aqs_errf(pc->e, AQS_ERR_NOMEM, "%s: out of memory", rf->origin);
+      pc->failed = true;
+      return 1;
+    }
+    rf->entries = ne;
+    rf->cap = cap;
+  }
+  recipe_entry *en = &rf->entries[rf->n++];
+  snprintf(en->section, sizeof en->section, "%s", section);
+  snprintf(en->key, sizeof en->key, "%s", name);
+  snprintf(en->value, sizeof en->value, "%s", value);
+  en->line = pc->ls->line;
+  if (strcmp(section, "recipe") == 0 && strcmp(name, "extends") == 0) {
+    snprintf(rf->extends, sizeof rf->extends, "%s", value);
+    rf->extends_line = en->line;
+  }
+  return 1;
+}
+
+static aqs_status parse_recipe(line_stream *ls, recipe_file *rf, aqs_err *e) {
+  parse_ctx pc = {.ls = ls, .rf = rf, .e = e};
+  int rc = ini_parse_stream(stream_read, ls, on_entry, &pc);
+  if (pc.failed) return e->code;
+  if (rc > 0) return aqs_errf(e, AQS_ERR_INVALID, "%s:%d: malformed line", rf->origin, rc);
+  if (rc < 0) return aqs_errf(e, AQS_ERR_IO, "%s: cannot parse", rf->origin);
+  return AQS_OK;
+}
+
+static bool valid_name(const char *name) {
+  if (!*name || strlen(name) >= AQS_RECIPE_NAME_MAX) return false;
+  for (const char *p = name; *p; p++)
+    if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+          *p == '_' || *p == '-' || *p == '.'))
+      return false;
+  return name[0] != '.';
+}
+
+const char *aqs_recipe_builtin_text(const char *name) {
+  for (size_t i = 0; i < aqs_builtin_recipe_count; i++)
+    if (strcmp(aqs_builtin_recipes[i].name, name) == 0) return aqs_builtin_recipes[i].text;
+  return NULL;
+}
+
+/* Reads recipe NAME (workspace first, then built-in) into rf. */
+static aqs_status read_recipe_file(const aqs_recipe_source *src, const char *name, recipe_file *rf,
+                                   aqs_err *e) {
+  memset(rf, 0, sizeof *rf);
+  line_stream ls = {0};
+  if (src && src->workspace_dir) {
+    snprintf(rf->origin, sizeof rf->origin, "%s/%s.ini", src->workspace_dir, name);
+    FILE *f = fopen(rf->origin, "r");
+    if (f) {
+      ls.file = f;
+      aqs_status st = parse_recipe(&ls, rf, e);
+      fclose(f);
+      return st;
+    }
+    if (errno != ENOENT) return aqs_errno(e, AQS_ERR_IO, errno, "%s", rf->origin);
+  }
+  const char *text = aqs_recipe_builtin_text(name);
+  if (!text) {
+    if (src && src->workspace_dir)
+      return aqs_errf(e, AQS_ERR_NOT_FOUND, "no recipe '%s' (looked in %s and the built-ins; see aqs ls --recipes)",
+                      name, src->workspace_dir);
+    return aqs_errf(e, AQS_ERR_NOT_FOUND, "no recipe '%s' among the built-ins (see aqs ls --recipes)", name);
+  }
+  snprintf(rf->origin, sizeof rf->origin, "builtin:%s.ini", name);
+  ls.text = text;
+  return parse_recipe(&ls, rf, e);
+}
+
+/* ---- value parsing ---- */
+
+static bool parse_int(const char *v, int64_t lo, int64_t hi, int64_t *out) {
+  char *end;
+  errno = 0;
+  long long x = strtoll(v, &end, 10);
+  if (errno || end == v || *end || x < lo || x > hi) return false;
+  *out = x;
+  return true;
+}
+
+static bool parse_real(const char *v, double lo, double hi, double *out) {
+  char *end;
+  errno = 0;
+  double x = strtod(v, &end);
+  if (errno || end == v || *end || !isfinite(x) || x < lo || x > hi) return false;
+  *out = x;
+  return true;
+}
+
+static bool parse_enum(const char *v, const char *const *names, int n, int *out) {
+  for (int i = 0; i < n; i++)
+    if (strcmp(v, names[i]) == 0) {
+      *out = i;
+      return true;
+    }
+  return false;
+}
+
+static const char *const modality_names[] = {"captions", "images"};
+static const char *const method_names[] = {"gradient", "kl_div"};
+static const char *const scope_names[] = {"lm_only", "all_layers"};
+static const char *const candidates_names[] = {"all", "mlp", "attn"};
+static const char *const order_names[] = {"least_sensitive_first", "most_sensitive_first", "random"};
+static const char *const template_names[] = {"none", "chat"};
+static const char *const export_names[] = {"modelopt_fp8"};
+
+const char *aqs_modality_name(aqs_modality m) { return modality_names[m]; }
+const char *aqs_method_name(aqs_sens_method m) { return method_names[m]; }
+const char *aqs_scope_name(aqs_scope s) { return scope_names[s]; }
+const char *aqs_candidates_name(aqs_candidates c) { return candidates_names[c]; }
+const char *aqs_order_name(aqs_order o) { return order_names[o]; }
+
+#define ENUM_ARGS(arr) arr, (int)(sizeof arr / sizeof arr[0])
+
+static aqs_status bad_value(const recipe_file *rf, const recipe_entry *en, const char *expect, aqs_err *e) {
+  return aqs_errf(e, AQS_ERR_INVALID, "%s:%d: bad value '%s' for [%s] %s (expected %s)", rf->origin,
+                  en->line, en->value, en->section, en->key, expect);
+}
+
+/* Applies one entry to r, validating it. */
+static aqs_status apply_entry(const recipe_file *rf, const recipe_entry *en, aqs_recipe *r, aqs_err *e) {
+  const char *s = en->section, *k = en->key, *v = en->value;
+  int ev;
+#define IS(sec, key) (strcmp(s, sec) == 0 && strcmp(k, key) == 0)
+  if (IS("recipe", "extends")) return AQS_OK; /* handled by the chain walk */
+  if (IS("recipe", "description")) {
+    snprintf(r->description, sizeof r->description, "%s", v);
+  } else if (IS("calib", "modality")) {
+    if (!parse_enum(v, ENUM_ARGS(modality_names), &ev)) return bad_value(rf, en, "captions or images", e);
+    r->modality = (aqs_modality)ev;
+  } else if (IS("calib", "samples")) {
+    if (!parse_int(v, 1, 1000000, &r->calib_samples)) return bad_value(rf, en, "an integer 1..1000000", e);
+  } else if (IS("calib", "max_len")) {
+    if (!parse_int(v, 2, 1 << 20, &r->max_len)) return bad_value(rf, en, "an integer 2..1048576", e);
+  } else if (IS("calib", "seed")) {
+    if (!parse_int(v, 0, INT64_MAX, &r->seed)) return bad_value(rf, en, "a non-negative integer", e);
+  } else if (IS("calib", "template")) {
+    if (!parse_enum(v, ENUM_ARGS(template_names), &ev)) return bad_value(rf, en, "none or chat", e);
+    snprintf(r->template_name, sizeof r->template_name, "%.31s", v);
+  } else if (IS("calib", "chunk_sequences")) {
+    if (!parse_int(v, 1, 1 << 16, &r->chunk_sequences)) return bad_value(rf, en, "an integer 1..65536", e);
+  } else if (IS("calibrate", "algorithm")) {
+    if (strcmp(v, "max") != 0) return bad_value(rf, en, "max", e);
+  } else if (IS("sensitivity", "method")) {
+    if (!parse_enum(v, ENUM_ARGS(method_names), &ev)) return bad_value(rf, en, "gradient or kl_div", e);
+    r->method = (aqs_sens_method)ev;
+  } else if (IS("sensitivity", "score_samples")) {
+    if (!parse_int(v, 1, 1000000, &r->score_samples)) return bad_value(rf, en, "an integer 1..1000000", e);
+  } else if (IS("sensitivity", "scope")) {
+    if (!parse_enum(v, ENUM_ARGS(scope_names), &ev)) return bad_value(rf, en, "lm_only or all_layers", e);
+    r->scope = (aqs_scope)ev;
+  } else if (IS("sensitivity", "candidates")) {
+    if (!parse_enum(v, ENUM_ARGS(candidates_names), &ev)) return bad_value(rf, en, "all, mlp or attn", e);
+    r->candidates = (aqs_candidates)ev;
+  } else if (IS("sensitivity", "formats")) {
+    if (strcmp(v, "fp8") != 0) return bad_value(rf, en, "fp8", e);
+  } else if (IS("sensitivity", "disabled")) {
+    snprintf(r->disabled, sizeof r->disabled, "%s", v);
+  } else if (IS("slice", "coverage")) {
+    if (!parse_real(v, 0.0, 1.0, &r->coverage)) return bad_value(rf, en, "a fraction 0..1", e);
+    r->budget_mode = false;
+  } else if (IS("slice", "effective_bits")) {
+    if (!parse_real(v, 8.0, 16.0, &r->effective_bits)) return bad_value(rf, en, "bits in 8..16", e);
+    r->budget_mode = true;
+  } else if (IS("slice", "order")) {
+    if (!parse_enum(v, ENUM_ARGS(order_names), &ev))
+      return bad_value(rf, en, "least_sensitive_first, most_sensitive_first or random", e);
+    r->order = (aqs_order)ev;
+  } else if (IS("slice", "order_seed")) {
+    if (!parse_int(v, 0, INT64_MAX, &r->order_seed)) return bad_value(rf, en, "a non-negative integer", e);
+  } else if (IS("export", "format")) {
+    if (!parse_enum(v, ENUM_ARGS(export_names), &ev)) return bad_value(rf, en, "modelopt_fp8", e);
+    snprintf(r->export_format, sizeof r->export_format, "%.31s", v);
+  } else {
+    return aqs_errf(e, AQS_ERR_INVALID, "%s:%d: unknown key '%s' in section [%s]", rf->origin, en->line, k, s);
+  }
+#undef IS
+  return AQS_OK;
+}
+
+static void recipe_defaults(aqs_recipe *r) {
+  memset(r, 0, sizeof *r);
+  r->modality = AQS_MODALITY_CAPTIONS;
+  r->calib_samples = 512;
+  r->max_len = 512;
+  r->seed = 0;
+  snprintf(r->template_name, sizeof r->template_name, "none");
+  r->chunk_sequences = 32;
+  r->method = AQS_METHOD_GRADIENT;
+  r->score_samples = 128;
+  r->scope = AQS_SCOPE_LM_ONLY;
+  r->candidates = AQS_CANDIDATES_ALL;
+  snprintf(r->disabled, sizeof r->disabled, "lm_head,embed_tokens,norm");
+  r->coverage = 1.0;
+  r->effective_bits = 16.0;
+  r->order = AQS_ORDER_LEAST_SENSITIVE_FIRST;
+  snprintf(r->export_format, sizeof r->export_format, "modelopt_fp8");
+}
+
+aqs_status aqs_recipe_load(const aqs_recipe_source *src, const char *name, aqs_recipe *out, aqs_err *e) {
+  if (!valid_name(name))
+    return aqs_errf(e, AQS_ERR_INVALID, "bad recipe name '%s' (letters, digits, '_', '-', '.')", name);
+  recipe_file chain[MAX_EXTENDS_DEPTH];
+  size_t depth = 0;
+  aqs_status st = AQS_OK;
+  const char *next = name;
+  while (next) {
+    if (depth == MAX_EXTENDS_DEPTH) {
+      recipe_file *last = &chain[depth - 1];
+      st = aqs_errf(e, AQS_ERR_INVALID, "%s:%d: extends chain deeper than %d", last->origin,
+                    last->extends_line, MAX_EXTENDS_DEPTH);
+      goto done;
+    }
+    st = read_recipe_file(src, next, &chain[depth], e);
+    if (st) {
+      if (depth > 0)
+        aqs_err_prefix(e, "%s:%d: extends %s", chain[depth - 1].origin, chain[depth - 1].extends_line, next);
+      free(chain[depth].entries);
+      goto done;
+    }
+    recipe_file *cur = &chain[depth++];
+    next = cur->extends[0] ? cur->extends : NULL;
+    if (next && !valid_name(next)) {
+      st = aqs_errf(e, AQS_ERR_INVALID, "%s:%d: bad recipe name '%s' in extends", cur->origin,
+                    cur->extends_line, next);
+      goto done;
+    }
+    for (size_t i = 0; next && i < depth; i++) {
+      const char *seen = i == 0 ? name : chain[i - 1].extends;
+      if (strcmp(seen, next) == 0) {
+        st = aqs_errf(e, AQS_ERR_INVALID, "%s:%d: extends cycle: %s extends %s, which is already in the chain",
+                      cur->origin, cur->extends_line, i == depth - 1 ? name : seen, next);
+        goto done;
+      }
+    }
+  }
+  recipe_defaults(out);
+  for (size_t d = depth; d-- > 0;)
+    for (size_t i = 0; i < chain[d].n; i++)
+      if ((st = apply_entry(&chain[d], &chain[d].entries[i], out, e))) goto done;
+  snprintf(out->name, sizeof out->name, "%s", name);
+  if (out->score_samples > out->calib_samples) {
+    st = aqs_errf(e, AQS_ERR_INVALID, "recipe %s: score_samples (%lld) exceeds calib samples (%lld)", name,
+                  (long long)out->score_samples, (long long)out->calib_samples);
+  }
+done:
+  for (size_t d = 0; d < depth; d++) free(chain[d].entries);
+  return st;
+}
+
+static int cmp_str(const void *a, const void *b) {
+  return strcmp(*(char *const *)a, *(char *const *)b);
+}
+
+aqs_status aqs_recipe_list(const aqs_recipe_source *src, char ***names_out, size_t *n_out, aqs_err *e) {
+  size_t cap = aqs_builtin_recipe_count + 16, n = 0;
+  char **names = malloc(cap * sizeof *names);
+  if (!names) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  for (size_t i = 0; i < aqs_builtin_recipe_count; i++) names[n++] = strdup(aqs_builtin_recipes[i].name);
+  DIR *dir = src && src->workspace_dir ? opendir(src->workspace_dir) : NULL;
+  struct dirent *de;
+  while (dir && (de = readdir(dir))) {
+    size_t len = strlen(de->d_name);
+    if (len <= 4 || strcmp(de->d_name + len - 4, ".ini") != 0) continue;
+    if (n == cap) {
+      char **nn = realloc(names, (cap *= 2) * sizeof *nn);
+      if (!nn) break;
+      names = nn;
+    }
+    names[n++] = strndup(de->d_name, len - 4);
+  }
+  if (dir) closedir(dir);
+  qsort(names, n, sizeof *names, cmp_str);
+  size_t w = 0;
+  for (size_t i = 0; i < n; i++) {
+    if (w > 0 && strcmp(names[w - 1], names[i]) == 0) {
+      free(names[i]);
+      continue;
+    }
+    names[w++] = names[i];
+  }
+  *names_out = names;
+  *n_out = w;
+  return AQS_OK;
+}

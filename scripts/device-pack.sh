@@ -1,0 +1,93 @@
+#!/usr/bin/env bash
+# scripts/device-pack.sh [BUILD_DIR] [CARRY_DIR]: builds aqs with the CUDA backend here and packs what
+# the GPU machine (Ubuntu 24.04, no liblmdb/libinih/... ) needs to run it into a git-ignored carry folder:
+# bin/ (aqs, gpu tests, benchmarks), lib/ (.so files that machine lacks), run-gpu-tests.sh, env.sh.
+set -euo pipefail
+src="$(cd "$(dirname "$0")/.." && pwd)"
+build="${1:-$src/build-cuda}"
+carry="${2:-$src/.devcarry-cuda}"
+jobs="${AQS_PACK_JOBS:-2}"
+
+cmake -S "$src" -B "$build" -DAQS_CUDA=ON -DCMAKE_BUILD_TYPE=Release >/dev/null
+targets=(aqs)
+# gpu tests and benchmarks are named after their source files (tests/CMakeLists.txt)
+for f in "$src"/tests/gpu/test_*.c; do [ -e "$f" ] && targets+=("gpu_$(basename "$f" .c)"); done
+for f in "$src"/tests/bench/*.c; do [ -e "$f" ] && targets+=("$(basename "$f" .c)"); done
+cmake --build "$build" -j"$jobs" --target "${targets[@]}"
+
+rm -rf "$carry"
+mkdir -p "$carry/bin" "$carry/lib" "$carry/lib-fallback"
+for t in "${targets[@]}"; do
+  exe=$(find "$build" -maxdepth 3 -type f -name "$t" -perm -u+x | head -1)
+  [ -n "$exe" ] || { echo "device-pack: built target $t not found under $build" >&2; exit 1; }
+  cp "$exe" "$carry/bin/"
+  strip --strip-debug "$carry/bin/$t" 2>/dev/null || true
+done
+
+# Shared libraries. Known absent on the device image -> lib/ (always first on LD_LIBRARY_PATH);
+# everything else that is not glibc/CUDA -> lib-fallback/, linked into lib/ there only when that
+# machine's ldconfig does not know the soname (so its own copies win where they exist).
+always_re='liblmdb|libinih|libINIReader|libutf8proc|libcmocka|libjpeg\.so\.62'
+skip_re='^(linux-vdso|ld-linux|libc\.so|libm\.so|libdl\.so|librt\.so|libpthread\.so|libcuda\.so|libcudart|libcublas|libnvidia)'
+for exe in "$carry"/bin/*; do
+  ldd "$exe" | awk '/=> \// {print $1, $3}'
+done | sort -u | while read -r soname path; do
+  [[ "$soname" =~ $skip_re ]] && continue
+  if [[ "$soname" =~ $always_re ]]; then
+    cp -L "$path" "$carry/lib/$soname"
+  else
+    cp -L "$path" "$carry/lib-fallback/$soname"
+  fi
+done
+
+cat >"$carry/env.sh" <<'EOF'
+# source .devcarry-cuda/env.sh on the GPU machine: library path for the carried binaries.
+carry="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+for f in "$carry"/lib-fallback/*; do
+  so=$(basename "$f")
+  ldconfig -p | grep -q "^[[:space:]]*$so " || ln -sf "$f" "$carry/lib/$so"
+done
+cudalib=""
+for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do
+  [ -e "$d/libcublasLt.so.13" ] && cudalib="$d" && break
+done
+if [ -z "$cudalib" ]; then
+  lt=$(find / -name 'libcublasLt.so.13' -not -path '/proc/*' 2>/dev/null | head -1)
+  [ -n "$lt" ] && cudalib="$(dirname "$lt")"
+  rt=$(find / -name 'libcudart.so.13' -not -path '/proc/*' 2>/dev/null | head -1)
+  [ -n "$rt" ] && cudalib="$cudalib:$(dirname "$rt")"
+fi
+export LD_LIBRARY_PATH="$carry/lib:${cudalib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export PATH="$carry/bin:$PATH"
+export AQS_BIN="$carry/bin/aqs"
+missing=$(for b in "$carry"/bin/*; do ldd "$b" | grep 'not found'; done | sort -u)
+[ -z "$missing" ] || { echo "env.sh: still missing:"; echo "$missing"; }
+EOF
+
+cat >"$carry/run-gpu-tests.sh" <<'EOF'
+#!/usr/bin/env bash
+# run-gpu-tests.sh [SOURCE_DIR]: runs every carried gpu_test_* (exit 77 = skip); exit 1 if any fails.
+carry="$(cd "$(dirname "$0")" && pwd)"
+. "$carry/env.sh"
+export AQS_SOURCE_DIR="${1:-$(cd "$carry/.." && pwd)}" AQS_SHARED_DIR="$carry/shared" AQS_STORE=
+pass=0; fail=0; skip=0
+for t in "$carry"/bin/gpu_test_*; do
+  [ -e "$t" ] || continue
+  name=$(basename "$t")
+  start=$(date +%s.%N)
+  "$t" >"/tmp/$name.log" 2>&1; rc=$?
+  secs=$(echo "$(date +%s.%N) - $start" | bc 2>/dev/null || echo "?")
+  case $rc in
+    0) pass=$((pass+1)); echo "PASS $name (${secs}s)";;
+    77) skip=$((skip+1)); echo "SKIP $name"; tail -3 "/tmp/$name.log";;
+    *) fail=$((fail+1)); echo "FAIL $name (rc $rc)"; tail -40 "/tmp/$name.log";;
+  esac
+done
+echo "gpu tests: $pass passed, $fail failed, $skip skipped"
+[ "$fail" -eq 0 ]
+EOF
+chmod +x "$carry/run-gpu-tests.sh"
+
+size=$(du -sm "$carry" | cut -f1)
+echo "device-pack: $carry: ${size} MiB ($(ls "$carry/bin" | wc -l) executables, $(ls "$carry/lib" "$carry/lib-fallback" | wc -l) libraries)"
+if [ "$size" -ge 60 ]; then echo "device-pack: carry folder over 60 MiB" >&2; exit 1; fi
