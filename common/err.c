@@ -34,8 +34,12 @@ aqs_status aqs_err_prefix(aqs_err *e, const char *fmt, ...) {
   va_start(ap, fmt);
   int n = vsnprintf(e->msg, sizeof e->msg, fmt, ap);
   va_end(ap);
-  if (n >= 0 && (size_t)n < sizeof e->msg)
-    snprintf(e->msg + n, sizeof e->msg - (size_t)n, ": %s", old);
+  /* Append ": <old>" by hand: snprintf of a full-size buffer into the rest trips -Wformat-truncation. */
+  size_t len = n < 0 ? 0 : (size_t)n >= sizeof e->msg ? sizeof e->msg - 1 : (size_t)n;
+  const char *parts[2] = {": ", old};
+  for (int p = 0; p < 2; p++)
+    for (const char *c = parts[p]; *c && len + 1 < sizeof e->msg; c++) e->msg[len++] = *c;
+  e->msg[len] = '\0';
   return e->code;
 }
 

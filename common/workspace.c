@@ -45,8 +45,6 @@ static const known_key known_keys[] = {
 
 /* ---- small helpers ---- */
 
-static char *xstrdup(const char *s) { return s ? strdup(s) : NULL; }
-
 static char *current_dir(void) { return getcwd(NULL, 0); }
 
 /* base + "/" + rel, or rel if absolute; "~/x" expands with $HOME. malloc'd. */
@@ -200,11 +198,10 @@ static char *counting_reader(char *str, int num, void *stream) {
   if (!fgets(str, num, ctx->file)) return NULL;
   ctx->line++;
   size_t n = strlen(str);
-  if (n == (size_t)num - 1 && str[n - 1] != '\n' && !feof(ctx->file)) {
+  int next;
+  if (n == (size_t)num - 1 && str[n - 1] != '\n' && (next = fgetc(ctx->file)) != EOF) {
     if (!ctx->overlong_line) ctx->overlong_line = ctx->line;
-    int c;
-    while ((c = fgetc(ctx->file)) != EOF && c != '\n') {
-    }
+    while (next != EOF && next != '\n') next = fgetc(ctx->file);
     str[0] = '\n';
     str[1] = '\0';
   }
@@ -406,7 +403,7 @@ aqs_status aqs_workspace_parse_file(aqs_workspace *ws, const char *path, aqs_err
   char buf[96];
   if (ctx.overlong_line) {
     first = ctx.overlong_line;
-    snprintf(buf, sizeof buf, "line longer than %d characters", 200 - 2);
+    snprintf(buf, sizeof buf, "line longer than %d characters", INI_MAX_LINE - 2);
     what = buf;
   }
   if (ctx.error_line && (!first || ctx.error_line < first)) {

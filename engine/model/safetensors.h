@@ -55,6 +55,7 @@ typedef struct aqs_st_file {
   size_t nmeta;                 /* __metadata__ entries, in header order */
   char **meta_keys;
   char **meta_values;
+  const aqs_st_tensor **by_name;/* internal: tensors sorted by name, for aqs_st_find */
 } aqs_st_file;
 
 /* Opens and validates path (see the list above). On success *out owns the mapping; close with

@@ -1,0 +1,102 @@
+/* kernels/cpu/cpu_common.h: helpers shared by the CPU backend's op files (BF16 bit conversions,
+ * precision-dependent rounding, the deterministic blocked double sum) and the op table entries
+ * each file defines. Private to kernels/cpu. */
+#ifndef AQS_KERNELS_CPU_COMMON_H
+#define AQS_KERNELS_CPU_COMMON_H
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+#include "kernels/ops.h"
+
+static inline float cpu_bf16_to_f32(aqs_bf16 b) {
+  uint32_t u = (uint32_t)b << 16;
+  float f;
+  memcpy(&f, &u, sizeof f);
+  return f;
+}
+
+/* RNE; NaN kept quiet with its sign; overflow rounds to Inf (torch .to(bfloat16)). */
+static inline aqs_bf16 cpu_f32_to_bf16(float f) {
+  uint32_t u;
+  memcpy(&u, &f, sizeof u);
+  if ((u & 0x7fffffffu) > 0x7f800000u) return (aqs_bf16)((u >> 16) | 0x0040u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return (aqs_bf16)(u >> 16);
+}
+
+static inline float cpu_round_bf16(float f) { return cpu_bf16_to_f32(cpu_f32_to_bf16(f)); }
+
+/* Rounds to BF16 only in BF16 precision mode. */
+static inline float cpu_rnd(const aqs_backend *be, float f) {
+  return be->precision == AQS_PREC_BF16 ? cpu_round_bf16(f) : f;
+}
+
+/* Elements per block of the deterministic reductions: partial sums per fixed block, then the
+ * partials summed in block order, so the result does not depend on the thread count. */
+#define CPU_SUM_BLOCK 4096
+
+/* Op implementations (one group per file). */
+/* memory.c */
+aqs_status cpu_alloc(aqs_backend *be, size_t bytes, void **out, aqs_err *e);
+void cpu_free(aqs_backend *be, void *ptr);
+void cpu_copy_h2d(aqs_backend *be, void *dst, const void *src, size_t bytes);
+void cpu_copy_d2h(aqs_backend *be, void *dst, const void *src, size_t bytes);
+void cpu_copy_d2d(aqs_backend *be, void *dst, const void *src, size_t bytes);
+void cpu_zero(aqs_backend *be, void *ptr, size_t bytes);
+aqs_status cpu_sync(aqs_backend *be, aqs_err *e);
+void cpu_mem_stats(aqs_backend *be, size_t *in_use, size_t *peak);
+void cpu_close(aqs_backend *be);
+/* elementwise.c */
+void cpu_cast_bf16_to_f32(aqs_backend *be, float *dst, const aqs_bf16 *src, size_t n);
+void cpu_cast_f32_to_bf16(aqs_backend *be, aqs_bf16 *dst, const float *src, size_t n);
+void cpu_round_bf16_op(aqs_backend *be, float *x, size_t n);
+void cpu_add(aqs_backend *be, float *out, const float *a, const float *b, size_t n);
+void cpu_embedding(aqs_backend *be, float *out, const aqs_bf16 *table, const int32_t *ids, int N,
+                   int C);
+/* swiglu.c */
+void cpu_swiglu_fwd(aqs_backend *be, float *out, const float *gate, const float *up, size_t n);
+void cpu_swiglu_bwd(aqs_backend *be, float *dgate, float *dup, const float *dout,
+                    const float *gate, const float *up, size_t n);
+/* rmsnorm.c */
+void cpu_rmsnorm_fwd(aqs_backend *be, float *out, float *rstd, const float *x, const aqs_bf16 *w,
+                     int N, int C, float eps);
+void cpu_rmsnorm_bwd(aqs_backend *be, float *dx, const float *dout, const float *x,
+                     const float *rstd, const aqs_bf16 *w, int N, int C, int accumulate);
+/* linear.c */
+void cpu_linear(aqs_backend *be, float *y, const float *x, const aqs_bf16 *w,
+                const aqs_bf16 *bias, int N, int K, int M);
+void cpu_linear_bwd_input(aqs_backend *be, float *dx, const float *dy, const aqs_bf16 *w, int N,
+                          int K, int M, int accumulate);
+void cpu_quantize_fp8_f32(aqs_backend *be, uint8_t *q, const float *x, size_t n, float scale);
+void cpu_quantize_fp8_bf16(aqs_backend *be, uint8_t *q, const aqs_bf16 *x, size_t n,
+                           float scale);
+void cpu_linear_fp8(aqs_backend *be, float *y, const uint8_t *xq, float x_scale,
+                    const uint8_t *wq, float w_scale, const aqs_bf16 *bias, int N, int K, int M);
+/* rope.c */
+void cpu_rope_fwd(aqs_backend *be, float *x, const int32_t *pos, int N, int H, int D,
+                  const int mrope_section[3], float theta);
+void cpu_rope_bwd(aqs_backend *be, float *dx, const int32_t *pos, int N, int H, int D,
+                  const int mrope_section[3], float theta);
+/* attention.c */
+void cpu_attention_fwd(aqs_backend *be, float *out, float *lse, const float *q, const float *k,
+                       const float *v, const int32_t *cu_seqlens, int B, int max_seqlen, int N,
+                       int Hq, int Hkv, int D);
+void cpu_attention_bwd(aqs_backend *be, float *dq, float *dk, float *dv, const float *dout,
+                       const float *out, const float *lse, const float *q, const float *k,
+                       const float *v, const int32_t *cu_seqlens, int B, int max_seqlen, int N,
+                       int Hq, int Hkv, int D);
+/* loss.c */
+void cpu_cross_entropy(aqs_backend *be, float *dlogits, const float *logits,
+                       const int32_t *targets, int N, int V, float grad_scale, double *loss_sum);
+void cpu_log_softmax(aqs_backend *be, float *out, const float *logits, int N, int V);
+void cpu_kl_div(aqs_backend *be, const float *logp_ref, const float *logits, int N, int V,
+                double *kl_sum);
+/* reduce.c */
+void cpu_amax_f32(aqs_backend *be, const float *x, size_t n, float *amax);
+void cpu_amax_bf16(aqs_backend *be, const aqs_bf16 *x, size_t n, float *amax);
+void cpu_grad_score(aqs_backend *be, const float *g, const float *y, const float *y_q, size_t n,
+                    double *sum);
+
+#endif

@@ -1,0 +1,63 @@
+/* kernels/cpu/linear.c: linear layers on the CPU: y = x W^T + b and the input gradient
+ * dx = dy W, via OpenBLAS sgemm on BF16 weights upcast to F32 (exact), F32 accumulation. */
+#include <cblas.h>
+#include <stdlib.h>
+
+#include "kernels/cpu/cpu_common.h"
+
+/* Upcasts w (n BF16) to a malloc'd F32 array; NULL on OOM. */
+static float *upcast(const aqs_bf16 *w, size_t n) {
+  float *f = malloc((n ? n : 1) * sizeof *f);
+  if (!f) return NULL;
+#pragma omp parallel for schedule(static)
+  for (size_t i = 0; i < n; i++) f[i] = cpu_bf16_to_f32(w[i]);
+  return f;
+}
+
+/* Adds bias and rounds per precision: y (N, M). */
+void cpu_bias_round(aqs_backend *be, float *y, const aqs_bf16 *bias, int N, int M) {
+  if (!bias && be->precision != AQS_PREC_BF16) return;
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < N; r++) {
+    float *yr = y + (size_t)r * (size_t)M;
+    for (int m = 0; m < M; m++) yr[m] = cpu_rnd(be, bias ? yr[m] + cpu_bf16_to_f32(bias[m]) : yr[m]);
+  }
+}
+
+void cpu_linear(aqs_backend *be, float *y, const float *x, const aqs_bf16 *w,
+                const aqs_bf16 *bias, int N, int K, int M) {
+  if (N == 0 || M == 0) return;
+  float *wf = upcast(w, (size_t)M * (size_t)K);
+  if (!wf) abort(); /* the CPU backend treats scratch OOM as fatal (documented in docs) */
+  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, M, K, 1.0f, x, K, wf, K, 0.0f, y, M);
+  free(wf);
+  cpu_bias_round(be, y, bias, N, M);
+}
+
+void cpu_linear_bwd_input(aqs_backend *be, float *dx, const float *dy, const aqs_bf16 *w, int N,
+                          int K, int M, int accumulate) {
+  if (N == 0 || K == 0) return;
+  float *wf = upcast(w, (size_t)M * (size_t)K);
+  float *prod = be->precision == AQS_PREC_BF16 && accumulate
+                    ? malloc((size_t)N * (size_t)K * sizeof *prod)
+                    : NULL;
+  if (!wf || (be->precision == AQS_PREC_BF16 && accumulate && !prod)) abort();
+  if (prod) {
+    /* BF16: round the product, then the sum (autograd accumulating bf16 grads). */
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, K, M, 1.0f, dy, M, wf, K, 0.0f,
+                prod, K);
+    size_t n = (size_t)N * (size_t)K;
+#pragma omp parallel for schedule(static)
+    for (size_t i = 0; i < n; i++) dx[i] = cpu_round_bf16(dx[i] + cpu_round_bf16(prod[i]));
+    free(prod);
+  } else {
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, N, K, M, 1.0f, dy, M, wf, K,
+                accumulate ? 1.0f : 0.0f, dx, K);
+    if (be->precision == AQS_PREC_BF16) {
+      size_t n = (size_t)N * (size_t)K;
+#pragma omp parallel for schedule(static)
+      for (size_t i = 0; i < n; i++) dx[i] = cpu_round_bf16(dx[i]);
+    }
+  }
+  free(wf);
+}
