@@ -313,8 +313,8 @@ static int apply_value(parse_ctx *ctx, const known_key *k, const char *value) {
     char *end;
     errno = 0;
     long level = strtol(value, &end, 10);
-    if (!value[0] || *end || errno || level < 1 || level > 22)
-      return handler_fail(ctx, "[store] compression_level: '%s' is not a zstd level 1..22", value);
+    if (!value[0] || *end || errno || level < 1 || level > 19)
+      return handler_fail(ctx, "[store] compression_level: '%s' is not a zstd level 1..19", value);
     ws->compression_level = (int)level;
     return 1;
   }

@@ -1,6 +1,6 @@
 /* kernels/ops.h: the compute backend interface (cpu and cuda implement the same table).
  * The model code in engine/compute calls only these ops, so one forward/backward runs on any
- * backend. The CPU versions (kernels/cpu/*.c) are the specification; CUDA ones optimize them.
+ * backend. The CPU versions (kernels/cpu/) are the specification; CUDA ones optimize them.
  *
  * Conventions (every op):
  * - Pointers are BACKEND memory (from ops->alloc) unless the parameter says "host".

@@ -384,10 +384,11 @@ typedef struct aqs_verify_report {
  * message naming the digest and the reason. */
 typedef void (*aqs_verify_fn)(const aqs_digest *d, aqs_status status, const char *msg, void *user);
 
-/* Re-hashes objects (all or a sample) and checks manifest children exist. With quarantine, a
- * bad object's file moves to quarantine/<hex> (inline bytes to quarantine/<hex>.zst) and its
- * record, edges and the actions/refs are left to fail clearly: reads report NOT_FOUND and a new
- * put of the right bytes repairs it. opts may be NULL (all, no quarantine).
+/* Re-hashes objects (all or a sample). With quarantine, a bad object's file moves to
+ * quarantine/<hex> (inline bytes to quarantine/<hex>.zst) and its record is removed: later reads
+ * report NOT_FOUND (never wrong bytes), and a new put of the right bytes repairs the store.
+ * Without quarantine, reads of it keep failing with AQS_ERR_CORRUPT. opts may be NULL (all, no
+ * quarantine).
  * Returns AQS_OK when everything checked is good, AQS_ERR_CORRUPT when anything was bad
  * (message: "N corrupt object(s): sha256:<12>..."), AQS_ERR_IO on failure to run. report optional. */
 aqs_status aqs_verify(aqs_store *s, const aqs_verify_opts *opts, aqs_verify_fn fn, void *user,

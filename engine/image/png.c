@@ -15,8 +15,11 @@ typedef struct png_reader {
   size_t len, pos;
   const char *name;
   char libpng_msg[256];
+  int64_t pixel_limit;
   png_bytep *rows;
   uint8_t *raw;
+  uint8_t *rgb;
+  int32_t width, height;
 } png_reader;
 
 static void png_read_mem(png_structp png, png_bytep out, size_t n) {
@@ -62,45 +65,19 @@ static void png_row_to_rgb(const uint8_t *in, int32_t width, int channels, int b
   }
 }
 
-aqs_status aqs_image_decode_png(const uint8_t *bytes, size_t len, const char *name,
-                                int64_t max_pixels, aqs_image *img, aqs_err *err) {
-  memset(img, 0, sizeof *img);
-  if (max_pixels <= 0) max_pixels = AQS_IMAGE_MAX_PIXELS;
-  if (len < 8 || png_sig_cmp(bytes, 0, 8) != 0)
-    return aqs_errf(err, AQS_ERR_INVALID, "%s: not a PNG file (bad signature)", name);
-  png_reader *r = calloc(1, sizeof *r);
-  if (!r) return aqs_errf(err, AQS_ERR_NOMEM, "%s: out of memory", name);
-  r->bytes = bytes;
-  r->len = len;
-  r->name = name;
-  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, r, png_on_error, png_on_warning);
-  png_infop info = png ? png_create_info_struct(png) : NULL;
-  if (!png || !info) {
-    png_destroy_read_struct(png ? &png : NULL, NULL, NULL);
-    free(r);
-    return aqs_errf(err, AQS_ERR_NOMEM, "%s: out of memory creating the PNG reader", name);
-  }
-  aqs_status st = AQS_OK;
-  uint8_t *volatile rgb = NULL;
-  if (setjmp(png_jmpbuf(png))) {
-    st = aqs_errf(err, AQS_ERR_INVALID, "%s: corrupt PNG: %s", name, r->libpng_msg);
-    goto done;
-  }
+/* Everything libpng may longjmp out of; results go to r. Returns AQS_OK or an error in err. */
+static aqs_status png_decode_steps(png_reader *r, png_structp png, png_infop info, aqs_err *err) {
   png_set_read_fn(png, r, png_read_mem);
   png_set_user_limits(png, 1u << 20, 1u << 20);
   png_set_chunk_malloc_max(png, (png_alloc_size_t)64 << 20);
   png_read_info(png, info);
   png_uint_32 width = png_get_image_width(png, info), height = png_get_image_height(png, info);
   int color_type = png_get_color_type(png, info), bit_depth = png_get_bit_depth(png, info);
-  if (width == 0 || height == 0) {
-    st = aqs_errf(err, AQS_ERR_INVALID, "%s: zero-sized PNG (%ux%u)", name, width, height);
-    goto done;
-  }
-  if ((int64_t)width * (int64_t)height > max_pixels) {
-    st = aqs_errf(err, AQS_ERR_UNSUPPORTED, "%s: PNG too large (%ux%u = %lld pixels, limit %lld)",
-                  name, width, height, (long long)width * height, (long long)max_pixels);
-    goto done;
-  }
+  if (width == 0 || height == 0)
+    return aqs_errf(err, AQS_ERR_INVALID, "%s: zero-sized PNG (%ux%u)", r->name, width, height);
+  if ((int64_t)width * (int64_t)height > r->pixel_limit)
+    return aqs_errf(err, AQS_ERR_UNSUPPORTED, "%s: PNG too large (%ux%u = %lld pixels, limit %lld)",
+                    r->name, width, height, (long long)width * height, (long long)r->pixel_limit);
   if (color_type == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
   if (color_type == PNG_COLOR_TYPE_GRAY && bit_depth < 8) png_set_expand_gray_1_2_4_to_8(png);
   png_set_interlace_handling(png);
@@ -109,29 +86,53 @@ aqs_status aqs_image_decode_png(const uint8_t *bytes, size_t len, const char *na
   int out_depth = png_get_bit_depth(png, info);
   size_t rowbytes = png_get_rowbytes(png, info);
   if (channels < 1 || channels > 4 || (out_depth != 8 && out_depth != 16) ||
-      rowbytes < (size_t)width * channels * (out_depth / 8)) {
-    st = aqs_errf(err, AQS_ERR_UNSUPPORTED, "%s: unsupported PNG layout (%d channels, %d bits)",
-                  name, channels, out_depth);
-    goto done;
-  }
+      rowbytes < (size_t)width * channels * (out_depth / 8))
+    return aqs_errf(err, AQS_ERR_UNSUPPORTED, "%s: unsupported PNG layout (%d channels, %d bits)",
+                    r->name, channels, out_depth);
   r->raw = malloc(rowbytes * height);
   r->rows = malloc(sizeof *r->rows * height);
-  rgb = malloc((size_t)width * height * 3);
-  if (!r->raw || !r->rows || !rgb) {
-    st = aqs_errf(err, AQS_ERR_NOMEM, "%s: out of memory for a %ux%u PNG", name, width, height);
-    goto done;
-  }
+  r->rgb = malloc((size_t)width * height * 3);
+  if (!r->raw || !r->rows || !r->rgb)
+    return aqs_errf(err, AQS_ERR_NOMEM, "%s: out of memory for a %ux%u PNG", r->name, width, height);
   for (png_uint_32 y = 0; y < height; y++) r->rows[y] = r->raw + rowbytes * y;
   png_read_image(png, r->rows);
   for (png_uint_32 y = 0; y < height; y++)
-    png_row_to_rgb(r->rows[y], (int32_t)width, channels, out_depth, rgb + (size_t)y * width * 3);
-  img->width = (int32_t)width;
-  img->height = (int32_t)height;
-  img->rgb = rgb;
-  rgb = NULL;
-done:
-  png_destroy_read_struct(&png, &info, NULL);
-  free(rgb);
+    png_row_to_rgb(r->rows[y], (int32_t)width, channels, out_depth, r->rgb + (size_t)y * width * 3);
+  r->width = (int32_t)width;
+  r->height = (int32_t)height;
+  return AQS_OK;
+}
+
+/* The setjmp frame: nothing here is modified between setjmp and a longjmp. */
+static aqs_status png_decode_guarded(png_reader *r, png_structp png, png_infop info, aqs_err *err) {
+  if (setjmp(png_jmpbuf(png)))
+    return aqs_errf(err, AQS_ERR_INVALID, "%s: corrupt PNG: %s", r->name, r->libpng_msg);
+  return png_decode_steps(r, png, info, err);
+}
+
+aqs_status aqs_image_decode_png(const uint8_t *bytes, size_t len, const char *name,
+                                int64_t max_pixels, aqs_image *img, aqs_err *err) {
+  memset(img, 0, sizeof *img);
+  if (len < 8 || png_sig_cmp(bytes, 0, 8) != 0)
+    return aqs_errf(err, AQS_ERR_INVALID, "%s: not a PNG file (bad signature)", name);
+  png_reader *r = calloc(1, sizeof *r);
+  if (!r) return aqs_errf(err, AQS_ERR_NOMEM, "%s: out of memory", name);
+  r->bytes = bytes;
+  r->len = len;
+  r->name = name;
+  r->pixel_limit = max_pixels > 0 ? max_pixels : AQS_IMAGE_MAX_PIXELS;
+  png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, r, png_on_error, png_on_warning);
+  png_infop info = png ? png_create_info_struct(png) : NULL;
+  aqs_status st = png && info ? png_decode_guarded(r, png, info, err)
+                              : aqs_errf(err, AQS_ERR_NOMEM, "%s: out of memory creating the PNG reader", name);
+  if (png) png_destroy_read_struct(&png, info ? &info : NULL, NULL);
+  if (st == AQS_OK) {
+    img->width = r->width;
+    img->height = r->height;
+    img->rgb = r->rgb;
+    r->rgb = NULL;
+  }
+  free(r->rgb);
   free(r->raw);
   free(r->rows);
   free(r);

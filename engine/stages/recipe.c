@@ -2,6 +2,7 @@
  * A file is read with inih through a line-counting reader so that every key keeps its line;
  * the extends chain is applied root first, each key validated where it is set. */
 #include "engine/stages/recipe.h"
+#include "engine/calib/calibset.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -190,7 +191,6 @@ static const char *const export_names[] = {"modelopt_fp8"};
 
 const char *aqs_modality_name(aqs_modality m) { return modality_names[m]; }
 const char *aqs_method_name(aqs_sens_method m) { return method_names[m]; }
-const char *aqs_scope_name(aqs_scope s) { return scope_names[s]; }
 const char *aqs_candidates_name(aqs_candidates c) { return candidates_names[c]; }
 const char *aqs_order_name(aqs_order o) { return order_names[o]; }
 
@@ -232,7 +232,7 @@ static aqs_status apply_entry(const recipe_file *rf, const recipe_entry *en, aqs
     if (!parse_int(v, 1, 1000000, &r->score_samples)) return bad_value(rf, en, "an integer 1..1000000", e);
   } else if (IS("sensitivity", "scope")) {
     if (!parse_enum(v, ENUM_ARGS(scope_names), &ev)) return bad_value(rf, en, "lm_only or all_layers", e);
-    r->scope = (aqs_scope)ev;
+    r->scope = (aqs_qwen_scope)ev;
   } else if (IS("sensitivity", "candidates")) {
     if (!parse_enum(v, ENUM_ARGS(candidates_names), &ev)) return bad_value(rf, en, "all, mlp or attn", e);
     r->candidates = (aqs_candidates)ev;
@@ -269,12 +269,12 @@ static void recipe_defaults(aqs_recipe *r) {
   r->max_len = 512;
   r->seed = 0;
   snprintf(r->template_name, sizeof r->template_name, "none");
-  r->chunk_sequences = 32;
+  r->chunk_sequences = AQS_CALIB_DEFAULT_CHUNK_SEQS;
   r->method = AQS_METHOD_GRADIENT;
   r->score_samples = 128;
   r->scope = AQS_SCOPE_LM_ONLY;
   r->candidates = AQS_CANDIDATES_ALL;
-  snprintf(r->disabled, sizeof r->disabled, "lm_head,embed_tokens,norm");
+  snprintf(r->disabled, sizeof r->disabled, "*lm_head*,*embed_tokens*,*norm*,*patch_embed*");
   r->coverage = 1.0;
   r->effective_bits = 16.0;
   r->order = AQS_ORDER_LEAST_SENSITIVE_FIRST;

@@ -11,10 +11,10 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "engine/model/qwen_config.h"
 
 typedef enum { AQS_MODALITY_CAPTIONS = 0, AQS_MODALITY_IMAGES = 1 } aqs_modality;
 typedef enum { AQS_METHOD_GRADIENT = 0, AQS_METHOD_KL_DIV = 1 } aqs_sens_method;
-typedef enum { AQS_SCOPE_LM_ONLY = 0, AQS_SCOPE_ALL_LAYERS = 1 } aqs_scope;
 typedef enum { AQS_CANDIDATES_ALL = 0, AQS_CANDIDATES_MLP = 1, AQS_CANDIDATES_ATTN = 2 } aqs_candidates;
 typedef enum {
   AQS_ORDER_LEAST_SENSITIVE_FIRST = 0,
@@ -39,9 +39,9 @@ typedef struct aqs_recipe {
   /* [sensitivity] */
   aqs_sens_method method;
   int64_t score_samples;   /* sequences used for scoring (a prefix of the calib set) */
-  aqs_scope scope;
+  aqs_qwen_scope scope;    /* lm_only or all_layers (engine/model/qwen_config.h) */
   aqs_candidates candidates;
-  char disabled[AQS_RECIPE_TEXT_MAX]; /* comma-separated substrings of module names kept BF16 */
+  char disabled[AQS_RECIPE_TEXT_MAX]; /* comma-separated fnmatch globs of module names kept BF16 */
   /* [slice] */
   bool budget_mode;        /* true: effective_bits is the target; false: coverage */
   double coverage;         /* fraction of candidate groups in FP8, 0..1 */
@@ -73,7 +73,6 @@ const char *aqs_recipe_builtin_text(const char *name);
 /* Canonical name of enum values, as written in recipes. */
 const char *aqs_modality_name(aqs_modality m);
 const char *aqs_method_name(aqs_sens_method m);
-const char *aqs_scope_name(aqs_scope s);
 const char *aqs_candidates_name(aqs_candidates c);
 const char *aqs_order_name(aqs_order o);
 

@@ -1,0 +1,172 @@
+/* engine/stages/stage.c: cached stage actions and the explanation of misses (see stage.h). */
+#include "engine/stages/stage.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+double aqs_stage_now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
+}
+
+aqs_status aqs_stage_lookup(aqs_store *store, const char *stage, const char *version,
+                            const json_t *inputs, const json_t *params, aqs_stage_ctx *ctx,
+                            aqs_err *e) {
+  memset(ctx, 0, sizeof *ctx);
+  ctx->stage = stage;
+  ctx->start_s = aqs_stage_now_s();
+  aqs_status st = aqs_action_key(stage, version, inputs, params, &ctx->key, &ctx->key_doc, e);
+  if (st) return aqs_err_prefix(e, "stage %s", stage);
+  if (!store) return AQS_OK;
+  aqs_action_info info;
+  aqs_err miss = {0};
+  st = aqs_action_lookup(store, stage, &ctx->key, &info, &miss);
+  if (st == AQS_ERR_NOT_FOUND) return AQS_OK;
+  if (st) return aqs_errf(e, st, "stage %s: %s", stage, miss.msg);
+  ctx->hit = 1;
+  ctx->result = info.result;
+  aqs_action_info_free(&info);
+  return AQS_OK;
+}
+
+aqs_status aqs_stage_record(aqs_store *store, aqs_stage_ctx *ctx, const aqs_digest *result, aqs_err *e) {
+  ctx->result = *result;
+  if (!store) return AQS_OK;
+  double wall = aqs_stage_now_s() - ctx->start_s;
+  aqs_status st = aqs_action_put(store, ctx->key_doc, result, wall, NULL, e);
+  return st ? aqs_err_prefix(e, "recording stage %s", ctx->stage) : AQS_OK;
+}
+
+void aqs_stage_ctx_free(aqs_stage_ctx *ctx) {
+  if (!ctx) return;
+  free(ctx->key_doc);
+  ctx->key_doc = NULL;
+}
+
+/* ---- differences between key documents ---- */
+
+typedef struct diff_buf {
+  char *text;
+  size_t len, cap;
+  int count;
+} diff_buf;
+
+static void diff_append(diff_buf *d, const char *s) {
+  size_t n = strlen(s);
+  if (d->len + n + 1 > d->cap) {
+    size_t cap = (d->len + n + 1) * 2;
+    char *t = realloc(d->text, cap);
+    if (!t) return;
+    d->text = t;
+    d->cap = cap;
+  }
+  memcpy(d->text + d->len, s, n + 1);
+  d->len += n;
+}
+
+/* Short rendering of a JSON value for messages: digests shortened to 12 hex digits. */
+static void render(const json_t *v, char *out, size_t n) {
+  if (!v) {
+    snprintf(out, n, "(absent)");
+    return;
+  }
+  if (json_is_string(v)) {
+    const char *s = json_string_value(v);
+    if (strncmp(s, "sha256:", 7) == 0 && strlen(s) == 71)
+      snprintf(out, n, "sha256:%.12s", s + 7);
+    else
+      snprintf(out, n, "%s", s);
+    return;
+  }
+  char *dump = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
+  snprintf(out, n, "%s", dump ? dump : "?");
+  if (strlen(out) + 1 >= n && n > 4) memcpy(out + n - 4, "...", 4);
+  free(dump);
+}
+
+/* Records every leaf where a and b differ, under path. */
+static void diff_json(const char *path, const json_t *a, const json_t *b, diff_buf *d) {
+  if (a && b && json_is_object(a) && json_is_object(b)) {
+    const char *k;
+    json_t *va;
+    json_object_foreach((json_t *)a, k, va) {
+      char sub[512];
+      snprintf(sub, sizeof sub, "%s%s%s", path, *path ? "." : "", k);
+      diff_json(sub, va, json_object_get(b, k), d);
+    }
+    json_t *vb;
+    json_object_foreach((json_t *)b, k, vb) {
+      if (json_object_get(a, k)) continue;
+      char sub[512];
+      snprintf(sub, sizeof sub, "%s%s%s", path, *path ? "." : "", k);
+      diff_json(sub, NULL, vb, d);
+    }
+    return;
+  }
+  if (a && b && json_equal((json_t *)a, (json_t *)b)) return;
+  /* Integers and reals of equal value are equal keys in spirit, but not in bytes: report them. */
+  char ra[160], rb[160], line[600];
+  render(b, ra, sizeof ra); /* b = the cached (old) value */
+  render(a, rb, sizeof rb); /* a = the wanted (new) value */
+  snprintf(line, sizeof line, "%s%s %s -> %s", d->count ? "; " : "", path, ra, rb);
+  diff_append(d, line);
+  d->count++;
+}
+
+typedef struct nearest_ctx {
+  json_t *wanted;
+  int best_count;
+  int64_t best_ns;
+  char *best_text;
+  int seen;
+} nearest_ctx;
+
+static int consider_action(const aqs_action_info *info, void *user) {
+  nearest_ctx *nc = user;
+  nc->seen++;
+  json_t *doc = json_loads(info->key_doc ? info->key_doc : "{}", 0, NULL);
+  if (!doc) return 0;
+  diff_buf d = {0};
+  json_t *wanted_sub = json_deep_copy(nc->wanted);
+  /* Only inputs, params and stage_version can differ within one stage. */
+  const char *parts[] = {"stage_version", "inputs", "params"};
+  for (int i = 0; i < 3; i++)
+    diff_json(parts[i], json_object_get(wanted_sub, parts[i]), json_object_get(doc, parts[i]), &d);
+  json_decref(wanted_sub);
+  json_decref(doc);
+  if (nc->best_count < 0 || d.count < nc->best_count ||
+      (d.count == nc->best_count && info->created_ns > nc->best_ns)) {
+    free(nc->best_text);
+    nc->best_text = d.text;
+    nc->best_count = d.count;
+    nc->best_ns = info->created_ns;
+  } else {
+    free(d.text);
+  }
+  return 0;
+}
+
+aqs_status aqs_stage_miss_reason(aqs_store *store, const char *stage, const char *key_doc,
+                                 char *buf, size_t buf_len, aqs_err *e) {
+  nearest_ctx nc = {.best_count = -1};
+  nc.wanted = json_loads(key_doc, 0, NULL);
+  if (!nc.wanted) return aqs_errf(e, AQS_ERR_INTERNAL, "stage %s: unreadable key document", stage);
+  aqs_status st = store ? aqs_action_foreach(store, stage, consider_action, &nc, e) : AQS_OK;
+  json_decref(nc.wanted);
+  if (st) {
+    free(nc.best_text);
+    return st;
+  }
+  if (nc.seen == 0)
+    snprintf(buf, buf_len, "never built");
+  else if (nc.best_count == 0 || !nc.best_text)
+    snprintf(buf, buf_len, "cached result was evicted");
+  else
+    snprintf(buf, buf_len, "%s", nc.best_text);
+  if (strlen(buf) + 1 >= buf_len && buf_len > 4) memcpy(buf + buf_len - 4, "...", 4);
+  free(nc.best_text);
+  return AQS_OK;
+}

@@ -1,0 +1,79 @@
+/* kernels/cpu/loss.c: cross-entropy (loss + logits gradient), log-softmax and KL divergence
+ * over (N, V) logits (CPU reference, F32 math, double row sums added in row order). */
+#include <stdlib.h>
+
+#include "kernels/cpu/cpu_common.h"
+
+/* Row max and log-sum-exp of one row (F32). */
+static float row_lse(const float *row, int V) {
+  float mx = -INFINITY;
+  for (int v = 0; v < V; v++)
+    if (row[v] > mx) mx = row[v];
+  float sum = 0.0f;
+  for (int v = 0; v < V; v++) sum += expf(row[v] - mx);
+  return mx + logf(sum);
+}
+
+void cpu_cross_entropy(aqs_backend *be, float *dlogits, const float *logits,
+                       const int32_t *targets, int N, int V, float grad_scale, double *loss_sum) {
+  double *row_loss = malloc(((size_t)N + 1) * sizeof *row_loss);
+  if (!row_loss) abort();
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < N; r++) {
+    const float *lr = logits + (size_t)r * (size_t)V;
+    int t = targets[r];
+    if (t < 0) {
+      row_loss[r] = 0.0;
+      if (dlogits)
+        for (int v = 0; v < V; v++) dlogits[(size_t)r * (size_t)V + v] = 0.0f;
+      continue;
+    }
+    float lse = row_lse(lr, V);
+    row_loss[r] = (double)(lse - lr[t]);
+    if (dlogits) {
+      float *dr = dlogits + (size_t)r * (size_t)V;
+      for (int v = 0; v < V; v++) {
+        float p = expf(lr[v] - lse);
+        dr[v] = cpu_rnd(be, grad_scale * (v == t ? p - 1.0f : p));
+      }
+    }
+  }
+  double sum = 0.0;
+  for (int r = 0; r < N; r++) sum += row_loss[r];
+  free(row_loss);
+  *loss_sum = sum;
+}
+
+void cpu_log_softmax(aqs_backend *be, float *out, const float *logits, int N, int V) {
+  (void)be;
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < N; r++) {
+    const float *lr = logits + (size_t)r * (size_t)V;
+    float lse = row_lse(lr, V);
+    float *o = out + (size_t)r * (size_t)V;
+    for (int v = 0; v < V; v++) o[v] = lr[v] - lse;
+  }
+}
+
+void cpu_kl_div(aqs_backend *be, const float *logp_ref, const float *logits, int N, int V,
+                double *kl_sum) {
+  (void)be;
+  double *row_kl = malloc(((size_t)N + 1) * sizeof *row_kl);
+  if (!row_kl) abort();
+#pragma omp parallel for schedule(static)
+  for (int r = 0; r < N; r++) {
+    const float *lr = logits + (size_t)r * (size_t)V, *pr = logp_ref + (size_t)r * (size_t)V;
+    float lse = row_lse(lr, V);
+    double acc = 0.0;
+    for (int v = 0; v < V; v++) {
+      if (pr[v] == -INFINITY) continue;
+      float lq = lr[v] - lse;
+      acc += (double)(expf(pr[v]) * (pr[v] - lq));
+    }
+    row_kl[r] = acc;
+  }
+  double sum = 0.0;
+  for (int r = 0; r < N; r++) sum += row_kl[r];
+  free(row_kl);
+  *kl_sum = sum;
+}

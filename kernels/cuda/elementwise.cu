@@ -1,0 +1,95 @@
+/* kernels/cuda/elementwise.cu: casts, BF16 rounding, residual add, embedding gather, the linear
+ * layers' bias/rounding epilogue and the F32 -> BF16 operand splits the cuBLASLt GEMMs consume.
+ * CPU twins: kernels/cpu/elementwise.c and the bias/round parts of kernels/cpu/linear.c. */
+#include "kernels/cuda/cuda_common.cuh"
+
+#define GRID_STRIDE(i, n) \
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < (n); i += (size_t)gridDim.x * blockDim.x)
+
+static inline cudaStream_t stream(void) { return (cudaStream_t)aqs_cuda_stream(); }
+
+__global__ void cast_bf16_to_f32_kernel(float *dst, const uint16_t *src, size_t n) {
+  GRID_STRIDE(i, n) dst[i] = bf16_bits_to_f32(src[i]);
+}
+__global__ void cast_f32_to_bf16_kernel(uint16_t *dst, const float *src, size_t n) {
+  GRID_STRIDE(i, n) dst[i] = f32_to_bf16_bits(src[i]);
+}
+__global__ void round_bf16_kernel(float *x, size_t n) {
+  GRID_STRIDE(i, n) x[i] = round_bf16(x[i]);
+}
+__global__ void add_kernel(float *out, const float *a, const float *b, size_t n, int rnd) {
+  GRID_STRIDE(i, n) {
+    float s = a[i] + b[i];
+    out[i] = rnd ? round_bf16(s) : s;
+  }
+}
+/* out (N, C) = table[ids[r]]; one thread per 2 columns is not worth it: C is a few thousand. */
+__global__ void embedding_kernel(float *out, const uint16_t *table, const int32_t *ids, int N, int C) {
+  size_t total = (size_t)N * (size_t)C;
+  GRID_STRIDE(i, total) {
+    size_t r = i / (size_t)C, c = i % (size_t)C;
+    out[i] = bf16_bits_to_f32(table[(size_t)ids[r] * (size_t)C + c]);
+  }
+}
+/* y (N, M) = rnd(y + bias) (bias may be NULL: rounding only). */
+__global__ void bias_round_kernel(float *y, const uint16_t *bias, size_t total, int M, int rnd) {
+  GRID_STRIDE(i, total) {
+    float v = y[i];
+    if (bias) v += bf16_bits_to_f32(bias[i % (size_t)M]);
+    y[i] = rnd ? round_bf16(v) : v;
+  }
+}
+/* dst = round(dst + round(prod)) (BF16 accumulation of a product into a gradient). */
+__global__ void accumulate_round_kernel(float *dst, const float *prod, size_t n) {
+  GRID_STRIDE(i, n) dst[i] = round_bf16(dst[i] + round_bf16(prod[i]));
+}
+/* parts[p] = BF16 terms of x: x == parts[0] + parts[1] (+ parts[2]) up to F32 precision. */
+__global__ void split_bf16_kernel(uint16_t *parts, const float *x, size_t n, int nparts) {
+  GRID_STRIDE(i, n) {
+    float rest = x[i];
+    for (int p = 0; p < nparts; p++) {
+      uint16_t b = f32_to_bf16_bits(rest);
+      parts[(size_t)p * n + i] = b;
+      rest = rest - bf16_bits_to_f32(b);
+    }
+  }
+}
+
+#define LAUNCH(kernel, n, ...)                                                      \
+  do {                                                                              \
+    if ((n) == 0) return AQS_OK;                                                    \
+    kernel<<<grid_for((n), 256), 256, 0, stream()>>>(__VA_ARGS__);                  \
+    AQS_CUDA_LAUNCH_CHECK(e, #kernel);                                              \
+    return AQS_OK;                                                                  \
+  } while (0)
+
+/* ---- launchers ---- */
+extern "C" aqs_status aqs_cuda_cast_bf16_to_f32(float *d_dst, const uint16_t *d_src, size_t n, aqs_err *e) {
+  LAUNCH(cast_bf16_to_f32_kernel, n, d_dst, d_src, n);
+}
+extern "C" aqs_status aqs_cuda_cast_f32_to_bf16(uint16_t *d_dst, const float *d_src, size_t n, aqs_err *e) {
+  LAUNCH(cast_f32_to_bf16_kernel, n, d_dst, d_src, n);
+}
+extern "C" aqs_status aqs_cuda_round_bf16(float *d_x, size_t n, aqs_err *e) {
+  LAUNCH(round_bf16_kernel, n, d_x, n);
+}
+extern "C" aqs_status aqs_cuda_add(float *d_out, const float *d_a, const float *d_b, size_t n, int rnd,
+                                   aqs_err *e) {
+  LAUNCH(add_kernel, n, d_out, d_a, d_b, n, rnd);
+}
+extern "C" aqs_status aqs_cuda_embedding(float *d_out, const uint16_t *d_table, const int32_t *d_ids, int N,
+                                         int C, aqs_err *e) {
+  size_t total = (size_t)N * (size_t)C;
+  LAUNCH(embedding_kernel, total, d_out, d_table, d_ids, N, C);
+}
+extern "C" aqs_status aqs_cuda_bias_round(float *d_y, const uint16_t *d_bias, int N, int M, int rnd, aqs_err *e) {
+  size_t total = (size_t)N * (size_t)M;
+  if (!d_bias && !rnd) return AQS_OK;
+  LAUNCH(bias_round_kernel, total, d_y, d_bias, total, M, rnd);
+}
+extern "C" aqs_status aqs_cuda_accumulate_round(float *d_dst, const float *d_prod, size_t n, aqs_err *e) {
+  LAUNCH(accumulate_round_kernel, n, d_dst, d_prod, n);
+}
+extern "C" aqs_status aqs_cuda_split_bf16(uint16_t *d_parts, const float *d_x, size_t n, int nparts, aqs_err *e) {
+  LAUNCH(split_bf16_kernel, n, d_parts, d_x, n, nparts);
+}

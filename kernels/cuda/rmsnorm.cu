@@ -1,0 +1,66 @@
+/* kernels/cuda/rmsnorm.cu: Qwen2RMSNorm forward and backward over (N, C) rows, F32 statistics,
+ * one block per row (fixed reduction order: same bits every run). CPU twin: kernels/cpu/rmsnorm.c. */
+#include "kernels/cuda/cuda_common.cuh"
+
+#define RMS_THREADS 256
+
+/* out = w * rnd(x * rstd); rstd = 1/sqrt(mean(x^2) + eps). */
+__global__ void rmsnorm_fwd_kernel(float *out, float *rstd, const float *x, const uint16_t *w, int C, float eps,
+                                   int rnd) {
+  __shared__ float scratch[32];
+  const size_t row = blockIdx.x;
+  const float *xr = x + row * (size_t)C;
+  float *o = out + row * (size_t)C;
+  float ss = 0.0f;
+  for (int c = threadIdx.x; c < C; c += blockDim.x) ss += xr[c] * xr[c];
+  ss = block_sum(ss, scratch);
+  float rs = div_exact(1.0f, __fsqrt_rn(div_exact(ss, (float)C) + eps));
+  for (int c = threadIdx.x; c < C; c += blockDim.x) {
+    float h = xr[c] * rs;
+    if (rnd) h = round_bf16(h);
+    float v = bf16_bits_to_f32(w[c]) * h;
+    o[c] = rnd ? round_bf16(v) : v;
+  }
+  if (rstd && threadIdx.x == 0) rstd[row] = rs;
+}
+
+/* dx (+)= rstd * (w*dout - xhat * mean(w*dout*xhat)), xhat = x * rstd. */
+__global__ void rmsnorm_bwd_kernel(float *dx, const float *dout, const float *x, const float *rstd,
+                                   const uint16_t *w, int C, int accumulate, int rnd) {
+  __shared__ float scratch[32];
+  const size_t row = blockIdx.x;
+  const float *xr = x + row * (size_t)C, *dr = dout + row * (size_t)C;
+  float *o = dx + row * (size_t)C;
+  const float rs = rstd[row];
+  float dot = 0.0f;
+  for (int c = threadIdx.x; c < C; c += blockDim.x) dot += bf16_bits_to_f32(w[c]) * dr[c] * xr[c] * rs;
+  dot = block_sum(dot, scratch);
+  const float mean = div_exact(dot, (float)C);
+  for (int c = threadIdx.x; c < C; c += blockDim.x) {
+    float g = rs * (bf16_bits_to_f32(w[c]) * dr[c] - xr[c] * rs * mean);
+    if (rnd) g = round_bf16(g);
+    if (accumulate) {
+      g = o[c] + g;
+      if (rnd) g = round_bf16(g);
+    }
+    o[c] = g;
+  }
+}
+
+/* ---- launchers ---- */
+extern "C" aqs_status aqs_cuda_rmsnorm_fwd(float *d_out, float *d_rstd, const float *d_x, const uint16_t *d_w,
+                                           int N, int C, float eps, int rnd, aqs_err *e) {
+  if (N <= 0) return AQS_OK;
+  rmsnorm_fwd_kernel<<<N, RMS_THREADS, 0, (cudaStream_t)aqs_cuda_stream()>>>(d_out, d_rstd, d_x, d_w, C, eps, rnd);
+  AQS_CUDA_LAUNCH_CHECK(e, "rmsnorm_fwd_kernel");
+  return AQS_OK;
+}
+
+extern "C" aqs_status aqs_cuda_rmsnorm_bwd(float *d_dx, const float *d_dout, const float *d_x, const float *d_rstd,
+                                           const uint16_t *d_w, int N, int C, int accumulate, int rnd, aqs_err *e) {
+  if (N <= 0) return AQS_OK;
+  rmsnorm_bwd_kernel<<<N, RMS_THREADS, 0, (cudaStream_t)aqs_cuda_stream()>>>(d_dx, d_dout, d_x, d_rstd, d_w, C,
+                                                                              accumulate, rnd);
+  AQS_CUDA_LAUNCH_CHECK(e, "rmsnorm_bwd_kernel");
+  return AQS_OK;
+}

@@ -1,0 +1,152 @@
+/* store/store_internal.h: private to store/*.c. The handle, the LMDB environment shared by the
+ * handles of one process, transaction helpers (map growth, MAP_RESIZED), record encodings and
+ * the pending (unflushed) access times and counters. Nothing outside store/ includes this. */
+#ifndef AQS_STORE_INTERNAL_H
+#define AQS_STORE_INTERNAL_H
+
+#include <lmdb.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "store/store.h"
+
+/* One LMDB environment per (process, store); handles share it (LMDB forbids opening one
+ * environment twice in a process). */
+typedef struct store_env {
+  MDB_env *env;
+  char index_path[4096];
+  pid_t pid;
+  int refcount;
+  int rdonly;
+  /* Held for reading by every transaction of this process; for writing while the map is resized
+   * (LMDB requires no active transaction in the process then). */
+  pthread_rwlock_t resize_lock;
+  /* Serializes this process's write transactions (LMDB serializes processes). */
+  pthread_mutex_t write_mutex;
+  MDB_dbi db_obj;      /* digest(32) -> obj record (+ inline zstd bytes) */
+  MDB_dbi db_atime;    /* digest(32) -> int64 ns */
+  MDB_dbi db_edges;    /* parent(32) -> children, n * 32 bytes */
+  MDB_dbi db_redges;   /* child(32) -> parent(32), DUPSORT|DUPFIXED */
+  MDB_dbi db_act;      /* key(32) -> JSON action record */
+  MDB_dbi db_ref;      /* name -> digest(32) */
+  MDB_dbi db_reflog;   /* name '\0' be64 seq -> JSON entry */
+  MDB_dbi db_statc;    /* absolute path -> statc record */
+  MDB_dbi db_meta;     /* counter name -> uint64 */
+} store_env;
+
+typedef struct pending_atime {
+  aqs_digest digest;
+  int64_t ns;
+} pending_atime;
+
+typedef struct pending_counter {
+  char name[AQS_NAME_MAX + 32];
+  uint64_t delta;
+} pending_counter;
+
+struct aqs_store {
+  char path[4096];
+  char objects_dir[4200];
+  char tmp_dir[4200];
+  char quarantine_dir[4200];
+  aqs_store_config cfg;
+  unsigned flags;
+  store_env *env;
+  mode_t old_umask;
+  int umask_applied;
+  pthread_mutex_t pending_mutex;
+  pending_atime *atimes;
+  size_t n_atimes, cap_atimes;
+  pending_counter *counters;
+  size_t n_counters, cap_counters;
+};
+
+/* ---- object records (little-endian fixed header, then inline payload) */
+#define OBJ_REC_VERSION 1
+#define OBJ_FLAG_MANIFEST 0x1
+#define OBJ_REC_HEADER 32
+typedef struct obj_rec {
+  uint8_t kind;    /* aqs_object_kind */
+  uint8_t flags;
+  uint64_t size_bytes;
+  uint64_t stored_bytes;
+  int64_t created_ns;
+  const void *inline_data; /* points into the LMDB value; valid during the txn */
+  size_t inline_len;
+} obj_rec;
+
+int obj_rec_decode(const MDB_val *v, obj_rec *r);
+/* Encodes the header into out (OBJ_REC_HEADER bytes). */
+void obj_rec_encode_header(const obj_rec *r, uint8_t out[OBJ_REC_HEADER]);
+
+/* ---- transactions */
+/* A write transaction passed to write_fn; map_full is set by wput/wdel on MDB_MAP_FULL. */
+typedef struct wtx {
+  aqs_store *s;
+  MDB_txn *txn;
+  int map_full;
+} wtx;
+
+/* Body of a write transaction: return AQS_OK to commit, an error to abort. It may be run again
+ * (after the map grew), so it must be idempotent apart from LMDB writes. */
+typedef aqs_status (*write_fn)(wtx *w, void *ctx, aqs_err *err);
+aqs_status store_write(aqs_store *s, write_fn fn, void *ctx, aqs_err *err);
+
+/* Read transactions: begin takes the resize lock for reading; end aborts and releases it. */
+aqs_status store_read_begin(aqs_store *s, MDB_txn **txn, aqs_err *err);
+void store_read_end(aqs_store *s, MDB_txn *txn);
+
+/* LMDB helpers inside a write transaction: return AQS_OK or AQS_ERR_IO (map_full noted). */
+aqs_status wput(wtx *w, MDB_dbi dbi, const void *key, size_t key_len, const void *val,
+                size_t val_len, unsigned flags, aqs_err *err);
+aqs_status wdel(wtx *w, MDB_dbi dbi, const void *key, size_t key_len, const void *val,
+                size_t val_len, aqs_err *err);
+/* Adds delta to the uint64 counter name (creating it); subtracts when negative (floor 0). */
+aqs_status wcounter_add(wtx *w, const char *name, int64_t delta, aqs_err *err);
+/* Reads a counter (0 when absent). */
+uint64_t counter_get(aqs_store *s, MDB_txn *txn, const char *name);
+
+/* Formats an LMDB error. */
+aqs_status store_mdb_err(aqs_store *s, int rc, const char *what, aqs_err *err);
+
+/* ---- pending reads bookkeeping (flushed by aqs_store_flush) */
+void pending_touch(aqs_store *s, const aqs_digest *d);
+void pending_count(aqs_store *s, const char *name, uint64_t delta);
+
+/* ---- paths and misc */
+/* objects/ab/cdef... for d into out (cap >= 4200 + 70). */
+void object_file_path(const aqs_store *s, const aqs_digest *d, char *out, size_t cap);
+int64_t now_ns(void);
+/* fsync a directory by path (best effort where unsupported). */
+int fsync_dir(const char *dir);
+/* Creates dir (mode per store: 02775 shared, else 0755 minus umask) if missing. */
+int store_mkdir(const aqs_store *s, const char *dir);
+/* Unique tmp file in <store>/tmp; returns the fd (O_RDWR|O_CLOEXEC) and its path. */
+int store_tmpfile(aqs_store *s, char *path_out, size_t cap, aqs_err *err);
+/* Current user name and host name (never empty). */
+void current_user(char *out, size_t cap);
+void current_host(char *out, size_t cap);
+/* UTC ISO-8601 of ns. */
+void format_utc(int64_t ns, char out[AQS_TIME_STR_SIZE]);
+
+/* Records the object (record, atime, counters, edges) inside w; used by put paths. */
+aqs_status obj_index_insert(wtx *w, const aqs_digest *d, const obj_rec *rec, const void *inline_data,
+                            size_t inline_len, const aqs_digest *children, size_t n_children,
+                            aqs_err *err);
+/* Removes an object's record, atime, edges and counters inside w (the file is the caller's). */
+aqs_status obj_index_remove(wtx *w, const aqs_digest *d, const obj_rec *rec, aqs_err *err);
+
+/* Reads the object into memory verifying digest and frame checksums (txn must be NULL; opens its
+ * own). Used by get and verify. */
+aqs_status obj_read_verified(aqs_store *s, const aqs_digest *d, void **data, size_t *size,
+                             aqs_object_info *info, aqs_err *err);
+
+/* Network filesystem check on dir: AQS_ERR_UNSUPPORTED with the remote-tier hint. */
+aqs_status store_check_fs(const char *dir, aqs_err *err);
+
+/* aqs.conf read/write. */
+aqs_status store_config_read(const char *conf_path, aqs_store_config *cfg, aqs_err *err);
+aqs_status store_config_write(const char *conf_path, const aqs_store_config *cfg, aqs_err *err);
+
+#endif
