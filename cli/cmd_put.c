@@ -101,7 +101,7 @@ static int cmd_put_run(int argc, char **argv) {
   int as_json = 0, c, level_given = 0;
   opterr = 0;
   optind = 1;
-  while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+  while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
     uint64_t level;
     switch (c) {
     case 'r': opts.compress = AQS_COMPRESS_RAW; break;

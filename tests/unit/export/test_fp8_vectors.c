@@ -79,6 +79,9 @@ static void fill_all_bf16(void) {
 /* Compares codes and prints the first mismatch so a failure says which input broke. */
 static void expect_codes(const vec_section *s, const uint8_t *got, const char *what) {
   for (uint32_t i = 0; i < s->n; i++) {
+    /* torch on the CPU returns 0x7F or 0xFF for a NaN depending on whether the element went
+     * through its vectorized or scalar clamp (its position in the array): either is a NaN. */
+    if (s->variant == 4 && isnan(s->inputs[i]) && (got[i] == 0x7f || got[i] == 0xff)) continue;
     if (got[i] != s->outputs[i]) {
       float in = s->input_kind == 1 ? s->inputs[i] : 0.0f;
       fprintf(stderr, "%s: variant %u scale %a input #%u (bf16 0x%04x / f32 %a): torch 0x%02x, aqs 0x%02x\n",
@@ -162,7 +165,8 @@ static void test_decode_table(void **state) {
 
 /* Dequantized error within the E4M3 rounding bound at every BF16 value inside the range:
  * F32 path <= half a step exactly; the BF16 path adds the BF16 roundings torch performs
- * (quotient, and on CUDA the scale): <= half a step + |x| * 2^-8. */
+ * (quotient, and on CUDA the scale; each <= 2^-8 relative): <= half a step + |x| * 2^-7 (+ the f32 rounding of the
+ * final multiply). */
 static void test_dequant_error_bound(void **state) {
   (void)state;
   static const float amaxes[] = {448.0f, 1.0f, 0.0123f, 3.5f, 1000.0f, 1e-4f};
@@ -181,7 +185,8 @@ static void test_dequant_error_bound(void **state) {
         float x;
         memcpy(&x, &u, 4);
         if (!isfinite(x) || fabsf(x) > amaxes[a]) continue;
-        double bound = 0.5 * aqs_fp8_e4m3_step(x / scale) * scale + fabs(x) * 0x1p-8 + 1e-45;
+        double bound = 0.5 * aqs_fp8_e4m3_step(x / scale) * scale + fabs(x) * 0x1p-7 * 1.01 +
+                       fabs((double)deq[b]) * 0x1p-24 + 1e-45;
         double err = fabs((double)deq[b] - (double)x);
         if (err > bound) {
           fprintf(stderr, "bf16 x=%a scale=%a ref=%d: deq %a err %g > bound %g\n", (double)x,

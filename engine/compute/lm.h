@@ -1,0 +1,134 @@
+/* engine/compute/lm.h: the Qwen2.5-VL language model (text path) on a compute backend, llm.c
+ * style: a struct of parameter pointers (backend memory) plus one function per pass. The passes
+ * call only kernels/ops.h, so the same code runs on cpu and cuda.
+ *
+ * Shapes: N = tokens of a packed batch (sum of sequence lengths), C = hidden_size,
+ * Hq/Hkv = attention / kv heads, D = head_dim, I = intermediate_size, V = vocab_size.
+ * Linear slots of one decoder layer (the modules quantization acts on): */
+#ifndef AQS_COMPUTE_LM_H
+#define AQS_COMPUTE_LM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "engine/model/qwen_config.h"
+#include "kernels/ops.h"
+
+typedef enum aqs_lin_slot {
+  AQS_LIN_Q = 0, /* self_attn.q_proj (Hq*D, C) + bias; input: ln1 output */
+  AQS_LIN_K,     /* self_attn.k_proj (Hkv*D, C) + bias; input: ln1 output */
+  AQS_LIN_V,     /* self_attn.v_proj (Hkv*D, C) + bias; input: ln1 output */
+  AQS_LIN_O,     /* self_attn.o_proj (C, Hq*D); input: attention output */
+  AQS_LIN_GATE,  /* mlp.gate_proj (I, C); input: ln2 output */
+  AQS_LIN_UP,    /* mlp.up_proj (I, C); input: ln2 output */
+  AQS_LIN_DOWN,  /* mlp.down_proj (C, I); input: silu(gate) * up */
+  AQS_LIN_COUNT
+} aqs_lin_slot;
+
+/* Module suffix of a slot ("self_attn.q_proj"). */
+const char *aqs_lin_slot_suffix(aqs_lin_slot s);
+
+typedef struct aqs_lm_linear {
+  char module[128];      /* checkpoint module name ("model.language_model.layers.0.self_attn.q_proj") */
+  aqs_bf16 *w;           /* (out, in) */
+  aqs_bf16 *b;           /* (out) or NULL */
+  int out, in;
+  float weight_amax;     /* max |w| (computed at load) */
+  float input_amax;      /* calibrated input amax (set by aqs_lm_set_amax), 0 = unset */
+} aqs_lm_linear;
+
+typedef struct aqs_lm_layer {
+  aqs_bf16 *ln1, *ln2;   /* input_layernorm, post_attention_layernorm (C) */
+  aqs_lm_linear lin[AQS_LIN_COUNT];
+} aqs_lm_layer;
+
+typedef struct aqs_lm {
+  aqs_backend *be;       /* not owned */
+  aqs_qwen_model *model; /* owned: config, naming, groups */
+  aqs_qwen_text_config cfg;
+  aqs_bf16 *embed;       /* (V, C) */
+  aqs_bf16 *final_norm;  /* (C) */
+  aqs_bf16 *lm_head;     /* (V, C); == embed when tied */
+  aqs_lm_layer *layers;  /* (num_layers) */
+  size_t weight_bytes;   /* backend bytes held by the weights */
+} aqs_lm;
+
+/* Loads the language model of the checkpoint in model_dir onto be: config.json, shape checks
+ * against the config (AQS_ERR_MISMATCH naming tensor, shape and expected shape), every tensor
+ * must be BF16 (AQS_ERR_UNSUPPORTED naming the tensor otherwise), NaN/Inf in any weight is
+ * AQS_ERR_NUMERIC naming the tensor. Computes each linear's weight_amax. */
+aqs_status aqs_lm_load(aqs_backend *be, const char *model_dir, aqs_lm **out, aqs_err *e);
+void aqs_lm_free(aqs_lm *lm);
+
+/* A packed batch of token sequences on the backend. */
+typedef struct aqs_lm_batch {
+  int n_seqs;            /* B */
+  int n_tokens;          /* N */
+  int max_seqlen;
+  int n_targets;         /* tokens with a next-token target (N - B) */
+  int32_t *ids;          /* backend (N) */
+  int32_t *targets;      /* backend (N): next token in the same sequence, -1 for the last */
+  int32_t *pos;          /* backend (3, N): M-RoPE positions (text: index in sequence, x3) */
+  int32_t *cu_seqlens;   /* backend (B + 1) */
+  int32_t *host_cu_seqlens; /* host copy (B + 1) */
+} aqs_lm_batch;
+
+/* Uploads sequences: ids (host, sum(seq_lens)) packed back to back, seq_lens (host, n_seqs).
+ * Checks: n_seqs >= 1, every length >= 1 and <= max_seq_len (when > 0) and <=
+ * max_position_embeddings (AQS_ERR_INVALID "sequence 3 has 900 tokens, more than the maximum
+ * 512"), every id in [0, V) (AQS_ERR_INVALID naming sequence, position and id). */
+aqs_status aqs_lm_batch_make(const aqs_lm *lm, const int32_t *ids, const int32_t *seq_lens,
+                             int n_seqs, int max_seq_len, aqs_lm_batch *out, aqs_err *e);
+void aqs_lm_batch_free(const aqs_lm *lm, aqs_lm_batch *b);
+
+/* Workspace for one batch: the residual checkpoints (num_layers + 1, N, C), one layer's
+ * intermediates (recomputed in the backward), their gradients and the logits (N, V).
+ * Peak memory = weights + this; see docs/compute.md. */
+typedef struct aqs_lm_ws aqs_lm_ws;
+aqs_status aqs_lm_ws_alloc(const aqs_lm *lm, const aqs_lm_batch *b, int with_grads,
+                           int with_logp_ref, aqs_lm_ws **out, aqs_err *e);
+void aqs_lm_ws_free(const aqs_lm *lm, aqs_lm_ws *ws);
+
+/* Per-linear callback during forward/backward passes. Called with backend pointers:
+ * x = the linear's input (N, in), y = its unquantized output (N, out), g = dL/dy (N, out) in the
+ * backward (NULL in forward-only passes). Returning non-OK stops the pass. */
+typedef aqs_status (*aqs_lm_linear_hook)(void *ctx, const aqs_lm *lm, int layer, aqs_lin_slot slot,
+                                         const float *x, const float *y, const float *g, int N,
+                                         aqs_err *e);
+
+/* Forward of the whole model: embedding, layers (saving residual checkpoints), final norm,
+ * logits into the workspace. hook (may be NULL) sees every linear's x and y. Checks each layer's
+ * output for NaN/Inf (AQS_ERR_NUMERIC naming the layer). */
+aqs_status aqs_lm_forward(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws,
+                          aqs_lm_linear_hook hook, void *ctx, aqs_err *e);
+/* Logits (N, V) of the last forward (backend memory, owned by ws). */
+float *aqs_lm_ws_logits(aqs_lm_ws *ws);
+
+/* Forward + mean next-token cross-entropy + backward through the whole network (activation
+ * gradients only, layers recomputed from the checkpoints one at a time). hook sees every linear
+ * with x, y and g = dL/dy. *loss_out = mean CE over the batch's targets. */
+aqs_status aqs_lm_forward_backward(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws,
+                                   aqs_lm_linear_hook hook, void *ctx, double *loss_out,
+                                   aqs_err *e);
+
+/* KL support: after aqs_lm_forward, stores log_softmax(logits) as the reference. */
+aqs_status aqs_lm_save_logp_ref(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws,
+                                aqs_err *e);
+/* Re-runs the model from the saved checkpoint before `layer`, with the linears of that layer
+ * whose bit is set in quant_mask (1 << slot) fake-quantized to FP8 (input scale input_amax/448,
+ * weight scale weight_amax/448), layers after it unquantized; *kl_out = sum over tokens of
+ * KL(p_ref || p_quant). Needs aqs_lm_forward and aqs_lm_save_logp_ref first; does not modify
+ * the saved checkpoints. */
+aqs_status aqs_lm_kl_from_layer(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws,
+                                int layer, unsigned quant_mask, double *kl_out, aqs_err *e);
+
+/* Fake-quant output of one linear: yq (N, out) = FP8(x, input_amax/448) @ FP8(w, weight_amax/448)^T
+ * + b. scratch_xq must hold N*in bytes, scratch_wq out*in bytes (backend memory). */
+void aqs_lm_linear_fp8(const aqs_lm *lm, const aqs_lm_linear *lin, float *yq, const float *x,
+                       int N, uint8_t *scratch_xq, uint8_t *scratch_wq);
+
+/* FP8 per-tensor scale for an amax (amax / 448; 1 when amax is 0). */
+float aqs_fp8_scale_of_amax(float amax);
+
+#endif

@@ -1,0 +1,404 @@
+/* engine/stages/ckpt_store.c: storing checkpoint directories as tensor-level trees and writing
+ * them back out (see ckpt_store.h for the object layout and link modes). */
+#include "engine/stages/ckpt_store.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "engine/model/safetensors.h"
+#include "engine/stages/stage.h"
+#include "store/canon_json.h"
+
+#define CHECKOUT_MARKER ".aqs-checkout"
+
+static int cmp_names(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
+
+static int ends_with(const char *s, const char *suffix) {
+  size_t n = strlen(s), m = strlen(suffix);
+  return n >= m && strcmp(s + n - m, suffix) == 0;
+}
+
+/* Sorted regular-file names of dir (dot files skipped). */
+static aqs_status list_files(const char *dir, char ***names_out, size_t *n_out, aqs_err *e) {
+  DIR *d = opendir(dir);
+  if (!d) return aqs_errno(e, errno == ENOENT ? AQS_ERR_NOT_FOUND : AQS_ERR_IO, errno, "%s", dir);
+  size_t n = 0, cap = 16;
+  char **names = malloc(cap * sizeof *names);
+  struct dirent *de;
+  aqs_status st = AQS_OK;
+  while (names && (de = readdir(d))) {
+    if (de->d_name[0] == '.') continue;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+    struct stat sb;
+    if (stat(path, &sb) != 0) {
+      st = aqs_errno(e, AQS_ERR_IO, errno, "%s", path);
+      break;
+    }
+    if (!S_ISREG(sb.st_mode)) {
+      st = aqs_errf(e, AQS_ERR_UNSUPPORTED, "%s: not a regular file (checkpoints are flat directories)", path);
+      break;
+    }
+    if (n == cap) {
+      char **nn = realloc(names, (cap *= 2) * sizeof *nn);
+      if (!nn) break;
+      names = nn;
+    }
+    names[n++] = strdup(de->d_name);
+  }
+  closedir(d);
+  if (!names) return aqs_errf(e, AQS_ERR_NOMEM, "%s: out of memory", dir);
+  if (st) {
+    for (size_t i = 0; i < n; i++) free(names[i]);
+    free(names);
+    return st;
+  }
+  qsort(names, n, sizeof *names, cmp_names);
+  *names_out = names;
+  *n_out = n;
+  return AQS_OK;
+}
+
+static json_t *digest_json(const aqs_digest *d) {
+  char buf[AQS_DIGEST_STR_SIZE];
+  return json_string(aqs_digest_str(d, buf));
+}
+
+/* Puts a JSON manifest canonically. */
+static aqs_status put_manifest(aqs_store *s, json_t *doc, aqs_digest *out, aqs_err *e) {
+  char *text;
+  size_t len;
+  aqs_status st = aqs_json_canonical(doc, &text, &len, e);
+  if (st) return st;
+  aqs_put_opts opts = {.compress = AQS_COMPRESS_ZSTD, .manifest = 1};
+  aqs_put_info info;
+  st = aqs_put_mem(s, text, len, &opts, &info, e);
+  free(text);
+  if (!st) *out = info.digest;
+  return st;
+}
+
+static void count_put(aqs_ckpt_ingest_stats *stats, const aqs_put_info *info) {
+  if (stats && !info->deduped) stats->bytes_new += info->size_bytes;
+}
+
+static aqs_status ingest_shard(aqs_store *s, const char *path, aqs_digest *out, uint64_t *size_out,
+                               aqs_ckpt_ingest_stats *stats, aqs_err *e) {
+  aqs_st_file *f;
+  aqs_status st = aqs_st_open(path, &f, e);
+  if (st) return st;
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    aqs_st_close(f);
+    return aqs_errno(e, AQS_ERR_IO, errno, "%s", path);
+  }
+  json_t *tensors = json_array(), *children = json_array();
+  aqs_put_info info;
+  aqs_put_opts small = {.compress = AQS_COMPRESS_ZSTD}, raw = {.compress = AQS_COMPRESS_RAW};
+  /* The header: length prefix + JSON (+ padding), exactly as in the file. */
+  st = aqs_put_fd(s, fd, 0, f->data_start, path, &small, &info, e);
+  aqs_digest header = info.digest;
+  if (!st) {
+    count_put(stats, &info);
+    json_array_append_new(children, digest_json(&header));
+  }
+  uint64_t expect_offset = f->data_start;
+  for (size_t i = 0; !st && i < f->ntensors; i++) {
+    const aqs_st_tensor *t = &f->tensors[i];
+    if (t->file_offset != expect_offset) {
+      st = aqs_errf(e, AQS_ERR_UNSUPPORTED, "%s: tensor %s does not follow the previous one (gap in the data area)",
+                    path, t->name);
+      break;
+    }
+    expect_offset += t->nbytes;
+    st = aqs_put_fd(s, fd, t->file_offset, t->nbytes, path, t->nbytes >= AQS_CKPT_RAW_MIN_BYTES ? &raw : &small,
+                    &info, e);
+    if (st) break;
+    count_put(stats, &info);
+    json_array_append_new(tensors, json_pack("[s o I]", t->name, digest_json(&info.digest), (json_int_t)t->nbytes));
+    json_array_append_new(children, digest_json(&info.digest));
+    if (stats) stats->tensors++;
+  }
+  if (!st && expect_offset != f->file_bytes)
+    st = aqs_errf(e, AQS_ERR_UNSUPPORTED, "%s: %llu bytes after the last tensor", path,
+                  (unsigned long long)(f->file_bytes - expect_offset));
+  uint64_t file_bytes = f->file_bytes;
+  close(fd);
+  aqs_st_close(f);
+  if (!st) {
+    json_t *doc = json_pack("{s:s, s:i, s:o, s:o, s:I, s:o}", "kind", "aqs-shard", "version", 1, "header",
+                            digest_json(&header), "tensors", tensors, "size", (json_int_t)file_bytes,
+                            "children", children);
+    st = put_manifest(s, doc, out, e);
+    json_decref(doc);
+    *size_out = file_bytes;
+  } else {
+    json_decref(tensors);
+    json_decref(children);
+  }
+  return st;
+}
+
+aqs_status aqs_ckpt_ingest(aqs_store *s, const char *dir, aqs_digest *manifest_out,
+                           aqs_ckpt_ingest_stats *stats, aqs_err *e) {
+  if (stats) memset(stats, 0, sizeof *stats);
+  char **names;
+  size_t n;
+  aqs_status st = list_files(dir, &names, &n, e);
+  if (st) return st;
+  json_t *files = json_array(), *children = json_array();
+  for (size_t i = 0; !st && i < n; i++) {
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+    aqs_digest d;
+    uint64_t size = 0;
+    const char *type;
+    if (ends_with(names[i], ".safetensors")) {
+      type = "shard";
+      st = ingest_shard(s, path, &d, &size, stats, e);
+      if (stats) stats->shards++;
+    } else {
+      type = "blob";
+      aqs_put_opts opts = {.compress = AQS_COMPRESS_ZSTD};
+      aqs_put_info info;
+      st = aqs_put_file(s, path, &opts, &info, e);
+      d = info.digest;
+      size = info.size_bytes;
+      if (!st) count_put(stats, &info);
+    }
+    if (st) break;
+    if (stats) {
+      stats->files++;
+      stats->bytes_logical += size;
+    }
+    json_array_append_new(files, json_pack("{s:s, s:s, s:o, s:I}", "name", names[i], "type", type, "digest",
+                                           digest_json(&d), "size", (json_int_t)size));
+    json_array_append_new(children, digest_json(&d));
+  }
+  for (size_t i = 0; i < n; i++) free(names[i]);
+  free(names);
+  if (st) {
+    json_decref(files);
+    json_decref(children);
+    return aqs_err_prefix(e, "storing checkpoint %s", dir);
+  }
+  json_t *doc = json_pack("{s:s, s:i, s:o, s:o}", "kind", "aqs-checkpoint", "version", 1, "files", files,
+                          "children", children);
+  st = put_manifest(s, doc, manifest_out, e);
+  json_decref(doc);
+  return st;
+}
+
+aqs_status aqs_ckpt_load_manifest(aqs_store *s, const aqs_digest *d, const char *kind, json_t **out,
+                                  aqs_err *e) {
+  void *bytes;
+  size_t len;
+  aqs_status st = aqs_get_mem(s, d, &bytes, &len, e);
+  if (st) return st;
+  json_error_t jerr;
+  json_t *doc = json_loadb(bytes, len, 0, &jerr);
+  free(bytes);
+  char hex[AQS_DIGEST_SHORT_LEN + 1];
+  if (!doc) return aqs_errf(e, AQS_ERR_CORRUPT, "manifest sha256:%s is not JSON: %s", aqs_digest_short(d, hex), jerr.text);
+  const char *k = json_string_value(json_object_get(doc, "kind"));
+  if (kind && (!k || strcmp(k, kind) != 0)) {
+    json_decref(doc);
+    return aqs_errf(e, AQS_ERR_INVALID, "object sha256:%s is a %s, not a %s", aqs_digest_short(d, hex),
+                    k ? k : "plain object", kind);
+  }
+  *out = doc;
+  return AQS_OK;
+}
+
+/* ---- materialization ---- */
+
+static aqs_status parse_digest_field(const json_t *v, const char *what, aqs_digest *out, aqs_err *e) {
+  const char *s = json_string_value(v);
+  if (!s) return aqs_errf(e, AQS_ERR_CORRUPT, "%s: missing digest", what);
+  return aqs_digest_parse(s, out, e);
+}
+
+/* Copies an object's bytes to fd at its current end: raw objects through copy_file_range
+ * (clone or in-kernel copy), others by streaming. */
+static aqs_status append_object(aqs_store *s, const aqs_digest *d, int out_fd, aqs_link_mode mode, aqs_err *e) {
+  char path[4096];
+  aqs_err ignore = {0};
+  if (mode != AQS_LINK_COPY && aqs_object_path(s, d, path, sizeof path, &ignore) == AQS_OK) {
+    int in = open(path, O_RDONLY | O_CLOEXEC);
+    if (in >= 0) {
+      struct stat sb;
+      fstat(in, &sb);
+      off_t left = sb.st_size;
+      while (left > 0) {
+        ssize_t n = copy_file_range(in, NULL, out_fd, NULL, (size_t)left, 0);
+        if (n <= 0) break;
+        left -= n;
+      }
+      close(in);
+      if (left == 0) return AQS_OK;
+      if (left != sb.st_size) return aqs_errf(e, AQS_ERR_IO, "copying %s: short copy", path);
+      /* Nothing copied (EXDEV, ENOSYS, ...): fall through to streaming. */
+    }
+  }
+  return aqs_get_fd(s, d, out_fd, NULL, e);
+}
+
+static aqs_status write_shard(aqs_store *s, const json_t *shard, const char *path, aqs_link_mode mode, aqs_err *e) {
+  int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+  if (fd < 0) return aqs_errno(e, AQS_ERR_IO, errno, "%s", path);
+  aqs_digest d;
+  aqs_status st = parse_digest_field(json_object_get(shard, "header"), path, &d, e);
+  if (!st) st = aqs_get_fd(s, &d, fd, NULL, e);
+  size_t i;
+  json_t *t;
+  json_array_foreach(json_object_get(shard, "tensors"), i, t) {
+    if (st) break;
+    st = parse_digest_field(json_array_get(t, 1), path, &d, e);
+    if (!st) st = append_object(s, &d, fd, mode, e);
+  }
+  if (!st && fsync(fd) != 0) st = aqs_errno(e, AQS_ERR_IO, errno, "%s", path);
+  close(fd);
+  return st;
+}
+
+/* Hardlink mode: the whole shard file as a raw object, made once per shard manifest. */
+static aqs_status shard_file_object(aqs_store *s, const aqs_digest *shard_digest, const json_t *shard,
+                                    const char *scratch_path, aqs_digest *file_out, aqs_err *e) {
+  json_t *inputs = json_pack("{s:o}", "shard", digest_json(shard_digest));
+  aqs_stage_ctx ctx;
+  aqs_status st = aqs_stage_lookup(s, "shard-file", "1", inputs, NULL, &ctx, e);
+  json_decref(inputs);
+  if (!st && ctx.hit) {
+    *file_out = ctx.result;
+  } else if (!st) {
+    st = write_shard(s, shard, scratch_path, AQS_LINK_REFLINK, e);
+    aqs_put_opts raw = {.compress = AQS_COMPRESS_RAW};
+    aqs_put_info info;
+    if (!st) st = aqs_put_file(s, scratch_path, &raw, &info, e);
+    unlink(scratch_path);
+    if (!st) st = aqs_stage_record(s, &ctx, &info.digest, e);
+    if (!st) *file_out = info.digest;
+  }
+  aqs_stage_ctx_free(&ctx);
+  return st;
+}
+
+static int rm_tree(const char *dir) {
+  DIR *d = opendir(dir);
+  if (!d) return -1;
+  struct dirent *de;
+  while ((de = readdir(d))) {
+    if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0) continue;
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+    unlink(path);
+  }
+  closedir(d);
+  return rmdir(dir);
+}
+
+/* 1 if dir may be replaced: missing, empty, or an aqs checkout. */
+static int replaceable(const char *dir, int *exists) {
+  struct stat sb;
+  *exists = stat(dir, &sb) == 0;
+  if (!*exists) return 1;
+  if (!S_ISDIR(sb.st_mode)) return 0;
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", dir, CHECKOUT_MARKER);
+  if (access(path, F_OK) == 0) return 1;
+  snprintf(path, sizeof path, "%s/aqs-manifest.json", dir);
+  if (access(path, F_OK) == 0) return 1;
+  DIR *d = opendir(dir);
+  if (!d) return 0;
+  struct dirent *de;
+  int empty = 1;
+  while ((de = readdir(d)))
+    if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) empty = 0;
+  closedir(d);
+  return empty;
+}
+
+aqs_status aqs_ckpt_materialize(aqs_store *s, const aqs_digest *manifest, const char *out_dir,
+                                aqs_link_mode mode, aqs_err *e) {
+  int exists;
+  if (!replaceable(out_dir, &exists))
+    return aqs_errf(e, AQS_ERR_INVALID, "%s exists and is not an aqs checkout; refusing to replace it", out_dir);
+  json_t *doc;
+  aqs_status st = aqs_ckpt_load_manifest(s, manifest, "aqs-checkpoint", &doc, e);
+  if (st) return st;
+  char tmp[4096], old[4096];
+  snprintf(tmp, sizeof tmp, "%s.aqs-tmp.%ld", out_dir, (long)getpid());
+  snprintf(old, sizeof old, "%s.aqs-old.%ld", out_dir, (long)getpid());
+  rm_tree(tmp);
+  if (mkdir(tmp, 0755) != 0) {
+    json_decref(doc);
+    return aqs_errno(e, AQS_ERR_IO, errno, "creating %s", tmp);
+  }
+  size_t i;
+  json_t *f;
+  json_array_foreach(json_object_get(doc, "files"), i, f) {
+    const char *name = json_string_value(json_object_get(f, "name"));
+    const char *type = json_string_value(json_object_get(f, "type"));
+    if (!name || !type || strchr(name, '/') || name[0] == '.') {
+      st = aqs_errf(e, AQS_ERR_CORRUPT, "checkpoint manifest: bad file entry %zu", i);
+      break;
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/%s", tmp, name);
+    aqs_digest d;
+    if ((st = parse_digest_field(json_object_get(f, "digest"), name, &d, e))) break;
+    if (strcmp(type, "shard") == 0) {
+      json_t *shard;
+      if ((st = aqs_ckpt_load_manifest(s, &d, "aqs-shard", &shard, e))) break;
+      if (mode == AQS_LINK_HARDLINK) {
+        char scratch[4096], objpath[4096];
+        snprintf(scratch, sizeof scratch, "%s/.%s.scratch", tmp, name);
+        aqs_digest file_digest;
+        st = shard_file_object(s, &d, shard, scratch, &file_digest, e);
+        if (!st) st = aqs_object_path(s, &file_digest, objpath, sizeof objpath, e);
+        if (!st && link(objpath, path) != 0) {
+          /* Another filesystem or no permission: fall back to a copy-on-write/kernel copy. */
+          st = write_shard(s, shard, path, AQS_LINK_REFLINK, e);
+        }
+      } else {
+        st = write_shard(s, shard, path, mode, e);
+      }
+      json_decref(shard);
+    } else {
+      int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+      if (fd < 0) {
+        st = aqs_errno(e, AQS_ERR_IO, errno, "%s", path);
+        break;
+      }
+      st = aqs_get_fd(s, &d, fd, NULL, e);
+      close(fd);
+    }
+    if (st) break;
+    chmod(path, 0444);
+  }
+  json_decref(doc);
+  if (!st) {
+    char marker[4096];
+    snprintf(marker, sizeof marker, "%s/%s", tmp, CHECKOUT_MARKER);
+    char hex[AQS_DIGEST_STR_SIZE];
+    FILE *m = fopen(marker, "w");
+    if (m) {
+      fprintf(m, "%s\n", aqs_digest_str(manifest, hex));
+      fclose(m);
+    }
+    if (exists && rename(out_dir, old) != 0) st = aqs_errno(e, AQS_ERR_IO, errno, "moving aside %s", out_dir);
+    if (!st && rename(tmp, out_dir) != 0) {
+      st = aqs_errno(e, AQS_ERR_IO, errno, "renaming %s to %s", tmp, out_dir);
+      if (exists) rename(old, out_dir);
+    }
+    if (!st && exists) rm_tree(old);
+  }
+  if (st) rm_tree(tmp);
+  return st;
+}

@@ -1,0 +1,117 @@
+/* kernels/cuda/reduce.cu: amax (calibration; NaN and Inf propagate so the caller can name the
+ * layer) and the AutoQuantize gradient score sum of clamp(g*(y_q - y), +-1e10)^2. Two passes: a grid
+ * whose shape depends only on n writes per-block partials, one block folds them in order: the same
+ * bits every run. CPU twin: kernels/cpu/reduce.c. */
+#include "kernels/cuda/cuda_common.cuh"
+
+#define RED_THREADS 256
+#define RED_MAX_BLOCKS 512
+
+/* max of |values| where any NaN wins. */
+__device__ __forceinline__ float amax_combine(float a, float b) {
+  if (isnan(a)) return a;
+  if (isnan(b)) return b;
+  return fmaxf(a, b);
+}
+__device__ __forceinline__ float warp_amax(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = amax_combine(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+__device__ float block_amax(float v) {
+  __shared__ float scratch[32];
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  v = warp_amax(v);
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  float t = lane < nwarps ? scratch[lane] : 0.0f;
+  return warp_amax(t);
+}
+__device__ double block_sum_dbl(double v) {
+  __shared__ double scratch[32];
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  v = warp_sum_d(v);
+  if (lane == 0) scratch[warp] = v;
+  __syncthreads();
+  double t = lane < nwarps ? scratch[lane] : 0.0;
+  return warp_sum_d(t);
+}
+
+template <typename T>
+__device__ __forceinline__ float load_abs(const T *x, size_t i);
+template <>
+__device__ __forceinline__ float load_abs<float>(const float *x, size_t i) { return fabsf(x[i]); }
+template <>
+__device__ __forceinline__ float load_abs<uint16_t>(const uint16_t *x, size_t i) {
+  return fabsf(bf16_bits_to_f32(x[i]));
+}
+
+template <typename T>
+__global__ void amax_partial_kernel(float *partial, const T *x, size_t n) {
+  float m = 0.0f;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    m = amax_combine(m, load_abs<T>(x, i));
+  m = block_amax(m);
+  if (threadIdx.x == 0) partial[blockIdx.x] = m;
+}
+__global__ void amax_final_kernel(float *out, const float *partial, int nparts) {
+  float m = 0.0f;
+  for (int i = threadIdx.x; i < nparts; i += blockDim.x) m = amax_combine(m, partial[i]);
+  m = block_amax(m);
+  if (threadIdx.x == 0) out[0] = m;
+}
+
+__global__ void grad_score_partial_kernel(double *partial, const float *g, const float *y, const float *y_q, size_t n) {
+  double acc = 0.0;
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
+    float t = g[i] * (y_q[i] - y[i]);
+    if (t > 1e10f) t = 1e10f;
+    else if (t < -1e10f) t = -1e10f;
+    acc += (double)(t * t);
+  }
+  acc = block_sum_dbl(acc);
+  if (threadIdx.x == 0) partial[blockIdx.x] = acc;
+}
+__global__ void sum_final_kernel(double *out, const double *partial, int nparts) {
+  double acc = 0.0;
+  for (int i = threadIdx.x; i < nparts; i += blockDim.x) acc += partial[i];
+  acc = block_sum_dbl(acc);
+  if (threadIdx.x == 0) out[0] = acc;
+}
+
+static unsigned red_blocks(size_t n) {
+  size_t b = (n + RED_THREADS - 1) / RED_THREADS;
+  if (b > RED_MAX_BLOCKS) b = RED_MAX_BLOCKS;
+  return b == 0 ? 1u : (unsigned)b;
+}
+
+/* ---- launchers ---- */
+/* Scratch sizes for the launchers below, in bytes. */
+extern "C" size_t aqs_cuda_reduce_scratch_bytes(void) { return (RED_MAX_BLOCKS + 2) * sizeof(double); }
+
+/* d_scratch: aqs_cuda_reduce_scratch_bytes() bytes. bf16 != 0: x holds BF16 bits. */
+extern "C" aqs_status aqs_cuda_amax(const void *d_x, int bf16, size_t n, void *d_scratch, float *h_amax,
+                                    aqs_err *e) {
+  cudaStream_t s = (cudaStream_t)aqs_cuda_stream();
+  float *partial = (float *)d_scratch, *result = partial + RED_MAX_BLOCKS;
+  unsigned blocks = red_blocks(n);
+  if (bf16)
+    amax_partial_kernel<uint16_t><<<blocks, RED_THREADS, 0, s>>>(partial, (const uint16_t *)d_x, n);
+  else
+    amax_partial_kernel<float><<<blocks, RED_THREADS, 0, s>>>(partial, (const float *)d_x, n);
+  AQS_CUDA_LAUNCH_CHECK(e, "amax_partial_kernel");
+  amax_final_kernel<<<1, RED_THREADS, 0, s>>>(result, partial, (int)blocks);
+  AQS_CUDA_LAUNCH_CHECK(e, "amax_final_kernel");
+  return aqs_cuda_copy_d2h(h_amax, result, sizeof(float), e);
+}
+
+extern "C" aqs_status aqs_cuda_grad_score(const float *d_g, const float *d_y, const float *d_yq, size_t n,
+                                          void *d_scratch, double *h_sum, aqs_err *e) {
+  cudaStream_t s = (cudaStream_t)aqs_cuda_stream();
+  double *partial = (double *)d_scratch, *result = partial + RED_MAX_BLOCKS;
+  unsigned blocks = red_blocks(n);
+  grad_score_partial_kernel<<<blocks, RED_THREADS, 0, s>>>(partial, d_g, d_y, d_yq, n);
+  AQS_CUDA_LAUNCH_CHECK(e, "grad_score_partial_kernel");
+  sum_final_kernel<<<1, RED_THREADS, 0, s>>>(result, partial, (int)blocks);
+  AQS_CUDA_LAUNCH_CHECK(e, "sum_final_kernel");
+  return aqs_cuda_copy_d2h(h_sum, result, sizeof(double), e);
+}
