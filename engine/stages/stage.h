@@ -22,6 +22,15 @@ typedef struct aqs_stage_ctx {
   double start_s;           /* monotonic clock at lookup, for the wall time of a miss */
 } aqs_stage_ctx;
 
+/* What happened to one stage of a build (for reports, aqs plan and --json). */
+typedef struct aqs_stage_outcome {
+  int hit;                  /* 1 = reused from the store */
+  aqs_digest key;
+  aqs_digest result;
+  double seconds;           /* time spent in this stage (lookup included) */
+  char reason[512];         /* for a miss: why (filled by callers that ask, e.g. aqs plan) */
+} aqs_stage_outcome;
+
 /* Computes the action key of (stage, version, inputs, params) and looks it up (counting a lookup
  * and a hit or miss under the stage's name). A miss is not an error: ctx->hit = 0.
  * inputs: object name -> "sha256:<hex>"; params: any JSON (both borrowed, may be NULL).

@@ -135,8 +135,8 @@ __global__ void add_bias_kernel(void *y, int y_f32, const uint16_t *bias, size_t
   }
 }
 
-aqs_status run_gemm(int kind, const void *a, const void *b, const float *a_scale, const float *b_scale,
-                    const uint16_t *bias, void *y, int y_f32, int accumulate, int M, int N, int K, aqs_err *e) {
+aqs_status run_gemm(int kind, const void *a, const void *b, float alpha, const uint16_t *bias, void *y, int y_f32,
+                    int accumulate, int M, int N, int K, aqs_err *e) {
   if (M <= 0 || N <= 0 || K <= 0) {
     if (M >= 0 && N >= 0 && K >= 0) return AQS_OK;
     return aqs_errf(e, AQS_ERR_INVALID, "gemm: negative shape M=%d N=%d K=%d", M, N, K);
@@ -162,11 +162,7 @@ aqs_status run_gemm(int kind, const void *a, const void *b, const float *a_scale
   cudaStream_t stream = (cudaStream_t)aqs_cuda_stream();
   if (k.bias_epilogue)
     cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
-  if (kind == GEMM_FP8_NT) {
-    cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &a_scale, sizeof a_scale);
-    cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &b_scale, sizeof b_scale);
-  }
-  const float alpha = 1.0f, beta = accumulate ? 1.0f : 0.0f;
+  const float beta = accumulate ? 1.0f : 0.0f;
   cublasStatus_t s = cublasLtMatmul(g_lt, p->op, &alpha, a, p->a, b, p->b, &beta, y, p->c, y, p->c, &p->algo,
                                     g_workspace, kWorkspaceBytes, stream);
   if (s) return lt_fail(e, s, "running the matmul", k);
@@ -182,18 +178,19 @@ aqs_status run_gemm(int kind, const void *a, const void *b, const float *a_scale
 
 extern "C" aqs_status aqs_cuda_gemm_bf16(const uint16_t *d_x, const uint16_t *d_w, const uint16_t *d_bias,
                                          void *d_y, int y_f32, int accumulate, int M, int N, int K, aqs_err *e) {
-  return run_gemm(GEMM_BF16_NT, d_w, d_x, NULL, NULL, d_bias, d_y, y_f32, accumulate, M, N, K, e);
+  return run_gemm(GEMM_BF16_NT, d_w, d_x, 1.0f, d_bias, d_y, y_f32, accumulate, M, N, K, e);
 }
 
 extern "C" aqs_status aqs_cuda_gemm_bf16_nn(const uint16_t *d_x, const uint16_t *d_w, void *d_y, int y_f32,
-                                            int M, int N, int K, aqs_err *e) {
-  return run_gemm(GEMM_BF16_NN, d_w, d_x, NULL, NULL, NULL, d_y, y_f32, 0, M, N, K, e);
+                                            int accumulate, int M, int N, int K, aqs_err *e) {
+  return run_gemm(GEMM_BF16_NN, d_w, d_x, 1.0f, NULL, d_y, y_f32, accumulate, M, N, K, e);
 }
 
-extern "C" aqs_status aqs_cuda_gemm_fp8(const uint8_t *d_xq, const uint8_t *d_wq, const float *d_x_scale,
-                                        const float *d_w_scale, const uint16_t *d_bias, void *d_y, int y_f32,
-                                        int M, int N, int K, aqs_err *e) {
+extern "C" aqs_status aqs_cuda_gemm_fp8(const uint8_t *d_xq, const uint8_t *d_wq, float x_scale, float w_scale,
+                                        const uint16_t *d_bias, void *d_y, int y_f32, int M, int N, int K,
+                                        aqs_err *e) {
   if (K % 16 != 0 || N % 16 != 0)
     return aqs_errf(e, AQS_ERR_UNSUPPORTED, "FP8 GEMM needs K and N multiples of 16 (got N=%d K=%d)", N, K);
-  return run_gemm(GEMM_FP8_NT, d_wq, d_xq, d_w_scale, d_x_scale, d_bias, d_y, y_f32, 0, M, N, K, e);
+  /* The per-tensor scales multiply the F32 accumulator: alpha = x_scale * w_scale. */
+  return run_gemm(GEMM_FP8_NT, d_wq, d_xq, x_scale * w_scale, d_bias, d_y, y_f32, 0, M, N, K, e);
 }

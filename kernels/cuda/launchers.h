@@ -54,14 +54,14 @@ float aqs_cuda_timer_stop_ms(void);
  * Heuristics and workspace are cached per shape. */
 aqs_status aqs_cuda_gemm_bf16(const uint16_t *d_x, const uint16_t *d_w, const uint16_t *d_bias,
                               void *d_y, int y_f32, int accumulate, int M, int N, int K, aqs_err *e);
-/* Y[M,N] = X[M,K] · W[K,N] (BF16 in, W not transposed: the backward dX = dY · W form), F32 acc. */
-aqs_status aqs_cuda_gemm_bf16_nn(const uint16_t *d_x, const uint16_t *d_w, void *d_y, int y_f32,
+/* Y[M,N] (+)= X[M,K] · W[K,N] (BF16 in, W not transposed: the backward dX = dY · W form), F32 acc. */
+aqs_status aqs_cuda_gemm_bf16_nn(const uint16_t *d_x, const uint16_t *d_w, void *d_y, int y_f32, int accumulate,
                                  int M, int N, int K, aqs_err *e);
 /* Y[M,N] (BF16 or F32) = (x_scale * Xq[M,K]) · (w_scale * Wq[N,K])^T (+ bias BF16), F8 E4M3
- * operands, per-tensor scales as device F32 scalars, F32 accumulate. K must be a multiple of 16. */
-aqs_status aqs_cuda_gemm_fp8(const uint8_t *d_xq, const uint8_t *d_wq, const float *d_x_scale,
-                             const float *d_w_scale, const uint16_t *d_bias, void *d_y, int y_f32,
-                             int M, int N, int K, aqs_err *e);
+ * operands, the product of the two per-tensor scales applied to the F32 accumulator (alpha).
+ * K and N must be multiples of 16. */
+aqs_status aqs_cuda_gemm_fp8(const uint8_t *d_xq, const uint8_t *d_wq, float x_scale, float w_scale,
+                             const uint16_t *d_bias, void *d_y, int y_f32, int M, int N, int K, aqs_err *e);
 
 #ifdef __cplusplus
 }

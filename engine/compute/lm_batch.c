@@ -1,0 +1,172 @@
+/* engine/compute/lm_batch.c: packed batches (validation, targets, M-RoPE positions,
+ * cu_seqlens) and the per-batch workspace of the LM passes. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/compute/lm_internal.h"
+
+aqs_status aqs_lm_batch_make(const aqs_lm *lm, const int32_t *ids, const int32_t *seq_lens,
+                             int n_seqs, int max_seq_len, aqs_lm_batch *out, aqs_err *e) {
+  memset(out, 0, sizeof *out);
+  aqs_backend *be = lm->be;
+  if (n_seqs < 1) return aqs_errf(e, AQS_ERR_INVALID, "empty batch: no sequences");
+  int64_t N = 0;
+  int maxlen = 0;
+  int limit = lm->cfg.max_position_embeddings;
+  if (max_seq_len > 0 && (limit <= 0 || max_seq_len < limit)) limit = max_seq_len;
+  for (int s = 0; s < n_seqs; s++) {
+    if (seq_lens[s] < 1)
+      return aqs_errf(e, AQS_ERR_INVALID, "sequence %d is empty", s);
+    if (limit > 0 && seq_lens[s] > limit)
+      return aqs_errf(e, AQS_ERR_INVALID, "sequence %d has %d tokens, more than the maximum %d",
+                      s, seq_lens[s], limit);
+    if (seq_lens[s] > maxlen) maxlen = seq_lens[s];
+    N += seq_lens[s];
+  }
+  if (N > INT32_MAX / 4) return aqs_errf(e, AQS_ERR_INVALID, "batch of %lld tokens is too large", (long long)N);
+  int64_t off = 0;
+  for (int s = 0; s < n_seqs; s++)
+    for (int i = 0; i < seq_lens[s]; i++, off++)
+      if (ids[off] < 0 || ids[off] >= lm->cfg.vocab_size)
+        return aqs_errf(e, AQS_ERR_INVALID,
+                        "sequence %d position %d: token id %d outside the vocabulary [0, %d)", s,
+                        i, ids[off], lm->cfg.vocab_size);
+  int32_t *targets = malloc((size_t)N * sizeof *targets);
+  int32_t *pos = malloc(3 * (size_t)N * sizeof *pos);
+  int32_t *cu = malloc(((size_t)n_seqs + 1) * sizeof *cu);
+  if (!targets || !pos || !cu) {
+    free(targets);
+    free(pos);
+    free(cu);
+    return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  }
+  off = 0;
+  cu[0] = 0;
+  for (int s = 0; s < n_seqs; s++) {
+    for (int i = 0; i < seq_lens[s]; i++, off++) {
+      targets[off] = i + 1 < seq_lens[s] ? ids[off + 1] : -1;
+      pos[off] = pos[N + off] = pos[2 * N + off] = i;
+    }
+    cu[s + 1] = (int32_t)off;
+  }
+  out->n_seqs = n_seqs;
+  out->n_tokens = (int)N;
+  out->max_seqlen = maxlen;
+  out->n_targets = (int)(N - n_seqs);
+  out->host_cu_seqlens = cu;
+  aqs_status st = AQS_OK;
+  void *p;
+  if ((st = be->ops->alloc(be, (size_t)N * 4, &p, e)) != AQS_OK) goto done;
+  out->ids = p;
+  if ((st = be->ops->alloc(be, (size_t)N * 4, &p, e)) != AQS_OK) goto done;
+  out->targets = p;
+  if ((st = be->ops->alloc(be, (size_t)N * 12, &p, e)) != AQS_OK) goto done;
+  out->pos = p;
+  if ((st = be->ops->alloc(be, ((size_t)n_seqs + 1) * 4, &p, e)) != AQS_OK) goto done;
+  out->cu_seqlens = p;
+  be->ops->copy_h2d(be, out->ids, ids, (size_t)N * 4);
+  be->ops->copy_h2d(be, out->targets, targets, (size_t)N * 4);
+  be->ops->copy_h2d(be, out->pos, pos, (size_t)N * 12);
+  be->ops->copy_h2d(be, out->cu_seqlens, cu, ((size_t)n_seqs + 1) * 4);
+  st = be->ops->sync(be, e);
+done:
+  free(targets);
+  free(pos);
+  if (st != AQS_OK) aqs_lm_batch_free(lm, out);
+  return st;
+}
+
+void aqs_lm_batch_free(const aqs_lm *lm, aqs_lm_batch *b) {
+  aqs_backend *be = lm->be;
+  be->ops->free(be, b->ids);
+  be->ops->free(be, b->targets);
+  be->ops->free(be, b->pos);
+  be->ops->free(be, b->cu_seqlens);
+  free(b->host_cu_seqlens);
+  memset(b, 0, sizeof *b);
+}
+
+/* Allocates floats (or bytes when bytes != 0) and records the buffer for aqs_lm_ws_free. */
+static aqs_status ws_get(const aqs_lm *lm, aqs_lm_ws *ws, size_t count, size_t elem, void **out,
+                         const char *what, aqs_err *e) {
+  aqs_status st = lm->be->ops->alloc(lm->be, count * elem, out, e);
+  if (st != AQS_OK) return aqs_err_prefix(e, "workspace %s", what);
+  ws->bufs[ws->nbufs++] = *out;
+  return AQS_OK;
+}
+
+aqs_status aqs_lm_ws_alloc(const aqs_lm *lm, const aqs_lm_batch *b, int with_grads,
+                           int with_logp_ref, aqs_lm_ws **out, aqs_err *e) {
+  *out = NULL;
+  aqs_lm_ws *ws = calloc(1, sizeof *ws);
+  if (!ws) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  const aqs_qwen_text_config *c = &lm->cfg;
+  size_t N = (size_t)b->n_tokens, C = (size_t)c->hidden_size, I = (size_t)c->intermediate_size;
+  size_t QD = (size_t)c->num_heads * (size_t)c->head_dim;
+  size_t KD = (size_t)c->num_kv_heads * (size_t)c->head_dim, V = (size_t)c->vocab_size;
+  size_t max_in = C > I ? C : I, max_out;
+  if (QD > max_in) max_in = QD;
+  max_out = max_in;
+  ws->N = (int)N;
+  aqs_status st = AQS_OK;
+#define WS(field, count, what)                                                           \
+  do {                                                                                   \
+    void *p_;                                                                            \
+    if ((st = ws_get(lm, ws, (count), sizeof *ws->field, &p_, what, e)) != AQS_OK) goto fail; \
+    ws->field = p_;                                                                      \
+  } while (0)
+  WS(ckpt, ((size_t)c->num_layers + 1) * N * C, "residual checkpoints");
+  WS(ln1, N * C, "ln1");
+  WS(rstd1, N, "rstd1");
+  WS(q, N * QD, "q");
+  WS(k, N * KD, "k");
+  WS(v, N * KD, "v");
+  WS(qr, N * QD, "q_rope");
+  WS(kr, N * KD, "k_rope");
+  WS(attn, N * QD, "attention");
+  WS(lse, N * (size_t)c->num_heads, "lse");
+  WS(o, N * C, "o");
+  WS(hmid, N * C, "residual");
+  WS(ln2, N * C, "ln2");
+  WS(rstd2, N, "rstd2");
+  WS(gate, N * I, "gate");
+  WS(up, N * I, "up");
+  WS(act, N * I, "act");
+  WS(down, N * C, "down");
+  WS(xa, N * C, "xa");
+  WS(xb, N * C, "xb");
+  WS(normf, N * C, "final norm");
+  WS(rstdf, N, "final rstd");
+  WS(logits, N * V, "logits");
+  if (with_logp_ref) WS(logp_ref, N * V, "reference log-probs");
+  if (with_grads) {
+    WS(d_x, N * C, "d_x");
+    WS(d_h, N * C, "d_h");
+    WS(d_ln, N * C, "d_ln");
+    WS(d_attn, N * QD, "d_attn");
+    WS(d_q, N * QD, "d_q");
+    WS(d_k, N * KD, "d_k");
+    WS(d_v, N * KD, "d_v");
+    WS(d_act, N * I, "d_act");
+    WS(d_gate, N * I, "d_gate");
+    WS(d_up, N * I, "d_up");
+  }
+  WS(xq, N * max_in, "fp8 input");
+  WS(wq, max_out * max_in, "fp8 weight");
+  WS(yq, N * max_out, "fp8 output");
+#undef WS
+  *out = ws;
+  return AQS_OK;
+fail:
+  aqs_lm_ws_free(lm, ws);
+  return st;
+}
+
+void aqs_lm_ws_free(const aqs_lm *lm, aqs_lm_ws *ws) {
+  if (!ws) return;
+  for (int i = 0; i < ws->nbufs; i++) lm->be->ops->free(lm->be, ws->bufs[i]);
+  free(ws);
+}
+
+float *aqs_lm_ws_logits(aqs_lm_ws *ws) { return ws->logits; }

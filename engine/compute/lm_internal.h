@@ -1,0 +1,49 @@
+/* engine/compute/lm_internal.h: the workspace layout shared by the pass files of the LM
+ * (lm_load.c, lm_ws.c, lm_forward.c, lm_backward.c, lm_kl.c). Private to engine/compute. */
+#ifndef AQS_COMPUTE_LM_INTERNAL_H
+#define AQS_COMPUTE_LM_INTERNAL_H
+
+#include "engine/compute/lm.h"
+
+struct aqs_lm_ws {
+  int N;
+  float *ckpt;                 /* (L + 1, N, C) residual stream at each layer input; [L] = final */
+  /* one layer's intermediates */
+  float *ln1, *rstd1;          /* (N, C), (N) */
+  float *q, *k, *v;            /* (N, Hq*D), (N, Hkv*D) x2: projection outputs before rope */
+  float *qr, *kr;              /* same, after rope */
+  float *attn, *lse;           /* (N, Hq*D), (N, Hq) */
+  float *o, *hmid;             /* (N, C) */
+  float *ln2, *rstd2;          /* (N, C), (N) */
+  float *gate, *up, *act;      /* (N, I) */
+  float *down;                 /* (N, C) */
+  float *xa, *xb;              /* (N, C) ping-pong residual for KL re-runs */
+  float *normf, *rstdf;        /* (N, C), (N) final norm */
+  float *logits;               /* (N, V); dlogits in place during backward */
+  float *logp_ref;             /* (N, V) or NULL */
+  /* gradients (NULL without with_grads) */
+  float *d_x, *d_h, *d_ln;     /* (N, C) */
+  float *d_attn, *d_q, *d_k, *d_v; /* (N, Hq*D), (N, Hq*D), (N, Hkv*D) x2 */
+  float *d_act, *d_gate, *d_up;    /* (N, I) */
+  /* FP8 fake-quant scratch */
+  uint8_t *xq;                 /* N * max_in */
+  uint8_t *wq;                 /* max_out * max_in */
+  float *yq;                   /* (N, max_out) */
+  /* every allocation, for free */
+  int nbufs;
+  void *bufs[48];
+};
+
+/* Runs decoder layer l on x_in (N, C) into x_out (N, C) (must differ), filling the layer
+ * intermediates of ws. Linears with bit (1 << slot) in quant_mask are FP8 fake-quantized.
+ * hook (may be NULL) sees x and y of each linear (g = NULL). */
+aqs_status aqs_lm_layer_fwd(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws, int l,
+                            const float *x_in, float *x_out, unsigned quant_mask,
+                            aqs_lm_linear_hook hook, void *ctx, aqs_err *e);
+/* Final norm + lm_head on x (N, C) into ws->logits. */
+void aqs_lm_head_fwd(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws, const float *x);
+/* AQS_ERR_NUMERIC naming `what` when x (n floats) holds NaN/Inf. */
+aqs_status aqs_lm_check_finite(const aqs_lm *lm, const float *x, size_t n, const char *what,
+                               aqs_err *e);
+
+#endif
