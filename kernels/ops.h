@@ -107,9 +107,11 @@ struct aqs_ops {
    * (torch: each matmul grad is bf16, autograd sums them in bf16). */
   void (*linear_bwd_input)(aqs_backend *be, float *dx, const float *dy, const aqs_bf16 *w,
                            int N, int K, int M, int accumulate);
-  /* FP8 E4M3 (OCP e4m3fn: no Inf, max 448) quantization with a per-tensor scale:
-   * q[i] = e4m3_rne_saturate(x[i] / scale) (true float division, as torch (x/s).to(fp8);
-   * NaN -> 0x7F). Bit-exact with kernels/fp8.h. scale > 0. */
+  /* FP8 E4M3 (OCP e4m3fn: no Inf, max 448) quantization with a per-tensor scale, bit-exact
+   * with kernels/fp8.h aqs_fp8_quantize_f32 / aqs_fp8_quantize_bf16 with AQS_FP8_REF_TORCH_CUDA:
+   * F32: q = e4m3_rne_sat(x / scale) (float division); BF16: the scale is first rounded to
+   * BF16 and x/scale rounded to BF16 before the E4M3 rounding (torch's bf16 arithmetic);
+   * saturate at +-448, NaN -> 0x7F. scale > 0. */
   void (*quantize_fp8_f32)(aqs_backend *be, uint8_t *q, const float *x, size_t n, float scale);
   void (*quantize_fp8_bf16)(aqs_backend *be, uint8_t *q, const aqs_bf16 *x, size_t n,
                             float scale);

@@ -6,7 +6,8 @@
  *                        map_size, shared, umask)
  *   <store>/index/       LMDB environment (objects, atimes, edges, actions, refs, reflog,
  *                        stat-cache, counters)
- *   <store>/objects/ab/cdef...   one file per large object, immutable, mode 0444
+ *   <store>/objects/ab/cdef...   one file per large object, immutable, mode 0444 (raw bytes;
+ *                        zstd-compressed ones end in .zst)
  *   <store>/tmp/         in-flight writes (tmp + fsync + rename); orphans are removed by gc
  *   <store>/quarantine/  corrupt objects moved aside by verify
  *
@@ -87,7 +88,7 @@ typedef enum aqs_compress {
 
 typedef enum aqs_object_kind {
   AQS_OBJ_INLINE_ZSTD = 1, /* zstd frame inside the LMDB record (size <= inline_max_bytes) */
-  AQS_OBJ_FILE_ZSTD = 2,   /* zstd frame in objects/ab/cdef... */
+  AQS_OBJ_FILE_ZSTD = 2,   /* zstd frame in objects/ab/cdef....zst */
   AQS_OBJ_FILE_RAW = 3     /* the bytes themselves in objects/ab/cdef... */
 } aqs_object_kind;
 
@@ -112,7 +113,8 @@ typedef struct aqs_put_info {
 } aqs_put_info;
 
 /* Puts len bytes from memory. opts may be NULL (defaults). Putting an existing object is a
- * no-op that refreshes its access time and counts a dedup. Compressed objects are zstd frames
+ * no-op that refreshes its access time and counts a dedup, except that a RAW put of an object
+ * stored compressed converts it to a raw file (so it can be linked). Compressed objects are zstd frames
  * with content checksums. File objects are written to tmp/, fsync'd, renamed into objects/ and
  * made read-only before the index records them: no reader ever sees a partial object.
  * info (optional) describes the result.

@@ -1,4 +1,4 @@
-/* store/store_internal.h: private to store/*.c. The handle, the LMDB environment shared by the
+/* store/store_internal.h: private to the store module. The handle, the LMDB environment shared by the
  * handles of one process, transaction helpers (map growth, MAP_RESIZED), record encodings and
  * the pending (unflushed) access times and counters. Nothing outside store/ includes this. */
 #ifndef AQS_STORE_INTERNAL_H
@@ -15,7 +15,7 @@
  * environment twice in a process). */
 typedef struct store_env {
   MDB_env *env;
-  char index_path[4096];
+  char index_path[4200];
   pid_t pid;
   int refcount;
   int rdonly;
@@ -115,8 +115,8 @@ void pending_touch(aqs_store *s, const aqs_digest *d);
 void pending_count(aqs_store *s, const char *name, uint64_t delta);
 
 /* ---- paths and misc */
-/* objects/ab/cdef... for d into out (cap >= 4200 + 70). */
-void object_file_path(const aqs_store *s, const aqs_digest *d, char *out, size_t cap);
+/* objects/ab/cdef... (raw) or objects/ab/cdef....zst (zstd file) for d (cap >= 4400). */
+void object_file_path(const aqs_store *s, const aqs_digest *d, int kind, char *out, size_t cap);
 int64_t now_ns(void);
 /* fsync a directory by path (best effort where unsupported). */
 int fsync_dir(const char *dir);
@@ -141,6 +141,13 @@ aqs_status obj_index_remove(wtx *w, const aqs_digest *d, const obj_rec *rec, aqs
  * own). Used by get and verify. */
 aqs_status obj_read_verified(aqs_store *s, const aqs_digest *d, void **data, size_t *size,
                              aqs_object_info *info, aqs_err *err);
+
+/* Stat-cache: 1 and *out when (abs_path, size, mtime_ns, inode, device) matches an entry. */
+struct stat;
+int statcache_lookup(aqs_store *s, const char *abs_path, const struct stat *sb, aqs_digest *out);
+/* Records an entry (best effort; skipped for RDONLY handles). */
+void statcache_record(aqs_store *s, const char *abs_path, const struct stat *sb,
+                      const aqs_digest *d);
 
 /* Network filesystem check on dir: AQS_ERR_UNSUPPORTED with the remote-tier hint. */
 aqs_status store_check_fs(const char *dir, aqs_err *err);

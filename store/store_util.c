@@ -24,10 +24,11 @@ void format_utc(int64_t ns, char out[AQS_TIME_STR_SIZE]) {
   strftime(out, AQS_TIME_STR_SIZE, "%Y-%m-%dT%H:%M:%SZ", &tm);
 }
 
-void object_file_path(const aqs_store *s, const aqs_digest *d, char *out, size_t cap) {
+void object_file_path(const aqs_store *s, const aqs_digest *d, int kind, char *out, size_t cap) {
   char hex[AQS_DIGEST_HEX_LEN + 1];
   aqs_digest_hex(d, hex);
-  snprintf(out, cap, "%s/%.2s/%s", s->objects_dir, hex, hex + 2);
+  snprintf(out, cap, "%s/%.2s/%s%s", s->objects_dir, hex, hex + 2,
+           kind == AQS_OBJ_FILE_ZSTD ? ".zst" : "");
 }
 
 int fsync_dir(const char *dir) {

@@ -190,7 +190,7 @@ static const char *const template_names[] = {"none", "chat"};
 static const char *const export_names[] = {"modelopt_fp8"};
 
 const char *aqs_modality_name(aqs_modality m) { return modality_names[m]; }
-const char *aqs_method_name(aqs_sens_method m) { return method_names[m]; }
+const char *aqs_method_name(aqs_recipe_method m) { return method_names[m]; }
 const char *aqs_candidates_name(aqs_candidates c) { return candidates_names[c]; }
 const char *aqs_order_name(aqs_order o) { return order_names[o]; }
 
@@ -227,7 +227,7 @@ static aqs_status apply_entry(const recipe_file *rf, const recipe_entry *en, aqs
     if (strcmp(v, "max") != 0) return bad_value(rf, en, "max", e);
   } else if (IS("sensitivity", "method")) {
     if (!parse_enum(v, ENUM_ARGS(method_names), &ev)) return bad_value(rf, en, "gradient or kl_div", e);
-    r->method = (aqs_sens_method)ev;
+    r->method = (aqs_recipe_method)ev;
   } else if (IS("sensitivity", "score_samples")) {
     if (!parse_int(v, 1, 1000000, &r->score_samples)) return bad_value(rf, en, "an integer 1..1000000", e);
   } else if (IS("sensitivity", "scope")) {
@@ -270,7 +270,7 @@ static void recipe_defaults(aqs_recipe *r) {
   r->seed = 0;
   snprintf(r->template_name, sizeof r->template_name, "none");
   r->chunk_sequences = AQS_CALIB_DEFAULT_CHUNK_SEQS;
-  r->method = AQS_METHOD_GRADIENT;
+  r->method = AQS_RECIPE_GRADIENT;
   r->score_samples = 128;
   r->scope = AQS_SCOPE_LM_ONLY;
   r->candidates = AQS_CANDIDATES_ALL;

@@ -63,6 +63,75 @@ aqs_status aqs_cuda_gemm_bf16_nn(const uint16_t *d_x, const uint16_t *d_w, void 
 aqs_status aqs_cuda_gemm_fp8(const uint8_t *d_xq, const uint8_t *d_wq, float x_scale, float w_scale,
                              const uint16_t *d_bias, void *d_y, int y_f32, int M, int N, int K, aqs_err *e);
 
+/* ---- elementwise.cu ------------------------------------------------------------------------ */
+/* rnd != 0: round results to BF16 (AQS_PREC_BF16). */
+aqs_status aqs_cuda_cast_bf16_to_f32(float *d_dst, const uint16_t *d_src, size_t n, aqs_err *e);
+aqs_status aqs_cuda_cast_f32_to_bf16(uint16_t *d_dst, const float *d_src, size_t n, aqs_err *e);
+aqs_status aqs_cuda_round_bf16(float *d_x, size_t n, aqs_err *e);
+aqs_status aqs_cuda_add(float *d_out, const float *d_a, const float *d_b, size_t n, int rnd, aqs_err *e);
+/* out (N, C) = table[ids] (table (V, C) BF16). */
+aqs_status aqs_cuda_embedding(float *d_out, const uint16_t *d_table, const int32_t *d_ids, int N, int C,
+                              aqs_err *e);
+/* y (N, M) = rnd(y + bias) (bias BF16 (M) or NULL); no-op when neither bias nor rnd. */
+aqs_status aqs_cuda_bias_round(float *d_y, const uint16_t *d_bias, int N, int M, int rnd, aqs_err *e);
+/* dst = bf16(dst + bf16(prod)), n elements. */
+aqs_status aqs_cuda_accumulate_round(float *d_dst, const float *d_prod, size_t n, aqs_err *e);
+/* parts (nparts, n) BF16: parts[0] = bf16(x), parts[p] = bf16(x - sum of earlier parts); with 3
+ * parts the sum represents every normal F32 exactly (3 x 8 significand bits). */
+aqs_status aqs_cuda_split_bf16(uint16_t *d_parts, const float *d_x, size_t n, int nparts, aqs_err *e);
+
+/* ---- rmsnorm.cu ---------------------------------------------------------------------------- */
+aqs_status aqs_cuda_rmsnorm_fwd(float *d_out, float *d_rstd, const float *d_x, const uint16_t *d_w, int N, int C,
+                                float eps, int rnd, aqs_err *e);
+aqs_status aqs_cuda_rmsnorm_bwd(float *d_dx, const float *d_dout, const float *d_x, const float *d_rstd,
+                                const uint16_t *d_w, int N, int C, int accumulate, int rnd, aqs_err *e);
+
+/* ---- rope.cu ------------------------------------------------------------------------------- */
+/* In place on x (N, H, D); pos (3, N); inv_freq (D/2) F32 device table; backward: the adjoint. */
+aqs_status aqs_cuda_rope(float *d_x, const int32_t *d_pos, const float *d_inv_freq, int N, int H, int D,
+                         const int mrope_section[3], int rnd, int backward, aqs_err *e);
+
+/* ---- attention.cu -------------------------------------------------------------------------- */
+/* Causal GQA over packed sequences (kernels/ops.h attention_fwd/bwd); D <= 256. */
+aqs_status aqs_cuda_attention_fwd(float *d_out, float *d_lse, const float *d_q, const float *d_k,
+                                  const float *d_v, const int32_t *d_cu_seqlens, int B, int N, int Hq, int Hkv,
+                                  int D, int rnd, aqs_err *e);
+/* d_delta: scratch of N*Hq floats. */
+aqs_status aqs_cuda_attention_bwd(float *d_dq, float *d_dk, float *d_dv, float *d_delta, const float *d_dout,
+                                  const float *d_out, const float *d_lse, const float *d_q, const float *d_k,
+                                  const float *d_v, const int32_t *d_cu_seqlens, int B, int N, int Hq, int Hkv,
+                                  int D, int rnd, aqs_err *e);
+
+/* ---- swiglu.cu ----------------------------------------------------------------------------- */
+aqs_status aqs_cuda_swiglu_fwd(float *d_out, const float *d_gate, const float *d_up, size_t n, int rnd, aqs_err *e);
+aqs_status aqs_cuda_swiglu_bwd(float *d_dgate, float *d_dup, const float *d_dout, const float *d_gate,
+                               const float *d_up, size_t n, int rnd, aqs_err *e);
+
+/* ---- loss.cu ------------------------------------------------------------------------------- */
+/* d_rows: scratch of N + 1 doubles. Results summed in double, fixed order, copied to the host. */
+aqs_status aqs_cuda_cross_entropy(float *d_dlogits, const float *d_logits, const int32_t *d_targets, int N, int V,
+                                  float grad_scale, int rnd, double *d_rows, double *h_loss_sum, aqs_err *e);
+aqs_status aqs_cuda_log_softmax(float *d_out, const float *d_logits, int N, int V, aqs_err *e);
+aqs_status aqs_cuda_kl_div(const float *d_logp_ref, const float *d_logits, int N, int V, double *d_rows,
+                           double *h_kl_sum, aqs_err *e);
+
+/* ---- reduce.cu ----------------------------------------------------------------------------- */
+/* Bytes of device scratch the two reductions below need. */
+size_t aqs_cuda_reduce_scratch_bytes(void);
+/* max |x| (bf16 != 0: x holds BF16 bits); NaN if any NaN. Synchronizes. */
+aqs_status aqs_cuda_amax(const void *d_x, int bf16, size_t n, void *d_scratch, float *h_amax, aqs_err *e);
+/* sum clamp(g*(yq - y), +-1e10)^2 in double. Synchronizes. */
+aqs_status aqs_cuda_grad_score(const float *d_g, const float *d_y, const float *d_yq, size_t n, void *d_scratch,
+                               double *h_sum, aqs_err *e);
+
+/* ---- fp8.cu -------------------------------------------------------------------------------- */
+/* E4M3 codes of x / scale, bit-exact with kernels/fp8.h; ref 0 = AQS_FP8_REF_TORCH_CUDA, 1 = CPU. */
+aqs_status aqs_cuda_quantize_fp8_f32(uint8_t *d_q, const float *d_x, size_t n, float scale, int ref, aqs_err *e);
+aqs_status aqs_cuda_quantize_fp8_bf16(uint8_t *d_q, const uint16_t *d_x, size_t n, float scale, int ref,
+                                      aqs_err *e);
+/* out = float(q) * scale (F32 multiply). */
+aqs_status aqs_cuda_dequantize_fp8(float *d_out, const uint8_t *d_q, size_t n, float scale, aqs_err *e);
+
 #ifdef __cplusplus
 }
 #endif

@@ -109,8 +109,22 @@ def make_images(outdir):
     return cases
 
 
+def slow_processor_class():
+    """The PIL-backed ("slow") Qwen2-VL image processor. transformers 5 keeps it in
+    image_processing_pil_qwen2_vl (its plain Qwen2VLImageProcessor resizes with torchvision);
+    transformers 4 named the PIL one Qwen2VLImageProcessor."""
+    try:
+        import transformers.models.qwen2_vl.image_processing_pil_qwen2_vl as mod
+    except ImportError:
+        from transformers import Qwen2VLImageProcessor
+        return Qwen2VLImageProcessor
+    names = [n for n in dir(mod) if n.startswith("Qwen2VLImageProcessor") and not n.endswith("Kwargs")]
+    assert len(names) == 1, names
+    return getattr(mod, names[0])
+
+
 def make_processor(cfg):
-    from transformers import Qwen2VLImageProcessor  # the slow (PIL) processor, on purpose
+    Qwen2VLImageProcessor = slow_processor_class()
     kw = dict(do_resize=True, do_rescale=True, rescale_factor=1 / 255, do_normalize=True,
               image_mean=MEAN, image_std=STD, patch_size=14, temporal_patch_size=2, merge_size=2,
               size={"shortest_edge": cfg["min_pixels"], "longest_edge": cfg["max_pixels"]})
@@ -142,7 +156,7 @@ def main():
         import transformers
         index["versions"]["transformers"] = transformers.__version__
         procs = {k: make_processor(v) for k, v in CONFIGS.items()}
-        index["processor_class"] = type(procs["default"]).__name__
+        index["processor_class"] = type(procs["default"]).__module__ + "." + type(procs["default"]).__name__
     for name, fn, keep_f32 in cases:
         pil = Image.open(os.path.join(args.outdir, fn))
         entry = {"name": name, "file": fn, "pil_mode": pil.mode, "width": pil.width, "height": pil.height}
@@ -167,6 +181,12 @@ def main():
             u8 = raw5[:, :, 0]
             assert np.array_equal(u8, np.rint(u8)) and u8.min() >= 0 and u8.max() <= 255
             u8.astype(np.uint8).tofile(os.path.join(args.outdir, f"{name}.{cfg_name}.u8"))
+            # Cross-check: the same pixels from a direct PIL bicubic resize, patchified.
+            gh, gw = grid[1], grid[2]
+            direct = np.asarray(Image.fromarray(rgb).resize((gw * 14, gh * 14), Image.BICUBIC))
+            direct = direct.transpose(2, 0, 1).reshape(3, gh // 2, 2, 14, gw // 2, 2, 14)
+            direct = direct.transpose(1, 4, 2, 5, 0, 3, 6).reshape(-1, 3, 14, 14)
+            res["pil_direct_max_abs_diff"] = int(np.abs(direct.astype(int) - u8.astype(int)).max())
             full32 = full.astype("<f4")
             res.update(grid_thw=grid, n_patches=n, u8_file=f"{name}.{cfg_name}.u8",
                        f32_sha256=hashlib.sha256(full32.tobytes()).hexdigest(),

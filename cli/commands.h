@@ -1,0 +1,17 @@
+/* cli/commands.h: one extern per subcommand (defined in cli/cmd_<name>.c); cli/main.c lists them
+ * in its commands[] table. Add one line here and one in that table per new subcommand. */
+#ifndef AQS_CLI_COMMANDS_H
+#define AQS_CLI_COMMANDS_H
+
+#include "cli/cli.h"
+
+extern const aqs_cmd aqs_cmd_init;
+extern const aqs_cmd aqs_cmd_put;
+extern const aqs_cmd aqs_cmd_cat;
+extern const aqs_cmd aqs_cmd_stats;
+extern const aqs_cmd aqs_cmd_gc;
+extern const aqs_cmd aqs_cmd_verify;
+extern const aqs_cmd aqs_cmd_refs;
+extern const aqs_cmd aqs_cmd_tokenize;
+
+#endif

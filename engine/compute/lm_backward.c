@@ -1,0 +1,85 @@
+/* engine/compute/lm_backward.c: forward + mean next-token cross-entropy + activation backward
+ * (no weight gradients). Each layer is recomputed from its residual checkpoint, then
+ * differentiated; the hook sees every linear's input x, output y and gradient g = dL/dy. */
+#include <stdio.h>
+
+#include "engine/compute/lm_internal.h"
+
+/* Backward through layer l: ws->d_x holds dL/d(layer output) on entry, dL/d(layer input) on
+ * return. The layer's intermediates must be those of its forward on x_in. */
+static aqs_status layer_bwd(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws, int l,
+                            const float *x_in, aqs_lm_linear_hook hook, void *ctx, aqs_err *e) {
+  aqs_backend *be = lm->be;
+  const aqs_ops *op = be->ops;
+  const aqs_qwen_text_config *c = &lm->cfg;
+  const aqs_lm_layer *L = &lm->layers[l];
+  const aqs_lm_linear *lin = L->lin;
+  const int N = ws->N, C = c->hidden_size, D = c->head_dim, Hq = c->num_heads,
+            Hkv = c->num_kv_heads, I = c->intermediate_size;
+  const size_t NC = (size_t)N * (size_t)C;
+  aqs_status st;
+#define HOOK(slot, x, y, g) \
+  if (hook && (st = hook(ctx, lm, l, slot, x, y, g, N, e)) != AQS_OK) return st
+  /* MLP */
+  HOOK(AQS_LIN_DOWN, ws->act, ws->down, ws->d_x);
+  op->linear_bwd_input(be, ws->d_act, ws->d_x, lin[AQS_LIN_DOWN].w, N, I, C, 0);
+  op->swiglu_bwd(be, ws->d_gate, ws->d_up, ws->d_act, ws->gate, ws->up, (size_t)N * (size_t)I);
+  HOOK(AQS_LIN_GATE, ws->ln2, ws->gate, ws->d_gate);
+  HOOK(AQS_LIN_UP, ws->ln2, ws->up, ws->d_up);
+  op->linear_bwd_input(be, ws->d_ln, ws->d_gate, lin[AQS_LIN_GATE].w, N, C, I, 0);
+  op->linear_bwd_input(be, ws->d_ln, ws->d_up, lin[AQS_LIN_UP].w, N, C, I, 1);
+  op->copy_d2d(be, ws->d_h, ws->d_x, NC * sizeof(float));
+  op->rmsnorm_bwd(be, ws->d_h, ws->d_ln, ws->hmid, ws->rstd2, L->ln2, N, C, 1);
+  /* attention */
+  HOOK(AQS_LIN_O, ws->attn, ws->o, ws->d_h);
+  op->linear_bwd_input(be, ws->d_attn, ws->d_h, lin[AQS_LIN_O].w, N, Hq * D, C, 0);
+  op->attention_bwd(be, ws->d_q, ws->d_k, ws->d_v, ws->d_attn, ws->attn, ws->lse, ws->qr, ws->kr,
+                    ws->v, b->cu_seqlens, b->n_seqs, b->max_seqlen, N, Hq, Hkv, D);
+  op->rope_bwd(be, ws->d_q, b->pos, N, Hq, D, c->mrope_section, (float)c->rope_theta);
+  op->rope_bwd(be, ws->d_k, b->pos, N, Hkv, D, c->mrope_section, (float)c->rope_theta);
+  HOOK(AQS_LIN_Q, ws->ln1, ws->q, ws->d_q);
+  HOOK(AQS_LIN_K, ws->ln1, ws->k, ws->d_k);
+  HOOK(AQS_LIN_V, ws->ln1, ws->v, ws->d_v);
+  op->linear_bwd_input(be, ws->d_ln, ws->d_q, lin[AQS_LIN_Q].w, N, C, Hq * D, 0);
+  op->linear_bwd_input(be, ws->d_ln, ws->d_k, lin[AQS_LIN_K].w, N, C, Hkv * D, 1);
+  op->linear_bwd_input(be, ws->d_ln, ws->d_v, lin[AQS_LIN_V].w, N, C, Hkv * D, 1);
+  op->copy_d2d(be, ws->d_x, ws->d_h, NC * sizeof(float));
+  op->rmsnorm_bwd(be, ws->d_x, ws->d_ln, x_in, ws->rstd1, L->ln1, N, C, 1);
+#undef HOOK
+  return AQS_OK;
+}
+
+aqs_status aqs_lm_forward_backward(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws,
+                                   aqs_lm_linear_hook hook, void *ctx, double *loss_out,
+                                   aqs_err *e) {
+  aqs_backend *be = lm->be;
+  const aqs_ops *op = be->ops;
+  const aqs_qwen_text_config *c = &lm->cfg;
+  const int N = ws->N, C = c->hidden_size, V = c->vocab_size;
+  const size_t NC = (size_t)N * (size_t)C;
+  if (!ws->d_x) return aqs_errf(e, AQS_ERR_INTERNAL, "workspace allocated without gradients");
+  if (b->n_targets < 1)
+    return aqs_errf(e, AQS_ERR_INVALID,
+                    "batch has no next-token targets (every sequence has one token)");
+  aqs_status st = aqs_lm_forward(lm, b, ws, NULL, NULL, e);
+  if (st != AQS_OK) return st;
+  double loss_sum = 0.0;
+  op->cross_entropy(be, ws->logits, ws->logits, b->targets, N, V, 1.0f / (float)b->n_targets,
+                    &loss_sum);
+  if (!(loss_sum == loss_sum) || loss_sum > 1e300)
+    return aqs_errf(e, AQS_ERR_NUMERIC, "non-finite cross-entropy loss (%g)", loss_sum);
+  *loss_out = loss_sum / b->n_targets;
+  const float *x_final = ws->ckpt + (size_t)c->num_layers * NC;
+  op->linear_bwd_input(be, ws->d_ln, ws->logits, lm->lm_head, N, C, V, 0);
+  op->rmsnorm_bwd(be, ws->d_x, ws->d_ln, x_final, ws->rstdf, lm->final_norm, N, C, 0);
+  for (int l = c->num_layers - 1; l >= 0; l--) {
+    const float *x_in = ws->ckpt + (size_t)l * NC;
+    /* recompute the layer's intermediates (x_out lands in xa; the checkpoint stays intact) */
+    if ((st = aqs_lm_layer_fwd(lm, b, ws, l, x_in, ws->xa, 0, NULL, NULL, e)) != AQS_OK) return st;
+    if ((st = layer_bwd(lm, b, ws, l, x_in, hook, ctx, e)) != AQS_OK) return st;
+    char what[64];
+    snprintf(what, sizeof what, "the gradient at the input of language layer %d", l);
+    if ((st = aqs_lm_check_finite(lm, ws->d_x, NC, what, e)) != AQS_OK) return st;
+  }
+  return op->sync(be, e);
+}

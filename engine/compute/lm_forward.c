@@ -1,0 +1,138 @@
+/* engine/compute/lm_forward.c: the Qwen2.5-VL text decoder forward (one layer at a time, the
+ * residual stream checkpointed at every layer input), final norm + lm_head, the FP8 fake-quant
+ * linear, and the finite-value checks. Only kernels/ops.h is called. */
+#include <stdio.h>
+
+#include "engine/compute/lm_internal.h"
+
+float aqs_fp8_scale_of_amax(float amax) {
+  float s = amax / 448.0f;
+  return s > 0.0f ? s : 1.0f;
+}
+
+void aqs_lm_linear_fp8(const aqs_lm *lm, const aqs_lm_linear *lin, float *yq, const float *x,
+                       int N, uint8_t *scratch_xq, uint8_t *scratch_wq) {
+  const aqs_ops *op = lm->be->ops;
+  float xs = aqs_fp8_scale_of_amax(lin->input_amax), wsc = aqs_fp8_scale_of_amax(lin->weight_amax);
+  op->quantize_fp8_f32(lm->be, scratch_xq, x, (size_t)N * (size_t)lin->in, xs);
+  op->quantize_fp8_bf16(lm->be, scratch_wq, lin->w, (size_t)lin->out * (size_t)lin->in, wsc);
+  op->linear_fp8(lm->be, yq, scratch_xq, xs, scratch_wq, wsc, lin->b, N, lin->in, lin->out);
+}
+
+aqs_status aqs_lm_check_finite(const aqs_lm *lm, const float *x, size_t n, const char *what,
+                               aqs_err *e) {
+  float amax;
+  lm->be->ops->amax_f32(lm->be, x, n, &amax);
+  aqs_status st = lm->be->ops->sync(lm->be, e);
+  if (st != AQS_OK) return st;
+  if (!(amax <= 3.4e38f))
+    return aqs_errf(e, AQS_ERR_NUMERIC, "non-finite activation (%s) at %s",
+                    amax != amax ? "NaN" : "Inf", what);
+  return AQS_OK;
+}
+
+/* y = linear(x) or its FP8 fake-quant, then the hook. */
+static aqs_status run_linear(const aqs_lm *lm, aqs_lm_ws *ws, int l, aqs_lin_slot s, float *y,
+                             const float *x, unsigned quant_mask, aqs_lm_linear_hook hook,
+                             void *ctx, aqs_err *e) {
+  const aqs_lm_linear *lin = &lm->layers[l].lin[s];
+  if (quant_mask & (1u << s))
+    aqs_lm_linear_fp8(lm, lin, y, x, ws->N, ws->xq, ws->wq);
+  else
+    lm->be->ops->linear(lm->be, y, x, lin->w, lin->b, ws->N, lin->in, lin->out);
+  return hook ? hook(ctx, lm, l, s, x, y, NULL, ws->N, e) : AQS_OK;
+}
+
+aqs_status aqs_lm_layer_fwd(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws, int l,
+                            const float *x_in, float *x_out, unsigned quant_mask,
+                            aqs_lm_linear_hook hook, void *ctx, aqs_err *e) {
+  aqs_backend *be = lm->be;
+  const aqs_ops *op = be->ops;
+  const aqs_qwen_text_config *c = &lm->cfg;
+  const aqs_lm_layer *L = &lm->layers[l];
+  const int N = ws->N, C = c->hidden_size, D = c->head_dim, Hq = c->num_heads,
+            Hkv = c->num_kv_heads;
+  const size_t qn = (size_t)N * (size_t)Hq * (size_t)D, kn = (size_t)N * (size_t)Hkv * (size_t)D;
+  const float eps = (float)c->rms_norm_eps, theta = (float)c->rope_theta;
+  aqs_status st;
+  op->rmsnorm_fwd(be, ws->ln1, ws->rstd1, x_in, L->ln1, N, C, eps);
+  if ((st = run_linear(lm, ws, l, AQS_LIN_Q, ws->q, ws->ln1, quant_mask, hook, ctx, e))) return st;
+  if ((st = run_linear(lm, ws, l, AQS_LIN_K, ws->k, ws->ln1, quant_mask, hook, ctx, e))) return st;
+  if ((st = run_linear(lm, ws, l, AQS_LIN_V, ws->v, ws->ln1, quant_mask, hook, ctx, e))) return st;
+  op->copy_d2d(be, ws->qr, ws->q, qn * sizeof(float));
+  op->copy_d2d(be, ws->kr, ws->k, kn * sizeof(float));
+  op->rope_fwd(be, ws->qr, b->pos, N, Hq, D, c->mrope_section, theta);
+  op->rope_fwd(be, ws->kr, b->pos, N, Hkv, D, c->mrope_section, theta);
+  op->attention_fwd(be, ws->attn, ws->lse, ws->qr, ws->kr, ws->v, b->cu_seqlens, b->n_seqs,
+                    b->max_seqlen, N, Hq, Hkv, D);
+  if ((st = run_linear(lm, ws, l, AQS_LIN_O, ws->o, ws->attn, quant_mask, hook, ctx, e))) return st;
+  op->add(be, ws->hmid, x_in, ws->o, (size_t)N * (size_t)C);
+  op->rmsnorm_fwd(be, ws->ln2, ws->rstd2, ws->hmid, L->ln2, N, C, eps);
+  if ((st = run_linear(lm, ws, l, AQS_LIN_GATE, ws->gate, ws->ln2, quant_mask, hook, ctx, e)))
+    return st;
+  if ((st = run_linear(lm, ws, l, AQS_LIN_UP, ws->up, ws->ln2, quant_mask, hook, ctx, e)))
+    return st;
+  op->swiglu_fwd(be, ws->act, ws->gate, ws->up, (size_t)N * (size_t)c->intermediate_size);
+  if ((st = run_linear(lm, ws, l, AQS_LIN_DOWN, ws->down, ws->act, quant_mask, hook, ctx, e)))
+    return st;
+  op->add(be, x_out, ws->hmid, ws->down, (size_t)N * (size_t)C);
+  return AQS_OK;
+}
+
+void aqs_lm_head_fwd(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws, const float *x) {
+  (void)b;
+  const aqs_qwen_text_config *c = &lm->cfg;
+  lm->be->ops->rmsnorm_fwd(lm->be, ws->normf, ws->rstdf, x, lm->final_norm, ws->N,
+                           c->hidden_size, (float)c->rms_norm_eps);
+  lm->be->ops->linear(lm->be, ws->logits, ws->normf, lm->lm_head, NULL, ws->N, c->hidden_size,
+                      c->vocab_size);
+}
+
+aqs_status aqs_lm_forward(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws,
+                          aqs_lm_linear_hook hook, void *ctx, aqs_err *e) {
+  const aqs_qwen_text_config *c = &lm->cfg;
+  const size_t NC = (size_t)ws->N * (size_t)c->hidden_size;
+  lm->be->ops->embedding(lm->be, ws->ckpt, lm->embed, b->ids, ws->N, c->hidden_size);
+  aqs_status st;
+  for (int l = 0; l < c->num_layers; l++) {
+    float *x_in = ws->ckpt + (size_t)l * NC, *x_out = x_in + NC;
+    if ((st = aqs_lm_layer_fwd(lm, b, ws, l, x_in, x_out, 0, hook, ctx, e)) != AQS_OK) return st;
+    char what[64];
+    snprintf(what, sizeof what, "the output of language layer %d", l);
+    if ((st = aqs_lm_check_finite(lm, x_out, NC, what, e)) != AQS_OK) return st;
+  }
+  aqs_lm_head_fwd(lm, b, ws, ws->ckpt + (size_t)c->num_layers * NC);
+  return lm->be->ops->sync(lm->be, e);
+}
+
+aqs_status aqs_lm_save_logp_ref(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws,
+                                aqs_err *e) {
+  (void)b;
+  if (!ws->logp_ref)
+    return aqs_errf(e, AQS_ERR_INTERNAL, "workspace has no reference log-prob buffer");
+  lm->be->ops->log_softmax(lm->be, ws->logp_ref, ws->logits, ws->N, lm->cfg.vocab_size);
+  return lm->be->ops->sync(lm->be, e);
+}
+
+aqs_status aqs_lm_kl_from_layer(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws,
+                                int layer, unsigned quant_mask, double *kl_out, aqs_err *e) {
+  const aqs_qwen_text_config *c = &lm->cfg;
+  const size_t NC = (size_t)ws->N * (size_t)c->hidden_size;
+  aqs_status st;
+  float *cur = ws->xa, *next = ws->xb;
+  const float *x_in = ws->ckpt + (size_t)layer * NC;
+  for (int l = layer; l < c->num_layers; l++) {
+    st = aqs_lm_layer_fwd(lm, b, ws, l, x_in, cur, l == layer ? quant_mask : 0, NULL, NULL, e);
+    if (st != AQS_OK) return st;
+    x_in = cur;
+    float *t = cur;
+    cur = next;
+    next = t;
+  }
+  char what[80];
+  snprintf(what, sizeof what, "the model output with layer %d's linears fake-quantized", layer);
+  if ((st = aqs_lm_check_finite(lm, x_in, NC, what, e)) != AQS_OK) return st;
+  aqs_lm_head_fwd(lm, b, ws, x_in);
+  lm->be->ops->kl_div(lm->be, ws->logp_ref, ws->logits, ws->N, c->vocab_size, kl_out);
+  return lm->be->ops->sync(lm->be, e);
+}

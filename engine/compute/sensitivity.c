@@ -1,0 +1,160 @@
+/* engine/compute/sensitivity.c: per-group FP8 sensitivity on one batch, gradient (Fisher-
+ * weighted output error, ModelOpt AutoQuantize) and kl_div (forward-only KL) methods. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/compute/lm_internal.h"
+#include "engine/compute/sensitivity.h"
+
+aqs_status aqs_sens_method_parse(const char *s, aqs_sens_method *out, aqs_err *e) {
+  if (strcmp(s, "gradient") == 0) *out = AQS_SENS_GRADIENT;
+  else if (strcmp(s, "kl_div") == 0) *out = AQS_SENS_KL_DIV;
+  else return aqs_errf(e, AQS_ERR_INVALID, "unknown sensitivity method '%s' (gradient|kl_div)", s);
+  return AQS_OK;
+}
+
+const char *aqs_sens_method_name(aqs_sens_method m) {
+  return m == AQS_SENS_KL_DIV ? "kl_div" : "gradient";
+}
+
+/* Slots of a group kind, as a bit mask over aqs_lin_slot. */
+static unsigned kind_mask(const char *kind) {
+  if (strcmp(kind, "qkv") == 0) return 1u << AQS_LIN_Q | 1u << AQS_LIN_K | 1u << AQS_LIN_V;
+  if (strcmp(kind, "o") == 0) return 1u << AQS_LIN_O;
+  if (strcmp(kind, "gate_up") == 0) return 1u << AQS_LIN_GATE | 1u << AQS_LIN_UP;
+  if (strcmp(kind, "down") == 0) return 1u << AQS_LIN_DOWN;
+  return 0;
+}
+
+/* Slot of a module name inside its layer (by suffix), -1 if none. */
+static int slot_of_module(const char *module) {
+  for (int s = 0; s < AQS_LIN_COUNT; s++) {
+    const char *suf = aqs_lin_slot_suffix((aqs_lin_slot)s);
+    size_t ml = strlen(module), sl = strlen(suf);
+    if (ml > sl && strcmp(module + ml - sl, suf) == 0 && module[ml - sl - 1] == '.') return s;
+  }
+  return -1;
+}
+
+typedef struct grad_ctx {
+  aqs_lm_ws *ws;
+  double (*module_score)[AQS_LIN_COUNT]; /* (num_layers, slots) */
+} grad_ctx;
+
+static aqs_status grad_hook(void *ctx, const aqs_lm *lm, int layer, aqs_lin_slot slot,
+                            const float *x, const float *y, const float *g, int N, aqs_err *e) {
+  grad_ctx *gc = ctx;
+  const aqs_lm_linear *lin = &lm->layers[layer].lin[slot];
+  if (lin->input_amax <= 0.0f)
+    return aqs_errf(e, AQS_ERR_INVALID, "no calibrated input amax for %s", lin->module);
+  aqs_lm_linear_fp8(lm, lin, gc->ws->yq, x, N, gc->ws->xq, gc->ws->wq);
+  double s = 0.0;
+  lm->be->ops->grad_score(lm->be, g, y, gc->ws->yq, (size_t)N * (size_t)lin->out, &s);
+  if (!(s == s))
+    return aqs_errf(e, AQS_ERR_NUMERIC, "NaN gradient score at %s", lin->module);
+  gc->module_score[layer][slot] = s;
+  return AQS_OK;
+}
+
+/* Fills the group list of out (ids, members, params) from the model, scores zero. */
+static aqs_status init_groups(const aqs_lm *lm, aqs_sens_method method, aqs_scores *out,
+                              aqs_err *e) {
+  memset(out, 0, sizeof *out);
+  const aqs_qwen_model *m = lm->model;
+  out->groups = calloc(m->n_lm_groups ? m->n_lm_groups : 1, sizeof *out->groups);
+  if (!out->groups) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  out->ngroups = m->n_lm_groups;
+  snprintf(out->method, sizeof out->method, "%s", aqs_sens_method_name(method));
+  snprintf(out->scope, sizeof out->scope, "lm_only");
+  snprintf(out->precision, sizeof out->precision, "%s",
+           lm->be->precision == AQS_PREC_BF16 ? "bf16" : "f32");
+  snprintf(out->backend, sizeof out->backend, "%s", lm->be->name);
+  snprintf(out->device, sizeof out->device, "%s", lm->be->device);
+  for (size_t i = 0; i < m->n_lm_groups; i++) {
+    const aqs_qwen_group *g = &m->groups[i];
+    aqs_group_score *gs = &out->groups[i];
+    snprintf(gs->id, sizeof gs->id, "%s", g->id);
+    snprintf(gs->kind, sizeof gs->kind, "%s", g->kind);
+    gs->layer = g->layer;
+    gs->nmembers = g->nmembers;
+    gs->weight_params = g->weight_params;
+    gs->bias_params = g->bias_params;
+    for (int k = 0; k < g->nmembers; k++) {
+      snprintf(gs->members[k], sizeof gs->members[k], "%s", g->members[k].module);
+      if (slot_of_module(g->members[k].module) < 0)
+        return aqs_errf(e, AQS_ERR_INTERNAL, "group %s: unknown member %s", g->id,
+                        g->members[k].module);
+    }
+    if (!kind_mask(g->kind))
+      return aqs_errf(e, AQS_ERR_INTERNAL, "group %s: unknown kind %s", g->id, g->kind);
+  }
+  return AQS_OK;
+}
+
+aqs_status aqs_sensitivity_batch(const aqs_lm *lm, const aqs_token_batch *batch,
+                                 aqs_sens_method method, int max_seq_len, aqs_scores *out,
+                                 double *loss_out, aqs_err *e) {
+  aqs_status st = init_groups(lm, method, out, e);
+  if (st != AQS_OK) {
+    aqs_scores_free(out);
+    return st;
+  }
+  aqs_lm_batch b;
+  aqs_lm_ws *ws = NULL;
+  grad_ctx gc = {NULL, NULL};
+  if (loss_out) *loss_out = 0.0;
+  if ((st = aqs_lm_batch_make(lm, batch->token_ids, batch->seq_lens, batch->n_seqs, max_seq_len,
+                              &b, e)) != AQS_OK) {
+    aqs_scores_free(out);
+    return st;
+  }
+  if ((st = aqs_lm_ws_alloc(lm, &b, method == AQS_SENS_GRADIENT, method == AQS_SENS_KL_DIV, &ws,
+                            e)) != AQS_OK)
+    goto done;
+  if (method == AQS_SENS_GRADIENT) {
+    gc.ws = ws;
+    gc.module_score = calloc((size_t)lm->cfg.num_layers, sizeof *gc.module_score);
+    if (!gc.module_score) {
+      st = aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+      goto done;
+    }
+    double loss;
+    if ((st = aqs_lm_forward_backward(lm, &b, ws, grad_hook, &gc, &loss, e)) != AQS_OK) goto done;
+    if (loss_out) *loss_out = loss;
+    for (size_t i = 0; i < out->ngroups; i++) {
+      aqs_group_score *gs = &out->groups[i];
+      gs->score = 0.0;
+      for (int k = 0; k < gs->nmembers; k++) {
+        gs->member_score[k] = gc.module_score[gs->layer][slot_of_module(gs->members[k])];
+        gs->score += gs->member_score[k];
+      }
+    }
+  } else {
+    if ((st = aqs_lm_forward(lm, &b, ws, NULL, NULL, e)) != AQS_OK) goto done;
+    if ((st = aqs_lm_save_logp_ref(lm, &b, ws, e)) != AQS_OK) goto done;
+    for (size_t i = 0; i < out->ngroups; i++) {
+      aqs_group_score *gs = &out->groups[i];
+      for (int k = 0; k < gs->nmembers; k++) {
+        const aqs_lm_linear *lin = &lm->layers[gs->layer].lin[slot_of_module(gs->members[k])];
+        if (lin->input_amax <= 0.0f) {
+          st = aqs_errf(e, AQS_ERR_INVALID, "no calibrated input amax for %s", lin->module);
+          goto done;
+        }
+      }
+      double kl = 0.0;
+      st = aqs_lm_kl_from_layer(lm, &b, ws, gs->layer, kind_mask(gs->kind), &kl, e);
+      if (st != AQS_OK) goto done;
+      gs->score = kl;
+    }
+  }
+  out->n_tokens = b.n_tokens;
+  out->n_seqs = b.n_seqs;
+  out->n_batches = 1;
+done:
+  free(gc.module_score);
+  aqs_lm_ws_free(lm, ws);
+  aqs_lm_batch_free(lm, &b);
+  if (st != AQS_OK) aqs_scores_free(out);
+  return st;
+}

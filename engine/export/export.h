@@ -1,0 +1,97 @@
+/* engine/export/export.h: writes a ModelOpt-format Hugging Face FP8 checkpoint (what vLLM loads
+ * with quantization="modelopt") from a source Qwen2.5-VL checkpoint, an amax table and a plan.
+ * docs/checkpoint-format.md describes every file and field; this header is the API.
+ *
+ * Output directory (every byte a function of the inputs only: no clocks, paths or thread counts):
+ *   model-embed.safetensors             embed_tokens
+ *   model-layers-<LLL>.safetensors      language layer L (all its tensors), L zero-padded to 3
+ *   model-head.safetensors              final norm + lm_head (lm_head absent when tied)
+ *   model-visual-stem.safetensors       patch_embed
+ *   model-visual-blocks-<BBB>.safetensors  vision block B
+ *   model-visual-merger.safetensors     merger
+ *   model-other.safetensors             any tensor none of the above claims (if any)
+ *   model.safetensors.index.json, config.json (+ quantization_config), hf_quant_config.json,
+ *   tokenizer / processor / generation files copied byte for byte, aqs-manifest.json.
+ * Tensors inside a shard are sorted by name. A module of an FP8 group is written as
+ *   <module>.weight F8_E4M3 (same shape), <module>.weight_scale F32 [] = max|W| / 448,
+ *   <module>.input_scale F32 [] = max over the group's members of input_amax, / 448,
+ * its bias and every other tensor are copied bit for bit from the (memory-mapped) source.
+ * So two plans that agree on a block produce byte-identical shards for it. A plan without any
+ * FP8 group gives a plain BF16 checkpoint (no quantization_config, no hf_quant_config.json). */
+#ifndef AQS_EXPORT_EXPORT_H
+#define AQS_EXPORT_EXPORT_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "engine/export/plan.h"
+#include "engine/model/amax.h"
+#include "kernels/fp8.h"
+#include "store/digest.h"
+
+#define AQS_EXPORT_MANIFEST "aqs-manifest.json"
+#define AQS_EXPORT_FORMAT_NAME "modelopt_fp8"
+/* The ModelOpt release whose HF FP8 format (hf_quant_config.json "producer") we write. */
+#define AQS_EXPORT_MODELOPT_VERSION "0.39.0"
+
+typedef enum aqs_export_file_kind {
+  AQS_EXPORT_SHARD = 0,  /* a .safetensors shard */
+  AQS_EXPORT_META = 1,   /* index, config.json, hf_quant_config.json, aqs-manifest.json */
+  AQS_EXPORT_COPIED = 2  /* tokenizer / processor / generation file copied from the source */
+} aqs_export_file_kind;
+
+typedef struct aqs_export_file {
+  char name[128];        /* file name inside out_dir */
+  aqs_export_file_kind kind;
+  aqs_digest digest;     /* SHA-256 of the file's bytes */
+  uint64_t bytes;
+} aqs_export_file;
+
+typedef struct aqs_export_opts {
+  const char *model_dir;         /* source checkpoint directory (config.json + safetensors) */
+  const aqs_amax_table *amax;    /* input_amax per module; required for every FP8 group member */
+  const aqs_plan *plan;          /* group -> fp8 | bf16; groups absent are BF16 */
+  const char *out_dir;           /* created (with parents) if missing; must be empty if present */
+  aqs_fp8_ref fp8_ref;           /* AQS_FP8_REF_TORCH_CUDA (0) unless testing */
+  /* Digests recorded in the manifest's "inputs" (strings "sha256:<hex>"). NULL = computed here:
+   * source = per-file digests of the source directory's files that were read, amax = digest of
+   * aqs_amax_to_json(amax), plan = digest of aqs_plan_to_json(plan) (always computed). */
+  const char *source_digest;
+  const char *amax_digest;
+  int progress;                  /* 1 = progress on stderr */
+  /* Called after each file is complete in out_dir (optional); a non-OK return aborts. */
+  aqs_status (*on_file)(void *ctx, const char *path, const aqs_export_file *file, aqs_err *e);
+  void *on_file_ctx;
+} aqs_export_opts;
+
+typedef struct aqs_export_result {
+  size_t nfiles;
+  aqs_export_file *files;        /* in the order written; aqs-manifest.json last */
+  size_t n_groups, n_candidates, n_fp8;
+  char scope[16];                /* "lm_only" | "all_layers" (plan's, or inferred) */
+  double effective_bits;         /* over all candidate-scope weights, scales counted */
+  uint64_t tensor_bytes;         /* sum of tensor bytes written */
+  uint64_t quantized_params;     /* elements quantized to FP8 */
+  double seconds_quantize;       /* amax + E4M3 conversion of FP8 weights */
+  double seconds_hash;           /* per-tensor and per-file SHA-256 */
+  double seconds_write;          /* safetensors writes (incl. fsync) */
+  double seconds_total;
+} aqs_export_result;
+
+/* Runs the export. Errors (AQS_ERR_*, message naming the file / group / module):
+ *   NOT_FOUND   model dir or a file in it; a plan group that the model does not have; a module
+ *               of an FP8 group missing from the amax table
+ *   INVALID     out_dir exists and is not empty; a vision group FP8 in an lm_only plan
+ *   UNSUPPORTED a weight of an FP8 group that is neither BF16 nor F32
+ *   NUMERIC     NaN/Inf in a weight of an FP8 group or in an amax
+ *   IO          write failures (the partial out_dir is left for inspection)
+ * res is filled on success (free with aqs_export_result_free); may be NULL. */
+aqs_status aqs_export_run(const aqs_export_opts *o, aqs_export_result *res, aqs_err *e);
+void aqs_export_result_free(aqs_export_result *res);
+
+/* Shard file name for a tensor (see the layout above), from its checkpoint name in either naming
+ * scheme. Writes at most n bytes into buf; returns buf. */
+const char *aqs_export_shard_name(const char *tensor_name, char *buf, size_t n);
+
+#endif

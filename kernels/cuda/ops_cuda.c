@@ -1,0 +1,382 @@
+/* kernels/cuda/ops_cuda.c: the CUDA backend's kernels/ops.h table, mapping each op onto the
+ * launchers of the kernels/cuda .cu files (launchers.h), plus the backend-owned scratch buffers
+ * (GEMM operand splits, reduction partials, RoPE frequency table) and the sticky first error.
+ * Linear layers: cuBLASLt BF16 GEMMs on BF16 operands. In BF16 mode activations are already BF16
+ * values (every op rounds its outputs), so one GEMM is exact; in F32 mode the F32 operand is split
+ * into AQS_CUDA_F32_SPLITS BF16 terms (3 = exact for normal floats) and the GEMMs accumulate in F32. */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "kernels/backend.h"
+#include "kernels/cuda/launchers.h"
+#include "kernels/ops.h"
+
+typedef struct cuda_state {
+  int failed;
+  aqs_err first_err;
+  void *scratch; /* GEMM operand splits and products, grown on demand */
+  size_t scratch_bytes;
+  void *scratch2;
+  size_t scratch2_bytes;
+  void *reduce_scratch;
+  double *rows; /* per-row doubles for the losses (N + 1) */
+  size_t rows_cap;
+  float *inv_freq; /* RoPE inv_freq (D/2) for inv_freq_D / inv_freq_theta */
+  int inv_freq_D;
+  float inv_freq_theta;
+  int f32_splits;
+} cuda_state;
+
+static cuda_state *state_of(aqs_backend *be) { return (cuda_state *)be->impl; }
+static int rnd_of(const aqs_backend *be) { return be->precision == AQS_PREC_BF16; }
+
+/* Records the first failure; later ops keep running (their results are discarded by the caller). */
+static void note(aqs_backend *be, aqs_status st, const aqs_err *err) {
+  cuda_state *s = state_of(be);
+  if (st == AQS_OK || s->failed) return;
+  s->failed = 1;
+  s->first_err = *err;
+}
+#define NOTE(call)              \
+  do {                          \
+    aqs_err err_;               \
+    aqs_err_clear(&err_);       \
+    aqs_status st_ = (call);    \
+    note(be, st_, &err_);       \
+  } while (0)
+
+/* Ensures *buf holds at least bytes (old contents are not kept). */
+static aqs_status grow(void **buf, size_t *cap, size_t bytes, const char *what, aqs_err *e) {
+  if (*cap >= bytes) return AQS_OK;
+  aqs_cuda_free(*buf);
+  *buf = NULL;
+  *cap = 0;
+  size_t want = bytes + bytes / 4; /* headroom: shapes vary a little between calls */
+  aqs_status st = aqs_cuda_malloc(buf, want, what, e);
+  if (st == AQS_OK) *cap = want;
+  return st;
+}
+
+/* ---- memory and control ---- */
+static aqs_status c_alloc(aqs_backend *be, size_t bytes, void **out, aqs_err *e) {
+  (void)be;
+  return aqs_cuda_malloc(out, bytes ? bytes : 1, "a compute buffer", e);
+}
+static void c_free(aqs_backend *be, void *ptr) {
+  (void)be;
+  aqs_cuda_free(ptr);
+}
+static void c_copy_h2d(aqs_backend *be, void *dst, const void *src, size_t bytes) {
+  NOTE(aqs_cuda_copy_h2d(dst, src, bytes, &err_));
+}
+static void c_copy_d2h(aqs_backend *be, void *dst, const void *src, size_t bytes) {
+  NOTE(aqs_cuda_copy_d2h(dst, src, bytes, &err_));
+}
+static void c_copy_d2d(aqs_backend *be, void *dst, const void *src, size_t bytes) {
+  NOTE(aqs_cuda_copy_d2d(dst, src, bytes, &err_));
+}
+static void c_zero(aqs_backend *be, void *ptr, size_t bytes) { NOTE(aqs_cuda_memset0(ptr, bytes, &err_)); }
+
+static aqs_status c_sync(aqs_backend *be, aqs_err *e) {
+  cuda_state *s = state_of(be);
+  aqs_err sync_err;
+  aqs_err_clear(&sync_err);
+  aqs_status st = aqs_cuda_sync(&sync_err);
+  if (s->failed) {
+    if (e) *e = s->first_err;
+    st = s->first_err.code;
+    s->failed = 0;
+    return st;
+  }
+  if (st && e) *e = sync_err;
+  return st;
+}
+
+static void c_mem_stats(aqs_backend *be, size_t *in_use, size_t *peak) {
+  (void)be;
+  if (in_use) *in_use = aqs_cuda_bytes_in_use();
+  if (peak) *peak = aqs_cuda_peak_bytes();
+}
+
+static void c_close(aqs_backend *be) {
+  if (!be) return;
+  cuda_state *s = state_of(be);
+  aqs_cuda_free(s->scratch);
+  aqs_cuda_free(s->scratch2);
+  aqs_cuda_free(s->reduce_scratch);
+  aqs_cuda_free(s->rows);
+  aqs_cuda_free(s->inv_freq);
+  aqs_cuda_sync(NULL);
+  free(s);
+  free(be);
+}
+
+/* ---- casts and elementwise ---- */
+static void c_cast_bf16_to_f32(aqs_backend *be, float *dst, const aqs_bf16 *src, size_t n) {
+  NOTE(aqs_cuda_cast_bf16_to_f32(dst, src, n, &err_));
+}
+static void c_cast_f32_to_bf16(aqs_backend *be, aqs_bf16 *dst, const float *src, size_t n) {
+  NOTE(aqs_cuda_cast_f32_to_bf16(dst, src, n, &err_));
+}
+static void c_round_bf16(aqs_backend *be, float *x, size_t n) { NOTE(aqs_cuda_round_bf16(x, n, &err_)); }
+static void c_add(aqs_backend *be, float *out, const float *a, const float *b, size_t n) {
+  NOTE(aqs_cuda_add(out, a, b, n, rnd_of(be), &err_));
+}
+static void c_embedding(aqs_backend *be, float *out, const aqs_bf16 *table, const int32_t *ids, int N, int C) {
+  NOTE(aqs_cuda_embedding(out, table, ids, N, C, &err_));
+}
+
+/* ---- RMSNorm ---- */
+static void c_rmsnorm_fwd(aqs_backend *be, float *out, float *rstd, const float *x, const aqs_bf16 *w, int N, int C,
+                          float eps) {
+  NOTE(aqs_cuda_rmsnorm_fwd(out, rstd, x, w, N, C, eps, rnd_of(be), &err_));
+}
+static void c_rmsnorm_bwd(aqs_backend *be, float *dx, const float *dout, const float *x, const float *rstd,
+                          const aqs_bf16 *w, int N, int C, int accumulate) {
+  NOTE(aqs_cuda_rmsnorm_bwd(dx, dout, x, rstd, w, N, C, accumulate, rnd_of(be), &err_));
+}
+
+/* ---- linear layers ---- */
+static int splits_of(aqs_backend *be) { return rnd_of(be) ? 1 : state_of(be)->f32_splits; }
+
+/* Splits x (n floats) into BF16 parts in scratch; returns the parts or NULL after noting an error. */
+static uint16_t *split_operand(aqs_backend *be, const float *x, size_t n, int nparts) {
+  cuda_state *s = state_of(be);
+  aqs_err err;
+  aqs_status st = grow(&s->scratch, &s->scratch_bytes, (size_t)nparts * n * sizeof(uint16_t),
+                       "the BF16 GEMM operand (reduce the tokens per step)", &err);
+  if (st == AQS_OK) st = aqs_cuda_split_bf16((uint16_t *)s->scratch, x, n, nparts, &err);
+  note(be, st, &err);
+  return st == AQS_OK ? (uint16_t *)s->scratch : NULL;
+}
+
+static void c_linear(aqs_backend *be, float *y, const float *x, const aqs_bf16 *w, const aqs_bf16 *bias, int N,
+                     int K, int M) {
+  if (N <= 0 || M <= 0) return;
+  int nparts = splits_of(be);
+  size_t xn = (size_t)N * (size_t)K;
+  uint16_t *parts = split_operand(be, x, xn, nparts);
+  if (!parts) return;
+  for (int p = 0; p < nparts; p++)
+    NOTE(aqs_cuda_gemm_bf16(parts + (size_t)p * xn, w, NULL, y, 1, p > 0, N, M, K, &err_));
+  NOTE(aqs_cuda_bias_round(y, bias, N, M, rnd_of(be), &err_));
+}
+
+static void c_linear_bwd_input(aqs_backend *be, float *dx, const float *dy, const aqs_bf16 *w, int N, int K, int M,
+                               int accumulate) {
+  if (N <= 0 || K <= 0) return;
+  cuda_state *s = state_of(be);
+  int nparts = splits_of(be);
+  size_t dyn = (size_t)N * (size_t)M, dxn = (size_t)N * (size_t)K;
+  uint16_t *parts = split_operand(be, dy, dyn, nparts);
+  if (!parts) return;
+  if (rnd_of(be) && accumulate) { /* BF16: round the product, then the sum */
+    aqs_err err;
+    aqs_status st = grow(&s->scratch2, &s->scratch2_bytes, dxn * sizeof(float),
+                         "the input-gradient product (reduce the tokens per step)", &err);
+    note(be, st, &err);
+    if (st) return;
+    NOTE(aqs_cuda_gemm_bf16_nn(parts, w, s->scratch2, 1, 0, N, K, M, &err_));
+    NOTE(aqs_cuda_accumulate_round(dx, (const float *)s->scratch2, dxn, &err_));
+    return;
+  }
+  for (int p = 0; p < nparts; p++)
+    NOTE(aqs_cuda_gemm_bf16_nn(parts + (size_t)p * dyn, w, dx, 1, accumulate || p > 0, N, K, M, &err_));
+  if (rnd_of(be)) NOTE(aqs_cuda_round_bf16(dx, dxn, &err_));
+}
+
+static void c_quantize_fp8_f32(aqs_backend *be, uint8_t *q, const float *x, size_t n, float scale) {
+  NOTE(aqs_cuda_quantize_fp8_f32(q, x, n, scale, 0, &err_));
+}
+static void c_quantize_fp8_bf16(aqs_backend *be, uint8_t *q, const aqs_bf16 *x, size_t n, float scale) {
+  NOTE(aqs_cuda_quantize_fp8_bf16(q, x, n, scale, 0, &err_));
+}
+static void c_linear_fp8(aqs_backend *be, float *y, const uint8_t *xq, float x_scale, const uint8_t *wq,
+                         float w_scale, const aqs_bf16 *bias, int N, int K, int M) {
+  if (N <= 0 || M <= 0) return;
+  NOTE(aqs_cuda_gemm_fp8(xq, wq, x_scale, w_scale, NULL, y, 1, N, M, K, &err_));
+  NOTE(aqs_cuda_bias_round(y, bias, N, M, rnd_of(be), &err_));
+}
+
+/* ---- RoPE ---- */
+/* inv_freq[j] = 1 / theta^(2j/D), computed on the host with the CPU twin's expression. */
+static const float *inv_freq_table(aqs_backend *be, int D, float theta) {
+  cuda_state *s = state_of(be);
+  if (s->inv_freq && s->inv_freq_D == D && s->inv_freq_theta == theta) return s->inv_freq;
+  aqs_cuda_free(s->inv_freq);
+  s->inv_freq = NULL;
+  int half = D / 2;
+  float *h = malloc((size_t)(half > 0 ? half : 1) * sizeof *h);
+  aqs_err err;
+  if (!h) {
+    note(be, aqs_errf(&err, AQS_ERR_NOMEM, "cuda rope: out of host memory"), &err);
+    return NULL;
+  }
+  for (int j = 0; j < half; j++) h[j] = 1.0f / powf(theta, (float)(2 * j) / (float)D);
+  void *d = NULL;
+  aqs_status st = aqs_cuda_malloc(&d, (size_t)(half > 0 ? half : 1) * sizeof *h, "the RoPE frequency table", &err);
+  if (st == AQS_OK) st = aqs_cuda_copy_h2d(d, h, (size_t)half * sizeof *h, &err);
+  free(h);
+  note(be, st, &err);
+  if (st) {
+    aqs_cuda_free(d);
+    return NULL;
+  }
+  s->inv_freq = d;
+  s->inv_freq_D = D;
+  s->inv_freq_theta = theta;
+  return s->inv_freq;
+}
+
+static void c_rope_fwd(aqs_backend *be, float *x, const int32_t *pos, int N, int H, int D, const int mrope_section[3],
+                       float theta) {
+  const float *f = inv_freq_table(be, D, theta);
+  if (f) NOTE(aqs_cuda_rope(x, pos, f, N, H, D, mrope_section, rnd_of(be), 0, &err_));
+}
+static void c_rope_bwd(aqs_backend *be, float *dx, const int32_t *pos, int N, int H, int D, const int mrope_section[3],
+                       float theta) {
+  const float *f = inv_freq_table(be, D, theta);
+  if (f) NOTE(aqs_cuda_rope(dx, pos, f, N, H, D, mrope_section, rnd_of(be), 1, &err_));
+}
+
+/* ---- attention ---- */
+static void c_attention_fwd(aqs_backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
+                            const int32_t *cu_seqlens, int B, int max_seqlen, int N, int Hq, int Hkv, int D) {
+  (void)max_seqlen;
+  NOTE(aqs_cuda_attention_fwd(out, lse, q, k, v, cu_seqlens, B, N, Hq, Hkv, D, rnd_of(be), &err_));
+}
+static void c_attention_bwd(aqs_backend *be, float *dq, float *dk, float *dv, const float *dout, const float *out,
+                            const float *lse, const float *q, const float *k, const float *v,
+                            const int32_t *cu_seqlens, int B, int max_seqlen, int N, int Hq, int Hkv, int D) {
+  (void)max_seqlen;
+  cuda_state *s = state_of(be);
+  aqs_err err;
+  aqs_status st = grow(&s->scratch2, &s->scratch2_bytes, (size_t)N * (size_t)Hq * sizeof(float),
+                       "the attention backward scratch", &err);
+  note(be, st, &err);
+  if (st) return;
+  NOTE(aqs_cuda_attention_bwd(dq, dk, dv, (float *)s->scratch2, dout, out, lse, q, k, v, cu_seqlens, B, N, Hq, Hkv,
+                              D, rnd_of(be), &err_));
+}
+
+/* ---- SwiGLU ---- */
+static void c_swiglu_fwd(aqs_backend *be, float *out, const float *gate, const float *up, size_t n) {
+  NOTE(aqs_cuda_swiglu_fwd(out, gate, up, n, rnd_of(be), &err_));
+}
+static void c_swiglu_bwd(aqs_backend *be, float *dgate, float *dup, const float *dout, const float *gate,
+                         const float *up, size_t n) {
+  NOTE(aqs_cuda_swiglu_bwd(dgate, dup, dout, gate, up, n, rnd_of(be), &err_));
+}
+
+/* ---- losses ---- */
+static double *rows_scratch(aqs_backend *be, int N) {
+  cuda_state *s = state_of(be);
+  aqs_err err;
+  aqs_status st = grow((void **)&s->rows, &s->rows_cap, ((size_t)N + 1) * sizeof(double), "loss row sums", &err);
+  note(be, st, &err);
+  return st == AQS_OK ? s->rows : NULL;
+}
+static void c_cross_entropy(aqs_backend *be, float *dlogits, const float *logits, const int32_t *targets, int N,
+                            int V, float grad_scale, double *loss_sum_host) {
+  *loss_sum_host = NAN;
+  double *rows = rows_scratch(be, N);
+  if (rows)
+    NOTE(aqs_cuda_cross_entropy(dlogits, logits, targets, N, V, grad_scale, rnd_of(be), rows, loss_sum_host, &err_));
+}
+static void c_log_softmax(aqs_backend *be, float *out, const float *logits, int N, int V) {
+  NOTE(aqs_cuda_log_softmax(out, logits, N, V, &err_));
+}
+static void c_kl_div(aqs_backend *be, const float *logp_ref, const float *logits, int N, int V, double *kl_sum_host) {
+  *kl_sum_host = NAN;
+  double *rows = rows_scratch(be, N);
+  if (rows) NOTE(aqs_cuda_kl_div(logp_ref, logits, N, V, rows, kl_sum_host, &err_));
+}
+
+/* ---- reductions ---- */
+static void *reduce_scratch(aqs_backend *be) {
+  cuda_state *s = state_of(be);
+  if (!s->reduce_scratch) {
+    aqs_err err;
+    aqs_status st = aqs_cuda_malloc(&s->reduce_scratch, aqs_cuda_reduce_scratch_bytes(), "reduction partials", &err);
+    note(be, st, &err);
+  }
+  return s->reduce_scratch;
+}
+static void c_amax_f32(aqs_backend *be, const float *x, size_t n, float *amax_host) {
+  *amax_host = NAN;
+  void *scratch = reduce_scratch(be);
+  if (scratch) NOTE(aqs_cuda_amax(x, 0, n, scratch, amax_host, &err_));
+}
+static void c_amax_bf16(aqs_backend *be, const aqs_bf16 *x, size_t n, float *amax_host) {
+  *amax_host = NAN;
+  void *scratch = reduce_scratch(be);
+  if (scratch) NOTE(aqs_cuda_amax(x, 1, n, scratch, amax_host, &err_));
+}
+static void c_grad_score(aqs_backend *be, const float *g, const float *y, const float *y_q, size_t n,
+                         double *sum_host) {
+  *sum_host = NAN;
+  void *scratch = reduce_scratch(be);
+  if (scratch) NOTE(aqs_cuda_grad_score(g, y, y_q, n, scratch, sum_host, &err_));
+}
+
+static const aqs_ops aqs_cuda_ops = {
+  .alloc = c_alloc,
+  .free = c_free,
+  .copy_h2d = c_copy_h2d,
+  .copy_d2h = c_copy_d2h,
+  .copy_d2d = c_copy_d2d,
+  .zero = c_zero,
+  .sync = c_sync,
+  .mem_stats = c_mem_stats,
+  .close = c_close,
+  .cast_bf16_to_f32 = c_cast_bf16_to_f32,
+  .cast_f32_to_bf16 = c_cast_f32_to_bf16,
+  .round_bf16 = c_round_bf16,
+  .add = c_add,
+  .embedding = c_embedding,
+  .rmsnorm_fwd = c_rmsnorm_fwd,
+  .rmsnorm_bwd = c_rmsnorm_bwd,
+  .linear = c_linear,
+  .linear_bwd_input = c_linear_bwd_input,
+  .quantize_fp8_f32 = c_quantize_fp8_f32,
+  .quantize_fp8_bf16 = c_quantize_fp8_bf16,
+  .linear_fp8 = c_linear_fp8,
+  .rope_fwd = c_rope_fwd,
+  .rope_bwd = c_rope_bwd,
+  .attention_fwd = c_attention_fwd,
+  .attention_bwd = c_attention_bwd,
+  .swiglu_fwd = c_swiglu_fwd,
+  .swiglu_bwd = c_swiglu_bwd,
+  .cross_entropy = c_cross_entropy,
+  .log_softmax = c_log_softmax,
+  .kl_div = c_kl_div,
+  .amax_f32 = c_amax_f32,
+  .amax_bf16 = c_amax_bf16,
+  .grad_score = c_grad_score,
+};
+
+aqs_status aqs_backend_cuda_open(aqs_backend **out, aqs_err *e) {
+  *out = NULL;
+  const char *dev_env = getenv("AQS_CUDA_DEVICE");
+  aqs_status st = aqs_cuda_init(dev_env ? atoi(dev_env) : 0, e);
+  if (st) return st;
+  aqs_backend *be = calloc(1, sizeof *be);
+  cuda_state *s = calloc(1, sizeof *s);
+  if (!be || !s) {
+    free(be);
+    free(s);
+    return aqs_errf(e, AQS_ERR_NOMEM, "cuda: out of host memory opening the backend");
+  }
+  const char *splits_env = getenv("AQS_CUDA_F32_SPLITS");
+  s->f32_splits = splits_env ? atoi(splits_env) : 3;
+  if (s->f32_splits < 1 || s->f32_splits > 3) s->f32_splits = 3;
+  be->ops = &aqs_cuda_ops;
+  be->name = "cuda";
+  snprintf(be->device, sizeof be->device, "%s", aqs_cuda_device_desc());
+  be->precision = AQS_PREC_F32;
+  be->impl = s;
+  *out = be;
+  return AQS_OK;
+}

@@ -1,0 +1,41 @@
+# tests/integration/cli_common.bash: helpers sourced by the tests/integration/cli_*.sh tests
+# (a .bash file so that ctest does not run it as a test): a scratch directory, the aqs binary,
+# and assertions on exit status, output and error messages.
+set -euo pipefail
+
+AQS="${AQS_BIN:?AQS_BIN must point at the aqs binary}"
+AQS="$(realpath "$AQS")"
+unset AQS_STORE
+export AQS_PROGRESS=never
+TMP="$(mktemp -d "${TMPDIR:-/tmp}/aqs-cli-test-XXXXXX")"
+TMP="$(realpath "$TMP")"
+cleanup() { chmod -R u+w "$TMP" 2>/dev/null || true; rm -rf "$TMP"; }
+trap cleanup EXIT
+cd "$TMP"
+
+fail() { echo "FAIL: $*" >&2; exit 1; }
+pass() { echo "ok: $*"; }
+
+# expect_eq ACTUAL EXPECTED WHAT
+expect_eq() { [ "$1" == "$2" ] || fail "$3: got '$1', expected '$2'"; }
+
+# expect_contains HAYSTACK NEEDLE WHAT
+expect_contains() { [[ "$1" == *"$2"* ]] || fail "$3: '$2' not in: $1"; }
+
+# expect_error RC NEEDLE CMD...: runs CMD, which must exit with RC and print NEEDLE on stderr
+# (and nothing on stdout). Leaves stderr in $ERR_OUT.
+expect_error() {
+  local want_rc="$1" needle="$2"; shift 2
+  local rc=0
+  "$@" >"$TMP/.out" 2>"$TMP/.err" || rc=$?
+  ERR_OUT="$(cat "$TMP/.err")"
+  [ "$rc" -eq "$want_rc" ] || fail "'$*' exited $rc, expected $want_rc; stderr: $ERR_OUT"
+  [[ "$ERR_OUT" == *"$needle"* ]] || fail "'$*': stderr lacks '$needle': $ERR_OUT"
+  [ ! -s "$TMP/.out" ] || fail "'$*' wrote to stdout on error: $(head -c 200 "$TMP/.out")"
+}
+
+# json_get JSON PYEXPR: evaluates PYEXPR with d = the parsed JSON and prints the result.
+json_get() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
+
+# sha256 FILE: "sha256:<hex>" computed independently of aqs.
+sha256() { echo "sha256:$(sha256sum "$1" | cut -d' ' -f1)"; }
