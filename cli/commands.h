@@ -13,5 +13,7 @@ extern const aqs_cmd aqs_cmd_gc;
 extern const aqs_cmd aqs_cmd_verify;
 extern const aqs_cmd aqs_cmd_refs;
 extern const aqs_cmd aqs_cmd_tokenize;
+extern const aqs_cmd aqs_cmd_calibrate;
+extern const aqs_cmd aqs_cmd_sensitivity;
 
 #endif

@@ -19,6 +19,8 @@ static const aqs_cmd *const commands[] = {
   &aqs_cmd_verify,
   &aqs_cmd_refs,
   &aqs_cmd_tokenize,
+  &aqs_cmd_calibrate,
+  &aqs_cmd_sensitivity,
   NULL
 };
 

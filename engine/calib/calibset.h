@@ -27,7 +27,8 @@
  *   exactly as transformers' Qwen2VLImageProcessor flattens them).
  * All arrays are owned by the chunk and freed by aqs_calib_chunk_free. */
 typedef struct aqs_calib_chunk {
-  int64_t first_seq;          /* index of the chunk's first sequence in the whole set */
+  int64_t first_seq;          /* index of the chunk's first sequence in the whole set (filled by
+                                 the loader from the manifest; not part of the chunk's bytes) */
   int32_t n_seqs;
   int32_t *seq_lens;          /* (n_seqs) tokens per sequence, each >= 1 */
   int64_t *seq_offsets;       /* (n_seqs + 1) prefix sums of seq_lens; seq_offsets[n_seqs] = n_tokens */
@@ -48,7 +49,8 @@ typedef struct aqs_calib_chunk {
 /* Digest strings as the store writes them: "sha256:" + 64 hex + NUL. */
 #define AQS_CALIB_DIGEST_LEN 72
 
-/* The calib-set manifest: what the stage output object holds (serialized as canonical JSON). */
+/* The calib-set manifest: what the stage output object holds (serialized as canonical JSON, put in
+ * the store as a manifest object whose "children" are the chunk digests in order). */
 typedef struct aqs_calib_set {
   char modality[16];          /* "text" or "image+text" */
   int64_t n_seqs;             /* samples kept (after skipping bad ones) */

@@ -147,15 +147,21 @@ static aqs_status parse_groups(aqs_plan *p, json_t *groups, const char *source, 
   const char *id;
   json_t *val;
   json_object_foreach(groups, id, val) {
-    aqs_format fmt;
+    aqs_format fmt = AQS_FMT_BF16;
+    aqs_status st;
     json_t *fmt_json = json_is_object(val) ? json_object_get(val, "format") : val;
     if (!json_is_string(fmt_json))
       return aqs_errf(e, AQS_ERR_INVALID,
                       "%s: group '%s': value must be \"fp8\", \"bf16\" or {\"format\": ...}",
                       source, id);
-    if (aqs_format_parse(json_string_value(fmt_json), &fmt, e) != AQS_OK)
-      return aqs_err_prefix(e, "%s: group '%s'", source, id);
-    if (aqs_plan_set(p, id, fmt, e) != AQS_OK) return aqs_err_prefix(e, "%s", source);
+    if ((st = aqs_format_parse(json_string_value(fmt_json), &fmt, e)) != AQS_OK) {
+      if (e) aqs_err_prefix(e, "%s: group '%s'", source, id);
+      return st;
+    }
+    if ((st = aqs_plan_set(p, id, fmt, e)) != AQS_OK) {
+      if (e) aqs_err_prefix(e, "%s", source);
+      return st;
+    }
     json_t *score = json_is_object(val) ? json_object_get(val, "score") : NULL;
     if (score) {
       if (!json_is_number(score))
@@ -226,7 +232,7 @@ aqs_status aqs_plan_parse(const char *json_text, size_t len, const char *source,
         goto done;
       }
       if ((st = aqs_plan_set_score(p, id, json_number_value(val), e)) != AQS_OK) {
-        aqs_err_prefix(e, "%s", source);
+        if (e) aqs_err_prefix(e, "%s", source);
         goto done;
       }
     }

@@ -289,7 +289,7 @@ static aqs_status shard_file_object(aqs_store *s, const aqs_digest *shard_digest
   return st;
 }
 
-static int rm_tree(const char *dir) {
+int aqs_rm_flat_dir(const char *dir) {
   DIR *d = opendir(dir);
   if (!d) return -1;
   struct dirent *de;
@@ -335,7 +335,7 @@ aqs_status aqs_ckpt_materialize(aqs_store *s, const aqs_digest *manifest, const 
   char tmp[4096], old[4096];
   snprintf(tmp, sizeof tmp, "%s.aqs-tmp.%ld", out_dir, (long)getpid());
   snprintf(old, sizeof old, "%s.aqs-old.%ld", out_dir, (long)getpid());
-  rm_tree(tmp);
+  aqs_rm_flat_dir(tmp);
   if (mkdir(tmp, 0755) != 0) {
     json_decref(doc);
     return aqs_errno(e, AQS_ERR_IO, errno, "creating %s", tmp);
@@ -397,8 +397,8 @@ aqs_status aqs_ckpt_materialize(aqs_store *s, const aqs_digest *manifest, const 
       st = aqs_errno(e, AQS_ERR_IO, errno, "renaming %s to %s", tmp, out_dir);
       if (exists) rename(old, out_dir);
     }
-    if (!st && exists) rm_tree(old);
+    if (!st && exists) aqs_rm_flat_dir(old);
   }
-  if (st) rm_tree(tmp);
+  if (st) aqs_rm_flat_dir(tmp);
   return st;
 }

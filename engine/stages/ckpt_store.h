@@ -53,4 +53,7 @@ aqs_status aqs_ckpt_load_manifest(aqs_store *s, const aqs_digest *d, const char 
 aqs_status aqs_ckpt_materialize(aqs_store *s, const aqs_digest *manifest, const char *out_dir,
                                 aqs_link_mode mode, aqs_err *e);
 
+/* Removes a directory holding only files (no subdirectories); 0 on success. */
+int aqs_rm_flat_dir(const char *dir);
+
 #endif

@@ -1,0 +1,483 @@
+/* engine/export/export.c: the ModelOpt FP8 exporter's main loop: validates the plan against the
+ * model, derives per-group scales, then writes one safetensors shard per block (FP8 weights
+ * quantized from the memory-mapped source, everything else copied), the index, and hands off to
+ * export_meta.c for the JSON files and the aqs manifest (layout in export.h). */
+#include "engine/export/export_internal.h"
+
+#include <dirent.h>
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "common/progress.h"
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* ---- shard layout ---- */
+
+/* If name starts with prefix followed by "<int>.", returns the int, else -1. */
+static long indexed_after(const char *name, const char *prefix) {
+  size_t n = strlen(prefix);
+  if (strncmp(name, prefix, n) != 0) return -1;
+  const char *p = name + n;
+  if (*p < '0' || *p > '9') return -1;
+  char *end;
+  long v = strtol(p, &end, 10);
+  return *end == '.' ? v : -1;
+}
+
+const char *aqs_export_shard_name(const char *t, char *buf, size_t n) {
+  static const char *const lm_prefixes[] = {"model.language_model.", "model."};
+  static const char *const vis_prefixes[] = {"model.visual.", "visual."};
+  long idx;
+  for (int k = 0; k < 2; k++) {
+    const char *v = vis_prefixes[k];
+    size_t vl = strlen(v);
+    if (strncmp(t, v, vl) != 0) continue;
+    char blocks[64];
+    snprintf(blocks, sizeof blocks, "%sblocks.", v);
+    if ((idx = indexed_after(t, blocks)) >= 0)
+      snprintf(buf, n, "model-visual-blocks-%03ld.safetensors", idx);
+    else if (strncmp(t + vl, "merger.", 7) == 0)
+      snprintf(buf, n, "model-visual-merger.safetensors");
+    else if (strncmp(t + vl, "patch_embed.", 12) == 0)
+      snprintf(buf, n, "model-visual-stem.safetensors");
+    else
+      snprintf(buf, n, "model-other.safetensors");
+    return buf;
+  }
+  if (strncmp(t, "lm_head.", 8) == 0) {
+    snprintf(buf, n, "model-head.safetensors");
+    return buf;
+  }
+  for (int k = 0; k < 2; k++) {
+    const char *l = lm_prefixes[k];
+    size_t ll = strlen(l);
+    if (strncmp(t, l, ll) != 0) continue;
+    char layers[64];
+    snprintf(layers, sizeof layers, "%slayers.", l);
+    if ((idx = indexed_after(t, layers)) >= 0) {
+      snprintf(buf, n, "model-layers-%03ld.safetensors", idx);
+      return buf;
+    }
+    if (strncmp(t + ll, "embed_tokens.", 13) == 0) {
+      snprintf(buf, n, "model-embed.safetensors");
+      return buf;
+    }
+    if (strncmp(t + ll, "norm.", 5) == 0) {
+      snprintf(buf, n, "model-head.safetensors");
+      return buf;
+    }
+  }
+  snprintf(buf, n, "model-other.safetensors");
+  return buf;
+}
+
+/* ---- output directory and files ---- */
+
+static aqs_status mkdir_p(const char *path, aqs_err *e) {
+  char buf[4096];
+  snprintf(buf, sizeof buf, "%s", path);
+  for (char *p = buf + 1; *p; p++) {
+    if (*p != '/') continue;
+    *p = '\0';
+    if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+      return aqs_errno(e, AQS_ERR_IO, errno, "cannot create directory %s", buf);
+    *p = '/';
+  }
+  if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+    return aqs_errno(e, AQS_ERR_IO, errno, "cannot create directory %s", buf);
+  return AQS_OK;
+}
+
+static aqs_status prepare_out_dir(const char *dir, aqs_err *e) {
+  DIR *d = opendir(dir);
+  if (!d) {
+    if (errno != ENOENT) return aqs_errno(e, AQS_ERR_IO, errno, "cannot open output directory %s", dir);
+    return mkdir_p(dir, e);
+  }
+  struct dirent *de;
+  int busy = 0;
+  while ((de = readdir(d)))
+    if (strcmp(de->d_name, ".") && strcmp(de->d_name, "..")) busy = 1;
+  closedir(d);
+  if (busy)
+    return aqs_errf(e, AQS_ERR_INVALID, "output directory %s is not empty (export writes into an "
+                    "empty or new directory)", dir);
+  return AQS_OK;
+}
+
+aqs_status export_add_file(export_ctx *x, const char *name, aqs_export_file_kind kind, aqs_err *e) {
+  aqs_export_result *r = x->res;
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", x->o->out_dir, name);
+  aqs_export_file *grown = realloc(r->files, (r->nfiles + 1) * sizeof *grown);
+  if (!grown) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory listing exported files");
+  r->files = grown;
+  aqs_export_file *f = &r->files[r->nfiles];
+  memset(f, 0, sizeof *f);
+  snprintf(f->name, sizeof f->name, "%s", name);
+  f->kind = kind;
+  double t0 = now_s();
+  aqs_status st = aqs_sha256_file(path, &f->digest, &f->bytes, e);
+  r->seconds_hash += now_s() - t0;
+  if (st) return st;
+  r->nfiles++;
+  if (x->o->on_file) return x->o->on_file(x->o->on_file_ctx, path, f, e);
+  return AQS_OK;
+}
+
+aqs_status export_write_text(export_ctx *x, const char *name, const char *text,
+                             aqs_export_file_kind kind, aqs_err *e) {
+  char path[4096], tmp[4200];
+  snprintf(path, sizeof path, "%s/%s", x->o->out_dir, name);
+  snprintf(tmp, sizeof tmp, "%s.tmp", path);
+  FILE *f = fopen(tmp, "wb");
+  if (!f) return aqs_errno(e, AQS_ERR_IO, errno, "cannot create %s", tmp);
+  size_t len = strlen(text);
+  int ok = fwrite(text, 1, len, f) == len;
+  ok = (fclose(f) == 0) && ok;
+  if (!ok || rename(tmp, path) != 0) {
+    int err = errno;
+    remove(tmp);
+    return aqs_errno(e, AQS_ERR_IO, err, "cannot write %s", path);
+  }
+  return export_add_file(x, name, kind, e);
+}
+
+/* ---- plan, scope and scales ---- */
+
+static aqs_status prepare_groups(export_ctx *x, aqs_err *e) {
+  const aqs_plan *plan = x->o->plan;
+  const aqs_qwen_model *m = x->model;
+  for (size_t i = 0; i < plan->n; i++)
+    if (!aqs_qwen_find_group(m, plan->entries[i].group))
+      return aqs_errf(e, AQS_ERR_NOT_FOUND,
+                      "plan group '%s' does not exist in model %s (%d layers, %d vision blocks)",
+                      plan->entries[i].group, x->o->model_dir, m->cfg.text.num_layers,
+                      m->cfg.vision.depth);
+  if (plan->scope[0]) {
+    aqs_status st = aqs_qwen_scope_parse(plan->scope, &x->scope, e);
+    if (st) return st;
+  } else {
+    x->scope = AQS_SCOPE_LM_ONLY;
+    for (size_t i = 0; i < plan->n; i++)
+      if (strncmp(plan->entries[i].group, "vis.", 4) == 0) x->scope = AQS_SCOPE_ALL_LAYERS;
+  }
+  x->groups = calloc(m->ngroups ? m->ngroups : 1, sizeof *x->groups);
+  if (!x->groups) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  for (size_t g = 0; g < m->ngroups; g++) {
+    export_group_state *gs = &x->groups[g];
+    gs->group = &m->groups[g];
+    gs->format = aqs_plan_format(plan, gs->group->id);
+    gs->in_scope = aqs_qwen_group_in_scope(gs->group, x->scope);
+    if (gs->format != AQS_FMT_FP8) continue;
+    if (!gs->in_scope)
+      return aqs_errf(e, AQS_ERR_INVALID, "plan makes group '%s' fp8 but its scope is %s",
+                      gs->group->id, aqs_qwen_scope_name(x->scope));
+    float amax = 0.0f;
+    for (int k = 0; k < gs->group->nmembers; k++) {
+      const char *module = gs->group->members[k].module;
+      const aqs_amax_entry *en = x->o->amax ? aqs_amax_find(x->o->amax, module) : NULL;
+      if (!en)
+        return aqs_errf(e, AQS_ERR_NOT_FOUND,
+                        "amax table has no entry for module %s (group %s is fp8 in the plan)",
+                        module, gs->group->id);
+      if (!isfinite(en->input_amax) || en->input_amax < 0)
+        return aqs_errf(e, AQS_ERR_NUMERIC, "input amax of module %s is %g", module,
+                        (double)en->input_amax);
+      if (en->input_amax > amax) amax = en->input_amax;
+    }
+    gs->input_amax = amax;
+    aqs_status st = aqs_fp8_scale_from_amax(amax, &gs->input_scale, e);
+    if (st) {
+      if (e) aqs_err_prefix(e, "input scale of group %s", gs->group->id);
+      return st;
+    }
+  }
+  return AQS_OK;
+}
+
+/* The group state and member index of a ".weight" tensor, when its group is FP8. */
+static export_group_state *fp8_member(export_ctx *x, const char *tensor, int *member) {
+  size_t n = strlen(tensor);
+  if (n < 8 || strcmp(tensor + n - 7, ".weight") != 0) return NULL;
+  const aqs_qwen_group *g = aqs_qwen_group_of_module(x->model, tensor);
+  if (!g) return NULL;
+  export_group_state *gs = &x->groups[g - x->model->groups];
+  if (gs->format != AQS_FMT_FP8) return NULL;
+  for (int k = 0; k < g->nmembers; k++)
+    if (strncmp(g->members[k].module, tensor, n - 7) == 0 && g->members[k].module[n - 7] == '\0') {
+      *member = k;
+      return gs;
+    }
+  return NULL;
+}
+
+/* ---- one shard ---- */
+
+typedef struct out_tensor {
+  char name[256];
+  aqs_dtype dtype;
+  int ndim;
+  int64_t shape[AQS_ST_MAX_DIMS];
+  const void *data;
+  uint64_t nbytes;
+  void *owned;            /* quantized bytes or a scale, freed after the shard */
+  float scalar;           /* storage for F32 scalars */
+  aqs_digest digest;
+} out_tensor;
+
+static int out_tensor_cmp(const void *a, const void *b) {
+  return strcmp(((const out_tensor *)a)->name, ((const out_tensor *)b)->name);
+}
+
+static aqs_status add_scalar(out_tensor *o, const char *module, const char *suffix, float value) {
+  snprintf(o->name, sizeof o->name, "%s.%s", module, suffix);
+  o->dtype = AQS_DT_F32;
+  o->ndim = 0;
+  o->scalar = value;
+  o->data = &o->scalar;
+  o->nbytes = 4;
+  return AQS_OK;
+}
+
+static aqs_status quantize_weight(export_ctx *x, const aqs_st_tensor *t, export_group_state *gs,
+                                  int member, out_tensor *o, aqs_err *e) {
+  float amax = t->dtype == AQS_DT_BF16 ? aqs_fp8_amax_bf16(t->data, t->numel)
+             : t->dtype == AQS_DT_F32  ? aqs_fp8_amax_f32(t->data, t->numel)
+                                       : -1.0f;
+  if (amax < 0.0f)
+    return aqs_errf(e, AQS_ERR_UNSUPPORTED, "weight %s is %s; FP8 export needs BF16 or F32",
+                    t->name, aqs_dtype_name(t->dtype));
+  if (isnan(amax) || isinf(amax))
+    return aqs_errf(e, AQS_ERR_NUMERIC, "weight %s contains NaN or Inf (group %s)", t->name,
+                    gs->group->id);
+  float scale;
+  aqs_status st = aqs_fp8_scale_from_amax(amax, &scale, e);
+  if (st) {
+    if (e) aqs_err_prefix(e, "weight %s", t->name);
+    return st;
+  }
+  gs->weight_amax[member] = amax;
+  gs->weight_scale[member] = scale;
+  uint8_t *q = malloc(t->numel ? t->numel : 1);
+  if (!q) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory quantizing %s", t->name);
+  if (t->dtype == AQS_DT_BF16)
+    aqs_fp8_quantize_bf16(t->data, t->numel, scale, x->o->fp8_ref, q);
+  else
+    aqs_fp8_quantize_f32(t->data, t->numel, scale, x->o->fp8_ref, q);
+  snprintf(o->name, sizeof o->name, "%s", t->name);
+  o->dtype = AQS_DT_F8_E4M3;
+  o->ndim = t->ndim;
+  memcpy(o->shape, t->shape, sizeof o->shape);
+  o->data = q;
+  o->owned = q;
+  o->nbytes = t->numel;
+  x->res->quantized_params += t->numel;
+  return AQS_OK;
+}
+
+static json_t *shape_json(const out_tensor *o) {
+  json_t *a = json_array();
+  for (int d = 0; d < o->ndim; d++) json_array_append_new(a, json_integer(o->shape[d]));
+  return a;
+}
+
+static aqs_status write_shard(export_ctx *x, const char *shard, const aqs_st_tensor *const *src,
+                              size_t nsrc, aqs_progress *prog, aqs_err *e) {
+  aqs_status st = AQS_OK;
+  out_tensor *outs = calloc(3 * nsrc + 1, sizeof *outs);
+  size_t nout = 0;
+  aqs_st_writer *w = NULL;
+  if (!outs) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  double t0 = now_s();
+  for (size_t i = 0; i < nsrc && !st; i++) {
+    const aqs_st_tensor *t = src[i];
+    int member;
+    export_group_state *gs = fp8_member(x, t->name, &member);
+    if (gs) {
+      char module[200];
+      snprintf(module, sizeof module, "%.*s", (int)(strlen(t->name) - 7), t->name);
+      st = quantize_weight(x, t, gs, member, &outs[nout++], e);
+      if (!st) add_scalar(&outs[nout++], module, "weight_scale", gs->weight_scale[member]);
+      if (!st) add_scalar(&outs[nout++], module, "input_scale", gs->input_scale);
+    } else {
+      out_tensor *o = &outs[nout++];
+      snprintf(o->name, sizeof o->name, "%s", t->name);
+      o->dtype = t->dtype;
+      o->ndim = t->ndim;
+      memcpy(o->shape, t->shape, sizeof o->shape);
+      o->data = t->data;
+      o->nbytes = t->nbytes;
+    }
+  }
+  x->res->seconds_quantize += now_s() - t0;
+  if (st) goto done;
+  qsort(outs, nout, sizeof *outs, out_tensor_cmp);
+
+  t0 = now_s();
+#pragma omp parallel for schedule(dynamic, 1)
+  for (size_t i = 0; i < nout; i++) aqs_sha256_buf(outs[i].data, outs[i].nbytes, &outs[i].digest);
+  x->res->seconds_hash += now_s() - t0;
+
+  t0 = now_s();
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", x->o->out_dir, shard);
+  if ((st = aqs_st_writer_open(path, &w, e))) goto done;
+  if ((st = aqs_st_writer_set_meta(w, "format", "pt", e))) goto done;
+  for (size_t i = 0; i < nout && !st; i++)
+    st = aqs_st_writer_add(w, outs[i].name, outs[i].dtype, outs[i].ndim, outs[i].shape, e);
+  if (!st) st = aqs_st_writer_begin_data(w, e);
+  for (size_t i = 0; i < nout && !st; i++) {
+    st = aqs_st_writer_write(w, outs[i].data, outs[i].nbytes, e);
+    aqs_progress_add(prog, outs[i].nbytes);
+  }
+  if (st) goto done;
+  st = aqs_st_writer_finish(w, e);
+  w = NULL;
+  x->res->seconds_write += now_s() - t0;
+  if (st) goto done;
+  for (size_t i = 0; i < nout; i++) {
+    char hex[AQS_DIGEST_STR_SIZE];
+    json_t *tj = json_object();
+    json_object_set_new(tj, "dtype", json_string(aqs_dtype_name(outs[i].dtype)));
+    json_object_set_new(tj, "shape", shape_json(&outs[i]));
+    json_object_set_new(tj, "sha256", json_string(aqs_digest_str(&outs[i].digest, hex)));
+    json_object_set_new(tj, "file", json_string(shard));
+    json_object_set_new(x->tensors_json, outs[i].name, tj);
+    x->res->tensor_bytes += outs[i].nbytes;
+  }
+  st = export_add_file(x, shard, AQS_EXPORT_SHARD, e);
+done:
+  if (w) aqs_st_writer_abort(w);
+  for (size_t i = 0; i < nout; i++) free(outs[i].owned);
+  free(outs);
+  return st;
+}
+
+/* ---- index ---- */
+
+static aqs_status write_index(export_ctx *x, aqs_err *e) {
+  size_t n = json_object_size(x->tensors_json), i = 0;
+  const char **names = calloc(n + 1, sizeof *names), **files = calloc(n + 1, sizeof *files);
+  if (!names || !files) {
+    free(names);
+    free(files);
+    return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  }
+  const char *key;
+  json_t *val;
+  json_object_foreach(x->tensors_json, key, val) {
+    names[i] = key;
+    files[i++] = json_string_value(json_object_get(val, "file"));
+  }
+  aqs_status st = aqs_st_write_index(x->o->out_dir, names, files, n, x->res->tensor_bytes, e);
+  free(names);
+  free(files);
+  if (st) return st;
+  return export_add_file(x, "model.safetensors.index.json", AQS_EXPORT_META, e);
+}
+
+/* ---- effective bits ---- */
+
+static void compute_summary(export_ctx *x) {
+  double bits = 0, params = 0;
+  aqs_export_result *r = x->res;
+  r->n_groups = x->model->ngroups;
+  for (size_t g = 0; g < x->model->ngroups; g++) {
+    const export_group_state *gs = &x->groups[g];
+    if (!gs->in_scope) continue;
+    r->n_candidates++;
+    double p = (double)gs->group->weight_params;
+    params += p;
+    if (gs->format == AQS_FMT_FP8) {
+      r->n_fp8++;
+      bits += 8.0 * p + 64.0 * gs->group->nmembers; /* weight_scale + input_scale per member */
+    } else {
+      bits += 16.0 * p;
+    }
+  }
+  r->effective_bits = params > 0 ? bits / params : 16.0;
+  snprintf(r->scope, sizeof r->scope, "%s", aqs_qwen_scope_name(x->scope));
+}
+
+/* ---- driver ---- */
+
+static int shard_tensor_cmp(const void *a, const void *b) {
+  const aqs_st_tensor *ta = *(const aqs_st_tensor *const *)a, *tb = *(const aqs_st_tensor *const *)b;
+  char sa[128], sb[128];
+  int c = strcmp(aqs_export_shard_name(ta->name, sa, sizeof sa),
+                 aqs_export_shard_name(tb->name, sb, sizeof sb));
+  return c ? c : strcmp(ta->name, tb->name);
+}
+
+static aqs_status write_shards(export_ctx *x, aqs_err *e) {
+  size_t n = x->ckpt->ntensors;
+  const aqs_st_tensor **order = malloc((n + 1) * sizeof *order);
+  if (!order) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  memcpy(order, x->ckpt->tensors, n * sizeof *order);
+  qsort(order, n, sizeof *order, shard_tensor_cmp);
+  uint64_t total = 0;
+  for (size_t i = 0; i < n; i++) total += order[i]->nbytes;
+  aqs_progress *prog = x->o->progress ? aqs_progress_start("export", total, "B") : NULL;
+  aqs_status st = AQS_OK;
+  for (size_t i = 0; i < n && !st;) {
+    char shard[128], other[128];
+    aqs_export_shard_name(order[i]->name, shard, sizeof shard);
+    size_t j = i + 1;
+    while (j < n && strcmp(aqs_export_shard_name(order[j]->name, other, sizeof other), shard) == 0) j++;
+    st = write_shard(x, shard, order + i, j - i, prog, e);
+    i = j;
+  }
+  if (prog) aqs_progress_finish(prog);
+  free(order);
+  return st;
+}
+
+aqs_status aqs_export_run(const aqs_export_opts *o, aqs_export_result *res, aqs_err *e) {
+  aqs_export_result local;
+  if (!res) res = &local;
+  memset(res, 0, sizeof *res);
+  double t_start = now_s();
+  export_ctx x = {.o = o, .res = res};
+  aqs_status st;
+  if (!o->plan || !o->model_dir || !o->out_dir)
+    return aqs_errf(e, AQS_ERR_INVALID, "export needs a model directory, a plan and an output directory");
+  if ((st = aqs_qwen_model_open(o->model_dir, &x.model, &x.ckpt, e))) goto done;
+  if ((st = prepare_groups(&x, e))) goto done;
+  if ((st = prepare_out_dir(o->out_dir, e))) goto done;
+  x.tensors_json = json_object();
+  x.source_files_json = json_object();
+  if ((st = write_shards(&x, e))) goto done;
+  if ((st = write_index(&x, e))) goto done;
+  compute_summary(&x);
+  if ((st = export_write_configs(&x, e))) goto done;
+  if ((st = export_copy_aux_files(&x, e))) goto done;
+  res->seconds_total = now_s() - t_start; /* before the manifest: it holds no timings */
+  if ((st = export_write_manifest(&x, e))) goto done;
+  res->seconds_total = now_s() - t_start;
+done:
+  json_decref(x.tensors_json);
+  json_decref(x.source_files_json);
+  free(x.groups);
+  if (x.ckpt) aqs_ckpt_close(x.ckpt);
+  if (x.model) aqs_qwen_model_free(x.model);
+  if (st || res == &local) aqs_export_result_free(res);
+  return st;
+}
+
+void aqs_export_result_free(aqs_export_result *res) {
+  if (!res) return;
+  free(res->files);
+  res->files = NULL;
+  res->nfiles = 0;
+}
