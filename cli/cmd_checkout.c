@@ -9,6 +9,7 @@
 
 #include "engine/stages/build.h"
 #include "engine/stages/ckpt_store.h"
+#include "cli/build_cli.h"
 
 static const char checkout_usage[] =
     "usage: aqs checkout [--link-mode reflink|hardlink|copy] NAME DIR\n"

@@ -5,6 +5,12 @@
 
 #include "cli/cli.h"
 
+extern const aqs_cmd aqs_cmd_demo;
+extern const aqs_cmd aqs_cmd_build;
+extern const aqs_cmd aqs_cmd_plan;
+extern const aqs_cmd aqs_cmd_show;
+extern const aqs_cmd aqs_cmd_ls;
+extern const aqs_cmd aqs_cmd_checkout;
 extern const aqs_cmd aqs_cmd_init;
 extern const aqs_cmd aqs_cmd_put;
 extern const aqs_cmd aqs_cmd_cat;
@@ -15,5 +21,6 @@ extern const aqs_cmd aqs_cmd_refs;
 extern const aqs_cmd aqs_cmd_tokenize;
 extern const aqs_cmd aqs_cmd_calibrate;
 extern const aqs_cmd aqs_cmd_sensitivity;
+extern const aqs_cmd aqs_cmd_synth_model;
 
 #endif

@@ -11,6 +11,12 @@ aqs_cli_globals aqs_cli;
 
 /* Subcommands, in the order `aqs --help` lists them. */
 static const aqs_cmd *const commands[] = {
+  &aqs_cmd_demo,
+  &aqs_cmd_build,
+  &aqs_cmd_plan,
+  &aqs_cmd_show,
+  &aqs_cmd_ls,
+  &aqs_cmd_checkout,
   &aqs_cmd_init,
   &aqs_cmd_put,
   &aqs_cmd_cat,
@@ -21,6 +27,7 @@ static const aqs_cmd *const commands[] = {
   &aqs_cmd_tokenize,
   &aqs_cmd_calibrate,
   &aqs_cmd_sensitivity,
+  &aqs_cmd_synth_model,
   NULL
 };
 

@@ -191,8 +191,8 @@ struct aqs_ops {
   void (*amax_f32)(aqs_backend *be, const float *x, size_t n, float *amax_host);
   void (*amax_bf16)(aqs_backend *be, const aqs_bf16 *x, size_t n, float *amax_host);
   /* ModelOpt AutoQuantize gradient score of one module:
-   * *sum_host = sum_i clamp(g[i] * (y_q[i] - y[i]), -1e10, 1e10)^2, terms in F32, sum in
-   * double (a NaN term propagates). g = dL/dy, y = unquantized output, y_q = fake-quant output. */
+   * *sum_host = sum_i t_i^2, t_i = clamp(g[i] * (y_q[i] - y[i]), -1e10, 1e10) computed in F32,
+   * squared and summed in double (a NaN term propagates). g = dL/dy, y = unquantized output, y_q = fake-quant output. */
   void (*grad_score)(aqs_backend *be, const float *g, const float *y, const float *y_q,
                      size_t n, double *sum_host);
 };

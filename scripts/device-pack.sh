@@ -8,7 +8,7 @@ build="${1:-$src/build-cuda}"
 carry="${2:-$src/.devcarry-cuda}"
 jobs="${AQS_PACK_JOBS:-2}"
 
-cmake -S "$src" -B "$build" -DAQS_CUDA=ON -DCMAKE_BUILD_TYPE=Release >/dev/null
+cmake -S "$src" -B "$build" -DAQS_CUDA=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 targets=(aqs)
 # gpu tests and benchmarks are named after their source files (tests/CMakeLists.txt)
 for f in "$src"/tests/gpu/test_*.c; do [ -e "$f" ] && targets+=("gpu_$(basename "$f" .c)"); done

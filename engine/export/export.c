@@ -231,7 +231,8 @@ typedef struct out_tensor {
   int64_t shape[AQS_ST_MAX_DIMS];
   const void *data;
   uint64_t nbytes;
-  void *owned;            /* quantized bytes or a scale, freed after the shard */
+  void *owned;            /* quantized bytes, freed after the shard */
+  int is_scalar;          /* data is &scalar (re-pointed after sorting) */
   float scalar;           /* storage for F32 scalars */
   aqs_digest digest;
 } out_tensor;
@@ -245,6 +246,7 @@ static aqs_status add_scalar(out_tensor *o, const char *module, const char *suff
   o->dtype = AQS_DT_F32;
   o->ndim = 0;
   o->scalar = value;
+  o->is_scalar = 1;
   o->data = &o->scalar;
   o->nbytes = 4;
   return AQS_OK;
@@ -323,6 +325,8 @@ static aqs_status write_shard(export_ctx *x, const char *shard, const aqs_st_ten
   x->res->seconds_quantize += now_s() - t0;
   if (st) goto done;
   qsort(outs, nout, sizeof *outs, out_tensor_cmp);
+  for (size_t i = 0; i < nout; i++)
+    if (outs[i].is_scalar) outs[i].data = &outs[i].scalar;
 
   t0 = now_s();
 #pragma omp parallel for schedule(dynamic, 1)

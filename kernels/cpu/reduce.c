@@ -44,7 +44,7 @@ void cpu_grad_score(aqs_backend *be, const float *g, const float *y, const float
       float t = g[i] * (y_q[i] - y[i]);
       if (t > 1e10f) t = 1e10f;
       else if (t < -1e10f) t = -1e10f;
-      acc += (double)(t * t);
+      acc += (double)t * (double)t;
     }
     part[b] = acc;
   }

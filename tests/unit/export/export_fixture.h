@@ -23,7 +23,7 @@ typedef struct fx_model {
   aqs_amax_table amax;
 } fx_model;
 
-static void fx_check(aqs_status st, const aqs_err *e) {
+static inline void fx_check(aqs_status st, const aqs_err *e) {
   if (st != AQS_OK) {
     fprintf(stderr, "unexpected error: %s: %s\n", aqs_status_name(st), e->msg);
     fail();
@@ -31,7 +31,7 @@ static void fx_check(aqs_status st, const aqs_err *e) {
 }
 
 /* Tiny synthetic model (seed 7) + an amax table with distinct input amaxes per module. */
-static fx_model *fx_model_new(const char *tag) {
+static inline fx_model *fx_model_new(const char *tag) {
   fx_model *fx = calloc(1, sizeof *fx);
   aqs_err e;
   aqs_err_clear(&e);
@@ -48,7 +48,7 @@ static fx_model *fx_model_new(const char *tag) {
   return fx;
 }
 
-static void fx_model_free(fx_model *fx) {
+static inline void fx_model_free(fx_model *fx) {
   aqs_qwen_model_free(fx->model);
   aqs_amax_free(&fx->amax);
   tu_rm_rf(fx->root);
@@ -57,7 +57,7 @@ static void fx_model_free(fx_model *fx) {
 }
 
 /* Plan over the lm_only candidates: group i (in model order) is fp8 when pick(i) != 0. */
-static aqs_plan *fx_plan(const fx_model *fx, int (*pick)(size_t i, size_t n)) {
+static inline aqs_plan *fx_plan(const fx_model *fx, int (*pick)(size_t i, size_t n)) {
   aqs_plan *p = aqs_plan_new();
   snprintf(p->scope, sizeof p->scope, "lm_only");
   size_t n = fx->model->n_lm_groups;
@@ -68,15 +68,15 @@ static aqs_plan *fx_plan(const fx_model *fx, int (*pick)(size_t i, size_t n)) {
   return p;
 }
 
-static int fx_pick_none(size_t i, size_t n) { (void)i, (void)n; return 0; }
-static int fx_pick_all(size_t i, size_t n) { (void)i, (void)n; return 1; }
-static int fx_pick_half(size_t i, size_t n) { (void)n; return i % 2 == 0; }
+static inline int fx_pick_none(size_t i, size_t n) { (void)i, (void)n; return 0; }
+static inline int fx_pick_all(size_t i, size_t n) { (void)i, (void)n; return 1; }
+static inline int fx_pick_half(size_t i, size_t n) { (void)n; return i % 2 == 0; }
 /* "top10"-like and "top50"-like: the first ceil(10% / 50% of n) groups. */
-static int fx_pick_top10(size_t i, size_t n) { return i < (n + 9) / 10; }
-static int fx_pick_top50(size_t i, size_t n) { return i < (n + 1) / 2; }
+static inline int fx_pick_top10(size_t i, size_t n) { return i < (n + 9) / 10; }
+static inline int fx_pick_top50(size_t i, size_t n) { return i < (n + 1) / 2; }
 
 /* Exports fx with plan into <root>/<name>; returns the directory path (static per name). */
-static const char *fx_export(fx_model *fx, const aqs_plan *plan, const char *name,
+static inline const char *fx_export(fx_model *fx, const aqs_plan *plan, const char *name,
                              aqs_export_result *res) {
   static char dirs[8][4096];
   static int next;

@@ -1,0 +1,57 @@
+/* cli/cmd_plan.c: `aqs plan recipe NAME...`: the dry run of aqs build: each stage of the resolved
+ * graph, HIT or MISS, and for a miss the reason (which input digest or parameter differs from the
+ * nearest cached action of that stage, or "never built"). Computes nothing, writes nothing. */
+#include "cli/cli.h"
+#include "cli/cli_util.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#include "cli/build_cli.h"
+
+static const char plan_usage[] =
+    "usage: aqs plan [options] recipe NAME [NAME...]\n"
+    "\n"
+    "Shows what aqs build would do: for each recipe, each stage with HIT (cached) or MISS, the\n"
+    "cached result's digest, and for a miss why: the input digests and parameters that differ\n"
+    "from the nearest cached action of that stage (e.g. \"params.seed 0 -> 1\"), or \"never\n"
+    "built\". Stages after a miss cannot be looked up until it is built (their key depends on\n"
+    "its result). Takes the same options as aqs build; computes and writes nothing.\n"
+    "\n"
+    "options: --model DIR, --captions FILE, --images JSONL --root DIR, --backend cpu|cuda,\n"
+    "         --recipes-dir DIR, --json (see aqs build --help)\n";
+
+static int run_plan(int argc, char **argv) {
+  if (aqs_cli_wants_help(argc, argv)) {
+    fputs(plan_usage, stdout);
+    return AQS_EXIT_OK;
+  }
+  aqs_build_cli cli;
+  int rc = aqs_build_cli_parse("plan", argc, argv, &cli);
+  if (rc) return rc;
+  aqs_workspace ws;
+  aqs_store *store;
+  if (aqs_cli_open_store("plan", 0, &ws, &store)) return AQS_EXIT_FAIL;
+  aqs_build_opts opts;
+  aqs_recipe *recipes = NULL;
+  rc = aqs_build_cli_prepare("plan", &cli, &ws, store, &opts, &recipes);
+  opts.dry_run = 1;
+  opts.progress = 0;
+  aqs_build_report *reports = calloc((size_t)cli.n_names, sizeof *reports);
+  if (!rc) {
+    aqs_err e = {0};
+    if (aqs_build_recipes(&opts, recipes, (size_t)cli.n_names, reports, &e) != AQS_OK)
+      rc = aqs_cli_fail_err("plan", &e);
+    else if (cli.json)
+      rc = aqs_cli_print_json("plan", aqs_build_cli_json(reports, (size_t)cli.n_names, 1));
+    else
+      aqs_build_cli_print(reports, (size_t)cli.n_names, 1, 0);
+  }
+  free(reports);
+  free(recipes);
+  aqs_store_close(store);
+  aqs_workspace_free(&ws);
+  return rc;
+}
+
+const aqs_cmd aqs_cmd_plan = {"plan", "dry run of a build: each stage HIT or MISS, and why", run_plan};

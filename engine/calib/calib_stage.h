@@ -1,0 +1,61 @@
+/* engine/calib/calib_stage.h: the calib-set stage (DESIGN.md §2): builds a calibration set from a
+ * caption file or an image+caption JSONL, stores it as chunk objects plus a manifest, and caches
+ * the run as an action keyed by content only (dataset digests, tokenizer digest, processor
+ * settings, samples, max length, seed, template, chunking, skip-bad): re-running with the same
+ * inputs is a hit from any directory or machine sharing the store. */
+#ifndef AQS_CALIB_CALIB_STAGE_H
+#define AQS_CALIB_CALIB_STAGE_H
+
+#include <stdint.h>
+
+#include "common/err.h"
+#include "engine/calib/calibset.h"
+#include "store/store.h"
+
+#define AQS_CALIB_STAGE_NAME "calib-set"
+#define AQS_CALIB_STAGE_VERSION "1"
+
+typedef struct aqs_calib_opts {
+  /* Exactly one dataset: captions_path (UTF-8, one caption per line) or images_jsonl (rows
+   * {"image": path, "caption": text}, paths relative to images_root; root NULL = the JSONL's dir). */
+  const char *captions_path;
+  const char *images_jsonl;
+  const char *images_root;
+  const char *tokenizer_path;    /* tokenizer.json (required) */
+  const char *processor_config;  /* preprocessor_config.json; NULL = Qwen2.5-VL defaults */
+  int64_t samples;               /* sequences wanted (>= 1) */
+  uint64_t seed;                 /* sampling seed */
+  int32_t max_len;               /* tokens per sequence, at most (longer ones are truncated;
+                                    an image prompt that does not fit is a bad row) */
+  const char *template_name;     /* "none" (default) or "chat" (see docs/data.md) */
+  int32_t chunk_seqs;            /* sequences per chunk; 0 = AQS_CALIB_DEFAULT_CHUNK_SEQS */
+  int skip_bad;                  /* 1: skip and count bad rows; 0: the first bad row is an error */
+  int progress;                  /* 1: progress on stderr */
+} aqs_calib_opts;
+
+typedef struct aqs_calib_result {
+  int hit;                 /* 1: the action was cached; nothing was computed */
+  aqs_digest key;          /* action key */
+  aqs_digest digest;       /* the calib-set manifest object (the stage result) */
+  aqs_calib_set set;       /* the manifest, decoded (owned: aqs_calib_result_free) */
+  int64_t rows_total;      /* rows in the dataset */
+  char first_bad[512];     /* with skip_bad: the first skipped row's reason ("" if none) */
+} aqs_calib_result;
+
+/* Looks up the action and, on a miss, builds and records the set. Errors name the file and line
+ * (or image) at fault: AQS_ERR_NOT_FOUND (missing dataset, tokenizer, image), AQS_ERR_INVALID
+ * (bad caption line, bad JSONL row, corrupt image, fewer good rows than samples),
+ * AQS_ERR_UNSUPPORTED (absurdly large image), AQS_ERR_IO, AQS_ERR_NOMEM. */
+aqs_status aqs_calib_build(aqs_store *store, const aqs_calib_opts *opts, aqs_calib_result *res,
+                           aqs_err *err);
+void aqs_calib_result_free(aqs_calib_result *res);
+
+/* Reads a calib-set manifest object. Errors: AQS_ERR_NOT_FOUND, AQS_ERR_CORRUPT. */
+aqs_status aqs_calib_set_load(aqs_store *store, const aqs_digest *digest, aqs_calib_set *set,
+                              aqs_err *err);
+/* Reads chunk `index` of set (0-based) and sets its first_seq. Errors: AQS_ERR_INVALID (index out
+ * of range), AQS_ERR_NOT_FOUND, AQS_ERR_CORRUPT. */
+aqs_status aqs_calib_chunk_load(aqs_store *store, const aqs_calib_set *set, int32_t index,
+                                aqs_calib_chunk *chunk, aqs_err *err);
+
+#endif

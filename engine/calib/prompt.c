@@ -1,0 +1,80 @@
+/* engine/calib/prompt.c: prompt assembly for calibration sequences (see prompt.h). The whole
+ * prompt is built as text (placeholders spelled as their added tokens) and encoded once, so the
+ * ids are exactly what HF `tokenizers` gives for the same string. */
+#include "engine/calib/prompt.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define VISION_START "<|vision_start|>"
+#define IMAGE_PAD "<|image_pad|>"
+#define VISION_END "<|vision_end|>"
+#define CHAT_OPEN "<|im_start|>user\n"
+#define CHAT_CLOSE "<|im_end|>\n"
+
+aqs_status aqs_calib_template_parse(const char *name, aqs_calib_template *out, aqs_err *err) {
+  if (!name || strcmp(name, "none") == 0) {
+    *out = AQS_CALIB_TEMPLATE_NONE;
+  } else if (strcmp(name, "chat") == 0) {
+    *out = AQS_CALIB_TEMPLATE_CHAT;
+  } else {
+    return aqs_errf(err, AQS_ERR_INVALID, "unknown template '%s' (expected none or chat)", name);
+  }
+  return AQS_OK;
+}
+
+const char *aqs_calib_template_name(aqs_calib_template t) {
+  return t == AQS_CALIB_TEMPLATE_CHAT ? "chat" : "none";
+}
+
+void aqs_vision_ids_lookup(const aqs_tokenizer *tok, aqs_vision_ids *ids) {
+  ids->vision_start = aqs_tokenizer_token_to_id(tok, VISION_START);
+  ids->image_pad = aqs_tokenizer_token_to_id(tok, IMAGE_PAD);
+  ids->vision_end = aqs_tokenizer_token_to_id(tok, VISION_END);
+}
+
+aqs_status aqs_calib_prompt_encode(aqs_tokenizer *tok, aqs_calib_template tmpl, const char *caption,
+                                   size_t caption_len, int64_t n_image_tokens, int32_t max_len,
+                                   aqs_token_ids *out, int32_t *image_start, aqs_err *err) {
+  out->len = 0;
+  if (image_start) *image_start = -1;
+  aqs_vision_ids vids;
+  aqs_vision_ids_lookup(tok, &vids);
+  if (n_image_tokens >= 0 && (vids.vision_start < 0 || vids.image_pad < 0 || vids.vision_end < 0))
+    return aqs_errf(err, AQS_ERR_UNSUPPORTED,
+                    "tokenizer has no %s / %s / %s tokens: not a Qwen2-VL tokenizer", VISION_START,
+                    IMAGE_PAD, VISION_END);
+  if (n_image_tokens > (int64_t)max_len)
+    return aqs_errf(err, AQS_ERR_INVALID, "image needs %lld tokens, more than --max-len %d",
+                    (long long)n_image_tokens + 2, max_len);
+  size_t pads = n_image_tokens > 0 ? (size_t)n_image_tokens : 0;
+  size_t cap = caption_len + pads * strlen(IMAGE_PAD) + strlen(VISION_START) + strlen(VISION_END) +
+               strlen(CHAT_OPEN) + strlen(CHAT_CLOSE) + 1;
+  char *text = malloc(cap), *p = text;
+  if (!text) return aqs_errf(err, AQS_ERR_NOMEM, "prompt: out of memory");
+#define APPEND(s, n) (memcpy(p, (s), (n)), p += (n))
+  if (tmpl == AQS_CALIB_TEMPLATE_CHAT) APPEND(CHAT_OPEN, strlen(CHAT_OPEN));
+  if (n_image_tokens >= 0) {
+    APPEND(VISION_START, strlen(VISION_START));
+    for (size_t i = 0; i < pads; i++) APPEND(IMAGE_PAD, strlen(IMAGE_PAD));
+    APPEND(VISION_END, strlen(VISION_END));
+  }
+  APPEND(caption, caption_len);
+  if (tmpl == AQS_CALIB_TEMPLATE_CHAT) APPEND(CHAT_CLOSE, strlen(CHAT_CLOSE));
+#undef APPEND
+  aqs_status st = aqs_tokenizer_encode(tok, text, (size_t)(p - text), out, err);
+  free(text);
+  if (st != AQS_OK) return st;
+  if (n_image_tokens >= 0) {
+    size_t first = 0;
+    while (first < out->len && out->ids[first] != vids.image_pad) first++;
+    size_t need = first + pads + 1; /* through <|vision_end|> */
+    if (need > (size_t)max_len)
+      return aqs_errf(err, AQS_ERR_INVALID, "image needs %zu tokens, more than --max-len %d", need,
+                      max_len);
+    if (image_start) *image_start = (int32_t)first;
+  }
+  if (out->len > (size_t)max_len) out->len = (size_t)max_len;
+  if (out->len == 0) return aqs_errf(err, AQS_ERR_INVALID, "caption encodes to no tokens");
+  return AQS_OK;
+}

@@ -1,0 +1,136 @@
+/* tests/gpu/test_loss_reduce.c: CUDA cross-entropy (loss + gradient, ignored rows, in place),
+ * log-softmax, KL divergence, amax (NaN/Inf propagation) and the AutoQuantize gradient score
+ * (clamp at +-1e10) against the CPU twins; the sums are the same bits on repeated runs. */
+#include "gpu_util.h"
+
+static void test_cross_entropy(void **state) {
+  (void)state;
+  rng_seed(51);
+  const int N = 37, V = 151936 / 8;
+  int32_t targets[37];
+  for (int i = 0; i < N; i++) targets[i] = (i * 4099) % V;
+  targets[5] = -1; /* ignored row */
+  mirror tm = mirror_new(targets, sizeof targets);
+  for (int p = 0; p < 2; p++) {
+    gpu_set_precision(p ? AQS_PREC_BF16 : AQS_PREC_F32);
+    mirror logits = mirror_random_f32((size_t)N * V, 3.0f, p), dl = mirror_new(NULL, (size_t)N * V * 4);
+    double loss[2];
+    FOR_BOTH { be->ops->cross_entropy(be, P(dl), P(logits), P(tm), N, V, 1.0f / 36.0f, &loss[side]); }
+    compare_scalar(p ? "cross_entropy loss (bf16 mode)" : "cross_entropy loss", loss[0], loss[1], 1e-6);
+    compare_f32(p ? "cross_entropy dlogits bf16" : "cross_entropy dlogits", &dl, (size_t)N * V, p ? 8e-3 : 1e-5);
+    /* in place, and without gradient */
+    double loss2[2], loss3[2];
+    FOR_BOTH {
+      be->ops->cross_entropy(be, NULL, P(logits), P(tm), N, V, 1.0f, &loss3[side]);
+      be->ops->cross_entropy(be, P(logits), P(logits), P(tm), N, V, 1.0f / 36.0f, &loss2[side]);
+    }
+    compare_scalar("cross_entropy loss, no gradient", loss3[0], loss3[1], 1e-6);
+    compare_scalar("cross_entropy loss, in place", loss2[0], loss2[1], 1e-6);
+    compare_f32("cross_entropy in place", &logits, (size_t)N * V, p ? 8e-3 : 1e-5);
+    /* same bits twice on the GPU */
+    double again;
+    g_gpu->ops->cross_entropy(g_gpu, NULL, dl.gpu, tm.gpu, N, V, 1.0f, &loss[0]);
+    g_gpu->ops->cross_entropy(g_gpu, NULL, dl.gpu, tm.gpu, N, V, 1.0f, &again);
+    assert_memory_equal(&loss[0], &again, sizeof again);
+    mirror_free(&logits);
+    mirror_free(&dl);
+  }
+  mirror_free(&tm);
+}
+
+static void test_log_softmax_kl(void **state) {
+  (void)state;
+  gpu_set_precision(AQS_PREC_F32);
+  rng_seed(52);
+  const int N = 29, V = 5003;
+  mirror ref = mirror_random_f32((size_t)N * V, 2.0f, 0), logits = mirror_random_f32((size_t)N * V, 2.0f, 0);
+  mirror logp = mirror_new(NULL, (size_t)N * V * 4);
+  FOR_BOTH { be->ops->log_softmax(be, P(logp), P(ref), N, V); }
+  compare_f32("log_softmax", &logp, (size_t)N * V, 1e-6);
+  double kl[2];
+  FOR_BOTH { be->ops->kl_div(be, P(logp), P(logits), N, V, &kl[side]); }
+  compare_scalar("kl_div", kl[0], kl[1], 1e-5);
+  /* -Inf reference log-probabilities contribute 0 */
+  float minf = -INFINITY;
+  FOR_BOTH {
+    for (int r = 0; r < N; r += 3) be->ops->copy_h2d(be, (float *)P(logp) + (size_t)r * V + 17, &minf, 4);
+    be->ops->kl_div(be, P(logp), P(logits), N, V, &kl[side]);
+  }
+  compare_scalar("kl_div with -inf reference terms", kl[0], kl[1], 1e-5);
+  assert_true(isfinite(kl[1]));
+  /* KL of a distribution with itself is ~0 */
+  FOR_BOTH { be->ops->log_softmax(be, P(logp), P(logits), N, V); }
+  FOR_BOTH { be->ops->kl_div(be, P(logp), P(logits), N, V, &kl[side]); }
+  printf("kl(p||p): cpu %.3g cuda %.3g\n", kl[0], kl[1]);
+  assert_true(fabs(kl[1]) < 1e-3);
+  /* log_softmax in place */
+  FOR_BOTH { be->ops->log_softmax(be, P(ref), P(ref), N, V); }
+  compare_f32("log_softmax in place", &ref, (size_t)N * V, 1e-6);
+  mirror_free(&ref);
+  mirror_free(&logits);
+  mirror_free(&logp);
+}
+
+static void test_amax(void **state) {
+  (void)state;
+  rng_seed(53);
+  const size_t n = 3000017;
+  mirror x = mirror_random_f32(n, 1.0f, 0), xb = mirror_random_bf16(n, 1.0f);
+  float a[2];
+  FOR_BOTH { be->ops->amax_f32(be, P(x), n, &a[side]); }
+  compare_scalar("amax_f32", a[0], a[1], 0.0);
+  FOR_BOTH { be->ops->amax_bf16(be, P(xb), n, &a[side]); }
+  compare_scalar("amax_bf16", a[0], a[1], 0.0);
+  FOR_BOTH { be->ops->amax_f32(be, P(x), 0, &a[side]); }
+  assert_true(a[0] == 0.0f && a[1] == 0.0f);
+  /* one Inf then one NaN far into the buffer */
+  float inf = -INFINITY, nan = NAN;
+  FOR_BOTH { be->ops->copy_h2d(be, (float *)P(x) + 2999999, &inf, 4); }
+  FOR_BOTH { be->ops->amax_f32(be, P(x), n, &a[side]); }
+  assert_true(isinf(a[1]) && a[1] > 0 && isinf(a[0]));
+  FOR_BOTH { be->ops->copy_h2d(be, (float *)P(x) + 12345, &nan, 4); }
+  FOR_BOTH { be->ops->amax_f32(be, P(x), n, &a[side]); }
+  assert_true(isnan(a[1]) && isnan(a[0]));
+  uint16_t bnan = 0xffc1;
+  FOR_BOTH { be->ops->copy_h2d(be, (uint16_t *)P(xb) + 7, &bnan, 2); }
+  FOR_BOTH { be->ops->amax_bf16(be, P(xb), n, &a[side]); }
+  assert_true(isnan(a[1]) && isnan(a[0]));
+  mirror_free(&x);
+  mirror_free(&xb);
+}
+
+static void test_grad_score(void **state) {
+  (void)state;
+  rng_seed(54);
+  const size_t n = 2000003;
+  mirror g = mirror_random_f32(n, 1e-3f, 0), y = mirror_random_f32(n, 1.0f, 0), yq = mirror_random_f32(n, 1.0f, 0);
+  double s[2];
+  FOR_BOTH { be->ops->grad_score(be, P(g), P(y), P(yq), n, &s[side]); }
+  compare_scalar("grad_score", s[0], s[1], 1e-9);
+  double again;
+  g_gpu->ops->grad_score(g_gpu, g.gpu, y.gpu, yq.gpu, n, &again);
+  assert_memory_equal(&s[1], &again, sizeof again);
+  /* a huge product is clamped at 1e10 (so contributes 1e20) */
+  float big = 1e30f;
+  FOR_BOTH { be->ops->copy_h2d(be, (float *)P(g) + 1000, &big, 4); }
+  FOR_BOTH { be->ops->grad_score(be, P(g), P(y), P(yq), n, &s[side]); }
+  compare_scalar("grad_score with a clamped term", s[0], s[1], 1e-9);
+  assert_true(s[1] >= 1e20 && s[1] < 1.0001e20);
+  mirror_free(&g);
+  mirror_free(&y);
+  mirror_free(&yq);
+}
+
+int main(void) {
+  gpu_open_or_skip();
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_cross_entropy),
+      cmocka_unit_test(test_log_softmax_kl),
+      cmocka_unit_test(test_amax),
+      cmocka_unit_test(test_grad_score),
+  };
+  int rc = cmocka_run_group_tests(tests, NULL, NULL);
+  aqs_backend_close(g_cpu);
+  aqs_backend_close(g_gpu);
+  return rc;
+}
