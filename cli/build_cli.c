@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/cli.h"
 #include "cli/cli_util.h"
 
 int aqs_build_cli_parse(const char *cmd, int argc, char **argv, aqs_build_cli *out) {

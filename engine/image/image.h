@@ -15,9 +15,9 @@ typedef struct aqs_image {
   uint8_t *rgb; /* (height, width, 3), owned; freed by aqs_image_free */
 } aqs_image;
 
-/* Refuse images whose decoded size exceeds this many pixels (a decompression-bomb guard);
- * 2^28 pixels = 768 MiB of RGB. */
-#define AQS_IMAGE_MAX_PIXELS ((int64_t)1 << 28)
+/* Refuse images with more pixels than this (a decompression-bomb guard): PIL's own limit, where
+ * Image.open raises DecompressionBombError (2 x MAX_IMAGE_PIXELS). */
+#define AQS_IMAGE_MAX_PIXELS ((int64_t)178956970)
 
 typedef enum aqs_image_format {
   AQS_IMAGE_UNKNOWN = 0,

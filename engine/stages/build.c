@@ -13,7 +13,7 @@
 #include <unistd.h>
 
 #include "common/progress.h"
-#include "engine/calib/calib_build.h"
+#include "engine/calib/calib_stage.h"
 #include "engine/compute/calibrate.h"
 #include "engine/compute/sensitivity.h"
 #include "engine/export/export.h"
@@ -97,53 +97,41 @@ static aqs_status explain_miss(build_env *b, aqs_stage_ctx *ctx, aqs_stage_outco
 /* ---- calib-set ---- */
 
 static aqs_status stage_calib_set(build_env *b, const aqs_recipe *r, aqs_stage_outcome *out, aqs_err *e) {
-  aqs_calib_build_opts co = {0};
-  co.store = b->s;
-  co.captions_path = b->o->captions_path;
-  co.images_path = b->o->images_path;
-  co.images_root = b->o->images_root;
-  co.model_dir = b->o->model_dir;
-  co.n_samples = r->calib_samples;
-  co.max_seq_len = r->max_len;
+  char tokenizer[4200], processor[4200];
+  snprintf(tokenizer, sizeof tokenizer, "%s/tokenizer.json", b->o->model_dir);
+  snprintf(processor, sizeof processor, "%s/preprocessor_config.json", b->o->model_dir);
+  aqs_calib_opts co = {0};
+  if (r->modality == AQS_MODALITY_IMAGES) {
+    co.images_jsonl = b->o->images_path;
+    co.images_root = b->o->images_root;
+  } else {
+    co.captions_path = b->o->captions_path;
+  }
+  co.tokenizer_path = tokenizer;
+  co.processor_config = access(processor, R_OK) == 0 ? processor : NULL;
+  co.samples = r->calib_samples;
   co.seed = (uint64_t)r->seed;
+  co.max_len = (int32_t)r->max_len;
   co.template_name = r->template_name;
-  co.chunk_seqs = (int)r->chunk_sequences;
-  co.modality_images = r->modality == AQS_MODALITY_IMAGES;
-  co.dry_run = b->o->dry_run;
+  co.chunk_seqs = (int32_t)r->chunk_sequences;
+  co.lookup_only = b->o->dry_run;
   co.progress = b->o->progress;
-  aqs_calib_build_result cr;
-  aqs_status st = aqs_calib_build(&co, &cr, e);
-  if (st) return st;
-  out->hit = cr.hit;
-  out->key = cr.key;
-  out->result = cr.digest;
-  if (!cr.hit && b->o->dry_run)
-    st = aqs_stage_miss_reason(b->s, AQS_CALIB_STAGE_NAME, cr.key_doc, out->reason, sizeof out->reason, e);
-  free(cr.key_doc);
+  aqs_calib_result cr;
+  memset(&cr, 0, sizeof cr);
+  aqs_status st = aqs_calib_build(b->s, &co, &cr, e);
+  if (!st) {
+    out->hit = cr.hit;
+    out->key = cr.key;
+    out->result = cr.digest;
+    if (!cr.hit && b->o->dry_run && cr.key_doc)
+      st = aqs_stage_miss_reason(b->s, AQS_CALIB_STAGE_NAME, cr.key_doc, out->reason, sizeof out->reason, e);
+  }
+  aqs_calib_result_free(&cr);
   return st;
 }
 
 static aqs_status load_calib_set(build_env *b, const aqs_digest *d, aqs_calib_set *set, aqs_err *e) {
-  char *text;
-  size_t len;
-  aqs_status st = get_text(b->s, d, &text, &len, e);
-  if (st) return st;
-  char what[AQS_DIGEST_STR_SIZE];
-  st = aqs_calib_set_from_json(text, len, aqs_digest_str(d, what), set, e);
-  free(text);
-  return st;
-}
-
-static aqs_status load_chunk(build_env *b, const char *digest_text, aqs_calib_chunk *c, aqs_err *e) {
-  aqs_digest d;
-  aqs_status st = aqs_digest_parse(digest_text, &d, e);
-  if (st) return st;
-  void *bytes;
-  size_t len;
-  if ((st = aqs_get_mem(b->s, &d, &bytes, &len, e))) return st;
-  st = aqs_calib_chunk_decode(bytes, len, digest_text, c, e);
-  free(bytes);
-  return st;
+  return aqs_calib_set_load(b->s, d, set, e);
 }
 
 /* ---- chunked compute stages ---- */
@@ -152,8 +140,9 @@ typedef enum { CHUNK_CALIBRATE, CHUNK_SENSITIVITY } chunk_kind;
 
 /* Runs (or reuses) one chunk action; on a miss computes it. *text_out is the chunk result JSON. */
 static aqs_status run_chunk(build_env *b, const aqs_recipe *r, chunk_kind kind, const aqs_digest *source,
-                            const char *chunk_digest, const aqs_digest *amax, char **text_out, size_t *len_out,
-                            int64_t *tokens_out, aqs_err *e) {
+                            const aqs_calib_set *set, int32_t chunk_index, const aqs_digest *amax, char **text_out,
+                            size_t *len_out, int64_t *tokens_out, aqs_err *e) {
+  const char *chunk_digest = set->chunk_digests[chunk_index];
   json_t *inputs = json_pack("{s:o, s:s}", "source", jdigest(source), "chunk", chunk_digest);
   json_t *params = compute_params(b, r);
   if (kind == CHUNK_SENSITIVITY) {
@@ -172,7 +161,7 @@ static aqs_status run_chunk(build_env *b, const aqs_recipe *r, chunk_kind kind, 
   } else if (!st) {
     aqs_calib_chunk chunk = {0};
     aqs_token_batch batch;
-    st = load_chunk(b, chunk_digest, &chunk, e);
+    st = aqs_calib_chunk_load(b->s, set, chunk_index, &chunk, e);
     if (!st) st = aqs_token_batch_of_chunk(&chunk, &batch, e);
     if (!st) st = ensure_lm(b, e);
     if (!st && kind == CHUNK_CALIBRATE) {
@@ -229,7 +218,7 @@ static aqs_status stage_calibrate(build_env *b, const aqs_recipe *r, const aqs_d
     char *text;
     size_t len;
     int64_t tokens;
-    st = run_chunk(b, r, CHUNK_CALIBRATE, source, set.chunk_digests[i], NULL, &text, &len, &tokens, e);
+    st = run_chunk(b, r, CHUNK_CALIBRATE, source, &set, i, NULL, &text, &len, &tokens, e);
     if (st) break;
     st = aqs_amax_from_json(text, len, set.chunk_digests[i], &parts[i], e);
     free(text);
@@ -335,7 +324,7 @@ static aqs_status stage_sensitivity(build_env *b, const aqs_recipe *r, const aqs
     char *text;
     size_t len;
     int64_t tokens;
-    st = run_chunk(b, r, CHUNK_SENSITIVITY, source, set.chunk_digests[i], amax, &text, &len, &tokens, e);
+    st = run_chunk(b, r, CHUNK_SENSITIVITY, source, &set, i, amax, &text, &len, &tokens, e);
     if (st) break;
     st = aqs_scores_from_json(text, len, set.chunk_digests[i], &parts[i], e);
     free(text);
