@@ -11,6 +11,7 @@
 #include <string.h>
 #include <sys/stat.h>
 #include <time.h>
+#include <unistd.h>
 
 int aqs_cli_fail_err(const char *cmd, const aqs_err *err) {
   return aqs_cli_fail(cmd, "%s", err->msg[0] ? err->msg : aqs_status_name(err->code));
@@ -54,6 +55,9 @@ int aqs_cli_open_store(const char *cmd, unsigned flags, aqs_workspace *ws, aqs_s
     aqs_workspace_free(ws);
     return rc;
   }
+  char index_dir[4200];
+  snprintf(index_dir, sizeof index_dir, "%s/index", ws->store_path);
+  if ((flags & AQS_STORE_RDONLY) && access(index_dir, W_OK) == 0) flags &= ~AQS_STORE_RDONLY;
   aqs_err err = {0};
   if (aqs_store_open(ws->store_path, flags, store, &err) != AQS_OK) {
     if (err.code == AQS_ERR_NOT_FOUND)

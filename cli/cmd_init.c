@@ -46,6 +46,27 @@ static int write_workspace_file(const char *path) {
   return 0;
 }
 
+/* mkdir -p of path's parent directory (the store directory itself is created by the store).
+ * Returns 0 or prints and returns 1. */
+static int make_parent_dirs(const char *path) {
+  char buf[4200];
+  snprintf(buf, sizeof buf, "%s", path);
+  char *last = strrchr(buf, '/');
+  if (!last || last == buf) return 0;
+  *last = '\0';
+  for (char *p = buf + 1; ; p++) {
+    if (*p == '/' || *p == '\0') {
+      char saved = *p;
+      *p = '\0';
+      if (mkdir(buf, 0777) != 0 && errno != EEXIST)
+        return aqs_cli_fail("init", "cannot create directory %s: %s", buf, strerror(errno));
+      *p = saved;
+      if (!saved) break;
+    }
+  }
+  return 0;
+}
+
 static int report(int as_json, const char *path, int created, int shared, const char *ws_file) {
   if (as_json) {
     json_t *doc = json_pack("{s:s, s:b, s:b, s:o}", "path", path, "created", created, "shared",
@@ -131,6 +152,8 @@ static int cmd_init_run(int argc, char **argv) {
     }
     write_ws_file = 0;
   } else {
+    rc = make_parent_dirs(target);
+    if (rc) goto out;
     if (aqs_store_init(target, &cfg, &err) != AQS_OK) {
       rc = aqs_cli_fail_err("init", &err);
       goto out;

@@ -22,5 +22,9 @@ extern const aqs_cmd aqs_cmd_tokenize;
 extern const aqs_cmd aqs_cmd_calibrate;
 extern const aqs_cmd aqs_cmd_sensitivity;
 extern const aqs_cmd aqs_cmd_synth_model;
+extern const aqs_cmd aqs_cmd_calib;
+extern const aqs_cmd aqs_cmd_preprocess_image;
+extern const aqs_cmd aqs_cmd_export;
+extern const aqs_cmd aqs_cmd_diff;
 
 #endif

@@ -28,6 +28,10 @@ static const aqs_cmd *const commands[] = {
   &aqs_cmd_calibrate,
   &aqs_cmd_sensitivity,
   &aqs_cmd_synth_model,
+  &aqs_cmd_calib,
+  &aqs_cmd_preprocess_image,
+  &aqs_cmd_export,
+  &aqs_cmd_diff,
   NULL
 };
 

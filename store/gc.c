@@ -2,6 +2,7 @@
  * children. Unpinned objects go least recently used first until the stored bytes fit the limit;
  * evicting an object evicts the manifests listing it (the store stays closed under children),
  * and actions whose result went are dropped. Also removes orphan tmp/ and object files. */
+#include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
@@ -209,33 +210,39 @@ static aqs_status drop_dangling_actions(wtx *w, aqs_gc_report *r, aqs_err *err) 
   MDB_cursor *cur = NULL;
   int rc = mdb_cursor_open(w->txn, e->db_act, &cur);
   if (rc != 0) return store_mdb_err(w->s, rc, "gc", err);
+  aqs_digest *dangling = NULL;
+  size_t n = 0, cap = 0;
+  aqs_status st = AQS_OK;
   MDB_val k, v;
   rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-  int64_t removed = 0;
-  while (rc == 0) {
+  while (rc == 0 && st == AQS_OK) {
     json_t *rec = json_loadb(v.mv_data, v.mv_size, 0, NULL);
     aqs_digest result;
     const char *text = json_string_value(json_object_get(rec, "result"));
-    int dangling = !text || aqs_digest_parse(text, &result, NULL) != AQS_OK;
-    if (!dangling) {
+    int gone = !text || aqs_digest_parse(text, &result, NULL) != AQS_OK;
+    if (!gone) {
       MDB_val ok = {AQS_DIGEST_BYTES, result.bytes}, ov;
-      dangling = mdb_get(w->txn, e->db_obj, &ok, &ov) != 0;
+      gone = mdb_get(w->txn, e->db_obj, &ok, &ov) != 0;
     }
     json_decref(rec);
-    if (dangling) {
-      rc = mdb_cursor_del(cur, 0);
-      if (rc != 0) break;
-      removed++;
-      rc = mdb_cursor_get(cur, &k, &v, MDB_GET_CURRENT);
-    } else {
-      rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    if (gone && k.mv_size == AQS_DIGEST_BYTES) {
+      if (n == cap) {
+        cap = cap ? cap * 2 : 16;
+        aqs_digest *p = realloc(dangling, cap * sizeof *p);
+        if (!p) st = aqs_errf(err, AQS_ERR_NOMEM, "gc: out of memory");
+        else dangling = p;
+      }
+      if (st == AQS_OK) memcpy(dangling[n++].bytes, k.mv_data, AQS_DIGEST_BYTES);
     }
+    rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
   }
   mdb_cursor_close(cur);
-  if (rc == MDB_MAP_FULL) w->map_full = 1;
-  if (rc != 0 && rc != MDB_NOTFOUND) return store_mdb_err(w->s, rc, "gc", err);
-  r->actions_removed += (uint64_t)removed;
-  return wcounter_add(w, "actions", -removed, err);
+  for (size_t i = 0; i < n && st == AQS_OK; i++)
+    st = wdel(w, e->db_act, dangling[i].bytes, AQS_DIGEST_BYTES, NULL, 0, err);
+  free(dangling);
+  if (st != AQS_OK) return st;
+  r->actions_removed += n;
+  return wcounter_add(w, "actions", -(int64_t)n, err);
 }
 
 static int old_enough(const struct stat *sb, int64_t grace_s) {
@@ -259,15 +266,17 @@ static uint64_t remove_orphans(aqs_store *s, MDB_txn *txn, int64_t grace_s, int 
   if (dir) closedir(dir);
   DIR *top = opendir(s->objects_dir);
   while (top && (de = readdir(top))) {
-    if (strlen(de->d_name) != 2) continue;
+    if (strlen(de->d_name) != 2 || !isxdigit((unsigned char)de->d_name[0]) ||
+        !isxdigit((unsigned char)de->d_name[1]))
+      continue; /* only the fan-out directories (never "." or "..") */
     char sub[4400];
-    snprintf(sub, sizeof sub, "%s/%s", s->objects_dir, de->d_name);
+    snprintf(sub, sizeof sub, "%s/%.2s", s->objects_dir, de->d_name);
     DIR *d = opendir(sub);
     struct dirent *fe;
     while (d && (fe = readdir(d))) {
       if (fe->d_name[0] == '.') continue;
       char hex[AQS_DIGEST_HEX_LEN + 8];
-      snprintf(hex, sizeof hex, "%s%.62s", de->d_name, fe->d_name);
+      snprintf(hex, sizeof hex, "%.2s%.62s", de->d_name, fe->d_name);
       size_t name_len = strlen(fe->d_name);
       int zst = name_len == 66 && !strcmp(fe->d_name + 62, ".zst");
       aqs_digest dg;
@@ -279,7 +288,7 @@ static uint64_t remove_orphans(aqs_store *s, MDB_txn *txn, int64_t grace_s, int 
                 rec.kind == (zst ? AQS_OBJ_FILE_ZSTD : AQS_OBJ_FILE_RAW);
       }
       snprintf(path, sizeof path, "%s/%s", sub, fe->d_name);
-      if (!known && lstat(path, &sb) == 0 && old_enough(&sb, grace_s))
+      if (!known && lstat(path, &sb) == 0 && S_ISREG(sb.st_mode) && old_enough(&sb, grace_s))
         if (dry_run || unlink(path) == 0) removed++;
     }
     if (d) closedir(d);

@@ -125,6 +125,6 @@ aqs_status aqs_store_stats_get(aqs_store *s, aqs_store_stats *out, aqs_err *err)
     aqs_store_stats_free(out);
     return st;
   }
-  qsort(out->stages, out->n_stages, sizeof *out->stages, stage_cmp);
+  if (out->n_stages) qsort(out->stages, out->n_stages, sizeof *out->stages, stage_cmp);
   return AQS_OK;
 }

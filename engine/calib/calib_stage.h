@@ -31,13 +31,18 @@ typedef struct aqs_calib_opts {
   int32_t chunk_seqs;            /* sequences per chunk; 0 = AQS_CALIB_DEFAULT_CHUNK_SEQS */
   int skip_bad;                  /* 1: skip and count bad rows; 0: the first bad row is an error */
   int progress;                  /* 1: progress on stderr */
+  int lookup_only;               /* 1 (aqs plan): compute the key and look it up; a miss returns
+                                    AQS_OK with hit = 0 and builds nothing */
 } aqs_calib_opts;
 
 typedef struct aqs_calib_result {
   int hit;                 /* 1: the action was cached; nothing was computed */
   aqs_digest key;          /* action key */
-  aqs_digest digest;       /* the calib-set manifest object (the stage result) */
-  aqs_calib_set set;       /* the manifest, decoded (owned: aqs_calib_result_free) */
+  char *key_doc;           /* canonical key document (owned), for miss explanations */
+  aqs_digest digest;       /* the calib-set manifest object (the stage result; zero on a
+                              lookup_only miss) */
+  aqs_calib_set set;       /* the manifest, decoded (owned: aqs_calib_result_free; empty on a
+                              lookup_only miss) */
   int64_t rows_total;      /* rows in the dataset */
   char first_bad[512];     /* with skip_bad: the first skipped row's reason ("" if none) */
 } aqs_calib_result;

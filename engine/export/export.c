@@ -115,7 +115,8 @@ static aqs_status prepare_out_dir(const char *dir, aqs_err *e) {
   return AQS_OK;
 }
 
-aqs_status export_add_file(export_ctx *x, const char *name, aqs_export_file_kind kind, aqs_err *e) {
+aqs_status export_add_file(export_ctx *x, const char *name, aqs_export_file_kind kind,
+                           const aqs_digest *digest, uint64_t bytes, aqs_err *e) {
   aqs_export_result *r = x->res;
   char path[4096];
   snprintf(path, sizeof path, "%s/%s", x->o->out_dir, name);
@@ -126,10 +127,15 @@ aqs_status export_add_file(export_ctx *x, const char *name, aqs_export_file_kind
   memset(f, 0, sizeof *f);
   snprintf(f->name, sizeof f->name, "%s", name);
   f->kind = kind;
-  double t0 = now_s();
-  aqs_status st = aqs_sha256_file(path, &f->digest, &f->bytes, e);
-  r->seconds_hash += now_s() - t0;
-  if (st) return st;
+  if (digest) {
+    f->digest = *digest;
+    f->bytes = bytes;
+  } else {
+    double t0 = now_s();
+    aqs_status st = aqs_sha256_file(path, &f->digest, &f->bytes, e);
+    r->seconds_hash += now_s() - t0;
+    if (st) return st;
+  }
   r->nfiles++;
   if (x->o->on_file) return x->o->on_file(x->o->on_file_ctx, path, f, e);
   return AQS_OK;
@@ -150,7 +156,7 @@ aqs_status export_write_text(export_ctx *x, const char *name, const char *text,
     remove(tmp);
     return aqs_errno(e, AQS_ERR_IO, err, "cannot write %s", path);
   }
-  return export_add_file(x, name, kind, e);
+  return export_add_file(x, name, kind, NULL, 0, e);
 }
 
 /* ---- plan, scope and scales ---- */
@@ -288,6 +294,43 @@ static aqs_status quantize_weight(export_ctx *x, const aqs_st_tensor *t, export_
   return AQS_OK;
 }
 
+/* SHA-256 of a shard just written, without reading its data back: the header from the file,
+ * then the tensor bytes from memory (the writer lays them out back to back in this order). */
+static aqs_status shard_file_digest(const char *path, const out_tensor *outs, size_t nout,
+                                    aqs_digest *digest, uint64_t *bytes, aqs_err *e) {
+  FILE *f = fopen(path, "rb");
+  if (!f) return aqs_errno(e, AQS_ERR_IO, errno, "cannot reopen %s", path);
+  uint8_t len_bytes[8];
+  uint64_t header_len = 0;
+  int ok = fread(len_bytes, 1, 8, f) == 8;
+  for (int i = 7; i >= 0; i--) header_len = (header_len << 8) | len_bytes[i];
+  char *header = ok && header_len < AQS_ST_MAX_HEADER_BYTES ? malloc(header_len + 1) : NULL;
+  ok = header && fread(header, 1, header_len, f) == header_len;
+  struct stat sb;
+  uint64_t total = 8 + header_len;
+  for (size_t i = 0; i < nout; i++) total += outs[i].nbytes;
+  ok = ok && fstat(fileno(f), &sb) == 0 && (uint64_t)sb.st_size == total;
+  fclose(f);
+  if (!ok) {
+    free(header);
+    return aqs_errf(e, AQS_ERR_IO, "%s: shard is not the expected %llu bytes after writing", path,
+                    (unsigned long long)total);
+  }
+  aqs_sha256 *h = aqs_sha256_new();
+  if (!h) {
+    free(header);
+    return aqs_errf(e, AQS_ERR_NOMEM, "out of memory hashing %s", path);
+  }
+  aqs_sha256_update(h, len_bytes, 8);
+  aqs_sha256_update(h, header, header_len);
+  for (size_t i = 0; i < nout; i++) aqs_sha256_update(h, outs[i].data, outs[i].nbytes);
+  aqs_sha256_final(h, digest);
+  aqs_sha256_free(h);
+  free(header);
+  *bytes = total;
+  return AQS_OK;
+}
+
 static json_t *shape_json(const out_tensor *o) {
   json_t *a = json_array();
   for (int d = 0; d < o->ndim; d++) json_array_append_new(a, json_integer(o->shape[d]));
@@ -341,10 +384,8 @@ static aqs_status write_shard(export_ctx *x, const char *shard, const aqs_st_ten
   for (size_t i = 0; i < nout && !st; i++)
     st = aqs_st_writer_add(w, outs[i].name, outs[i].dtype, outs[i].ndim, outs[i].shape, e);
   if (!st) st = aqs_st_writer_begin_data(w, e);
-  for (size_t i = 0; i < nout && !st; i++) {
-    st = aqs_st_writer_write(w, outs[i].data, outs[i].nbytes, e);
-    aqs_progress_add(prog, outs[i].nbytes);
-  }
+  for (size_t i = 0; i < nout && !st; i++) st = aqs_st_writer_write(w, outs[i].data, outs[i].nbytes, e);
+  for (size_t i = 0; i < nsrc && !st; i++) aqs_progress_add(prog, src[i]->nbytes); /* source bytes */
   if (st) goto done;
   st = aqs_st_writer_finish(w, e);
   w = NULL;
@@ -360,7 +401,12 @@ static aqs_status write_shard(export_ctx *x, const char *shard, const aqs_st_ten
     json_object_set_new(x->tensors_json, outs[i].name, tj);
     x->res->tensor_bytes += outs[i].nbytes;
   }
-  st = export_add_file(x, shard, AQS_EXPORT_SHARD, e);
+  aqs_digest file_digest;
+  uint64_t file_bytes = 0;
+  t0 = now_s();
+  st = shard_file_digest(path, outs, nout, &file_digest, &file_bytes, e);
+  x->res->seconds_hash += now_s() - t0;
+  if (!st) st = export_add_file(x, shard, AQS_EXPORT_SHARD, &file_digest, file_bytes, e);
 done:
   if (w) aqs_st_writer_abort(w);
   for (size_t i = 0; i < nout; i++) free(outs[i].owned);
@@ -388,7 +434,7 @@ static aqs_status write_index(export_ctx *x, aqs_err *e) {
   free(names);
   free(files);
   if (st) return st;
-  return export_add_file(x, "model.safetensors.index.json", AQS_EXPORT_META, e);
+  return export_add_file(x, "model.safetensors.index.json", AQS_EXPORT_META, NULL, 0, e);
 }
 
 /* ---- effective bits ---- */

@@ -33,8 +33,10 @@ typedef struct export_ctx {
   aqs_export_result *res;
 } export_ctx;
 
-/* Appends a finished file to res (digest computed from disk) and calls on_file. */
-aqs_status export_add_file(export_ctx *x, const char *name, aqs_export_file_kind kind, aqs_err *e);
+/* Appends a finished file to res and calls on_file. digest/bytes: known values, or NULL to hash
+ * the file from disk. */
+aqs_status export_add_file(export_ctx *x, const char *name, aqs_export_file_kind kind,
+                           const aqs_digest *digest, uint64_t bytes, aqs_err *e);
 /* Writes text to out_dir/name (tmp + rename) and records it. */
 aqs_status export_write_text(export_ctx *x, const char *name, const char *text,
                              aqs_export_file_kind kind, aqs_err *e);

@@ -163,7 +163,7 @@ aqs_status export_copy_aux_files(export_ctx *x, aqs_err *e) {
       remove(tmp);
       return aqs_errno(e, AQS_ERR_IO, err, "cannot copy %s to %s", path, out);
     }
-    if ((st = export_add_file(x, aux_files[i], AQS_EXPORT_COPIED, e))) return st;
+    if ((st = export_add_file(x, aux_files[i], AQS_EXPORT_COPIED, NULL, 0, e))) return st;
   }
   return AQS_OK;
 }

@@ -231,10 +231,12 @@ aqs_status aqs_plan_parse(const char *json_text, size_t len, const char *source,
         st = aqs_errf(e, AQS_ERR_INVALID, "%s: score of '%s' is not a number", source, id);
         goto done;
       }
-      if ((st = aqs_plan_set_score(p, id, json_number_value(val), e)) != AQS_OK) {
-        if (e) aqs_err_prefix(e, "%s", source);
+      if (!aqs_plan_find(p, id)) {
+        st = aqs_errf(e, AQS_ERR_INVALID, "%s: score for group '%s' which is not in the plan's "
+                      "\"groups\"", source, id);
         goto done;
       }
+      aqs_plan_set_score(p, id, json_number_value(val), NULL);
     }
   }
 done:

@@ -1,10 +1,11 @@
 /* engine/model/synth.h: deterministic synthetic Qwen2.5-VL checkpoints (the project's embedded
  * default model): presets tiny / small / 3b, weights from a counter-based PRNG keyed by
- * (seed, tensor name, element index), so output bytes depend only on preset, seed and outliers,
- * never on thread count. `aqs synth-model` is the CLI over aqs_synth_write. */
+ * (seed, tensor name in the hf5 scheme, element index), so output bytes depend only on preset,
+ * seed, outliers and naming (both namings hold the same values), never on thread count. `aqs synth-model` is the CLI over aqs_synth_write. */
 #ifndef AQS_MODEL_SYNTH_H
 #define AQS_MODEL_SYNTH_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "common/err.h"
@@ -19,14 +20,22 @@ aqs_status aqs_synth_preset(const char *preset, aqs_qwen_config *cfg, aqs_err *e
 #define AQS_SYNTH_MAX_OUTLIERS 64
 
 /* One planted outlier: every weight of the group's members gets AQS_SYNTH_OUTLIER_CHANNELS input
- * channels (columns) scaled by factor; where the input of the group comes from a per-channel
- * scale (RMSNorm weight, or v_proj / up_proj output rows) that channel is divided by factor, so
- * the BF16 function is (nearly) unchanged while the per-tensor FP8 scale amax/448 grows by
- * ~factor and every other weight lands in E4M3's coarse low range. vis.merger's second linear
- * has no linear predecessor: its columns are scaled without compensation. */
+ * channels (columns) multiplied by factor, inflating the per-tensor FP8 scale amax/448 by
+ * ~factor. The BF16 model stays sane because those input channels are neutralised upstream:
+ *   qkv, gate_up (lm and vis), vis.merger: the RMSNorm weight of the channel (input_layernorm /
+ *     post_attention_layernorm, norm1 / norm2, merger.ln_q) is divided by factor: the BF16
+ *     function is unchanged up to BF16 rounding;
+ *   lm o, vis proj: the v rows producing the channel (v_proj / the v third of attn.qkv, weight
+ *     and bias) are zeroed; lm down, vis down: the up_proj rows (and bias) are zeroed. These
+ *     are "dead" channels: dividing a linear's rows by factor instead would make that producer
+ *     group FP8-sensitive too (its tiny rows flush to zero), zeros quantize exactly.
+ * Because E4M3 is floating point, the ordinary weights only lose precision once they fall below
+ * its normal range (2^-6 of the scaled max): measured relative RMS error of the ordinary weights
+ * 2.7 % at factor <= 3000, 5 % at 1e4, 15 % at 3e4, 50 % at 1e5. Use >= 3e4 (1e5 recommended) to
+ * make a group clearly the most FP8-sensitive. vis.merger: only merger.mlp.0 gets outliers. */
 typedef struct aqs_synth_outlier {
   char group_id[32];            /* "lm.1.down" */
-  double factor;                /* > 1; 1000 .. 10000 makes the group clearly most sensitive */
+  double factor;                /* > 1; see above: 1e5 makes the group clearly most sensitive */
 } aqs_synth_outlier;
 
 #define AQS_SYNTH_OUTLIER_CHANNELS 4
@@ -43,7 +52,7 @@ typedef struct aqs_synth_opts {
   uint64_t shard_max_bytes;     /* 0 = default (2 GiB for 3b; one file below that) */
 } aqs_synth_opts;
 
-/* Parses "lm.1.down:3000,vis.0.qkv:2000" into opts->outliers. AQS_ERR_INVALID naming the bad item. */
+/* Parses "lm.1.down:1e5,vis.0.qkv:3e4" into opts->outliers. AQS_ERR_INVALID naming the bad item. */
 aqs_status aqs_synth_parse_outliers(const char *spec, aqs_synth_opts *opts, aqs_err *e);
 
 /* Writes config.json (5.x layout), generation_config.json, model.safetensors (or shards +
@@ -56,6 +65,8 @@ aqs_status aqs_synth_write(const aqs_synth_opts *opts, aqs_err *e);
 /* The PRNG (exposed for tests): standard normal for (seed, stream, index), stream being a 64-bit
  * hash of the tensor name. Pure function; Box-Muller over a counter-based 64-bit mixer. */
 float aqs_synth_normal(uint64_t seed, uint64_t stream, uint64_t index);
+/* out[i] = aqs_synth_normal(seed, stream, first + i) for i < n (two normals per hash). */
+void aqs_synth_normal_fill(uint64_t seed, uint64_t stream, uint64_t first, float *out, size_t n);
 /* 64-bit FNV-1a of a string (the stream id of a tensor name). */
 uint64_t aqs_synth_stream_id(const char *name);
 

@@ -8,9 +8,6 @@
 
 #include "engine/model/synth.h"
 
-/* out[i] = aqs_synth_normal(seed, stream, first + i) for i < n, two normals per hash. */
-void aqs_synth_normal_fill(uint64_t seed, uint64_t stream, uint64_t first, float *out, size_t n);
-
 /* Number of regular (byte + merged) tokens of the synthetic tokenizer for cfg; the 22 Qwen
  * added tokens follow at ids [regular, regular + 22). */
 int aqs_synth_regular_tokens(const aqs_qwen_config *cfg);

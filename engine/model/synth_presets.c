@@ -94,7 +94,7 @@ aqs_status aqs_synth_parse_outliers(const char *spec, aqs_synth_opts *opts, aqs_
     if (!colon || colon == item || !end || *end || end == colon + 1 || !(factor > 1.0) ||
         !isfinite(factor) || (size_t)(colon - item) >= sizeof opts->outliers[0].group_id)
       st = aqs_errf(e, AQS_ERR_INVALID,
-                    "bad outlier \"%s\" (expected GROUP:FACTOR with FACTOR > 1, e.g. lm.1.down:3000)",
+                    "bad outlier \"%s\" (expected GROUP:FACTOR with FACTOR > 1, e.g. lm.1.down:1e5)",
                     item);
     else if (opts->noutliers >= AQS_SYNTH_MAX_OUTLIERS)
       st = aqs_errf(e, AQS_ERR_INVALID, "more than %d outlier groups", AQS_SYNTH_MAX_OUTLIERS);

@@ -61,10 +61,11 @@ static int ends_with(const char *s, const char *suffix) {
   return n >= m && strcmp(s + n - m, suffix) == 0;
 }
 
-static void plan_tensor(wt_plan *p, const aqs_qwen_tensor_spec *s) {
+/* stream_name: the tensor's name in the hf5 scheme, so both namings hold the same values. */
+static void plan_tensor(wt_plan *p, const aqs_qwen_tensor_spec *s, const char *stream_name) {
   memset(p, 0, sizeof *p);
   p->spec = s;
-  p->stream = aqs_synth_stream_id(s->name);
+  p->stream = aqs_synth_stream_id(stream_name);
   p->rows = s->ndim == 1 ? 1 : s->shape[0];
   p->cols = 1;
   for (int d = s->ndim == 1 ? 0 : 1; d < s->ndim; d++) p->cols *= s->shape[d];
@@ -136,15 +137,17 @@ static int plant_outlier(wt_plan *plans, size_t n, const aqs_qwen_model *model,
     }
   } else if (strcmp(kind, "o") == 0) {
     /* o_proj input = attention output; channel (head h, dim d) comes from v_proj row
-     * kv(h) * head_dim + d, shared by the heads/kv_heads query heads of that kv head. */
+     * kv(h) * head_dim + d, shared by the heads/kv_heads query heads of that kv head. That row
+     * is zeroed (a dead channel) rather than divided by F: a row of tiny weights would make
+     * the producer group (qkv) FP8-sensitive too, zeros quantize exactly. */
     int hd = c->text.head_dim, per_kv = c->text.num_heads / c->text.num_kv_heads;
     pick_channels(seed, g->id, (int64_t)c->text.num_kv_heads * hd, ch);
     for (int k = 0; k < AQS_SYNTH_OUTLIER_CHANNELS; k++) {
       int64_t kvh = ch[k] / hd, d = ch[k] % hd;
       aqs_qwen_lm_name(model->naming, g->layer, "self_attn.v_proj.weight", a, sizeof a);
-      rc |= add_mod(plans, n, a, 0, ch[k], 1.0f / F);
+      rc |= add_mod(plans, n, a, 0, ch[k], 0.0f);
       aqs_qwen_lm_name(model->naming, g->layer, "self_attn.v_proj.bias", a, sizeof a);
-      rc |= add_mod(plans, n, a, 1, ch[k], 1.0f / F);
+      rc |= add_mod(plans, n, a, 1, ch[k], 0.0f);
       for (int h = (int)kvh * per_kv; h < (int)(kvh + 1) * per_kv; h++)
         rc |= add_mod(plans, n, member_tensor(g, 0, "weight", a, sizeof a), 1, (int64_t)h * hd + d, F);
     }
@@ -153,10 +156,10 @@ static int plant_outlier(wt_plan *plans, size_t n, const aqs_qwen_model *model,
     for (int k = 0; k < AQS_SYNTH_OUTLIER_CHANNELS; k++) {
       if (lm) aqs_qwen_lm_name(model->naming, g->layer, "mlp.up_proj.weight", a, sizeof a);
       else aqs_qwen_vis_name(model->naming, g->layer, "mlp.up_proj.weight", a, sizeof a);
-      rc |= add_mod(plans, n, a, 0, ch[k], 1.0f / F);
+      rc |= add_mod(plans, n, a, 0, ch[k], 0.0f);
       if (!lm) {
         aqs_qwen_vis_name(model->naming, g->layer, "mlp.up_proj.bias", a, sizeof a);
-        rc |= add_mod(plans, n, a, 1, ch[k], 1.0f / F);
+        rc |= add_mod(plans, n, a, 1, ch[k], 0.0f);
       }
       rc |= add_mod(plans, n, member_tensor(g, 0, "weight", a, sizeof a), 1, ch[k], F);
     }
@@ -165,9 +168,9 @@ static int plant_outlier(wt_plan *plans, size_t n, const aqs_qwen_model *model,
     pick_channels(seed, g->id, vh, ch);
     for (int k = 0; k < AQS_SYNTH_OUTLIER_CHANNELS; k++) {
       aqs_qwen_vis_name(model->naming, g->layer, "attn.qkv.weight", a, sizeof a);
-      rc |= add_mod(plans, n, a, 0, 2 * vh + ch[k], 1.0f / F);
+      rc |= add_mod(plans, n, a, 0, 2 * vh + ch[k], 0.0f);
       aqs_qwen_vis_name(model->naming, g->layer, "attn.qkv.bias", a, sizeof a);
-      rc |= add_mod(plans, n, a, 1, 2 * vh + ch[k], 1.0f / F);
+      rc |= add_mod(plans, n, a, 1, 2 * vh + ch[k], 0.0f);
       rc |= add_mod(plans, n, member_tensor(g, 0, "weight", a, sizeof a), 1, ch[k], F);
     }
   } else if (strcmp(kind, "merger") == 0) {
@@ -320,12 +323,19 @@ static aqs_status write_shard(job *j, const char *path, int threads, aqs_progres
 
 static aqs_status build_plans(const aqs_synth_opts *opts, const aqs_qwen_model *model,
                               wt_plan **plans_out, size_t *n_out, aqs_err *e) {
+  aqs_qwen_model *canonical = NULL; /* same tensor order, hf5 names */
+  aqs_status st = aqs_qwen_model_from_config(&model->cfg, AQS_NAMING_HF5, &canonical, e);
+  if (st) return st;
   wt_plan *plans = calloc(model->ntensors, sizeof *plans);
-  if (!plans) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory planning the weights");
+  if (!plans) {
+    aqs_qwen_model_free(canonical);
+    return aqs_errf(e, AQS_ERR_NOMEM, "out of memory planning the weights");
+  }
   size_t n = 0;
   for (size_t i = 0; i < model->ntensors; i++)
-    if (!model->tensors[i].optional) plan_tensor(&plans[n++], &model->tensors[i]);
-  aqs_status st = AQS_OK;
+    if (!model->tensors[i].optional)
+      plan_tensor(&plans[n++], &model->tensors[i], canonical->tensors[i].name);
+  aqs_qwen_model_free(canonical);
   for (int k = 0; k < opts->noutliers && !st; k++) {
     const aqs_qwen_group *g = aqs_qwen_find_group(model, opts->outliers[k].group_id);
     if (!g)

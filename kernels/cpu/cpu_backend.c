@@ -1,5 +1,6 @@
 /* kernels/cpu/cpu_backend.c: the CPU backend's op table and constructor. The CPU ops are the
  * reference (specification) of kernels/ops.h: plain loops, OpenMP across rows, OpenBLAS sgemm. */
+#include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -53,6 +54,9 @@ aqs_status aqs_backend_cpu_open(aqs_backend **out, aqs_err *e) {
     free(st);
     return aqs_errf(e, AQS_ERR_NOMEM, "cpu: out of memory opening the backend");
   }
+  /* GEMMs are parallelized over fixed row blocks by OpenMP (kernels/cpu/linear.c): OpenBLAS
+   * itself runs single-threaded so results do not depend on the thread count. */
+  openblas_set_num_threads(1);
   be->ops = &aqs_cpu_ops;
   be->name = "cpu";
   snprintf(be->device, sizeof be->device, "cpu, %d OpenMP threads", omp_get_max_threads());

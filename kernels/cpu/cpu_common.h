@@ -65,6 +65,8 @@ void cpu_rmsnorm_fwd(aqs_backend *be, float *out, float *rstd, const float *x, c
 void cpu_rmsnorm_bwd(aqs_backend *be, float *dx, const float *dout, const float *x,
                      const float *rstd, const aqs_bf16 *w, int N, int C, int accumulate);
 /* linear.c */
+void cpu_sgemm_rows(int trans_b, int N, int M, int K, float alpha, const float *A,
+                    const float *B, float beta, float *C);
 /* Adds bias (may be NULL) to y (N, M) and rounds per precision. */
 void cpu_bias_round(aqs_backend *be, float *y, const aqs_bf16 *bias, int N, int M);
 void cpu_linear(aqs_backend *be, float *y, const float *x, const aqs_bf16 *w,

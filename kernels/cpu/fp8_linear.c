@@ -1,7 +1,6 @@
 /* kernels/cpu/fp8_linear.c: the CPU backend's FP8 fake-quant ops on top of the FP8 codec
  * (kernels/fp8.h, torch-CUDA reference semantics): quantize activations/weights and the
  * E4M3 x E4M3 GEMM with per-tensor scales applied to the F32 accumulator. */
-#include <cblas.h>
 #include <stdlib.h>
 
 #include "kernels/cpu/cpu_common.h"
@@ -33,8 +32,7 @@ void cpu_linear_fp8(aqs_backend *be, float *y, const uint8_t *xq, float x_scale,
                     const uint8_t *wq, float w_scale, const aqs_bf16 *bias, int N, int K, int M) {
   if (N == 0 || M == 0) return;
   float *xf = decode(xq, (size_t)N * (size_t)K), *wf = decode(wq, (size_t)M * (size_t)K);
-  cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, N, M, K, x_scale * w_scale, xf, K, wf, K,
-              0.0f, y, M);
+  cpu_sgemm_rows(1, N, M, K, x_scale * w_scale, xf, wf, 0.0f, y);
   free(xf);
   free(wf);
   cpu_bias_round(be, y, bias, N, M);

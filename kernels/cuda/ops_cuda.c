@@ -20,6 +20,8 @@ typedef struct cuda_state {
   size_t scratch_bytes;
   void *scratch2;
   size_t scratch2_bytes;
+  void *scratch_out; /* BF16 GEMM outputs (BF16 mode), expanded to F32 by a cast */
+  size_t scratch_out_bytes;
   void *reduce_scratch;
   double *rows; /* per-row doubles for the losses (N + 1) */
   size_t rows_cap;
@@ -105,6 +107,7 @@ static void c_close(aqs_backend *be) {
   cuda_state *s = state_of(be);
   aqs_cuda_free(s->scratch);
   aqs_cuda_free(s->scratch2);
+  aqs_cuda_free(s->scratch_out);
   aqs_cuda_free(s->reduce_scratch);
   aqs_cuda_free(s->rows);
   aqs_cuda_free(s->inv_freq);
@@ -152,16 +155,36 @@ static uint16_t *split_operand(aqs_backend *be, const float *x, size_t n, int np
   return st == AQS_OK ? (uint16_t *)s->scratch : NULL;
 }
 
+/* BF16 mode: the GEMM writes BF16 (bias added to the F32 accumulator in the epilogue, rounded
+ * once: torch's bf16 linear) into scratch_out, then one cast expands it into y. That moves 8 bytes
+ * per output element instead of 12 for an F32 output plus a rounding pass. Returns the BF16
+ * buffer or NULL after noting an error. */
+static uint16_t *bf16_out_scratch(aqs_backend *be, size_t n) {
+  cuda_state *s = state_of(be);
+  aqs_err err;
+  aqs_status st = grow(&s->scratch_out, &s->scratch_out_bytes, n * sizeof(uint16_t),
+                       "the BF16 GEMM output (reduce the tokens per step)", &err);
+  note(be, st, &err);
+  return st == AQS_OK ? (uint16_t *)s->scratch_out : NULL;
+}
+
 static void c_linear(aqs_backend *be, float *y, const float *x, const aqs_bf16 *w, const aqs_bf16 *bias, int N,
                      int K, int M) {
   if (N <= 0 || M <= 0) return;
   int nparts = splits_of(be);
-  size_t xn = (size_t)N * (size_t)K;
+  size_t xn = (size_t)N * (size_t)K, yn = (size_t)N * (size_t)M;
   uint16_t *parts = split_operand(be, x, xn, nparts);
   if (!parts) return;
+  if (rnd_of(be)) {
+    uint16_t *yb = bf16_out_scratch(be, yn);
+    if (!yb) return;
+    NOTE(aqs_cuda_gemm_bf16(parts, w, bias, yb, 0, 0, N, M, K, &err_));
+    NOTE(aqs_cuda_cast_bf16_to_f32(y, yb, yn, &err_));
+    return;
+  }
   for (int p = 0; p < nparts; p++)
     NOTE(aqs_cuda_gemm_bf16(parts + (size_t)p * xn, w, NULL, y, 1, p > 0, N, M, K, &err_));
-  NOTE(aqs_cuda_bias_round(y, bias, N, M, rnd_of(be), &err_));
+  NOTE(aqs_cuda_bias_round(y, bias, N, M, 0, &err_));
 }
 
 static void c_linear_bwd_input(aqs_backend *be, float *dx, const float *dy, const aqs_bf16 *w, int N, int K, int M,
@@ -196,8 +219,16 @@ static void c_quantize_fp8_bf16(aqs_backend *be, uint8_t *q, const aqs_bf16 *x, 
 static void c_linear_fp8(aqs_backend *be, float *y, const uint8_t *xq, float x_scale, const uint8_t *wq,
                          float w_scale, const aqs_bf16 *bias, int N, int K, int M) {
   if (N <= 0 || M <= 0) return;
+  size_t yn = (size_t)N * (size_t)M;
+  if (rnd_of(be)) {
+    uint16_t *yb = bf16_out_scratch(be, yn);
+    if (!yb) return;
+    NOTE(aqs_cuda_gemm_fp8(xq, wq, x_scale, w_scale, bias, yb, 0, N, M, K, &err_));
+    NOTE(aqs_cuda_cast_bf16_to_f32(y, yb, yn, &err_));
+    return;
+  }
   NOTE(aqs_cuda_gemm_fp8(xq, wq, x_scale, w_scale, NULL, y, 1, N, M, K, &err_));
-  NOTE(aqs_cuda_bias_round(y, bias, N, M, rnd_of(be), &err_));
+  NOTE(aqs_cuda_bias_round(y, bias, N, M, 0, &err_));
 }
 
 /* ---- RoPE ---- */

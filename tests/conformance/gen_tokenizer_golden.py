@@ -2,12 +2,15 @@
 """tests/conformance/gen_tokenizer_golden.py: golden token ids from Hugging Face `tokenizers` for
 the committed corpus (tests/fixtures/tokenizer/corpus.jsonl), written as JSON lines: a header
 {"tokenizer_sha256", "tokenizers_version", "corpus_sha256", "cases"} then one object per case
-{"text", "ids", "decoded", "decoded_skip_special", "is_nfc"}. The C test
+{"text", "ids", "decoded", "decoded_skip_special", "decoded_drop_first", "is_nfc"}, then 100
+decode-only cases {"ids", "decoded"} of random ids (split multi-byte characters: lossy U+FFFD
+decoding). The C test
 tests/unit/tokenizer/test_golden.c checks engine/tokenizer against it.
 Runs where `tokenizers` is installed (the GPU machine):
     gen_tokenizer_golden.py TOKENIZER_JSON CORPUS_JSONL OUT_JSONL"""
 import hashlib
 import json
+import random
 import sys
 import unicodedata
 
@@ -32,6 +35,7 @@ def main():
         "tokenizers_version": tokenizers.__version__,
         "corpus_sha256": sha256_file(corpus_path),
         "cases": len(texts),
+        "decode_only_cases": 100,
     }
     with open(out_path, "w", encoding="utf-8", newline="\n") as out:
         out.write(json.dumps(header, sort_keys=True) + "\n")
@@ -42,8 +46,15 @@ def main():
                 "ids": ids,
                 "decoded": tok.decode(ids, skip_special_tokens=False),
                 "decoded_skip_special": tok.decode(ids, skip_special_tokens=True),
+                "decoded_drop_first": tok.decode(ids[1:], skip_special_tokens=False),
                 "is_nfc": unicodedata.normalize("NFC", text) == text,
             }
+            out.write(json.dumps(case, ensure_ascii=True) + "\n")
+        rng = random.Random(5)
+        vocab_size = tok.get_vocab_size(with_added_tokens=True)
+        for _ in range(100):
+            ids = [rng.randrange(vocab_size) for _ in range(rng.randint(1, 20))]
+            case = {"ids": ids, "decoded": tok.decode(ids, skip_special_tokens=False)}
             out.write(json.dumps(case, ensure_ascii=True) + "\n")
     print(f"{out_path}: {len(texts)} cases, tokenizers {tokenizers.__version__}")
 

@@ -18,7 +18,7 @@
 static aqs_backend *g_cpu, *g_gpu;
 
 /* Opens cpu + cuda backends or exits 77 (skip) when no GPU is usable. */
-static void gpu_open_or_skip(void) {
+static __attribute__((unused)) void gpu_open_or_skip(void) {
   if (aqs_cuda_device_count() == 0) {
     printf("skipping: no CUDA GPU\n");
     exit(AQS_TEST_SKIP);
@@ -31,38 +31,38 @@ static void gpu_open_or_skip(void) {
   printf("cuda device: %s\n", g_gpu->device);
 }
 
-static void gpu_set_precision(aqs_precision p) {
+static __attribute__((unused)) void gpu_set_precision(aqs_precision p) {
   g_cpu->precision = p;
   g_gpu->precision = p;
 }
 
 /* xorshift64* stream; uniform in [lo, hi). */
 static uint64_t g_rng = 0x9E3779B97F4A7C15ull;
-static void rng_seed(uint64_t s) { g_rng = s ? s : 1; }
-static float rng_uniform(float lo, float hi) {
+static __attribute__((unused)) void rng_seed(uint64_t s) { g_rng = s ? s : 1; }
+static __attribute__((unused)) float rng_uniform(float lo, float hi) {
   g_rng ^= g_rng >> 12;
   g_rng ^= g_rng << 25;
   g_rng ^= g_rng >> 27;
   uint64_t r = g_rng * 2685821657736338717ull;
   return lo + (hi - lo) * (float)((r >> 40) * (1.0 / 16777216.0));
 }
-static float rng_normal(void) {
+static __attribute__((unused)) float rng_normal(void) {
   float u1 = rng_uniform(1e-7f, 1.0f), u2 = rng_uniform(0.0f, 1.0f);
   return sqrtf(-2.0f * logf(u1)) * cosf(6.2831853f * u2);
 }
-static uint16_t bf16_of(float f) {
+static __attribute__((unused)) uint16_t bf16_of(float f) {
   uint32_t u;
   memcpy(&u, &f, 4);
   u += 0x7fffu + ((u >> 16) & 1u);
   return (uint16_t)(u >> 16);
 }
-static float f32_of_bf16(uint16_t b) {
+static __attribute__((unused)) float f32_of_bf16(uint16_t b) {
   uint32_t u = (uint32_t)b << 16;
   float f;
   memcpy(&f, &u, 4);
   return f;
 }
-static float round_to_bf16(float f) { return f32_of_bf16(bf16_of(f)); }
+static __attribute__((unused)) float round_to_bf16(float f) { return f32_of_bf16(bf16_of(f)); }
 
 /* A buffer present on both backends with the same initial bytes. */
 typedef struct mirror {
@@ -70,7 +70,7 @@ typedef struct mirror {
   size_t bytes;
 } mirror;
 
-static mirror mirror_new(const void *host, size_t bytes) {
+static __attribute__((unused)) mirror mirror_new(const void *host, size_t bytes) {
   mirror m = {NULL, NULL, bytes};
   aqs_err e;
   assert_int_equal(g_cpu->ops->alloc(g_cpu, bytes, &m.cpu, &e), AQS_OK);
@@ -84,14 +84,14 @@ static mirror mirror_new(const void *host, size_t bytes) {
   }
   return m;
 }
-static void mirror_free(mirror *m) {
+static __attribute__((unused)) void mirror_free(mirror *m) {
   g_cpu->ops->free(g_cpu, m->cpu);
   g_gpu->ops->free(g_gpu, m->gpu);
   m->cpu = m->gpu = NULL;
 }
 
 /* Random F32 mirror of n values: normal * scale, rounded to BF16 values when bf16_values. */
-static mirror mirror_random_f32(size_t n, float scale, int bf16_values) {
+static __attribute__((unused)) mirror mirror_random_f32(size_t n, float scale, int bf16_values) {
   float *h = malloc(n * sizeof *h + 4);
   for (size_t i = 0; i < n; i++) {
     float v = rng_normal() * scale;
@@ -102,7 +102,7 @@ static mirror mirror_random_f32(size_t n, float scale, int bf16_values) {
   return m;
 }
 /* Random BF16 mirror (weights). */
-static mirror mirror_random_bf16(size_t n, float scale) {
+static __attribute__((unused)) mirror mirror_random_bf16(size_t n, float scale) {
   uint16_t *h = malloc(n * sizeof *h + 2);
   for (size_t i = 0; i < n; i++) h[i] = bf16_of(rng_normal() * scale);
   mirror m = mirror_new(h, n * sizeof *h);
@@ -110,7 +110,7 @@ static mirror mirror_random_bf16(size_t n, float scale) {
   return m;
 }
 
-static void gpu_sync_ok(void) {
+static __attribute__((unused)) void gpu_sync_ok(void) {
   aqs_err e;
   aqs_status st = g_gpu->ops->sync(g_gpu, &e);
   if (st) fail_msg("cuda op failed: %s", e.msg);
@@ -119,7 +119,7 @@ static void gpu_sync_ok(void) {
 
 /* Copies both sides of an F32 mirror to the host and checks max|gpu - cpu| <= tol * max(|cpu|, floor).
  * Returns the relative error. Non-finite values must match exactly in kind. */
-static double compare_f32(const char *what, const mirror *m, size_t n, double tol) {
+static __attribute__((unused)) double compare_f32(const char *what, const mirror *m, size_t n, double tol) {
   gpu_sync_ok();
   float *a = malloc(n * sizeof *a + 4), *b = malloc(n * sizeof *b + 4);
   g_cpu->ops->copy_d2h(g_cpu, a, m->cpu, n * sizeof *a);
@@ -153,7 +153,7 @@ static double compare_f32(const char *what, const mirror *m, size_t n, double to
 }
 
 /* Both sides' bytes must be identical. */
-static void compare_bytes(const char *what, const mirror *m, size_t bytes) {
+static __attribute__((unused)) void compare_bytes(const char *what, const mirror *m, size_t bytes) {
   gpu_sync_ok();
   unsigned char *a = malloc(bytes + 1), *b = malloc(bytes + 1);
   g_cpu->ops->copy_d2h(g_cpu, a, m->cpu, bytes);
@@ -167,7 +167,7 @@ static void compare_bytes(const char *what, const mirror *m, size_t bytes) {
 }
 
 /* Scalars (host results): |gpu - cpu| <= tol * max(|cpu|, 1e-30). */
-static void compare_scalar(const char *what, double cpu, double gpu, double tol) {
+static __attribute__((unused)) void compare_scalar(const char *what, double cpu, double gpu, double tol) {
   double rel = fabs(cpu - gpu) / fmax(fabs(cpu), 1e-30);
   printf("%-40s cpu %.17g cuda %.17g rel %.3g\n", what, cpu, gpu, rel);
   if (isnan(cpu) || isnan(gpu)) {

@@ -3,6 +3,7 @@
 # and assertions on exit status, output and error messages.
 set -euo pipefail
 
+command -v jq >/dev/null || { echo "skipping: jq missing (scripts/install-deps.sh installs it)"; exit 77; }
 AQS="${AQS_BIN:?AQS_BIN must point at the aqs binary}"
 AQS="$(realpath "$AQS")"
 unset AQS_STORE
@@ -34,8 +35,8 @@ expect_error() {
   [ ! -s "$TMP/.out" ] || fail "'$*' wrote to stdout on error: $(head -c 200 "$TMP/.out")"
 }
 
-# json_get JSON PYEXPR: evaluates PYEXPR with d = the parsed JSON and prints the result.
-json_get() { python3 -c 'import json,sys; d=json.loads(sys.argv[1]); print(eval(sys.argv[2]))' "$1" "$2"; }
+# jqr JSON FILTER: the jq filter's result on JSON, raw (strings unquoted, null as "null").
+jqr() { jq -r "$2" <<<"$1"; }
 
 # sha256 FILE: "sha256:<hex>" computed independently of aqs.
 sha256() { echo "sha256:$(sha256sum "$1" | cut -d' ' -f1)"; }

@@ -17,7 +17,7 @@ printf '{"children": ["%s", "%s"], "name": "ckpt"}' "$b1" "$b2" >manifest.json
 m="$(aqs put --manifest manifest.json)"
 aqs refs set ckpt "$m" -m "first build" >/dev/null
 children="$(aqs cat --json "$m")"
-expect_eq "$(json_get "$children" 'len(d["children"])')" "2" "manifest children recorded"
+expect_eq "$(jqr "$children" '.children|length')" "2" "manifest children recorded"
 
 # A manifest naming a missing child is refused, naming it.
 missing="sha256:$(printf 'never stored' | sha256sum | cut -c1-64)"
@@ -26,10 +26,10 @@ expect_error 1 "${missing:7:12}" aqs put --manifest bad-manifest.json
 
 # verify: all good.
 out="$(aqs verify --json)"
-expect_eq "$(json_get "$out" 'd["corrupt"] + d["missing"]')" "0" "verify of a good store"
-expect_eq "$(json_get "$out" 'd["checked"]')" "5" "verify checked every object"
+expect_eq "$(jqr "$out" '.corrupt + .missing')" "0" "verify of a good store"
+expect_eq "$(jqr "$out" '.checked')" "5" "verify checked every object"
 out="$(aqs verify --sample 2 --seed 7 --json)"
-expect_eq "$(json_get "$out" 'd["checked"]')" "2" "verify --sample 2"
+expect_eq "$(jqr "$out" '.checked')" "2" "verify --sample 2"
 pass "verify on a good store"
 
 # gc --dry-run lists the unpinned blobs and removes nothing.
@@ -38,18 +38,18 @@ dry="$(aqs gc --limit 0 --dry-run)"
 expect_contains "$dry" "would evict $b3" "dry run lists blob3"
 expect_contains "$dry" "would evict $b4" "dry run lists blob4"
 [[ "$dry" != *"$b1"* ]] || fail "dry run would evict pinned blob1: $dry"
-expect_eq "$(aqs stats --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["objects"])')" \
-  "$(json_get "$before" 'd["objects"]')" "object count after a dry run"
+expect_eq "$(aqs stats --json | jq -r .objects)" \
+  "$(jqr "$before" '.objects')" "object count after a dry run"
 pass "gc --dry-run"
 
 # gc with a limit that fits one unpinned blob evicts the least recently used one (blob3; blob4
 # was read after it), and keeps everything pinned.
 aqs cat "$b4" >/dev/null
-pinned_bytes="$(aqs gc --limit 0 --dry-run --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["pinned_bytes"])')"
+pinned_bytes="$(aqs gc --limit 0 --dry-run --json | jq -r .pinned_bytes)"
 limit=$((pinned_bytes + 300000))
 out="$(aqs gc --limit "$limit" --json)"
-expect_eq "$(json_get "$out" '[v["digest"] for v in d["evicted"]]')" "['$b3']" "LRU eviction order"
-[ "$(json_get "$out" "d['bytes_after'] <= $limit")" == "True" ] || fail "gc did not reach the limit: $out"
+expect_eq "$(jqr "$out" '[.evicted[].digest]|join(" ")')" "$b3" "LRU eviction order"
+[ "$(jqr "$out" ".bytes_after <= $limit")" == "true" ] || fail "gc did not reach the limit: $out"
 expect_error 1 "${b3:7:12}" aqs cat "$b3"
 aqs cat "$b4" | cmp - blob4.bin || fail "blob4 was evicted"
 # Without a limit (none in .aqstore or aqs.conf) gc evicts nothing.
@@ -64,16 +64,16 @@ pass "gc keeps what refs reach and evicts the rest, LRU first"
 # Moving and deleting the ref: history newest first; after deletion gc may take everything.
 aqs refs set ckpt "$b1" -m "second" >/dev/null
 log="$(aqs refs log ckpt --json)"
-expect_eq "$(json_get "$log" 'len(d)')" "2" "reflog length"
-expect_eq "$(json_get "$log" 'd[0]["new"]')" "$b1" "newest reflog entry first"
-expect_eq "$(json_get "$log" 'd[0]["message"]')" "second" "reflog message"
-expect_eq "$(json_get "$log" 'd[1]["old"]')" "None" "creation has no old target"
+expect_eq "$(jqr "$log" 'length')" "2" "reflog length"
+expect_eq "$(jqr "$log" '.[0].new')" "$b1" "newest reflog entry first"
+expect_eq "$(jqr "$log" '.[0].message')" "second" "reflog message"
+expect_eq "$(jqr "$log" '.[1].old')" "null" "creation has no old target"
 text="$(aqs refs log ckpt)"
 expect_contains "$text" "created" "text reflog"
 aqs refs delete ckpt >/dev/null
 expect_eq "$(aqs refs --json)" "[]" "no refs after delete"
 aqs gc --limit 0 >/dev/null
-expect_eq "$(aqs stats --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["objects"])')" \
+expect_eq "$(aqs stats --json | jq -r .objects)" \
   "0" "objects after gc of an unpinned store"
 pass "refs log / delete"
 
@@ -87,8 +87,8 @@ obj="$(find "$S/objects" -type f -name "*${hex:4}*" | head -1)"
 chmod u+w "$obj"; printf '\x00\x01' | dd of="$obj" bs=1 seek=4242 conv=notrunc status=none; chmod 444 "$obj"
 rc=0; out="$(aqs verify --json 2>verify.err)" || rc=$?
 expect_eq "$rc" "1" "verify exit status on corruption"
-expect_eq "$(json_get "$out" 'd["corrupt"]')" "1" "verify corrupt count"
-expect_eq "$(json_get "$out" 'd["bad"][0]["digest"]')" "$dbad" "verify names the corrupt digest"
+expect_eq "$(jqr "$out" '.corrupt')" "1" "verify corrupt count"
+expect_eq "$(jqr "$out" '.bad[0].digest')" "$dbad" "verify names the corrupt digest"
 expect_contains "$(cat verify.err)" "${hex:0:12}" "verify stderr names the digest"
 [ -n "$(ls "$S/quarantine")" ] || fail "nothing quarantined"
 # Once quarantined, a second verify is clean for what remains? The record fails clearly.

@@ -27,12 +27,12 @@ pass "init + discovery from subdirectories"
 cd "$TMP" && mkdir -p ws2/deep/er && cd ws2
 printf '[store]\npath = ../ws2-cache\ncompression_level = 7\nsize_limit = 1M\n' >.aqstore
 out="$("$AQS" init --json)"
-expect_eq "$(json_get "$out" 'd["path"]')" "$TMP/ws2/../ws2-cache" "init path from .aqstore"
-expect_eq "$(json_get "$out" 'd["workspace_file"]')" "None" "no .aqstore written when one exists"
+expect_eq "$(jqr "$out" '.path')" "$TMP/ws2/../ws2-cache" "init path from .aqstore"
+expect_eq "$(jqr "$out" '.workspace_file')" "null" "no .aqstore written when one exists"
 [ -f "$TMP/ws2-cache/aqs.conf" ] || fail "store not created at ../ws2-cache"
 cd deep/er
 st="$("$AQS" stats --json)"
-expect_eq "$(json_get "$st" 'd["size_limit"]')" "1048576" "size_limit carried from .aqstore into the store"
+expect_eq "$(jqr "$st" '.size_limit')" "1048576" "size_limit carried from .aqstore into the store"
 pass "[store] path and settings from .aqstore"
 
 # Precedence: --store > $AQS_STORE > .aqstore.
@@ -40,23 +40,23 @@ pass "[store] path and settings from .aqstore"
 "$AQS" init "$TMP/flagstore" >/dev/null
 printf 'which\n' >w.txt
 AQS_STORE="$TMP/envstore" "$AQS" put w.txt >/dev/null
-expect_eq "$(AQS_STORE="$TMP/envstore" "$AQS" stats --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["path"])')" \
+expect_eq "$(AQS_STORE="$TMP/envstore" "$AQS" stats --json | jq -r .path)" \
   "$TMP/envstore" "AQS_STORE beats .aqstore"
-expect_eq "$(AQS_STORE="$TMP/envstore" "$AQS" --store "$TMP/flagstore" stats --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["path"])')" \
+expect_eq "$(AQS_STORE="$TMP/envstore" "$AQS" --store "$TMP/flagstore" stats --json | jq -r .path)" \
   "$TMP/flagstore" "--store beats AQS_STORE"
-expect_eq "$("$AQS" --store="$TMP/flagstore" stats --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["objects"])')" \
+expect_eq "$("$AQS" --store="$TMP/flagstore" stats --json | jq -r .objects)" \
   "0" "--store=DIR form; the flag store is empty"
 pass "--store > \$AQS_STORE > .aqstore"
 
-# init DIR creates exactly that store and no .aqstore; a non-empty non-store dir is refused.
+# init DIR creates exactly that store (and missing parents) and no .aqstore; a file is refused.
 cd "$TMP" && mkdir plain && cd plain
 "$AQS" init sub/store >/dev/null
 [ -f sub/store/aqs.conf ] || fail "init DIR"
 [ ! -e .aqstore ] || fail "init DIR wrote a .aqstore"
-mkdir junk && echo x >junk/file
-rc=0; "$AQS" init junk >/dev/null 2>err.txt || rc=$?
-[ "$rc" -ne 0 ] || fail "init into a non-empty directory succeeded"
-expect_contains "$(cat err.txt)" "junk" "init into a non-empty directory names it"
+echo x >afile
+rc=0; "$AQS" init afile >/dev/null 2>err.txt || rc=$?
+[ "$rc" -ne 0 ] || fail "init over a regular file succeeded"
+expect_contains "$(cat err.txt)" "afile" "init over a regular file names it"
 pass "init DIR"
 
 # --shared: group-writable, setgid directories; refused on an existing non-shared store.

@@ -188,6 +188,16 @@ static void run_plan(int (*pick)(size_t, size_t), const char *name) {
   assert_int_equal(shards, (size_t)fx->model->cfg.text.num_layers + 2 + 2 +
                                (size_t)fx->model->cfg.vision.depth);
   assert_string_equal(res.files[res.nfiles - 1].name, AQS_EXPORT_MANIFEST);
+  for (size_t i = 0; i < res.nfiles; i++) { /* reported digests are the files' digests */
+    char path[8300];
+    aqs_digest d;
+    uint64_t bytes;
+    aqs_err e;
+    snprintf(path, sizeof path, "%s/%s", dir, res.files[i].name);
+    fx_check(aqs_sha256_file(path, &d, &bytes, &e), &e);
+    assert_true(aqs_digest_eq(&d, &res.files[i].digest));
+    assert_int_equal(bytes, res.files[i].bytes);
+  }
   aqs_export_result_free(&res);
   aqs_plan_free(plan);
   fx_model_free(fx);

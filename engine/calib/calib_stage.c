@@ -1,0 +1,454 @@
+/* engine/calib/calib_stage.c: the calib-set stage (see calib_stage.h). The action key holds only
+ * content: the dataset file's digest, the tokenizer file's digest, for image sets the digests of
+ * every image the sample walk may visit, and the parameters. A miss walks the seeded sample order,
+ * turns rows into sequences (images decoded and preprocessed), packs them into chunks of
+ * chunk_seqs sequences, stores each chunk and then the manifest, and records the action. */
+#include "engine/calib/calib_stage.h"
+
+#include <jansson.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common/progress.h"
+#include "engine/calib/prompt.h"
+#include "engine/calib/rows.h"
+#include "engine/image/image.h"
+#include "engine/image/qwen_vision.h"
+#include "engine/tokenizer/tokenizer.h"
+#include "store/canon_json.h"
+
+/* Rows the walk may visit beyond `samples` when skipping bad ones (part of the key: see docs). */
+static int64_t walk_window(int64_t n_rows, int64_t samples, int skip_bad) {
+  int64_t w = skip_bad ? samples * 2 + 16 : samples;
+  return w < n_rows ? w : n_rows;
+}
+
+void aqs_calib_result_free(aqs_calib_result *res) {
+  if (!res) return;
+  aqs_calib_set_free(&res->set);
+  free(res->key_doc);
+  memset(res, 0, sizeof *res);
+}
+
+/* Path of a JSONL image: absolute as is, else under root. Caller frees. */
+static char *image_path(const char *root, const char *image) {
+  char *p = NULL;
+  if (image[0] == '/' || !root) return strdup(image);
+  if (asprintf(&p, "%s/%s", root, image) < 0) return NULL;
+  return p;
+}
+
+/* Directory part of path ("." when none). Caller frees. */
+static char *dir_of(const char *path) {
+  const char *slash = strrchr(path, '/');
+  if (!slash) return strdup(".");
+  if (slash == path) return strdup("/");
+  return strndup(path, (size_t)(slash - path));
+}
+
+/* ---------------------------------------------------------------- chunk assembly */
+
+/* Chunk under construction: per-sequence and per-image arrays sized for chunk_seqs up front
+ * (one image per sequence at most); tokens and patches grow. */
+typedef struct chunk_builder {
+  aqs_calib_chunk c;
+  int32_t max_seqs;
+  int64_t cap_tokens, cap_patches;
+} chunk_builder;
+
+static aqs_status builder_init(chunk_builder *b, int32_t max_seqs, aqs_err *err) {
+  memset(b, 0, sizeof *b);
+  b->max_seqs = max_seqs;
+  aqs_calib_chunk *c = &b->c;
+  size_t n = (size_t)max_seqs + 1;
+  c->seq_lens = calloc(n, sizeof *c->seq_lens);
+  c->seq_offsets = calloc(n, sizeof *c->seq_offsets);
+  c->image_seq = calloc(n, sizeof *c->image_seq);
+  c->image_token_start = calloc(n, sizeof *c->image_token_start);
+  c->image_n_tokens = calloc(n, sizeof *c->image_n_tokens);
+  c->image_grid_thw = calloc(3 * n, sizeof *c->image_grid_thw);
+  c->image_patch_offsets = calloc(n, sizeof *c->image_patch_offsets);
+  if (!c->seq_lens || !c->seq_offsets || !c->image_seq || !c->image_token_start ||
+      !c->image_n_tokens || !c->image_grid_thw || !c->image_patch_offsets) {
+    aqs_calib_chunk_free(c);
+    return aqs_errf(err, AQS_ERR_NOMEM, "calib chunk: out of memory");
+  }
+  return AQS_OK;
+}
+
+static int grow(void **p, size_t elem, int64_t need, int64_t *cap) {
+  if (need <= *cap) return 0;
+  int64_t ncap = *cap ? *cap : 1024;
+  while (ncap < need) ncap *= 2;
+  void *np = realloc(*p, (size_t)ncap * elem);
+  if (!np) return -1;
+  *p = np;
+  *cap = ncap;
+  return 0;
+}
+
+static aqs_status builder_add(chunk_builder *b, const aqs_token_ids *ids, int32_t image_start,
+                              const aqs_qwen_pixels *px, int64_t image_tokens, aqs_err *err) {
+  aqs_calib_chunk *c = &b->c;
+  if (c->n_seqs >= b->max_seqs) return aqs_errf(err, AQS_ERR_INTERNAL, "calib chunk overflow");
+  if (grow((void **)&c->token_ids, sizeof *c->token_ids, c->n_tokens + (int64_t)ids->len, &b->cap_tokens))
+    return aqs_errf(err, AQS_ERR_NOMEM, "calib chunk: out of memory");
+  memcpy(c->token_ids + c->n_tokens, ids->ids, ids->len * sizeof *ids->ids);
+  c->seq_offsets[c->n_seqs] = c->n_tokens;
+  c->seq_lens[c->n_seqs] = (int32_t)ids->len;
+  c->n_tokens += (int64_t)ids->len;
+  c->seq_offsets[c->n_seqs + 1] = c->n_tokens;
+  if (px) {
+    if (grow((void **)&c->pixel_patches, (size_t)px->patch_dim * sizeof(float),
+             c->n_patches + px->n_patches, &b->cap_patches))
+      return aqs_errf(err, AQS_ERR_NOMEM, "calib chunk: out of memory for image patches");
+    int32_t i = c->n_images;
+    c->image_seq[i] = c->n_seqs;
+    c->image_token_start[i] = image_start;
+    c->image_n_tokens[i] = (int32_t)image_tokens;
+    c->image_grid_thw[3 * i] = px->grid_t;
+    c->image_grid_thw[3 * i + 1] = px->grid_h;
+    c->image_grid_thw[3 * i + 2] = px->grid_w;
+    memcpy(c->pixel_patches + (size_t)c->n_patches * (size_t)px->patch_dim, px->patches,
+           (size_t)px->n_patches * (size_t)px->patch_dim * sizeof(float));
+    c->n_patches += px->n_patches;
+    c->image_patch_offsets[i + 1] = c->n_patches;
+    c->patch_dim = px->patch_dim;
+    c->n_images++;
+  }
+  c->n_seqs++;
+  return AQS_OK;
+}
+
+static void builder_reset(chunk_builder *b) {
+  aqs_calib_chunk_free(&b->c);
+  int32_t max_seqs = b->max_seqs;
+  memset(b, 0, sizeof *b);
+  b->max_seqs = max_seqs;
+}
+
+/* Encodes and stores the chunk under construction, appending its digest to set. */
+static aqs_status builder_flush(aqs_store *store, chunk_builder *b, aqs_calib_set *set, aqs_err *err) {
+  if (b->c.n_seqs == 0) return AQS_OK;
+  uint8_t *bytes;
+  size_t len;
+  aqs_status st = aqs_calib_chunk_encode(&b->c, &bytes, &len, err);
+  if (st != AQS_OK) return st;
+  aqs_put_info info;
+  st = aqs_put_mem(store, bytes, len, NULL, &info, err);
+  free(bytes);
+  if (st != AQS_OK) return st;
+  void *nd = realloc(set->chunk_digests, (size_t)(set->n_chunks + 1) * sizeof *set->chunk_digests);
+  if (!nd) return aqs_errf(err, AQS_ERR_NOMEM, "calib set: out of memory");
+  set->chunk_digests = nd;
+  aqs_digest_str(&info.digest, set->chunk_digests[set->n_chunks]);
+  set->n_chunks++;
+  set->n_tokens += b->c.n_tokens;
+  set->n_images += b->c.n_images;
+  builder_reset(b);
+  return builder_init(b, b->max_seqs, err);
+}
+
+/* ---------------------------------------------------------------- key */
+
+typedef struct calib_job {
+  const aqs_calib_opts *o;
+  int images;                  /* image+text set */
+  aqs_calib_template tmpl;
+  int32_t chunk_seqs;
+  aqs_qwen_vision_cfg vcfg;
+  char *root;                  /* image root */
+  aqs_calib_rows rows;
+  int rows_loaded;
+  int64_t window;
+  int64_t *order;              /* (window) row indices in walk order */
+} calib_job;
+
+static aqs_status job_load_rows(calib_job *job, aqs_err *err) {
+  if (job->rows_loaded) return AQS_OK;
+  const aqs_calib_opts *o = job->o;
+  aqs_status st = job->images ? aqs_calib_read_jsonl(o->images_jsonl, o->skip_bad, &job->rows, err)
+                              : aqs_calib_read_captions(o->captions_path, o->skip_bad, &job->rows, err);
+  if (st != AQS_OK) return st;
+  job->rows_loaded = 1;
+  const char *ds = job->images ? o->images_jsonl : o->captions_path;
+  if (job->rows.n < o->samples)
+    return aqs_errf(err, AQS_ERR_INVALID, "%s: %lld usable rows (%lld bad), fewer than --samples %lld",
+                    ds, (long long)job->rows.n, (long long)job->rows.n_bad, (long long)o->samples);
+  job->window = walk_window(job->rows.n, o->samples, o->skip_bad);
+  job->order = malloc(((size_t)job->window + 1) * sizeof *job->order);
+  if (!job->order) return aqs_errf(err, AQS_ERR_NOMEM, "calib: out of memory");
+  return aqs_calib_sample_order(job->rows.n, job->window, o->seed, job->order, err);
+}
+
+/* Digest of the canonical list [[path as written, "sha256:..." | "missing"], ...] of the images
+ * the walk may visit, in walk order. */
+static aqs_status window_images_digest(aqs_store *store, calib_job *job, aqs_digest *out, aqs_err *err) {
+  json_t *list = json_array();
+  aqs_status st = AQS_OK;
+  for (int64_t k = 0; k < job->window && st == AQS_OK; k++) {
+    const aqs_calib_row *row = &job->rows.rows[job->order[k]];
+    char *path = image_path(job->root, row->image);
+    if (!path) {
+      st = aqs_errf(err, AQS_ERR_NOMEM, "calib: out of memory");
+      break;
+    }
+    aqs_digest d;
+    aqs_err herr = {0};
+    char dstr[AQS_DIGEST_STR_SIZE] = "missing";
+    aqs_status hs = aqs_hash_file_cached(store, path, &d, NULL, &herr);
+    if (hs == AQS_OK) aqs_digest_str(&d, dstr);
+    else if (hs != AQS_ERR_NOT_FOUND) snprintf(dstr, sizeof dstr, "unreadable");
+    json_array_append_new(list, json_pack("[s,s]", row->image, dstr));
+    free(path);
+  }
+  if (st == AQS_OK) {
+    char *canon;
+    size_t len;
+    st = aqs_json_canonical(list, &canon, &len, err);
+    if (st == AQS_OK) {
+      aqs_sha256_buf(canon, len, out);
+      free(canon);
+    }
+  }
+  json_decref(list);
+  return st;
+}
+
+static aqs_status job_key(aqs_store *store, calib_job *job, aqs_digest *key, char **key_doc, aqs_err *err) {
+  const aqs_calib_opts *o = job->o;
+  aqs_digest ds_digest, tok_digest, img_digest;
+  char buf[AQS_DIGEST_STR_SIZE];
+  aqs_status st;
+  const char *ds = job->images ? o->images_jsonl : o->captions_path;
+  if ((st = aqs_hash_file_cached(store, ds, &ds_digest, NULL, err)) != AQS_OK) return st;
+  if ((st = aqs_hash_file_cached(store, o->tokenizer_path, &tok_digest, NULL, err)) != AQS_OK) return st;
+  json_t *inputs = json_pack("{s:s}", "dataset", aqs_digest_str(&ds_digest, buf));
+  json_object_set_new(inputs, "tokenizer", json_string(aqs_digest_str(&tok_digest, buf)));
+  json_t *params = json_pack("{s:s,s:I,s:I,s:i,s:s,s:i,s:b}", "modality",
+                             job->images ? "image+text" : "text", "samples", (json_int_t)o->samples,
+                             "seed", (json_int_t)o->seed, "max_len", o->max_len, "template",
+                             aqs_calib_template_name(job->tmpl), "chunk_seqs", job->chunk_seqs,
+                             "skip_bad", o->skip_bad ? 1 : 0);
+  if (job->images) {
+    if ((st = job_load_rows(job, err)) != AQS_OK ||
+        (st = window_images_digest(store, job, &img_digest, err)) != AQS_OK) {
+      json_decref(inputs);
+      json_decref(params);
+      return st;
+    }
+    json_object_set_new(inputs, "images", json_string(aqs_digest_str(&img_digest, buf)));
+    char *vjson;
+    if ((st = aqs_qwen_vision_cfg_to_json(&job->vcfg, &vjson, err)) == AQS_OK) {
+      json_object_set_new(params, "processor", json_loads(vjson, 0, NULL));
+      free(vjson);
+    }
+  }
+  if (st == AQS_OK)
+    st = aqs_action_key(AQS_CALIB_STAGE_NAME, AQS_CALIB_STAGE_VERSION, inputs, params, key, key_doc, err);
+  json_decref(inputs);
+  json_decref(params);
+  return st;
+}
+
+/* ---------------------------------------------------------------- build */
+
+/* One row -> sequence ids (+ pixels). Returns AQS_OK, or a row error (the caller skips or fails). */
+static aqs_status row_to_sequence(calib_job *job, aqs_tokenizer *tok, const aqs_calib_row *row,
+                                  aqs_token_ids *ids, int32_t *image_start, aqs_qwen_pixels *px,
+                                  int64_t *image_tokens, aqs_err *err) {
+  const aqs_calib_opts *o = job->o;
+  if (!job->images)
+    return aqs_calib_prompt_encode(tok, job->tmpl, row->caption, row->caption_len, -1, o->max_len,
+                                   ids, image_start, err);
+  char *path = image_path(job->root, row->image);
+  if (!path) return aqs_errf(err, AQS_ERR_NOMEM, "calib: out of memory");
+  aqs_image img;
+  aqs_status st = aqs_image_load_file(path, 0, &img, err);
+  if (st == AQS_OK) {
+    st = aqs_qwen_preprocess(&img, &job->vcfg, px, NULL, err);
+    if (st != AQS_OK) aqs_err_prefix(err, "%s", path);
+    aqs_image_free(&img);
+  }
+  if (st == AQS_OK) {
+    *image_tokens = aqs_qwen_image_tokens(px, &job->vcfg);
+    st = aqs_calib_prompt_encode(tok, job->tmpl, row->caption, row->caption_len, *image_tokens,
+                                 o->max_len, ids, image_start, err);
+    if (st != AQS_OK) aqs_err_prefix(err, "%s", path);
+  }
+  free(path);
+  return st;
+}
+
+static aqs_status job_build(aqs_store *store, calib_job *job, aqs_calib_set *set, char *first_bad,
+                            size_t first_bad_len, aqs_err *err) {
+  const aqs_calib_opts *o = job->o;
+  const char *ds = job->images ? o->images_jsonl : o->captions_path;
+  aqs_tokenizer *tok = NULL;
+  aqs_status st = aqs_tokenizer_load(o->tokenizer_path, &tok, err);
+  if (st != AQS_OK) return st;
+  snprintf(set->modality, sizeof set->modality, "%s", job->images ? "image+text" : "text");
+  set->chunk_seqs = job->chunk_seqs;
+  set->max_seq_len = o->max_len;
+  set->n_skipped = job->rows.n_bad;
+  aqs_vision_ids vids = {-1, -1, -1};
+  if (job->images) {
+    aqs_vision_ids_lookup(tok, &vids);
+    set->patch_size = job->vcfg.patch_size;
+    set->temporal_patch_size = job->vcfg.temporal_patch_size;
+    set->merge_size = job->vcfg.merge_size;
+  }
+  set->image_pad_id = vids.image_pad;
+  set->vision_start_id = vids.vision_start;
+  set->vision_end_id = vids.vision_end;
+  if (job->rows.first_bad[0]) snprintf(first_bad, first_bad_len, "%s", job->rows.first_bad);
+  aqs_progress *prog = o->progress ? aqs_progress_start("calib-set", (uint64_t)o->samples, "seq") : NULL;
+  chunk_builder b;
+  st = builder_init(&b, job->chunk_seqs, err);
+  aqs_token_ids ids = {0};
+  int64_t kept = 0, k = 0;
+  for (; k < job->window && kept < o->samples && st == AQS_OK; k++) {
+    const aqs_calib_row *row = &job->rows.rows[job->order[k]];
+    aqs_qwen_pixels px = {0};
+    int32_t image_start = -1;
+    int64_t image_tokens = 0;
+    aqs_err row_err = {0};
+    aqs_status rs = row_to_sequence(job, tok, row, &ids, &image_start, &px, &image_tokens, &row_err);
+    if (rs == AQS_ERR_NOMEM) {
+      st = aqs_errf(err, rs, "%s", row_err.msg);
+    } else if (rs != AQS_OK) {
+      if (!o->skip_bad) {
+        st = aqs_errf(err, rs, "%s:%lld: %s", ds, (long long)row->line, row_err.msg);
+      } else {
+        if (set->n_skipped++ == 0 || !first_bad[0])
+          snprintf(first_bad, first_bad_len, "%.200s:%lld: %.280s", ds, (long long)row->line, row_err.msg);
+      }
+    } else {
+      st = builder_add(&b, &ids, image_start, job->images ? &px : NULL, image_tokens, err);
+      kept++;
+      aqs_progress_add(prog, 1);
+      if (st == AQS_OK && b.c.n_seqs == job->chunk_seqs) st = builder_flush(store, &b, set, err);
+    }
+    aqs_qwen_pixels_free(&px);
+  }
+  if (st == AQS_OK) st = builder_flush(store, &b, set, err);
+  if (st == AQS_OK && kept < o->samples)
+    st = aqs_errf(err, AQS_ERR_INVALID,
+                  "%s: only %lld good rows among the %lld rows the walk may visit (%lld skipped); "
+                  "fewer than --samples %lld",
+                  ds, (long long)kept, (long long)job->window, (long long)set->n_skipped,
+                  (long long)o->samples);
+  set->n_seqs = kept;
+  if (st == AQS_OK) aqs_progress_finish(prog);
+  else aqs_progress_abort(prog);
+  builder_reset(&b);
+  aqs_token_ids_free(&ids);
+  aqs_tokenizer_free(tok);
+  return st;
+}
+
+static aqs_status opts_check(const aqs_calib_opts *o, calib_job *job, aqs_err *err) {
+  if (!!o->captions_path == !!o->images_jsonl)
+    return aqs_errf(err, AQS_ERR_INVALID, "calib: give exactly one of a caption file or an image JSONL");
+  if (!o->tokenizer_path) return aqs_errf(err, AQS_ERR_INVALID, "calib: a tokenizer.json is required");
+  if (o->samples < 1) return aqs_errf(err, AQS_ERR_INVALID, "calib: --samples must be at least 1");
+  if (o->max_len < 1) return aqs_errf(err, AQS_ERR_INVALID, "calib: --max-len must be at least 1");
+  if (o->chunk_seqs < 0) return aqs_errf(err, AQS_ERR_INVALID, "calib: chunk size must be positive");
+  aqs_status st = aqs_calib_template_parse(o->template_name, &job->tmpl, err);
+  if (st != AQS_OK) return st;
+  job->images = o->images_jsonl != NULL;
+  job->chunk_seqs = o->chunk_seqs ? o->chunk_seqs : AQS_CALIB_DEFAULT_CHUNK_SEQS;
+  if (job->images) {
+    if (o->processor_config) st = aqs_qwen_vision_cfg_load(o->processor_config, &job->vcfg, err);
+    else aqs_qwen_vision_cfg_default(&job->vcfg);
+    if (st != AQS_OK) return st;
+    if (3 * job->vcfg.temporal_patch_size * job->vcfg.patch_size * job->vcfg.patch_size != AQS_CALIB_PATCH_DIM)
+      return aqs_errf(err, AQS_ERR_UNSUPPORTED, "%s: patch geometry differs from Qwen2-VL's 3x2x14x14",
+                      o->processor_config ? o->processor_config : "processor");
+    job->root = o->images_root ? strdup(o->images_root) : dir_of(o->images_jsonl);
+    if (!job->root) return aqs_errf(err, AQS_ERR_NOMEM, "calib: out of memory");
+  }
+  return AQS_OK;
+}
+
+aqs_status aqs_calib_build(aqs_store *store, const aqs_calib_opts *opts, aqs_calib_result *res,
+                           aqs_err *err) {
+  memset(res, 0, sizeof *res);
+  calib_job job;
+  memset(&job, 0, sizeof job);
+  job.o = opts;
+  char *key_doc = NULL;
+  struct timespec t0, t1;
+  clock_gettime(CLOCK_MONOTONIC, &t0);
+  aqs_status st = opts_check(opts, &job, err);
+  if (st == AQS_OK) st = job_key(store, &job, &res->key, &key_doc, err);
+  if (st == AQS_OK) {
+    aqs_action_info info;
+    memset(&info, 0, sizeof info);
+    aqs_err lerr = {0};
+    aqs_status ls = aqs_action_lookup(store, AQS_CALIB_STAGE_NAME, &res->key, &info, &lerr);
+    if (ls == AQS_OK) {
+      res->hit = 1;
+      res->digest = info.result;
+      aqs_action_info_free(&info);
+      st = aqs_calib_set_load(store, &res->digest, &res->set, err);
+    } else if (ls != AQS_ERR_NOT_FOUND) {
+      st = aqs_errf(err, ls, "%s", lerr.msg);
+    } else if (opts->lookup_only) {
+      res->hit = 0;
+    } else {
+      if ((st = job_load_rows(&job, err)) == AQS_OK)
+        st = job_build(store, &job, &res->set, res->first_bad, sizeof res->first_bad, err);
+      char *manifest = NULL;
+      if (st == AQS_OK) st = aqs_calib_set_to_json(&res->set, &manifest, err);
+      if (st == AQS_OK) {
+        aqs_put_opts po = {.compress = AQS_COMPRESS_DEFAULT, .manifest = 1};
+        aqs_put_info pi;
+        st = aqs_put_mem(store, manifest, strlen(manifest), &po, &pi, err);
+        if (st == AQS_OK) res->digest = pi.digest;
+      }
+      free(manifest);
+      clock_gettime(CLOCK_MONOTONIC, &t1);
+      double wall = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
+      if (st == AQS_OK) st = aqs_action_put(store, key_doc, &res->digest, wall, NULL, err);
+    }
+  }
+  if (job.rows_loaded) res->rows_total = job.rows.n + job.rows.n_bad;
+  res->key_doc = key_doc;
+  free(job.order);
+  free(job.root);
+  aqs_calib_rows_free(&job.rows);
+  if (st != AQS_OK) aqs_calib_result_free(res);
+  return st;
+}
+
+aqs_status aqs_calib_set_load(aqs_store *store, const aqs_digest *digest, aqs_calib_set *set,
+                              aqs_err *err) {
+  void *data;
+  size_t len;
+  aqs_status st = aqs_get_mem(store, digest, &data, &len, err);
+  if (st != AQS_OK) return st;
+  char what[AQS_DIGEST_STR_SIZE];
+  st = aqs_calib_set_from_json(data, len, aqs_digest_str(digest, what), set, err);
+  free(data);
+  return st;
+}
+
+aqs_status aqs_calib_chunk_load(aqs_store *store, const aqs_calib_set *set, int32_t index,
+                                aqs_calib_chunk *chunk, aqs_err *err) {
+  memset(chunk, 0, sizeof *chunk);
+  if (index < 0 || index >= set->n_chunks)
+    return aqs_errf(err, AQS_ERR_INVALID, "calib set has %d chunks, no chunk %d", set->n_chunks, index);
+  aqs_digest d;
+  aqs_status st = aqs_digest_parse(set->chunk_digests[index], &d, err);
+  if (st != AQS_OK) return st;
+  void *data;
+  size_t len;
+  if ((st = aqs_get_mem(store, &d, &data, &len, err)) != AQS_OK) return st;
+  st = aqs_calib_chunk_decode(data, len, set->chunk_digests[index], chunk, err);
+  free(data);
+  if (st == AQS_OK) chunk->first_seq = (int64_t)index * set->chunk_seqs;
+  return st;
+}

@@ -1,0 +1,119 @@
+/* tests/bench/export_bench.c: throughput of the FP8 export on a synthetic model (the 3b preset
+ * by default): FP8 quantize GB/s (BF16 bytes in) and safetensors write GB/s, compared in the same
+ * run with `dd` writing the same byte count (conv=fsync, as the exporter fsyncs every shard).
+ *
+ * usage: export_bench [--model DIR | --preset 3b --seed N] [--work DIR] [--keep]
+ *   --model DIR   existing checkpoint; otherwise --preset (default 3b) is generated under --work
+ *   --work DIR    scratch directory (default $TMPDIR or /tmp); everything written is deleted
+ *                 at the end unless --keep
+ * Prints one JSON object on stdout. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "engine/export/export.h"
+#include "engine/model/synth.h"
+#include "testutil.h"
+
+static double now_s(void) {
+  struct timespec ts;
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void die(const char *what, const aqs_err *e) {
+  fprintf(stderr, "export_bench: %s: %s\n", what, e ? e->msg : strerror(errno));
+  exit(1);
+}
+
+/* dd of `bytes` zero bytes into path with fsync; returns seconds. */
+static double run_dd(const char *path, uint64_t bytes) {
+  uint64_t block = 4u << 20, count = (bytes + block - 1) / block;
+  char cmd[4400];
+  snprintf(cmd, sizeof cmd, "dd if=/dev/zero of='%s' bs=%llu count=%llu conv=fsync status=none",
+           path, (unsigned long long)block, (unsigned long long)count);
+  double t0 = now_s();
+  if (system(cmd) != 0) die("dd failed", NULL);
+  double dt = now_s() - t0;
+  unlink(path);
+  return dt * (double)bytes / (double)(count * block); /* same byte count */
+}
+
+int main(int argc, char **argv) {
+  const char *model = NULL, *preset = "3b", *work = getenv("TMPDIR");
+  uint64_t seed = 1;
+  int keep = 0;
+  for (int i = 1; i < argc; i++) {
+    if (!strcmp(argv[i], "--model") && i + 1 < argc) model = argv[++i];
+    else if (!strcmp(argv[i], "--preset") && i + 1 < argc) preset = argv[++i];
+    else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
+    else if (!strcmp(argv[i], "--work") && i + 1 < argc) work = argv[++i];
+    else if (!strcmp(argv[i], "--keep")) keep = 1;
+    else {
+      fprintf(stderr, "usage: export_bench [--model DIR | --preset P --seed N] [--work DIR] [--keep]\n");
+      return 2;
+    }
+  }
+  if (!work || !*work) work = "/tmp";
+  aqs_err e;
+  aqs_err_clear(&e);
+  char root[4096], src[4200], out[4200], dd_path[4200];
+  snprintf(root, sizeof root, "%s/export-bench-%ld", work, (long)getpid());
+  if (mkdir(root, 0777) != 0) die(root, NULL);
+  double gen_s = 0;
+  if (!model) {
+    snprintf(src, sizeof src, "%s/src", root);
+    aqs_synth_opts so = {.preset = preset, .seed = seed, .out_dir = src, .naming = AQS_NAMING_HF5,
+                         .progress = 1};
+    double t0 = now_s();
+    if (aqs_synth_write(&so, &e)) die("synth-model", &e);
+    gen_s = now_s() - t0;
+    model = src;
+  }
+  aqs_qwen_model *m;
+  if (aqs_qwen_model_open(model, &m, NULL, &e)) die(model, &e);
+  aqs_amax_table amax = {0};
+  aqs_plan *plan = aqs_plan_new();
+  snprintf(plan->scope, sizeof plan->scope, "lm_only");
+  for (size_t g = 0; g < m->n_lm_groups; g++) {
+    aqs_plan_set(plan, m->groups[g].id, AQS_FMT_FP8, NULL);
+    for (int k = 0; k < m->groups[g].nmembers; k++)
+      aqs_amax_set(&amax, m->groups[g].members[k].module, 4.0f, 0.0f, NULL);
+  }
+  snprintf(out, sizeof out, "%s/out", root);
+  aqs_export_opts o = {.model_dir = model, .amax = &amax, .plan = plan, .out_dir = out,
+                       .source_digest = "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+                       .amax_digest = "sha256:0000000000000000000000000000000000000000000000000000000000000000",
+                       .progress = 1};
+  aqs_export_result r;
+  if (aqs_export_run(&o, &r, &e)) die("export", &e);
+  snprintf(dd_path, sizeof dd_path, "%s/dd.bin", root);
+  double dd_s = run_dd(dd_path, r.tensor_bytes);
+
+  double gb = 1e9;
+  double quant_in_bytes = 2.0 * (double)r.quantized_params;
+  double quant_gbs = quant_in_bytes / r.seconds_quantize / gb;
+  double write_gbs = (double)r.tensor_bytes / r.seconds_write / gb;
+  double total_gbs = (double)r.tensor_bytes / r.seconds_total / gb;
+  double dd_gbs = (double)r.tensor_bytes / dd_s / gb;
+  long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+  printf("{\"model\":\"%s\",\"preset\":\"%s\",\"cpus\":%ld,\"generate_s\":%.2f,"
+         "\"tensor_bytes\":%llu,\"quantized_params\":%llu,\"files\":%zu,"
+         "\"quantize_s\":%.3f,\"hash_s\":%.3f,\"write_s\":%.3f,\"total_s\":%.3f,\"dd_s\":%.3f,"
+         "\"quantize_GBps\":%.3f,\"write_GBps\":%.3f,\"export_total_GBps\":%.3f,\"dd_GBps\":%.3f,"
+         "\"write_vs_dd\":%.3f,\"total_vs_dd\":%.3f}\n",
+         model, preset, cpus, gen_s, (unsigned long long)r.tensor_bytes,
+         (unsigned long long)r.quantized_params, r.nfiles, r.seconds_quantize, r.seconds_hash,
+         r.seconds_write, r.seconds_total, dd_s, quant_gbs, write_gbs, total_gbs, dd_gbs,
+         write_gbs / dd_gbs, total_gbs / dd_gbs);
+  aqs_export_result_free(&r);
+  aqs_plan_free(plan);
+  aqs_amax_free(&amax);
+  aqs_qwen_model_free(m);
+  if (!keep) tu_rm_rf(root);
+  return 0;
+}
