@@ -14,7 +14,7 @@
 static const char calib_usage[] =
     "usage: aqs calib (--captions FILE | --images JSONL [--root DIR])\n"
     "                 (--tokenizer FILE|DIR | --model DIR) [--config preprocessor_config.json]\n"
-    "                 [--samples N] [--seed S] [--max-len L] [--template none|chat]\n"
+    "                 [--samples N] [--seed S] [--max-len L] [--template T]\n"
     "                 [--chunk-seqs N] [--skip-bad] [--json]\n"
     "\n"
     "Builds a calibration set and caches it in the store (the calib-set stage). The key is\n"
@@ -34,7 +34,9 @@ static const char calib_usage[] =
     "  --samples N      sequences (default 128)\n"
     "  --seed S         sampling seed (default 0); N samples are a prefix of N+k samples\n"
     "  --max-len L      tokens per sequence, longer ones truncated (default 2048)\n"
-    "  --template T     none (default): the caption as is; chat: one Qwen user turn\n"
+    "  --template T     none (default): the caption as is; chat: one Qwen user turn;\n"
+    "                   chat-system: system + user turn + assistant prompt; or any text\n"
+    "                   holding {caption} once (image rows: the vision tokens + caption)\n"
     "  --chunk-seqs N   sequences per stored chunk (default 8)\n"
     "  --skip-bad       skip and count bad lines/images instead of failing on the first\n"
     "  --json           print the summary as JSON\n";

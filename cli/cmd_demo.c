@@ -29,7 +29,7 @@ static const char demo_usage[] =
     "what was reused, the time, the store size and the most sensitive groups (the planted ones).\n"
     "A second run finds every stage cached.\n";
 
-#define DEMO_OUTLIERS "lm.1.down:3000,lm.2.qkv:3000"
+#define DEMO_OUTLIERS "lm.1.down:100000,lm.2.qkv:100000"
 
 static int ensure_dir(const char *path) { return mkdir(path, 0755) == 0 || errno == EEXIST ? 0 : -1; }
 

@@ -12,7 +12,7 @@ cmake -S "$src" -B "$build" -DAQS_CUDA=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/de
 targets=(aqs)
 # gpu tests and benchmarks are named after their source files (tests/CMakeLists.txt)
 for f in "$src"/tests/gpu/test_*.c; do [ -e "$f" ] && targets+=("gpu_$(basename "$f" .c)"); done
-for f in "$src"/tests/bench/*.c; do [ -e "$f" ] && targets+=("$(basename "$f" .c)"); done
+targets+=(compute_bench)  # the benchmark this pack exists for (others build their own)
 cmake --build "$build" -j"$jobs" --target "${targets[@]}"
 
 rm -rf "$carry"
@@ -40,12 +40,21 @@ done | sort -u | while read -r soname path; do
   fi
 done
 
+# Large fallbacks travel gzip'd (the carry folder and the tree share a 64 MiB limit).
+for f in "$carry"/lib-fallback/*; do
+  if [ "$(stat -c %s "$f")" -gt 4000000 ]; then gzip -9 "$f"; fi
+done
+
 cat >"$carry/env.sh" <<'EOF'
 # source .devcarry-cuda/env.sh on the GPU machine: library path for the carried binaries.
 carry="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 for f in "$carry"/lib-fallback/*; do
-  so=$(basename "$f")
-  ldconfig -p | grep -q "^[[:space:]]*$so " || ln -sf "$f" "$carry/lib/$so"
+  so=$(basename "$f" .gz)
+  ldconfig -p | grep -q "^[[:space:]]*$so " && continue
+  case "$f" in
+    *.gz) gzip -dc "$f" >"$carry/lib/$so" ;;
+    *) ln -sf "$f" "$carry/lib/$so" ;;
+  esac
 done
 cudalib=""
 for d in /usr/local/cuda/lib64 /usr/local/cuda/targets/x86_64-linux/lib; do

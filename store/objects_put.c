@@ -2,6 +2,7 @@
  * large and raw ones are streamed to tmp/, fsync'd, made read-only and renamed into objects/
  * under the writer lock, then indexed in the same transaction. Existing objects are dedups. */
 #include <errno.h>
+#include <pthread.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -439,6 +440,111 @@ static aqs_status read_at(int fd, void *buf, size_t want, uint64_t offset, const
   return AQS_OK;
 }
 
+/* The streaming put pipeline: this thread reads blocks and hashes them while a worker thread
+ * compresses and writes the previous ones, so a put costs about max(hash, write) instead of the
+ * sum. Each block is read once: the bytes written are exactly the bytes hashed. */
+#define PIPE_SLOTS 3
+#define PIPE_BLOCK_BYTES (4u << 20)
+
+typedef struct put_pipe {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  uint8_t *bufs[PIPE_SLOTS];
+  size_t lens[PIPE_SLOTS];
+  int head, tail, count;
+  int producer_done;
+  int worker_failed;
+  file_sink *sink;
+  aqs_err err;
+} put_pipe;
+
+static void *pipe_worker(void *arg) {
+  put_pipe *p = arg;
+  pthread_mutex_lock(&p->mu);
+  for (;;) {
+    while (p->count == 0 && !p->producer_done) pthread_cond_wait(&p->cv, &p->mu);
+    if (p->count == 0) break;
+    int slot = p->tail;
+    pthread_mutex_unlock(&p->mu);
+    aqs_status st = sink_feed(p->sink, p->bufs[slot], p->lens[slot], ZSTD_e_continue, &p->err);
+    pthread_mutex_lock(&p->mu);
+    p->tail = (p->tail + 1) % PIPE_SLOTS;
+    p->count--;
+    if (st != AQS_OK) p->worker_failed = 1;
+    pthread_cond_broadcast(&p->cv);
+    if (p->worker_failed) break;
+  }
+  pthread_mutex_unlock(&p->mu);
+  return NULL;
+}
+
+static aqs_status stream_pipelined(file_sink *k, aqs_sha256 *h, int fd, uint64_t offset,
+                                   uint64_t length, const char *name, uint64_t *done,
+                                   aqs_err *err) {
+  put_pipe p;
+  memset(&p, 0, sizeof p);
+  p.sink = k;
+  aqs_err_clear(&p.err);
+  for (int i = 0; i < PIPE_SLOTS; i++) {
+    p.bufs[i] = malloc(PIPE_BLOCK_BYTES);
+    if (!p.bufs[i]) {
+      for (int j = 0; j < i; j++) free(p.bufs[j]);
+      return aqs_errf(err, AQS_ERR_NOMEM, "putting %s: out of memory", name);
+    }
+  }
+  pthread_mutex_init(&p.mu, NULL);
+  pthread_cond_init(&p.cv, NULL);
+  pthread_t worker;
+  int threaded = pthread_create(&worker, NULL, pipe_worker, &p) == 0;
+  aqs_status st = AQS_OK;
+  while (length == AQS_TO_EOF || *done < length) {
+    pthread_mutex_lock(&p.mu);
+    while (threaded && p.count == PIPE_SLOTS && !p.worker_failed) pthread_cond_wait(&p.cv, &p.mu);
+    int failed = p.worker_failed, slot = p.head;
+    pthread_mutex_unlock(&p.mu);
+    if (failed) break;
+    size_t want = PIPE_BLOCK_BYTES;
+    if (length != AQS_TO_EOF && length - *done < want) want = (size_t)(length - *done);
+    size_t got = 0;
+    st = read_at(fd, p.bufs[slot], want, offset + *done, name, &got, err);
+    if (st != AQS_OK) break;
+    if (got == 0) {
+      if (length != AQS_TO_EOF)
+        st = aqs_errf(err, AQS_ERR_IO, "reading %s: end of file after %llu of %llu bytes", name,
+                      (unsigned long long)*done, (unsigned long long)length);
+      break;
+    }
+    aqs_sha256_update(h, p.bufs[slot], got);
+    *done += got;
+    if (!threaded) {
+      st = sink_feed(k, p.bufs[slot], got, ZSTD_e_continue, err);
+      if (st != AQS_OK) break;
+      continue;
+    }
+    pthread_mutex_lock(&p.mu);
+    p.lens[slot] = got;
+    p.head = (p.head + 1) % PIPE_SLOTS;
+    p.count++;
+    pthread_cond_broadcast(&p.cv);
+    pthread_mutex_unlock(&p.mu);
+  }
+  if (threaded) {
+    pthread_mutex_lock(&p.mu);
+    p.producer_done = 1;
+    pthread_cond_broadcast(&p.cv);
+    pthread_mutex_unlock(&p.mu);
+    pthread_join(worker, NULL);
+    if (st == AQS_OK && p.worker_failed) {
+      st = p.err.code;
+      if (err) *err = p.err;
+    }
+  }
+  pthread_cond_destroy(&p.cv);
+  pthread_mutex_destroy(&p.mu);
+  for (int i = 0; i < PIPE_SLOTS; i++) free(p.bufs[i]);
+  return st;
+}
+
 aqs_status aqs_put_fd(aqs_store *s, int fd, uint64_t offset, uint64_t length, const char *what,
                       const aqs_put_opts *opts, aqs_put_info *info, aqs_err *err) {
   if (s->flags & AQS_STORE_RDONLY)
@@ -485,22 +591,7 @@ aqs_status aqs_put_fd(aqs_store *s, int fd, uint64_t offset, uint64_t length, co
     st = sink_feed(&k, block, head, ZSTD_e_continue, err);
     done = head;
   }
-  while (st == AQS_OK && (length == AQS_TO_EOF || done < length)) {
-    size_t want = PUT_BLOCK_BYTES;
-    if (length != AQS_TO_EOF && length - done < want) want = (size_t)(length - done);
-    size_t got = 0;
-    st = read_at(fd, block, want, offset + done, name, &got, err);
-    if (st != AQS_OK) break;
-    if (got == 0) {
-      if (length != AQS_TO_EOF)
-        st = aqs_errf(err, AQS_ERR_IO, "reading %s: end of file after %llu of %llu bytes", name,
-                      (unsigned long long)done, (unsigned long long)length);
-      break;
-    }
-    aqs_sha256_update(h, block, got);
-    st = sink_feed(&k, block, got, ZSTD_e_continue, err);
-    done += got;
-  }
+  if (st == AQS_OK) st = stream_pipelined(&k, h, fd, offset, length, name, &done, err);
   if (st == AQS_OK) st = sink_finish(&k, err);
   if (st == AQS_OK) {
     aqs_sha256_final(h, &c.digest);

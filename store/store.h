@@ -374,6 +374,11 @@ typedef struct aqs_verify_opts {
   uint64_t sample;    /* 0 = every object; N = a random sample of N objects */
   uint64_t seed;      /* sample seed (0 = from the clock) */
   int quarantine;     /* 1: move corrupt/missing objects out of the store (default for the CLI) */
+  /* Optional progress report after each object: objects and logical bytes done so far, and the
+   * totals of the run (for a progress bar on stderr). */
+  void (*progress)(uint64_t objects_done, uint64_t objects_total, uint64_t bytes_done,
+                   uint64_t bytes_total, void *user);
+  void *progress_user;
 } aqs_verify_opts;
 
 typedef struct aqs_verify_report {

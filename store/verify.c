@@ -102,8 +102,12 @@ aqs_status aqs_verify(aqs_store *s, const aqs_verify_opts *opts, aqs_verify_fn f
     n = (size_t)o.sample;
   }
   char first_bad[4][AQS_DIGEST_SHORT_LEN + 1];
+  uint64_t bytes_total = 0, bytes_done = 0;
+  for (size_t i = 0; i < n; i++) bytes_total += list.items[i].size_bytes;
   for (size_t i = 0; i < n; i++) {
     const aqs_object_info *info = &list.items[i];
+    if (o.progress && i) o.progress(i, n, bytes_done, bytes_total, o.progress_user);
+    bytes_done += info->size_bytes;
     aqs_err e;
     aqs_err_clear(&e);
     r.checked++;
@@ -157,6 +161,7 @@ aqs_status aqs_verify(aqs_store *s, const aqs_verify_opts *opts, aqs_verify_fn f
       if (store_write(s, quarantine_body, &q, NULL) == AQS_OK) r.quarantined++;
     }
   }
+  if (o.progress && st == AQS_OK) o.progress(n, n, bytes_total, bytes_total, o.progress_user);
   free(list.items);
   if (report) *report = r;
   if (st != AQS_OK) return st;

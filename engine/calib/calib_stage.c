@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "common/progress.h"
+#include "engine/calib/captions.h"
 #include "engine/calib/prompt.h"
 #include "engine/calib/rows.h"
 #include "engine/image/image.h"
@@ -156,7 +157,7 @@ static aqs_status builder_flush(aqs_store *store, chunk_builder *b, aqs_calib_se
 typedef struct calib_job {
   const aqs_calib_opts *o;
   int images;                  /* image+text set */
-  aqs_calib_template tmpl;
+  const char *template_text;   /* resolved (captions.h): part of the key */
   int32_t chunk_seqs;
   aqs_qwen_vision_cfg vcfg;
   char *root;                  /* image root */
@@ -230,7 +231,7 @@ static aqs_status job_key(aqs_store *store, calib_job *job, aqs_digest *key, cha
   json_t *params = json_pack("{s:s,s:I,s:I,s:i,s:s,s:i,s:b}", "modality",
                              job->images ? "image+text" : "text", "samples", (json_int_t)o->samples,
                              "seed", (json_int_t)o->seed, "max_len", o->max_len, "template",
-                             aqs_calib_template_name(job->tmpl), "chunk_seqs", job->chunk_seqs,
+                             job->template_text, "chunk_seqs", job->chunk_seqs,
                              "skip_bad", o->skip_bad ? 1 : 0);
   if (job->images) {
     if ((st = job_load_rows(job, err)) != AQS_OK ||
@@ -261,7 +262,7 @@ static aqs_status row_to_sequence(calib_job *job, aqs_tokenizer *tok, const aqs_
                                   int64_t *image_tokens, aqs_err *err) {
   const aqs_calib_opts *o = job->o;
   if (!job->images)
-    return aqs_calib_prompt_encode(tok, job->tmpl, row->caption, row->caption_len, -1, o->max_len,
+    return aqs_calib_prompt_encode(tok, job->template_text, row->caption, row->caption_len, -1, o->max_len,
                                    ids, image_start, err);
   char *path = image_path(job->root, row->image);
   if (!path) return aqs_errf(err, AQS_ERR_NOMEM, "calib: out of memory");
@@ -274,7 +275,7 @@ static aqs_status row_to_sequence(calib_job *job, aqs_tokenizer *tok, const aqs_
   }
   if (st == AQS_OK) {
     *image_tokens = aqs_qwen_image_tokens(px, &job->vcfg);
-    st = aqs_calib_prompt_encode(tok, job->tmpl, row->caption, row->caption_len, *image_tokens,
+    st = aqs_calib_prompt_encode(tok, job->template_text, row->caption, row->caption_len, *image_tokens,
                                  o->max_len, ids, image_start, err);
     if (st != AQS_OK) aqs_err_prefix(err, "%s", path);
   }
@@ -356,7 +357,7 @@ static aqs_status opts_check(const aqs_calib_opts *o, calib_job *job, aqs_err *e
   if (o->samples < 1) return aqs_errf(err, AQS_ERR_INVALID, "calib: --samples must be at least 1");
   if (o->max_len < 1) return aqs_errf(err, AQS_ERR_INVALID, "calib: --max-len must be at least 1");
   if (o->chunk_seqs < 0) return aqs_errf(err, AQS_ERR_INVALID, "calib: chunk size must be positive");
-  aqs_status st = aqs_calib_template_parse(o->template_name, &job->tmpl, err);
+  aqs_status st = aqs_caption_template_resolve(o->template_name, &job->template_text, err);
   if (st != AQS_OK) return st;
   job->images = o->images_jsonl != NULL;
   job->chunk_seqs = o->chunk_seqs ? o->chunk_seqs : AQS_CALIB_DEFAULT_CHUNK_SEQS;

@@ -27,7 +27,8 @@ typedef struct aqs_calib_opts {
   uint64_t seed;                 /* sampling seed */
   int32_t max_len;               /* tokens per sequence, at most (longer ones are truncated;
                                     an image prompt that does not fit is a bad row) */
-  const char *template_name;     /* "none" (default) or "chat" (see docs/data.md) */
+  const char *template_name;     /* "none" (default), "chat", "chat-system" or a text holding
+                                    "{caption}" (engine/calib/captions.h) */
   int32_t chunk_seqs;            /* sequences per chunk; 0 = AQS_CALIB_DEFAULT_CHUNK_SEQS */
   int skip_bad;                  /* 1: skip and count bad rows; 0: the first bad row is an error */
   int progress;                  /* 1: progress on stderr */

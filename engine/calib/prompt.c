@@ -1,7 +1,9 @@
 /* engine/calib/prompt.c: prompt assembly for calibration sequences (see prompt.h). The whole
- * prompt is built as text (placeholders spelled as their added tokens) and encoded once, so the
- * ids are exactly what HF `tokenizers` gives for the same string. */
+ * prompt is built as text (placeholders spelled as their added tokens, then the captions.h
+ * template) and encoded once, so the ids are exactly what HF `tokenizers` gives for that string. */
 #include "engine/calib/prompt.h"
+
+#include "engine/calib/captions.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -9,23 +11,6 @@
 #define VISION_START "<|vision_start|>"
 #define IMAGE_PAD "<|image_pad|>"
 #define VISION_END "<|vision_end|>"
-#define CHAT_OPEN "<|im_start|>user\n"
-#define CHAT_CLOSE "<|im_end|>\n"
-
-aqs_status aqs_calib_template_parse(const char *name, aqs_calib_template *out, aqs_err *err) {
-  if (!name || strcmp(name, "none") == 0) {
-    *out = AQS_CALIB_TEMPLATE_NONE;
-  } else if (strcmp(name, "chat") == 0) {
-    *out = AQS_CALIB_TEMPLATE_CHAT;
-  } else {
-    return aqs_errf(err, AQS_ERR_INVALID, "unknown template '%s' (expected none or chat)", name);
-  }
-  return AQS_OK;
-}
-
-const char *aqs_calib_template_name(aqs_calib_template t) {
-  return t == AQS_CALIB_TEMPLATE_CHAT ? "chat" : "none";
-}
 
 void aqs_vision_ids_lookup(const aqs_tokenizer *tok, aqs_vision_ids *ids) {
   ids->vision_start = aqs_tokenizer_token_to_id(tok, VISION_START);
@@ -33,7 +18,7 @@ void aqs_vision_ids_lookup(const aqs_tokenizer *tok, aqs_vision_ids *ids) {
   ids->vision_end = aqs_tokenizer_token_to_id(tok, VISION_END);
 }
 
-aqs_status aqs_calib_prompt_encode(aqs_tokenizer *tok, aqs_calib_template tmpl, const char *caption,
+aqs_status aqs_calib_prompt_encode(aqs_tokenizer *tok, const char *template_text, const char *caption,
                                    size_t caption_len, int64_t n_image_tokens, int32_t max_len,
                                    aqs_token_ids *out, int32_t *image_start, aqs_err *err) {
   out->len = 0;
@@ -48,21 +33,23 @@ aqs_status aqs_calib_prompt_encode(aqs_tokenizer *tok, aqs_calib_template tmpl, 
     return aqs_errf(err, AQS_ERR_INVALID, "image needs %lld tokens, more than --max-len %d",
                     (long long)n_image_tokens + 2, max_len);
   size_t pads = n_image_tokens > 0 ? (size_t)n_image_tokens : 0;
-  size_t cap = caption_len + pads * strlen(IMAGE_PAD) + strlen(VISION_START) + strlen(VISION_END) +
-               strlen(CHAT_OPEN) + strlen(CHAT_CLOSE) + 1;
-  char *text = malloc(cap), *p = text;
-  if (!text) return aqs_errf(err, AQS_ERR_NOMEM, "prompt: out of memory");
+  size_t cap = caption_len + pads * strlen(IMAGE_PAD) + strlen(VISION_START) + strlen(VISION_END) + 1;
+  char *body = malloc(cap), *p = body;
+  if (!body) return aqs_errf(err, AQS_ERR_NOMEM, "prompt: out of memory");
 #define APPEND(s, n) (memcpy(p, (s), (n)), p += (n))
-  if (tmpl == AQS_CALIB_TEMPLATE_CHAT) APPEND(CHAT_OPEN, strlen(CHAT_OPEN));
   if (n_image_tokens >= 0) {
     APPEND(VISION_START, strlen(VISION_START));
     for (size_t i = 0; i < pads; i++) APPEND(IMAGE_PAD, strlen(IMAGE_PAD));
     APPEND(VISION_END, strlen(VISION_END));
   }
   APPEND(caption, caption_len);
-  if (tmpl == AQS_CALIB_TEMPLATE_CHAT) APPEND(CHAT_CLOSE, strlen(CHAT_CLOSE));
 #undef APPEND
-  aqs_status st = aqs_tokenizer_encode(tok, text, (size_t)(p - text), out, err);
+  char *text = NULL;
+  size_t text_len = 0;
+  aqs_status tst = aqs_caption_template_apply(template_text, body, (size_t)(p - body), &text, &text_len, err);
+  free(body);
+  if (tst != AQS_OK) return tst;
+  aqs_status st = aqs_tokenizer_encode(tok, text, text_len, out, err);
   free(text);
   if (st != AQS_OK) return st;
   if (n_image_tokens >= 0) {

@@ -7,7 +7,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <utf8proc.h>
+
+#include "engine/calib/captions.h"
 
 void aqs_calib_rows_free(aqs_calib_rows *rows) {
   if (!rows) return;
@@ -53,18 +54,6 @@ static aqs_status bad_line(aqs_calib_rows *rows, int skip_bad, aqs_err *err, con
   return AQS_OK;
 }
 
-/* Byte offset of the first invalid UTF-8 sequence, or -1 when valid. */
-static ssize_t utf8_bad_offset(const char *s, size_t len) {
-  size_t i = 0;
-  while (i < len) {
-    utf8proc_int32_t cp;
-    utf8proc_ssize_t n = utf8proc_iterate((const utf8proc_uint8_t *)s + i, (utf8proc_ssize_t)(len - i), &cp);
-    if (n <= 0) return (ssize_t)i;
-    i += (size_t)n;
-  }
-  return -1;
-}
-
 static FILE *open_dataset(const char *path, aqs_err *err) {
   FILE *f = fopen(path, "rb");
   if (!f)
@@ -82,32 +71,20 @@ static size_t chomp(char *s, size_t len) {
 
 aqs_status aqs_calib_read_captions(const char *path, int skip_bad, aqs_calib_rows *out, aqs_err *err) {
   memset(out, 0, sizeof *out);
-  FILE *f = open_dataset(path, err);
-  if (!f) return err ? err->code : AQS_ERR_IO;
-  char *line = NULL, why[128];
-  size_t line_cap = 0;
-  int64_t cap = 0, lineno = 0;
-  ssize_t got;
-  aqs_status st = AQS_OK;
-  while (st == AQS_OK && (got = getline(&line, &line_cap, f)) >= 0) {
-    lineno++;
-    size_t len = chomp(line, (size_t)got);
-    ssize_t bad;
-    if (len == 0) {
-      st = bad_line(out, skip_bad, err, path, lineno, "empty line");
-    } else if (len > AQS_CALIB_MAX_LINE_BYTES) {
-      snprintf(why, sizeof why, "line too long (%zu bytes, limit %d)", len, AQS_CALIB_MAX_LINE_BYTES);
-      st = bad_line(out, skip_bad, err, path, lineno, why);
-    } else if ((bad = utf8_bad_offset(line, len)) >= 0) {
-      snprintf(why, sizeof why, "invalid UTF-8 at byte %zd", bad);
-      st = bad_line(out, skip_bad, err, path, lineno, why);
-    } else {
-      st = rows_push(out, &cap, lineno, NULL, line, len, err);
-    }
+  aqs_caption_read_opts ro = {.max_line_bytes = AQS_CALIB_MAX_LINE_BYTES, .skip_bad = skip_bad};
+  aqs_captions caps;
+  aqs_status st = aqs_captions_read(path, &ro, &caps, err);
+  if (st != AQS_OK) return st;
+  int64_t cap = 0;
+  for (int64_t i = 0; i < caps.n && st == AQS_OK; i++)
+    st = rows_push(out, &cap, caps.items[i].line, NULL, caps.items[i].text, caps.items[i].len, err);
+  out->n_bad = caps.n_issues;
+  if (caps.n_issues) {
+    const aqs_caption_issue *is = &caps.issues[0];
+    snprintf(out->first_bad, sizeof out->first_bad, "%.300s:%lld: %s", path, (long long)is->line,
+             aqs_caption_problem_name(is->problem));
   }
-  if (st == AQS_OK && ferror(f)) st = aqs_errno(err, AQS_ERR_IO, errno, "cannot read dataset %s", path);
-  free(line);
-  fclose(f);
+  aqs_captions_free(&caps);
   if (st != AQS_OK) aqs_calib_rows_free(out);
   return st;
 }

@@ -1,7 +1,7 @@
 /* engine/calib/rows.h: reading calibration datasets into rows: a caption file (one UTF-8 caption
  * per line) or an image+caption JSONL ({"image": path, "caption": text} per line). Every bad line
  * is reported with its line number; with skip_bad it is counted and left out instead.
- * (The caption reader is a private stand-in until engine/calib/captions.h lands.) */
+ * Caption files are read by engine/calib/captions.h (the tokenizer engineer's reader). */
 #ifndef AQS_CALIB_ROWS_H
 #define AQS_CALIB_ROWS_H
 
@@ -27,9 +27,10 @@ typedef struct aqs_calib_rows {
   char first_bad[512]; /* "<file>:<line>: <why>" of the first skipped line, "" if none */
 } aqs_calib_rows;
 
-/* Caption file. Bad lines: invalid UTF-8 (byte offset given), empty, longer than
- * AQS_CALIB_MAX_LINE_BYTES. Without skip_bad the first bad line is AQS_ERR_INVALID
- * "<file>:<line>: ...". Errors: AQS_ERR_NOT_FOUND / AQS_ERR_IO naming the file. */
+/* Caption file through aqs_captions_read. Bad lines: invalid UTF-8 (byte offset given), empty or
+ * white space only, longer than AQS_CALIB_MAX_LINE_BYTES. Without skip_bad any bad line is
+ * AQS_ERR_INVALID listing them ("<file>:<line>: ...; ..."). Errors: AQS_ERR_NOT_FOUND / AQS_ERR_IO
+ * naming the file. */
 aqs_status aqs_calib_read_captions(const char *path, int skip_bad, aqs_calib_rows *out, aqs_err *err);
 
 /* JSONL file. Blank lines are ignored; bad lines: not a JSON object, missing/empty "image" or

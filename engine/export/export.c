@@ -10,7 +10,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 #include <time.h>
 
 #include "common/progress.h"
@@ -237,7 +239,6 @@ typedef struct out_tensor {
   int64_t shape[AQS_ST_MAX_DIMS];
   const void *data;
   uint64_t nbytes;
-  void *owned;            /* quantized bytes, freed after the shard */
   int is_scalar;          /* data is &scalar (re-pointed after sorting) */
   float scalar;           /* storage for F32 scalars */
   aqs_digest digest;
@@ -259,7 +260,7 @@ static aqs_status add_scalar(out_tensor *o, const char *module, const char *suff
 }
 
 static aqs_status quantize_weight(export_ctx *x, const aqs_st_tensor *t, export_group_state *gs,
-                                  int member, out_tensor *o, aqs_err *e) {
+                                  int member, uint8_t *arena, out_tensor *o, aqs_err *e) {
   float amax = t->dtype == AQS_DT_BF16 ? aqs_fp8_amax_bf16(t->data, t->numel)
              : t->dtype == AQS_DT_F32  ? aqs_fp8_amax_f32(t->data, t->numel)
                                        : -1.0f;
@@ -277,8 +278,7 @@ static aqs_status quantize_weight(export_ctx *x, const aqs_st_tensor *t, export_
   }
   gs->weight_amax[member] = amax;
   gs->weight_scale[member] = scale;
-  uint8_t *q = malloc(t->numel ? t->numel : 1);
-  if (!q) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory quantizing %s", t->name);
+  uint8_t *q = arena;
   if (t->dtype == AQS_DT_BF16)
     aqs_fp8_quantize_bf16(t->data, t->numel, scale, x->o->fp8_ref, q);
   else
@@ -288,10 +288,23 @@ static aqs_status quantize_weight(export_ctx *x, const aqs_st_tensor *t, export_
   o->ndim = t->ndim;
   memcpy(o->shape, t->shape, sizeof o->shape);
   o->data = q;
-  o->owned = q;
   o->nbytes = t->numel;
   x->res->quantized_params += t->numel;
   return AQS_OK;
+}
+
+/* Maps the source pages of t in one call (they are read at least twice: amax/quantize or hash,
+ * then write); page faults one by one cost more than the work in a VM. Best effort. */
+static void populate(const aqs_st_tensor *t) {
+#ifdef MADV_POPULATE_READ
+  if (!t->data || t->nbytes < (1u << 20)) return;
+  uintptr_t page = (uintptr_t)sysconf(_SC_PAGESIZE);
+  uintptr_t start = (uintptr_t)t->data & ~(page - 1);
+  uintptr_t end = (uintptr_t)t->data + t->nbytes;
+  madvise((void *)start, end - start, MADV_POPULATE_READ);
+#else
+  (void)t;
+#endif
 }
 
 /* SHA-256 of a shard just written, without reading its data back: the header from the file,
@@ -345,6 +358,21 @@ static aqs_status write_shard(export_ctx *x, const char *shard, const aqs_st_ten
   aqs_st_writer *w = NULL;
   if (!outs) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
   double t0 = now_s();
+  size_t arena_need = 0, arena_used = 0;
+  for (size_t i = 0; i < nsrc; i++) {
+    int member;
+    if (fp8_member(x, src[i]->name, &member)) arena_need += src[i]->numel;
+    populate(src[i]);
+  }
+  if (arena_need > x->fp8_arena_bytes) {
+    free(x->fp8_arena);
+    x->fp8_arena = malloc(arena_need);
+    x->fp8_arena_bytes = x->fp8_arena ? arena_need : 0;
+    if (!x->fp8_arena) {
+      free(outs);
+      return aqs_errf(e, AQS_ERR_NOMEM, "out of memory for the FP8 codes of %s", shard);
+    }
+  }
   for (size_t i = 0; i < nsrc && !st; i++) {
     const aqs_st_tensor *t = src[i];
     int member;
@@ -352,7 +380,8 @@ static aqs_status write_shard(export_ctx *x, const char *shard, const aqs_st_ten
     if (gs) {
       char module[200];
       snprintf(module, sizeof module, "%.*s", (int)(strlen(t->name) - 7), t->name);
-      st = quantize_weight(x, t, gs, member, &outs[nout++], e);
+      st = quantize_weight(x, t, gs, member, x->fp8_arena + arena_used, &outs[nout++], e);
+      arena_used += t->numel;
       if (!st) add_scalar(&outs[nout++], module, "weight_scale", gs->weight_scale[member]);
       if (!st) add_scalar(&outs[nout++], module, "input_scale", gs->input_scale);
     } else {
@@ -409,7 +438,6 @@ static aqs_status write_shard(export_ctx *x, const char *shard, const aqs_st_ten
   if (!st) st = export_add_file(x, shard, AQS_EXPORT_SHARD, &file_digest, file_bytes, e);
 done:
   if (w) aqs_st_writer_abort(w);
-  for (size_t i = 0; i < nout; i++) free(outs[i].owned);
   free(outs);
   return st;
 }
@@ -518,6 +546,7 @@ aqs_status aqs_export_run(const aqs_export_opts *o, aqs_export_result *res, aqs_
 done:
   json_decref(x.tensors_json);
   json_decref(x.source_files_json);
+  free(x.fp8_arena);
   free(x.groups);
   if (x.ckpt) aqs_ckpt_close(x.ckpt);
   if (x.model) aqs_qwen_model_free(x.model);

@@ -12,6 +12,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/path.h"
 #include "common/progress.h"
 #include "engine/calib/calib_stage.h"
 #include "engine/compute/calibrate.h"
@@ -223,7 +224,6 @@ static aqs_status stage_calibrate(build_env *b, const aqs_recipe *r, const aqs_d
     st = aqs_amax_from_json(text, len, set.chunk_digests[i], &parts[i], e);
     free(text);
     part_ptrs[i] = &parts[i];
-    aqs_progress_set(p, 0);
     aqs_progress_add(p, (uint64_t)parts[i].n_tokens);
   }
   if (st) aqs_progress_abort(p);
@@ -490,8 +490,8 @@ static aqs_status load_plan_obj(aqs_store *s, const aqs_digest *d, aqs_plan **pl
 /* Test hook: flips one byte of the first FP8-or-not tensor of a layer shard in dir, so the
  * family check has something to catch. */
 static aqs_status break_export(const char *dir, aqs_err *e) {
-  char path[4200];
-  snprintf(path, sizeof path, "%s/model-layers-000.safetensors", dir);
+  char path[AQS_PATH_MAX];
+  if (aqs_path_join(path, sizeof path, dir, "model-layers-000.safetensors")) return aqs_errf(e, AQS_ERR_INVALID, "path too long");
   FILE *f = fopen(path, "r+b");
   if (!f) return aqs_errno(e, AQS_ERR_IO, errno, "test hook: %s", path);
   fseek(f, -1, SEEK_END);

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/path.h"
 #include "engine/model/safetensors.h"
 #include "engine/stages/stage.h"
 #include "store/canon_json.h"
@@ -148,14 +149,17 @@ static aqs_status ingest_shard(aqs_store *s, const char *path, aqs_digest *out, 
 aqs_status aqs_ckpt_ingest(aqs_store *s, const char *dir, aqs_digest *manifest_out,
                            aqs_ckpt_ingest_stats *stats, aqs_err *e) {
   if (stats) memset(stats, 0, sizeof *stats);
-  char **names;
-  size_t n;
+  char **names = NULL;
+  size_t n = 0;
   aqs_status st = list_files(dir, &names, &n, e);
   if (st) return st;
   json_t *files = json_array(), *children = json_array();
   for (size_t i = 0; !st && i < n; i++) {
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", dir, names[i]);
+    char path[AQS_PATH_MAX];
+    if (aqs_path_join(path, sizeof path, dir, names[i])) {
+      st = aqs_errf(e, AQS_ERR_INVALID, "path too long: %s/%s", dir, names[i]);
+      break;
+    }
     aqs_digest d;
     uint64_t size = 0;
     const char *type;
@@ -349,16 +353,19 @@ aqs_status aqs_ckpt_materialize(aqs_store *s, const aqs_digest *manifest, const 
       st = aqs_errf(e, AQS_ERR_CORRUPT, "checkpoint manifest: bad file entry %zu", i);
       break;
     }
-    char path[4096];
-    snprintf(path, sizeof path, "%s/%s", tmp, name);
+    char path[AQS_PATH_MAX];
+    if (aqs_path_join(path, sizeof path, tmp, name)) {
+      st = aqs_errf(e, AQS_ERR_INVALID, "path too long: %s/%s", tmp, name);
+      break;
+    }
     aqs_digest d;
     if ((st = parse_digest_field(json_object_get(f, "digest"), name, &d, e))) break;
     if (strcmp(type, "shard") == 0) {
       json_t *shard;
       if ((st = aqs_ckpt_load_manifest(s, &d, "aqs-shard", &shard, e))) break;
       if (mode == AQS_LINK_HARDLINK) {
-        char scratch[4096], objpath[4096];
-        snprintf(scratch, sizeof scratch, "%s/.%s.scratch", tmp, name);
+        char scratch[AQS_PATH_MAX], objpath[AQS_PATH_MAX];
+        aqs_path_fmt(scratch, sizeof scratch, "%s/.%s.scratch", tmp, name);
         aqs_digest file_digest;
         st = shard_file_object(s, &d, shard, scratch, &file_digest, e);
         if (!st) st = aqs_object_path(s, &file_digest, objpath, sizeof objpath, e);
@@ -384,8 +391,8 @@ aqs_status aqs_ckpt_materialize(aqs_store *s, const aqs_digest *manifest, const 
   }
   json_decref(doc);
   if (!st) {
-    char marker[4096];
-    snprintf(marker, sizeof marker, "%s/%s", tmp, CHECKOUT_MARKER);
+    char marker[AQS_PATH_MAX];
+    aqs_path_join(marker, sizeof marker, tmp, CHECKOUT_MARKER);
     char hex[AQS_DIGEST_STR_SIZE];
     FILE *m = fopen(marker, "w");
     if (m) {

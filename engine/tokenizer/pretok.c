@@ -86,7 +86,8 @@ aqs_status tok_pretok_add_step(tok_pretok *pt, const char *pattern, size_t patte
     }
     int code;
     PCRE2_SIZE offset;
-    uint32_t options = PCRE2_UTF | PCRE2_UCP | PCRE2_NO_UTF_CHECK | (literal ? PCRE2_LITERAL : 0);
+    /* PCRE2_LITERAL admits no UCP (nothing to classify in a literal anyway) */
+    uint32_t options = PCRE2_UTF | PCRE2_NO_UTF_CHECK | (literal ? PCRE2_LITERAL : PCRE2_UCP);
     step->regex = pcre2_compile((PCRE2_SPTR)(literal ? pattern : translated),
                                 literal ? pattern_len : PCRE2_ZERO_TERMINATED, options, &code,
                                 &offset, NULL);

@@ -12,7 +12,7 @@ void cpu_attention_fwd(aqs_backend *be, float *out, float *lse, const float *q, 
   const float scale = 1.0f / sqrtf((float)D);
   const int group = Hq / Hkv;
   const size_t qs = (size_t)Hq * (size_t)D, ks = (size_t)Hkv * (size_t)D;
-#pragma omp parallel
+#pragma omp parallel if ((size_t)N * (size_t)max_seqlen * (size_t)Hq * (size_t)D >= CPU_PAR_MIN)
   {
     float *p = malloc(((size_t)max_seqlen + 1) * sizeof *p);
     float *acc = malloc((size_t)D * sizeof *acc);
@@ -63,7 +63,7 @@ void cpu_attention_bwd(aqs_backend *be, float *dq, float *dk, float *dv, const f
   const int group = Hq / Hkv;
   const size_t qs = (size_t)Hq * (size_t)D, ks = (size_t)Hkv * (size_t)D;
   (void)N;
-#pragma omp parallel for schedule(dynamic, 1) collapse(2)
+#pragma omp parallel for schedule(dynamic, 1) collapse(2) if ((size_t)N * (size_t)max_seqlen * (size_t)Hq * (size_t)D >= CPU_PAR_MIN)
   for (int s = 0; s < B; s++) {
     for (int kh = 0; kh < Hkv; kh++) {
       int start = cu_seqlens[s], len = cu_seqlens[s + 1] - start;

@@ -37,6 +37,10 @@ static inline float cpu_rnd(const aqs_backend *be, float f) {
  * partials summed in block order, so the result does not depend on the thread count. */
 #define CPU_SUM_BLOCK 4096
 
+/* Loops over fewer elements than this run on the calling thread: forking OpenMP threads costs
+ * more than the work (and much more on an oversubscribed machine). Results do not depend on it. */
+#define CPU_PAR_MIN ((size_t)1 << 16)
+
 /* Op implementations (one group per file). */
 /* memory.c */
 aqs_status cpu_alloc(aqs_backend *be, size_t bytes, void **out, aqs_err *e);

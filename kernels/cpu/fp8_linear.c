@@ -23,7 +23,7 @@ static float *decode(const uint8_t *q, size_t n) {
   for (int c = 0; c < 256; c++) table[c] = aqs_fp8_e4m3_to_f32((uint8_t)c);
   float *f = malloc((n ? n : 1) * sizeof *f);
   if (!f) abort();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= CPU_PAR_MIN)
   for (size_t i = 0; i < n; i++) f[i] = table[q[i]];
   return f;
 }

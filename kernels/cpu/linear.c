@@ -11,7 +11,7 @@
 static float *upcast(const aqs_bf16 *w, size_t n) {
   float *f = malloc((n ? n : 1) * sizeof *f);
   if (!f) return NULL;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= CPU_PAR_MIN)
   for (size_t i = 0; i < n; i++) f[i] = cpu_bf16_to_f32(w[i]);
   return f;
 }
@@ -23,7 +23,7 @@ static float *upcast(const aqs_bf16 *w, size_t n) {
 void cpu_sgemm_rows(int trans_b, int N, int M, int K, float alpha, const float *A,
                     const float *B, float beta, float *C) {
   int nblocks = (N + CPU_GEMM_ROWS - 1) / CPU_GEMM_ROWS;
-#pragma omp parallel for schedule(dynamic, 1)
+#pragma omp parallel for schedule(dynamic, 1) if ((size_t)N * (size_t)M * (size_t)K >= CPU_PAR_MIN * 16)
   for (int blk = 0; blk < nblocks; blk++) {
     int r0 = blk * CPU_GEMM_ROWS, rows = N - r0 < CPU_GEMM_ROWS ? N - r0 : CPU_GEMM_ROWS;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, rows, M, K,
@@ -35,7 +35,7 @@ void cpu_sgemm_rows(int trans_b, int N, int M, int K, float alpha, const float *
 /* Adds bias and rounds per precision: y (N, M). */
 void cpu_bias_round(aqs_backend *be, float *y, const aqs_bf16 *bias, int N, int M) {
   if (!bias && be->precision != AQS_PREC_BF16) return;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * (size_t)M >= CPU_PAR_MIN)
   for (int r = 0; r < N; r++) {
     float *yr = y + (size_t)r * (size_t)M;
     for (int m = 0; m < M; m++) yr[m] = cpu_rnd(be, bias ? yr[m] + cpu_bf16_to_f32(bias[m]) : yr[m]);
@@ -64,14 +64,14 @@ void cpu_linear_bwd_input(aqs_backend *be, float *dx, const float *dy, const aqs
     /* BF16: round the product, then the sum (autograd accumulating bf16 grads). */
     cpu_sgemm_rows(0, N, K, M, 1.0f, dy, wf, 0.0f, prod);
     size_t n = (size_t)N * (size_t)K;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= CPU_PAR_MIN)
     for (size_t i = 0; i < n; i++) dx[i] = cpu_round_bf16(dx[i] + cpu_round_bf16(prod[i]));
     free(prod);
   } else {
     cpu_sgemm_rows(0, N, K, M, 1.0f, dy, wf, accumulate ? 1.0f : 0.0f, dx);
     if (be->precision == AQS_PREC_BF16) {
       size_t n = (size_t)N * (size_t)K;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= CPU_PAR_MIN)
       for (size_t i = 0; i < n; i++) dx[i] = cpu_round_bf16(dx[i]);
     }
   }

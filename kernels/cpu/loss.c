@@ -18,7 +18,7 @@ void cpu_cross_entropy(aqs_backend *be, float *dlogits, const float *logits,
                        const int32_t *targets, int N, int V, float grad_scale, double *loss_sum) {
   double *row_loss = malloc(((size_t)N + 1) * sizeof *row_loss);
   if (!row_loss) abort();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * (size_t)V >= CPU_PAR_MIN)
   for (int r = 0; r < N; r++) {
     const float *lr = logits + (size_t)r * (size_t)V;
     int t = targets[r];
@@ -46,7 +46,7 @@ void cpu_cross_entropy(aqs_backend *be, float *dlogits, const float *logits,
 
 void cpu_log_softmax(aqs_backend *be, float *out, const float *logits, int N, int V) {
   (void)be;
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * (size_t)V >= CPU_PAR_MIN)
   for (int r = 0; r < N; r++) {
     const float *lr = logits + (size_t)r * (size_t)V;
     float lse = row_lse(lr, V);
@@ -60,7 +60,7 @@ void cpu_kl_div(aqs_backend *be, const float *logp_ref, const float *logits, int
   (void)be;
   double *row_kl = malloc(((size_t)N + 1) * sizeof *row_kl);
   if (!row_kl) abort();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * (size_t)V >= CPU_PAR_MIN)
   for (int r = 0; r < N; r++) {
     const float *lr = logits + (size_t)r * (size_t)V, *pr = logp_ref + (size_t)r * (size_t)V;
     float lse = row_lse(lr, V);

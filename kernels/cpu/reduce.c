@@ -9,7 +9,7 @@ void cpu_amax_f32(aqs_backend *be, const float *x, size_t n, float *amax) {
   (void)be;
   float m = 0.0f;
   int has_nan = 0;
-#pragma omp parallel for schedule(static) reduction(max : m) reduction(| : has_nan)
+#pragma omp parallel for schedule(static) reduction(max : m) reduction(| : has_nan) if (n >= CPU_PAR_MIN)
   for (size_t i = 0; i < n; i++) {
     if (isnan(x[i])) has_nan = 1;
     else if (fabsf(x[i]) > m) m = fabsf(x[i]);
@@ -21,7 +21,7 @@ void cpu_amax_bf16(aqs_backend *be, const aqs_bf16 *x, size_t n, float *amax) {
   (void)be;
   float m = 0.0f;
   int has_nan = 0;
-#pragma omp parallel for schedule(static) reduction(max : m) reduction(| : has_nan)
+#pragma omp parallel for schedule(static) reduction(max : m) reduction(| : has_nan) if (n >= CPU_PAR_MIN)
   for (size_t i = 0; i < n; i++) {
     float f = cpu_bf16_to_f32(x[i]);
     if (isnan(f)) has_nan = 1;
@@ -36,7 +36,7 @@ void cpu_grad_score(aqs_backend *be, const float *g, const float *y, const float
   size_t nblocks = (n + CPU_SUM_BLOCK - 1) / CPU_SUM_BLOCK;
   double *part = malloc((nblocks ? nblocks : 1) * sizeof *part);
   if (!part) abort();
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if (n >= CPU_PAR_MIN)
   for (size_t b = 0; b < nblocks; b++) {
     size_t lo = b * CPU_SUM_BLOCK, hi = lo + CPU_SUM_BLOCK < n ? lo + CPU_SUM_BLOCK : n;
     double acc = 0.0;

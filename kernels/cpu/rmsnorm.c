@@ -4,7 +4,7 @@
 
 void cpu_rmsnorm_fwd(aqs_backend *be, float *out, float *rstd, const float *x, const aqs_bf16 *w,
                      int N, int C, float eps) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * (size_t)C >= CPU_PAR_MIN)
   for (int r = 0; r < N; r++) {
     const float *xr = x + (size_t)r * (size_t)C;
     float *o = out + (size_t)r * (size_t)C;
@@ -19,7 +19,7 @@ void cpu_rmsnorm_fwd(aqs_backend *be, float *out, float *rstd, const float *x, c
 /* dx = rstd * (w*dout - xhat * mean(w*dout*xhat)), xhat = x * rstd. */
 void cpu_rmsnorm_bwd(aqs_backend *be, float *dx, const float *dout, const float *x,
                      const float *rstd, const aqs_bf16 *w, int N, int C, int accumulate) {
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) if ((size_t)N * (size_t)C >= CPU_PAR_MIN)
   for (int r = 0; r < N; r++) {
     const float *xr = x + (size_t)r * (size_t)C;
     const float *dr = dout + (size_t)r * (size_t)C;

@@ -22,7 +22,7 @@ static void rope_table(const aqs_backend *be, const int32_t *pos, int N, int i, 
 void cpu_rope_fwd(aqs_backend *be, float *x, const int32_t *pos, int N, int H, int D,
                   const int mrope_section[3], float theta) {
   int half = D / 2;
-#pragma omp parallel
+#pragma omp parallel if ((size_t)N * (size_t)H * (size_t)D >= CPU_PAR_MIN)
   {
     float *cs = malloc((size_t)D * sizeof *cs), *sn = cs + half;
 #pragma omp for schedule(static)
@@ -48,7 +48,7 @@ void cpu_rope_fwd(aqs_backend *be, float *x, const int32_t *pos, int N, int H, i
 void cpu_rope_bwd(aqs_backend *be, float *dx, const int32_t *pos, int N, int H, int D,
                   const int mrope_section[3], float theta) {
   int half = D / 2;
-#pragma omp parallel
+#pragma omp parallel if ((size_t)N * (size_t)H * (size_t)D >= CPU_PAR_MIN)
   {
     float *cs = malloc((size_t)D * sizeof *cs), *sn = cs + half;
 #pragma omp for schedule(static)

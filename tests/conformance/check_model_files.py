@@ -14,7 +14,7 @@
              per-group FP8 (per-tensor, amax/448) KL ranking that must put the outlier groups first.
              Reference logits of tiny (seed 0) are saved for the compute engineers.
 
-usage: check_model_files.py CARRY_DIR OUT_DIR
+usage: check_model_files.py CARRY_DIR OUT_DIR [STEP ...]   (default: all steps)
   CARRY_DIR holds samples.safetensors and synth-model outputs tiny/, tiny_hf4/, tiny_outliers/,
   small/ (seed 0; tiny_outliers with the OUTLIERS list below).
 """
@@ -288,10 +288,11 @@ if __name__ == "__main__":
     CARRY, OUT = sys.argv[1], sys.argv[2]
     import transformers
     report["versions"] = {"torch": torch.__version__, "transformers": transformers.__version__}
-    step(fixtures)
-    step(our_writer)
-    step(hf_load)
-    step(synth_3b)
+    wanted = sys.argv[3:] or ["fixtures", "our_writer", "hf_load", "synth_3b"]
+    os.makedirs(os.path.join(OUT, "fixtures"), exist_ok=True)
+    for fn in (fixtures, our_writer, hf_load, synth_3b):
+        if fn.__name__ in wanted:
+            step(fn)
     with tarfile.open(os.path.join(OUT, "fixtures.tar.gz"), "w:gz") as tar:
         tar.add(os.path.join(OUT, "fixtures"), arcname="fixtures")
     with open(os.path.join(OUT, "report.json"), "w") as f:

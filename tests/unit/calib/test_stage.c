@@ -178,6 +178,39 @@ static void test_lookup_only(void **state) {
   aqs_calib_result_free(&r);
 }
 
+/* The chat template (captions.h) wraps image prompts too: <|im_start|>user\n<|vision_start|>... */
+static void test_chat_template_images(void **state) {
+  fixture *f = *state;
+  aqs_calib_opts o = {0};
+  o.images_jsonl = f->jsonl;
+  o.tokenizer_path = f->tokenizer;
+  o.processor_config = f->processor;
+  o.samples = 2;
+  o.max_len = 1024;
+  o.template_name = "chat";
+  aqs_calib_result r;
+  aqs_err err = {0};
+  assert_int_equal(aqs_calib_build(f->store, &o, &r, &err), AQS_OK);
+  aqs_calib_chunk c;
+  assert_int_equal(aqs_calib_chunk_load(f->store, &r.set, 0, &c, &err), AQS_OK);
+  aqs_tokenizer *tok;
+  assert_int_equal(aqs_tokenizer_load(f->tokenizer, &tok, &err), AQS_OK);
+  assert_int_equal(c.token_ids[0], aqs_tokenizer_token_to_id(tok, "<|im_start|>"));
+  int32_t start = c.image_token_start[0];
+  assert_int_equal(c.token_ids[start - 1], r.set.vision_start_id);
+  char *text;
+  assert_int_equal(aqs_tokenizer_decode(tok, c.token_ids, (size_t)start - 1, 0, &text, NULL, &err), AQS_OK);
+  assert_string_equal(text, "<|im_start|>user\n");
+  free(text);
+  assert_int_equal(c.token_ids[c.seq_lens[0] - 2], aqs_tokenizer_token_to_id(tok, "<|im_end|>"));
+  o.template_name = "no placeholder";
+  aqs_calib_result r2;
+  assert_int_equal(aqs_calib_build(f->store, &o, &r2, &err), AQS_ERR_INVALID);
+  aqs_tokenizer_free(tok);
+  aqs_calib_chunk_free(&c);
+  aqs_calib_result_free(&r);
+}
+
 static void write_text(const char *path, const char *text, size_t len) { tu_write_file(path, text, len); }
 
 static void test_caption_bad_lines(void **state) {
@@ -385,6 +418,7 @@ int main(void) {
     cmocka_unit_test(test_caption_bad_lines),
     cmocka_unit_test(test_images_build),
     cmocka_unit_test(test_images_bad),
+    cmocka_unit_test(test_chat_template_images),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
