@@ -4,6 +4,7 @@
 #include "cli/cli.h"
 #include "cli/cli_util.h"
 
+#include <dirent.h>
 #include <getopt.h>
 #include <jansson.h>
 #include <stdlib.h>
@@ -43,20 +44,34 @@ static const char synth_usage[] =
     "  --shard-size B    start a new shard past B bytes (default 4 GiB)\n"
     "  --json            print a summary (files, sizes, groups, parameters) as JSON\n";
 
+static int is_output_file(const char *name) {
+  static const char *const fixed[] = {"config.json", "generation_config.json",
+                                      "preprocessor_config.json", "tokenizer.json",
+                                      "tokenizer_config.json", "model.safetensors.index.json", NULL};
+  for (int i = 0; fixed[i]; i++)
+    if (strcmp(name, fixed[i]) == 0) return 1;
+  size_t n = strlen(name);
+  return strncmp(name, "model", 5) == 0 && n > 12 && strcmp(name + n - 12, ".safetensors") == 0;
+}
+
+static int cmp_name(const struct dirent **a, const struct dirent **b) {
+  return strcmp((*a)->d_name, (*b)->d_name);
+}
+
 static json_t *summary_json(const aqs_synth_opts *o, const aqs_qwen_model *m) {
   json_t *files = json_array();
-  static const char *const names[] = {"config.json", "generation_config.json",
-                                      "preprocessor_config.json", "tokenizer.json",
-                                      "tokenizer_config.json", "model.safetensors",
-                                      "model.safetensors.index.json", NULL};
-  for (int i = 0; names[i]; i++) {
+  struct dirent **entries = NULL;
+  int n = scandir(o->out_dir, &entries, NULL, cmp_name);
+  for (int i = 0; i < n; i++) {
     char path[4096];
     struct stat sb;
-    snprintf(path, sizeof path, "%s/%s", o->out_dir, names[i]);
-    if (stat(path, &sb) == 0)
-      json_array_append_new(files, json_pack("{s:s, s:I}", "name", names[i], "bytes",
+    snprintf(path, sizeof path, "%s/%s", o->out_dir, entries[i]->d_name);
+    if (is_output_file(entries[i]->d_name) && stat(path, &sb) == 0)
+      json_array_append_new(files, json_pack("{s:s, s:I}", "name", entries[i]->d_name, "bytes",
                                              (json_int_t)sb.st_size));
+    free(entries[i]);
   }
+  free(entries);
   uint64_t params = 0;
   for (size_t i = 0; i < m->ntensors; i++) {
     if (m->tensors[i].optional) continue;

@@ -88,7 +88,7 @@ static aqs_status read_chunk(const char *path, const uint8_t *buf, size_t len,
 
 static aqs_status read_jsonl(const char *path, char *text, int batch_seqs,
                              aqs_token_batches *tb, batch_span **spans, aqs_err *e) {
-  int64_t first = tb->n_seqs;
+  int64_t first = tb->n_seqs, before = tb->n_seqs;
   int in_batch = 0;
   int32_t *row = NULL;
   size_t line_no = 0;
@@ -130,7 +130,7 @@ static aqs_status read_jsonl(const char *path, char *text, int batch_seqs,
     line = nl ? nl + 1 : NULL;
   }
   if (st == AQS_OK && in_batch > 0) st = push_batch(tb, spans, first, in_batch, e);
-  if (st == AQS_OK && first == tb->n_seqs && in_batch == 0 && tb->n_seqs == 0)
+  if (st == AQS_OK && tb->n_seqs == before)
     st = aqs_errf(e, AQS_ERR_INVALID, "%s: no token sequences", path);
   free(row);
   return st;

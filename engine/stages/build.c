@@ -590,7 +590,10 @@ static aqs_status record_build(build_env *b, const aqs_recipe *r, aqs_build_repo
   char ref[AQS_REF_NAME_MAX + 1], msg[128];
   aqs_build_ref_name(r->name, ref, sizeof ref);
   snprintf(msg, sizeof msg, "build %s", r->name);
-  if (!st) st = aqs_ref_set(b->s, ref, &rep->build_record, msg, e);
+  aqs_digest current;
+  aqs_err ignore = {0};
+  if (!st && (aqs_ref_get(b->s, ref, &current, &ignore) != AQS_OK || !aqs_digest_eq(&current, &rep->build_record)))
+    st = aqs_ref_set(b->s, ref, &rep->build_record, msg, e);
   return st;
 }
 

@@ -328,6 +328,29 @@ static int replaceable(const char *dir, int *exists) {
   return empty;
 }
 
+/* 1 when out_dir already holds this checkpoint: its marker names the manifest and every file is
+ * there with the recorded size (files are read-only, so this is what a checkout leaves). */
+static int up_to_date(const char *out_dir, const aqs_digest *manifest, const json_t *doc) {
+  char path[AQS_PATH_MAX], want[AQS_DIGEST_STR_SIZE], have[AQS_DIGEST_STR_SIZE + 8] = "";
+  if (aqs_path_join(path, sizeof path, out_dir, CHECKOUT_MARKER)) return 0;
+  FILE *m = fopen(path, "r");
+  if (!m) return 0;
+  int ok = fgets(have, sizeof have, m) != NULL;
+  fclose(m);
+  have[strcspn(have, "\n")] = '\0';
+  if (!ok || strcmp(have, aqs_digest_str(manifest, want)) != 0) return 0;
+  size_t i;
+  json_t *f;
+  json_array_foreach(json_object_get(doc, "files"), i, f) {
+    struct stat sb;
+    const char *name = json_string_value(json_object_get(f, "name"));
+    if (!name || aqs_path_join(path, sizeof path, out_dir, name) || stat(path, &sb) != 0 ||
+        (json_int_t)sb.st_size != json_integer_value(json_object_get(f, "size")))
+      return 0;
+  }
+  return 1;
+}
+
 aqs_status aqs_ckpt_materialize(aqs_store *s, const aqs_digest *manifest, const char *out_dir,
                                 aqs_link_mode mode, aqs_err *e) {
   int exists;
@@ -336,6 +359,10 @@ aqs_status aqs_ckpt_materialize(aqs_store *s, const aqs_digest *manifest, const 
   json_t *doc;
   aqs_status st = aqs_ckpt_load_manifest(s, manifest, "aqs-checkpoint", &doc, e);
   if (st) return st;
+  if (exists && up_to_date(out_dir, manifest, doc)) {
+    json_decref(doc);
+    return AQS_OK;
+  }
   char tmp[4096], old[4096];
   snprintf(tmp, sizeof tmp, "%s.aqs-tmp.%ld", out_dir, (long)getpid());
   snprintf(old, sizeof old, "%s.aqs-old.%ld", out_dir, (long)getpid());

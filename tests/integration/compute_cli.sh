@@ -82,6 +82,9 @@ expect_fail "bad.jsonl:2: element 1 is not a token id" "$AQS" calibrate --model 
 echo '[1, 2, 99999]' > "$T/oov.jsonl"
 expect_fail "token id 99999 outside the vocabulary" "$AQS" calibrate --model "$T/model" \
   --tokens "$T/oov.jsonl" --out "$T/x.json"
+: > "$T/empty.jsonl"
+expect_fail "empty.jsonl: no token sequences" "$AQS" calibrate --model "$T/model" \
+  --tokens "$T/tokens.jsonl" --tokens "$T/empty.jsonl" --out "$T/x.json"
 expect_fail "nothing.jsonl" "$AQS" calibrate --model "$T/model" --tokens "$T/nothing.jsonl" \
   --out "$T/x.json"
 echo '{"format": "aqs-amax-1", "modules": {}}' > "$T/empty_amax.json"

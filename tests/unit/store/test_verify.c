@@ -34,6 +34,22 @@ static int listed(const bad_list *b, const aqs_digest *d, aqs_status code) {
   return 0;
 }
 
+typedef struct progress_seen {
+  int calls;
+  uint64_t last_done, last_total, last_bytes, bytes_total;
+} progress_seen;
+
+static void on_progress(uint64_t done, uint64_t total, uint64_t bytes_done, uint64_t bytes_total,
+                        void *user) {
+  progress_seen *p = user;
+  assert_true(done >= p->last_done && done <= total);
+  p->calls++;
+  p->last_done = done;
+  p->last_total = total;
+  p->last_bytes = bytes_done;
+  p->bytes_total = bytes_total;
+}
+
 static void flip_byte(const char *file, off_t at) {
   chmod(file, 0644);
   int fd = open(file, O_RDWR);
@@ -94,8 +110,16 @@ static void test_corruption(void **state) {
   assert_int_equal(zst.kind, AQS_OBJ_FILE_ZSTD);
   assert_int_equal(inl.kind, AQS_OBJ_INLINE_ZSTD);
   aqs_verify_report r;
-  ASSERT_OK(aqs_verify(s, NULL, NULL, NULL, &r, &err));
+  progress_seen seen = {0};
+  aqs_verify_opts with_progress = {.progress = on_progress, .progress_user = &seen};
+  ASSERT_OK(aqs_verify(s, &with_progress, NULL, NULL, &r, &err));
   assert_int_equal(r.ok, 5);
+  assert_int_equal(r.bytes_checked, 50000 + 50000 + 3000 + 20000 + 100);
+  assert_int_equal(seen.calls, 5);
+  assert_int_equal(seen.last_done, 5);
+  assert_int_equal(seen.last_total, 5);
+  assert_int_equal(seen.last_bytes, seen.bytes_total);
+  assert_int_equal(seen.bytes_total, r.bytes_checked);
   aqs_store_close(s);
 
   char file[4400], hex[65];

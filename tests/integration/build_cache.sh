@@ -1,0 +1,48 @@
+#!/bin/bash
+# tests/integration/build_cache.sh: the action cache across builds: a second build of the same
+# recipe is all hits and stores nothing; top60-like after top50-like runs only slice and export
+# and stores no tensor twice; a changed calibration seed invalidates calib-set and everything
+# after it, and aqs plan names the seed as the reason.
+source "$(dirname "$0")/build_common.bash"
+
+out=$("${B[@]}" build --json "${BUILD_ARGS[@]}" recipe fast50) || fail "first build"
+expect_eq "$(stage_states "$out" fast50)" \
+  "source=RUN calib-set=RUN calibrate=RUN sensitivity=RUN slice=RUN export=RUN" "first build states"
+ckpt=$(echo "$out" | jq -r '.[0].out_dir')
+[ -f "$ckpt/model.safetensors.index.json" ] && [ -f "$ckpt/hf_quant_config.json" ] || fail "checkpoint files in $ckpt"
+expect_eq "$(stat -c %a "$ckpt/config.json")" "444" "checkpoint file mode"
+pass "first build runs every stage and materializes $ckpt"
+
+puts_before=$(store_stat puts); stored_before=$(store_stat bytes_stored)
+
+out=$("${B[@]}" build --json "${BUILD_ARGS[@]}" recipe fast50) || fail "second build"
+expect_eq "$(stage_states "$out" fast50)" \
+  "source=HIT calib-set=HIT calibrate=HIT sensitivity=HIT slice=HIT export=HIT" "second build states"
+expect_eq "$(store_stat puts)" "$puts_before" "objects stored by a cached rebuild"
+expect_eq "$(store_stat bytes_stored)" "$stored_before" "stored bytes after a cached rebuild"
+pass "second build is all hits and stores nothing"
+
+out=$("${B[@]}" build --json "${BUILD_ARGS[@]}" recipe fast60) || fail "fast60 build"
+expect_eq "$(stage_states "$out" fast60)" \
+  "source=HIT calib-set=HIT calibrate=HIT sensitivity=HIT slice=RUN export=RUN" "fast60 after fast50"
+new_bytes=$(( $(store_stat bytes_stored) - stored_before ))
+model_bytes=$(stat -c %s "$TMP/model/model.safetensors")
+# Only the groups fast60 adds to FP8 are new tensors: far less than a second checkpoint.
+[ "$new_bytes" -lt $(( model_bytes / 3 )) ] || fail "fast60 stored $new_bytes new bytes (model is $model_bytes)"
+pass "fast60 after fast50 runs slice + export only and stores $new_bytes new bytes"
+
+printf '[recipe]\nextends = fast50\n[calib]\nseed = 1\n' > "$TMP/recipes/fast50s.ini"
+out=$("${B[@]}" plan --json "${BUILD_ARGS[@]}" recipe fast50s) || fail "plan"
+expect_eq "$(stage_states "$out" fast50s)" \
+  "source=HIT calib-set=MISS calibrate=MISS sensitivity=MISS slice=MISS export=MISS" "plan after seed change"
+reason=$(echo "$out" | jq -r '.[0].stages[1].reason')
+expect_contains "$reason" "params.seed 0 -> 1" "miss reason"
+text=$("${B[@]}" plan "${BUILD_ARGS[@]}" recipe fast50s) || fail "plan text"
+expect_contains "$text" "needs calib-set first" "plan text"
+out=$("${B[@]}" build --json "${BUILD_ARGS[@]}" recipe fast50s) || fail "seed build"
+expect_eq "$(stage_states "$out" fast50s)" \
+  "source=HIT calib-set=RUN calibrate=RUN sensitivity=RUN slice=RUN export=RUN" "build after seed change"
+pass "a new seed invalidates calib-set and everything after it; plan names the seed"
+
+"${B[@]}" verify >/dev/null || fail "verify after builds"
+pass "store verifies"
