@@ -80,12 +80,16 @@ static int add_token(vocab_builder *b, const char *s) {
 
 /* Adds token left+right with merge "left right" (both must exist). */
 static int add_merge(vocab_builder *b, const char *left, const char *right) {
-  char joined[256], merge[260];
-  if (strlen(left) + strlen(right) >= sizeof joined) return 0;
-  snprintf(joined, sizeof joined, "%s%s", left, right);
+  char joined[256], merge[256];
+  size_t nl = strlen(left), nr = strlen(right);
+  if (nl + nr + 1 >= sizeof joined) return 0;
+  memcpy(joined, left, nl);
+  memcpy(joined + nl, right, nr + 1);
   int added = add_token(b, joined);
   if (added == 1) {
-    snprintf(merge, sizeof merge, "%s %s", left, right);
+    memcpy(merge, left, nl);
+    merge[nl] = ' ';
+    memcpy(merge + nl + 1, right, nr + 1);
     json_array_append_new(b->merges, json_string(merge));
   }
   return added;

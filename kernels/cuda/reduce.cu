@@ -1,5 +1,6 @@
 /* kernels/cuda/reduce.cu: amax (calibration; NaN and Inf propagate so the caller can name the
- * layer) and the AutoQuantize gradient score sum of clamp(g*(y_q - y), +-1e10)^2. Two passes: a grid
+ * layer) and the AutoQuantize gradient score sum of clamp(g*(y_q - y), +-1e10)^2 (the clamp in
+ * F32, the square and the sum in double). Two passes: a grid
  * whose shape depends only on n writes per-block partials, one block folds them in order: the same
  * bits every run. CPU twin: kernels/cpu/reduce.c. */
 #include "kernels/cuda/cuda_common.cuh"
@@ -66,7 +67,7 @@ __global__ void grad_score_partial_kernel(double *partial, const float *g, const
     float t = g[i] * (y_q[i] - y[i]);
     if (t > 1e10f) t = 1e10f;
     else if (t < -1e10f) t = -1e10f;
-    acc += (double)(t * t);
+    acc += (double)t * (double)t;
   }
   acc = block_sum_dbl(acc);
   if (threadIdx.x == 0) partial[blockIdx.x] = acc;

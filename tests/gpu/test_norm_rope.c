@@ -11,7 +11,7 @@ static void run_rmsnorm(aqs_precision prec, int N, int C) {
   mirror out = mirror_new(NULL, (size_t)N * C * 4), rstd = mirror_new(NULL, (size_t)N * 4);
   FOR_BOTH { be->ops->rmsnorm_fwd(be, P(out), P(rstd), P(x), P(w), N, C, 1e-6f); }
   compare_f32(bf16 ? "rmsnorm_fwd bf16" : "rmsnorm_fwd f32", &out, (size_t)N * C, tol);
-  compare_f32("rmsnorm rstd", &rstd, (size_t)N, 2e-6);
+  compare_f32("rmsnorm rstd", &rstd, (size_t)N, 1e-5);
   mirror dout = mirror_random_f32((size_t)N * C, 1e-3f, bf16);
   for (int acc = 0; acc < 2; acc++) {
     mirror dx = mirror_random_f32((size_t)N * C, 1e-3f, bf16);

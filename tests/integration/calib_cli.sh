@@ -9,7 +9,8 @@ SRC=${AQS_SOURCE_DIR:?AQS_SOURCE_DIR not set}
 T=$(mktemp -d "${TMPDIR:-/tmp}/aqs-calib-cli-XXXXXX")
 trap 'rm -rf "$T"' EXIT
 fail() { echo "FAIL: $*"; exit 1; }
-json_field() { python3 -c "import json,sys; print(json.load(sys.stdin)[sys.argv[1]])" "$1"; }
+# Top-level scalar field of aqs's pretty JSON (one "key": value per line, 2-space indent).
+json_field() { sed -n 's/^  "'"$1"'": "\{0,1\}\([^",]*\)"\{0,1\},\{0,1\}$/\1/p'; }
 
 # A tokenizer with Qwen2-VL's vision tokens: the synthetic tiny model's, else the shared Qwen one.
 if "$AQS" synth-model --preset tiny --out "$T/model" >/dev/null 2>&1; then
@@ -35,13 +36,13 @@ done
 cd "$T/a" || fail "cd"
 out=$("$AQS" --store "$S" calib --captions data/captions.txt "${MODEL_ARGS[@]}" --samples 5 --chunk-seqs 2 --json) || fail "calib captions"
 d1=$(echo "$out" | json_field digest); h1=$(echo "$out" | json_field hit)
-[ "$h1" = "False" ] || fail "first caption run was a hit: $out"
+[ "$h1" = "false" ] || fail "first caption run was a hit: $out"
 [ "$(echo "$out" | json_field samples)" = "5" ] || fail "samples: $out"
 cp -r "$T/a/data" "$T/b/moved"
 if [ "${MODEL_ARGS[0]}" = "--model" ]; then cp -r "$T/model" "$T/b/model"; MODEL_REL=(--model model); else MODEL_REL=("${MODEL_ARGS[@]}"); fi
 cd "$T/b" || fail "cd"
 out=$("$AQS" --store "$S" calib --captions moved/captions.txt "${MODEL_REL[@]}" --samples 5 --chunk-seqs 2 --json) || fail "calib captions again"
-[ "$(echo "$out" | json_field hit)" = "True" ] || fail "second caption run from another dir was not a hit: $out"
+[ "$(echo "$out" | json_field hit)" = "true" ] || fail "second caption run from another dir was not a hit: $out"
 [ "$(echo "$out" | json_field digest)" = "$d1" ] || fail "digest changed"
 
 # Images: build, then a hit from the other directory (root defaults to the JSONL's directory).
@@ -49,10 +50,10 @@ cd "$T/a" || fail "cd"
 out=$("$AQS" --store "$S" calib --images data/rows.jsonl "${MODEL_ARGS[@]}" --samples 3 --json) || fail "calib images"
 d2=$(echo "$out" | json_field digest)
 [ "$(echo "$out" | json_field images)" = "3" ] || fail "images: $out"
-[ "$(echo "$out" | json_field hit)" = "False" ] || fail "first image run was a hit"
+[ "$(echo "$out" | json_field hit)" = "false" ] || fail "first image run was a hit"
 cd "$T/b" || fail "cd"
 out=$("$AQS" --store "$S" calib --images moved/rows.jsonl "${MODEL_REL[@]}" --samples 3 --json) || fail "calib images again"
-[ "$(echo "$out" | json_field hit)" = "True" ] || fail "image run from another dir was not a hit: $out"
+[ "$(echo "$out" | json_field hit)" = "true" ] || fail "image run from another dir was not a hit: $out"
 [ "$(echo "$out" | json_field digest)" = "$d2" ] || fail "image digest changed"
 text=$("$AQS" --store "$S" calib --images moved/rows.jsonl "${MODEL_REL[@]}" --samples 3) || fail "text summary"
 echo "$text" | grep -q "calib-set sha256:.* (cached)" || fail "summary: $text"
