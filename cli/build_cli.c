@@ -77,22 +77,16 @@ int aqs_build_cli_prepare(const char *cmd, const aqs_build_cli *cli, const aqs_w
       free(recipes);
       return aqs_cli_fail_err(cmd, &e);
     }
+    const char *problem = NULL;
     for (int j = 0; j < i; j++)
-      if (strcmp(recipes[j].name, recipes[i].name) == 0) {
-        free(recipes);
-        aqs_cli_fail(cmd, "recipe %s named twice", recipes[i].name);
-        return AQS_EXIT_FAIL;
-      }
-    if (recipes[i].modality == AQS_MODALITY_CAPTIONS && !opts->captions_path) {
+      if (strcmp(recipes[j].name, recipes[i].name) == 0) problem = "is named twice";
+    if (recipes[i].modality == AQS_MODALITY_CAPTIONS && !opts->captions_path)
+      problem = "calibrates on captions: pass --captions FILE or set [data] captions in .aqstore";
+    if (recipes[i].modality == AQS_MODALITY_IMAGES && !opts->images_path)
+      problem = "calibrates on images: pass --images JSONL --root DIR or set [data] images in .aqstore";
+    if (problem) {
+      aqs_cli_fail(cmd, "recipe %s %s", recipes[i].name, problem);
       free(recipes);
-      aqs_cli_fail(cmd, "recipe %s calibrates on captions: pass --captions FILE or set [data] captions in .aqstore",
-                   recipes[i].name);
-      return AQS_EXIT_FAIL;
-    }
-    if (recipes[i].modality == AQS_MODALITY_IMAGES && !opts->images_path) {
-      free(recipes);
-      aqs_cli_fail(cmd, "recipe %s calibrates on images: pass --images JSONL --root DIR or set [data] images",
-                   recipes[i].name);
       return AQS_EXIT_FAIL;
     }
   }

@@ -55,7 +55,7 @@ aqs_status aqs_calibrate_batch(const aqs_lm *lm, const aqs_token_batch *batch, i
                                     max_seq_len, &b, e);
   if (st != AQS_OK) goto done_nobatch;
   if ((st = aqs_lm_ws_alloc(lm, &b, 0, 0, &ws, e)) != AQS_OK) goto done;
-  if ((st = aqs_lm_forward(lm, &b, ws, calib_hook, &cc, e)) != AQS_OK) goto done;
+  if ((st = aqs_lm_forward_layers(lm, &b, ws, calib_hook, &cc, e)) != AQS_OK) goto done;
   out->n_tokens += b.n_tokens;
   out->n_seqs += b.n_seqs;
   for (int l = 0; l < L && st == AQS_OK; l++)

@@ -102,6 +102,9 @@ typedef aqs_status (*aqs_lm_linear_hook)(void *ctx, const aqs_lm *lm, int layer,
  * output for NaN/Inf (AQS_ERR_NUMERIC naming the layer). */
 aqs_status aqs_lm_forward(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws,
                           aqs_lm_linear_hook hook, void *ctx, aqs_err *e);
+/* The decoder layers only (no final norm / lm_head, logits untouched): what calibration needs. */
+aqs_status aqs_lm_forward_layers(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws,
+                                 aqs_lm_linear_hook hook, void *ctx, aqs_err *e);
 /* Logits (N, V) of the last forward (backend memory, owned by ws). */
 float *aqs_lm_ws_logits(aqs_lm_ws *ws);
 

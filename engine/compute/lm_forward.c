@@ -90,6 +90,15 @@ void aqs_lm_head_fwd(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws, con
 
 aqs_status aqs_lm_forward(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws,
                           aqs_lm_linear_hook hook, void *ctx, aqs_err *e) {
+  aqs_status st = aqs_lm_forward_layers(lm, b, ws, hook, ctx, e);
+  if (st != AQS_OK) return st;
+  const size_t NC = (size_t)ws->N * (size_t)lm->cfg.hidden_size;
+  aqs_lm_head_fwd(lm, b, ws, ws->ckpt + (size_t)lm->cfg.num_layers * NC);
+  return lm->be->ops->sync(lm->be, e);
+}
+
+aqs_status aqs_lm_forward_layers(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws,
+                                 aqs_lm_linear_hook hook, void *ctx, aqs_err *e) {
   const aqs_qwen_text_config *c = &lm->cfg;
   const size_t NC = (size_t)ws->N * (size_t)c->hidden_size;
   lm->be->ops->embedding(lm->be, ws->ckpt, lm->embed, b->ids, ws->N, c->hidden_size);
@@ -101,7 +110,6 @@ aqs_status aqs_lm_forward(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws
     snprintf(what, sizeof what, "the output of language layer %d", l);
     if ((st = aqs_lm_check_finite(lm, x_out, NC, what, e)) != AQS_OK) return st;
   }
-  aqs_lm_head_fwd(lm, b, ws, ws->ckpt + (size_t)c->num_layers * NC);
   return lm->be->ops->sync(lm->be, e);
 }
 

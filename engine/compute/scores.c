@@ -24,10 +24,11 @@ uint64_t aqs_group_cost_bf16(const aqs_group_score *g) {
   return 2 * (g->weight_params + g->bias_params);
 }
 
-static const aqs_scores *rank_ctx;
-static int rank_cmp(const void *a, const void *b) {
+/* Increasing score, ties by group order (qsort_r context: the scores). */
+static int rank_cmp(const void *a, const void *b, void *ctx) {
+  const aqs_scores *s = ctx;
   size_t i = *(const size_t *)a, j = *(const size_t *)b;
-  double si = rank_ctx->groups[i].score, sj = rank_ctx->groups[j].score;
+  double si = s->groups[i].score, sj = s->groups[j].score;
   if (si < sj) return -1;
   if (si > sj) return 1;
   return i < j ? -1 : (i > j);
@@ -37,9 +38,7 @@ size_t *aqs_scores_ranking(const aqs_scores *s) {
   size_t *idx = malloc((s->ngroups ? s->ngroups : 1) * sizeof *idx);
   if (!idx) return NULL;
   for (size_t i = 0; i < s->ngroups; i++) idx[i] = i;
-  rank_ctx = s; /* qsort has no context argument; callers are single-threaded here */
-  qsort(idx, s->ngroups, sizeof *idx, rank_cmp);
-  rank_ctx = NULL;
+  qsort_r(idx, s->ngroups, sizeof *idx, rank_cmp, (void *)s);
   return idx;
 }
 

@@ -13,6 +13,7 @@
 #include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
+#include <pthread.h>
 #include <time.h>
 
 #include "common/progress.h"
@@ -350,42 +351,61 @@ static json_t *shape_json(const out_tensor *o) {
   return a;
 }
 
-static aqs_status write_shard(export_ctx *x, const char *shard, const aqs_st_tensor *const *src,
-                              size_t nsrc, aqs_progress *prog, aqs_err *e) {
+/* One shard in flight. The main thread prepares it (quantize, sort, per-tensor SHA-256); a
+ * writer thread then writes the file and its digest while the main thread prepares the next
+ * shard, so CPU work and disk writes overlap. Two slots alternate; each keeps its FP8 arena. */
+typedef struct shard_job {
+  export_ctx *x;
+  char shard[128];
+  char path[4096];
+  const aqs_st_tensor *const *src;
+  size_t nsrc;
+  out_tensor *outs;
+  size_t nout;
+  uint8_t *arena;               /* FP8 codes of this shard; reused by the slot */
+  size_t arena_bytes;
+  aqs_digest file_digest;
+  uint64_t file_bytes;
+  double seconds_write, seconds_hash;
+  aqs_status st;
+  aqs_err err;
+  pthread_t thread;
+  int running;
+} shard_job;
+
+static aqs_status prepare_shard(export_ctx *x, shard_job *j, aqs_err *e) {
   aqs_status st = AQS_OK;
-  out_tensor *outs = calloc(3 * nsrc + 1, sizeof *outs);
-  size_t nout = 0;
-  aqs_st_writer *w = NULL;
-  if (!outs) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  free(j->outs);
+  j->outs = calloc(3 * j->nsrc + 1, sizeof *j->outs);
+  j->nout = 0;
+  if (!j->outs) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
   double t0 = now_s();
   size_t arena_need = 0, arena_used = 0;
-  for (size_t i = 0; i < nsrc; i++) {
+  for (size_t i = 0; i < j->nsrc; i++) {
     int member;
-    if (fp8_member(x, src[i]->name, &member)) arena_need += src[i]->numel;
-    populate(src[i]);
+    if (fp8_member(x, j->src[i]->name, &member)) arena_need += j->src[i]->numel;
+    populate(j->src[i]);
   }
-  if (arena_need > x->fp8_arena_bytes) {
-    free(x->fp8_arena);
-    x->fp8_arena = malloc(arena_need);
-    x->fp8_arena_bytes = x->fp8_arena ? arena_need : 0;
-    if (!x->fp8_arena) {
-      free(outs);
-      return aqs_errf(e, AQS_ERR_NOMEM, "out of memory for the FP8 codes of %s", shard);
-    }
+  if (arena_need > j->arena_bytes) {
+    free(j->arena);
+    j->arena = malloc(arena_need);
+    j->arena_bytes = j->arena ? arena_need : 0;
+    if (!j->arena) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory for the FP8 codes of %s", j->shard);
   }
-  for (size_t i = 0; i < nsrc && !st; i++) {
-    const aqs_st_tensor *t = src[i];
+  out_tensor *outs = j->outs;
+  for (size_t i = 0; i < j->nsrc && !st; i++) {
+    const aqs_st_tensor *t = j->src[i];
     int member;
     export_group_state *gs = fp8_member(x, t->name, &member);
     if (gs) {
       char module[200];
       snprintf(module, sizeof module, "%.*s", (int)(strlen(t->name) - 7), t->name);
-      st = quantize_weight(x, t, gs, member, x->fp8_arena + arena_used, &outs[nout++], e);
+      st = quantize_weight(x, t, gs, member, j->arena + arena_used, &outs[j->nout++], e);
       arena_used += t->numel;
-      if (!st) add_scalar(&outs[nout++], module, "weight_scale", gs->weight_scale[member]);
-      if (!st) add_scalar(&outs[nout++], module, "input_scale", gs->input_scale);
+      if (!st) add_scalar(&outs[j->nout++], module, "weight_scale", gs->weight_scale[member]);
+      if (!st) add_scalar(&outs[j->nout++], module, "input_scale", gs->input_scale);
     } else {
-      out_tensor *o = &outs[nout++];
+      out_tensor *o = &outs[j->nout++];
       snprintf(o->name, sizeof o->name, "%s", t->name);
       o->dtype = t->dtype;
       o->ndim = t->ndim;
@@ -395,51 +415,83 @@ static aqs_status write_shard(export_ctx *x, const char *shard, const aqs_st_ten
     }
   }
   x->res->seconds_quantize += now_s() - t0;
-  if (st) goto done;
-  qsort(outs, nout, sizeof *outs, out_tensor_cmp);
-  for (size_t i = 0; i < nout; i++)
+  if (st) return st;
+  qsort(outs, j->nout, sizeof *outs, out_tensor_cmp);
+  for (size_t i = 0; i < j->nout; i++)
     if (outs[i].is_scalar) outs[i].data = &outs[i].scalar;
-
   t0 = now_s();
+  size_t nout = j->nout;
 #pragma omp parallel for schedule(dynamic, 1)
   for (size_t i = 0; i < nout; i++) aqs_sha256_buf(outs[i].data, outs[i].nbytes, &outs[i].digest);
   x->res->seconds_hash += now_s() - t0;
+  char shard[sizeof j->shard];
+  memcpy(shard, j->shard, sizeof shard);
+  snprintf(j->path, sizeof j->path, "%s/%s", x->o->out_dir, shard);
+  return AQS_OK;
+}
 
-  t0 = now_s();
-  char path[4096];
-  snprintf(path, sizeof path, "%s/%s", x->o->out_dir, shard);
-  if ((st = aqs_st_writer_open(path, &w, e))) goto done;
+/* Writer thread body: the safetensors file, then its digest. Touches only the job. */
+static void *write_shard_thread(void *arg) {
+  shard_job *j = arg;
+  aqs_st_writer *w = NULL;
+  aqs_err *e = &j->err;
+  aqs_status st;
+  double t0 = now_s();
+  if ((st = aqs_st_writer_open(j->path, &w, e))) goto done;
   if ((st = aqs_st_writer_set_meta(w, "format", "pt", e))) goto done;
-  for (size_t i = 0; i < nout && !st; i++)
-    st = aqs_st_writer_add(w, outs[i].name, outs[i].dtype, outs[i].ndim, outs[i].shape, e);
+  for (size_t i = 0; i < j->nout && !st; i++)
+    st = aqs_st_writer_add(w, j->outs[i].name, j->outs[i].dtype, j->outs[i].ndim, j->outs[i].shape, e);
   if (!st) st = aqs_st_writer_begin_data(w, e);
-  for (size_t i = 0; i < nout && !st; i++) st = aqs_st_writer_write(w, outs[i].data, outs[i].nbytes, e);
-  for (size_t i = 0; i < nsrc && !st; i++) aqs_progress_add(prog, src[i]->nbytes); /* source bytes */
+  for (size_t i = 0; i < j->nout && !st; i++)
+    st = aqs_st_writer_write(w, j->outs[i].data, j->outs[i].nbytes, e);
   if (st) goto done;
   st = aqs_st_writer_finish(w, e);
   w = NULL;
-  x->res->seconds_write += now_s() - t0;
+  j->seconds_write = now_s() - t0;
   if (st) goto done;
-  for (size_t i = 0; i < nout; i++) {
-    char hex[AQS_DIGEST_STR_SIZE];
-    json_t *tj = json_object();
-    json_object_set_new(tj, "dtype", json_string(aqs_dtype_name(outs[i].dtype)));
-    json_object_set_new(tj, "shape", shape_json(&outs[i]));
-    json_object_set_new(tj, "sha256", json_string(aqs_digest_str(&outs[i].digest, hex)));
-    json_object_set_new(tj, "file", json_string(shard));
-    json_object_set_new(x->tensors_json, outs[i].name, tj);
-    x->res->tensor_bytes += outs[i].nbytes;
-  }
-  aqs_digest file_digest;
-  uint64_t file_bytes = 0;
   t0 = now_s();
-  st = shard_file_digest(path, outs, nout, &file_digest, &file_bytes, e);
-  x->res->seconds_hash += now_s() - t0;
-  if (!st) st = export_add_file(x, shard, AQS_EXPORT_SHARD, &file_digest, file_bytes, e);
+  st = shard_file_digest(j->path, j->outs, j->nout, &j->file_digest, &j->file_bytes, e);
+  j->seconds_hash = now_s() - t0;
 done:
   if (w) aqs_st_writer_abort(w);
-  free(outs);
-  return st;
+  j->st = st;
+  return NULL;
+}
+
+static aqs_status start_writer(shard_job *j, aqs_err *e) {
+  aqs_err_clear(&j->err);
+  j->st = AQS_OK;
+  j->seconds_write = j->seconds_hash = 0;
+  int rc = pthread_create(&j->thread, NULL, write_shard_thread, j);
+  if (rc) return aqs_errno(e, AQS_ERR_INTERNAL, rc, "cannot start the writer thread for %s", j->shard);
+  j->running = 1;
+  return AQS_OK;
+}
+
+/* Joins j's writer and, if it succeeded, records its tensors and file (main thread). */
+static aqs_status finish_shard(export_ctx *x, shard_job *j, aqs_progress *prog, aqs_err *e) {
+  if (!j->running) return AQS_OK;
+  pthread_join(j->thread, NULL);
+  j->running = 0;
+  x->res->seconds_write += j->seconds_write;
+  x->res->seconds_hash += j->seconds_hash;
+  if (j->st) {
+    if (e) *e = j->err;
+    return j->st;
+  }
+  for (size_t i = 0; i < j->nout; i++) {
+    const out_tensor *o = &j->outs[i];
+    char hex[AQS_DIGEST_STR_SIZE];
+    json_t *tj = json_object();
+    json_object_set_new(tj, "dtype", json_string(aqs_dtype_name(o->dtype)));
+    json_object_set_new(tj, "shape", shape_json(o));
+    json_object_set_new(tj, "sha256", json_string(aqs_digest_str(&o->digest, hex)));
+    json_object_set_new(tj, "file", json_string(j->shard));
+    json_object_set_new(x->tensors_json, o->name, tj);
+    x->res->tensor_bytes += o->nbytes;
+  }
+  for (size_t i = 0; i < j->nsrc; i++) aqs_progress_add(prog, j->src[i]->nbytes); /* source bytes */
+  return export_add_file(x, j->shard, AQS_EXPORT_SHARD, &j->file_digest, j->file_bytes, e);
 }
 
 /* ---- index ---- */
@@ -507,14 +559,32 @@ static aqs_status write_shards(export_ctx *x, aqs_err *e) {
   uint64_t total = 0;
   for (size_t i = 0; i < n; i++) total += order[i]->nbytes;
   aqs_progress *prog = x->o->progress ? aqs_progress_start("export", total, "B") : NULL;
+  shard_job jobs[2];
+  memset(jobs, 0, sizeof jobs);
   aqs_status st = AQS_OK;
-  for (size_t i = 0; i < n && !st;) {
-    char shard[128], other[128];
-    aqs_export_shard_name(order[i]->name, shard, sizeof shard);
-    size_t j = i + 1;
-    while (j < n && strcmp(aqs_export_shard_name(order[j]->name, other, sizeof other), shard) == 0) j++;
-    st = write_shard(x, shard, order + i, j - i, prog, e);
-    i = j;
+  int slot = 0;
+  for (size_t i = 0; i < n && !st; slot ^= 1) {
+    shard_job *j = &jobs[slot], *prev = &jobs[slot ^ 1];
+    char other[128];
+    j->x = x;
+    aqs_export_shard_name(order[i]->name, j->shard, sizeof j->shard);
+    size_t k = i + 1;
+    while (k < n && strcmp(aqs_export_shard_name(order[k]->name, other, sizeof other), j->shard) == 0) k++;
+    j->src = order + i;
+    j->nsrc = k - i;
+    i = k;
+    st = prepare_shard(x, j, e);
+    aqs_status prev_st = finish_shard(x, prev, prog, st ? NULL : e);
+    if (!st) st = prev_st;
+    if (!st) st = start_writer(j, e);
+  }
+  for (int s = 0; s < 2; s++) {
+    aqs_status last = finish_shard(x, &jobs[slot ^ 1 ^ s], prog, st ? NULL : e);
+    if (!st) st = last;
+  }
+  for (int s = 0; s < 2; s++) {
+    free(jobs[s].outs);
+    free(jobs[s].arena);
   }
   if (prog) aqs_progress_finish(prog);
   free(order);
@@ -546,7 +616,6 @@ aqs_status aqs_export_run(const aqs_export_opts *o, aqs_export_result *res, aqs_
 done:
   json_decref(x.tensors_json);
   json_decref(x.source_files_json);
-  free(x.fp8_arena);
   free(x.groups);
   if (x.ckpt) aqs_ckpt_close(x.ckpt);
   if (x.model) aqs_qwen_model_free(x.model);

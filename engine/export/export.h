@@ -73,10 +73,12 @@ typedef struct aqs_export_result {
   double effective_bits;         /* over all candidate-scope weights, scales counted */
   uint64_t tensor_bytes;         /* sum of tensor bytes written */
   uint64_t quantized_params;     /* elements quantized to FP8 */
+  /* Busy seconds per activity. A writer thread writes shard N (and hashes the file) while the
+   * main thread quantizes and hashes shard N+1, so these may add up to more than the total. */
   double seconds_quantize;       /* amax + E4M3 conversion of FP8 weights */
   double seconds_hash;           /* per-tensor and per-file SHA-256 */
   double seconds_write;          /* safetensors writes (incl. fsync) */
-  double seconds_total;
+  double seconds_total;          /* wall time of aqs_export_run */
 } aqs_export_result;
 
 /* Runs the export. Errors (AQS_ERR_*, message naming the file / group / module):

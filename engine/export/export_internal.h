@@ -31,8 +31,6 @@ typedef struct export_ctx {
   json_t *tensors_json;         /* manifest "tensors": name -> {dtype, shape, sha256, file} */
   json_t *source_files_json;    /* manifest "inputs.source": file -> digest (computed case) */
   aqs_export_result *res;
-  uint8_t *fp8_arena;           /* FP8 codes of the current shard; reused (stays faulted in) */
-  size_t fp8_arena_bytes;
 } export_ctx;
 
 /* Appends a finished file to res and calls on_file. digest/bytes: known values, or NULL to hash

@@ -28,10 +28,24 @@ static void jpeg_on_message(j_common_ptr cinfo, int level) {
   if (level == -1 && cinfo->err->msg_code == JWRN_JPEG_EOF) jpeg_on_error(cinfo);
 }
 
+/* A progressive JPEG may hold thousands of tiny scans that each re-walk the whole image (a known
+ * CPU bomb); real encoders write about 10. More than this many is refused. */
+#define MAX_JPEG_SCANS 256
+
+static void jpeg_on_progress(j_common_ptr cinfo) {
+  j_decompress_ptr d = (j_decompress_ptr)cinfo;
+  if (d->input_scan_number > MAX_JPEG_SCANS) {
+    jpeg_fail *f = (jpeg_fail *)cinfo->err;
+    snprintf(f->msg, sizeof f->msg, "more than %d scans", MAX_JPEG_SCANS);
+    longjmp(f->jump, 1);
+  }
+}
+
 /* Decoder state, heap-allocated so that nothing live across the setjmp sits in a register. */
 typedef struct jpeg_job {
   struct jpeg_decompress_struct cinfo;
   jpeg_fail fail;
+  struct jpeg_progress_mgr progress;
   const char *name;
   int64_t pixel_limit;
   uint8_t *rgb, *row;
@@ -43,6 +57,8 @@ static aqs_status jpeg_decode_steps(jpeg_job *job, const uint8_t *bytes, size_t 
   struct jpeg_decompress_struct *cinfo = &job->cinfo;
   jpeg_create_decompress(cinfo);
   cinfo->mem->max_memory_to_use = (long)1 << 30;
+  job->progress.progress_monitor = jpeg_on_progress;
+  cinfo->progress = &job->progress;
   jpeg_mem_src(cinfo, bytes, (unsigned long)len);
   jpeg_read_header(cinfo, TRUE);
   if (cinfo->image_width == 0 || cinfo->image_height == 0)

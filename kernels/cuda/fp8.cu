@@ -52,11 +52,51 @@ __global__ void dequantize_kernel(float *out, const uint8_t *q, size_t n, float 
     out[i] = mul_exact(e4m3_to_f32(q[i]), scale);
 }
 
+/* E4M3 codes -> BF16 bits of the same (unscaled) value: exact, E4M3 is a subset of BF16. */
+__global__ void fp8_to_bf16_kernel(uint16_t *out, const uint8_t *q, size_t n) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
+    out[i] = f32_to_bf16_bits(e4m3_to_f32(q[i]));
+}
+
+/* 8 BF16 inputs per thread (16-byte loads, 8-byte stores): the weight quantization of every
+ * scoring batch streams the whole model through this kernel. n8 = n / 8. */
+__global__ void quantize_bf16_x8_kernel(uint2 *q, const uint4 *x, size_t n8, float divisor, uint8_t nan_code) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n8; i += (size_t)gridDim.x * blockDim.x) {
+    uint4 v = x[i];
+    uint32_t w[4] = {v.x, v.y, v.z, v.w};
+    uint32_t out[2] = {0, 0};
+#pragma unroll
+    for (int k = 0; k < 8; k++) {
+      uint16_t b = (uint16_t)(w[k >> 1] >> ((k & 1) * 16));
+      float f = round_bf16(div_exact(bf16_bits_to_f32(b), divisor));
+      out[k >> 2] |= (uint32_t)e4m3_from_f32(f, nan_code) << ((k & 3) * 8);
+    }
+    q[i] = make_uint2(out[0], out[1]);
+  }
+}
+
+/* 4 F32 inputs per thread. n4 = n / 4. */
+__global__ void quantize_f32_x4_kernel(uint32_t *q, const float4 *x, size_t n4, float scale, uint8_t nan_code) {
+  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n4; i += (size_t)gridDim.x * blockDim.x) {
+    float4 v = x[i];
+    q[i] = (uint32_t)e4m3_from_f32(div_exact(v.x, scale), nan_code) |
+           ((uint32_t)e4m3_from_f32(div_exact(v.y, scale), nan_code) << 8) |
+           ((uint32_t)e4m3_from_f32(div_exact(v.z, scale), nan_code) << 16) |
+           ((uint32_t)e4m3_from_f32(div_exact(v.w, scale), nan_code) << 24);
+  }
+}
+
 /* ---- launchers ---- */
 /* ref: 0 = torch on CUDA (aqs default), 1 = torch on CPU (kernels/fp8.h aqs_fp8_ref). */
 extern "C" aqs_status aqs_cuda_quantize_fp8_f32(uint8_t *d_q, const float *d_x, size_t n, float scale, int ref,
                                                 aqs_err *e) {
   if (n == 0) return AQS_OK;
+  if (n % 4 == 0 && ((uintptr_t)d_x & 15u) == 0 && ((uintptr_t)d_q & 3u) == 0) {
+    quantize_f32_x4_kernel<<<grid_for(n / 4, 256), 256, 0, (cudaStream_t)aqs_cuda_stream()>>>(
+        (uint32_t *)d_q, (const float4 *)d_x, n / 4, scale, ref ? 0xFF : 0x7F);
+    AQS_CUDA_LAUNCH_CHECK(e, "quantize_f32_x4_kernel");
+    return AQS_OK;
+  }
   quantize_f32_kernel<<<grid_for(n, 256), 256, 0, (cudaStream_t)aqs_cuda_stream()>>>(d_q, d_x, n, scale,
                                                                                     ref ? 0xFF : 0x7F);
   AQS_CUDA_LAUNCH_CHECK(e, "quantize_f32_kernel");
@@ -74,6 +114,12 @@ extern "C" aqs_status aqs_cuda_quantize_fp8_bf16(uint8_t *d_q, const uint16_t *d
     u &= 0xffff0000u;
     memcpy(&divisor, &u, sizeof u);
   }
+  if (n % 8 == 0 && ((uintptr_t)d_x & 15u) == 0 && ((uintptr_t)d_q & 7u) == 0) {
+    quantize_bf16_x8_kernel<<<grid_for(n / 8, 256), 256, 0, (cudaStream_t)aqs_cuda_stream()>>>(
+        (uint2 *)d_q, (const uint4 *)d_x, n / 8, divisor, ref ? 0xFF : 0x7F);
+    AQS_CUDA_LAUNCH_CHECK(e, "quantize_bf16_x8_kernel");
+    return AQS_OK;
+  }
   quantize_bf16_kernel<<<grid_for(n, 256), 256, 0, (cudaStream_t)aqs_cuda_stream()>>>(d_q, d_x, n, divisor,
                                                                                      ref ? 0xFF : 0x7F);
   AQS_CUDA_LAUNCH_CHECK(e, "quantize_bf16_kernel");
@@ -84,5 +130,12 @@ extern "C" aqs_status aqs_cuda_dequantize_fp8(float *d_out, const uint8_t *d_q, 
   if (n == 0) return AQS_OK;
   dequantize_kernel<<<grid_for(n, 256), 256, 0, (cudaStream_t)aqs_cuda_stream()>>>(d_out, d_q, n, scale);
   AQS_CUDA_LAUNCH_CHECK(e, "dequantize_kernel");
+  return AQS_OK;
+}
+
+extern "C" aqs_status aqs_cuda_fp8_to_bf16(uint16_t *d_out, const uint8_t *d_q, size_t n, aqs_err *e) {
+  if (n == 0) return AQS_OK;
+  fp8_to_bf16_kernel<<<grid_for(n, 256), 256, 0, (cudaStream_t)aqs_cuda_stream()>>>(d_out, d_q, n);
+  AQS_CUDA_LAUNCH_CHECK(e, "fp8_to_bf16_kernel");
   return AQS_OK;
 }

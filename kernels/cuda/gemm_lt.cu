@@ -181,6 +181,11 @@ extern "C" aqs_status aqs_cuda_gemm_bf16(const uint16_t *d_x, const uint16_t *d_
   return run_gemm(GEMM_BF16_NT, d_w, d_x, 1.0f, d_bias, d_y, y_f32, accumulate, M, N, K, e);
 }
 
+extern "C" aqs_status aqs_cuda_gemm_bf16_alpha(const uint16_t *d_x, const uint16_t *d_w, float alpha, float *d_y,
+                                               int M, int N, int K, aqs_err *e) {
+  return run_gemm(GEMM_BF16_NT, d_w, d_x, alpha, NULL, d_y, 1, 0, M, N, K, e);
+}
+
 extern "C" aqs_status aqs_cuda_gemm_bf16_nn(const uint16_t *d_x, const uint16_t *d_w, void *d_y, int y_f32,
                                             int accumulate, int M, int N, int K, aqs_err *e) {
   return run_gemm(GEMM_BF16_NN, d_w, d_x, 1.0f, NULL, d_y, y_f32, accumulate, M, N, K, e);

@@ -54,6 +54,9 @@ float aqs_cuda_timer_stop_ms(void);
  * Heuristics and workspace are cached per shape. */
 aqs_status aqs_cuda_gemm_bf16(const uint16_t *d_x, const uint16_t *d_w, const uint16_t *d_bias,
                               void *d_y, int y_f32, int accumulate, int M, int N, int K, aqs_err *e);
+/* Y[M,N] (F32) = alpha * X[M,K] · W[N,K]^T (BF16 operands, F32 accumulate, no bias). */
+aqs_status aqs_cuda_gemm_bf16_alpha(const uint16_t *d_x, const uint16_t *d_w, float alpha, float *d_y, int M, int N,
+                                    int K, aqs_err *e);
 /* Y[M,N] (+)= X[M,K] · W[K,N] (BF16 in, W not transposed: the backward dX = dY · W form), F32 acc. */
 aqs_status aqs_cuda_gemm_bf16_nn(const uint16_t *d_x, const uint16_t *d_w, void *d_y, int y_f32, int accumulate,
                                  int M, int N, int K, aqs_err *e);
@@ -96,8 +99,9 @@ aqs_status aqs_cuda_rope(float *d_x, const int32_t *d_pos, const float *d_inv_fr
 aqs_status aqs_cuda_attention_fwd(float *d_out, float *d_lse, const float *d_q, const float *d_k,
                                   const float *d_v, const int32_t *d_cu_seqlens, int B, int N, int Hq, int Hkv,
                                   int D, int rnd, aqs_err *e);
-/* d_delta: scratch of N*Hq floats. */
-aqs_status aqs_cuda_attention_bwd(float *d_dq, float *d_dk, float *d_dv, float *d_delta, const float *d_dout,
+/* Scratch bytes for the backward (delta (N, Hq) and per-head dk/dv partials (N, Hq, D)). */
+size_t aqs_cuda_attention_bwd_scratch_bytes(int N, int Hq, int D);
+aqs_status aqs_cuda_attention_bwd(float *d_dq, float *d_dk, float *d_dv, void *d_scratch, const float *d_dout,
                                   const float *d_out, const float *d_lse, const float *d_q, const float *d_k,
                                   const float *d_v, const int32_t *d_cu_seqlens, int B, int N, int Hq, int Hkv,
                                   int D, int rnd, aqs_err *e);
@@ -129,6 +133,8 @@ aqs_status aqs_cuda_grad_score(const float *d_g, const float *d_y, const float *
 aqs_status aqs_cuda_quantize_fp8_f32(uint8_t *d_q, const float *d_x, size_t n, float scale, int ref, aqs_err *e);
 aqs_status aqs_cuda_quantize_fp8_bf16(uint8_t *d_q, const uint16_t *d_x, size_t n, float scale, int ref,
                                       aqs_err *e);
+/* out = BF16 bits of the unscaled E4M3 value of q (exact). */
+aqs_status aqs_cuda_fp8_to_bf16(uint16_t *d_out, const uint8_t *d_q, size_t n, aqs_err *e);
 /* out = float(q) * scale (F32 multiply). */
 aqs_status aqs_cuda_dequantize_fp8(float *d_out, const uint8_t *d_q, size_t n, float scale, aqs_err *e);
 

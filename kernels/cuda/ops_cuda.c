@@ -227,7 +227,20 @@ static void c_linear_fp8(aqs_backend *be, float *y, const uint8_t *xq, float x_s
     NOTE(aqs_cuda_cast_bf16_to_f32(y, yb, yn, &err_));
     return;
   }
-  NOTE(aqs_cuda_gemm_fp8(xq, wq, x_scale, w_scale, NULL, y, 1, N, M, K, &err_));
+  /* F32 mode (the reference): Hopper's FP8 tensor cores do not accumulate in full F32 (about
+   * 2^-11 relative error), so decode the codes to BF16 (exact) and run a BF16 GEMM, whose
+   * products are exact and accumulation F32, with alpha = x_scale * w_scale as the CPU twin. */
+  cuda_state *s = state_of(be);
+  size_t xn = (size_t)N * (size_t)K, wn = (size_t)M * (size_t)K, w_off = (xn + 127) & ~(size_t)127;
+  aqs_err err;
+  aqs_status st = grow(&s->scratch, &s->scratch_bytes, (w_off + wn) * sizeof(uint16_t),
+                       "the FP8 GEMM operands (reduce the tokens per step)", &err);
+  note(be, st, &err);
+  if (st) return;
+  uint16_t *xb = (uint16_t *)s->scratch, *wb = xb + w_off; /* 256-byte aligned operands */
+  NOTE(aqs_cuda_fp8_to_bf16(xb, xq, xn, &err_));
+  NOTE(aqs_cuda_fp8_to_bf16(wb, wq, wn, &err_));
+  NOTE(aqs_cuda_gemm_bf16_alpha(xb, wb, x_scale * w_scale, y, N, M, K, &err_));
   NOTE(aqs_cuda_bias_round(y, bias, N, M, 0, &err_));
 }
 
@@ -284,11 +297,11 @@ static void c_attention_bwd(aqs_backend *be, float *dq, float *dk, float *dv, co
   (void)max_seqlen;
   cuda_state *s = state_of(be);
   aqs_err err;
-  aqs_status st = grow(&s->scratch2, &s->scratch2_bytes, (size_t)N * (size_t)Hq * sizeof(float),
-                       "the attention backward scratch", &err);
+  aqs_status st = grow(&s->scratch2, &s->scratch2_bytes, aqs_cuda_attention_bwd_scratch_bytes(N, Hq, D),
+                       "the attention backward scratch (reduce the tokens per step)", &err);
   note(be, st, &err);
   if (st) return;
-  NOTE(aqs_cuda_attention_bwd(dq, dk, dv, (float *)s->scratch2, dout, out, lse, q, k, v, cu_seqlens, B, N, Hq, Hkv,
+  NOTE(aqs_cuda_attention_bwd(dq, dk, dv, s->scratch2, dout, out, lse, q, k, v, cu_seqlens, B, N, Hq, Hkv,
                               D, rnd_of(be), &err_));
 }
 

@@ -3,10 +3,12 @@
  * F32, the square and the sum in double). Two passes: a grid
  * whose shape depends only on n writes per-block partials, one block folds them in order: the same
  * bits every run. CPU twin: kernels/cpu/reduce.c. */
+#include <string.h>
+
 #include "kernels/cuda/cuda_common.cuh"
 
 #define RED_THREADS 256
-#define RED_MAX_BLOCKS 512
+#define RED_MAX_BLOCKS 1056 /* 8 blocks of 256 threads per SM on a 132-SM H100 */
 
 /* max of |values| where any NaN wins. */
 __device__ __forceinline__ float amax_combine(float a, float b) {
@@ -49,8 +51,17 @@ __device__ __forceinline__ float load_abs<uint16_t>(const uint16_t *x, size_t i)
 template <typename T>
 __global__ void amax_partial_kernel(float *partial, const T *x, size_t n) {
   float m = 0.0f;
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x)
-    m = amax_combine(m, load_abs<T>(x, i));
+  size_t i0 = blockIdx.x * (size_t)blockDim.x + threadIdx.x, stride = (size_t)gridDim.x * blockDim.x;
+  if (sizeof(T) == 4 && ((uintptr_t)x & 15u) == 0) { /* F32: 16-byte loads for the bulk */
+    const float4 *x4 = (const float4 *)x;
+    for (size_t i = i0; i < n / 4; i += stride) {
+      float4 v = x4[i];
+      m = amax_combine(m, amax_combine(amax_combine(fabsf(v.x), fabsf(v.y)), amax_combine(fabsf(v.z), fabsf(v.w))));
+    }
+    for (size_t i = n / 4 * 4 + i0; i < n; i += stride) m = amax_combine(m, load_abs<T>(x, i));
+  } else {
+    for (size_t i = i0; i < n; i += stride) m = amax_combine(m, load_abs<T>(x, i));
+  }
   m = block_amax(m);
   if (threadIdx.x == 0) partial[blockIdx.x] = m;
 }
@@ -61,14 +72,30 @@ __global__ void amax_final_kernel(float *out, const float *partial, int nparts) 
   if (threadIdx.x == 0) out[0] = m;
 }
 
-__global__ void grad_score_partial_kernel(double *partial, const float *g, const float *y, const float *y_q, size_t n) {
+__device__ __forceinline__ double score_term(float g, float y, float yq) {
+  float t = g * (yq - y);
+  if (t > 1e10f) t = 1e10f;
+  else if (t < -1e10f) t = -1e10f;
+  return (double)t * (double)t;
+}
+
+__global__ void grad_score_partial_kernel(double *partial, const float *g, const float *y, const float *y_q, size_t n,
+                                          int vec) {
   double acc = 0.0;
-  for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n; i += (size_t)gridDim.x * blockDim.x) {
-    float t = g[i] * (y_q[i] - y[i]);
-    if (t > 1e10f) t = 1e10f;
-    else if (t < -1e10f) t = -1e10f;
-    acc += (double)t * (double)t;
+  size_t i0 = blockIdx.x * (size_t)blockDim.x + threadIdx.x, stride = (size_t)gridDim.x * blockDim.x;
+  size_t done = 0;
+  if (vec) { /* 16-byte loads for the bulk; the per-thread order is fixed by (n, grid): deterministic */
+    const float4 *g4 = (const float4 *)g, *y4 = (const float4 *)y, *q4 = (const float4 *)y_q;
+    for (size_t i = i0; i < n / 4; i += stride) {
+      float4 a = g4[i], b = y4[i], c = q4[i];
+      acc += score_term(a.x, b.x, c.x);
+      acc += score_term(a.y, b.y, c.y);
+      acc += score_term(a.z, b.z, c.z);
+      acc += score_term(a.w, b.w, c.w);
+    }
+    done = n / 4 * 4;
   }
+  for (size_t i = done + i0; i < n; i += stride) acc += score_term(g[i], y[i], y_q[i]);
   acc = block_sum_dbl(acc);
   if (threadIdx.x == 0) partial[blockIdx.x] = acc;
 }
@@ -77,6 +104,23 @@ __global__ void sum_final_kernel(double *out, const double *partial, int nparts)
   for (int i = threadIdx.x; i < nparts; i += blockDim.x) acc += partial[i];
   acc = block_sum_dbl(acc);
   if (threadIdx.x == 0) out[0] = acc;
+}
+
+/* Pinned host word for the results: a 4/8-byte copy to pageable memory costs several microseconds
+ * more, and every amax / score of a pass waits for one. */
+static void *g_pinned;
+static aqs_status result_to_host(void *h_dst, const void *d_src, size_t bytes, aqs_err *e) {
+  cudaStream_t s = (cudaStream_t)aqs_cuda_stream();
+  if (!g_pinned && cudaMallocHost(&g_pinned, 64) != cudaSuccess) {
+    cudaGetLastError();
+    g_pinned = NULL;
+    return aqs_cuda_copy_d2h(h_dst, d_src, bytes, e);
+  }
+  cudaError_t err = cudaMemcpyAsync(g_pinned, d_src, bytes, cudaMemcpyDeviceToHost, s);
+  if (err == cudaSuccess) err = cudaStreamSynchronize(s);
+  if (err != cudaSuccess) return aqs_errf(e, AQS_ERR_INTERNAL, "cuda: reduction result: %s", cudaGetErrorString(err));
+  memcpy(h_dst, g_pinned, bytes);
+  return AQS_OK;
 }
 
 static unsigned red_blocks(size_t n) {
@@ -102,7 +146,7 @@ extern "C" aqs_status aqs_cuda_amax(const void *d_x, int bf16, size_t n, void *d
   AQS_CUDA_LAUNCH_CHECK(e, "amax_partial_kernel");
   amax_final_kernel<<<1, RED_THREADS, 0, s>>>(result, partial, (int)blocks);
   AQS_CUDA_LAUNCH_CHECK(e, "amax_final_kernel");
-  return aqs_cuda_copy_d2h(h_amax, result, sizeof(float), e);
+  return result_to_host(h_amax, result, sizeof(float), e);
 }
 
 extern "C" aqs_status aqs_cuda_grad_score(const float *d_g, const float *d_y, const float *d_yq, size_t n,
@@ -110,9 +154,10 @@ extern "C" aqs_status aqs_cuda_grad_score(const float *d_g, const float *d_y, co
   cudaStream_t s = (cudaStream_t)aqs_cuda_stream();
   double *partial = (double *)d_scratch, *result = partial + RED_MAX_BLOCKS;
   unsigned blocks = red_blocks(n);
-  grad_score_partial_kernel<<<blocks, RED_THREADS, 0, s>>>(partial, d_g, d_y, d_yq, n);
+  int vec = ((((uintptr_t)d_g) | ((uintptr_t)d_y) | ((uintptr_t)d_yq)) & 15u) == 0;
+  grad_score_partial_kernel<<<blocks, RED_THREADS, 0, s>>>(partial, d_g, d_y, d_yq, n, vec);
   AQS_CUDA_LAUNCH_CHECK(e, "grad_score_partial_kernel");
   sum_final_kernel<<<1, RED_THREADS, 0, s>>>(result, partial, (int)blocks);
   AQS_CUDA_LAUNCH_CHECK(e, "sum_final_kernel");
-  return aqs_cuda_copy_d2h(h_sum, result, sizeof(double), e);
+  return result_to_host(h_sum, result, sizeof(double), e);
 }

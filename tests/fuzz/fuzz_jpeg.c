@@ -8,6 +8,6 @@
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
   aqs_image img;
   aqs_err err = {0};
-  if (aqs_image_decode_jpeg(data, size, "fuzz.jpg", 1 << 22, &img, &err) == AQS_OK) aqs_image_free(&img);
+  if (aqs_image_decode_jpeg(data, size, "fuzz.jpg", 1 << 18, &img, &err) == AQS_OK) aqs_image_free(&img);
   return 0;
 }

@@ -52,6 +52,7 @@ static void test_calibrate_amax(void **state) {
   back.entries[3].weight_amax *= 2;
   assert_int_equal(aqs_lm_set_amax(lm, &back, &e), AQS_ERR_MISMATCH);
   assert_non_null(strstr(e.msg, back.entries[3].module));
+  aqs_amax_free(&back);
   const char *bad = "{\"format\":\"aqs-amax-1\",\"modules\":{\"m\":{\"input_amax\":-1,\"weight_amax\":1}}}";
   assert_int_equal(aqs_amax_from_json(bad, strlen(bad), "bad.json", &back, &e), AQS_ERR_INVALID);
   assert_non_null(strstr(e.msg, "bad.json: module m: input_amax"));

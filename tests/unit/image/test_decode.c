@@ -1,10 +1,11 @@
 /* tests/unit/image/test_decode.c: decoder failure paths: truncated PNG and JPEG files at every
  * cut point fail cleanly (no crash, AQS_ERR_INVALID naming the file), zero-sized and
- * decompression-bomb headers, missing files, directories and garbage; plus an interlaced PNG
- * written here with libpng decodes to the pixels it was written from. */
+ * decompression-bomb headers, a JPEG with hundreds of scans, missing files, directories and
+ * garbage; plus an interlaced PNG written here with libpng decodes to the pixels it was written from. */
 #include "testutil.h"
 
 #include <png.h>
+#include <jpeglib.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -179,6 +180,65 @@ static void test_interlaced_png(void **state) {
   free(dir);
 }
 
+/* Encodes a 3-component progressive JPEG whose scan script has one scan per coefficient, component
+ * and approximation step (2 + 3*63*2 = 380 scans), as a CPU-bomb file would: refused by the
+ * decoder's scan limit; the same image with libjpeg's standard progression decodes. */
+static uint8_t *encode_progressive(int many_scans, unsigned long *len_out) {
+  enum { W = 24, H = 16 };
+  static jpeg_scan_info scans[2 + 3 * 63 * 2];
+  struct jpeg_compress_struct ci;
+  struct jpeg_error_mgr jerr;
+  ci.err = jpeg_std_error(&jerr);
+  jpeg_create_compress(&ci);
+  unsigned char *buf = NULL;
+  unsigned long len = 0;
+  jpeg_mem_dest(&ci, &buf, &len);
+  ci.image_width = W;
+  ci.image_height = H;
+  ci.input_components = 3;
+  ci.in_color_space = JCS_RGB;
+  jpeg_set_defaults(&ci);
+  jpeg_simple_progression(&ci);
+  if (many_scans) {
+    int n = 0;
+    scans[n++] = (jpeg_scan_info){3, {0, 1, 2, 0}, 0, 0, 0, 1};
+    scans[n++] = (jpeg_scan_info){3, {0, 1, 2, 0}, 0, 0, 1, 0};
+    for (int c = 0; c < 3; c++)
+      for (int k = 1; k < 64; k++) {
+        scans[n++] = (jpeg_scan_info){1, {c, 0, 0, 0}, k, k, 0, 1};
+        scans[n++] = (jpeg_scan_info){1, {c, 0, 0, 0}, k, k, 1, 0};
+      }
+    ci.scan_info = scans;
+    ci.num_scans = n;
+  }
+  jpeg_start_compress(&ci, TRUE);
+  unsigned char row[W * 3];
+  while (ci.next_scanline < H) {
+    for (int x = 0; x < W * 3; x++) row[x] = (unsigned char)(x * 7 + ci.next_scanline * 13);
+    JSAMPROW rows[1] = {row};
+    jpeg_write_scanlines(&ci, rows, 1);
+  }
+  jpeg_finish_compress(&ci);
+  jpeg_destroy_compress(&ci);
+  *len_out = len;
+  return buf;
+}
+
+static void test_jpeg_scan_bomb(void **state) {
+  (void)state;
+  aqs_image img;
+  aqs_err err = {0};
+  unsigned long len;
+  uint8_t *ok = encode_progressive(0, &len);
+  assert_int_equal(aqs_image_decode(ok, len, "ten-scans.jpg", 0, &img, &err), AQS_OK);
+  aqs_image_free(&img);
+  free(ok);
+  uint8_t *bomb = encode_progressive(1, &len);
+  assert_int_equal(aqs_image_decode(bomb, len, "many-scans.jpg", 0, &img, &err), AQS_ERR_INVALID);
+  assert_non_null(strstr(err.msg, "many-scans.jpg: corrupt JPEG: more than 256 scans"));
+  free(bomb);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_truncated_png),
@@ -187,6 +247,7 @@ int main(void) {
     cmocka_unit_test(test_jpeg_bad_headers),
     cmocka_unit_test(test_files),
     cmocka_unit_test(test_interlaced_png),
+    cmocka_unit_test(test_jpeg_scan_bomb),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "engine/model/qwen_config.h"
+#include "engine/model/safetensors.h"
 #include "engine/model/synth.h"
 
 /* The Qwen/Qwen2.5-VL-3B-Instruct hub config (transformers 4.x layout), abridged to the fields
@@ -330,6 +331,88 @@ static void test_groups_tiny(void **state) {
   aqs_qwen_model_free(m);
 }
 
+/* Writes dir/config.json from preset with one text field changed, plus the given tensors. */
+static void write_model(const char *dir, const aqs_qwen_config *cfg, const aqs_qwen_model *m,
+                        const char *skip, const char *rename_from, const char *rename_to) {
+  char path[4200];
+  char *json = aqs_qwen_config_to_json(cfg);
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  tu_write_file(path, json, strlen(json));
+  free(json);
+  aqs_st_write_item *items = calloc(m->ntensors, sizeof *items);
+  static uint16_t zeros[1 << 16];
+  size_t n = 0;
+  for (size_t i = 0; i < m->ntensors; i++) {
+    const aqs_qwen_tensor_spec *t = &m->tensors[i];
+    if (t->optional || (skip && strcmp(t->name, skip) == 0)) continue;
+    uint64_t numel = 1;
+    for (int d = 0; d < t->ndim; d++) numel *= (uint64_t)t->shape[d];
+    assert_true(numel <= (1u << 16));
+    const char *name = rename_from && strcmp(t->name, rename_from) == 0 ? rename_to : t->name;
+    items[n++] = (aqs_st_write_item){name, AQS_DT_BF16, t->ndim, t->shape, zeros};
+  }
+  snprintf(path, sizeof path, "%s/model.safetensors", dir);
+  aqs_err e = {0};
+  if (aqs_st_write_file(path, items, n, NULL, &e)) fail_msg("%s", e.msg);
+  free(items);
+}
+
+static void test_model_check(void **state) {
+  (void)state;
+  char *dir = tu_mkdtemp("qcheck");
+  aqs_qwen_config cfg;
+  aqs_err e = {0};
+  assert_int_equal(aqs_synth_preset("tiny", &cfg, &e), AQS_OK);
+  aqs_qwen_model *m, *m4;
+  assert_int_equal(aqs_qwen_model_from_config(&cfg, AQS_NAMING_HF5, &m, &e), AQS_OK);
+  assert_int_equal(aqs_qwen_model_from_config(&cfg, AQS_NAMING_HF4, &m4, &e), AQS_OK);
+  /* A consistent checkpoint opens; groups come with it. */
+  write_model(dir, &cfg, m, NULL, NULL, NULL);
+  aqs_qwen_model *got;
+  aqs_ckpt *c;
+  if (aqs_qwen_model_open(dir, &got, &c, &e)) fail_msg("%s", e.msg);
+  assert_int_equal(got->ngroups, 25);
+  aqs_qwen_model_free(got);
+  aqs_ckpt_close(c);
+  /* Config says intermediate 136, tensors have 128: error names the first tensor and both shapes. */
+  aqs_qwen_config wider = cfg;
+  wider.text.intermediate_size = 136;
+  char *json = aqs_qwen_config_to_json(&wider);
+  char path[4200];
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  tu_write_file(path, json, strlen(json));
+  free(json);
+  assert_int_equal(aqs_qwen_model_open(dir, &got, &c, &e), AQS_ERR_MISMATCH);
+  assert_non_null(strstr(e.msg, "tensor \"model.language_model.layers.0.mlp.gate_proj.weight\" "
+                                "has shape [128, 64] but config.json implies [136, 64]"));
+  assert_null(got);
+  assert_null(c);
+  /* A tensor missing from the checkpoint. */
+  write_model(dir, &cfg, m, "model.visual.blocks.1.attn.proj.bias", NULL, NULL);
+  assert_int_equal(aqs_qwen_model_open(dir, &got, NULL, &e), AQS_ERR_NOT_FOUND);
+  assert_non_null(strstr(e.msg, "tensor \"model.visual.blocks.1.attn.proj.bias\" required by "
+                                "config.json is missing"));
+  /* Naming: hf4 tensors are detected; a mix of both schemes is refused. */
+  write_model(dir, &cfg, m4, NULL, NULL, NULL);
+  if (aqs_qwen_model_open(dir, &got, NULL, &e)) fail_msg("%s", e.msg);
+  assert_int_equal(got->naming, AQS_NAMING_HF4);
+  assert_string_equal(got->groups[0].members[0].module, "model.layers.0.self_attn.q_proj");
+  aqs_qwen_model_free(got);
+  write_model(dir, &cfg, m4, NULL, "visual.merger.ln_q.weight", "model.visual.merger.ln_q.weight");
+  assert_int_equal(aqs_qwen_model_open(dir, &got, NULL, &e), AQS_ERR_INVALID);
+  assert_non_null(strstr(e.msg, "mix both naming schemes"));
+  /* An unknown architecture is refused before the weights are read. */
+  snprintf(path, sizeof path, "%s/config.json", dir);
+  const char *llama = "{\"architectures\": [\"LlamaForCausalLM\"], \"model_type\": \"llama\"}";
+  tu_write_file(path, llama, strlen(llama));
+  assert_int_equal(aqs_qwen_model_open(dir, &got, NULL, &e), AQS_ERR_UNSUPPORTED);
+  assert_non_null(strstr(e.msg, "architectures [\"LlamaForCausalLM\"], model_type \"llama\""));
+  aqs_qwen_model_free(m);
+  aqs_qwen_model_free(m4);
+  tu_rm_rf(dir);
+  free(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_parse_hub_4x_layout),
@@ -339,6 +422,7 @@ int main(void) {
     cmocka_unit_test(test_naming),
     cmocka_unit_test(test_groups_3b),
     cmocka_unit_test(test_groups_tiny),
+    cmocka_unit_test(test_model_check),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
