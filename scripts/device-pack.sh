@@ -85,12 +85,13 @@ for t in "$carry"/bin/gpu_test_*; do
   name=$(basename "$t")
   start=$(date +%s.%N)
   "$t" >"/tmp/$name.log" 2>&1; rc=$?
-  secs=$(echo "$(date +%s.%N) - $start" | bc 2>/dev/null || echo "?")
+  secs=$(awk -v a="$start" -v b="$(date +%s.%N)" 'BEGIN { printf "%.1f", b - a }')
   case $rc in
     0) pass=$((pass+1)); echo "PASS $name (${secs}s)";;
-    77) skip=$((skip+1)); echo "SKIP $name"; tail -3 "/tmp/$name.log";;
-    *) fail=$((fail+1)); echo "FAIL $name (rc $rc)"; tail -40 "/tmp/$name.log";;
+    77) skip=$((skip+1)); echo "SKIP $name";;
+    *) fail=$((fail+1)); echo "FAIL $name (rc $rc)";;
   esac
+  grep -v '^\[ *\(RUN\|OK\) *\]' "/tmp/$name.log" | sed 's/^/    /'
 done
 echo "gpu tests: $pass passed, $fail failed, $skip skipped"
 [ "$fail" -eq 0 ]

@@ -111,21 +111,41 @@ static aqs_status ingest_shard(aqs_store *s, const char *path, aqs_digest *out, 
   }
   uint64_t expect_offset = f->data_start;
   for (size_t i = 0; !st && i < f->ntensors; i++) {
-    const aqs_st_tensor *t = &f->tensors[i];
-    if (t->file_offset != expect_offset) {
+    if (f->tensors[i].file_offset != expect_offset)
       st = aqs_errf(e, AQS_ERR_UNSUPPORTED, "%s: tensor %s does not follow the previous one (gap in the data area)",
-                    path, t->name);
+                    path, f->tensors[i].name);
+    expect_offset += f->tensors[i].nbytes;
+  }
+  /* Tensors are hashed and stored in parallel (the store is thread-safe); results are
+   * assembled in file order afterwards, so the manifest does not depend on scheduling. */
+  size_t nt = f->ntensors;
+  aqs_put_info *infos = calloc(nt + 1, sizeof *infos);
+  aqs_status *sts = calloc(nt + 1, sizeof *sts);
+  aqs_err *errs = calloc(nt + 1, sizeof *errs);
+  if (!st && (!infos || !sts || !errs)) st = aqs_errf(e, AQS_ERR_NOMEM, "%s: out of memory", path);
+  if (!st) {
+#pragma omp parallel for schedule(dynamic, 1)
+    for (long i = 0; i < (long)nt; i++) {
+      const aqs_st_tensor *t = &f->tensors[i];
+      sts[i] = aqs_put_fd(s, fd, t->file_offset, t->nbytes, path,
+                          t->nbytes >= AQS_CKPT_RAW_MIN_BYTES ? &raw : &small, &infos[i], &errs[i]);
+    }
+  }
+  for (size_t i = 0; !st && i < nt; i++) {
+    if (sts[i]) {
+      st = sts[i];
+      if (e) *e = errs[i];
       break;
     }
-    expect_offset += t->nbytes;
-    st = aqs_put_fd(s, fd, t->file_offset, t->nbytes, path, t->nbytes >= AQS_CKPT_RAW_MIN_BYTES ? &raw : &small,
-                    &info, e);
-    if (st) break;
-    count_put(stats, &info);
-    json_array_append_new(tensors, json_pack("[s o I]", t->name, digest_json(&info.digest), (json_int_t)t->nbytes));
-    json_array_append_new(children, digest_json(&info.digest));
+    count_put(stats, &infos[i]);
+    json_array_append_new(tensors, json_pack("[s o I]", f->tensors[i].name, digest_json(&infos[i].digest),
+                                             (json_int_t)f->tensors[i].nbytes));
+    json_array_append_new(children, digest_json(&infos[i].digest));
     if (stats) stats->tensors++;
   }
+  free(infos);
+  free(sts);
+  free(errs);
   if (!st && expect_offset != f->file_bytes)
     st = aqs_errf(e, AQS_ERR_UNSUPPORTED, "%s: %llu bytes after the last tensor", path,
                   (unsigned long long)(f->file_bytes - expect_offset));

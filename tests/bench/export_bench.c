@@ -45,15 +45,24 @@ static void die(const char *what, const aqs_err *e) {
   exit(1);
 }
 
+static double dd_cpu_s; /* CPU seconds of the last dd */
+
 /* dd of `bytes` zero bytes into path with fsync; returns seconds. */
 static double run_dd(const char *path, uint64_t bytes) {
   uint64_t block = 4u << 20, count = (bytes + block - 1) / block;
   char cmd[4400];
   snprintf(cmd, sizeof cmd, "dd if=/dev/zero of='%s' bs=%llu count=%llu conv=fsync status=none",
            path, (unsigned long long)block, (unsigned long long)count);
+  struct rusage before, after;
+  getrusage(RUSAGE_CHILDREN, &before);
   double t0 = now_s();
   if (system(cmd) != 0) die("dd failed", NULL);
   double dt = now_s() - t0;
+  getrusage(RUSAGE_CHILDREN, &after);
+  dd_cpu_s = (double)(after.ru_utime.tv_sec - before.ru_utime.tv_sec) +
+             (double)(after.ru_stime.tv_sec - before.ru_stime.tv_sec) +
+             1e-6 * (double)(after.ru_utime.tv_usec - before.ru_utime.tv_usec +
+                             after.ru_stime.tv_usec - before.ru_stime.tv_usec);
   unlink(path);
   return dt * (double)bytes / (double)(count * block); /* same byte count */
 }
@@ -151,13 +160,13 @@ int main(int argc, char **argv) {
   long cpus = sysconf(_SC_NPROCESSORS_ONLN);
   printf("{\"model\":\"%s\",\"preset\":\"%s\",\"cpus\":%ld,\"loadavg1\":%.2f,\"generate_s\":%.2f,"
          "\"quantize_bench_bytes\":%llu,\"quantize_bench_s\":%.3f,\"export_cpu_s\":%.2f,"
-         "\"export_quantize_GBps\":%.3f,"
+         "\"export_quantize_GBps\":%.3f,\"dd_cpu_s\":%.2f,"
          "\"tensor_bytes\":%llu,\"quantized_params\":%llu,\"files\":%zu,"
          "\"quantize_s\":%.3f,\"hash_s\":%.3f,\"write_s\":%.3f,\"total_s\":%.3f,\"dd_s\":%.3f,"
          "\"quantize_GBps\":%.3f,\"write_GBps\":%.3f,\"export_total_GBps\":%.3f,\"dd_GBps\":%.3f,"
          "\"write_vs_dd\":%.3f,\"total_vs_dd\":%.3f}\n",
          model, preset, cpus, load[0], gen_s, (unsigned long long)q_bytes, q_wall, export_cpu,
-         export_quant_gbs, (unsigned long long)r.tensor_bytes,
+         export_quant_gbs, dd_cpu_s, (unsigned long long)r.tensor_bytes,
          (unsigned long long)r.quantized_params, r.nfiles, r.seconds_quantize, r.seconds_hash,
          r.seconds_write, r.seconds_total, dd_s, quant_gbs, write_gbs, total_gbs, dd_gbs,
          write_gbs / dd_gbs, total_gbs / dd_gbs);
