@@ -241,6 +241,7 @@ typedef struct out_tensor {
   const void *data;
   uint64_t nbytes;
   int is_scalar;          /* data is &scalar (re-pointed after sorting) */
+  int hashed;             /* digest already known (from the caller's source digests) */
   float scalar;           /* storage for F32 scalars */
   aqs_digest digest;
 } out_tensor;
@@ -412,6 +413,8 @@ static aqs_status prepare_shard(export_ctx *x, shard_job *j, aqs_err *e) {
       memcpy(o->shape, t->shape, sizeof o->shape);
       o->data = t->data;
       o->nbytes = t->nbytes;
+      if (x->o->source_tensor_digest)
+        o->hashed = x->o->source_tensor_digest(x->o->source_tensor_digest_ctx, t->name, &o->digest) == 1;
     }
   }
   x->res->seconds_quantize += now_s() - t0;
@@ -422,7 +425,8 @@ static aqs_status prepare_shard(export_ctx *x, shard_job *j, aqs_err *e) {
   t0 = now_s();
   size_t nout = j->nout;
 #pragma omp parallel for schedule(dynamic, 1)
-  for (size_t i = 0; i < nout; i++) aqs_sha256_buf(outs[i].data, outs[i].nbytes, &outs[i].digest);
+  for (size_t i = 0; i < nout; i++)
+    if (!outs[i].hashed) aqs_sha256_buf(outs[i].data, outs[i].nbytes, &outs[i].digest);
   x->res->seconds_hash += now_s() - t0;
   char shard[sizeof j->shard];
   memcpy(shard, j->shard, sizeof shard);

@@ -59,6 +59,11 @@ typedef struct aqs_export_opts {
    * aqs_amax_to_json(amax), plan = digest of aqs_plan_to_json(plan) (always computed). */
   const char *source_digest;
   const char *amax_digest;
+  /* Optional: the SHA-256 of a source tensor's bytes when the caller already has it (the source
+   * stage hashed every tensor). Returns 1 and fills *out when known, 0 otherwise. Tensors copied
+   * unchanged then need no hashing here (a wrong digest is caught by aqs diff's manifest check). */
+  int (*source_tensor_digest)(void *ctx, const char *tensor_name, aqs_digest *out);
+  void *source_tensor_digest_ctx;
   int progress;                  /* 1 = progress on stderr */
   /* Called after each file is complete in out_dir (optional); a non-OK return aborts. */
   aqs_status (*on_file)(void *ctx, const char *path, const aqs_export_file *file, aqs_err *e);

@@ -303,6 +303,51 @@ static void test_errors(void **state) {
   fx_model_free(fx);
 }
 
+/* A caller-supplied source digest table is used for copied tensors (and must be right). */
+static int digest_from_source(void *ctx, const char *name, aqs_digest *out) {
+  const aqs_st_tensor *t = aqs_ckpt_find(ctx, name);
+  if (!t || strstr(name, "embed_tokens")) return 0; /* "unknown": the exporter hashes it */
+  aqs_sha256_buf(t->data, t->nbytes, out);
+  return 1;
+}
+
+static int digest_wrong(void *ctx, const char *name, aqs_digest *out) {
+  (void)ctx, (void)name;
+  memset(out, 0xAB, sizeof *out);
+  return 1;
+}
+
+static void test_source_digest_callback(void **state) {
+  (void)state;
+  fx_model *fx = fx_model_new("exp-digests");
+  aqs_plan *p = fx_plan(fx, fx_pick_half);
+  aqs_ckpt *src;
+  aqs_err e;
+  fx_check(aqs_ckpt_open(fx->src, &src, &e), &e);
+  aqs_export_result r1, r2, r3;
+  fx_export(fx, p, "plain", &r1);
+  char dir[4200];
+  snprintf(dir, sizeof dir, "%s/cb", fx->root);
+  aqs_export_opts o = {.model_dir = fx->src, .amax = &fx->amax, .plan = p, .out_dir = dir,
+                       .source_tensor_digest = digest_from_source, .source_tensor_digest_ctx = src};
+  fx_check(aqs_export_run(&o, &r2, &e), &e);
+  assert_int_equal(r1.nfiles, r2.nfiles);
+  for (size_t i = 0; i < r1.nfiles; i++) /* identical bytes, manifest included */
+    assert_true(aqs_digest_eq(&r1.files[i].digest, &r2.files[i].digest));
+  snprintf(dir, sizeof dir, "%s/wrong", fx->root);
+  o.out_dir = dir;
+  o.source_tensor_digest = digest_wrong;
+  fx_check(aqs_export_run(&o, &r3, &e), &e);
+  const aqs_export_file *m1 = find_file(&r1, AQS_EXPORT_MANIFEST), *m3 = find_file(&r3, AQS_EXPORT_MANIFEST);
+  assert_false(aqs_digest_eq(&m1->digest, &m3->digest)); /* the manifest records what it was told */
+  aqs_export_result_free(&r1);
+  aqs_export_result_free(&r2);
+  aqs_export_result_free(&r3);
+  aqs_ckpt_close(src);
+  aqs_plan_free(p);
+  fx_model_free(fx);
+}
+
 static void test_all_layers_scope(void **state) {
   (void)state;
   fx_model *fx = fx_model_new("exp-vis");
@@ -352,6 +397,7 @@ int main(void) {
     cmocka_unit_test(test_plan_all),
     cmocka_unit_test(test_deterministic_and_shared_shards),
     cmocka_unit_test(test_all_layers_scope),
+    cmocka_unit_test(test_source_digest_callback),
     cmocka_unit_test(test_errors),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
