@@ -331,7 +331,7 @@ static void prove(diff_ctx *x) {
       violation(x, "group %s differs in %zu tensor(s) but both plans make it %s", g->id,
                 g->n_differ, aqs_format_name(g->format_a));
   }
-  qsort(r->groups, r->ngroups, sizeof *r->groups, diff_group_cmp);
+  if (r->ngroups > 1) qsort(r->groups, r->ngroups, sizeof *r->groups, diff_group_cmp);
   int identical_weights = r->ntensors == 0;
   if (n_plan_diff > 0 && identical_weights) {
     char list[600] = "";

@@ -558,7 +558,7 @@ static aqs_status write_shards(export_ctx *x, aqs_err *e) {
   size_t n = x->ckpt->ntensors;
   const aqs_st_tensor **order = malloc((n + 1) * sizeof *order);
   if (!order) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
-  memcpy(order, x->ckpt->tensors, n * sizeof *order);
+  if (n) memcpy(order, x->ckpt->tensors, n * sizeof *order);
   qsort(order, n, sizeof *order, shard_tensor_cmp);
   uint64_t total = 0;
   for (size_t i = 0; i < n; i++) total += order[i]->nbytes;

@@ -11,7 +11,7 @@ now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.2f", b-a}'; }
 
 t=$(now)
-"$AQS" synth-model --preset 3b --seed 1 --outliers lm.5.down:100000,lm.20.qkv:100000 --out "$W/model" >/dev/null
+"$AQS" synth-model --preset "${PRESET:-3b}" --seed 1 --outliers lm.5.down:100000,lm.6.qkv:100000 --out "$W/model" >/dev/null
 echo "synth-model 3b: $(since "$t")s"
 python3 - "$W/captions.txt" <<'PY'
 import random, sys

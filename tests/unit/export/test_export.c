@@ -7,6 +7,7 @@
 #include <jansson.h>
 #include <math.h>
 
+#include "engine/export/diff.h"
 #include "engine/model/safetensors.h"
 #include "kernels/fp8.h"
 
@@ -340,6 +341,13 @@ static void test_source_digest_callback(void **state) {
   fx_check(aqs_export_run(&o, &r3, &e), &e);
   const aqs_export_file *m1 = find_file(&r1, AQS_EXPORT_MANIFEST), *m3 = find_file(&r3, AQS_EXPORT_MANIFEST);
   assert_false(aqs_digest_eq(&m1->digest, &m3->digest)); /* the manifest records what it was told */
+  aqs_diff_report dr; /* ... and aqs diff does not believe it */
+  char plain[4200];
+  snprintf(plain, sizeof plain, "%s/plain", fx->root);
+  aqs_err_clear(&e);
+  assert_int_equal(aqs_export_diff(plain, dir, 0, &dr, &e), AQS_ERR_MISMATCH);
+  assert_non_null(strstr(e.msg, "but its manifest says"));
+  aqs_diff_report_free(&dr);
   aqs_export_result_free(&r1);
   aqs_export_result_free(&r2);
   aqs_export_result_free(&r3);
