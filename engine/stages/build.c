@@ -487,11 +487,9 @@ static aqs_status load_plan_obj(aqs_store *s, const aqs_digest *d, aqs_plan **pl
   return st;
 }
 
-/* Test hook: flips one byte of the first FP8-or-not tensor of a layer shard in dir, so the
+/* Test hook: flips the last byte of a shard file (the last tensor of layer 0), so the
  * family check has something to catch. */
-static aqs_status break_export(const char *dir, aqs_err *e) {
-  char path[AQS_PATH_MAX];
-  if (aqs_path_join(path, sizeof path, dir, "model-layers-000.safetensors")) return aqs_errf(e, AQS_ERR_INVALID, "path too long");
+static aqs_status break_export(const char *path, aqs_err *e) {
   FILE *f = fopen(path, "r+b");
   if (!f) return aqs_errno(e, AQS_ERR_IO, errno, "test hook: %s", path);
   fseek(f, -1, SEEK_END);
@@ -500,6 +498,20 @@ static aqs_status break_export(const char *dir, aqs_err *e) {
   fputc(c ^ 0x01, f);
   fclose(f);
   return AQS_OK;
+}
+
+typedef struct export_sink {
+  aqs_ckpt_builder *builder;
+  int broken;        /* test hook armed for this export */
+} export_sink;
+
+static aqs_status sink_file(void *ctx, const char *path, const aqs_export_file *file, aqs_err *e) {
+  export_sink *sink = ctx;
+  aqs_status st = AQS_OK;
+  if (sink->broken && strcmp(file->name, "model-layers-000.safetensors") == 0) st = break_export(path, e);
+  if (!st) st = aqs_ckpt_builder_add(sink->builder, path, file->name, e);
+  unlink(path);
+  return st;
 }
 
 static aqs_status stage_export(build_env *b, const aqs_recipe *r, const aqs_digest *source, const aqs_digest *amax,
@@ -532,15 +544,22 @@ static aqs_status stage_export(build_env *b, const aqs_recipe *r, const aqs_dige
   if (!st) st = make_staging_dir(b, staging, sizeof staging, e);
   if (!st) {
     snprintf(outdir, sizeof outdir, "%s/ckpt", staging);
+    /* Each file goes into the store as soon as the exporter finishes it and is then removed,
+     * so staging never holds more than the shards in flight. */
+    export_sink sink = {.broken = broken};
+    st = aqs_ckpt_builder_new(b->s, &sink.builder, e);
     aqs_export_opts eo = {.model_dir = b->o->model_dir, .amax = &t, .plan = plan, .out_dir = outdir,
                           .source_digest = aqs_digest_str(source, source_str), .amax_digest = amax_str,
-                          .progress = b->o->progress};
+                          .progress = b->o->progress, .on_file = sink_file, .on_file_ctx = &sink};
     aqs_export_result res;
-    st = aqs_export_run(&eo, &res, e);
+    if (!st) st = aqs_export_run(&eo, &res, e);
     if (!st) aqs_export_result_free(&res);
-    if (!st && broken) st = break_export(outdir, e);
     aqs_digest ckpt;
-    if (!st) st = aqs_ckpt_ingest(b->s, outdir, &ckpt, NULL, e);
+    if (!st) {
+      st = aqs_ckpt_builder_finish(sink.builder, &ckpt, NULL, e);
+      sink.builder = NULL;
+    }
+    aqs_ckpt_builder_free(sink.builder);
     if (!st && !broken) st = aqs_stage_record(b->s, &ctx, &ckpt, e);
     if (!st) out->result = ckpt;
     aqs_rm_flat_dir(outdir);

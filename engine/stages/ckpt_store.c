@@ -166,56 +166,107 @@ static aqs_status ingest_shard(aqs_store *s, const char *path, aqs_digest *out, 
   return st;
 }
 
-aqs_status aqs_ckpt_ingest(aqs_store *s, const char *dir, aqs_digest *manifest_out,
-                           aqs_ckpt_ingest_stats *stats, aqs_err *e) {
-  if (stats) memset(stats, 0, sizeof *stats);
-  char **names = NULL;
-  size_t n = 0;
-  aqs_status st = list_files(dir, &names, &n, e);
+struct aqs_ckpt_builder {
+  aqs_store *s;
+  json_t *files;                /* name -> {type, digest, size} */
+  aqs_ckpt_ingest_stats stats;
+};
+
+aqs_status aqs_ckpt_builder_new(aqs_store *s, aqs_ckpt_builder **out, aqs_err *e) {
+  aqs_ckpt_builder *b = calloc(1, sizeof *b);
+  if (!b || !(b->files = json_object())) {
+    free(b);
+    return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  }
+  b->s = s;
+  *out = b;
+  return AQS_OK;
+}
+
+aqs_status aqs_ckpt_builder_add(aqs_ckpt_builder *b, const char *path, const char *name, aqs_err *e) {
+  if (!*name || strchr(name, '/') || name[0] == '.')
+    return aqs_errf(e, AQS_ERR_INVALID, "%s: bad checkpoint file name", path);
+  aqs_digest d;
+  uint64_t size = 0;
+  const char *type;
+  aqs_status st;
+  if (ends_with(name, ".safetensors")) {
+    type = "shard";
+    st = ingest_shard(b->s, path, &d, &size, &b->stats, e);
+    b->stats.shards++;
+  } else {
+    type = "blob";
+    aqs_put_opts opts = {.compress = AQS_COMPRESS_ZSTD};
+    aqs_put_info info;
+    st = aqs_put_file(b->s, path, &opts, &info, e);
+    d = info.digest;
+    size = info.size_bytes;
+    if (!st) count_put(&b->stats, &info);
+  }
   if (st) return st;
+  b->stats.files++;
+  b->stats.bytes_logical += size;
+  json_object_set_new(b->files, name, json_pack("{s:s, s:o, s:I}", "type", type, "digest", digest_json(&d), "size",
+                                                (json_int_t)size));
+  return AQS_OK;
+}
+
+void aqs_ckpt_builder_free(aqs_ckpt_builder *b) {
+  if (!b) return;
+  json_decref(b->files);
+  free(b);
+}
+
+aqs_status aqs_ckpt_builder_finish(aqs_ckpt_builder *b, aqs_digest *manifest_out, aqs_ckpt_ingest_stats *stats,
+                                   aqs_err *e) {
+  /* Files in name order, whatever order they were added in. */
+  size_t n = json_object_size(b->files), k = 0;
+  const char **names = malloc((n + 1) * sizeof *names);
+  const char *name;
+  json_t *v;
+  json_object_foreach(b->files, name, v) names[k++] = name;
+  qsort(names, n, sizeof *names, cmp_names);
   json_t *files = json_array(), *children = json_array();
-  for (size_t i = 0; !st && i < n; i++) {
-    char path[AQS_PATH_MAX];
-    if (aqs_path_join(path, sizeof path, dir, names[i])) {
-      st = aqs_errf(e, AQS_ERR_INVALID, "path too long: %s/%s", dir, names[i]);
-      break;
-    }
-    aqs_digest d;
-    uint64_t size = 0;
-    const char *type;
-    if (ends_with(names[i], ".safetensors")) {
-      type = "shard";
-      st = ingest_shard(s, path, &d, &size, stats, e);
-      if (stats) stats->shards++;
-    } else {
-      type = "blob";
-      aqs_put_opts opts = {.compress = AQS_COMPRESS_ZSTD};
-      aqs_put_info info;
-      st = aqs_put_file(s, path, &opts, &info, e);
-      d = info.digest;
-      size = info.size_bytes;
-      if (!st) count_put(stats, &info);
-    }
-    if (st) break;
-    if (stats) {
-      stats->files++;
-      stats->bytes_logical += size;
-    }
-    json_array_append_new(files, json_pack("{s:s, s:s, s:o, s:I}", "name", names[i], "type", type, "digest",
-                                           digest_json(&d), "size", (json_int_t)size));
-    json_array_append_new(children, digest_json(&d));
+  for (size_t i = 0; i < n; i++) {
+    json_t *f = json_object_get(b->files, names[i]);
+    json_array_append_new(files, json_pack("{s:s, s:O, s:O, s:O}", "name", names[i], "type", json_object_get(f, "type"),
+                                           "digest", json_object_get(f, "digest"), "size", json_object_get(f, "size")));
+    json_array_append(children, json_object_get(f, "digest"));
   }
-  for (size_t i = 0; i < n; i++) free(names[i]);
   free(names);
-  if (st) {
-    json_decref(files);
-    json_decref(children);
-    return aqs_err_prefix(e, "storing checkpoint %s", dir);
-  }
   json_t *doc = json_pack("{s:s, s:i, s:o, s:o}", "kind", "aqs-checkpoint", "version", 1, "files", files,
                           "children", children);
-  st = put_manifest(s, doc, manifest_out, e);
+  aqs_status st = put_manifest(b->s, doc, manifest_out, e);
   json_decref(doc);
+  if (stats) *stats = b->stats;
+  aqs_ckpt_builder_free(b);
+  return st;
+}
+
+aqs_status aqs_ckpt_ingest(aqs_store *s, const char *dir, aqs_digest *manifest_out,
+                           aqs_ckpt_ingest_stats *stats, aqs_err *e) {
+  char **names = NULL;
+  size_t n = 0;
+  aqs_ckpt_builder *b;
+  aqs_status st = list_files(dir, &names, &n, e);
+  if (st) return st;
+  if ((st = aqs_ckpt_builder_new(s, &b, e))) goto out;
+  for (size_t i = 0; !st && i < n; i++) {
+    char path[AQS_PATH_MAX];
+    if (aqs_path_join(path, sizeof path, dir, names[i]))
+      st = aqs_errf(e, AQS_ERR_INVALID, "path too long: %s/%s", dir, names[i]);
+    else
+      st = aqs_ckpt_builder_add(b, path, names[i], e);
+  }
+  if (st) {
+    aqs_ckpt_builder_free(b);
+    aqs_err_prefix(e, "storing checkpoint %s", dir);
+  } else {
+    st = aqs_ckpt_builder_finish(b, manifest_out, stats, e);
+  }
+out:
+  for (size_t i = 0; i < n; i++) free(names[i]);
+  free(names);
   return st;
 }
 

@@ -43,6 +43,17 @@ typedef struct aqs_ckpt_ingest_stats {
 aqs_status aqs_ckpt_ingest(aqs_store *s, const char *dir, aqs_digest *manifest_out,
                            aqs_ckpt_ingest_stats *stats, aqs_err *e);
 
+/* The same, one file at a time (for files that appear one by one, e.g. while an export runs):
+ * new -> add* -> finish (which frees the builder) or free. The manifest lists files by name,
+ * whatever order they were added in. */
+typedef struct aqs_ckpt_builder aqs_ckpt_builder;
+aqs_status aqs_ckpt_builder_new(aqs_store *s, aqs_ckpt_builder **out, aqs_err *e);
+/* Stores the file at path under name (a safetensors shard as a tree, anything else as a blob). */
+aqs_status aqs_ckpt_builder_add(aqs_ckpt_builder *b, const char *path, const char *name, aqs_err *e);
+aqs_status aqs_ckpt_builder_finish(aqs_ckpt_builder *b, aqs_digest *manifest_out, aqs_ckpt_ingest_stats *stats,
+                                   aqs_err *e);
+void aqs_ckpt_builder_free(aqs_ckpt_builder *b);
+
 /* Loads a manifest object as JSON, checking its "kind" (NULL = any). Caller json_decref's. */
 aqs_status aqs_ckpt_load_manifest(aqs_store *s, const aqs_digest *d, const char *kind, json_t **out,
                                   aqs_err *e);

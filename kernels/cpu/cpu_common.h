@@ -39,7 +39,7 @@ static inline float cpu_rnd(const aqs_backend *be, float f) {
 
 /* Loops over fewer elements than this run on the calling thread: forking OpenMP threads costs
  * more than the work (and much more on an oversubscribed machine). Results do not depend on it. */
-#define CPU_PAR_MIN ((size_t)1 << 16)
+#define CPU_PAR_MIN ((size_t)1 << 18)
 
 /* Op implementations (one group per file). */
 /* memory.c */

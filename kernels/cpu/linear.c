@@ -23,7 +23,7 @@ static float *upcast(const aqs_bf16 *w, size_t n) {
 void cpu_sgemm_rows(int trans_b, int N, int M, int K, float alpha, const float *A,
                     const float *B, float beta, float *C) {
   int nblocks = (N + CPU_GEMM_ROWS - 1) / CPU_GEMM_ROWS;
-#pragma omp parallel for schedule(dynamic, 1) if ((size_t)N * (size_t)M * (size_t)K >= CPU_PAR_MIN * 16)
+#pragma omp parallel for schedule(dynamic, 1) if ((size_t)N * (size_t)M * (size_t)K >= CPU_PAR_MIN * 512)
   for (int blk = 0; blk < nblocks; blk++) {
     int r0 = blk * CPU_GEMM_ROWS, rows = N - r0 < CPU_GEMM_ROWS ? N - r0 : CPU_GEMM_ROWS;
     cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, rows, M, K,

@@ -1,11 +1,10 @@
 /* kernels/cuda/attention.cu: causal grouped-query attention over packed variable-length sequences
  * (no padding), forward with an online softmax (flash-style: the score matrix never exists in
  * memory) saving the log-sum-exp, and backward recomputing the probabilities.
- * One warp per (token, head). Scores are computed lane-per-key (32 keys at once, each lane a full
- * dot product against the warp's row held in shared memory), then the weighted sums lane-per-column
- * (lane l owns head columns l, l+32, ...; D <= 256), so a warp needs two reductions per 32 keys
- * instead of one per key. dK/dV are gathered per key row (no atomics): every result is the same
- * bits on every run. CPU twin: kernels/cpu/attention.c. */
+ * One warp per (token, head); lane l owns head columns l, l+32, ... (D <= 256), so every row load
+ * is coalesced; ATT_UNROLL keys per step keep that many independent dot-product reductions in
+ * flight. dK/dV are gathered per (key, head) into partials and summed over the group's heads in
+ * order (no atomics): every result is the same bits on every run. CPU twin: kernels/cpu/attention.c. */
 #include "kernels/cuda/cuda_common.cuh"
 
 #define ATT_MAX_PER_LANE 8 /* D <= 256 */
@@ -23,67 +22,85 @@ __device__ __forceinline__ int seq_of(const int32_t *cu, int B, int t) {
   return lo;
 }
 
-/* Dot product of a global row with a shared-memory row of D floats, by one lane. VEC: D % 4 == 0
- * and 16-byte aligned rows. */
-template <bool VEC>
-__device__ __forceinline__ float row_dot(const float *g, const float *s, int D) {
-  float acc = 0.0f;
-  if (VEC) {
-    const float4 *g4 = (const float4 *)g, *s4 = (const float4 *)s;
-    for (int c = 0; c < D / 4; c++) {
-      float4 a = g4[c], b = s4[c];
-      acc += a.x * b.x + a.y * b.y + a.z * b.z + a.w * b.w;
-    }
-  } else {
-    for (int c = 0; c < D; c++) acc += g[c] * s[c];
+#define ATT_UNROLL 4 /* keys (or queries) per iteration: independent reductions overlap their latency */
+
+/* Loads lane l's columns (l, l+32, ...) of a row; 0 beyond D. */
+__device__ __forceinline__ void load_cols(float (&r)[ATT_MAX_PER_LANE], const float *p, int D, int lane) {
+#pragma unroll
+  for (int i = 0; i < ATT_MAX_PER_LANE; i++) {
+    int c = lane + 32 * i;
+    r[i] = c < D ? p[c] : 0.0f;
   }
-  return acc;
 }
 
-/* Copies a row of D floats into shared memory (one warp) and syncs the warp. */
-__device__ __forceinline__ void warp_load_row(float *dst, const float *src, int D, int lane) {
-  for (int c = lane; c < D; c += 32) dst[c] = src[c];
-  __syncwarp();
+/* Partial (this lane's columns) dot of a register row with a global row. */
+__device__ __forceinline__ float part_dot(const float (&a)[ATT_MAX_PER_LANE], const float *p, int D, int lane) {
+  float s = 0.0f;
+#pragma unroll
+  for (int i = 0; i < ATT_MAX_PER_LANE; i++) {
+    int c = lane + 32 * i;
+    if (c < D) s += a[i] * p[c];
+  }
+  return s;
 }
 
-/* out (N, Hq*D), lse (N, Hq); q (N, Hq*D); k, v (N, Hkv*D). */
-template <bool VEC>
+/* U independent warp sums at once (their shuffles interleave). */
+template <int U>
+__device__ __forceinline__ void warp_sum_n(float (&v)[U]) {
+#pragma unroll
+  for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+    for (int u = 0; u < U; u++) v[u] += __shfl_xor_sync(0xffffffffu, v[u], o);
+}
+
+/* out (N, Hq*D), lse (N, Hq); q (N, Hq*D); k, v (N, Hkv*D). One warp per (token t, head h);
+ * online softmax over the keys start..t, ATT_UNROLL keys per step. */
 __global__ void __launch_bounds__(32 * ATT_WARPS) attention_fwd_kernel(float *out, float *lse, const float *q,
                                                                         const float *k, const float *v,
                                                                         const int32_t *cu, int B, int N, int Hq,
                                                                         int Hkv, int D, float scale, int rnd) {
-  __shared__ __align__(16) float s_q[ATT_WARPS][ATT_MAX_D];
-  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-  const size_t task = (size_t)blockIdx.x * ATT_WARPS + w;
+  const int lane = threadIdx.x & 31;
+  const size_t task = (size_t)blockIdx.x * ATT_WARPS + (threadIdx.x >> 5);
   if (task >= (size_t)N * (size_t)Hq) return;
   const int t = (int)(task / (size_t)Hq), h = (int)(task % (size_t)Hq);
   const int kh = h / (Hq / Hkv);
   const int start = cu[seq_of(cu, B, t)];
   const size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
-  warp_load_row(s_q[w], q + (size_t)t * qs + (size_t)h * D, D, lane);
-  float acc[ATT_MAX_PER_LANE];
+  const float *kbase = k + (size_t)kh * D, *vbase = v + (size_t)kh * D;
+  float qr[ATT_MAX_PER_LANE], acc[ATT_MAX_PER_LANE];
+  load_cols(qr, q + (size_t)t * qs + (size_t)h * D, D, lane);
 #pragma unroll
   for (int i = 0; i < ATT_MAX_PER_LANE; i++) acc[i] = 0.0f;
   float m = -INFINITY, l = 0.0f;
-  const float *kbase = k + (size_t)kh * D, *vbase = v + (size_t)kh * D;
-  for (int j0 = start; j0 <= t; j0 += 32) {
-    const int j = j0 + lane, cnt = min(32, t - j0 + 1);
-    float s = -INFINITY;
-    if (lane < cnt) s = row_dot<VEC>(kbase + (size_t)j * ks, s_q[w], D) * scale;
-    const float m_new = fmaxf(m, warp_max(s));
+  for (int j0 = start; j0 <= t; j0 += ATT_UNROLL) {
+    const int cnt = min(ATT_UNROLL, t - j0 + 1);
+    float s[ATT_UNROLL];
+#pragma unroll
+    for (int u = 0; u < ATT_UNROLL; u++) s[u] = u < cnt ? part_dot(qr, kbase + (size_t)(j0 + u) * ks, D, lane) : 0.0f;
+    warp_sum_n<ATT_UNROLL>(s);
+    float m_new = m;
+#pragma unroll
+    for (int u = 0; u < ATT_UNROLL; u++) {
+      s[u] = u < cnt ? s[u] * scale : -INFINITY;
+      m_new = fmaxf(m_new, s[u]);
+    }
     const float corr = __expf(m - m_new);
-    const float p = lane < cnt ? __expf(s - m_new) : 0.0f;
-    l = l * corr + warp_sum(p);
+    float p[ATT_UNROLL], psum = 0.0f;
 #pragma unroll
-    for (int i = 0; i < ATT_MAX_PER_LANE; i++) acc[i] *= corr;
-    for (int jj = 0; jj < cnt; jj++) {
-      const float pj = __shfl_sync(0xffffffffu, p, jj);
-      const float *vj = vbase + (size_t)(j0 + jj) * ks;
+    for (int u = 0; u < ATT_UNROLL; u++) {
+      p[u] = u < cnt ? __expf(s[u] - m_new) : 0.0f;
+      psum += p[u];
+    }
+    l = l * corr + psum;
 #pragma unroll
-      for (int i = 0; i < ATT_MAX_PER_LANE; i++) {
-        int c = lane + 32 * i;
-        if (c < D) acc[i] += pj * vj[c];
-      }
+    for (int i = 0; i < ATT_MAX_PER_LANE; i++) {
+      int c = lane + 32 * i;
+      if (c >= D) continue;
+      float a = acc[i] * corr;
+#pragma unroll
+      for (int u = 0; u < ATT_UNROLL; u++)
+        if (u < cnt) a += p[u] * vbase[(size_t)(j0 + u) * ks + c];
+      acc[i] = a;
     }
     m = m_new;
   }
@@ -102,46 +119,46 @@ __global__ void __launch_bounds__(32 * ATT_WARPS) attention_fwd_kernel(float *ou
 
 /* dq for one (token, head): dq = scale * sum_j P_ij (dO_i.V_j - delta_i) K_j; writes delta_i =
  * dO_i . O_i for the dk/dv pass. */
-template <bool VEC>
 __global__ void __launch_bounds__(32 * ATT_WARPS) attention_bwd_dq_kernel(
     float *dq, float *delta, const float *dout, const float *out, const float *lse, const float *q, const float *k,
     const float *v, const int32_t *cu, int B, int N, int Hq, int Hkv, int D, float scale, int rnd) {
-  __shared__ __align__(16) float s_q[ATT_WARPS][ATT_MAX_D];
-  __shared__ __align__(16) float s_do[ATT_WARPS][ATT_MAX_D];
-  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-  const size_t task = (size_t)blockIdx.x * ATT_WARPS + w;
+  const int lane = threadIdx.x & 31;
+  const size_t task = (size_t)blockIdx.x * ATT_WARPS + (threadIdx.x >> 5);
   if (task >= (size_t)N * (size_t)Hq) return;
   const int t = (int)(task / (size_t)Hq), h = (int)(task % (size_t)Hq);
   const int kh = h / (Hq / Hkv);
   const int start = cu[seq_of(cu, B, t)];
   const size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D, qoff = (size_t)t * qs + (size_t)h * D;
-  warp_load_row(s_q[w], q + qoff, D, lane);
-  warp_load_row(s_do[w], dout + qoff, D, lane);
-  float di = 0.0f;
-  for (int c = lane; c < D; c += 32) di += s_do[w][c] * out[qoff + c];
-  di = warp_sum(di);
+  const float *kbase = k + (size_t)kh * D, *vbase = v + (size_t)kh * D;
+  float qr[ATT_MAX_PER_LANE], dor[ATT_MAX_PER_LANE], acc[ATT_MAX_PER_LANE];
+  load_cols(qr, q + qoff, D, lane);
+  load_cols(dor, dout + qoff, D, lane);
+  const float di = warp_sum(part_dot(dor, out + qoff, D, lane));
   const float li = lse[(size_t)t * Hq + h];
-  float acc[ATT_MAX_PER_LANE];
 #pragma unroll
   for (int i = 0; i < ATT_MAX_PER_LANE; i++) acc[i] = 0.0f;
-  const float *kbase = k + (size_t)kh * D, *vbase = v + (size_t)kh * D;
-  for (int j0 = start; j0 <= t; j0 += 32) {
-    const int j = j0 + lane, cnt = min(32, t - j0 + 1);
-    float ds = 0.0f;
-    if (lane < cnt) {
-      float s = row_dot<VEC>(kbase + (size_t)j * ks, s_q[w], D);
-      float dp = row_dot<VEC>(vbase + (size_t)j * ks, s_do[w], D);
-      float p = __expf(s * scale - li);
-      ds = p * (dp - di) * scale;
-    }
-    for (int jj = 0; jj < cnt; jj++) {
-      const float dsj = __shfl_sync(0xffffffffu, ds, jj);
-      const float *kj = kbase + (size_t)(j0 + jj) * ks;
+  for (int j0 = start; j0 <= t; j0 += ATT_UNROLL) {
+    const int cnt = min(ATT_UNROLL, t - j0 + 1);
+    float r[2 * ATT_UNROLL]; /* scores then dO.V */
 #pragma unroll
-      for (int i = 0; i < ATT_MAX_PER_LANE; i++) {
-        int c = lane + 32 * i;
-        if (c < D) acc[i] += dsj * kj[c];
-      }
+    for (int u = 0; u < ATT_UNROLL; u++) {
+      r[u] = u < cnt ? part_dot(qr, kbase + (size_t)(j0 + u) * ks, D, lane) : 0.0f;
+      r[ATT_UNROLL + u] = u < cnt ? part_dot(dor, vbase + (size_t)(j0 + u) * ks, D, lane) : 0.0f;
+    }
+    warp_sum_n<2 * ATT_UNROLL>(r);
+    float ds[ATT_UNROLL];
+#pragma unroll
+    for (int u = 0; u < ATT_UNROLL; u++) {
+      float p = __expf(r[u] * scale - li);
+      ds[u] = u < cnt ? p * (r[ATT_UNROLL + u] - di) * scale : 0.0f;
+    }
+#pragma unroll
+    for (int i = 0; i < ATT_MAX_PER_LANE; i++) {
+      int c = lane + 32 * i;
+      if (c >= D) continue;
+#pragma unroll
+      for (int u = 0; u < ATT_UNROLL; u++)
+        if (u < cnt) acc[i] += ds[u] * kbase[(size_t)(j0 + u) * ks + c];
     }
   }
   float *o = dq + qoff;
@@ -157,45 +174,52 @@ __global__ void __launch_bounds__(32 * ATT_WARPS) attention_bwd_dq_kernel(
  * pdk_jh = scale sum_i dS_ij Q_i, pdv_jh = sum_i P_ij dO_i, written to (N, Hq, D) scratch; the
  * reduce below sums the group's heads in head order (deterministic, and Hq/Hkv times more warps
  * than one per kv head). */
-template <bool VEC>
 __global__ void __launch_bounds__(32 * ATT_WARPS) attention_bwd_dkv_kernel(
     float *pdk, float *pdv, const float *delta, const float *dout, const float *lse, const float *q, const float *k,
     const float *v, const int32_t *cu, int B, int N, int Hq, int Hkv, int D, float scale) {
-  __shared__ __align__(16) float s_k[ATT_WARPS][ATT_MAX_D];
-  __shared__ __align__(16) float s_v[ATT_WARPS][ATT_MAX_D];
-  const int lane = threadIdx.x & 31, w = threadIdx.x >> 5;
-  const size_t task = (size_t)blockIdx.x * ATT_WARPS + w;
+  const int lane = threadIdx.x & 31;
+  const size_t task = (size_t)blockIdx.x * ATT_WARPS + (threadIdx.x >> 5);
   if (task >= (size_t)N * (size_t)Hq) return;
   const int j = (int)(task / (size_t)Hq), h = (int)(task % (size_t)Hq);
   const int kh = h / (Hq / Hkv);
   const int end = cu[seq_of(cu, B, j) + 1];
   const size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D, koff = (size_t)j * ks + (size_t)kh * D;
-  warp_load_row(s_k[w], k + koff, D, lane);
-  warp_load_row(s_v[w], v + koff, D, lane);
-  float dka[ATT_MAX_PER_LANE], dva[ATT_MAX_PER_LANE];
+  float kr[ATT_MAX_PER_LANE], vr[ATT_MAX_PER_LANE], dka[ATT_MAX_PER_LANE], dva[ATT_MAX_PER_LANE];
+  load_cols(kr, k + koff, D, lane);
+  load_cols(vr, v + koff, D, lane);
 #pragma unroll
   for (int i = 0; i < ATT_MAX_PER_LANE; i++) dka[i] = dva[i] = 0.0f;
   const float *qbase = q + (size_t)h * D, *dobase = dout + (size_t)h * D;
-  for (int i0 = j; i0 < end; i0 += 32) {
-    const int i = i0 + lane, cnt = min(32, end - i0);
-    float p = 0.0f, ds = 0.0f;
-    if (lane < cnt) {
-      float s = row_dot<VEC>(qbase + (size_t)i * qs, s_k[w], D);
-      float dp = row_dot<VEC>(dobase + (size_t)i * qs, s_v[w], D);
-      p = __expf(s * scale - lse[(size_t)i * Hq + h]);
-      ds = p * (dp - delta[(size_t)i * Hq + h]) * scale;
-    }
-    for (int ii = 0; ii < cnt; ii++) {
-      const float pi = __shfl_sync(0xffffffffu, p, ii), dsi = __shfl_sync(0xffffffffu, ds, ii);
-      const float *qi = qbase + (size_t)(i0 + ii) * qs, *doi = dobase + (size_t)(i0 + ii) * qs;
+  for (int i0 = j; i0 < end; i0 += ATT_UNROLL) {
+    const int cnt = min(ATT_UNROLL, end - i0);
+    float r[2 * ATT_UNROLL];
 #pragma unroll
-      for (int x = 0; x < ATT_MAX_PER_LANE; x++) {
-        int c = lane + 32 * x;
-        if (c < D) {
-          dka[x] += dsi * qi[c];
-          dva[x] += pi * doi[c];
-        }
+    for (int u = 0; u < ATT_UNROLL; u++) {
+      r[u] = u < cnt ? part_dot(kr, qbase + (size_t)(i0 + u) * qs, D, lane) : 0.0f;
+      r[ATT_UNROLL + u] = u < cnt ? part_dot(vr, dobase + (size_t)(i0 + u) * qs, D, lane) : 0.0f;
+    }
+    warp_sum_n<2 * ATT_UNROLL>(r);
+    float p[ATT_UNROLL], ds[ATT_UNROLL];
+#pragma unroll
+    for (int u = 0; u < ATT_UNROLL; u++) {
+      if (u < cnt) {
+        size_t row = (size_t)(i0 + u) * Hq + h;
+        p[u] = __expf(r[u] * scale - lse[row]);
+        ds[u] = p[u] * (r[ATT_UNROLL + u] - delta[row]) * scale;
+      } else {
+        p[u] = ds[u] = 0.0f;
       }
+    }
+#pragma unroll
+    for (int x = 0; x < ATT_MAX_PER_LANE; x++) {
+      int c = lane + 32 * x;
+      if (c >= D) continue;
+#pragma unroll
+      for (int u = 0; u < ATT_UNROLL; u++)
+        if (u < cnt) {
+          dka[x] += ds[u] * qbase[(size_t)(i0 + u) * qs + c];
+          dva[x] += p[u] * dobase[(size_t)(i0 + u) * qs + c];
+        }
     }
   }
   const size_t poff = task * (size_t)D; /* (j, h) row of the (N, Hq, D) partials */
@@ -236,10 +260,6 @@ static aqs_status check_shape(int Hq, int Hkv, int D, aqs_err *e) {
   return AQS_OK;
 }
 
-static bool vec_ok(int D, const void *a, const void *b, const void *c) {
-  return D % 4 == 0 && (((uintptr_t)a | (uintptr_t)b | (uintptr_t)c) & 15u) == 0;
-}
-
 static unsigned blocks_for(size_t tasks) { return (unsigned)((tasks + ATT_WARPS - 1) / ATT_WARPS); }
 
 /* ---- launchers ---- */
@@ -251,12 +271,8 @@ extern "C" aqs_status aqs_cuda_attention_fwd(float *d_out, float *d_lse, const f
   float scale = 1.0f / sqrtf((float)D);
   cudaStream_t s = (cudaStream_t)aqs_cuda_stream();
   unsigned blocks = blocks_for((size_t)N * Hq);
-  if (vec_ok(D, d_q, d_k, d_v))
-    attention_fwd_kernel<true><<<blocks, 32 * ATT_WARPS, 0, s>>>(d_out, d_lse, d_q, d_k, d_v, d_cu_seqlens, B, N, Hq,
-                                                                 Hkv, D, scale, rnd);
-  else
-    attention_fwd_kernel<false><<<blocks, 32 * ATT_WARPS, 0, s>>>(d_out, d_lse, d_q, d_k, d_v, d_cu_seqlens, B, N,
-                                                                  Hq, Hkv, D, scale, rnd);
+  attention_fwd_kernel<<<blocks, 32 * ATT_WARPS, 0, s>>>(d_out, d_lse, d_q, d_k, d_v, d_cu_seqlens, B, N, Hq, Hkv, D,
+                                                         scale, rnd);
   AQS_CUDA_LAUNCH_CHECK(e, "attention_fwd_kernel");
   return AQS_OK;
 }
@@ -278,21 +294,12 @@ extern "C" aqs_status aqs_cuda_attention_bwd(float *d_dq, float *d_dk, float *d_
   cudaStream_t s = (cudaStream_t)aqs_cuda_stream();
   float *delta = (float *)d_scratch;
   float *pdk = delta + (((size_t)N * Hq + 63) & ~(size_t)63), *pdv = pdk + (size_t)N * Hq * D;
-  const bool vec = vec_ok(D, d_q, d_k, d_v) && vec_ok(D, d_dout, d_q, d_q);
   unsigned bq = blocks_for((size_t)N * Hq);
-  if (vec) {
-    attention_bwd_dq_kernel<true><<<bq, 32 * ATT_WARPS, 0, s>>>(d_dq, delta, d_dout, d_out, d_lse, d_q, d_k, d_v,
-                                                                d_cu_seqlens, B, N, Hq, Hkv, D, scale, rnd);
-    AQS_CUDA_LAUNCH_CHECK(e, "attention_bwd_dq_kernel");
-    attention_bwd_dkv_kernel<true><<<bq, 32 * ATT_WARPS, 0, s>>>(pdk, pdv, delta, d_dout, d_lse, d_q, d_k, d_v,
-                                                                 d_cu_seqlens, B, N, Hq, Hkv, D, scale);
-  } else {
-    attention_bwd_dq_kernel<false><<<bq, 32 * ATT_WARPS, 0, s>>>(d_dq, delta, d_dout, d_out, d_lse, d_q, d_k, d_v,
-                                                                 d_cu_seqlens, B, N, Hq, Hkv, D, scale, rnd);
-    AQS_CUDA_LAUNCH_CHECK(e, "attention_bwd_dq_kernel");
-    attention_bwd_dkv_kernel<false><<<bq, 32 * ATT_WARPS, 0, s>>>(pdk, pdv, delta, d_dout, d_lse, d_q, d_k, d_v,
-                                                                  d_cu_seqlens, B, N, Hq, Hkv, D, scale);
-  }
+  attention_bwd_dq_kernel<<<bq, 32 * ATT_WARPS, 0, s>>>(d_dq, delta, d_dout, d_out, d_lse, d_q, d_k, d_v, d_cu_seqlens,
+                                                        B, N, Hq, Hkv, D, scale, rnd);
+  AQS_CUDA_LAUNCH_CHECK(e, "attention_bwd_dq_kernel");
+  attention_bwd_dkv_kernel<<<bq, 32 * ATT_WARPS, 0, s>>>(pdk, pdv, delta, d_dout, d_lse, d_q, d_k, d_v, d_cu_seqlens,
+                                                         B, N, Hq, Hkv, D, scale);
   AQS_CUDA_LAUNCH_CHECK(e, "attention_bwd_dkv_kernel");
   size_t total = (size_t)N * Hkv * D;
   attention_bwd_dkv_reduce_kernel<<<grid_for(total, 256), 256, 0, s>>>(d_dk, d_dv, pdk, pdv, N, Hq, Hkv, D, rnd);

@@ -52,8 +52,10 @@ static vec_file *load_vectors(void) {
     memcpy(&s->scale, &head[2], 4);
     s->n = head[3];
     s->out_width = head[4];
-    if (s->input_kind == 1) {
-      s->inputs = (const float *)(vf->bytes + off);
+    if (s->input_kind == 1) { /* copied: the file gives no alignment guarantee */
+      float *inputs = malloc(4u * s->n);
+      memcpy(inputs, vf->bytes + off, 4u * s->n);
+      s->inputs = inputs;
       off += 4u * s->n;
     }
     s->outputs = vf->bytes + off;
@@ -66,6 +68,7 @@ static vec_file *load_vectors(void) {
 }
 
 static void free_vectors(vec_file *vf) {
+  for (size_t i = 0; i < vf->nsections; i++) free((void *)vf->sections[i].inputs);
   free(vf->bytes);
   free(vf);
 }
