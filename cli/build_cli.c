@@ -1,13 +1,18 @@
 /* cli/build_cli.c: shared option handling and report printing of build, plan and demo. */
 #include "cli/build_cli.h"
 
+#include <dirent.h>
+#include <errno.h>
 #include <getopt.h>
+#include <sys/stat.h>
+#include <unistd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "cli/cli_util.h"
+#include "engine/stages/ckpt_store.h"
 
 int aqs_build_cli_parse(const char *cmd, int argc, char **argv, aqs_build_cli *out) {
   memset(out, 0, sizeof *out);
@@ -160,4 +165,56 @@ json_t *aqs_build_cli_json(const aqs_build_report *reports, size_t n, int plan) 
     json_array_append_new(arr, doc);
   }
   return arr;
+}
+
+int aqs_cli_export_dir(const char *cmd, const char *arg, aqs_cli_export_ctx *ctx, char *dir_out, size_t n) {
+  struct stat sb;
+  if (stat(arg, &sb) == 0 && S_ISDIR(sb.st_mode)) {
+    snprintf(dir_out, n, "%s", arg);
+    return 0;
+  }
+  if (!ctx->store && aqs_cli_open_store(cmd, 0, &ctx->ws, &ctx->store)) return AQS_EXIT_FAIL;
+  aqs_err e = {0};
+  aqs_digest rec, ckpt;
+  json_t *doc = NULL;
+  if (aqs_build_record_load(ctx->store, arg, &rec, &doc, &e) != AQS_OK ||
+      aqs_build_record_stage(doc, "export", &ckpt, &e) != AQS_OK) {
+    json_decref(doc);
+    aqs_cli_fail(cmd, "%s is neither a checkpoint directory nor a built recipe: %s", arg, e.msg);
+    return AQS_EXIT_FAIL;
+  }
+  json_decref(doc);
+  char tmp[4200];
+  snprintf(tmp, sizeof tmp, "%s/tmp/checkout-XXXXXX", aqs_store_path(ctx->store));
+  if (!mkdtemp(tmp)) {
+    aqs_cli_fail(cmd, "cannot create %s: %s", tmp, strerror(errno));
+    return AQS_EXIT_FAIL;
+  }
+  int k = ctx->n_tmp++;
+  snprintf(ctx->tmp_dirs[k], sizeof ctx->tmp_dirs[k], "%s", tmp);
+  snprintf(dir_out, n, "%s/%s", tmp, arg);
+  if (strchr(arg, '/')) snprintf(dir_out, n, "%s/checkout", tmp);
+  if (aqs_ckpt_materialize(ctx->store, &ckpt, dir_out, AQS_LINK_REFLINK, &e) != AQS_OK)
+    return aqs_cli_fail_err(cmd, &e);
+  return 0;
+}
+
+void aqs_cli_export_ctx_free(aqs_cli_export_ctx *ctx) {
+  for (int k = 0; k < ctx->n_tmp; k++) {
+    char cmd[4400];
+    /* Checkouts are read-only files in one directory under the store's tmp/. */
+    DIR *d = opendir(ctx->tmp_dirs[k]);
+    struct dirent *de;
+    while (d && (de = readdir(d))) {
+      if (de->d_name[0] == '.') continue;
+      snprintf(cmd, sizeof cmd, "%s/%s", ctx->tmp_dirs[k], de->d_name);
+      aqs_rm_flat_dir(cmd);
+    }
+    if (d) closedir(d);
+    rmdir(ctx->tmp_dirs[k]);
+  }
+  if (ctx->store) {
+    aqs_store_close(ctx->store);
+    aqs_workspace_free(&ctx->ws);
+  }
 }

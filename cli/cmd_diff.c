@@ -8,12 +8,15 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cli/build_cli.h"
 #include "engine/export/diff.h"
 
 static const char diff_usage[] =
     "usage: aqs diff A B [--json] [--tensors] [--quiet]\n"
     "\n"
-    "Compares two exported checkpoint directories (aqs export / aqs build outputs): the SHA-256 of\n"
+    "A and B are exported checkpoint directories (aqs export / aqs build outputs) or the names of\n"
+    "built recipes (aqs diff top10 top50: their checkpoints are checked out from the store).\n"
+    "Compares the two checkpoints: the SHA-256 of\n"
     "every tensor, and for tensors that differ the dequantized max-abs and relative L2 difference,\n"
     "summarized per group. Then the proof: the groups that differ must be exactly the groups where\n"
     "the two plans (from each aqs-manifest.json) differ, nothing else may differ, and every tensor\n"
@@ -85,10 +88,19 @@ static int run_diff(int argc, char **argv) {
     else if (ch == 'q') quiet = 1;
     else return aqs_cli_usage_error("diff", "unknown option");
   }
-  if (argc - optind != 2) return aqs_cli_usage_error("diff", "expected two export directories A and B");
+  if (argc - optind != 2) return aqs_cli_usage_error("diff", "expected two checkpoints A and B (directories or built recipe names)");
+  aqs_cli_export_ctx names = {0};
+  char dir_a[4400], dir_b[4400];
+  int rc_dirs = aqs_cli_export_dir("diff", argv[optind], &names, dir_a, sizeof dir_a);
+  if (!rc_dirs) rc_dirs = aqs_cli_export_dir("diff", argv[optind + 1], &names, dir_b, sizeof dir_b);
+  if (rc_dirs) {
+    aqs_cli_export_ctx_free(&names);
+    return rc_dirs;
+  }
   aqs_diff_report r;
   aqs_err e = {0};
-  aqs_status st = aqs_export_diff(argv[optind], argv[optind + 1], !quiet, &r, &e);
+  aqs_status st = aqs_export_diff(dir_a, dir_b, !quiet, &r, &e);
+  aqs_cli_export_ctx_free(&names);
   if (st != AQS_OK && st != AQS_ERR_MISMATCH) {
     aqs_diff_report_free(&r);
     return aqs_cli_fail_err("diff", &e);

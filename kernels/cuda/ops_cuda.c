@@ -29,9 +29,16 @@ typedef struct cuda_state {
   int inv_freq_D;
   float inv_freq_theta;
   int f32_splits;
+  /* The BF16 split of the last linear input stays valid in scratch until any op other than a
+   * linear or a read-only reduction runs: q/k/v (and gate/up) share one split. */
+  const float *split_src;
+  size_t split_n;
+  int split_nparts;
 } cuda_state;
 
 static cuda_state *state_of(aqs_backend *be) { return (cuda_state *)be->impl; }
+/* Forgets the cached linear-input split (every op that may write memory calls this). */
+static void invalidate_split(aqs_backend *be) { state_of(be)->split_src = NULL; }
 static int rnd_of(const aqs_backend *be) { return be->precision == AQS_PREC_BF16; }
 
 /* Records the first failure; later ops keep running (their results are discarded by the caller). */
@@ -67,21 +74,25 @@ static aqs_status c_alloc(aqs_backend *be, size_t bytes, void **out, aqs_err *e)
   return aqs_cuda_malloc(out, bytes ? bytes : 1, "a compute buffer", e);
 }
 static void c_free(aqs_backend *be, void *ptr) {
+  invalidate_split(be);
   (void)be;
   aqs_cuda_free(ptr);
 }
 static void c_copy_h2d(aqs_backend *be, void *dst, const void *src, size_t bytes) {
+  invalidate_split(be);
   NOTE(aqs_cuda_copy_h2d(dst, src, bytes, &err_));
 }
 static void c_copy_d2h(aqs_backend *be, void *dst, const void *src, size_t bytes) {
   NOTE(aqs_cuda_copy_d2h(dst, src, bytes, &err_));
 }
 static void c_copy_d2d(aqs_backend *be, void *dst, const void *src, size_t bytes) {
+  invalidate_split(be);
   NOTE(aqs_cuda_copy_d2d(dst, src, bytes, &err_));
 }
 static void c_zero(aqs_backend *be, void *ptr, size_t bytes) { NOTE(aqs_cuda_memset0(ptr, bytes, &err_)); }
 
 static aqs_status c_sync(aqs_backend *be, aqs_err *e) {
+  invalidate_split(be);
   cuda_state *s = state_of(be);
   aqs_err sync_err;
   aqs_err_clear(&sync_err);
@@ -118,26 +129,32 @@ static void c_close(aqs_backend *be) {
 
 /* ---- casts and elementwise ---- */
 static void c_cast_bf16_to_f32(aqs_backend *be, float *dst, const aqs_bf16 *src, size_t n) {
+  invalidate_split(be);
   NOTE(aqs_cuda_cast_bf16_to_f32(dst, src, n, &err_));
 }
 static void c_cast_f32_to_bf16(aqs_backend *be, aqs_bf16 *dst, const float *src, size_t n) {
+  invalidate_split(be);
   NOTE(aqs_cuda_cast_f32_to_bf16(dst, src, n, &err_));
 }
 static void c_round_bf16(aqs_backend *be, float *x, size_t n) { NOTE(aqs_cuda_round_bf16(x, n, &err_)); }
 static void c_add(aqs_backend *be, float *out, const float *a, const float *b, size_t n) {
+  invalidate_split(be);
   NOTE(aqs_cuda_add(out, a, b, n, rnd_of(be), &err_));
 }
 static void c_embedding(aqs_backend *be, float *out, const aqs_bf16 *table, const int32_t *ids, int N, int C) {
+  invalidate_split(be);
   NOTE(aqs_cuda_embedding(out, table, ids, N, C, &err_));
 }
 
 /* ---- RMSNorm ---- */
 static void c_rmsnorm_fwd(aqs_backend *be, float *out, float *rstd, const float *x, const aqs_bf16 *w, int N, int C,
                           float eps) {
+  invalidate_split(be);
   NOTE(aqs_cuda_rmsnorm_fwd(out, rstd, x, w, N, C, eps, rnd_of(be), &err_));
 }
 static void c_rmsnorm_bwd(aqs_backend *be, float *dx, const float *dout, const float *x, const float *rstd,
                           const aqs_bf16 *w, int N, int C, int accumulate) {
+  invalidate_split(be);
   NOTE(aqs_cuda_rmsnorm_bwd(dx, dout, x, rstd, w, N, C, accumulate, rnd_of(be), &err_));
 }
 
@@ -147,11 +164,18 @@ static int splits_of(aqs_backend *be) { return rnd_of(be) ? 1 : state_of(be)->f3
 /* Splits x (n floats) into BF16 parts in scratch; returns the parts or NULL after noting an error. */
 static uint16_t *split_operand(aqs_backend *be, const float *x, size_t n, int nparts) {
   cuda_state *s = state_of(be);
+  if (s->split_src == x && s->split_n == n && s->split_nparts == nparts) return (uint16_t *)s->scratch;
+  s->split_src = NULL;
   aqs_err err;
   aqs_status st = grow(&s->scratch, &s->scratch_bytes, (size_t)nparts * n * sizeof(uint16_t),
                        "the BF16 GEMM operand (reduce the tokens per step)", &err);
   if (st == AQS_OK) st = aqs_cuda_split_bf16((uint16_t *)s->scratch, x, n, nparts, &err);
   note(be, st, &err);
+  if (st == AQS_OK) {
+    s->split_src = x;
+    s->split_n = n;
+    s->split_nparts = nparts;
+  }
   return st == AQS_OK ? (uint16_t *)s->scratch : NULL;
 }
 
@@ -175,6 +199,8 @@ static void c_linear(aqs_backend *be, float *y, const float *x, const aqs_bf16 *
   size_t xn = (size_t)N * (size_t)K, yn = (size_t)N * (size_t)M;
   uint16_t *parts = split_operand(be, x, xn, nparts);
   if (!parts) return;
+  /* y must not alias x (ops.h); if it does anyway, the cached split of x is stale afterwards */
+  if ((const char *)y < (const char *)(x + xn) && (const char *)x < (const char *)(y + yn)) invalidate_split(be);
   if (rnd_of(be)) {
     uint16_t *yb = bf16_out_scratch(be, yn);
     if (!yb) return;
@@ -189,6 +215,7 @@ static void c_linear(aqs_backend *be, float *y, const float *x, const aqs_bf16 *
 
 static void c_linear_bwd_input(aqs_backend *be, float *dx, const float *dy, const aqs_bf16 *w, int N, int K, int M,
                                int accumulate) {
+  invalidate_split(be);
   if (N <= 0 || K <= 0) return;
   cuda_state *s = state_of(be);
   int nparts = splits_of(be);
@@ -211,13 +238,16 @@ static void c_linear_bwd_input(aqs_backend *be, float *dx, const float *dy, cons
 }
 
 static void c_quantize_fp8_f32(aqs_backend *be, uint8_t *q, const float *x, size_t n, float scale) {
+  invalidate_split(be);
   NOTE(aqs_cuda_quantize_fp8_f32(q, x, n, scale, 0, &err_));
 }
 static void c_quantize_fp8_bf16(aqs_backend *be, uint8_t *q, const aqs_bf16 *x, size_t n, float scale) {
+  invalidate_split(be);
   NOTE(aqs_cuda_quantize_fp8_bf16(q, x, n, scale, 0, &err_));
 }
 static void c_linear_fp8(aqs_backend *be, float *y, const uint8_t *xq, float x_scale, const uint8_t *wq,
                          float w_scale, const aqs_bf16 *bias, int N, int K, int M) {
+  invalidate_split(be);
   if (N <= 0 || M <= 0) return;
   size_t yn = (size_t)N * (size_t)M;
   if (rnd_of(be)) {
@@ -276,11 +306,13 @@ static const float *inv_freq_table(aqs_backend *be, int D, float theta) {
 
 static void c_rope_fwd(aqs_backend *be, float *x, const int32_t *pos, int N, int H, int D, const int mrope_section[3],
                        float theta) {
+  invalidate_split(be);
   const float *f = inv_freq_table(be, D, theta);
   if (f) NOTE(aqs_cuda_rope(x, pos, f, N, H, D, mrope_section, rnd_of(be), 0, &err_));
 }
 static void c_rope_bwd(aqs_backend *be, float *dx, const int32_t *pos, int N, int H, int D, const int mrope_section[3],
                        float theta) {
+  invalidate_split(be);
   const float *f = inv_freq_table(be, D, theta);
   if (f) NOTE(aqs_cuda_rope(dx, pos, f, N, H, D, mrope_section, rnd_of(be), 1, &err_));
 }
@@ -288,12 +320,14 @@ static void c_rope_bwd(aqs_backend *be, float *dx, const int32_t *pos, int N, in
 /* ---- attention ---- */
 static void c_attention_fwd(aqs_backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
                             const int32_t *cu_seqlens, int B, int max_seqlen, int N, int Hq, int Hkv, int D) {
+  invalidate_split(be);
   (void)max_seqlen;
   NOTE(aqs_cuda_attention_fwd(out, lse, q, k, v, cu_seqlens, B, N, Hq, Hkv, D, rnd_of(be), &err_));
 }
 static void c_attention_bwd(aqs_backend *be, float *dq, float *dk, float *dv, const float *dout, const float *out,
                             const float *lse, const float *q, const float *k, const float *v,
                             const int32_t *cu_seqlens, int B, int max_seqlen, int N, int Hq, int Hkv, int D) {
+  invalidate_split(be);
   (void)max_seqlen;
   cuda_state *s = state_of(be);
   aqs_err err;
@@ -307,10 +341,12 @@ static void c_attention_bwd(aqs_backend *be, float *dq, float *dk, float *dv, co
 
 /* ---- SwiGLU ---- */
 static void c_swiglu_fwd(aqs_backend *be, float *out, const float *gate, const float *up, size_t n) {
+  invalidate_split(be);
   NOTE(aqs_cuda_swiglu_fwd(out, gate, up, n, rnd_of(be), &err_));
 }
 static void c_swiglu_bwd(aqs_backend *be, float *dgate, float *dup, const float *dout, const float *gate,
                          const float *up, size_t n) {
+  invalidate_split(be);
   NOTE(aqs_cuda_swiglu_bwd(dgate, dup, dout, gate, up, n, rnd_of(be), &err_));
 }
 
@@ -324,12 +360,14 @@ static double *rows_scratch(aqs_backend *be, int N) {
 }
 static void c_cross_entropy(aqs_backend *be, float *dlogits, const float *logits, const int32_t *targets, int N,
                             int V, float grad_scale, double *loss_sum_host) {
+  invalidate_split(be);
   *loss_sum_host = NAN;
   double *rows = rows_scratch(be, N);
   if (rows)
     NOTE(aqs_cuda_cross_entropy(dlogits, logits, targets, N, V, grad_scale, rnd_of(be), rows, loss_sum_host, &err_));
 }
 static void c_log_softmax(aqs_backend *be, float *out, const float *logits, int N, int V) {
+  invalidate_split(be);
   NOTE(aqs_cuda_log_softmax(out, logits, N, V, &err_));
 }
 static void c_kl_div(aqs_backend *be, const float *logp_ref, const float *logits, int N, int V, double *kl_sum_host) {

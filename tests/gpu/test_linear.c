@@ -116,6 +116,45 @@ static void test_linear_deterministic(void **state) {
   mirror_free(&w);
 }
 
+/* The backend reuses the BF16 split of a linear's input across consecutive linears (q/k/v):
+ * results must follow the input when it changes in between (through any op). */
+static void test_shared_input_split(void **state) {
+  (void)state;
+  rng_seed(10);
+  const int N = 40, K = 128, M = 64;
+  for (int p = 0; p < 2; p++) {
+    gpu_set_precision(p ? AQS_PREC_BF16 : AQS_PREC_F32);
+    mirror x = mirror_random_f32((size_t)N * K, 1.0f, p), b = mirror_random_f32((size_t)N * K, 1.0f, p);
+    mirror w1 = mirror_random_bf16((size_t)M * K, 0.05f), w2 = mirror_random_bf16((size_t)M * K, 0.05f);
+    mirror y1 = mirror_new(NULL, (size_t)N * M * 4), y2 = mirror_new(NULL, (size_t)N * M * 4);
+    FOR_BOTH {
+      be->ops->linear(be, P(y1), P(x), P(w1), NULL, N, K, M);
+      be->ops->linear(be, P(y2), P(x), P(w2), NULL, N, K, M); /* same input: split reused */
+    }
+    compare_f32("linear, shared input (1st)", &y1, (size_t)N * M, p ? 8e-3 : 1e-5);
+    compare_f32("linear, shared input (2nd)", &y2, (size_t)N * M, p ? 8e-3 : 1e-5);
+    FOR_BOTH {
+      be->ops->add(be, P(x), P(x), P(b), (size_t)N * K); /* x changes in place */
+      be->ops->linear(be, P(y1), P(x), P(w1), NULL, N, K, M);
+    }
+    compare_f32("linear after the input changed (add)", &y1, (size_t)N * M, p ? 8e-3 : 1e-5);
+    float *h = malloc((size_t)N * K * 4);
+    for (int i = 0; i < N * K; i++) h[i] = round_to_bf16(rng_normal());
+    FOR_BOTH {
+      be->ops->copy_h2d(be, P(x), h, (size_t)N * K * 4);
+      be->ops->linear(be, P(y2), P(x), P(w2), NULL, N, K, M);
+    }
+    compare_f32("linear after the input changed (h2d)", &y2, (size_t)N * M, p ? 8e-3 : 1e-5);
+    free(h);
+    mirror_free(&x);
+    mirror_free(&b);
+    mirror_free(&w1);
+    mirror_free(&w2);
+    mirror_free(&y1);
+    mirror_free(&y2);
+  }
+}
+
 /* Asking for more memory than the GPU has: AQS_ERR_NOMEM naming the size and what to reduce. */
 static void test_out_of_memory_message(void **state) {
   (void)state;
@@ -164,6 +203,7 @@ int main(void) {
       cmocka_unit_test(test_linear_bwd_input),
       cmocka_unit_test(test_linear_fp8),
       cmocka_unit_test(test_linear_deterministic),
+      cmocka_unit_test(test_shared_input_split),
       cmocka_unit_test(test_out_of_memory_message),
       cmocka_unit_test(test_fp8_shape_error),
   };
