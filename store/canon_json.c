@@ -218,11 +218,14 @@ aqs_status aqs_action_key(const char *stage, const char *stage_version, const js
       json_object_set_new(norm_inputs, name, json_string(aqs_digest_str(&d, text)));
     }
   }
+  json_t *jstage = json_string(stage), *jversion = json_string(stage_version ? stage_version : "");
+  if (st == AQS_OK && (!jstage || !jversion))
+    st = aqs_errf(err, AQS_ERR_INVALID, "action key: stage name or version is not valid UTF-8");
   if (st == AQS_OK) {
     json_object_set(doc, "inputs", norm_inputs);
     json_object_set_new(doc, "params", params ? json_deep_copy(params) : json_object());
-    json_object_set_new(doc, "stage", json_string(stage));
-    json_object_set_new(doc, "stage_version", json_string(stage_version ? stage_version : ""));
+    json_object_set(doc, "stage", jstage);
+    json_object_set(doc, "stage_version", jversion);
     char *canon = NULL;
     size_t len = 0;
     st = aqs_json_canonical(doc, &canon, &len, err);
@@ -234,6 +237,8 @@ aqs_status aqs_action_key(const char *stage, const char *stage_version, const js
       aqs_err_prefix(err, "action key of %s", stage);
     }
   }
+  json_decref(jstage);
+  json_decref(jversion);
   json_decref(norm_inputs);
   json_decref(doc);
   return st;

@@ -88,7 +88,7 @@ aqs_status aqs_scores_to_json(const aqs_scores *s, char **out, aqs_err *e) {
   json_object_set_new(root, "scope", json_string(s->scope));
   json_object_set_new(root, "precision", json_string(s->precision));
   json_object_set_new(root, "backend", json_string(s->backend));
-  json_object_set_new(root, "device", json_string(s->device));
+  if (s->device[0]) json_object_set_new(root, "device", json_string(s->device));
   json_object_set_new(root, "n_tokens", json_integer(s->n_tokens));
   json_object_set_new(root, "n_seqs", json_integer(s->n_seqs));
   json_object_set_new(root, "n_batches", json_integer(s->n_batches));

@@ -39,7 +39,8 @@ typedef struct aqs_scores {
   char scope[16];               /* "lm_only" */
   char precision[8];            /* "f32" | "bf16" */
   char backend[16];             /* "cpu" | "cuda" */
-  char device[160];             /* provenance only */
+  char device[160];             /* provenance only; "" omits it from the JSON, which stages
+                                   do so that the stored bytes do not depend on the machine */
   int64_t n_tokens, n_seqs, n_batches;
   size_t ngroups;
   aqs_group_score *groups;      /* model group order */

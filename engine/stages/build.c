@@ -174,6 +174,7 @@ static aqs_status run_chunk(build_env *b, const aqs_recipe *r, chunk_kind kind, 
       aqs_sens_method m = r->method == AQS_RECIPE_KL_DIV ? AQS_SENS_KL_DIV : AQS_SENS_GRADIENT;
       aqs_scores sc = {0};
       st = aqs_sensitivity_batch(b->lm, &batch, m, (int)r->max_len, &sc, NULL, e);
+      sc.device[0] = '\0'; /* provenance, not content: the stored bytes must not name the machine */
       if (!st) st = aqs_scores_to_json(&sc, text_out, e);
       aqs_scores_free(&sc);
     }
@@ -336,6 +337,7 @@ static aqs_status stage_sensitivity(build_env *b, const aqs_recipe *r, const aqs
   aqs_scores total = {0};
   char *text = NULL;
   if (!st) st = aqs_scores_reduce(part_ptrs, (size_t)n_chunks, &total, e);
+  total.device[0] = '\0';
   if (!st) st = aqs_scores_to_json(&total, &text, e);
   aqs_digest d;
   if (!st) st = put_text(b->s, text, strlen(text), 0, &d, e);

@@ -117,8 +117,14 @@ static void test_chunk_invariance(void **state) {
     assert_int_equal(aqs_scores_to_json(&all, &j1, &e), AQS_OK);
     assert_int_equal(aqs_scores_to_json(&all_rt, &j2, &e), AQS_OK);
     assert_string_equal(j1, j2);
+    assert_non_null(strstr(j1, "\"device\": \"cpu"));
     free(j1);
     free(j2);
+    /* stages blank the device so stored bytes are machine-independent */
+    all.device[0] = '\0';
+    assert_int_equal(aqs_scores_to_json(&all, &j1, &e), AQS_OK);
+    assert_null(strstr(j1, "device"));
+    free(j1);
     /* mixing methods is refused */
     snprintf(rt[1].method, sizeof rt[1].method, "%s", m ? "gradient" : "kl_div");
     aqs_scores bad;
