@@ -12,6 +12,7 @@
 
 #include "cli/cli.h"
 #include "cli/cli_util.h"
+#include "common/path.h"
 #include "engine/stages/ckpt_store.h"
 
 int aqs_build_cli_parse(const char *cmd, int argc, char **argv, aqs_build_cli *out) {
@@ -192,8 +193,10 @@ int aqs_cli_export_dir(const char *cmd, const char *arg, aqs_cli_export_ctx *ctx
   }
   int k = ctx->n_tmp++;
   snprintf(ctx->tmp_dirs[k], sizeof ctx->tmp_dirs[k], "%s", tmp);
-  snprintf(dir_out, n, "%s/%s", tmp, arg);
-  if (strchr(arg, '/')) snprintf(dir_out, n, "%s/checkout", tmp);
+  if (aqs_path_join(dir_out, n, tmp, "checkout")) {
+    aqs_cli_fail(cmd, "path too long: %s", tmp);
+    return AQS_EXIT_FAIL;
+  }
   if (aqs_ckpt_materialize(ctx->store, &ckpt, dir_out, AQS_LINK_REFLINK, &e) != AQS_OK)
     return aqs_cli_fail_err(cmd, &e);
   return 0;
@@ -207,8 +210,7 @@ void aqs_cli_export_ctx_free(aqs_cli_export_ctx *ctx) {
     struct dirent *de;
     while (d && (de = readdir(d))) {
       if (de->d_name[0] == '.') continue;
-      snprintf(cmd, sizeof cmd, "%s/%s", ctx->tmp_dirs[k], de->d_name);
-      aqs_rm_flat_dir(cmd);
+      if (aqs_path_join(cmd, sizeof cmd, ctx->tmp_dirs[k], de->d_name) == 0) aqs_rm_flat_dir(cmd);
     }
     if (d) closedir(d);
     rmdir(ctx->tmp_dirs[k]);

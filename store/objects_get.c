@@ -147,13 +147,19 @@ static aqs_status obj_stream(aqs_store *s, const aqs_digest *d, bytes_fn fn, voi
     object_file_path(s, d, info->kind, path, sizeof path);
     fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-      char why[4500];
-      snprintf(why, sizeof why, "its file %s cannot be opened (%s)", path, strerror(errno));
-      st = corrupt(d, why, err);
+      int open_errno = errno;
+      aqs_object_info again;
+      if (open_errno == ENOENT && lookup(s, d, &again, NULL, NULL, NULL) == AQS_ERR_NOT_FOUND) {
+        st = not_found(s, d, err); /* evicted by a concurrent gc since the lookup */
+      } else {
+        char why[4500];
+        snprintf(why, sizeof why, "its file %s cannot be opened (%s)", path, strerror(open_errno));
+        st = corrupt(d, why, err);
+      }
     }
     block = malloc(GET_BLOCK_BYTES);
     if (st == AQS_OK && !block) st = aqs_errf(err, AQS_ERR_NOMEM, "reading: out of memory");
-    posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
+    if (fd >= 0) posix_fadvise(fd, 0, 0, POSIX_FADV_SEQUENTIAL);
     while (st == AQS_OK) {
       ssize_t n = read(fd, block, GET_BLOCK_BYTES);
       if (n < 0) {

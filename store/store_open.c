@@ -128,7 +128,8 @@ static aqs_status env_acquire(aqs_store *s, const char *index_path, aqs_err *err
   if (rc == 0) rc = mdb_env_set_maxreaders(e->env, 510);
   if (rc == 0) rc = mdb_env_set_mapsize(e->env, (size_t)s->cfg.map_size_bytes);
   if (rc == 0) {
-    unsigned flags = MDB_NOTLS | (e->rdonly ? MDB_RDONLY : 0);
+    /* NOMETASYNC: one fsync per commit; a power loss may drop the last commits, never corrupt. */
+    unsigned flags = MDB_NOTLS | MDB_NOMETASYNC | (e->rdonly ? MDB_RDONLY : 0);
     rc = mdb_env_open(e->env, index_path, flags, s->cfg.shared ? 0664 : 0644);
   }
   if (rc != 0) {

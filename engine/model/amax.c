@@ -58,7 +58,7 @@ aqs_status aqs_amax_set(aqs_amax_table *t, const char *module, float input_amax,
   t->entries = grown;
   memmove(&t->entries[i + 1], &t->entries[i], (t->n - i) * sizeof *grown);
   memset(&t->entries[i], 0, sizeof *grown);
-  snprintf(t->entries[i].module, AQS_AMAX_NAME_MAX, "%s", name);
+  memcpy(t->entries[i].module, name, strlen(name) + 1); /* length checked above */
   t->entries[i].input_amax = input_amax;
   t->entries[i].weight_amax = weight_amax;
   t->n++;

@@ -54,7 +54,8 @@ __device__ __forceinline__ void warp_sum_n(float (&v)[U]) {
 }
 
 /* out (N, Hq*D), lse (N, Hq); q (N, Hq*D); k, v (N, Hkv*D). One warp per (token t, head h);
- * online softmax over the keys start..t, ATT_UNROLL keys per step. */
+ * online softmax over the keys start..t, one key per step (measured faster here than unrolled
+ * steps: at 64-token sequences the forward is latency-bound either way). */
 __global__ void __launch_bounds__(32 * ATT_WARPS) attention_fwd_kernel(float *out, float *lse, const float *q,
                                                                         const float *k, const float *v,
                                                                         const int32_t *cu, int B, int N, int Hq,
@@ -66,41 +67,21 @@ __global__ void __launch_bounds__(32 * ATT_WARPS) attention_fwd_kernel(float *ou
   const int kh = h / (Hq / Hkv);
   const int start = cu[seq_of(cu, B, t)];
   const size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
-  const float *kbase = k + (size_t)kh * D, *vbase = v + (size_t)kh * D;
   float qr[ATT_MAX_PER_LANE], acc[ATT_MAX_PER_LANE];
   load_cols(qr, q + (size_t)t * qs + (size_t)h * D, D, lane);
 #pragma unroll
   for (int i = 0; i < ATT_MAX_PER_LANE; i++) acc[i] = 0.0f;
   float m = -INFINITY, l = 0.0f;
-  for (int j0 = start; j0 <= t; j0 += ATT_UNROLL) {
-    const int cnt = min(ATT_UNROLL, t - j0 + 1);
-    float s[ATT_UNROLL];
-#pragma unroll
-    for (int u = 0; u < ATT_UNROLL; u++) s[u] = u < cnt ? part_dot(qr, kbase + (size_t)(j0 + u) * ks, D, lane) : 0.0f;
-    warp_sum_n<ATT_UNROLL>(s);
-    float m_new = m;
-#pragma unroll
-    for (int u = 0; u < ATT_UNROLL; u++) {
-      s[u] = u < cnt ? s[u] * scale : -INFINITY;
-      m_new = fmaxf(m_new, s[u]);
-    }
-    const float corr = __expf(m - m_new);
-    float p[ATT_UNROLL], psum = 0.0f;
-#pragma unroll
-    for (int u = 0; u < ATT_UNROLL; u++) {
-      p[u] = u < cnt ? __expf(s[u] - m_new) : 0.0f;
-      psum += p[u];
-    }
-    l = l * corr + psum;
+  for (int j = start; j <= t; j++) {
+    const float *kj = k + (size_t)j * ks + (size_t)kh * D, *vj = v + (size_t)j * ks + (size_t)kh * D;
+    float s = warp_sum(part_dot(qr, kj, D, lane)) * scale;
+    float m_new = fmaxf(m, s);
+    float corr = __expf(m - m_new), p = __expf(s - m_new);
+    l = l * corr + p;
 #pragma unroll
     for (int i = 0; i < ATT_MAX_PER_LANE; i++) {
       int c = lane + 32 * i;
-      if (c >= D) continue;
-      float a = acc[i] * corr;
-#pragma unroll
-      for (int u = 0; u < ATT_UNROLL; u++)
-        if (u < cnt) a += p[u] * vbase[(size_t)(j0 + u) * ks + c];
-      acc[i] = a;
+      if (c < D) acc[i] = acc[i] * corr + p * vj[c];
     }
     m = m_new;
   }
@@ -168,6 +149,210 @@ __global__ void __launch_bounds__(32 * ATT_WARPS) attention_bwd_dq_kernel(
     if (c < D) o[c] = rnd ? round_bf16(acc[i]) : acc[i];
   }
   if (lane == 0) delta[(size_t)t * Hq + h] = di;
+}
+
+/* ---- GQA-shared variants: one warp per (token t, kv head), all G query heads of the group at
+ * once. Each key/value row is loaded once for G heads and the G dot-product reductions interleave,
+ * which is what a 64-token sequence needs (the per-head kernels above are latency-bound).
+ * PER = columns per lane (D <= 32 * PER). Same arithmetic per head as the per-head kernels. */
+template <int G, int PER>
+__global__ void __launch_bounds__(32 * ATT_WARPS) attention_fwd_gqa_kernel(float *out, float *lse, const float *q,
+                                                                            const float *k, const float *v,
+                                                                            const int32_t *cu, int B, int N, int Hq,
+                                                                            int Hkv, int D, float scale, int rnd) {
+  const int lane = threadIdx.x & 31;
+  const size_t task = (size_t)blockIdx.x * ATT_WARPS + (threadIdx.x >> 5);
+  if (task >= (size_t)N * (size_t)Hkv) return;
+  const int t = (int)(task / (size_t)Hkv), kh = (int)(task % (size_t)Hkv);
+  const int start = cu[seq_of(cu, B, t)];
+  const size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
+  const float *qrow = q + (size_t)t * qs + (size_t)kh * G * D;
+  float qr[G][PER], acc[G][PER], m[G], l[G];
+#pragma unroll
+  for (int g = 0; g < G; g++) {
+    m[g] = -INFINITY;
+    l[g] = 0.0f;
+#pragma unroll
+    for (int i = 0; i < PER; i++) {
+      int c = lane + 32 * i;
+      qr[g][i] = c < D ? qrow[(size_t)g * D + c] : 0.0f;
+      acc[g][i] = 0.0f;
+    }
+  }
+  const float *kb = k + (size_t)kh * D, *vb = v + (size_t)kh * D;
+  float kr[PER], vr[PER]; /* row j; the loop prefetches row j + 1 while computing with row j */
+#pragma unroll
+  for (int i = 0; i < PER; i++) {
+    int c = lane + 32 * i;
+    kr[i] = c < D ? kb[(size_t)start * ks + c] : 0.0f;
+    vr[i] = c < D ? vb[(size_t)start * ks + c] : 0.0f;
+  }
+  for (int j = start; j <= t; j++) {
+    float kn[PER], vn[PER];
+#pragma unroll
+    for (int i = 0; i < PER; i++) {
+      int c = lane + 32 * i;
+      bool ok = c < D && j < t;
+      kn[i] = ok ? kb[(size_t)(j + 1) * ks + c] : 0.0f;
+      vn[i] = ok ? vb[(size_t)(j + 1) * ks + c] : 0.0f;
+    }
+    float s[G];
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+      s[g] = 0.0f;
+#pragma unroll
+      for (int i = 0; i < PER; i++) s[g] += qr[g][i] * kr[i];
+    }
+    warp_sum_n<G>(s);
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+      float sc = s[g] * scale;
+      float m_new = fmaxf(m[g], sc);
+      float corr = __expf(m[g] - m_new), p = __expf(sc - m_new);
+      l[g] = l[g] * corr + p;
+#pragma unroll
+      for (int i = 0; i < PER; i++) acc[g][i] = acc[g][i] * corr + p * vr[i];
+      m[g] = m_new;
+    }
+#pragma unroll
+    for (int i = 0; i < PER; i++) {
+      kr[i] = kn[i];
+      vr[i] = vn[i];
+    }
+  }
+  float *orow = out + (size_t)t * qs + (size_t)kh * G * D;
+#pragma unroll
+  for (int g = 0; g < G; g++) {
+    const float inv_l = div_exact(1.0f, l[g]);
+#pragma unroll
+    for (int i = 0; i < PER; i++) {
+      int c = lane + 32 * i;
+      if (c < D) {
+        float val = acc[g][i] * inv_l;
+        orow[(size_t)g * D + c] = rnd ? round_bf16(val) : val;
+      }
+    }
+    if (lse && lane == 0) lse[(size_t)t * Hq + (size_t)kh * G + g] = m[g] + __logf(l[g]);
+  }
+}
+
+/* dq of the G heads of one (token, kv head), and delta = dO . O per head. */
+template <int G, int PER>
+__global__ void __launch_bounds__(32 * ATT_WARPS) attention_bwd_dq_gqa_kernel(
+    float *dq, float *delta, const float *dout, const float *out, const float *lse, const float *q, const float *k,
+    const float *v, const int32_t *cu, int B, int N, int Hq, int Hkv, int D, float scale, int rnd) {
+  const int lane = threadIdx.x & 31;
+  const size_t task = (size_t)blockIdx.x * ATT_WARPS + (threadIdx.x >> 5);
+  if (task >= (size_t)N * (size_t)Hkv) return;
+  const int t = (int)(task / (size_t)Hkv), kh = (int)(task % (size_t)Hkv);
+  const int start = cu[seq_of(cu, B, t)];
+  const size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D, qoff = (size_t)t * qs + (size_t)kh * G * D;
+  float qr[G][PER], dor[G][PER], acc[G][PER], di[G], li[G];
+#pragma unroll
+  for (int g = 0; g < G; g++) {
+    float d = 0.0f;
+#pragma unroll
+    for (int i = 0; i < PER; i++) {
+      int c = lane + 32 * i;
+      size_t off = qoff + (size_t)g * D + c;
+      qr[g][i] = c < D ? q[off] : 0.0f;
+      dor[g][i] = c < D ? dout[off] : 0.0f;
+      if (c < D) d += dor[g][i] * out[off];
+      acc[g][i] = 0.0f;
+    }
+    di[g] = d;
+    li[g] = lse[(size_t)t * Hq + (size_t)kh * G + g];
+  }
+  warp_sum_n<G>(di);
+  const float *kb = k + (size_t)kh * D, *vb = v + (size_t)kh * D;
+  float kr[PER], vr[PER]; /* row j; the loop prefetches row j + 1 while computing with row j */
+#pragma unroll
+  for (int i = 0; i < PER; i++) {
+    int c = lane + 32 * i;
+    kr[i] = c < D ? kb[(size_t)start * ks + c] : 0.0f;
+    vr[i] = c < D ? vb[(size_t)start * ks + c] : 0.0f;
+  }
+  for (int j = start; j <= t; j++) {
+    float kn[PER], vn[PER];
+#pragma unroll
+    for (int i = 0; i < PER; i++) {
+      int c = lane + 32 * i;
+      bool ok = c < D && j < t;
+      kn[i] = ok ? kb[(size_t)(j + 1) * ks + c] : 0.0f;
+      vn[i] = ok ? vb[(size_t)(j + 1) * ks + c] : 0.0f;
+    }
+    float r[2 * G];
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+      r[g] = 0.0f;
+      r[G + g] = 0.0f;
+#pragma unroll
+      for (int i = 0; i < PER; i++) {
+        r[g] += qr[g][i] * kr[i];
+        r[G + g] += dor[g][i] * vr[i];
+      }
+    }
+    warp_sum_n<2 * G>(r);
+#pragma unroll
+    for (int g = 0; g < G; g++) {
+      float p = __expf(r[g] * scale - li[g]);
+      float ds = p * (r[G + g] - di[g]) * scale;
+#pragma unroll
+      for (int i = 0; i < PER; i++) acc[g][i] += ds * kr[i];
+    }
+#pragma unroll
+    for (int i = 0; i < PER; i++) {
+      kr[i] = kn[i];
+      vr[i] = vn[i];
+    }
+  }
+#pragma unroll
+  for (int g = 0; g < G; g++) {
+#pragma unroll
+    for (int i = 0; i < PER; i++) {
+      int c = lane + 32 * i;
+      if (c < D) dq[qoff + (size_t)g * D + c] = rnd ? round_bf16(acc[g][i]) : acc[g][i];
+    }
+    if (lane == 0) delta[(size_t)t * Hq + (size_t)kh * G + g] = di[g];
+  }
+}
+
+/* Launches the GQA-shared variant when the group size and head_dim have an instantiation;
+ * returns false to fall back to the per-head kernels. */
+template <int G>
+static bool launch_gqa_g(bool fwd, int D, unsigned blocks, cudaStream_t s, float *o, float *l_or_delta,
+                         const float *dout, const float *out, const float *lse, const float *q, const float *k,
+                         const float *v, const int32_t *cu, int B, int N, int Hq, int Hkv, float scale, int rnd) {
+#define GQA_CASE(PER)                                                                                           \
+  if (D <= 32 * PER) {                                                                                          \
+    if (fwd)                                                                                                    \
+      attention_fwd_gqa_kernel<G, PER><<<blocks, 32 * ATT_WARPS, 0, s>>>(o, l_or_delta, q, k, v, cu, B, N, Hq,  \
+                                                                         Hkv, D, scale, rnd);                   \
+    else                                                                                                        \
+      attention_bwd_dq_gqa_kernel<G, PER><<<blocks, 32 * ATT_WARPS, 0, s>>>(o, l_or_delta, dout, out, lse, q, k, \
+                                                                            v, cu, B, N, Hq, Hkv, D, scale, rnd); \
+    return true;                                                                                                \
+  }
+  GQA_CASE(1)
+  GQA_CASE(2)
+  GQA_CASE(4)
+#undef GQA_CASE
+  return false;
+}
+
+static bool launch_gqa(bool fwd, int D, float *o, float *l_or_delta, const float *dout, const float *out,
+                       const float *lse, const float *q, const float *k, const float *v, const int32_t *cu, int B,
+                       int N, int Hq, int Hkv, float scale, int rnd) {
+  const int group = Hq / Hkv;
+  const unsigned blocks = (unsigned)(((size_t)N * Hkv + ATT_WARPS - 1) / ATT_WARPS);
+  cudaStream_t s = (cudaStream_t)aqs_cuda_stream();
+  switch (group) {
+    case 1: return launch_gqa_g<1>(fwd, D, blocks, s, o, l_or_delta, dout, out, lse, q, k, v, cu, B, N, Hq, Hkv, scale, rnd);
+    case 2: return launch_gqa_g<2>(fwd, D, blocks, s, o, l_or_delta, dout, out, lse, q, k, v, cu, B, N, Hq, Hkv, scale, rnd);
+    case 4: return launch_gqa_g<4>(fwd, D, blocks, s, o, l_or_delta, dout, out, lse, q, k, v, cu, B, N, Hq, Hkv, scale, rnd);
+    case 8: return launch_gqa_g<8>(fwd, D, blocks, s, o, l_or_delta, dout, out, lse, q, k, v, cu, B, N, Hq, Hkv, scale, rnd);
+    default: return false;
+  }
 }
 
 /* Partial dk, dv of one (key token j, query head h) over the later tokens of the sequence:
@@ -271,8 +456,9 @@ extern "C" aqs_status aqs_cuda_attention_fwd(float *d_out, float *d_lse, const f
   float scale = 1.0f / sqrtf((float)D);
   cudaStream_t s = (cudaStream_t)aqs_cuda_stream();
   unsigned blocks = blocks_for((size_t)N * Hq);
-  attention_fwd_kernel<<<blocks, 32 * ATT_WARPS, 0, s>>>(d_out, d_lse, d_q, d_k, d_v, d_cu_seqlens, B, N, Hq, Hkv, D,
-                                                         scale, rnd);
+  if (!launch_gqa(true, D, d_out, d_lse, NULL, NULL, NULL, d_q, d_k, d_v, d_cu_seqlens, B, N, Hq, Hkv, scale, rnd))
+    attention_fwd_kernel<<<blocks, 32 * ATT_WARPS, 0, s>>>(d_out, d_lse, d_q, d_k, d_v, d_cu_seqlens, B, N, Hq, Hkv,
+                                                           D, scale, rnd);
   AQS_CUDA_LAUNCH_CHECK(e, "attention_fwd_kernel");
   return AQS_OK;
 }
@@ -295,8 +481,10 @@ extern "C" aqs_status aqs_cuda_attention_bwd(float *d_dq, float *d_dk, float *d_
   float *delta = (float *)d_scratch;
   float *pdk = delta + (((size_t)N * Hq + 63) & ~(size_t)63), *pdv = pdk + (size_t)N * Hq * D;
   unsigned bq = blocks_for((size_t)N * Hq);
-  attention_bwd_dq_kernel<<<bq, 32 * ATT_WARPS, 0, s>>>(d_dq, delta, d_dout, d_out, d_lse, d_q, d_k, d_v, d_cu_seqlens,
-                                                        B, N, Hq, Hkv, D, scale, rnd);
+  if (!launch_gqa(false, D, d_dq, delta, d_dout, d_out, d_lse, d_q, d_k, d_v, d_cu_seqlens, B, N, Hq, Hkv, scale,
+                  rnd))
+    attention_bwd_dq_kernel<<<bq, 32 * ATT_WARPS, 0, s>>>(d_dq, delta, d_dout, d_out, d_lse, d_q, d_k, d_v,
+                                                          d_cu_seqlens, B, N, Hq, Hkv, D, scale, rnd);
   AQS_CUDA_LAUNCH_CHECK(e, "attention_bwd_dq_kernel");
   attention_bwd_dkv_kernel<<<bq, 32 * ATT_WARPS, 0, s>>>(pdk, pdv, delta, d_dout, d_lse, d_q, d_k, d_v, d_cu_seqlens,
                                                          B, N, Hq, Hkv, D, scale);

@@ -382,7 +382,12 @@ static void *reduce_scratch(aqs_backend *be) {
   if (!s->reduce_scratch) {
     aqs_err err;
     aqs_status st = aqs_cuda_malloc(&s->reduce_scratch, aqs_cuda_reduce_scratch_bytes(), "reduction partials", &err);
+    if (st == AQS_OK) st = aqs_cuda_memset0(s->reduce_scratch, aqs_cuda_reduce_scratch_bytes(), &err);
     note(be, st, &err);
+    if (st) {
+      aqs_cuda_free(s->reduce_scratch);
+      s->reduce_scratch = NULL;
+    }
   }
   return s->reduce_scratch;
 }

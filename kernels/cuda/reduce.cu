@@ -1,8 +1,8 @@
 /* kernels/cuda/reduce.cu: amax (calibration; NaN and Inf propagate so the caller can name the
  * layer) and the AutoQuantize gradient score sum of clamp(g*(y_q - y), +-1e10)^2 (the clamp in
- * F32, the square and the sum in double). Two passes: a grid
- * whose shape depends only on n writes per-block partials, one block folds them in order: the same
- * bits every run. CPU twin: kernels/cpu/reduce.c. */
+ * F32, the square and the sum in double). One launch: a grid whose shape depends only on n writes
+ * per-block partials and the last block to finish folds them in block order (same bits every run)
+ * into mapped host memory. CPU twin: kernels/cpu/reduce.c. */
 #include <string.h>
 
 #include "kernels/cuda/cuda_common.cuh"
@@ -29,6 +29,24 @@ __device__ float block_amax(float v) {
   float t = lane < nwarps ? scratch[lane] : 0.0f;
   return warp_amax(t);
 }
+__device__ float block_amax2(float v) {
+  __shared__ float scratch2[32];
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  v = warp_amax(v);
+  if (lane == 0) scratch2[warp] = v;
+  __syncthreads();
+  float t = lane < nwarps ? scratch2[lane] : 0.0f;
+  return warp_amax(t);
+}
+__device__ double block_sum_dbl2(double v) {
+  __shared__ double scratch2[32];
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  v = warp_sum_d(v);
+  if (lane == 0) scratch2[warp] = v;
+  __syncthreads();
+  double t = lane < nwarps ? scratch2[lane] : 0.0;
+  return warp_sum_d(t);
+}
 __device__ double block_sum_dbl(double v) {
   __shared__ double scratch[32];
   int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
@@ -49,7 +67,7 @@ __device__ __forceinline__ float load_abs<uint16_t>(const uint16_t *x, size_t i)
 }
 
 template <typename T>
-__global__ void amax_partial_kernel(float *partial, const T *x, size_t n) {
+__global__ void amax_partial_kernel(float *partial, const T *x, size_t n, unsigned *counter, float *h_result) {
   float m = 0.0f;
   size_t i0 = blockIdx.x * (size_t)blockDim.x + threadIdx.x, stride = (size_t)gridDim.x * blockDim.x;
   if (sizeof(T) == 4 && ((uintptr_t)x & 15u) == 0) { /* F32: 16-byte loads for the bulk */
@@ -64,14 +82,24 @@ __global__ void amax_partial_kernel(float *partial, const T *x, size_t n) {
   }
   m = block_amax(m);
   if (threadIdx.x == 0) partial[blockIdx.x] = m;
+  /* the last block to finish folds the partials in block order (deterministic) and writes the
+   * result straight into mapped host memory: one launch and no copy per reduction */
+  __shared__ bool is_last;
+  if (threadIdx.x == 0) {
+    __threadfence();
+    is_last = atomicAdd(counter, 1u) == gridDim.x - 1;
+  }
+  __syncthreads();
+  if (!is_last) return;
+  __threadfence();
+  float f = 0.0f;
+  for (unsigned i = threadIdx.x; i < gridDim.x; i += blockDim.x) f = amax_combine(f, ((volatile float *)partial)[i]);
+  f = block_amax2(f);
+  if (threadIdx.x == 0) {
+    *(volatile float *)h_result = f;
+    *counter = 0;
+  }
 }
-__global__ void amax_final_kernel(float *out, const float *partial, int nparts) {
-  float m = 0.0f;
-  for (int i = threadIdx.x; i < nparts; i += blockDim.x) m = amax_combine(m, partial[i]);
-  m = block_amax(m);
-  if (threadIdx.x == 0) out[0] = m;
-}
-
 __device__ __forceinline__ double score_term(float g, float y, float yq) {
   float t = g * (yq - y);
   if (t > 1e10f) t = 1e10f;
@@ -80,7 +108,7 @@ __device__ __forceinline__ double score_term(float g, float y, float yq) {
 }
 
 __global__ void grad_score_partial_kernel(double *partial, const float *g, const float *y, const float *y_q, size_t n,
-                                          int vec) {
+                                          int vec, unsigned *counter, double *h_result) {
   double acc = 0.0;
   size_t i0 = blockIdx.x * (size_t)blockDim.x + threadIdx.x, stride = (size_t)gridDim.x * blockDim.x;
   size_t done = 0;
@@ -98,28 +126,39 @@ __global__ void grad_score_partial_kernel(double *partial, const float *g, const
   for (size_t i = done + i0; i < n; i += stride) acc += score_term(g[i], y[i], y_q[i]);
   acc = block_sum_dbl(acc);
   if (threadIdx.x == 0) partial[blockIdx.x] = acc;
-}
-__global__ void sum_final_kernel(double *out, const double *partial, int nparts) {
-  double acc = 0.0;
-  for (int i = threadIdx.x; i < nparts; i += blockDim.x) acc += partial[i];
-  acc = block_sum_dbl(acc);
-  if (threadIdx.x == 0) out[0] = acc;
-}
-
-/* Pinned host word for the results: a 4/8-byte copy to pageable memory costs several microseconds
- * more, and every amax / score of a pass waits for one. */
-static void *g_pinned;
-static aqs_status result_to_host(void *h_dst, const void *d_src, size_t bytes, aqs_err *e) {
-  cudaStream_t s = (cudaStream_t)aqs_cuda_stream();
-  if (!g_pinned && cudaMallocHost(&g_pinned, 64) != cudaSuccess) {
-    cudaGetLastError();
-    g_pinned = NULL;
-    return aqs_cuda_copy_d2h(h_dst, d_src, bytes, e);
+  __shared__ bool is_last;
+  if (threadIdx.x == 0) {
+    __threadfence();
+    is_last = atomicAdd(counter, 1u) == gridDim.x - 1;
   }
-  cudaError_t err = cudaMemcpyAsync(g_pinned, d_src, bytes, cudaMemcpyDeviceToHost, s);
-  if (err == cudaSuccess) err = cudaStreamSynchronize(s);
-  if (err != cudaSuccess) return aqs_errf(e, AQS_ERR_INTERNAL, "cuda: reduction result: %s", cudaGetErrorString(err));
-  memcpy(h_dst, g_pinned, bytes);
+  __syncthreads();
+  if (!is_last) return;
+  __threadfence();
+  double f = 0.0;
+  for (unsigned i = threadIdx.x; i < gridDim.x; i += blockDim.x) f += ((volatile double *)partial)[i];
+  f = block_sum_dbl2(f);
+  if (threadIdx.x == 0) {
+    *(volatile double *)h_result = f;
+    *counter = 0;
+  }
+}
+/* Mapped pinned host words for the results: the last block writes there directly, so a
+ * reduction is one launch plus the stream sync its host result needs anyway. */
+static double *g_mapped_host, *g_mapped_dev;
+static aqs_status mapped_result(aqs_err *e) {
+  if (g_mapped_dev) return AQS_OK;
+  void *h = NULL, *d = NULL;
+  if (cudaHostAlloc(&h, 64, cudaHostAllocMapped) != cudaSuccess || cudaHostGetDevicePointer(&d, h, 0) != cudaSuccess) {
+    cudaGetLastError();
+    return aqs_errf(e, AQS_ERR_NOMEM, "cuda: allocating 64 bytes of mapped host memory for reduction results");
+  }
+  g_mapped_host = (double *)h;
+  g_mapped_dev = (double *)d;
+  return AQS_OK;
+}
+static aqs_status wait_result(aqs_err *e) {
+  cudaError_t err = cudaStreamSynchronize((cudaStream_t)aqs_cuda_stream());
+  if (err != cudaSuccess) return aqs_errf(e, AQS_ERR_INTERNAL, "cuda: reduction: %s", cudaGetErrorString(err));
   return AQS_OK;
 }
 
@@ -130,34 +169,42 @@ static unsigned red_blocks(size_t n) {
 }
 
 /* ---- launchers ---- */
-/* Scratch sizes for the launchers below, in bytes. */
+/* Scratch size for the launchers below, in bytes: partials, a spare slot, the block counter. */
 extern "C" size_t aqs_cuda_reduce_scratch_bytes(void) { return (RED_MAX_BLOCKS + 2) * sizeof(double); }
 
-/* d_scratch: aqs_cuda_reduce_scratch_bytes() bytes. bf16 != 0: x holds BF16 bits. */
+/* d_scratch: aqs_cuda_reduce_scratch_bytes() bytes, zeroed once before first use (the kernels
+ * leave their counter at zero). bf16 != 0: x holds BF16 bits. */
 extern "C" aqs_status aqs_cuda_amax(const void *d_x, int bf16, size_t n, void *d_scratch, float *h_amax,
                                     aqs_err *e) {
+  aqs_status st = mapped_result(e);
+  if (st) return st;
   cudaStream_t s = (cudaStream_t)aqs_cuda_stream();
-  float *partial = (float *)d_scratch, *result = partial + RED_MAX_BLOCKS;
+  float *partial = (float *)d_scratch;
+  unsigned *counter = (unsigned *)((double *)d_scratch + RED_MAX_BLOCKS + 1);
+  float *h_result = (float *)g_mapped_dev;
   unsigned blocks = red_blocks(n);
   if (bf16)
-    amax_partial_kernel<uint16_t><<<blocks, RED_THREADS, 0, s>>>(partial, (const uint16_t *)d_x, n);
+    amax_partial_kernel<uint16_t><<<blocks, RED_THREADS, 0, s>>>(partial, (const uint16_t *)d_x, n, counter, h_result);
   else
-    amax_partial_kernel<float><<<blocks, RED_THREADS, 0, s>>>(partial, (const float *)d_x, n);
+    amax_partial_kernel<float><<<blocks, RED_THREADS, 0, s>>>(partial, (const float *)d_x, n, counter, h_result);
   AQS_CUDA_LAUNCH_CHECK(e, "amax_partial_kernel");
-  amax_final_kernel<<<1, RED_THREADS, 0, s>>>(result, partial, (int)blocks);
-  AQS_CUDA_LAUNCH_CHECK(e, "amax_final_kernel");
-  return result_to_host(h_amax, result, sizeof(float), e);
+  if ((st = wait_result(e))) return st;
+  *h_amax = *(volatile float *)g_mapped_host;
+  return AQS_OK;
 }
 
 extern "C" aqs_status aqs_cuda_grad_score(const float *d_g, const float *d_y, const float *d_yq, size_t n,
                                           void *d_scratch, double *h_sum, aqs_err *e) {
+  aqs_status st = mapped_result(e);
+  if (st) return st;
   cudaStream_t s = (cudaStream_t)aqs_cuda_stream();
-  double *partial = (double *)d_scratch, *result = partial + RED_MAX_BLOCKS;
+  double *partial = (double *)d_scratch;
+  unsigned *counter = (unsigned *)((double *)d_scratch + RED_MAX_BLOCKS + 1);
   unsigned blocks = red_blocks(n);
   int vec = ((((uintptr_t)d_g) | ((uintptr_t)d_y) | ((uintptr_t)d_yq)) & 15u) == 0;
-  grad_score_partial_kernel<<<blocks, RED_THREADS, 0, s>>>(partial, d_g, d_y, d_yq, n, vec);
+  grad_score_partial_kernel<<<blocks, RED_THREADS, 0, s>>>(partial, d_g, d_y, d_yq, n, vec, counter, g_mapped_dev);
   AQS_CUDA_LAUNCH_CHECK(e, "grad_score_partial_kernel");
-  sum_final_kernel<<<1, RED_THREADS, 0, s>>>(result, partial, (int)blocks);
-  AQS_CUDA_LAUNCH_CHECK(e, "sum_final_kernel");
-  return result_to_host(h_sum, result, sizeof(double), e);
+  if ((st = wait_result(e))) return st;
+  *h_sum = *(volatile double *)g_mapped_host;
+  return AQS_OK;
 }

@@ -81,6 +81,9 @@ static void test_attention_f32(void **state) {
   run_attention(AQS_PREC_F32, &b);
   att_case c = {3, {3, 17, 40}, 4, 4, 16};
   run_attention(AQS_PREC_F32, &c);
+  /* group 3 and head_dim 192: the per-head kernels (no GQA-shared instantiation) */
+  att_case d = {2, {50, 20}, 6, 2, 192};
+  run_attention(AQS_PREC_F32, &d);
 }
 
 static void test_attention_bf16(void **state) {
