@@ -502,6 +502,22 @@ static aqs_status break_export(const char *path, aqs_err *e) {
   return AQS_OK;
 }
 
+/* Source tensor digests from the source stage's manifest ("tensors" in name order), so the
+ * exporter need not hash tensors it copies unchanged. */
+static int source_digest_of(void *ctx, const char *name, aqs_digest *out) {
+  const json_t *tensors = ctx;
+  size_t lo = 0, hi = json_array_size(tensors);
+  while (lo < hi) {
+    size_t mid = (lo + hi) / 2;
+    const json_t *t = json_array_get(tensors, mid);
+    int c = strcmp(json_string_value(json_array_get(t, 0)), name);
+    if (c == 0) return aqs_digest_parse(json_string_value(json_array_get(t, 3)), out, NULL) == AQS_OK;
+    if (c < 0) lo = mid + 1;
+    else hi = mid;
+  }
+  return 0;
+}
+
 typedef struct export_sink {
   aqs_ckpt_builder *builder;
   int broken;        /* test hook armed for this export */
@@ -549,10 +565,14 @@ static aqs_status stage_export(build_env *b, const aqs_recipe *r, const aqs_dige
     /* Each file goes into the store as soon as the exporter finishes it and is then removed,
      * so staging never holds more than the shards in flight. */
     export_sink sink = {.broken = broken};
-    st = aqs_ckpt_builder_new(b->s, &sink.builder, e);
+    json_t *source_doc = NULL;
+    st = aqs_ckpt_load_manifest(b->s, source, "aqs-model", &source_doc, e);
+    if (!st) st = aqs_ckpt_builder_new(b->s, &sink.builder, e);
     aqs_export_opts eo = {.model_dir = b->o->model_dir, .amax = &t, .plan = plan, .out_dir = outdir,
                           .source_digest = aqs_digest_str(source, source_str), .amax_digest = amax_str,
-                          .progress = b->o->progress, .on_file = sink_file, .on_file_ctx = &sink};
+                          .progress = b->o->progress, .on_file = sink_file, .on_file_ctx = &sink,
+                          .source_tensor_digest = source_digest_of,
+                          .source_tensor_digest_ctx = json_object_get(source_doc, "tensors")};
     aqs_export_result res;
     if (!st) st = aqs_export_run(&eo, &res, e);
     if (!st) aqs_export_result_free(&res);
@@ -562,6 +582,7 @@ static aqs_status stage_export(build_env *b, const aqs_recipe *r, const aqs_dige
       sink.builder = NULL;
     }
     aqs_ckpt_builder_free(sink.builder);
+    json_decref(source_doc);
     if (!st && !broken) st = aqs_stage_record(b->s, &ctx, &ckpt, e);
     if (!st) out->result = ckpt;
     aqs_rm_flat_dir(outdir);
