@@ -240,6 +240,7 @@ typedef struct file_sink {
   uint8_t *zout;
   size_t zout_cap;
   uint64_t written;
+  uint64_t synced_upto; /* writeback started for [0, synced_upto) */
 } file_sink;
 
 static aqs_status sink_write_all(file_sink *k, const void *data, size_t len, aqs_err *err) {
@@ -253,6 +254,11 @@ static aqs_status sink_write_all(file_sink *k, const void *data, size_t len, aqs
     p += n;
     len -= (size_t)n;
     k->written += (uint64_t)n;
+  }
+  if (k->written - k->synced_upto >= (8u << 20)) { /* start writeback early (see fsync below) */
+    sync_file_range(k->fd, (off_t)k->synced_upto, (off_t)(k->written - k->synced_upto),
+                    SYNC_FILE_RANGE_WRITE);
+    k->synced_upto = k->written;
   }
   return AQS_OK;
 }
@@ -429,6 +435,8 @@ static aqs_status read_at(int fd, void *buf, size_t want, uint64_t offset, const
   size_t got = 0;
   while (got < want) {
     ssize_t n = pread(fd, (uint8_t *)buf + got, want - got, (off_t)(offset + got));
+    if (n < 0 && errno == ESPIPE) /* a pipe or socket: read in order (offset must be 0) */
+      n = read(fd, (uint8_t *)buf + got, want - got);
     if (n < 0) {
       if (errno == EINTR) continue;
       return aqs_errno(err, AQS_ERR_IO, errno, "reading %s", what);
@@ -545,6 +553,112 @@ static aqs_status stream_pipelined(file_sink *k, aqs_sha256 *h, int fd, uint64_t
   return st;
 }
 
+/* Raw puts from a regular file copy in the kernel (copy_file_range, as cp does; a reflink where
+ * the filesystem can) while this thread hashes what has landed in the tmp file, so the digest is
+ * of the stored bytes themselves even if the source changes meanwhile. Returns
+ * AQS_ERR_UNSUPPORTED before copying anything when the kernel or filesystem cannot do it. */
+typedef struct raw_copy {
+  pthread_mutex_t mu;
+  pthread_cond_t cv;
+  int src_fd, dst_fd;
+  uint64_t offset, length; /* length may be AQS_TO_EOF */
+  uint64_t copied;
+  int finished, copy_errno, unsupported;
+} raw_copy;
+
+static void *raw_copy_worker(void *arg) {
+  raw_copy *c = arg;
+  uint64_t copied = 0;
+  int err_no = 0, unsupported = 0;
+  for (;;) {
+    size_t want = 8u << 20;
+    if (c->length != AQS_TO_EOF && c->length - copied < want) want = (size_t)(c->length - copied);
+    if (want == 0) break;
+    loff_t src = (loff_t)(c->offset + copied), dst = (loff_t)copied;
+    ssize_t n = copy_file_range(c->src_fd, &src, c->dst_fd, &dst, want, 0);
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0) {
+      err_no = errno;
+      unsupported = copied == 0 && (errno == EXDEV || errno == EINVAL || errno == ENOSYS ||
+                                    errno == EOPNOTSUPP || errno == EBADF);
+      break;
+    }
+    if (n == 0) break;
+    /* Start writeback now, so the final fsync overlaps with the hashing instead of following it. */
+    sync_file_range(c->dst_fd, (off_t)copied, (off_t)n, SYNC_FILE_RANGE_WRITE);
+    copied += (uint64_t)n;
+    pthread_mutex_lock(&c->mu);
+    c->copied = copied;
+    pthread_cond_broadcast(&c->cv);
+    pthread_mutex_unlock(&c->mu);
+  }
+  pthread_mutex_lock(&c->mu);
+  c->copied = copied;
+  c->finished = 1;
+  c->copy_errno = err_no;
+  c->unsupported = unsupported;
+  pthread_cond_broadcast(&c->cv);
+  pthread_mutex_unlock(&c->mu);
+  return NULL;
+}
+
+static aqs_status stream_raw_copy(file_sink *k, aqs_sha256 *h, int fd, uint64_t offset,
+                                  uint64_t length, const char *name, uint64_t *done,
+                                  aqs_err *err) {
+  struct stat sb;
+  if (k->zc || fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) return AQS_ERR_UNSUPPORTED;
+  uint8_t *buf = malloc(PIPE_BLOCK_BYTES);
+  if (!buf) return AQS_ERR_UNSUPPORTED;
+  raw_copy c;
+  memset(&c, 0, sizeof c);
+  c.src_fd = fd;
+  c.dst_fd = k->fd;
+  c.offset = offset;
+  c.length = length;
+  pthread_mutex_init(&c.mu, NULL);
+  pthread_cond_init(&c.cv, NULL);
+  pthread_t worker;
+  if (pthread_create(&worker, NULL, raw_copy_worker, &c) != 0) {
+    free(buf);
+    return AQS_ERR_UNSUPPORTED;
+  }
+  aqs_status st = AQS_OK;
+  uint64_t hashed = 0;
+  for (;;) {
+    pthread_mutex_lock(&c.mu);
+    while (c.copied == hashed && !c.finished) pthread_cond_wait(&c.cv, &c.mu);
+    uint64_t available = c.copied;
+    int finished = c.finished;
+    pthread_mutex_unlock(&c.mu);
+    if (available == hashed && finished) break;
+    while (hashed < available && st == AQS_OK) {
+      size_t want = available - hashed < PIPE_BLOCK_BYTES ? (size_t)(available - hashed)
+                                                           : PIPE_BLOCK_BYTES;
+      size_t got = 0;
+      st = read_at(k->fd, buf, want, hashed, k->path, &got, err);
+      if (st == AQS_OK && got != want)
+        st = aqs_errf(err, AQS_ERR_IO, "reading back %s: short read", k->path);
+      if (st == AQS_OK) aqs_sha256_update(h, buf, got);
+      hashed += got;
+    }
+    if (st != AQS_OK) break;
+  }
+  pthread_join(worker, NULL);
+  free(buf);
+  pthread_cond_destroy(&c.cv);
+  pthread_mutex_destroy(&c.mu);
+  if (st != AQS_OK) return st;
+  if (c.unsupported) return AQS_ERR_UNSUPPORTED;
+  if (c.copy_errno)
+    return aqs_errno(err, AQS_ERR_IO, c.copy_errno, "copying %s into the store", name);
+  if (length != AQS_TO_EOF && c.copied != length)
+    return aqs_errf(err, AQS_ERR_IO, "reading %s: end of file after %llu of %llu bytes", name,
+                    (unsigned long long)c.copied, (unsigned long long)length);
+  *done = c.copied;
+  k->written = c.copied;
+  return AQS_OK;
+}
+
 aqs_status aqs_put_fd(aqs_store *s, int fd, uint64_t offset, uint64_t length, const char *what,
                       const aqs_put_opts *opts, aqs_put_info *info, aqs_err *err) {
   if (s->flags & AQS_STORE_RDONLY)
@@ -591,7 +705,16 @@ aqs_status aqs_put_fd(aqs_store *s, int fd, uint64_t offset, uint64_t length, co
     st = sink_feed(&k, block, head, ZSTD_e_continue, err);
     done = head;
   }
-  if (st == AQS_OK) st = stream_pipelined(&k, h, fd, offset, length, name, &done, err);
+  if (st == AQS_OK && plan.raw) {
+    st = stream_raw_copy(&k, h, fd, offset, length, name, &done, err);
+    if (st == AQS_ERR_UNSUPPORTED) { /* nothing copied or hashed: stream it ourselves */
+      aqs_sha256_reset(h);
+      done = 0;
+      st = stream_pipelined(&k, h, fd, offset, length, name, &done, err);
+    }
+  } else if (st == AQS_OK) {
+    st = stream_pipelined(&k, h, fd, offset, length, name, &done, err);
+  }
   if (st == AQS_OK) st = sink_finish(&k, err);
   if (st == AQS_OK) {
     aqs_sha256_final(h, &c.digest);

@@ -126,7 +126,8 @@ aqs_status aqs_put_mem(aqs_store *s, const void *data, size_t len, const aqs_put
 
 /* Puts length bytes of fd from offset (AQS_TO_EOF: to the end). Streams in blocks with pread
  * (thread-safe on one fd; the fd position is neither used nor moved); never holds the whole
- * object in memory. Use it for tensor byte ranges inside a checkpoint file. Same semantics and
+ * object in memory. Pipes and sockets work too (read in order; offset must then be 0). Raw puts
+ * from a regular file copy in the kernel (copy_file_range) and hash the stored copy. Use it for tensor byte ranges inside a checkpoint file. Same semantics and
  * errors as aqs_put_mem; reading past EOF before length bytes is AQS_ERR_IO. what (may be NULL)
  * names the source in messages. */
 aqs_status aqs_put_fd(aqs_store *s, int fd, uint64_t offset, uint64_t length, const char *what,

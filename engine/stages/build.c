@@ -95,6 +95,34 @@ static aqs_status explain_miss(build_env *b, aqs_stage_ctx *ctx, aqs_stage_outco
   return aqs_stage_miss_reason(b->s, ctx->stage, ctx->key_doc, out->reason, sizeof out->reason, e);
 }
 
+/* Looks a stage up (taking ownership of inputs and params). *done = 1 when nothing is left to do:
+ * a hit (out->result set), or a dry run (out->reason explains the miss); ctx is then freed. */
+static aqs_status open_stage(build_env *b, const char *stage, const char *version, json_t *inputs, json_t *params,
+                             aqs_stage_ctx *ctx, aqs_stage_outcome *out, int *done, aqs_err *e) {
+  aqs_status st = aqs_stage_lookup(b->s, stage, version, inputs, params, ctx, e);
+  json_decref(inputs);
+  json_decref(params);
+  *done = 1;
+  if (st) return st;
+  out->key = ctx->key;
+  out->hit = ctx->hit;
+  if (ctx->hit) out->result = ctx->result;
+  else if (b->o->dry_run) st = explain_miss(b, ctx, out, e);
+  else *done = 0;
+  if (*done) aqs_stage_ctx_free(ctx);
+  return st;
+}
+
+/* Stores a miss's result text and records the action (the caller frees ctx). */
+static aqs_status close_stage(build_env *b, aqs_stage_ctx *ctx, const char *text, aqs_stage_outcome *out,
+                              aqs_err *e) {
+  aqs_digest d;
+  aqs_status st = put_text(b->s, text, strlen(text), 0, &d, e);
+  if (!st) st = aqs_stage_record(b->s, ctx, &d, e);
+  if (!st) out->result = d;
+  return st;
+}
+
 /* ---- calib-set ---- */
 
 static aqs_status stage_calib_set(build_env *b, const aqs_recipe *r, aqs_stage_outcome *out, aqs_err *e) {
@@ -137,6 +165,26 @@ static aqs_status load_calib_set(build_env *b, const aqs_digest *d, aqs_calib_se
 
 /* ---- chunked compute stages ---- */
 
+/* Sets the calibrated input amax in the loaded model (once per amax table). */
+static aqs_status ensure_amax(build_env *b, const aqs_digest *amax, aqs_err *e) {
+  if (b->lm_amax_set && aqs_digest_eq(&b->lm_amax, amax)) return AQS_OK;
+  char *text;
+  size_t len;
+  aqs_status st = get_text(b->s, amax, &text, &len, e);
+  if (st) return st;
+  aqs_amax_table t = {0};
+  char what[AQS_DIGEST_STR_SIZE];
+  st = aqs_amax_from_json(text, len, aqs_digest_str(amax, what), &t, e);
+  free(text);
+  if (!st) st = aqs_lm_set_amax(b->lm, &t, e);
+  aqs_amax_free(&t);
+  if (!st) {
+    b->lm_amax = *amax;
+    b->lm_amax_set = 1;
+  }
+  return st;
+}
+
 typedef enum { CHUNK_CALIBRATE, CHUNK_SENSITIVITY } chunk_kind;
 
 /* Runs (or reuses) one chunk action; on a miss computes it. *text_out is the chunk result JSON. */
@@ -165,6 +213,7 @@ static aqs_status run_chunk(build_env *b, const aqs_recipe *r, chunk_kind kind, 
     st = aqs_calib_chunk_load(b->s, set, chunk_index, &chunk, e);
     if (!st) st = aqs_token_batch_of_chunk(&chunk, &batch, e);
     if (!st) st = ensure_lm(b, e);
+    if (!st && kind == CHUNK_SENSITIVITY) st = ensure_amax(b, amax, e);
     if (!st && kind == CHUNK_CALIBRATE) {
       aqs_amax_table t = {0};
       st = aqs_calibrate_batch(b->lm, &batch, (int)r->max_len, &t, e);
@@ -199,18 +248,9 @@ static aqs_status stage_calibrate(build_env *b, const aqs_recipe *r, const aqs_d
   json_t *params = compute_params(b, r);
   json_object_set_new(params, "algorithm", json_string("max"));
   aqs_stage_ctx ctx;
-  aqs_status st = aqs_stage_lookup(b->s, "calibrate", V_CALIBRATE, inputs, params, &ctx, e);
-  json_decref(inputs);
-  json_decref(params);
-  if (st) return st;
-  out->key = ctx.key;
-  out->hit = ctx.hit;
-  if (ctx.hit || b->o->dry_run) {
-    out->result = ctx.result;
-    if (!ctx.hit) st = explain_miss(b, &ctx, out, e);
-    aqs_stage_ctx_free(&ctx);
-    return st;
-  }
+  int done;
+  aqs_status st = open_stage(b, "calibrate", V_CALIBRATE, inputs, params, &ctx, out, &done, e);
+  if (done) return st;
   aqs_calib_set set = {0};
   st = load_calib_set(b, calib, &set, e);
   aqs_amax_table *parts = calloc((size_t)set.n_chunks + 1, sizeof *parts);
@@ -233,10 +273,7 @@ static aqs_status stage_calibrate(build_env *b, const aqs_recipe *r, const aqs_d
   char *text = NULL;
   if (!st) st = aqs_amax_reduce(part_ptrs, (size_t)set.n_chunks, &total, e);
   if (!st) st = aqs_amax_to_json(&total, &text, e);
-  aqs_digest d;
-  if (!st) st = put_text(b->s, text, strlen(text), 0, &d, e);
-  if (!st) st = aqs_stage_record(b->s, &ctx, &d, e);
-  if (!st) out->result = d;
+  if (!st) st = close_stage(b, &ctx, text, out, e);
   free(text);
   aqs_amax_free(&total);
   for (int32_t i = 0; i < set.n_chunks; i++) aqs_amax_free(&parts[i]);
@@ -244,26 +281,6 @@ static aqs_status stage_calibrate(build_env *b, const aqs_recipe *r, const aqs_d
   free(part_ptrs);
   aqs_calib_set_free(&set);
   aqs_stage_ctx_free(&ctx);
-  return st;
-}
-
-/* Sets the calibrated input amax in the loaded model (once per amax table). */
-static aqs_status ensure_amax(build_env *b, const aqs_digest *amax, aqs_err *e) {
-  if (b->lm_amax_set && aqs_digest_eq(&b->lm_amax, amax)) return AQS_OK;
-  char *text;
-  size_t len;
-  aqs_status st = get_text(b->s, amax, &text, &len, e);
-  if (st) return st;
-  aqs_amax_table t = {0};
-  char what[AQS_DIGEST_STR_SIZE];
-  st = aqs_amax_from_json(text, len, aqs_digest_str(amax, what), &t, e);
-  free(text);
-  if (!st) st = aqs_lm_set_amax(b->lm, &t, e);
-  aqs_amax_free(&t);
-  if (!st) {
-    b->lm_amax = *amax;
-    b->lm_amax_set = 1;
-  }
   return st;
 }
 
@@ -281,18 +298,9 @@ static aqs_status stage_sensitivity(build_env *b, const aqs_recipe *r, const aqs
   json_object_set_new(params, "score_samples", json_integer(r->score_samples));
   json_object_set_new(params, "scope", json_string(aqs_qwen_scope_name(r->scope)));
   aqs_stage_ctx ctx;
-  aqs_status st = aqs_stage_lookup(b->s, "sensitivity", V_SENSITIVITY, inputs, params, &ctx, e);
-  json_decref(inputs);
-  json_decref(params);
-  if (st) return st;
-  out->key = ctx.key;
-  out->hit = ctx.hit;
-  if (ctx.hit || b->o->dry_run) {
-    out->result = ctx.result;
-    if (!ctx.hit) st = explain_miss(b, &ctx, out, e);
-    aqs_stage_ctx_free(&ctx);
-    return st;
-  }
+  int done;
+  aqs_status st = open_stage(b, "sensitivity", V_SENSITIVITY, inputs, params, &ctx, out, &done, e);
+  if (done) return st;
   aqs_calib_set set = {0};
   st = load_calib_set(b, calib, &set, e);
   /* Scoring uses the calib set's first chunks covering score_samples sequences: the sample
@@ -302,26 +310,7 @@ static aqs_status stage_sensitivity(build_env *b, const aqs_recipe *r, const aqs
   aqs_scores *parts = calloc((size_t)n_chunks + 1, sizeof *parts);
   const aqs_scores **part_ptrs = calloc((size_t)n_chunks + 1, sizeof *part_ptrs);
   aqs_progress *p = b->o->progress ? aqs_progress_start("sensitivity", (uint64_t)n_chunks, "chunk") : NULL;
-  int amax_ready = 0;
   for (int32_t i = 0; !st && i < n_chunks; i++) {
-    /* The model needs the amax only when a chunk misses; run_chunk loads the model lazily. */
-    if (!amax_ready) {
-      json_t *probe_in = json_pack("{s:o, s:s, s:o}", "source", jdigest(source), "chunk", set.chunk_digests[i],
-                                   "amax", jdigest(amax));
-      json_t *probe_params = compute_params(b, r);
-      json_object_set_new(probe_params, "method", json_string(aqs_method_name(r->method)));
-      aqs_digest key;
-      st = aqs_action_key("sensitivity-chunk", V_SENSITIVITY, probe_in, probe_params, &key, NULL, e);
-      json_decref(probe_in);
-      json_decref(probe_params);
-      aqs_err ignore = {0};
-      if (!st && aqs_action_lookup(b->s, NULL, &key, NULL, &ignore) != AQS_OK) {
-        st = ensure_lm(b, e);
-        if (!st) st = ensure_amax(b, amax, e);
-        amax_ready = !st;
-      }
-      if (st) break;
-    }
     char *text;
     size_t len;
     int64_t tokens;
@@ -339,10 +328,7 @@ static aqs_status stage_sensitivity(build_env *b, const aqs_recipe *r, const aqs
   if (!st) st = aqs_scores_reduce(part_ptrs, (size_t)n_chunks, &total, e);
   total.device[0] = '\0';
   if (!st) st = aqs_scores_to_json(&total, &text, e);
-  aqs_digest d;
-  if (!st) st = put_text(b->s, text, strlen(text), 0, &d, e);
-  if (!st) st = aqs_stage_record(b->s, &ctx, &d, e);
-  if (!st) out->result = d;
+  if (!st) st = close_stage(b, &ctx, text, out, e);
   free(text);
   aqs_scores_free(&total);
   for (int32_t i = 0; i < n_chunks; i++) aqs_scores_free(&parts[i]);
@@ -622,13 +608,8 @@ static aqs_status record_build(build_env *b, const aqs_recipe *r, aqs_build_repo
                           "recipe", r->name, "recipe_params", rj, "stages", stages, "summary", "groups",
                           (json_int_t)rep->n_groups, "candidates", (json_int_t)rep->n_candidates, "fp8",
                           (json_int_t)rep->n_fp8, "effective_bits", rep->effective_bits, "children", children);
-  char *text;
-  size_t len;
-  aqs_status st = aqs_json_canonical(doc, &text, &len, e);
+  aqs_status st = aqs_put_json(b->s, doc, 1, &rep->build_record, e);
   json_decref(doc);
-  if (st) return st;
-  st = put_text(b->s, text, len, 1, &rep->build_record, e);
-  free(text);
   char ref[AQS_REF_NAME_MAX + 1], msg[128];
   aqs_build_ref_name(r->name, ref, sizeof ref);
   snprintf(msg, sizeof msg, "build %s", r->name);

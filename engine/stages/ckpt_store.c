@@ -71,20 +71,6 @@ static json_t *digest_json(const aqs_digest *d) {
   return json_string(aqs_digest_str(d, buf));
 }
 
-/* Puts a JSON manifest canonically. */
-static aqs_status put_manifest(aqs_store *s, json_t *doc, aqs_digest *out, aqs_err *e) {
-  char *text;
-  size_t len;
-  aqs_status st = aqs_json_canonical(doc, &text, &len, e);
-  if (st) return st;
-  aqs_put_opts opts = {.compress = AQS_COMPRESS_ZSTD, .manifest = 1};
-  aqs_put_info info;
-  st = aqs_put_mem(s, text, len, &opts, &info, e);
-  free(text);
-  if (!st) *out = info.digest;
-  return st;
-}
-
 static void count_put(aqs_ckpt_ingest_stats *stats, const aqs_put_info *info) {
   if (stats && !info->deduped) stats->bytes_new += info->size_bytes;
 }
@@ -156,7 +142,7 @@ static aqs_status ingest_shard(aqs_store *s, const char *path, aqs_digest *out, 
     json_t *doc = json_pack("{s:s, s:i, s:o, s:o, s:I, s:o}", "kind", "aqs-shard", "version", 1, "header",
                             digest_json(&header), "tensors", tensors, "size", (json_int_t)file_bytes,
                             "children", children);
-    st = put_manifest(s, doc, out, e);
+    st = aqs_put_json(s, doc, 1, out, e);
     json_decref(doc);
     *size_out = file_bytes;
   } else {
@@ -236,7 +222,7 @@ aqs_status aqs_ckpt_builder_finish(aqs_ckpt_builder *b, aqs_digest *manifest_out
   free(names);
   json_t *doc = json_pack("{s:s, s:i, s:o, s:o}", "kind", "aqs-checkpoint", "version", 1, "files", files,
                           "children", children);
-  aqs_status st = put_manifest(b->s, doc, manifest_out, e);
+  aqs_status st = aqs_put_json(b->s, doc, 1, manifest_out, e);
   json_decref(doc);
   if (stats) *stats = b->stats;
   aqs_ckpt_builder_free(b);

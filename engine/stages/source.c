@@ -119,16 +119,8 @@ static aqs_status build_manifest(aqs_store *s, const char *model_dir, const json
   json_t *doc = json_pack("{s:s, s:i, s:o, s:O, s:o, s:o}", "kind", "aqs-model", "version", 1, "files", files,
                           "config", json_object_get(inputs, "file:config.json"), "tensors", tensors, "children",
                           children);
-  char *text;
-  size_t tlen;
-  st = aqs_json_canonical(doc, &text, &tlen, e);
+  st = aqs_put_json(s, doc, 1, out, e);
   json_decref(doc);
-  if (st) return st;
-  aqs_put_opts mopts = {.compress = AQS_COMPRESS_ZSTD, .manifest = 1};
-  aqs_put_info info;
-  st = aqs_put_mem(s, text, tlen, &mopts, &info, e);
-  free(text);
-  if (!st) *out = info.digest;
   return st;
 }
 

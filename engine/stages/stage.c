@@ -12,6 +12,19 @@ double aqs_stage_now_s(void) {
   return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
 }
 
+aqs_status aqs_put_json(aqs_store *store, const json_t *doc, int manifest, aqs_digest *out, aqs_err *e) {
+  char *text;
+  size_t len;
+  aqs_status st = aqs_json_canonical(doc, &text, &len, e);
+  if (st) return st;
+  aqs_put_opts opts = {.compress = AQS_COMPRESS_ZSTD, .manifest = manifest};
+  aqs_put_info info;
+  st = aqs_put_mem(store, text, len, &opts, &info, e);
+  free(text);
+  if (!st) *out = info.digest;
+  return st;
+}
+
 aqs_status aqs_stage_lookup(aqs_store *store, const char *stage, const char *version,
                             const json_t *inputs, const json_t *params, aqs_stage_ctx *ctx,
                             aqs_err *e) {

@@ -53,6 +53,10 @@ void aqs_stage_ctx_free(aqs_stage_ctx *ctx);
 aqs_status aqs_stage_miss_reason(aqs_store *store, const char *stage, const char *key_doc,
                                  char *buf, size_t buf_len, aqs_err *e);
 
+/* Puts doc's canonical JSON (store/canon_json.h) as a zstd object; manifest = 1 marks it as a
+ * manifest whose "children" the store records. */
+aqs_status aqs_put_json(aqs_store *store, const json_t *doc, int manifest, aqs_digest *out, aqs_err *e);
+
 /* Monotonic seconds, for timing stages. */
 double aqs_stage_now_s(void);
 

@@ -101,6 +101,28 @@ static void test_roundtrips(void **state) {
   aqs_digest want;
   aqs_sha256_buf(buf + 1234, 50000, &want);
   assert_true(aqs_digest_eq(&want, &info.digest));
+  /* The same range put raw (kernel copy path), and raw from a pipe (read/write fallback). */
+  aqs_put_opts raw_opts = {.compress = AQS_COMPRESS_RAW};
+  ASSERT_OK(aqs_put_fd(s, fd, 4321, 60000, in_path, &raw_opts, &info, &err));
+  aqs_sha256_buf(buf + 4321, 60000, &want);
+  assert_true(aqs_digest_eq(&want, &info.digest));
+  assert_int_equal(info.kind, AQS_OBJ_FILE_RAW);
+  void *range_back = NULL;
+  size_t range_len = 0;
+  ASSERT_OK(aqs_get_mem(s, &info.digest, &range_back, &range_len, &err));
+  assert_int_equal(range_len, 60000);
+  assert_memory_equal(range_back, buf + 4321, 60000);
+  free(range_back);
+  int pipe_fds[2];
+  assert_int_equal(pipe(pipe_fds), 0);
+  assert_int_equal(write(pipe_fds[1], buf, 30000), 30000);
+  close(pipe_fds[1]);
+  aqs_put_info piped;
+  ASSERT_OK(aqs_put_fd(s, pipe_fds[0], 0, AQS_TO_EOF, "pipe", &raw_opts, &piped, &err));
+  close(pipe_fds[0]);
+  aqs_sha256_buf(buf, 30000, &want);
+  assert_true(aqs_digest_eq(&want, &piped.digest));
+  assert_int_equal(piped.size_bytes, 30000);
   /* A range past the end of the file is an I/O error naming the file. */
   assert_int_equal(aqs_put_fd(s, fd, 99990, 50, in_path, NULL, &info, &err), AQS_ERR_IO);
   assert_non_null(strstr(err.msg, "range.bin"));
