@@ -670,6 +670,11 @@ aqs_status aqs_put_fd(aqs_store *s, int fd, uint64_t offset, uint64_t length, co
                       : plan.raw    ? 0
                                     : s->cfg.inline_max_bytes + 1;
   if (length != AQS_TO_EOF && head_cap > length + 1) head_cap = length + 1;
+  struct stat src_stat;
+  if (length == AQS_TO_EOF && fstat(fd, &src_stat) == 0 && S_ISREG(src_stat.st_mode)) {
+    uint64_t left = (uint64_t)src_stat.st_size > offset ? (uint64_t)src_stat.st_size - offset : 0;
+    if (head_cap > left + 1) head_cap = left + 1; /* a manifest buffer no larger than the file */
+  }
   uint8_t *block = malloc(head_cap > PUT_BLOCK_BYTES ? head_cap : PUT_BLOCK_BYTES);
   if (!block) return aqs_errf(err, AQS_ERR_NOMEM, "putting %s: out of memory", name);
   aqs_status st = AQS_OK;
