@@ -47,6 +47,31 @@ static const known_key known_keys[] = {
 
 static char *current_dir(void) { return getcwd(NULL, 0); }
 
+/* Lexical clean-up of an absolute path in place: "//" and "/./" collapse, "x/.." drops x,
+ * no trailing slash ("/" stays). Like Go's filepath.Clean; symlinks are not consulted (as
+ * `cd -L` does), so messages show the path the user wrote, minus noise. */
+static void normalize_path(char *path) {
+  size_t out = 0; /* length of the cleaned prefix, which always starts with '/' */
+  const char *p = path;
+  while (*p) {
+    while (*p == '/') p++;
+    const char *seg = p;
+    while (*p && *p != '/') p++;
+    size_t len = (size_t)(p - seg);
+    if (len == 0 || (len == 1 && seg[0] == '.')) continue;
+    if (len == 2 && seg[0] == '.' && seg[1] == '.') {
+      while (out > 0 && path[out - 1] != '/') out--; /* drop the last component */
+      if (out > 0) out--;                            /* and its slash */
+      continue;
+    }
+    path[out++] = '/';
+    memmove(path + out, seg, len);
+    out += len;
+  }
+  if (out == 0) path[out++] = '/';
+  path[out] = '\0';
+}
+
 /* base + "/" + rel, or rel if absolute; "~/x" expands with $HOME. malloc'd. */
 static char *join_path(const char *base, const char *rel) {
   const char *home = getenv("HOME");
@@ -62,11 +87,7 @@ static char *join_path(const char *base, const char *rel) {
     if (asprintf(&out, "%s%s%s", base, (bl && base[bl - 1] == '/') || !rel[0] ? "" : "/", rel) < 0)
       out = NULL;
   }
-  /* Drop a trailing slash (but keep "/"). */
-  if (out) {
-    size_t n = strlen(out);
-    while (n > 1 && out[n - 1] == '/') out[--n] = '\0';
-  }
+  if (out && out[0] == '/') normalize_path(out);
   return out;
 }
 

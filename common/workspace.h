@@ -4,7 +4,8 @@
  * key and its default, and docs/cli.md for the precedence rules.
  *
  * Paths inside .aqstore are relative to the directory holding the .aqstore file; --store and
- * $AQS_STORE are relative to the current directory. All paths in aqs_workspace are absolute. */
+ * $AQS_STORE are relative to the current directory. All paths in aqs_workspace are absolute and
+ * cleaned lexically ("a/./b/../c" -> "a/c"). */
 #ifndef AQS_COMMON_WORKSPACE_H
 #define AQS_COMMON_WORKSPACE_H
 

@@ -27,7 +27,7 @@ pass "init + discovery from subdirectories"
 cd "$TMP" && mkdir -p ws2/deep/er && cd ws2
 printf '[store]\npath = ../ws2-cache\ncompression_level = 7\nsize_limit = 1M\n' >.aqstore
 out="$("$AQS" init --json)"
-expect_eq "$(jqr "$out" '.path')" "$TMP/ws2/../ws2-cache" "init path from .aqstore"
+expect_eq "$(jqr "$out" '.path')" "$TMP/ws2-cache" "init path from .aqstore (../ws2-cache, cleaned)"
 expect_eq "$(jqr "$out" '.workspace_file')" "null" "no .aqstore written when one exists"
 [ -f "$TMP/ws2-cache/aqs.conf" ] || fail "store not created at ../ws2-cache"
 cd deep/er

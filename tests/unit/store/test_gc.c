@@ -161,6 +161,9 @@ static void test_gc_orphans(void **state) {
   assert_int_equal(r.orphan_files_removed, 2);
   assert_int_not_equal(access(tmp_file, F_OK), 0);
   assert_int_not_equal(access(stray, F_OK), 0);
+  char conf[4400];
+  snprintf(conf, sizeof conf, "%s/aqs.conf", path);
+  assert_int_equal(access(conf, F_OK), 0); /* the orphan scan never leaves objects/ ("..") */
   void *data;
   size_t len;
   ASSERT_OK(aqs_get_mem(s, &kept.digest, &data, &len, &err)); /* indexed files stay */

@@ -264,6 +264,16 @@ static void test_manifest(void **state) {
   assert_true(aqs_digest_eq(&kids[0], &c1.digest));
   assert_true(aqs_digest_eq(&kids[1], &c2.digest));
   free(kids);
+  /* The same manifest from a file descriptor: parsed the same way, a dedup. */
+  char mpath[4300];
+  snprintf(mpath, sizeof mpath, "%s/manifest.json", dir);
+  tu_write_file(mpath, doc, strlen(doc));
+  int mfd = open(mpath, O_RDONLY);
+  aqs_put_info m2;
+  ASSERT_OK(aqs_put_fd(s, mfd, 0, AQS_TO_EOF, mpath, &mopts, &m2, &err));
+  close(mfd);
+  assert_true(m2.deduped);
+  assert_true(aqs_digest_eq(&m.digest, &m2.digest));
   /* A manifest whose child is missing is refused, naming the child. */
   snprintf(doc, sizeof doc, "{\"children\":[\"sha256:%064d\"]}", 7);
   assert_int_equal(aqs_put_mem(s, doc, strlen(doc), &mopts, &m, &err), AQS_ERR_NOT_FOUND);
