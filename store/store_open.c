@@ -83,7 +83,9 @@ static aqs_status open_dbis(aqs_store *s, store_env *e, aqs_err *err) {
       return store_mdb_err(s, rc, "opening a database", err);
     }
   }
-  rc = e->rdonly ? (mdb_txn_abort(txn), 0) : mdb_txn_commit(txn);
+  /* Commit even read-only: aborting the transaction that opened the databases would close their
+   * handles (mdb_dbi_open in a read-only txn keeps them only when the txn commits). */
+  rc = mdb_txn_commit(txn);
   if (rc != 0) return store_mdb_err(s, rc, "opening", err);
   return AQS_OK;
 }
