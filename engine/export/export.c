@@ -140,7 +140,9 @@ aqs_status export_add_file(export_ctx *x, const char *name, aqs_export_file_kind
     if (st) return st;
   }
   r->nfiles++;
-  if (x->o->on_file) return x->o->on_file(x->o->on_file_ctx, path, f, e);
+  /* A shard handed to a shard sink has no file for on_file to see. */
+  if (x->o->on_file && !(kind == AQS_EXPORT_SHARD && x->o->shard_sink))
+    return x->o->on_file(x->o->on_file_ctx, path, f, e);
   return AQS_OK;
 }
 
@@ -372,6 +374,7 @@ typedef struct shard_job {
   aqs_err err;
   pthread_t thread;
   int running;
+  int threaded;                 /* running on a writer thread (not handed to a shard sink) */
 } shard_job;
 
 static aqs_status prepare_shard(export_ctx *x, shard_job *j, aqs_err *e) {
@@ -469,13 +472,47 @@ static aqs_status start_writer(shard_job *j, aqs_err *e) {
   int rc = pthread_create(&j->thread, NULL, write_shard_thread, j);
   if (rc) return aqs_errno(e, AQS_ERR_INTERNAL, rc, "cannot start the writer thread for %s", j->shard);
   j->running = 1;
+  j->threaded = 1;
   return AQS_OK;
+}
+
+/* Sink mode: describes the prepared shard (header bytes as the writer would write them, tensors
+ * in file order, bytes still in memory) to opts.shard_sink, which returns the file's digest. */
+static aqs_status sink_shard(export_ctx *x, shard_job *j, aqs_err *e) {
+  aqs_st_writer *w;
+  const uint8_t *header = NULL;
+  size_t header_bytes = 0;
+  aqs_status st = aqs_st_writer_open_mem(j->shard, &w, e);
+  if (st) return st;
+  st = aqs_st_writer_set_meta(w, "format", "pt", e);
+  for (size_t i = 0; i < j->nout && !st; i++)
+    st = aqs_st_writer_add(w, j->outs[i].name, j->outs[i].dtype, j->outs[i].ndim, j->outs[i].shape, e);
+  if (!st) st = aqs_st_writer_begin_data(w, e);
+  if (!st) st = aqs_st_writer_header(w, &header, &header_bytes, e);
+  aqs_export_shard_tensor *ts = calloc(j->nout + 1, sizeof *ts);
+  if (!st && !ts) st = aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  uint64_t file_bytes = header_bytes;
+  for (size_t i = 0; !st && i < j->nout; i++) {
+    ts[i] = (aqs_export_shard_tensor){j->outs[i].name, &j->outs[i].digest, j->outs[i].data, j->outs[i].nbytes};
+    file_bytes += j->outs[i].nbytes;
+  }
+  double t0 = now_s();
+  aqs_export_shard sh = {j->shard, header, header_bytes, j->nout, ts, file_bytes};
+  if (!st) st = x->o->shard_sink(x->o->shard_sink_ctx, &sh, &j->file_digest, e);
+  j->seconds_write = now_s() - t0;
+  j->file_bytes = file_bytes;
+  free(ts);
+  aqs_st_writer_abort(w);
+  j->st = AQS_OK;
+  j->running = !st;
+  j->threaded = 0;
+  return st;
 }
 
 /* Joins j's writer and, if it succeeded, records its tensors and file (main thread). */
 static aqs_status finish_shard(export_ctx *x, shard_job *j, aqs_progress *prog, aqs_err *e) {
   if (!j->running) return AQS_OK;
-  pthread_join(j->thread, NULL);
+  if (j->threaded) pthread_join(j->thread, NULL);
   j->running = 0;
   x->res->seconds_write += j->seconds_write;
   x->res->seconds_hash += j->seconds_hash;
@@ -580,7 +617,7 @@ static aqs_status write_shards(export_ctx *x, aqs_err *e) {
     st = prepare_shard(x, j, e);
     aqs_status prev_st = finish_shard(x, prev, prog, st ? NULL : e);
     if (!st) st = prev_st;
-    if (!st) st = start_writer(j, e);
+    if (!st) st = x->o->shard_sink ? sink_shard(x, j, e) : start_writer(j, e);
   }
   for (int s = 0; s < 2; s++) {
     aqs_status last = finish_shard(x, &jobs[slot ^ 1 ^ s], prog, st ? NULL : e);

@@ -48,6 +48,23 @@ typedef struct aqs_export_file {
   uint64_t bytes;
 } aqs_export_file;
 
+/* One finished shard handed to aqs_export_opts.shard_sink instead of being written. */
+typedef struct aqs_export_shard_tensor {
+  const char *name;
+  const aqs_digest *digest;      /* SHA-256 of the tensor's bytes */
+  const void *data;              /* the bytes; valid during the call only */
+  uint64_t nbytes;
+} aqs_export_shard_tensor;
+
+typedef struct aqs_export_shard {
+  const char *name;              /* "model-layers-003.safetensors" */
+  const uint8_t *header;         /* the file's first header_bytes bytes (length + JSON + padding) */
+  size_t header_bytes;
+  size_t ntensors;
+  const aqs_export_shard_tensor *tensors; /* in file order, back to back after the header */
+  uint64_t file_bytes;
+} aqs_export_shard;
+
 typedef struct aqs_export_opts {
   const char *model_dir;         /* source checkpoint directory (config.json + safetensors) */
   const aqs_amax_table *amax;    /* input_amax per module; required for every FP8 group member */
@@ -68,6 +85,12 @@ typedef struct aqs_export_opts {
   /* Called after each file is complete in out_dir (optional); a non-OK return aborts. */
   aqs_status (*on_file)(void *ctx, const char *path, const aqs_export_file *file, aqs_err *e);
   void *on_file_ctx;
+  /* Optional: shards go to this sink instead of to files (the build stores tensors directly):
+   * no shard file is written in out_dir and on_file is not called for shards. The sink returns
+   * the SHA-256 of the file the shard describes (header then tensors), which the result and
+   * aqs-manifest.json record exactly as if the file had been written. */
+  aqs_status (*shard_sink)(void *ctx, const aqs_export_shard *shard, aqs_digest *file_digest, aqs_err *e);
+  void *shard_sink_ctx;
 } aqs_export_opts;
 
 typedef struct aqs_export_result {

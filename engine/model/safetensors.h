@@ -104,6 +104,13 @@ aqs_status aqs_ckpt_get(const aqs_ckpt *c, const char *name, const aqs_st_tensor
 typedef struct aqs_st_writer aqs_st_writer;
 
 aqs_status aqs_st_writer_open(const char *path, aqs_st_writer **out, aqs_err *e);
+/* A writer that builds only the header, in memory (no file): open_mem -> set_meta/add ->
+ * begin_data -> aqs_st_writer_header -> abort. The header bytes are exactly those a file writer
+ * given the same calls writes, so a caller holding the tensor bytes elsewhere (the store) can
+ * describe the file without writing it. */
+aqs_status aqs_st_writer_open_mem(const char *name, aqs_st_writer **out, aqs_err *e);
+/* The 8-byte length + JSON header (+ padding) of a memory writer after begin_data; owned by w. */
+aqs_status aqs_st_writer_header(const aqs_st_writer *w, const uint8_t **bytes, size_t *len, aqs_err *e);
 /* Adds a __metadata__ string pair (written first in the header, in call order). */
 aqs_status aqs_st_writer_set_meta(aqs_st_writer *w, const char *key, const char *value,
                                   aqs_err *e);

@@ -20,6 +20,8 @@ struct aqs_st_writer {
   uint64_t declared_bytes;
   uint64_t written_bytes;
   int data_started;
+  uint8_t *header;        /* memory writers: the header bytes built by begin_data */
+  size_t header_bytes;
 };
 
 static aqs_status write_all(int fd, const void *buf, size_t n, const char *path, aqs_err *e) {
@@ -55,6 +57,25 @@ aqs_status aqs_st_writer_open(const char *path, aqs_st_writer **out, aqs_err *e)
     return st;
   }
   *out = w;
+  return AQS_OK;
+}
+
+aqs_status aqs_st_writer_open_mem(const char *name, aqs_st_writer **out, aqs_err *e) {
+  *out = NULL;
+  aqs_st_writer *w = calloc(1, sizeof *w);
+  if (!w || !(w->path = strdup(name)) || !(w->entries = json_object())) {
+    aqs_st_writer_abort(w);
+    return aqs_errf(e, AQS_ERR_NOMEM, "%s: out of memory", name);
+  }
+  w->fd = -1;
+  *out = w;
+  return AQS_OK;
+}
+
+aqs_status aqs_st_writer_header(const aqs_st_writer *w, const uint8_t **bytes, size_t *len, aqs_err *e) {
+  if (!w->header) return aqs_errf(e, AQS_ERR_INTERNAL, "%s: no header built (memory writer before begin_data)", w->path);
+  *bytes = w->header;
+  *len = w->header_bytes;
   return AQS_OK;
 }
 
@@ -120,9 +141,14 @@ aqs_status aqs_st_writer_begin_data(aqs_st_writer *w, aqs_err *e) {
   memcpy(buf + 8, text, len);
   memset(buf + 8 + len, ' ', padded - len);
   free(text);
+  w->data_started = 1;
+  if (w->fd < 0) { /* memory writer: keep the header for aqs_st_writer_header */
+    w->header = buf;
+    w->header_bytes = 8 + padded;
+    return AQS_OK;
+  }
   aqs_status st = write_all(w->fd, buf, 8 + padded, w->tmp_path, e);
   free(buf);
-  w->data_started = 1;
   return st;
 }
 
@@ -170,6 +196,7 @@ void aqs_st_writer_abort(aqs_st_writer *w) {
   if (w->tmp_path) unlink(w->tmp_path);
   json_decref(w->meta);
   json_decref(w->entries);
+  free(w->header);
   free(w->tmp_path);
   free(w->path);
   free(w);

@@ -509,6 +509,20 @@ typedef struct export_sink {
   int broken;        /* test hook armed for this export */
 } export_sink;
 
+/* Shards go straight into the store from the exporter's memory: no shard file is written. */
+static aqs_status sink_shard(void *ctx, const aqs_export_shard *shard, aqs_digest *file_digest, aqs_err *e) {
+  export_sink *sink = ctx;
+  aqs_ckpt_mem_tensor *t = calloc(shard->ntensors + 1, sizeof *t);
+  if (!t) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  for (size_t i = 0; i < shard->ntensors; i++)
+    t[i] = (aqs_ckpt_mem_tensor){shard->tensors[i].name, shard->tensors[i].digest, shard->tensors[i].data,
+                                 shard->tensors[i].nbytes};
+  aqs_status st = aqs_ckpt_builder_add_shard_mem(sink->builder, shard->name, shard->header, shard->header_bytes, t,
+                                                 shard->ntensors, file_digest, e);
+  free(t);
+  return st;
+}
+
 static aqs_status sink_file(void *ctx, const char *path, const aqs_export_file *file, aqs_err *e) {
   export_sink *sink = ctx;
   aqs_status st = AQS_OK;
@@ -558,7 +572,8 @@ static aqs_status stage_export(build_env *b, const aqs_recipe *r, const aqs_dige
                           .source_digest = aqs_digest_str(source, source_str), .amax_digest = amax_str,
                           .progress = b->o->progress, .on_file = sink_file, .on_file_ctx = &sink,
                           .source_tensor_digest = source_digest_of,
-                          .source_tensor_digest_ctx = json_object_get(source_doc, "tensors")};
+                          .source_tensor_digest_ctx = json_object_get(source_doc, "tensors"),
+                          .shard_sink = broken ? NULL : sink_shard, .shard_sink_ctx = &sink};
     aqs_export_result res;
     if (!st) st = aqs_export_run(&eo, &res, e);
     if (!st) aqs_export_result_free(&res);

@@ -75,6 +75,24 @@ static void count_put(aqs_ckpt_ingest_stats *stats, const aqs_put_info *info) {
   if (stats && !info->deduped) stats->bytes_new += info->size_bytes;
 }
 
+/* The shard manifest (see ckpt_store.h) from its header digest and tensors in file order. */
+static aqs_status put_shard_manifest(aqs_store *s, const aqs_digest *header, size_t n, const char *const *names,
+                                     const aqs_digest *digests, const uint64_t *nbytes, uint64_t file_bytes,
+                                     aqs_digest *out, aqs_err *e) {
+  json_t *tensors = json_array(), *children = json_array();
+  json_array_append_new(children, digest_json(header));
+  for (size_t i = 0; i < n; i++) {
+    json_array_append_new(tensors, json_pack("[s o I]", names[i], digest_json(&digests[i]), (json_int_t)nbytes[i]));
+    json_array_append_new(children, digest_json(&digests[i]));
+  }
+  json_t *doc = json_pack("{s:s, s:i, s:o, s:o, s:I, s:o}", "kind", "aqs-shard", "version", 1, "header",
+                          digest_json(header), "tensors", tensors, "size", (json_int_t)file_bytes, "children",
+                          children);
+  aqs_status st = aqs_put_json(s, doc, 1, out, e);
+  json_decref(doc);
+  return st;
+}
+
 static aqs_status ingest_shard(aqs_store *s, const char *path, aqs_digest *out, uint64_t *size_out,
                                aqs_ckpt_ingest_stats *stats, aqs_err *e) {
   aqs_st_file *f;
@@ -85,16 +103,12 @@ static aqs_status ingest_shard(aqs_store *s, const char *path, aqs_digest *out, 
     aqs_st_close(f);
     return aqs_errno(e, AQS_ERR_IO, errno, "%s", path);
   }
-  json_t *tensors = json_array(), *children = json_array();
   aqs_put_info info;
   aqs_put_opts small = {.compress = AQS_COMPRESS_ZSTD}, raw = {.compress = AQS_COMPRESS_RAW};
   /* The header: length prefix + JSON (+ padding), exactly as in the file. */
   st = aqs_put_fd(s, fd, 0, f->data_start, path, &small, &info, e);
   aqs_digest header = info.digest;
-  if (!st) {
-    count_put(stats, &info);
-    json_array_append_new(children, digest_json(&header));
-  }
+  if (!st) count_put(stats, &info);
   uint64_t expect_offset = f->data_start;
   for (size_t i = 0; !st && i < f->ntensors; i++) {
     if (f->tensors[i].file_offset != expect_offset)
@@ -102,13 +116,20 @@ static aqs_status ingest_shard(aqs_store *s, const char *path, aqs_digest *out, 
                     path, f->tensors[i].name);
     expect_offset += f->tensors[i].nbytes;
   }
+  if (!st && expect_offset != f->file_bytes)
+    st = aqs_errf(e, AQS_ERR_UNSUPPORTED, "%s: %llu bytes after the last tensor", path,
+                  (unsigned long long)(f->file_bytes - expect_offset));
   /* Tensors are hashed and stored in parallel (the store is thread-safe); results are
    * assembled in file order afterwards, so the manifest does not depend on scheduling. */
   size_t nt = f->ntensors;
   aqs_put_info *infos = calloc(nt + 1, sizeof *infos);
   aqs_status *sts = calloc(nt + 1, sizeof *sts);
   aqs_err *errs = calloc(nt + 1, sizeof *errs);
-  if (!st && (!infos || !sts || !errs)) st = aqs_errf(e, AQS_ERR_NOMEM, "%s: out of memory", path);
+  const char **names = calloc(nt + 1, sizeof *names);
+  aqs_digest *digests = calloc(nt + 1, sizeof *digests);
+  uint64_t *sizes = calloc(nt + 1, sizeof *sizes);
+  if (!st && (!infos || !sts || !errs || !names || !digests || !sizes))
+    st = aqs_errf(e, AQS_ERR_NOMEM, "%s: out of memory", path);
   if (!st) {
 #pragma omp parallel for schedule(dynamic, 1)
     for (long i = 0; i < (long)nt; i++) {
@@ -124,31 +145,21 @@ static aqs_status ingest_shard(aqs_store *s, const char *path, aqs_digest *out, 
       break;
     }
     count_put(stats, &infos[i]);
-    json_array_append_new(tensors, json_pack("[s o I]", f->tensors[i].name, digest_json(&infos[i].digest),
-                                             (json_int_t)f->tensors[i].nbytes));
-    json_array_append_new(children, digest_json(&infos[i].digest));
+    names[i] = f->tensors[i].name;
+    digests[i] = infos[i].digest;
+    sizes[i] = f->tensors[i].nbytes;
     if (stats) stats->tensors++;
   }
+  if (!st) st = put_shard_manifest(s, &header, nt, names, digests, sizes, f->file_bytes, out, e);
+  if (!st) *size_out = f->file_bytes;
   free(infos);
   free(sts);
   free(errs);
-  if (!st && expect_offset != f->file_bytes)
-    st = aqs_errf(e, AQS_ERR_UNSUPPORTED, "%s: %llu bytes after the last tensor", path,
-                  (unsigned long long)(f->file_bytes - expect_offset));
-  uint64_t file_bytes = f->file_bytes;
+  free(names);
+  free(digests);
+  free(sizes);
   close(fd);
   aqs_st_close(f);
-  if (!st) {
-    json_t *doc = json_pack("{s:s, s:i, s:o, s:o, s:I, s:o}", "kind", "aqs-shard", "version", 1, "header",
-                            digest_json(&header), "tensors", tensors, "size", (json_int_t)file_bytes,
-                            "children", children);
-    st = aqs_put_json(s, doc, 1, out, e);
-    json_decref(doc);
-    *size_out = file_bytes;
-  } else {
-    json_decref(tensors);
-    json_decref(children);
-  }
   return st;
 }
 
@@ -195,6 +206,106 @@ aqs_status aqs_ckpt_builder_add(aqs_ckpt_builder *b, const char *path, const cha
   json_object_set_new(b->files, name, json_pack("{s:s, s:o, s:I}", "type", type, "digest", digest_json(&d), "size",
                                                 (json_int_t)size));
   return AQS_OK;
+}
+
+/* The SHA-256 of the file a shard manifest describes, cached as an action (shard -> a small
+ * object holding the digest text): computing it means hashing every byte of the shard. */
+static aqs_status shard_file_digest(aqs_store *s, const aqs_digest *shard, const uint8_t *header, size_t header_bytes,
+                                    const aqs_ckpt_mem_tensor *t, size_t n, aqs_digest *out, aqs_err *e) {
+  json_t *inputs = json_pack("{s:o}", "shard", digest_json(shard));
+  aqs_stage_ctx ctx;
+  aqs_status st = aqs_stage_lookup(s, "shard-sha256", "1", inputs, NULL, &ctx, e);
+  json_decref(inputs);
+  if (!st && ctx.hit) {
+    void *text;
+    size_t len;
+    st = aqs_get_mem(s, &ctx.result, &text, &len, e);
+    if (!st) {
+      char buf[AQS_DIGEST_STR_SIZE] = "";
+      memcpy(buf, text, len < sizeof buf - 1 ? len : sizeof buf - 1);
+      free(text);
+      st = aqs_digest_parse(buf, out, e);
+    }
+  } else if (!st) {
+    aqs_sha256 *h = aqs_sha256_new();
+    if (!h) st = aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+    if (!st) {
+      aqs_sha256_update(h, header, header_bytes);
+      for (size_t i = 0; i < n; i++) aqs_sha256_update(h, t[i].data, t[i].nbytes);
+      aqs_sha256_final(h, out);
+      aqs_sha256_free(h);
+      char text[AQS_DIGEST_STR_SIZE];
+      aqs_digest_str(out, text);
+      aqs_put_opts opts = {.compress = AQS_COMPRESS_ZSTD};
+      aqs_put_info info;
+      st = aqs_put_mem(s, text, strlen(text), &opts, &info, e);
+      if (!st) st = aqs_stage_record(s, &ctx, &info.digest, e);
+    }
+  }
+  aqs_stage_ctx_free(&ctx);
+  return st;
+}
+
+aqs_status aqs_ckpt_builder_add_shard_mem(aqs_ckpt_builder *b, const char *name, const uint8_t *header,
+                                          size_t header_bytes, const aqs_ckpt_mem_tensor *t, size_t n,
+                                          aqs_digest *file_digest, aqs_err *e) {
+  aqs_put_opts small = {.compress = AQS_COMPRESS_ZSTD}, raw = {.compress = AQS_COMPRESS_RAW};
+  aqs_put_info hinfo;
+  aqs_status st = aqs_put_mem(b->s, header, header_bytes, &small, &hinfo, e);
+  if (st) return st;
+  count_put(&b->stats, &hinfo);
+  const char **names = calloc(n + 1, sizeof *names);
+  aqs_digest *digests = calloc(n + 1, sizeof *digests);
+  uint64_t *sizes = calloc(n + 1, sizeof *sizes);
+  aqs_status *sts = calloc(n + 1, sizeof *sts);
+  aqs_err *errs = calloc(n + 1, sizeof *errs);
+  aqs_put_info *infos = calloc(n + 1, sizeof *infos);
+  if (!names || !digests || !sizes || !sts || !errs || !infos) st = aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  uint64_t file_bytes = header_bytes;
+  for (size_t i = 0; !st && i < n; i++) {
+    names[i] = t[i].name;
+    digests[i] = *t[i].digest;
+    sizes[i] = t[i].nbytes;
+    file_bytes += t[i].nbytes;
+  }
+  /* Tensors the store has already (copied BF16 tensors, FP8 groups another scheme shares) are
+   * neither hashed nor written again; the others are put from memory, in parallel. */
+  if (!st) {
+#pragma omp parallel for schedule(dynamic, 1)
+    for (long i = 0; i < (long)n; i++) {
+      if (aqs_object_exists(b->s, t[i].digest)) continue;
+      sts[i] = aqs_put_mem(b->s, t[i].data, t[i].nbytes, t[i].nbytes >= AQS_CKPT_RAW_MIN_BYTES ? &raw : &small,
+                           &infos[i], &errs[i]);
+      if (!sts[i] && !aqs_digest_eq(&infos[i].digest, t[i].digest))
+        sts[i] = aqs_errf(&errs[i], AQS_ERR_INTERNAL, "%s: tensor %s does not hash to the digest given for it",
+                          name, t[i].name);
+    }
+  }
+  for (size_t i = 0; !st && i < n; i++) {
+    if (sts[i]) {
+      st = sts[i];
+      if (e) *e = errs[i];
+    }
+    count_put(&b->stats, &infos[i]);
+    b->stats.tensors++;
+  }
+  aqs_digest manifest;
+  if (!st) st = put_shard_manifest(b->s, &hinfo.digest, n, names, digests, sizes, file_bytes, &manifest, e);
+  if (!st) st = shard_file_digest(b->s, &manifest, header, header_bytes, t, n, file_digest, e);
+  if (!st) {
+    b->stats.files++;
+    b->stats.shards++;
+    b->stats.bytes_logical += file_bytes;
+    json_object_set_new(b->files, name, json_pack("{s:s, s:o, s:I}", "type", "shard", "digest", digest_json(&manifest),
+                                                  "size", (json_int_t)file_bytes));
+  }
+  free(names);
+  free(digests);
+  free(sizes);
+  free(sts);
+  free(errs);
+  free(infos);
+  return st ? aqs_err_prefix(e, "storing shard %s", name) : AQS_OK;
 }
 
 void aqs_ckpt_builder_free(aqs_ckpt_builder *b) {

@@ -50,6 +50,19 @@ typedef struct aqs_ckpt_builder aqs_ckpt_builder;
 aqs_status aqs_ckpt_builder_new(aqs_store *s, aqs_ckpt_builder **out, aqs_err *e);
 /* Stores the file at path under name (a safetensors shard as a tree, anything else as a blob). */
 aqs_status aqs_ckpt_builder_add(aqs_ckpt_builder *b, const char *path, const char *name, aqs_err *e);
+/* A shard described in memory (e.g. by the exporter, aqs_export_opts.shard_sink): the file's
+ * header bytes and its tensors in file order. Tensors the store holds already are neither hashed
+ * nor written again; the others are put from memory and must hash to their digest. Returns the
+ * SHA-256 of the file this describes (cached per shard manifest: hashing it reads every byte). */
+typedef struct aqs_ckpt_mem_tensor {
+  const char *name;
+  const aqs_digest *digest;
+  const void *data;
+  uint64_t nbytes;
+} aqs_ckpt_mem_tensor;
+aqs_status aqs_ckpt_builder_add_shard_mem(aqs_ckpt_builder *b, const char *name, const uint8_t *header,
+                                          size_t header_bytes, const aqs_ckpt_mem_tensor *t, size_t n,
+                                          aqs_digest *file_digest, aqs_err *e);
 aqs_status aqs_ckpt_builder_finish(aqs_ckpt_builder *b, aqs_digest *manifest_out, aqs_ckpt_ingest_stats *stats,
                                    aqs_err *e);
 void aqs_ckpt_builder_free(aqs_ckpt_builder *b);

@@ -13,6 +13,19 @@ ckpt=$(echo "$out" | jq -r '.[0].out_dir')
 expect_eq "$(stat -c %a "$ckpt/config.json")" "444" "checkpoint file mode"
 pass "first build runs every stage and materializes $ckpt"
 
+# The build stores shards straight from the exporter's memory; its checkout must be byte for
+# byte what a plain `aqs export` of the same amax table and plan writes.
+show=$("${B[@]}" show --json fast50) || fail "show"
+"${B[@]}" cat "$(echo "$show" | jq -r .stages.calibrate)" >"$TMP/amax.json" || fail "cat amax"
+"${B[@]}" cat "$(echo "$show" | jq -r .stages.slice)" >"$TMP/plan.json" || fail "cat plan"
+"$AQS" export --model "$TMP/model" --amax "$TMP/amax.json" --plan "$TMP/plan.json" --out "$TMP/direct" \
+  >/dev/null 2>&1 || fail "aqs export"
+for f in "$TMP"/direct/*.safetensors "$TMP/direct/model.safetensors.index.json" "$TMP/direct/config.json" \
+         "$TMP/direct/hf_quant_config.json"; do
+  cmp -s "$f" "$ckpt/$(basename "$f")" || fail "checkout differs from aqs export in $(basename "$f")"
+done
+pass "checkout equals a direct aqs export, file for file"
+
 puts_before=$(store_stat puts); stored_before=$(store_stat bytes_stored)
 
 out=$("${B[@]}" build --json "${BUILD_ARGS[@]}" recipe fast50) || fail "second build"
