@@ -190,7 +190,7 @@ typedef enum { CHUNK_CALIBRATE, CHUNK_SENSITIVITY } chunk_kind;
 /* Runs (or reuses) one chunk action; on a miss computes it. *text_out is the chunk result JSON. */
 static aqs_status run_chunk(build_env *b, const aqs_recipe *r, chunk_kind kind, const aqs_digest *source,
                             const aqs_calib_set *set, int32_t chunk_index, const aqs_digest *amax, char **text_out,
-                            size_t *len_out, int64_t *tokens_out, aqs_err *e) {
+                            size_t *len_out, aqs_err *e) {
   const char *chunk_digest = set->chunk_digests[chunk_index];
   json_t *inputs = json_pack("{s:o, s:s}", "source", jdigest(source), "chunk", chunk_digest);
   json_t *params = compute_params(b, r);
@@ -204,7 +204,6 @@ static aqs_status run_chunk(build_env *b, const aqs_recipe *r, chunk_kind kind, 
                                    params, &ctx, e);
   json_decref(inputs);
   json_decref(params);
-  *tokens_out = 0;
   if (!st && ctx.hit) {
     st = get_text(b->s, &ctx.result, text_out, len_out, e);
   } else if (!st) {
@@ -234,7 +233,6 @@ static aqs_status run_chunk(build_env *b, const aqs_recipe *r, chunk_kind kind, 
       if (!st) st = aqs_stage_record(b->s, &ctx, &d, e);
       if (st) free(*text_out);
     }
-    *tokens_out = chunk.n_tokens;
     aqs_calib_chunk_free(&chunk);
   }
   aqs_stage_ctx_free(&ctx);
@@ -259,8 +257,7 @@ static aqs_status stage_calibrate(build_env *b, const aqs_recipe *r, const aqs_d
   for (int32_t i = 0; !st && i < set.n_chunks; i++) {
     char *text;
     size_t len;
-    int64_t tokens;
-    st = run_chunk(b, r, CHUNK_CALIBRATE, source, &set, i, NULL, &text, &len, &tokens, e);
+    st = run_chunk(b, r, CHUNK_CALIBRATE, source, &set, i, NULL, &text, &len, e);
     if (st) break;
     st = aqs_amax_from_json(text, len, set.chunk_digests[i], &parts[i], e);
     free(text);
@@ -313,8 +310,7 @@ static aqs_status stage_sensitivity(build_env *b, const aqs_recipe *r, const aqs
   for (int32_t i = 0; !st && i < n_chunks; i++) {
     char *text;
     size_t len;
-    int64_t tokens;
-    st = run_chunk(b, r, CHUNK_SENSITIVITY, source, &set, i, amax, &text, &len, &tokens, e);
+    st = run_chunk(b, r, CHUNK_SENSITIVITY, source, &set, i, amax, &text, &len, e);
     if (st) break;
     st = aqs_scores_from_json(text, len, set.chunk_digests[i], &parts[i], e);
     free(text);
