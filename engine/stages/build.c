@@ -699,13 +699,6 @@ static aqs_status build_one(build_env *b, const aqs_recipe *r, aqs_build_report 
   if (!b->o->no_materialize) {
     if (b->o->out_dir) snprintf(rep->out_dir, sizeof rep->out_dir, "%s", b->o->out_dir);
     else default_out_dir(b, r, rep->out_dir, sizeof rep->out_dir);
-    char parent[4096];
-    snprintf(parent, sizeof parent, "%s", rep->out_dir);
-    char *slash = strrchr(parent, '/');
-    if (slash && slash != parent) {
-      *slash = '\0';
-      mkdir(parent, 0755);
-    }
     aqs_link_mode mode = b->o->ws ? b->o->ws->link_mode : AQS_LINK_REFLINK;
     st = aqs_ckpt_materialize(b->s, &o[ST_EXPORT].result, rep->out_dir, mode, e);
   }

@@ -532,6 +532,14 @@ aqs_status aqs_ckpt_materialize(aqs_store *s, const aqs_digest *manifest, const 
     return AQS_OK;
   }
   char tmp[4096], old[4096];
+  /* Parents first (mkdir -p): a checkout may go to a directory tree that does not exist yet. */
+  snprintf(tmp, sizeof tmp, "%s", out_dir);
+  for (char *p = tmp + 1; *p; p++)
+    if (*p == '/') {
+      *p = '\0';
+      mkdir(tmp, 0755);
+      *p = '/';
+    }
   snprintf(tmp, sizeof tmp, "%s.aqs-tmp.%ld", out_dir, (long)getpid());
   snprintf(old, sizeof old, "%s.aqs-old.%ld", out_dir, (long)getpid());
   aqs_rm_flat_dir(tmp);

@@ -26,6 +26,17 @@ for f in "$TMP"/direct/*.safetensors "$TMP/direct/model.safetensors.index.json" 
 done
 pass "checkout equals a direct aqs export, file for file"
 
+for mode in reflink hardlink copy; do
+  "${B[@]}" checkout --link-mode "$mode" fast50 "$TMP/co/$mode/fast50" >/dev/null || fail "checkout --link-mode $mode"
+  diff -r "$ckpt" "$TMP/co/$mode/fast50" >/dev/null || fail "checkout ($mode) differs from the build's output"
+done
+[ "$(stat -c %h "$TMP/co/hardlink/fast50/model-layers-000.safetensors")" -ge 2 ] || fail "hardlink mode did not link"
+rc=0; mkdir -p "$TMP/mine"; echo keep >"$TMP/mine/notes.txt"
+"${B[@]}" checkout fast50 "$TMP/mine" >/dev/null 2>"$TMP/err" || rc=$?
+expect_eq "$rc" "1" "checkout over a foreign directory"
+expect_contains "$(cat "$TMP/err")" "is not an aqs checkout; refusing to replace it" "checkout refusal"
+pass "checkout in every link mode into new nested directories; a foreign directory is refused"
+
 puts_before=$(store_stat puts); stored_before=$(store_stat bytes_stored)
 
 out=$("${B[@]}" build --json "${BUILD_ARGS[@]}" recipe fast50) || fail "second build"
