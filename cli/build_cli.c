@@ -122,7 +122,7 @@ void aqs_build_cli_print(const aqs_build_report *reports, size_t n, int plan, do
       printf("  %-12s %-5s %-12s", aqs_build_stage_names[i], state, hex);
       if (plan && r->stage_done[i] && !r->stages[i].hit) {
         printf("  %s", r->stages[i].reason);
-        blocked = aqs_build_stage_names[i];
+        if (!blocked) blocked = aqs_build_stage_names[i];
       } else if (plan && !r->stage_done[i]) {
         printf("  needs %s first", blocked ? blocked : "an earlier stage");
       } else if (!plan) {

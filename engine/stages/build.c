@@ -685,8 +685,14 @@ static aqs_status build_one(build_env *b, const aqs_recipe *r, aqs_build_report 
     rep->stage_done[idx] = 1;                              \
     if (!o[idx].hit && b->o->dry_run) return AQS_OK;       \
   } while (0)
-  RUN(ST_SOURCE, aqs_stage_source(b->s, b->o->model_dir, b->o->dry_run, &o[ST_SOURCE], e));
+  /* The calib-set's key does not depend on the source: a plan looks it up either way. */
+  t0 = aqs_stage_now_s();
+  st = aqs_stage_source(b->s, b->o->model_dir, b->o->dry_run, &o[ST_SOURCE], e);
+  o[ST_SOURCE].seconds = aqs_stage_now_s() - t0;
+  if (st) return aqs_err_prefix(e, "recipe %s", r->name);
+  rep->stage_done[ST_SOURCE] = 1;
   RUN(ST_CALIB, stage_calib_set(b, r, &o[ST_CALIB], e));
+  if (!o[ST_SOURCE].hit && b->o->dry_run) return AQS_OK;
   RUN(ST_CALIBRATE, stage_calibrate(b, r, &o[ST_SOURCE].result, &o[ST_CALIB].result, &o[ST_CALIBRATE], e));
   RUN(ST_SENS, stage_sensitivity(b, r, &o[ST_SOURCE].result, &o[ST_CALIB].result, &o[ST_CALIBRATE].result,
                                  &o[ST_SENS], e));
