@@ -169,8 +169,8 @@ aqs_status aqs_verify(aqs_store *s, const aqs_verify_opts *opts, aqs_verify_fn f
   if (bad_total) {
     char list_text[128] = "";
     for (uint64_t i = 0; i < bad_total && i < 4; i++) {
-      char part[40];
-      snprintf(part, sizeof part, "%ssha256:%s...", i ? ", " : "", first_bad[i]);
+      char part[80]; /* ", sha256:" + a short digest + "..." */
+      snprintf(part, sizeof part, "%ssha256:%.12s...", i ? ", " : "", first_bad[i]);
       strncat(list_text, part, sizeof list_text - strlen(list_text) - 1);
     }
     return aqs_errf(err, AQS_ERR_CORRUPT, "%llu bad object(s) in store %s: %s%s%s",

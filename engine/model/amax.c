@@ -162,7 +162,7 @@ aqs_status aqs_amax_from_json(const char *json, size_t len, const char *what,
   const char *module;
   json_t *val;
   json_object_foreach(mods, module, val) {
-    float in, w;
+    float in = 0.0f, w = 0.0f;
     if (!json_is_object(val)) {
       st = aqs_errf(e, AQS_ERR_INVALID, "%s: module %s: expected an object", what, module);
       goto done;
