@@ -1,6 +1,7 @@
 /* engine/model/qwen_model.c: derives from a Qwen2.5-VL config the full list of expected checkpoint
  * tensors (names in one naming scheme, shapes) and the quantization groups (DESIGN.md §2), and
  * checks a checkpoint against them. The naming/prefix helpers live here too. */
+#include "common/path.h"
 #include "engine/model/qwen_config.h"
 
 #include <fnmatch.h>
@@ -78,7 +79,10 @@ static void add_tensor(builder *b, const char *name, aqs_qwen_tower tower, int l
   }
   aqs_qwen_tensor_spec *t = &m->tensors[m->ntensors++];
   memset(t, 0, sizeof *t);
-  snprintf(t->name, sizeof t->name, "%s", name);
+  /* Names come from fixed prefixes and small indices: far below the limit. */
+  size_t len = strnlen(name, sizeof t->name - 1);
+  memcpy(t->name, name, len);
+  t->name[len] = '\0';
   t->tower = tower;
   t->layer = layer;
   t->ndim = ndim;
@@ -139,7 +143,7 @@ static void add_group(builder *b, aqs_qwen_tower tower, int layer, const char *k
   if (!g) return;
   for (int i = 0; i < ndefs; i++) {
     aqs_qwen_member *mem = &g->members[g->nmembers++];
-    snprintf(mem->module, sizeof mem->module, "%s%s", prefix, defs[i].suffix);
+    if (aqs_path_fmt(mem->module, sizeof mem->module, "%s%s", prefix, defs[i].suffix) != 0) b->oom = 1;
     mem->out_features = defs[i].out_f;
     mem->in_features = defs[i].in_f;
     mem->has_bias = defs[i].has_bias;

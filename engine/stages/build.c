@@ -64,6 +64,8 @@ static aqs_status put_text(aqs_store *s, const char *text, size_t len, int manif
 }
 
 static aqs_status get_text(aqs_store *s, const aqs_digest *d, char **text, size_t *len, aqs_err *e) {
+  *text = NULL;
+  *len = 0;
   void *bytes;
   aqs_status st = aqs_get_mem(s, d, &bytes, len, e);
   if (st) return st;
@@ -168,8 +170,8 @@ static aqs_status load_calib_set(build_env *b, const aqs_digest *d, aqs_calib_se
 /* Sets the calibrated input amax in the loaded model (once per amax table). */
 static aqs_status ensure_amax(build_env *b, const aqs_digest *amax, aqs_err *e) {
   if (b->lm_amax_set && aqs_digest_eq(&b->lm_amax, amax)) return AQS_OK;
-  char *text;
-  size_t len;
+  char *text = NULL;
+  size_t len = 0;
   aqs_status st = get_text(b->s, amax, &text, &len, e);
   if (st) return st;
   aqs_amax_table t = {0};
@@ -255,8 +257,8 @@ static aqs_status stage_calibrate(build_env *b, const aqs_recipe *r, const aqs_d
   const aqs_amax_table **part_ptrs = calloc((size_t)set.n_chunks + 1, sizeof *part_ptrs);
   aqs_progress *p = b->o->progress ? aqs_progress_start("calibrate", (uint64_t)set.n_tokens, "tok") : NULL;
   for (int32_t i = 0; !st && i < set.n_chunks; i++) {
-    char *text;
-    size_t len;
+    char *text = NULL;
+    size_t len = 0;
     st = run_chunk(b, r, CHUNK_CALIBRATE, source, &set, i, NULL, &text, &len, e);
     if (st) break;
     st = aqs_amax_from_json(text, len, set.chunk_digests[i], &parts[i], e);
@@ -308,8 +310,8 @@ static aqs_status stage_sensitivity(build_env *b, const aqs_recipe *r, const aqs
   const aqs_scores **part_ptrs = calloc((size_t)n_chunks + 1, sizeof *part_ptrs);
   aqs_progress *p = b->o->progress ? aqs_progress_start("sensitivity", (uint64_t)n_chunks, "chunk") : NULL;
   for (int32_t i = 0; !st && i < n_chunks; i++) {
-    char *text;
-    size_t len;
+    char *text = NULL;
+    size_t len = 0;
     st = run_chunk(b, r, CHUNK_SENSITIVITY, source, &set, i, amax, &text, &len, e);
     if (st) break;
     st = aqs_scores_from_json(text, len, set.chunk_digests[i], &parts[i], e);
@@ -387,8 +389,8 @@ static aqs_status stage_slice(build_env *b, const aqs_recipe *r, const aqs_diges
     return st;
   }
   /* Even on a hit the decision is recomputed for the report: it is cheap and pure. */
-  char *text;
-  size_t len;
+  char *text = NULL;
+  size_t len = 0;
   aqs_scores sc = {0};
   st = get_text(b->s, sens, &text, &len, e);
   if (!st) {
@@ -461,8 +463,8 @@ static aqs_status make_staging_dir(build_env *b, char *out, size_t n, aqs_err *e
 /* ---- export ---- */
 
 static aqs_status load_plan_obj(aqs_store *s, const aqs_digest *d, aqs_plan **plan, aqs_err *e) {
-  char *text;
-  size_t len;
+  char *text = NULL;
+  size_t len = 0;
   aqs_status st = get_text(s, d, &text, &len, e);
   if (st) return st;
   char what[AQS_DIGEST_STR_SIZE];

@@ -170,6 +170,7 @@ struct aqs_ckpt_builder {
 };
 
 aqs_status aqs_ckpt_builder_new(aqs_store *s, aqs_ckpt_builder **out, aqs_err *e) {
+  *out = NULL;
   aqs_ckpt_builder *b = calloc(1, sizeof *b);
   if (!b || !(b->files = json_object())) {
     free(b);
@@ -344,7 +345,7 @@ aqs_status aqs_ckpt_ingest(aqs_store *s, const char *dir, aqs_digest *manifest_o
                            aqs_ckpt_ingest_stats *stats, aqs_err *e) {
   char **names = NULL;
   size_t n = 0;
-  aqs_ckpt_builder *b;
+  aqs_ckpt_builder *b = NULL;
   aqs_status st = list_files(dir, &names, &n, e);
   if (st) return st;
   if ((st = aqs_ckpt_builder_new(s, &b, e))) goto out;
