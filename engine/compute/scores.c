@@ -10,6 +10,8 @@
 
 #include "engine/compute/scores.h"
 
+#include "common/file.h"
+
 void aqs_scores_free(aqs_scores *s) {
   if (!s) return;
   free(s->groups);
@@ -208,41 +210,18 @@ aqs_status aqs_scores_save(const aqs_scores *s, const char *path, aqs_err *e) {
   char *text;
   aqs_status st = aqs_scores_to_json(s, &text, e);
   if (st != AQS_OK) return st;
-  char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-  FILE *f = fopen(tmp, "wb");
-  if (!f) {
-    free(text);
-    return aqs_errno(e, AQS_ERR_IO, errno, "%s: cannot create", tmp);
-  }
-  size_t len = strlen(text);
-  int ok = fwrite(text, 1, len, f) == len;
-  ok = (fclose(f) == 0) && ok;
+  st = aqs_file_write_atomic(path, text, strlen(text), e);
   free(text);
-  if (!ok || rename(tmp, path) != 0) {
-    int err = errno;
-    unlink(tmp);
-    return aqs_errno(e, AQS_ERR_IO, err, "%s: cannot write", path);
-  }
-  return AQS_OK;
+  return st;
 }
 
 aqs_status aqs_scores_load(const char *path, aqs_scores *out, aqs_err *e) {
   memset(out, 0, sizeof *out);
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return aqs_errno(e, errno == ENOENT ? AQS_ERR_NOT_FOUND : AQS_ERR_IO, errno, "%s", path);
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  char *buf = malloc(n > 0 ? (size_t)n : 1);
-  if (!buf) {
-    fclose(f);
-    return aqs_errf(e, AQS_ERR_NOMEM, "%s: out of memory", path);
-  }
-  size_t got = n > 0 ? fread(buf, 1, (size_t)n, f) : 0;
-  fclose(f);
-  aqs_status st = aqs_scores_from_json(buf, got, path, out, e);
+  char *buf;
+  size_t len;
+  aqs_status st = aqs_file_read(path, &buf, &len, e);
+  if (st) return st;
+  st = aqs_scores_from_json(buf, len, path, out, e);
   free(buf);
   return st;
 }

@@ -2,6 +2,8 @@
  * and their canonical JSON form (see plan.h). */
 #include "engine/export/plan.h"
 
+#include "common/file.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -250,34 +252,11 @@ done:
 }
 
 aqs_status aqs_plan_load(const char *path, aqs_plan **out, aqs_err *e) {
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return aqs_errno(e, errno == ENOENT ? AQS_ERR_NOT_FOUND : AQS_ERR_IO, errno,
-                     "cannot open plan %s", path);
-  char *buf = NULL;
-  size_t len = 0, cap = 0;
-  for (;;) {
-    if (len == cap) {
-      cap = cap ? 2 * cap : 65536;
-      char *grown = realloc(buf, cap);
-      if (!grown) {
-        free(buf);
-        fclose(f);
-        return aqs_errf(e, AQS_ERR_NOMEM, "out of memory reading %s", path);
-      }
-      buf = grown;
-    }
-    size_t got = fread(buf + len, 1, cap - len, f);
-    len += got;
-    if (got == 0) break;
-  }
-  int read_error = ferror(f);
-  fclose(f);
-  if (read_error) {
-    free(buf);
-    return aqs_errf(e, AQS_ERR_IO, "read error on plan %s", path);
-  }
-  aqs_status st = aqs_plan_parse(buf, len, path, out, e);
+  char *buf;
+  size_t len;
+  aqs_status st = aqs_file_read(path, &buf, &len, e);
+  if (st) return aqs_err_prefix(e, "cannot read plan");
+  st = aqs_plan_parse(buf, len, path, out, e);
   free(buf);
   return st;
 }
@@ -306,23 +285,17 @@ char *aqs_plan_to_json(const aqs_plan *p) {
 
 aqs_status aqs_plan_save(const aqs_plan *p, const char *path, aqs_err *e) {
   char *text = aqs_plan_to_json(p);
-  if (!text) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory writing %s", path);
-  char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid());
-  FILE *f = fopen(tmp, "wb");
-  if (!f) {
+  size_t len = text ? strlen(text) : 0;
+  char *line = text ? realloc(text, len + 2) : NULL;
+  if (!line) {
     free(text);
-    return aqs_errno(e, AQS_ERR_IO, errno, "cannot create %s", tmp);
+    return aqs_errf(e, AQS_ERR_NOMEM, "out of memory writing %s", path);
   }
-  int ok = fputs(text, f) >= 0 && fputc('\n', f) != EOF;
-  ok = (fclose(f) == 0) && ok;
-  free(text);
-  if (!ok || rename(tmp, path) != 0) {
-    int err = errno;
-    unlink(tmp);
-    return aqs_errno(e, AQS_ERR_IO, err, "cannot write plan %s", path);
-  }
-  return AQS_OK;
+  line[len] = '\n';
+  line[len + 1] = '\0';
+  aqs_status st = aqs_file_write_atomic(path, line, len + 1, e);
+  free(line);
+  return st;
 }
 
 aqs_status aqs_plan_diff(const aqs_plan *a, const aqs_plan *b, const char ***ids_out,

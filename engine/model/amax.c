@@ -2,6 +2,8 @@
  * and the JSON form (jansson, sorted keys, 17 significant digits). */
 #include "engine/model/amax.h"
 
+#include "common/file.h"
+
 #include <errno.h>
 #include <jansson.h>
 #include <math.h>
@@ -181,54 +183,18 @@ aqs_status aqs_amax_save(const aqs_amax_table *t, const char *path, aqs_err *e) 
   char *text;
   aqs_status st = aqs_amax_to_json(t, &text, e);
   if (st != AQS_OK) return st;
-  char tmp[4096];
-  snprintf(tmp, sizeof tmp, "%s.tmp.%d", path, (int)getpid());
-  FILE *f = fopen(tmp, "wb");
-  if (!f) {
-    free(text);
-    return aqs_errno(e, AQS_ERR_IO, errno, "%s: cannot create", tmp);
-  }
-  size_t len = strlen(text);
-  int ok = fwrite(text, 1, len, f) == len;
-  ok = (fclose(f) == 0) && ok;
+  st = aqs_file_write_atomic(path, text, strlen(text), e);
   free(text);
-  if (!ok || rename(tmp, path) != 0) {
-    int err = errno;
-    unlink(tmp);
-    return aqs_errno(e, AQS_ERR_IO, err, "%s: cannot write", path);
-  }
-  return AQS_OK;
+  return st;
 }
 
 aqs_status aqs_amax_load(const char *path, aqs_amax_table *out, aqs_err *e) {
   memset(out, 0, sizeof *out);
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return aqs_errno(e, errno == ENOENT ? AQS_ERR_NOT_FOUND : AQS_ERR_IO, errno, "%s", path);
-  char *buf = NULL;
-  size_t len = 0, cap = 0;
-  for (;;) {
-    if (len + 65536 > cap) {
-      cap = cap ? cap * 2 : 131072;
-      char *g = realloc(buf, cap);
-      if (!g) {
-        free(buf);
-        fclose(f);
-        return aqs_errf(e, AQS_ERR_NOMEM, "%s: out of memory", path);
-      }
-      buf = g;
-    }
-    size_t got = fread(buf + len, 1, cap - len, f);
-    len += got;
-    if (got == 0) break;
-  }
-  int failed = ferror(f);
-  fclose(f);
-  if (failed) {
-    free(buf);
-    return aqs_errf(e, AQS_ERR_IO, "%s: read error", path);
-  }
-  aqs_status st = aqs_amax_from_json(buf, len, path, out, e);
+  char *buf;
+  size_t len;
+  aqs_status st = aqs_file_read(path, &buf, &len, e);
+  if (st) return st;
+  st = aqs_amax_from_json(buf, len, path, out, e);
   free(buf);
   return st;
 }
