@@ -11,14 +11,17 @@
 #include "engine/stages/build.h"
 
 static const char show_usage[] =
-    "usage: aqs show [--json] NAME\n"
+    "usage: aqs show [--json | --markdown | --scores] NAME\n"
     "\n"
     "Shows the latest build of recipe NAME (its ref recipe/NAME): the recipe's parameters, the\n"
     "digest of every stage's result, the effective bits, and each group's decision with its\n"
     "sensitivity score (FP8 groups first, least sensitive first).\n"
     "\n"
     "options:\n"
-    "  --json   print JSON: the build record plus \"plan\"\n";
+    "  --json       print JSON: the build record plus \"plan\"\n"
+    "  --markdown   print the per-layer sensitivity table (Markdown; aqs build also writes it\n"
+    "               beside each checkout as <dir>.per-layer-sensitivity.md)\n"
+    "  --scores     print the sensitivity manifest: per-group scores, costs, ranking (JSON)\n";
 
 static aqs_status load_plan(aqs_store *store, const json_t *doc, aqs_plan **plan, aqs_err *e) {
   aqs_digest d;
@@ -46,12 +49,17 @@ static int run_show(int argc, char **argv) {
     fputs(show_usage, stdout);
     return AQS_EXIT_OK;
   }
-  int as_json = 0;
-  static const struct option longopts[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
+  int as_json = 0, markdown = 0, scores = 0;
+  static const struct option longopts[] = {{"json", no_argument, NULL, 'j'},
+                                           {"markdown", no_argument, NULL, 'm'},
+                                           {"scores", no_argument, NULL, 's'},
+                                           {NULL, 0, NULL, 0}};
   optind = 1;
   int ch;
   while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
     if (ch == 'j') as_json = 1;
+    else if (ch == 'm') markdown = 1;
+    else if (ch == 's') scores = 1;
     else return aqs_cli_usage_error("show", "unknown option");
   }
   if (optind + 1 != argc) return aqs_cli_usage_error("show", "expected one recipe name");
@@ -66,6 +74,15 @@ static int run_show(int argc, char **argv) {
   int rc = AQS_EXIT_OK;
   if (aqs_build_record_load(store, name, &rec, &doc, &e) != AQS_OK || load_plan(store, doc, &plan, &e) != AQS_OK) {
     rc = aqs_cli_fail_err("show", &e);
+    goto out;
+  }
+  if (markdown || scores) {
+    char *text = NULL;
+    if (aqs_build_sensitivity_docs(store, doc, markdown ? &text : NULL, scores ? &text : NULL, &e) != AQS_OK)
+      rc = aqs_cli_fail_err("show", &e);
+    else
+      fputs(text, stdout);
+    free(text);
     goto out;
   }
   if (as_json) {

@@ -20,6 +20,8 @@
 #include "engine/export/export.h"
 #include "engine/stages/ckpt_store.h"
 #include "engine/stages/family.h"
+#include "engine/stages/report.h"
+#include "common/file.h"
 #include "engine/stages/slice.h"
 #include "engine/stages/source.h"
 #include "kernels/backend.h"
@@ -656,6 +658,51 @@ aqs_status aqs_build_record_stage(const json_t *doc, const char *stage, aqs_dige
   return aqs_digest_parse(text, out, e);
 }
 
+aqs_status aqs_build_sensitivity_docs(aqs_store *s, const json_t *record, char **markdown, char **scores_json,
+                                      aqs_err *e) {
+  aqs_digest sens, slice;
+  char *text = NULL;
+  size_t len = 0;
+  aqs_scores sc = {0};
+  aqs_plan *plan = NULL;
+  char what[AQS_DIGEST_STR_SIZE];
+  aqs_status st = aqs_build_record_stage(record, "sensitivity", &sens, e);
+  if (!st) st = aqs_build_record_stage(record, "slice", &slice, e);
+  if (!st) st = get_text(s, &sens, &text, &len, e);
+  if (!st) st = aqs_scores_from_json(text, len, aqs_digest_str(&sens, what), &sc, e);
+  if (!st) st = load_plan_obj(s, &slice, &plan, e);
+  if (!st && markdown) {
+    const char *name = json_string_value(json_object_get(record, "recipe"));
+    *markdown = aqs_sensitivity_markdown(name ? name : "?", &sc, plan);
+    if (!*markdown) st = aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  }
+  if (!st && scores_json) {
+    *scores_json = text;
+    text = NULL;
+  }
+  free(text);
+  aqs_scores_free(&sc);
+  aqs_plan_free(plan);
+  return st;
+}
+
+/* Writes <out_dir>.per-layer-sensitivity.md and <out_dir>.sensitivity.json beside a checkout. */
+static aqs_status write_reports(build_env *b, const aqs_build_report *rep, aqs_err *e) {
+  json_t *doc;
+  aqs_status st = aqs_ckpt_load_manifest(b->s, &rep->build_record, "aqs-build", &doc, e);
+  if (st) return st;
+  char *md = NULL, *scores = NULL, path[AQS_PATH_MAX];
+  st = aqs_build_sensitivity_docs(b->s, doc, &md, &scores, e);
+  json_decref(doc);
+  if (!st && aqs_path_fmt(path, sizeof path, "%s.per-layer-sensitivity.md", rep->out_dir) == 0)
+    st = aqs_file_write_atomic(path, md, strlen(md), e);
+  if (!st && aqs_path_fmt(path, sizeof path, "%s.sensitivity.json", rep->out_dir) == 0)
+    st = aqs_file_write_atomic(path, scores, strlen(scores), e);
+  free(md);
+  free(scores);
+  return st;
+}
+
 /* ---- the whole build ---- */
 
 static const char *calib_name(const build_env *b, const aqs_recipe *r) {
@@ -709,6 +756,7 @@ static aqs_status build_one(build_env *b, const aqs_recipe *r, aqs_build_report 
     else default_out_dir(b, r, rep->out_dir, sizeof rep->out_dir);
     aqs_link_mode mode = b->o->ws ? b->o->ws->link_mode : AQS_LINK_REFLINK;
     st = aqs_ckpt_materialize(b->s, &o[ST_EXPORT].result, rep->out_dir, mode, e);
+    if (!st) st = write_reports(b, rep, e);
   }
   return st;
 }

@@ -63,6 +63,11 @@ aqs_status aqs_build_record_load(aqs_store *s, const char *name, aqs_digest *rec
 /* The digest of stage `stage` in a build record document. */
 aqs_status aqs_build_record_stage(const json_t *doc, const char *stage, aqs_digest *out, aqs_err *e);
 
+/* The per-layer sensitivity report of a build record: Markdown (engine/stages/report.h) and the
+ * scores JSON (per group: scores, costs, parameters; ranking). Both malloc'd; either may be NULL. */
+aqs_status aqs_build_sensitivity_docs(aqs_store *s, const json_t *record, char **markdown, char **scores_json,
+                                      aqs_err *e);
+
 /* Ref name of a recipe's latest build: "recipe/<name>". */
 void aqs_build_ref_name(const char *recipe, char *buf, size_t n);
 

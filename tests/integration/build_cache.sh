@@ -26,6 +26,14 @@ for f in "$TMP"/direct/*.safetensors "$TMP/direct/model.safetensors.index.json" 
 done
 pass "checkout equals a direct aqs export, file for file"
 
+md="$ckpt.per-layer-sensitivity.md"
+[ -f "$md" ] && [ -f "$ckpt.sensitivity.json" ] || fail "per-layer sensitivity report beside $ckpt"
+expect_eq "$(grep -c '^| [0-9]* |' "$md")" "4" "layer rows in the Markdown report (tiny: 4 layers)"
+expect_eq "$(grep -o 'FP8\*\* |' "$md" | wc -l)" "8" "FP8 cells in the fast50 report (8 of 16 groups)"
+expect_eq "$("${B[@]}" show --scores fast50 | jq '.ranking | length')" "16" "groups ranked in the scores manifest"
+cmp -s <("${B[@]}" show --markdown fast50) "$md" || fail "aqs show --markdown differs from the written report"
+pass "per-layer sensitivity report (Markdown + JSON) beside the checkout and from aqs show"
+
 for mode in reflink hardlink copy; do
   "${B[@]}" checkout --link-mode "$mode" fast50 "$TMP/co/$mode/fast50" >/dev/null || fail "checkout --link-mode $mode"
   diff -r "$ckpt" "$TMP/co/$mode/fast50" >/dev/null || fail "checkout ($mode) differs from the build's output"
