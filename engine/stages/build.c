@@ -576,6 +576,9 @@ static aqs_status stage_export(build_env *b, const aqs_recipe *r, const aqs_dige
                           .shard_sink = broken ? NULL : sink_shard, .shard_sink_ctx = &sink};
     aqs_export_result res;
     if (!st) st = aqs_export_run(&eo, &res, e);
+    if (!st && getenv("AQS_EXPORT_TIMING"))
+      fprintf(stderr, "export %s: quantize %.2fs hash %.2fs sink %.2fs total %.2fs\n", r->name, res.seconds_quantize,
+              res.seconds_hash, res.seconds_write, res.seconds_total);
     if (!st) aqs_export_result_free(&res);
     aqs_digest ckpt;
     if (!st) {
