@@ -374,7 +374,6 @@ typedef struct shard_job {
   aqs_err err;
   pthread_t thread;
   int running;
-  int threaded;                 /* running on a writer thread (not handed to a shard sink) */
 } shard_job;
 
 static aqs_status prepare_shard(export_ctx *x, shard_job *j, aqs_err *e) {
@@ -472,13 +471,12 @@ static aqs_status start_writer(shard_job *j, aqs_err *e) {
   int rc = pthread_create(&j->thread, NULL, write_shard_thread, j);
   if (rc) return aqs_errno(e, AQS_ERR_INTERNAL, rc, "cannot start the writer thread for %s", j->shard);
   j->running = 1;
-  j->threaded = 1;
   return AQS_OK;
 }
 
 /* Sink mode: describes the prepared shard (header bytes as the writer would write them, tensors
  * in file order, bytes still in memory) to opts.shard_sink, which returns the file's digest. */
-static aqs_status sink_shard(export_ctx *x, shard_job *j, aqs_err *e) {
+static aqs_status sink_shard_body(export_ctx *x, shard_job *j, aqs_err *e) {
   aqs_st_writer *w;
   const uint8_t *header = NULL;
   size_t header_bytes = 0;
@@ -503,16 +501,31 @@ static aqs_status sink_shard(export_ctx *x, shard_job *j, aqs_err *e) {
   j->file_bytes = file_bytes;
   free(ts);
   aqs_st_writer_abort(w);
-  j->st = AQS_OK;
-  j->running = !st;
-  j->threaded = 0;
   return st;
+}
+
+/* Like write_shard_thread, in sink mode: the sink stores the shard while the main thread
+ * prepares the next one (the job's bytes stay valid until finish_shard joins it). */
+static void *sink_shard_thread(void *arg) {
+  shard_job *j = arg;
+  j->st = sink_shard_body(j->x, j, &j->err);
+  return NULL;
+}
+
+static aqs_status start_sink(shard_job *j, aqs_err *e) {
+  aqs_err_clear(&j->err);
+  j->st = AQS_OK;
+  j->seconds_write = j->seconds_hash = 0;
+  int rc = pthread_create(&j->thread, NULL, sink_shard_thread, j);
+  if (rc) return aqs_errno(e, AQS_ERR_INTERNAL, rc, "cannot start the sink thread for %s", j->shard);
+  j->running = 1;
+  return AQS_OK;
 }
 
 /* Joins j's writer and, if it succeeded, records its tensors and file (main thread). */
 static aqs_status finish_shard(export_ctx *x, shard_job *j, aqs_progress *prog, aqs_err *e) {
   if (!j->running) return AQS_OK;
-  if (j->threaded) pthread_join(j->thread, NULL);
+  pthread_join(j->thread, NULL);
   j->running = 0;
   x->res->seconds_write += j->seconds_write;
   x->res->seconds_hash += j->seconds_hash;
@@ -617,7 +630,7 @@ static aqs_status write_shards(export_ctx *x, aqs_err *e) {
     st = prepare_shard(x, j, e);
     aqs_status prev_st = finish_shard(x, prev, prog, st ? NULL : e);
     if (!st) st = prev_st;
-    if (!st) st = x->o->shard_sink ? sink_shard(x, j, e) : start_writer(j, e);
+    if (!st) st = x->o->shard_sink ? start_sink(j, e) : start_writer(j, e);
   }
   for (int s = 0; s < 2; s++) {
     aqs_status last = finish_shard(x, &jobs[slot ^ 1 ^ s], prog, st ? NULL : e);
