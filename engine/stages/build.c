@@ -767,14 +767,22 @@ static aqs_status build_one(build_env *b, const aqs_recipe *r, aqs_build_report 
 static aqs_status family_check(build_env *b, const aqs_recipe *recipes, size_t n, aqs_build_report *reports,
                                aqs_err *e) {
   aqs_plan **plans = calloc(n, sizeof *plans);
-  aqs_status st = AQS_OK;
-  for (size_t i = 0; !st && i < n; i++) st = load_plan_obj(b->s, &reports[i].stages[ST_SLICE].result, &plans[i], e);
+  aqs_ckpt_tensors **tensors = calloc(n, sizeof *tensors);
+  aqs_status st = plans && tensors ? AQS_OK : aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  for (size_t i = 0; !st && i < n; i++) {
+    st = load_plan_obj(b->s, &reports[i].stages[ST_SLICE].result, &plans[i], e);
+    if (!st) st = aqs_ckpt_tensors_load(b->s, &reports[i].stages[ST_EXPORT].result, &tensors[i], e);
+  }
   for (size_t i = 0; !st && i < n; i++)
     for (size_t j = i + 1; !st && j < n; j++)
-      st = aqs_family_check(b->s, b->model, recipes[i].name, &reports[i].stages[ST_EXPORT].result, plans[i],
-                            recipes[j].name, &reports[j].stages[ST_EXPORT].result, plans[j], NULL, e);
-  for (size_t i = 0; i < n; i++) aqs_plan_free(plans[i]);
+      st = aqs_family_check_tensors(b->model, recipes[i].name, tensors[i], plans[i], recipes[j].name, tensors[j],
+                                    plans[j], NULL, e);
+  for (size_t i = 0; i < n; i++) {
+    if (plans) aqs_plan_free(plans[i]);
+    if (tensors) aqs_ckpt_tensors_free(tensors[i]);
+  }
   free(plans);
+  free(tensors);
   return st ? aqs_err_prefix(e, "family check failed") : AQS_OK;
 }
 

@@ -17,7 +17,13 @@ static int by_name(const void *a, const void *b) {
   return strcmp(((const tensor_ref *)a)->name, ((const tensor_ref *)b)->name);
 }
 
-/* Every tensor of a checkpoint, sorted by name. *shards_out keeps the shard JSON alive. */
+struct aqs_ckpt_tensors {
+  json_t *keep;      /* the shard manifests the names and digests point into */
+  tensor_ref *refs;  /* sorted by name */
+  size_t n;
+};
+
+/* Every tensor of a checkpoint, sorted by name. *keep keeps the shard JSON alive. */
 static aqs_status collect_tensors(aqs_store *s, const aqs_digest *ckpt, json_t **keep, tensor_ref **out,
                                   size_t *n_out, aqs_err *e) {
   json_t *doc;
@@ -72,21 +78,49 @@ static const aqs_qwen_group *group_of_tensor(const aqs_qwen_model *m, const char
   return NULL;
 }
 
+aqs_status aqs_ckpt_tensors_load(aqs_store *s, const aqs_digest *ckpt, aqs_ckpt_tensors **out, aqs_err *e) {
+  aqs_ckpt_tensors *t = calloc(1, sizeof *t);
+  if (!t) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  aqs_status st = collect_tensors(s, ckpt, &t->keep, &t->refs, &t->n, e);
+  if (st) {
+    free(t);
+    return st;
+  }
+  *out = t;
+  return AQS_OK;
+}
+
+void aqs_ckpt_tensors_free(aqs_ckpt_tensors *t) {
+  if (!t) return;
+  json_decref(t->keep);
+  free(t->refs);
+  free(t);
+}
+
 aqs_status aqs_family_check(aqs_store *s, const aqs_qwen_model *model, const char *name_a,
                             const aqs_digest *ckpt_a, const aqs_plan *plan_a, const char *name_b,
                             const aqs_digest *ckpt_b, const aqs_plan *plan_b, aqs_family_pair *stats,
                             aqs_err *e) {
+  aqs_ckpt_tensors *a = NULL, *b = NULL;
+  aqs_status st = aqs_ckpt_tensors_load(s, ckpt_a, &a, e);
+  if (!st) st = aqs_ckpt_tensors_load(s, ckpt_b, &b, e);
+  if (!st) st = aqs_family_check_tensors(model, name_a, a, plan_a, name_b, b, plan_b, stats, e);
+  aqs_ckpt_tensors_free(a);
+  aqs_ckpt_tensors_free(b);
+  return st;
+}
+
+aqs_status aqs_family_check_tensors(const aqs_qwen_model *model, const char *name_a, const aqs_ckpt_tensors *A,
+                                    const aqs_plan *plan_a, const char *name_b, const aqs_ckpt_tensors *B,
+                                    const aqs_plan *plan_b, aqs_family_pair *stats, aqs_err *e) {
   aqs_family_pair local = {0};
   if (!stats) stats = &local;
   memset(stats, 0, sizeof *stats);
-  json_t *keep_a = NULL, *keep_b = NULL;
-  tensor_ref *ta = NULL, *tb = NULL;
-  size_t na = 0, nb = 0;
+  const tensor_ref *ta = A->refs, *tb = B->refs;
+  size_t na = A->n, nb = B->n;
   const char **planned = NULL;
   size_t n_planned = 0;
-  aqs_status st = collect_tensors(s, ckpt_a, &keep_a, &ta, &na, e);
-  if (!st) st = collect_tensors(s, ckpt_b, &keep_b, &tb, &nb, e);
-  if (!st) st = aqs_plan_diff(plan_a, plan_b, &planned, &n_planned, e);
+  aqs_status st = aqs_plan_diff(plan_a, plan_b, &planned, &n_planned, e);
   unsigned char *differs = calloc(model->ngroups + 1, 1);
   char problem[768] = "";
   size_t ia = 0, ib = 0;
@@ -135,9 +169,5 @@ aqs_status aqs_family_check(aqs_store *s, const aqs_qwen_model *model, const cha
     st = aqs_errf(e, AQS_ERR_MISMATCH, "%s", problem);
   free(differs);
   free((void *)planned);
-  free(ta);
-  free(tb);
-  json_decref(keep_a);
-  json_decref(keep_b);
   return st;
 }
