@@ -9,9 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/file.h"
 #include "common/path.h"
 #include "common/progress.h"
 #include "engine/calib/calib_stage.h"
@@ -21,11 +21,9 @@
 #include "engine/stages/ckpt_store.h"
 #include "engine/stages/family.h"
 #include "engine/stages/report.h"
-#include "common/file.h"
 #include "engine/stages/slice.h"
 #include "engine/stages/source.h"
 #include "kernels/backend.h"
-#include "store/canon_json.h"
 
 const char *const aqs_build_stage_names[AQS_BUILD_STAGES] = {"source", "calib-set", "calibrate",
                                                              "sensitivity", "slice", "export"};
@@ -57,8 +55,8 @@ static json_t *jdigest(const aqs_digest *d) {
   return json_string(aqs_digest_str(d, hex));
 }
 
-static aqs_status put_text(aqs_store *s, const char *text, size_t len, int manifest, aqs_digest *out, aqs_err *e) {
-  aqs_put_opts opts = {.compress = AQS_COMPRESS_ZSTD, .manifest = manifest};
+static aqs_status put_text(aqs_store *s, const char *text, size_t len, aqs_digest *out, aqs_err *e) {
+  aqs_put_opts opts = {.compress = AQS_COMPRESS_ZSTD};
   aqs_put_info info;
   aqs_status st = aqs_put_mem(s, text, len, &opts, &info, e);
   if (!st) *out = info.digest;
@@ -121,7 +119,7 @@ static aqs_status open_stage(build_env *b, const char *stage, const char *versio
 static aqs_status close_stage(build_env *b, aqs_stage_ctx *ctx, const char *text, aqs_stage_outcome *out,
                               aqs_err *e) {
   aqs_digest d;
-  aqs_status st = put_text(b->s, text, strlen(text), 0, &d, e);
+  aqs_status st = put_text(b->s, text, strlen(text), &d, e);
   if (!st) st = aqs_stage_record(b->s, ctx, &d, e);
   if (!st) out->result = d;
   return st;
@@ -233,7 +231,7 @@ static aqs_status run_chunk(build_env *b, const aqs_recipe *r, chunk_kind kind, 
     if (!st) {
       *len_out = strlen(*text_out);
       aqs_digest d;
-      st = put_text(b->s, *text_out, *len_out, 0, &d, e);
+      st = put_text(b->s, *text_out, *len_out, &d, e);
       if (!st) st = aqs_stage_record(b->s, &ctx, &d, e);
       if (st) free(*text_out);
     }
@@ -440,7 +438,7 @@ static aqs_status stage_slice(build_env *b, const aqs_recipe *r, const aqs_diges
   if (!st && !ctx.hit) {
     char *pj = aqs_plan_to_json(plan);
     aqs_digest d;
-    st = pj ? put_text(b->s, pj, strlen(pj), 0, &d, e) : aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+    st = pj ? put_text(b->s, pj, strlen(pj), &d, e) : aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
     free(pj);
     if (!st) st = aqs_stage_record(b->s, &ctx, &d, e);
   }
@@ -462,8 +460,6 @@ static aqs_status make_staging_dir(build_env *b, char *out, size_t n, aqs_err *e
   return AQS_OK;
 }
 
-/* ---- export ---- */
-
 static aqs_status load_plan_obj(aqs_store *s, const aqs_digest *d, aqs_plan **plan, aqs_err *e) {
   char *text = NULL;
   size_t len = 0;
@@ -475,8 +471,9 @@ static aqs_status load_plan_obj(aqs_store *s, const aqs_digest *d, aqs_plan **pl
   return st;
 }
 
-/* Test hook: flips the last byte of a shard file (the last tensor of layer 0), so the
- * family check has something to catch. */
+/* Test hook (AQS_TEST_BREAK_EXPORT): flips the last byte of a shard file (the last tensor of
+ * layer 0), so the family check has something to catch. A broken export writes files (no shard
+ * sink) so there is a file to flip, and it is never recorded as the export's result. */
 static aqs_status break_export(const char *path, aqs_err *e) {
   FILE *f = fopen(path, "r+b");
   if (!f) return aqs_errno(e, AQS_ERR_IO, errno, "test hook: %s", path);
