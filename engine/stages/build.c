@@ -608,7 +608,9 @@ static json_t *recipe_json(const aqs_recipe *r) {
                           aqs_method_name(r->method), "score_samples", (json_int_t)r->score_samples, "scope",
                           aqs_qwen_scope_name(r->scope), "candidates", aqs_candidates_name(r->candidates),
                           "export_format", r->export_format);
-  json_object_update(doc, slice_params(r));
+  json_t *slice = slice_params(r);
+  json_object_update(doc, slice);
+  json_decref(slice);
   return doc;
 }
 
