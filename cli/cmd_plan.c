@@ -12,7 +12,7 @@
 static const char plan_usage[] =
     "usage: aqs plan [options] recipe NAME [NAME...]\n"
     "\n"
-    "Shows what aqs build would do: for each recipe, each stage with HIT (cached) or MISS, the\n"
+    "Shows what aqs build would do (opening the store read-only): for each recipe, each stage with HIT (cached) or MISS, the\n"
     "cached result's digest, and for a miss why: the input digests and parameters that differ\n"
     "from the nearest cached action of that stage (e.g. \"params.seed 0 -> 1\"), or \"never\n"
     "built\". Stages after a miss cannot be looked up until it is built (their key depends on\n"
@@ -31,7 +31,7 @@ static int run_plan(int argc, char **argv) {
   if (rc) return rc;
   aqs_workspace ws;
   aqs_store *store;
-  if (aqs_cli_open_store("plan", 0, &ws, &store)) return AQS_EXIT_FAIL;
+  if (aqs_cli_open_store("plan", AQS_STORE_RDONLY, &ws, &store)) return AQS_EXIT_FAIL;
   aqs_build_opts opts;
   aqs_recipe *recipes = NULL;
   rc = aqs_build_cli_prepare("plan", &cli, &ws, store, &opts, &recipes);

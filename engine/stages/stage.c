@@ -94,6 +94,10 @@ static void render(const json_t *v, char *out, size_t n) {
       snprintf(out, n, "%s", s);
     return;
   }
+  if (json_is_real(v)) { /* keys hold reals at %.17g; people read 0.9, not 0.90000000000000002 */
+    snprintf(out, n, "%.10g", json_real_value(v));
+    return;
+  }
   char *dump = json_dumps(v, JSON_COMPACT | JSON_ENCODE_ANY | JSON_SORT_KEYS);
   snprintf(out, n, "%s", dump ? dump : "?");
   if (strlen(out) + 1 >= n && n > 4) memcpy(out + n - 4, "...", 4);

@@ -71,6 +71,11 @@ reason=$(echo "$out" | jq -r '.[0].stages[1].reason')
 expect_contains "$reason" "params.seed 0 -> 1" "miss reason"
 text=$("${B[@]}" plan "${BUILD_ARGS[@]}" recipe fast50s) || fail "plan text"
 expect_contains "$text" "needs calib-set first" "plan text"
+text=$("${B[@]}" plan "${BUILD_ARGS[@]}" recipe fast70) || fail "plan fast70"
+expect_contains "$text" "params.coverage 0.6 -> 0.7" "slice miss reason (nearest cached: fast60)"
+puts_plan=$(store_stat puts)
+"${B[@]}" plan "${BUILD_ARGS[@]}" recipe fast70 >/dev/null || fail "plan again"
+expect_eq "$(store_stat puts)" "$puts_plan" "objects stored by aqs plan"
 out=$("${B[@]}" build --json "${BUILD_ARGS[@]}" recipe fast50s) || fail "seed build"
 expect_eq "$(stage_states "$out" fast50s)" \
   "source=HIT calib-set=RUN calibrate=RUN sensitivity=RUN slice=RUN export=RUN" "build after seed change"
