@@ -12,11 +12,12 @@
 static const char plan_usage[] =
     "usage: aqs plan [options] recipe NAME [NAME...]\n"
     "\n"
-    "Shows what aqs build would do (opening the store read-only): for each recipe, each stage with HIT (cached) or MISS, the\n"
+    "Shows what aqs build would do: for each recipe, each stage with HIT (cached) or MISS, the\n"
     "cached result's digest, and for a miss why: the input digests and parameters that differ\n"
     "from the nearest cached action of that stage (e.g. \"params.seed 0 -> 1\"), or \"never\n"
     "built\". Stages after a miss cannot be looked up until it is built (their key depends on\n"
-    "its result). Takes the same options as aqs build; computes and writes nothing.\n"
+    "its result). Takes the same options as aqs build; opens the store read-only, so it\n"
+    "computes and writes nothing.\n"
     "\n"
     "options: --model DIR, --captions FILE, --images JSONL --root DIR, --backend cpu|cuda,\n"
     "         --recipes-dir DIR, --json (see aqs build --help)\n";
