@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/file.h"
 #include "engine/calib/calibset.h"
 #include "engine/compute/token_input.h"
 
@@ -139,33 +140,10 @@ static aqs_status read_jsonl(const char *path, char *text, int batch_seqs,
 aqs_status aqs_token_batches_read(const char *path, int batch_seqs, aqs_token_batches *tb,
                                   aqs_err *e) {
   if (batch_seqs < 1) return aqs_errf(e, AQS_ERR_INVALID, "batch size must be >= 1");
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return aqs_errno(e, errno == ENOENT ? AQS_ERR_NOT_FOUND : AQS_ERR_IO, errno, "%s", path);
-  char *buf = NULL;
-  size_t len = 0, cap = 0;
-  for (;;) {
-    if (len + 65536 + 1 > cap) {
-      cap = cap ? cap * 2 : 262144;
-      char *g = realloc(buf, cap);
-      if (!g) {
-        free(buf);
-        fclose(f);
-        return aqs_errf(e, AQS_ERR_NOMEM, "%s: out of memory", path);
-      }
-      buf = g;
-    }
-    size_t got = fread(buf + len, 1, cap - len - 1, f);
-    len += got;
-    if (got == 0) break;
-  }
-  int failed = ferror(f);
-  fclose(f);
-  if (failed) {
-    free(buf);
-    return aqs_errf(e, AQS_ERR_IO, "%s: read error", path);
-  }
-  buf[len] = '\0';
+  char *buf;
+  size_t len;
+  aqs_status rd = aqs_file_read(path, &buf, &len, e);
+  if (rd) return rd;
   batch_span *spans = spans_of(tb);
   aqs_status st = spans ? AQS_OK : aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
   if (st == AQS_OK) {
