@@ -6,11 +6,13 @@
 #include <stdlib.h>
 #include <unistd.h>
 
-aqs_status aqs_file_read(const char *path, char **data_out, size_t *len_out, aqs_err *e) {
+aqs_status aqs_file_read(const char *path, const char *what, char **data_out, size_t *len_out, aqs_err *e) {
   *data_out = NULL;
   if (len_out) *len_out = 0;
   FILE *f = fopen(path, "rb");
-  if (!f) return aqs_errno(e, errno == ENOENT ? AQS_ERR_NOT_FOUND : AQS_ERR_IO, errno, "%s", path);
+  if (!f)
+    return aqs_errno(e, errno == ENOENT ? AQS_ERR_NOT_FOUND : AQS_ERR_IO, errno, "%s%s%s%s", what ? "cannot open " : "",
+                     what ? what : "", what ? " " : "", path);
   char *buf = NULL;
   size_t len = 0, cap = 0;
   for (;;) {

@@ -8,8 +8,9 @@
 #include "common/err.h"
 
 /* Reads path into a malloc'd buffer (NUL-terminated; *len_out excludes the NUL).
+ * what (may be NULL) says what the file is for messages: "cannot open <what> <path>: <errno>".
  * Errors: AQS_ERR_NOT_FOUND (missing), AQS_ERR_IO, AQS_ERR_NOMEM; messages name the path. */
-aqs_status aqs_file_read(const char *path, char **data_out, size_t *len_out, aqs_err *e);
+aqs_status aqs_file_read(const char *path, const char *what, char **data_out, size_t *len_out, aqs_err *e);
 
 /* Writes len bytes to path through "<path>.tmp.<pid>" + rename, so a reader sees the old file or
  * the whole new one. Errors: AQS_ERR_IO naming the path (the tmp file is removed). */

@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/file.h"
 #include "engine/tokenizer/utf8.h"
 
 #define LISTED_ISSUES_MAX 5 /* bad lines named in the error message */
@@ -153,34 +154,11 @@ nomem:
 aqs_status aqs_captions_read(const char *path, const aqs_caption_read_opts *opts, aqs_captions *out,
                              aqs_err *err) {
   memset(out, 0, sizeof *out);
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return aqs_errno(err, errno == ENOENT ? AQS_ERR_NOT_FOUND : AQS_ERR_IO, errno,
-                     "cannot open caption file %s", path);
-  char *data = NULL;
-  size_t len = 0, cap = 0, n;
-  do {
-    if (len + 65536 > cap) {
-      cap = cap ? cap * 2 : 1 << 20;
-      char *grown = realloc(data, cap);
-      if (!grown) {
-        free(data);
-        fclose(f);
-        return aqs_errf(err, AQS_ERR_NOMEM, "%s: out of memory reading the file", path);
-      }
-      data = grown;
-    }
-    n = fread(data + len, 1, cap - len, f);
-    len += n;
-  } while (n > 0);
-  int failed = ferror(f);
-  int saved_errno = errno;
-  fclose(f);
-  if (failed) {
-    free(data);
-    return aqs_errno(err, AQS_ERR_IO, saved_errno, "cannot read caption file %s", path);
-  }
-  aqs_status st = aqs_captions_parse(data, len, path, opts, out, err);
+  char *data;
+  size_t len;
+  aqs_status st = aqs_file_read(path, "caption file", &data, &len, err);
+  if (st) return st;
+  st = aqs_captions_parse(data, len, path, opts, out, err);
   free(data);
   return st;
 }

@@ -219,7 +219,7 @@ aqs_status aqs_scores_load(const char *path, aqs_scores *out, aqs_err *e) {
   memset(out, 0, sizeof *out);
   char *buf;
   size_t len;
-  aqs_status st = aqs_file_read(path, &buf, &len, e);
+  aqs_status st = aqs_file_read(path, NULL, &buf, &len, e);
   if (st) return st;
   st = aqs_scores_from_json(buf, len, path, out, e);
   free(buf);

@@ -8,6 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/file.h"
+
 /* Files copied byte for byte from the source directory when present. */
 static const char *const aux_files[] = {
   "generation_config.json", "preprocessor_config.json", "video_preprocessor_config.json",
@@ -61,37 +63,6 @@ static aqs_status write_json(export_ctx *x, const char *name, json_t *j, size_t 
   return st;
 }
 
-static aqs_status read_file(const char *path, char **out, size_t *len_out, aqs_err *e) {
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return aqs_errno(e, errno == ENOENT ? AQS_ERR_NOT_FOUND : AQS_ERR_IO, errno, "cannot open %s", path);
-  char *buf = NULL;
-  size_t len = 0, cap = 0, got;
-  do {
-    if (len == cap) {
-      cap = cap ? 2 * cap : 1 << 16;
-      char *grown = realloc(buf, cap + 1);
-      if (!grown) {
-        free(buf);
-        fclose(f);
-        return aqs_errf(e, AQS_ERR_NOMEM, "out of memory reading %s", path);
-      }
-      buf = grown;
-    }
-    got = fread(buf + len, 1, cap - len, f);
-    len += got;
-  } while (got > 0);
-  int bad = ferror(f);
-  fclose(f);
-  if (bad) {
-    free(buf);
-    return aqs_errf(e, AQS_ERR_IO, "read error on %s", path);
-  }
-  buf[len] = '\0';
-  *out = buf;
-  *len_out = len;
-  return AQS_OK;
-}
 
 static void note_source_file(export_ctx *x, const char *name, const char *path) {
   if (x->o->source_digest) return;
@@ -106,7 +77,7 @@ aqs_status export_write_configs(export_ctx *x, aqs_err *e) {
   snprintf(path, sizeof path, "%s/config.json", x->o->model_dir);
   char *text;
   size_t len;
-  aqs_status st = read_file(path, &text, &len, e);
+  aqs_status st = aqs_file_read(path, NULL, &text, &len, e);
   if (st) return st;
   note_source_file(x, "config.json", path);
   json_error_t jerr;
@@ -144,7 +115,7 @@ aqs_status export_copy_aux_files(export_ctx *x, aqs_err *e) {
     snprintf(path, sizeof path, "%s/%s", x->o->model_dir, aux_files[i]);
     char *bytes;
     size_t len;
-    aqs_status st = read_file(path, &bytes, &len, e);
+    aqs_status st = aqs_file_read(path, NULL, &bytes, &len, e);
     if (st == AQS_ERR_NOT_FOUND) {
       aqs_err_clear(e);
       continue;

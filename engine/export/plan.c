@@ -254,8 +254,8 @@ done:
 aqs_status aqs_plan_load(const char *path, aqs_plan **out, aqs_err *e) {
   char *buf;
   size_t len;
-  aqs_status st = aqs_file_read(path, &buf, &len, e);
-  if (st) return aqs_err_prefix(e, "cannot read plan");
+  aqs_status st = aqs_file_read(path, "plan", &buf, &len, e);
+  if (st) return st;
   st = aqs_plan_parse(buf, len, path, out, e);
   free(buf);
   return st;

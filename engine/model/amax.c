@@ -192,7 +192,7 @@ aqs_status aqs_amax_load(const char *path, aqs_amax_table *out, aqs_err *e) {
   memset(out, 0, sizeof *out);
   char *buf;
   size_t len;
-  aqs_status st = aqs_file_read(path, &buf, &len, e);
+  aqs_status st = aqs_file_read(path, NULL, &buf, &len, e);
   if (st) return st;
   st = aqs_amax_from_json(buf, len, path, out, e);
   free(buf);

@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/file.h"
 #include "engine/tokenizer/tok_internal.h"
 #include "engine/tokenizer/utf8.h"
 
@@ -363,33 +364,11 @@ aqs_status aqs_tokenizer_load_json(const char *json_text, size_t json_len, const
 
 aqs_status aqs_tokenizer_load(const char *path, aqs_tokenizer **out, aqs_err *err) {
   *out = NULL;
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    return aqs_errno(err, errno == ENOENT ? AQS_ERR_NOT_FOUND : AQS_ERR_IO, errno,
-                     "cannot open tokenizer %s", path);
-  char *text = NULL;
-  size_t len = 0, cap = 0, n;
-  do {
-    if (len + 65536 > cap) {
-      cap = cap ? cap * 2 : 1 << 20;
-      char *grown = realloc(text, cap);
-      if (!grown) {
-        free(text);
-        fclose(f);
-        return aqs_errf(err, AQS_ERR_NOMEM, "%s: out of memory reading the file", path);
-      }
-      text = grown;
-    }
-    n = fread(text + len, 1, cap - len, f);
-    len += n;
-  } while (n > 0);
-  int read_failed = ferror(f);
-  fclose(f);
-  if (read_failed) {
-    free(text);
-    return aqs_errf(err, AQS_ERR_IO, "%s: read error", path);
-  }
-  aqs_status st = aqs_tokenizer_load_json(text, len, path, out, err);
+  char *text;
+  size_t len;
+  aqs_status st = aqs_file_read(path, "tokenizer", &text, &len, err);
+  if (st) return st;
+  st = aqs_tokenizer_load_json(text, len, path, out, err);
   free(text);
   return st;
 }
