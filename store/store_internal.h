@@ -50,6 +50,7 @@ struct aqs_store {
   char objects_dir[4200];
   char tmp_dir[4200];
   char quarantine_dir[4200];
+  char journal_path[4200]; /* <store>/journal: append-only log of index records (journal.c) */
   aqs_store_config cfg;
   unsigned flags;
   store_env *env;
@@ -107,8 +108,12 @@ aqs_status wcounter_add(wtx *w, const char *name, int64_t delta, aqs_err *err);
 /* Reads a counter (0 when absent). */
 uint64_t counter_get(aqs_store *s, MDB_txn *txn, const char *name);
 
-/* Formats an LMDB error. */
-aqs_status store_mdb_err(aqs_store *s, int rc, const char *what, aqs_err *err);
+/* Formats an LMDB error: AQS_ERR_CORRUPT with the repair command for the codes that mean a
+ * damaged index (MDB_CORRUPTED, MDB_PAGE_NOTFOUND, MDB_INVALID, ...), AQS_ERR_IO otherwise. */
+aqs_status store_mdb_err(const aqs_store *s, int rc, const char *what, aqs_err *err);
+/* AQS_ERR_CORRUPT "store index <store>/index/data.mdb is damaged (<why>); run aqs verify
+ * --reindex ...". */
+aqs_status store_index_damaged(const aqs_store *s, const char *why, aqs_err *err);
 
 /* ---- pending reads bookkeeping (flushed by aqs_store_flush) */
 void pending_touch(aqs_store *s, const aqs_digest *d);

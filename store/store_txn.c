@@ -6,7 +6,13 @@
 
 #include "store/store_internal.h"
 
-aqs_status store_mdb_err(aqs_store *s, int rc, const char *what, aqs_err *err) {
+aqs_status store_mdb_err(const aqs_store *s, int rc, const char *what, aqs_err *err) {
+  if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID ||
+      rc == MDB_VERSION_MISMATCH || rc == MDB_INCOMPATIBLE || rc == MDB_BAD_VALSIZE) {
+    char why[256];
+    snprintf(why, sizeof why, "%s: %s", what, mdb_strerror(rc));
+    return store_index_damaged(s, why, err);
+  }
   return aqs_errf(err, AQS_ERR_IO, "%s in store index %s/index: %s", what, s->path,
                   mdb_strerror(rc));
 }
