@@ -51,6 +51,7 @@ struct aqs_store {
   char tmp_dir[4200];
   char quarantine_dir[4200];
   char journal_path[4200]; /* <store>/journal: append-only log of index records (journal.c) */
+  int no_journal;          /* 1 while reindex replays the journal into a new index */
   aqs_store_config cfg;
   unsigned flags;
   store_env *env;
@@ -87,6 +88,7 @@ typedef struct wtx {
   aqs_store *s;
   MDB_txn *txn;
   int map_full;
+  int journaled; /* journal_append was called: sync the journal before committing */
 } wtx;
 
 /* Body of a write transaction: return AQS_OK to commit, an error to abort. It may be run again
@@ -156,6 +158,15 @@ void statcache_record(aqs_store *s, const char *abs_path, const struct stat *sb,
 
 /* Network filesystem check on dir: AQS_ERR_UNSUPPORTED with the remote-tier hint. */
 aqs_status store_check_fs(const char *dir, aqs_err *err);
+
+/* aqs_store_open with the LMDB environment in <store>/<index_name>. Flag STORE_FRESH_INDEX creates
+ * that directory and accepts an empty index although objects/ holds objects (reindex builds it). */
+#define STORE_FRESH_INDEX 0x100u
+aqs_status store_open_at(const char *path, const char *index_name, unsigned flags,
+                         aqs_store **out, aqs_err *err);
+/* Parses a manifest's children (deduplicated, in order); *out malloc'd. Errors: AQS_ERR_INVALID. */
+aqs_status manifest_children(const void *data, size_t len, aqs_digest **out, size_t *n_out,
+                             aqs_err *err);
 
 /* aqs.conf read/write. */
 aqs_status store_config_read(const char *conf_path, aqs_store_config *cfg, aqs_err *err);

@@ -135,7 +135,7 @@ static aqs_status precheck_index(aqs_store *s, const char *index_path, int *fd_o
   if (fd < 0 && errno != ENOENT) return aqs_errno(err, AQS_ERR_IO, errno, "opening %s", data_path);
   if (fd < 0 || (fstat(fd, &sb) == 0 && sb.st_size == 0)) {
     if (fd >= 0) close(fd);
-    if (!store_has_content(s)) return AQS_OK;
+    if ((s->flags & STORE_FRESH_INDEX) || !store_has_content(s)) return AQS_OK;
     return aqs_errf(err, AQS_ERR_CORRUPT,
                     "store index %s is %s but objects/ holds objects: the index was lost; run "
                     "`aqs verify --reindex` to rebuild it from objects/ and the journal",
@@ -311,6 +311,11 @@ aqs_status aqs_store_init(const char *path, const aqs_store_config *cfg_in, aqs_
 }
 
 aqs_status aqs_store_open(const char *path, unsigned flags, aqs_store **out, aqs_err *err) {
+  return store_open_at(path, "index", flags & ~STORE_FRESH_INDEX, out, err);
+}
+
+aqs_status store_open_at(const char *path, const char *index_name, unsigned flags,
+                         aqs_store **out, aqs_err *err) {
   *out = NULL;
   aqs_store *s = calloc(1, sizeof *s);
   if (!s) return aqs_errf(err, AQS_ERR_NOMEM, "opening store %s: out of memory", path);
@@ -343,7 +348,11 @@ aqs_status aqs_store_open(const char *path, unsigned flags, aqs_store **out, aqs
     s->umask_applied = 1;
   }
   char index_dir[4200];
-  snprintf(index_dir, sizeof index_dir, "%s/index", s->path);
+  snprintf(index_dir, sizeof index_dir, "%s/%s", s->path, index_name);
+  if ((flags & STORE_FRESH_INDEX) && store_mkdir(s, index_dir) != 0) {
+    st = aqs_errno(err, AQS_ERR_IO, errno, "creating %s", index_dir);
+    goto fail;
+  }
   st = env_acquire(s, index_dir, err);
   if (st != AQS_OK) goto fail;
   *out = s;

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "store/journal.h"
 #include "store/store_internal.h"
 
 aqs_status store_mdb_err(const aqs_store *s, int rc, const char *what, aqs_err *err) {
@@ -77,6 +78,7 @@ aqs_status store_write(aqs_store *s, write_fn fn, void *ctx, aqs_err *err) {
       break;
     }
     st = fn(&w, ctx, err);
+    if (st == AQS_OK && !w.map_full && w.journaled) st = journal_sync(s, err);
     if (st == AQS_OK && !w.map_full) {
       rc = mdb_txn_commit(w.txn);
       pthread_rwlock_unlock(&e->resize_lock);
