@@ -42,6 +42,11 @@ int aqs_cli_load_workspace(const char *cmd, aqs_workspace *ws) {
   return AQS_EXIT_OK;
 }
 
+/* The store repaired itself (a damaged object quarantined): say so on stderr. */
+static void print_notice(const char *msg, void *user) {
+  fprintf(stderr, "aqs %s: %s\n", (const char *)user, msg);
+}
+
 int aqs_cli_open_store(const char *cmd, unsigned flags, aqs_workspace *ws, aqs_store **store) {
   *store = NULL;
   int rc = aqs_cli_load_workspace(cmd, ws);
@@ -66,6 +71,7 @@ int aqs_cli_open_store(const char *cmd, unsigned flags, aqs_workspace *ws, aqs_s
     *store = NULL;
     return rc;
   }
+  aqs_store_set_notice(*store, print_notice, (void *)cmd);
   return AQS_EXIT_OK;
 }
 
