@@ -174,7 +174,8 @@ int aqs_cli_export_dir(const char *cmd, const char *arg, aqs_cli_export_ctx *ctx
     snprintf(dir_out, n, "%s", arg);
     return 0;
   }
-  if (!ctx->store && aqs_cli_open_store(cmd, 0, &ctx->ws, &ctx->store)) return AQS_EXIT_FAIL;
+  if (!ctx->store && aqs_cli_open_store(cmd, AQS_CLI_WRITE_IF_ALLOWED, &ctx->ws, &ctx->store))
+    return AQS_EXIT_FAIL;
   aqs_err e = {0};
   aqs_digest rec, ckpt;
   json_t *doc = NULL;

@@ -74,6 +74,9 @@ void aqs_store_close(aqs_store *s);
  * Errors: AQS_ERR_IO (LMDB). */
 aqs_status aqs_store_flush(aqs_store *s, aqs_err *err);
 
+/* 1 when the handle was opened with AQS_STORE_RDONLY. */
+int aqs_store_is_rdonly(const aqs_store *s);
+
 /* The absolute store directory and its settings; owned by the handle. */
 const char *aqs_store_path(const aqs_store *s);
 const aqs_store_config *aqs_store_get_config(const aqs_store *s);

@@ -570,6 +570,35 @@ static void write_marker(const char *dir, const aqs_digest *manifest, const json
   fclose(m);
 }
 
+/* Puts the finished tmp directory at out_dir atomically, so concurrent checkouts into one directory
+ * all succeed and a reader sees the old or the new checkout, never a mix: a no-replace rename when
+ * out_dir is absent, else an atomic exchange (the old checkout, now at tmp, is removed). Where the
+ * filesystem lacks renameat2 flags: move aside, rename, remove. */
+static aqs_status swap_into_place(const char *tmp, const char *out_dir, const char *old, aqs_err *e) {
+  for (int attempt = 0; attempt < 100; attempt++) {
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, out_dir, RENAME_NOREPLACE) == 0) return AQS_OK;
+    if (errno == EINVAL || errno == ENOSYS) break;
+    if (errno != EEXIST && errno != ENOTEMPTY)
+      return aqs_errno(e, AQS_ERR_IO, errno, "renaming %s to %s", tmp, out_dir);
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, out_dir, RENAME_EXCHANGE) == 0) {
+      aqs_rm_flat_dir(tmp);
+      return AQS_OK;
+    }
+    if (errno != ENOENT) return aqs_errno(e, AQS_ERR_IO, errno, "swapping %s and %s", tmp, out_dir);
+    /* out_dir went away between the two calls (another checkout swapping): try again */
+  }
+  struct stat sb;
+  int exists = stat(out_dir, &sb) == 0;
+  if (exists && rename(out_dir, old) != 0) return aqs_errno(e, AQS_ERR_IO, errno, "moving aside %s", out_dir);
+  if (rename(tmp, out_dir) != 0) {
+    aqs_status st = aqs_errno(e, AQS_ERR_IO, errno, "renaming %s to %s", tmp, out_dir);
+    if (exists) rename(old, out_dir);
+    return st;
+  }
+  if (exists) aqs_rm_flat_dir(old);
+  return AQS_OK;
+}
+
 aqs_status aqs_ckpt_materialize(aqs_store *s, const aqs_digest *manifest, const char *out_dir,
                                 aqs_link_mode mode, aqs_err *e) {
   int exists;
@@ -623,7 +652,11 @@ aqs_status aqs_ckpt_materialize(aqs_store *s, const aqs_digest *manifest, const 
         aqs_digest file_digest;
         st = shard_file_object(s, &d, shard, scratch, &file_digest, e);
         aqs_err link_err = {0};
-        if (!st && aqs_object_link(s, &file_digest, path, &link_err) != AQS_OK) {
+        if (st == AQS_ERR_UNSUPPORTED) {
+          /* A read-only store cannot make the shard object: copy instead. */
+          aqs_err_clear(e);
+          st = write_shard(s, shard, path, AQS_LINK_REFLINK, e);
+        } else if (!st && aqs_object_link(s, &file_digest, path, &link_err) != AQS_OK) {
           /* Another filesystem or no permission: fall back to a copy-on-write/kernel copy. */
           st = write_shard(s, shard, path, AQS_LINK_REFLINK, e);
         }
@@ -648,14 +681,7 @@ aqs_status aqs_ckpt_materialize(aqs_store *s, const aqs_digest *manifest, const 
   }
   if (!st) write_marker(tmp, manifest, doc);
   json_decref(doc);
-  if (!st) {
-    if (exists && rename(out_dir, old) != 0) st = aqs_errno(e, AQS_ERR_IO, errno, "moving aside %s", out_dir);
-    if (!st && rename(tmp, out_dir) != 0) {
-      st = aqs_errno(e, AQS_ERR_IO, errno, "renaming %s to %s", tmp, out_dir);
-      if (exists) rename(old, out_dir);
-    }
-    if (!st && exists) aqs_rm_flat_dir(old);
-  }
+  if (!st) st = swap_into_place(tmp, out_dir, old, e);
   if (st) aqs_rm_flat_dir(tmp);
   return st;
 }
