@@ -366,7 +366,7 @@ aqs_status aqs_tokenizer_load(const char *path, aqs_tokenizer **out, aqs_err *er
   *out = NULL;
   char *text;
   size_t len;
-  aqs_status st = aqs_file_read(path, "tokenizer", &text, &len, err);
+  aqs_status st = aqs_file_read_input(path, AQS_INPUT_TOKENIZER, &text, &len, err);
   if (st) return st;
   st = aqs_tokenizer_load_json(text, len, path, out, err);
   free(text);
