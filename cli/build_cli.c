@@ -23,6 +23,7 @@ int aqs_build_cli_parse(const char *cmd, int argc, char **argv, aqs_build_cli *o
       {"backend", required_argument, NULL, 'b'}, {"out", required_argument, NULL, 'o'},
       {"recipes-dir", required_argument, NULL, 'R'}, {"json", no_argument, NULL, 'j'},
       {"no-checkout", no_argument, NULL, 'n'},   {"quiet", no_argument, NULL, 'q'},
+      {"allow-outside-root", no_argument, NULL, 'A'},
       {NULL, 0, NULL, 0}};
   optind = 1;
   opterr = 0;
@@ -39,6 +40,7 @@ int aqs_build_cli_parse(const char *cmd, int argc, char **argv, aqs_build_cli *o
     case 'j': out->json = 1; break;
     case 'n': out->no_checkout = 1; break;
     case 'q': out->quiet = 1; break;
+    case 'A': out->allow_outside_root = 1; break;
     default: return aqs_cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[optind - 1]);
     }
   }
@@ -63,6 +65,7 @@ int aqs_build_cli_prepare(const char *cmd, const aqs_build_cli *cli, const aqs_w
   opts->captions_path = cli->captions ? cli->captions : ws->data_captions;
   opts->images_path = cli->images ? cli->images : ws->data_images;
   opts->images_root = cli->images_root ? cli->images_root : ws->data_images_root;
+  opts->allow_outside_root = cli->allow_outside_root;
   opts->backend = cli->backend ? cli->backend : "cpu";
   opts->out_dir = cli->out_dir;
   opts->no_materialize = cli->no_checkout;

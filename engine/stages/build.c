@@ -135,6 +135,7 @@ static aqs_status stage_calib_set(build_env *b, const aqs_recipe *r, aqs_stage_o
   if (r->modality == AQS_MODALITY_IMAGES) {
     co.images_jsonl = b->o->images_path;
     co.images_root = b->o->images_root;
+    co.allow_outside_root = b->o->allow_outside_root;
   } else {
     co.captions_path = b->o->captions_path;
   }
