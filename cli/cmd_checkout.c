@@ -39,10 +39,11 @@ static int run_checkout(int argc, char **argv) {
   const char *mode_text = NULL;
   static const struct option longopts[] = {{"link-mode", required_argument, NULL, 'l'}, {NULL, 0, NULL, 0}};
   optind = 1;
+  opterr = 0;
   int ch;
   while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
     if (ch == 'l') mode_text = optarg;
-    else return aqs_cli_usage_error("checkout", "unknown option");
+    else return aqs_cli_bad_option("checkout", longopts, argv);
   }
   if (optind + 2 != argc) return aqs_cli_usage_error("checkout", "expected NAME and DIR");
   aqs_workspace ws;

@@ -81,12 +81,13 @@ static int run_diff(int argc, char **argv) {
                                            {"quiet", no_argument, NULL, 'q'},
                                            {NULL, 0, NULL, 0}};
   optind = 1;
+  opterr = 0;
   int ch;
   while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
     if (ch == 'j') as_json = 1;
     else if (ch == 't') list_tensors = 1;
     else if (ch == 'q') quiet = 1;
-    else return aqs_cli_usage_error("diff", "unknown option");
+    else return aqs_cli_bad_option("diff", longopts, argv);
   }
   if (argc - optind != 2) return aqs_cli_usage_error("diff", "expected two checkpoints A and B (directories or built recipe names)");
   aqs_cli_export_ctx names = {0};

@@ -82,11 +82,12 @@ static int run_ls(int argc, char **argv) {
                                            {"recipes", no_argument, NULL, 'r'},
                                            {NULL, 0, NULL, 0}};
   optind = 1;
+  opterr = 0;
   int ch;
   while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
     if (ch == 'j') as_json = 1;
     else if (ch == 'r') recipes = 1;
-    else return aqs_cli_usage_error("ls", "unknown option");
+    else return aqs_cli_bad_option("ls", longopts, argv);
   }
   if (optind < argc) return aqs_cli_usage_error("ls", "unexpected argument '%s'", argv[optind]);
   aqs_workspace ws;
