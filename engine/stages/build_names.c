@@ -185,7 +185,7 @@ static void list_candidates(const aqs_build_entry *const *cand, size_t n, int wi
     if (k < 0) break;
     used += (size_t)k;
     if (used >= cap) break;
-    k = snprintf(msg + used, cap - used, "   (model %.12s, data %.12s%s%s)", m + 7, d + 7, cand[i]->user[0] ? ", " : "",
+    k = snprintf(msg + used, cap - used, "   (model %.12s, data %.12s%s%s)", m + 7, d + 7, cand[i]->user[0] ? ", built by " : "",
                  cand[i]->user);
     if (k < 0) break;
     used += (size_t)k;
