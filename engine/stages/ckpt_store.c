@@ -381,9 +381,10 @@ aqs_status aqs_ckpt_load_manifest(aqs_store *s, const aqs_digest *d, const char 
   if (!doc) return aqs_errf(e, AQS_ERR_CORRUPT, "manifest sha256:%s is not JSON: %s", aqs_digest_short(d, hex), jerr.text);
   const char *k = json_string_value(json_object_get(doc, "kind"));
   if (kind && (!k || strcmp(k, kind) != 0)) {
-    json_decref(doc);
-    return aqs_errf(e, AQS_ERR_INVALID, "object sha256:%s is a %s, not a %s", aqs_digest_short(d, hex),
-                    k ? k : "plain object", kind);
+    aqs_errf(e, AQS_ERR_INVALID, "object sha256:%s is %s%s, not %s", aqs_digest_short(d, hex), k ? "an " : "a ",
+             k ? k : "plain object", kind);
+    json_decref(doc); /* after the message: k points into doc */
+    return AQS_ERR_INVALID;
   }
   *out = doc;
   return AQS_OK;
