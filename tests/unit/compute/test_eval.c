@@ -16,18 +16,18 @@
 #include "engine/model/safetensors.h"
 #include "kernels/fp8.h"
 
-static char *src_dir, *fp8_dir;
+static char *src_dir, *fp8_dir, *kv_dir;
 static aqs_amax_table amax;
 static fx_batches calib, evalb;
 
 /* q/k/v and o of layer 0, gate/up of layer 1, down of layer 2 and 3 in FP8. */
 static const char *const kFp8Groups[] = {"lm.0.qkv", "lm.0.o", "lm.1.gate_up", "lm.2.down", "lm.3.down"};
 
-static void export_plan(const char *out, const aqs_amax_table *t) {
+static void export_plan(const char *out, const aqs_amax_table *t, int kv_fp8) {
   aqs_plan *p = aqs_plan_new();
   for (size_t i = 0; i < sizeof kFp8Groups / sizeof kFp8Groups[0]; i++)
     assert_int_equal(aqs_plan_set(p, kFp8Groups[i], AQS_FMT_FP8, NULL), AQS_OK);
-  aqs_export_opts o = {.model_dir = src_dir, .amax = t, .plan = p, .out_dir = out};
+  aqs_export_opts o = {.model_dir = src_dir, .amax = t, .plan = p, .out_dir = out, .kv_cache_fp8 = kv_fp8};
   aqs_export_result r;
   aqs_err e = {0};
   if (aqs_export_run(&o, &r, &e) != AQS_OK) fail_msg("export: %s", e.msg);
@@ -47,7 +47,10 @@ static int setup(void **state) {
   be->ops->close(be);
   fp8_dir = tu_mkdtemp("evalfp8");
   rmdir(fp8_dir);
-  export_plan(fp8_dir, &amax);
+  export_plan(fp8_dir, &amax, 0);
+  kv_dir = tu_mkdtemp("evalkv");
+  rmdir(kv_dir);
+  export_plan(kv_dir, &amax, 1);
   return 0;
 }
 
@@ -56,8 +59,10 @@ static int teardown(void **state) {
   aqs_amax_free(&amax);
   tu_rm_rf(src_dir);
   tu_rm_rf(fp8_dir);
+  tu_rm_rf(kv_dir);
   free(src_dir);
   free(fp8_dir);
+  free(kv_dir);
   return 0;
 }
 
@@ -427,10 +432,90 @@ static void test_baseline(void **state) {
   be->ops->close(be);
 }
 
+/* FP8 KV cache: the scales round-trip (amax table -> checkpoint -> loaded model), the configs
+ * declare it, eval changes and still matches the double reference (which quantizes K and V). */
+static void test_kv_cache_fp8(void **state) {
+  (void)state;
+  aqs_backend *be;
+  aqs_lm *ref = fx_load(src_dir, &be, AQS_PREC_F32), *kv, *plain;
+  aqs_err e = {0};
+  if (aqs_lm_load(be, kv_dir, &kv, &e) != AQS_OK) fail_msg("load: %s", e.msg);
+  if (aqs_lm_load(be, fp8_dir, &plain, &e) != AQS_OK) fail_msg("load: %s", e.msg);
+  assert_int_equal(kv->kv_fp8, 1);
+  assert_int_equal(plain->kv_fp8, 0);
+  for (int l = 0; l < kv->cfg.num_layers; l++) {
+    char name[128];
+    for (int v = 0; v < 2; v++) {
+      aqs_lm_kv_cache_name(ref, l, v, name, sizeof name);
+      const aqs_amax_entry *en = aqs_amax_find(&amax, name);
+      assert_non_null(en);
+      float want = en->input_amax / 448.0f, got = v ? kv->layers[l].v_scale : kv->layers[l].k_scale;
+      assert_memory_equal(&got, &want, 4);
+      assert_true(plain->layers[l].k_scale == 0.0f);
+    }
+  }
+  char path[4096];
+  snprintf(path, sizeof path, "%s/hf_quant_config.json", kv_dir);
+  char *hf = tu_read_file(path, NULL);
+  assert_non_null(strstr(hf, "\"kv_cache_quant_algo\": \"FP8\""));
+  free(hf);
+  snprintf(path, sizeof path, "%s/config.json", kv_dir);
+  char *cfg = tu_read_file(path, NULL);
+  assert_non_null(strstr(cfg, "\"kv_cache_quant_algo\": \"FP8\""));
+  free(cfg);
+  snprintf(path, sizeof path, "%s/hf_quant_config.json", fp8_dir);
+  hf = tu_read_file(path, NULL);
+  assert_non_null(strstr(hf, "\"kv_cache_quant_algo\": null"));
+  free(hf);
+  aqs_eval_metrics a = engine_metrics(ref, plain, &evalb), b = engine_metrics(ref, kv, &evalb);
+  printf("  kl mean: bf16 KV cache %.6g, fp8 KV cache %.6g\n", a.kl_mean, b.kl_mean);
+  assert_true(b.kl_mean != a.kl_mean && b.ppl != a.ppl);
+  aqs_lm_free(kv);
+  aqs_lm_free(plain);
+  aqs_lm_free(ref);
+  be->ops->close(be);
+  compare_with_reference(kv_dir);
+}
+
+/* Damaged served checkpoints are refused with the tensor named. */
+static void test_bad_scales(void **state) {
+  (void)state;
+  aqs_backend *be;
+  aqs_lm *ref = fx_load(src_dir, &be, AQS_PREC_F32), *lm = NULL;
+  aqs_err e = {0};
+  /* a negative weight scale, written over the F32 value in place */
+  char *dir = tu_mkdtemp("evalbad");
+  char cmd[8192];
+  snprintf(cmd, sizeof cmd, "cp -r %s/. %s/ && chmod -R u+w %s", fp8_dir, dir, dir);
+  assert_int_equal(system(cmd), 0);
+  aqs_ckpt *ck;
+  assert_int_equal(aqs_ckpt_open(dir, &ck, &e), AQS_OK);
+  const aqs_st_tensor *t = aqs_ckpt_find(ck, "model.language_model.layers.0.self_attn.k_proj.weight_scale");
+  assert_non_null(t);
+  uint64_t off = t->file_offset;
+  char shard[4096];
+  snprintf(shard, sizeof shard, "%s", t->file->path);
+  aqs_ckpt_close(ck);
+  FILE *f = fopen(shard, "r+b");
+  assert_non_null(f);
+  float neg = -0.5f;
+  assert_int_equal(fseek(f, (long)off, SEEK_SET), 0);
+  assert_int_equal(fwrite(&neg, 4, 1, f), 1);
+  fclose(f);
+  assert_int_equal(aqs_lm_load(be, dir, &lm, &e), AQS_ERR_INVALID);
+  assert_non_null(strstr(e.msg, "layers.0.self_attn.k_proj.weight_scale"));
+  tu_rm_rf(dir);
+  free(dir);
+  aqs_lm_free(ref);
+  be->ops->close(be);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_served_fp8_vs_double_reference),
       cmocka_unit_test(test_baseline),
+      cmocka_unit_test(test_kv_cache_fp8),
+      cmocka_unit_test(test_bad_scales),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
