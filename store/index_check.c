@@ -272,7 +272,7 @@ static int walk_page(walker *w, const page_ctx *c, uint64_t pgno, int depth_left
 
 static int walk_nodes(walker *w, const page_ctx *c, const uint8_t *p, size_t area, uint64_t pgno,
                       int depth_left, uint64_t *entries) {
-  uint16_t flags = rd16(p + 10), nkeys;
+  uint16_t flags = rd16(p + 10), nkeys = 0;
   int intkey = (c->db->flags & DB_INTEGERKEY) != 0;
   int leaf2 = (flags & P_LEAF2) != 0;
   uint16_t kinds = flags & (P_BRANCH | P_LEAF | P_OVERFLOW | P_META);

@@ -25,6 +25,28 @@ static aqs_status check_name(const char *name, aqs_err *err) {
   return AQS_OK;
 }
 
+/* Names new refs may take: '/'-separated segments of letters, digits, '.', '_', '-'; no empty,
+ * '.' or '..' segment, no leading '-'. Older stores may hold refs the looser check_name allows
+ * (':', '+', '@'): those stay readable, movable and deletable, never newly created. */
+static aqs_status check_new_name(const char *name, aqs_err *err) {
+  aqs_status st = check_name(name, err);
+  if (st != AQS_OK) return st;
+  const char *rule = "segments of letters, digits, '.', '_', '-' separated by single '/'; no '.' or '..' segment";
+  for (const char *seg = name; ; ) {
+    const char *end = strchr(seg, '/');
+    size_t len = end ? (size_t)(end - seg) : strlen(seg);
+    if (len == 0) return aqs_errf(err, AQS_ERR_INVALID, "bad ref name '%s': empty segment (%s)", name, rule);
+    if ((len == 1 && seg[0] == '.') || (len == 2 && seg[0] == '.' && seg[1] == '.'))
+      return aqs_errf(err, AQS_ERR_INVALID, "bad ref name '%s': '%.*s' segment (%s)", name, (int)len, seg, rule);
+    for (size_t i = 0; i < len; i++)
+      if (strchr(":+@", seg[i]))
+        return aqs_errf(err, AQS_ERR_INVALID, "bad ref name '%s': character '%c' is not allowed (%s)", name, seg[i], rule);
+    if (!end) break;
+    seg = end + 1;
+  }
+  return AQS_OK;
+}
+
 static size_t reflog_key(const char *name, uint64_t seq, uint8_t *key) {
   size_t n = strlen(name);
   memcpy(key, name, n);
@@ -118,7 +140,11 @@ static aqs_status ref_change_body(wtx *w, void *ctx, aqs_err *err) {
 
 aqs_status aqs_ref_set(aqs_store *s, const char *name, const aqs_digest *target,
                        const char *message, aqs_err *err) {
-  aqs_status st = check_name(name, err);
+  aqs_digest existing;
+  aqs_err ignore = {0};
+  /* An existing old-style name may move; a new one must follow the current rules. */
+  aqs_status st = aqs_ref_get(s, name, &existing, &ignore) == AQS_OK ? check_name(name, err)
+                                                                      : check_new_name(name, err);
   if (st != AQS_OK) return st;
   ref_change c = {.name = name, .target = *target, .message = message};
   return store_write(s, ref_change_body, &c, err);

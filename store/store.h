@@ -290,14 +290,17 @@ aqs_status aqs_action_delete(aqs_store *s, const aqs_digest *key, aqs_err *err);
 
 /* ------------------------------------------------------------------ refs */
 
-/* Ref names: 1..255 bytes of printable ASCII without spaces ('a'-'z', 'A'-'Z', '0'-'9',
- * '.', '_', '-', '/', ':', '+', '@'), not starting with '-'. Refs pin objects (and everything
+/* Ref names: 1..255 bytes: segments of 'a'-'z', 'A'-'Z', '0'-'9', '.', '_', '-' separated by
+ * single '/', no '.' or '..' segment, not starting with '-' (so "../x", "/abs", "a//b" are
+ * refused). Refs created by older versions may also hold ':', '+', '@' and empty or dot
+ * segments: they stay readable, movable and deletable. Refs pin objects (and everything
  * their manifests reach) against gc. Each ref keeps a reflog of its last AQS_REFLOG_KEEP changes. */
 #define AQS_REF_NAME_MAX 255
 #define AQS_REFLOG_KEEP 20
 
 /* Points name at target (which must be present). message (may be NULL) goes to the reflog.
- * Errors: AQS_ERR_INVALID (bad name), AQS_ERR_NOT_FOUND (target missing), AQS_ERR_IO. */
+ * Errors: AQS_ERR_INVALID (bad name: a new ref must follow the rules above), AQS_ERR_NOT_FOUND
+ * (target missing), AQS_ERR_IO. */
 aqs_status aqs_ref_set(aqs_store *s, const char *name, const aqs_digest *target,
                        const char *message, aqs_err *err);
 /* Errors: AQS_ERR_NOT_FOUND ("no ref <name>"), AQS_ERR_INVALID, AQS_ERR_IO. */
