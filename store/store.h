@@ -198,7 +198,8 @@ void aqs_view_release(aqs_view *view);
 aqs_status aqs_object_check(aqs_store *s, const aqs_digest *d, aqs_err *err);
 
 /* Called with a one-line message whenever the store repairs itself (a damaged object quarantined
- * by a read, a check or an action lookup), so a command can say what it repaired. Set it right
+ * by a read, a check or an action lookup: "repaired: ...") or starts waiting for an action another
+ * process computes ("waiting for ..."), so a command can say so. Set it right
  * after open; the function may be called from any thread using the handle. */
 typedef void (*aqs_store_notice_fn)(const char *msg, void *user);
 void aqs_store_set_notice(aqs_store *s, aqs_store_notice_fn fn, void *user);
@@ -265,7 +266,8 @@ void aqs_action_info_free(aqs_action_info *info);
  * wall_seconds is the caller's. An existing action with the same key is replaced (the last
  * writer wins; a changed result is legal for non-deterministic stages). key_out optional.
  * Errors: AQS_ERR_INVALID (key_doc not a canonical key document), AQS_ERR_NOT_FOUND (result
- * missing: message names it), AQS_ERR_IO, AQS_ERR_UNSUPPORTED (RDONLY). */
+ * missing: message names it), AQS_ERR_IO, AQS_ERR_UNSUPPORTED (RDONLY). Drops the key's lease.
+ * The record is also appended to the store's journal (so `aqs verify --reindex` restores it). */
 aqs_status aqs_action_put(aqs_store *s, const char *key_doc, const aqs_digest *result,
                           double wall_seconds, aqs_digest *key_out, aqs_err *err);
 
@@ -277,6 +279,19 @@ aqs_status aqs_action_put(aqs_store *s, const char *key_doc, const aqs_digest *r
  * aqs_action_info_free). Errors: AQS_ERR_NOT_FOUND (a miss, message names the key), AQS_ERR_IO. */
 aqs_status aqs_action_lookup(aqs_store *s, const char *stage, const aqs_digest *key,
                              aqs_action_info *info, aqs_err *err);
+
+/* After a miss: makes sure only one process computes the action. Takes the action's lease (a
+ * record: pid, host, process start, time) and returns AQS_ERR_NOT_FOUND: this process computes it
+ * and aqs_action_put releases the lease (or aqs_lease_release on failure). While another live
+ * process holds the lease it waits (polling, 5 to 200 ms; the notice function is told once whom it
+ * waits for) and returns AQS_OK with info (optional, as aqs_action_lookup) once that result is
+ * recorded. A lease whose holder no longer runs on this host (or, from another host, older than an
+ * hour) is taken over. A read-only handle takes no lease and returns AQS_ERR_NOT_FOUND at once.
+ * Counts nothing. Errors: AQS_ERR_IO. */
+aqs_status aqs_action_claim(aqs_store *s, const char *stage, const aqs_digest *key,
+                            aqs_action_info *info, aqs_err *err);
+/* Drops this process's lease on key (nothing when another process holds it or none exists). */
+void aqs_lease_release(aqs_store *s, const aqs_digest *key);
 
 /* Calls fn for every action whose stage equals stage (NULL = all), in key order. info is valid
  * only during the call (copy what you keep; key_doc included). fn returns non-zero to stop.

@@ -33,6 +33,8 @@ typedef struct store_env {
   MDB_dbi db_reflog;   /* name '\0' be64 seq -> JSON entry */
   MDB_dbi db_statc;    /* absolute path -> statc record */
   MDB_dbi db_meta;     /* counter name -> uint64 */
+  MDB_dbi db_lease;    /* action key(32) -> lease record (lease.c); 0 in a read-only open of a
+                          store made before leases existed */
 } store_env;
 
 typedef struct pending_atime {
@@ -169,6 +171,13 @@ void stamp_record(aqs_store *s, const aqs_digest *d, const char *path);
  * also makes every action reaching it a miss) and tells the handle's notice function what was
  * repaired. Nothing for RDONLY handles. Returns 1 when quarantined. */
 int store_quarantine(aqs_store *s, const aqs_digest *d, const char *why);
+
+/* aqs_action_lookup without counting (the closure check included): AQS_OK and *info (optional) on
+ * a hit, AQS_ERR_NOT_FOUND on a miss. */
+aqs_status action_lookup_quiet(aqs_store *s, const aqs_digest *key, aqs_action_info *info,
+                               aqs_err *err);
+/* Deletes key's lease inside w (aqs_action_put: the result is recorded, waiters may go on). */
+aqs_status lease_drop(wtx *w, const aqs_digest *key, aqs_err *err);
 
 /* Network filesystem check on dir: AQS_ERR_UNSUPPORTED with the remote-tier hint. */
 aqs_status store_check_fs(const char *dir, aqs_err *err);

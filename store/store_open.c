@@ -77,10 +77,14 @@ static aqs_status open_dbis(aqs_store *s, store_env *e, aqs_err *err) {
       {"edges", 0, &e->db_edges},     {"redges", MDB_DUPSORT | MDB_DUPFIXED, &e->db_redges},
       {"act", 0, &e->db_act},         {"ref", 0, &e->db_ref},
       {"reflog", 0, &e->db_reflog},   {"statc", 0, &e->db_statc},
-      {"meta", 0, &e->db_meta},
+      {"meta", 0, &e->db_meta},       {"lease", 0, &e->db_lease},
   };
   for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
     rc = mdb_dbi_open(txn, dbs[i].name, dbs[i].flags | create, dbs[i].dbi);
+    if (rc == MDB_NOTFOUND && dbs[i].dbi == &e->db_lease) { /* older store, read-only open */
+      e->db_lease = 0;
+      continue;
+    }
     if (rc != 0) {
       mdb_txn_abort(txn);
       return store_mdb_err(s, rc, "opening a database", err);

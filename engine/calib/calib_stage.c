@@ -387,6 +387,12 @@ aqs_status aqs_calib_build(aqs_store *store, const aqs_calib_opts *opts, aqs_cal
     memset(&info, 0, sizeof info);
     aqs_err lerr = {0};
     aqs_status ls = aqs_action_lookup(store, AQS_CALIB_STAGE_NAME, &res->key, &info, &lerr);
+    int leased = 0;
+    if (ls == AQS_ERR_NOT_FOUND && !opts->lookup_only) {
+      /* One builder computes the set; concurrent ones wait for it and reuse it (store/lease.c). */
+      ls = aqs_action_claim(store, AQS_CALIB_STAGE_NAME, &res->key, &info, &lerr);
+      leased = ls == AQS_ERR_NOT_FOUND;
+    }
     if (ls == AQS_OK) {
       res->hit = 1;
       res->digest = info.result;
@@ -411,6 +417,7 @@ aqs_status aqs_calib_build(aqs_store *store, const aqs_calib_opts *opts, aqs_cal
       clock_gettime(CLOCK_MONOTONIC, &t1);
       double wall = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
       if (st == AQS_OK) st = aqs_action_put(store, key_doc, &res->digest, wall, NULL, err);
+      if (st != AQS_OK && leased) aqs_lease_release(store, &res->key);
     }
   }
   if (job.rows_loaded) res->rows_total = job.rows.n + job.rows.n_bad;
