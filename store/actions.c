@@ -111,6 +111,11 @@ static int decode_record(const aqs_digest *key, const char *text, size_t len,
   const char *result = json_string_value(json_object_get(rec, "result"));
   int bad = !result || aqs_digest_parse(result, &info->result, NULL) != AQS_OK;
   const char *doc = json_string_value(json_object_get(rec, "key_doc"));
+  if (!bad && doc) { /* the key is the digest of its document: a damaged document is a miss */
+    aqs_digest check;
+    aqs_sha256_buf(doc, strlen(doc), &check);
+    bad = !aqs_digest_eq(&check, key);
+  }
   if (!bad && doc) {
     info->key = *key;
     copy_str(info->stage, sizeof info->stage, json_string_value(json_object_get(rec, "stage")));
