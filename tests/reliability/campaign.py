@@ -163,6 +163,18 @@ class Campaign:
         assert lib.mdb_txn_commit(txn) == 0
         lib.mdb_env_close(env)
 
+    def build_closure(self, store):
+        """Hex digests of every object the store's refs reach (what a build of them reads)."""
+        seen, todo = set(), [l.split()[0] for l in self.must([self.aqs, "--store", store, "refs", "list"]).stdout.split("\n") if l.strip()]
+        while todo:
+            d = todo.pop()
+            if d in seen:
+                continue
+            seen.add(d)
+            info = json.loads(self.must([self.aqs, "--store", store, "cat", "--json", d]).stdout)
+            todo.extend(info.get("children") or [])
+        return {d[7:] for d in seen}
+
     def damage(self):
         results = {}
         kinds = ["raw tensor file", "zstd file", "inline LMDB value", "action record"]
@@ -170,7 +182,9 @@ class Campaign:
             store = self.new_store("damage-" + kind.split()[0], inline_max=4096)
             x = 50
             self.must([self.aqs, "--store", store, "build", "--no-checkout"] + self.build_args + ["fast%d" % x])
-            objs = [os.path.join(dp, f) for dp, _, fs in os.walk(os.path.join(store, "objects")) for f in fs]
+            reached = self.build_closure(store)
+            objs = [os.path.join(dp, f) for dp, _, fs in os.walk(os.path.join(store, "objects")) for f in fs
+                    if os.path.basename(dp) + f.replace(".zst", "") in reached]
             if kind in ("raw tensor file", "zstd file"):
                 pick = sorted(o for o in objs if o.endswith(".zst") == (kind == "zstd file"))
                 if not pick:
