@@ -131,6 +131,12 @@ void object_file_path(const aqs_store *s, const aqs_digest *d, int kind, char *o
 int64_t now_ns(void);
 /* fsync a directory by path (best effort where unsupported). */
 int fsync_dir(const char *dir);
+/* Calls fn for every file under objects/ named like an object (objects/ab/<62 hex>[.zst]): its
+ * path, file name, digest and whether it is a zstd file. fn returns non-zero to stop. 0, or -1
+ * when objects/ cannot be read. */
+typedef int (*object_file_fn)(const char *path, const char *name, const aqs_digest *d, int zstd,
+                              void *user);
+int object_files_foreach(const aqs_store *s, object_file_fn fn, void *user);
 /* Creates dir (mode per store: 02775 shared, else 0755 minus umask) if missing. */
 int store_mkdir(const aqs_store *s, const char *dir);
 /* Unique tmp file in <store>/tmp; returns the fd (O_RDWR|O_CLOEXEC) and its path. */
