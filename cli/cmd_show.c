@@ -104,11 +104,13 @@ static int run_show(int argc, char **argv) {
          (long long)json_integer_value(json_object_get(summary, "candidates")),
          (long long)json_integer_value(json_object_get(summary, "groups")), plan->scope);
   printf("effective bits  %.4f\n", json_number_value(json_object_get(summary, "effective_bits")));
-  for (size_t i = 0; i < AQS_BUILD_STAGES; i++) {
+  size_t n_stages;
+  const aqs_stage_def *const *table = aqs_stage_table(&n_stages);
+  for (size_t i = 0; i < n_stages; i++) {
     aqs_digest d;
     char hex[AQS_DIGEST_STR_SIZE];
-    if (aqs_build_record_stage(doc, aqs_build_stage_names[i], &d, &e) == AQS_OK)
-      printf("%-15s %s\n", aqs_build_stage_names[i], aqs_digest_str(&d, hex));
+    if (aqs_build_record_stage(doc, table[i]->name, &d, &e) == AQS_OK)
+      printf("%-15s %s\n", table[i]->name, aqs_digest_str(&d, hex));
   }
   size_t *order = malloc((plan->n + 1) * sizeof *order);
   for (size_t i = 0; i < plan->n; i++) order[i] = i;
