@@ -108,6 +108,22 @@ out:
   return st ? aqs_err_prefix(e, "family check failed") : AQS_OK;
 }
 
+aqs_status aqs_build_run_stage(const aqs_build_opts *opts, const char *stage, const aqs_recipe *r,
+                               const aqs_digest *in, aqs_stage_outcome *out, aqs_err *e) {
+  int i = aqs_stage_index(stage);
+  if (i < 0) return aqs_errf(e, AQS_ERR_INVALID, "no stage %s", stage);
+  size_t n_table;
+  const aqs_stage_def *def = aqs_stage_table(&n_table)[i];
+  aqs_stage_env env = {.o = opts, .store = opts->store};
+  aqs_stage_job job = {.store = opts->store, .env = &env, .recipe = r, .rebuild = wants_rebuild(opts, stage)};
+  for (int k = 0; in && def->inputs[k]; k++) job.in[k] = in[k];
+  memset(out, 0, sizeof *out);
+  aqs_status st = aqs_stage_exec(def, &job, opts->dry_run, out, e);
+  out->done = !st;
+  aqs_stage_env_free(&env);
+  return st;
+}
+
 aqs_status aqs_build_recipes(const aqs_build_opts *opts, const aqs_recipe *recipes, size_t n,
                              aqs_build_report *reports, aqs_err *e) {
   if (!opts->model_dir) return aqs_errf(e, AQS_ERR_INVALID, "no model: pass --model DIR or set [model] path in .aqstore");

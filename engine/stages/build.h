@@ -1,8 +1,9 @@
 /* engine/stages/build.h: resolving recipes into the stage graph and running it. The graph is the
  * stage table (stage.h, stage_table.c): build.c walks it in order, giving each stage the results
  * of its inputs; each stage is a cached action keyed by its inputs' digests and canonical
- * params, and only misses run. Several recipes in one build share every common stage. Each
- * built recipe gets a ref "recipe/<name>" naming its build record:
+ * params, and only misses run. Several recipes in one build share every common stage. Each build
+ * (recipe, model, data) gets its own ref naming its build record (engine/stages/build_names.h:
+ * recipe/<name>/<model16>-<data16>):
  *   {"kind":"aqs-build","version":1,"recipe":NAME,"recipe_params":{...},
  *    "stages":{<stage>: D, ...every stage of the table...},
  *    "summary":{"groups":n,"candidates":n,"fp8":n,"effective_bits":x},"children":[...]}
@@ -29,6 +30,7 @@ typedef struct aqs_build_opts {
   const char *captions_path;     /* caption file for captions recipes */
   const char *images_path;       /* JSONL for images recipes */
   const char *images_root;
+  int allow_outside_root;        /* image rows may leave images_root (--allow-outside-root) */
   const char *backend;           /* "cpu" (default) or "cuda" */
   int dry_run;                   /* aqs plan: look up only, explain misses */
   int skip_family_check;
@@ -64,16 +66,23 @@ typedef struct aqs_build_report {
 aqs_status aqs_build_recipes(const aqs_build_opts *opts, const aqs_recipe *recipes, size_t n,
                              aqs_build_report *reports, aqs_err *e);
 
+/* Runs one stage of the table outside a walk (as a build does; opts->dry_run = look up only):
+ * in[] are the results of its inputs, r its recipe (NULL for stages that read none, e.g.
+ * "source"). AQS_ERR_INVALID for a name that is no stage. */
+aqs_status aqs_build_run_stage(const aqs_build_opts *opts, const char *stage, const aqs_recipe *r,
+                               const aqs_digest *in, aqs_stage_outcome *out, aqs_err *e);
+
 /* The result of stage `stage` in a report, or NULL when the stage is not there or has none. */
 const aqs_digest *aqs_build_report_result(const aqs_build_report *r, const char *stage);
 
 /* ---- build records (build_record.c) ---- */
 
-/* Records the build of r (its report filled by a build) and moves ref recipe/<name> to it,
- * unless it already names it. */
+/* Records the build of r (its report filled by a build) and moves the build's ref
+ * (build_names.h) to it, unless it already names it. */
 aqs_status aqs_build_record_put(aqs_store *s, const aqs_recipe *r, aqs_build_report *rep, aqs_err *e);
 
-/* Loads the build record a ref "recipe/<name>" (or any ref / digest text) names. */
+/* Loads the build record a name reaches (aqs_build_resolve without a workspace scope: a recipe
+ * name with one build, NAME@MODEL[+DATA], a ref name or a record digest). */
 aqs_status aqs_build_record_load(aqs_store *s, const char *name, aqs_digest *record_out,
                                  json_t **doc_out, aqs_err *e);
 
@@ -87,8 +96,5 @@ aqs_status aqs_build_sensitivity_docs(aqs_store *s, const json_t *record, char *
 
 /* A stored plan (the slice stage's result). */
 aqs_status aqs_build_load_plan(aqs_store *s, const aqs_digest *d, aqs_plan **plan, aqs_err *e);
-
-/* Ref name of a recipe's latest build: "recipe/<name>". */
-void aqs_build_ref_name(const char *recipe, char *buf, size_t n);
 
 #endif

@@ -7,11 +7,10 @@
 
 #include "engine/compute/scores.h"
 #include "engine/stages/build.h"
+#include "engine/stages/build_names.h"
 #include "engine/stages/ckpt_store.h"
 #include "engine/stages/report.h"
 #include "engine/stages/slice.h"
-
-void aqs_build_ref_name(const char *recipe, char *buf, size_t n) { snprintf(buf, n, "recipe/%s", recipe); }
 
 static json_t *recipe_json(const aqs_recipe *r) {
   json_t *doc = json_pack("{s:s, s:s, s:I, s:I, s:I, s:s, s:I, s:s, s:I, s:s, s:s, s:s}", "modality",
@@ -21,6 +20,7 @@ static json_t *recipe_json(const aqs_recipe *r) {
                           aqs_sens_method_name(r->method), "score_samples", (json_int_t)r->score_samples, "scope",
                           aqs_qwen_scope_name(r->scope), "candidates", aqs_candidates_name(r->candidates),
                           "export_format", r->export_format);
+  if (r->kv_cache_fp8) json_object_set_new(doc, "kv_cache", json_string("fp8")); /* absent: bf16, as before */
   json_t *slice = aqs_slice_params_json(r);
   json_object_update(doc, slice);
   json_decref(slice);
@@ -40,7 +40,9 @@ aqs_status aqs_build_record_put(aqs_store *s, const aqs_recipe *r, aqs_build_rep
   aqs_status st = aqs_put_json(s, doc, 1, &rep->build_record, e);
   json_decref(doc);
   char ref[AQS_REF_NAME_MAX + 1], msg[128];
-  aqs_build_ref_name(r->name, ref, sizeof ref);
+  const aqs_digest *model = aqs_build_report_result(rep, "source"), *data = aqs_build_report_result(rep, "calib-set");
+  if (!model || !data) return aqs_errf(e, AQS_ERR_INTERNAL, "build of %s has no source or calib-set", r->name);
+  aqs_build_ref_name(r->name, model, data, ref, sizeof ref);
   snprintf(msg, sizeof msg, "build %s", r->name);
   aqs_digest current;
   aqs_err ignore = {0};
@@ -51,19 +53,12 @@ aqs_status aqs_build_record_put(aqs_store *s, const aqs_recipe *r, aqs_build_rep
 
 aqs_status aqs_build_record_load(aqs_store *s, const char *name, aqs_digest *record_out, json_t **doc_out,
                                  aqs_err *e) {
-  char ref[AQS_REF_NAME_MAX + 1];
-  aqs_build_ref_name(name, ref, sizeof ref);
-  aqs_err ignore = {0};
-  aqs_status st = aqs_ref_get(s, ref, record_out, &ignore);
-  if (st == AQS_ERR_NOT_FOUND || st == AQS_ERR_INVALID) st = aqs_ref_get(s, name, record_out, &ignore);
-  if (st == AQS_ERR_NOT_FOUND || st == AQS_ERR_INVALID) {
-    st = aqs_store_resolve(s, name, record_out, &ignore);
-    if (st) return aqs_errf(e, AQS_ERR_NOT_FOUND, "no build of recipe '%s' in %s (aqs build recipe %s; aqs ls)", name,
-                            aqs_store_path(s), name);
-  } else if (st) {
-    return aqs_errf(e, st, "%s", ignore.msg);
-  }
-  return aqs_ckpt_load_manifest(s, record_out, "aqs-build", doc_out, e);
+  aqs_build_entry b;
+  aqs_status st = aqs_build_resolve(s, name, NULL, &b, e);
+  if (st) return st;
+  *record_out = b.record;
+  *doc_out = b.doc;
+  return AQS_OK;
 }
 
 aqs_status aqs_build_record_stage(const json_t *doc, const char *stage, aqs_digest *out, aqs_err *e) {

@@ -28,6 +28,7 @@ static aqs_status export_key(aqs_stage_job *job, json_t **inputs, json_t **param
   *inputs = json_pack("{s:o, s:o, s:o}", "source", aqs_stage_jdigest(&job->in[0]), "amax",
                       aqs_stage_jdigest(&job->in[1]), "plan", aqs_stage_jdigest(&job->in[2]));
   *params = json_pack("{s:s, s:s}", "format", job->recipe->export_format, "layout", "block");
+  if (job->recipe->kv_cache_fp8) json_object_set_new(*params, "kv_cache", json_string("fp8"));
   if (hooked(job)) job->rebuild = job->no_record = 1;
   return AQS_OK;
 }
@@ -100,7 +101,7 @@ static aqs_status export_run(aqs_stage_job *job, aqs_stage_ctx *ctx, aqs_digest 
     if (!st) st = aqs_ckpt_builder_new(job->store, &sink.builder, e);
     aqs_export_opts eo = {.model_dir = o->model_dir, .amax = &t, .plan = plan, .out_dir = outdir,
                           .source_digest = aqs_digest_str(source, source_str), .amax_digest = amax_str,
-                          .progress = o->progress, .on_file = sink_file, .on_file_ctx = &sink,
+                          .kv_cache_fp8 = job->recipe->kv_cache_fp8, .progress = o->progress, .on_file = sink_file, .on_file_ctx = &sink,
                           .source_tensor_digest = source_digest_of,
                           .source_tensor_digest_ctx = json_object_get(source_doc, "tensors"),
                           .shard_sink = sink.hook ? NULL : sink_shard, .shard_sink_ctx = &sink};
@@ -129,7 +130,7 @@ const aqs_stage_def aqs_stage_export = {
     .name = "export",
     .version = VERSION,
     .inputs = {"source", "calibrate", "slice", NULL},
-    .recipe_keys = "export.format",
+    .recipe_keys = "export.format export.kv_cache",
     .key = export_key,
     .run = export_run,
 };
