@@ -67,6 +67,13 @@ static int on_entry(void *user, const char *section, const char *name, const cha
     rf->entries = ne;
     rf->cap = cap;
   }
+  for (size_t i = 0; i < rf->n; i++)
+    if (strcmp(rf->entries[i].section, section) == 0 && strcmp(rf->entries[i].key, name) == 0) {
+      aqs_errf(pc->e, AQS_ERR_INVALID, "%s:%d: duplicate key '%s' in section [%s] (first set on line %d)",
+               rf->origin, pc->ls->line, name, section, rf->entries[i].line);
+      pc->failed = true;
+      return 1;
+    }
   recipe_entry *en = &rf->entries[rf->n++];
   snprintf(en->section, sizeof en->section, "%s", section);
   snprintf(en->key, sizeof en->key, "%s", name);
@@ -295,8 +302,12 @@ aqs_status aqs_recipe_load(const aqs_recipe_source *src, const char *name, aqs_r
     for (size_t i = 0; next && i < depth; i++) {
       const char *seen = i == 0 ? name : chain[i - 1].extends;
       if (strcmp(seen, next) == 0) {
-        st = aqs_errf(e, AQS_ERR_INVALID, "%s:%d: extends cycle: %s extends %s, which is already in the chain",
-                      cur->origin, cur->extends_line, i == depth - 1 ? name : seen, next);
+        /* cur is the file whose extends closes the loop; name the whole chain after it. */
+        char loop[MAX_EXTENDS_DEPTH * (AQS_RECIPE_NAME_MAX + 4)];
+        size_t used = (size_t)snprintf(loop, sizeof loop, "%s", name);
+        for (size_t k = 0; k < depth && used < sizeof loop; k++)
+          used += (size_t)snprintf(loop + used, sizeof loop - used, " -> %s", chain[k].extends);
+        st = aqs_errf(e, AQS_ERR_INVALID, "%s:%d: extends cycle: %s", cur->origin, cur->extends_line, loop);
         goto done;
       }
     }
