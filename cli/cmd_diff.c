@@ -62,7 +62,8 @@ static int resolve_side(diff_inputs *in, diff_side *sd) {
     snprintf(sd->dir, sizeof sd->dir, "%s", sd->typed);
     return 0;
   }
-  if (!in->store && aqs_cli_open_store("diff", 0, &in->ws, &in->store)) return AQS_EXIT_FAIL;
+  if (!in->store && aqs_cli_open_store("diff", AQS_CLI_WRITE_IF_ALLOWED, &in->ws, &in->store))
+    return AQS_EXIT_FAIL;
   if (aqs_cli_resolve_build("diff", in->store, &in->ws, &in->scope, sd->typed, &sd->build)) return AQS_EXIT_FAIL;
   sd->is_build = 1;
   aqs_err e = {0};

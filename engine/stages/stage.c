@@ -38,7 +38,10 @@ aqs_status aqs_stage_lookup(aqs_store *store, const char *stage, const char *ver
   aqs_err miss = {0};
   st = aqs_action_lookup(store, stage, &ctx->key, &info, &miss);
   if (st == AQS_ERR_NOT_FOUND) return AQS_OK;
-  if (st) return aqs_errf(e, st, "stage %s: %s", stage, miss.msg);
+  if (st) {
+    aqs_stage_ctx_free(ctx); /* the caller sees an error and frees nothing */
+    return aqs_errf(e, st, "stage %s: %s", stage, miss.msg);
+  }
   ctx->hit = 1;
   ctx->result = info.result;
   aqs_action_info_free(&info);
