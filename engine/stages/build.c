@@ -19,6 +19,7 @@
 #include "engine/compute/calibrate.h"
 #include "engine/compute/sensitivity.h"
 #include "engine/export/export.h"
+#include "engine/export/fp8_cache.h"
 #include "engine/stages/ckpt_store.h"
 #include "engine/stages/family.h"
 #include "engine/stages/report.h"
@@ -47,6 +48,7 @@ typedef struct build_env {
   aqs_lm *lm;
   aqs_digest lm_amax;   /* amax table currently set in lm */
   int lm_amax_set;
+  aqs_fp8_cache *fp8;   /* FP8 codes shared by this build's exports (a sweep quantizes once) */
 } build_env;
 
 static const char *backend_name(const build_env *b) { return b->o->backend ? b->o->backend : "cpu"; }
@@ -572,12 +574,14 @@ static aqs_status stage_export(build_env *b, const aqs_recipe *r, const aqs_dige
                           .progress = b->o->progress, .on_file = sink_file, .on_file_ctx = &sink,
                           .source_tensor_digest = source_digest_of,
                           .source_tensor_digest_ctx = json_object_get(source_doc, "tensors"),
-                          .shard_sink = broken ? NULL : sink_shard, .shard_sink_ctx = &sink};
+                          .shard_sink = broken ? NULL : sink_shard, .shard_sink_ctx = &sink,
+                          .fp8_cache = b->fp8};
     aqs_export_result res;
     if (!st) st = aqs_export_run(&eo, &res, e);
     if (!st && getenv("AQS_EXPORT_TIMING"))
-      fprintf(stderr, "export %s: quantize %.2fs hash %.2fs sink %.2fs total %.2fs\n", r->name, res.seconds_quantize,
-              res.seconds_hash, res.seconds_write, res.seconds_total);
+      fprintf(stderr, "export %s: quantize %.2fs hash %.2fs sink %.2fs total %.2fs; FP8 params %llu, %llu reused\n",
+              r->name, res.seconds_quantize, res.seconds_hash, res.seconds_write, res.seconds_total,
+              (unsigned long long)res.quantized_params, (unsigned long long)res.reused_params);
     if (!st) aqs_export_result_free(&res);
     aqs_digest ckpt;
     if (!st) {
@@ -783,10 +787,12 @@ aqs_status aqs_build_recipes(const aqs_build_opts *opts, const aqs_recipe *recip
   if (!opts->model_dir) return aqs_errf(e, AQS_ERR_INVALID, "no model: pass --model DIR or set [model] path in .aqstore");
   build_env b = {.o = opts, .s = opts->store};
   aqs_status st = aqs_qwen_model_open(opts->model_dir, &b.model, NULL, e);
+  if (!st && !opts->dry_run) st = aqs_fp8_cache_new(0, &b.fp8, e);
   for (size_t i = 0; !st && i < n; i++) st = build_one(&b, &recipes[i], &reports[i], e);
   if (!st && !opts->dry_run && !opts->skip_family_check && n >= 2) st = family_check(&b, recipes, n, reports, e);
   aqs_lm_free(b.lm);
   aqs_backend_close(b.be);
+  aqs_fp8_cache_free(b.fp8);
   aqs_qwen_model_free(b.model);
   return st;
 }
