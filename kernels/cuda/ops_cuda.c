@@ -410,6 +410,11 @@ static void c_amax_f32_async(aqs_backend *be, const float *x, size_t n, float *o
   void *scratch = reduce_scratch(be);
   if (scratch) NOTE(aqs_cuda_amax_async(x, n, scratch, out, &err_));
 }
+static void c_grad_score_async(aqs_backend *be, const float *g, const float *y, const float *y_q, size_t n,
+                               double *out) {
+  void *scratch = reduce_scratch(be);
+  if (scratch) NOTE(aqs_cuda_grad_score_async(g, y, y_q, n, scratch, out, &err_));
+}
 static void c_grad_score(aqs_backend *be, const float *g, const float *y, const float *y_q, size_t n,
                          double *sum_host) {
   *sum_host = NAN;
@@ -453,6 +458,7 @@ static const aqs_ops aqs_cuda_ops = {
   .amax_f32_async = c_amax_f32_async,
   .amax_bf16 = c_amax_bf16,
   .grad_score = c_grad_score,
+  .grad_score_async = c_grad_score_async,
 };
 
 aqs_status aqs_backend_cuda_open(aqs_backend **out, aqs_err *e) {

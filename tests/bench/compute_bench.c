@@ -116,6 +116,8 @@ WRAP(amax_f32_async, OP_amax_f32, (aqs_backend *be, const float *x, size_t n, fl
 WRAP(amax_bf16, OP_amax_bf16, (aqs_backend *be, const aqs_bf16 *x, size_t n, float *a), (be, x, n, a))
 WRAP(grad_score, OP_grad_score,
      (aqs_backend *be, const float *g, const float *y, const float *yq, size_t n, double *s), (be, g, y, yq, n, s))
+WRAP(grad_score_async, OP_grad_score,
+     (aqs_backend *be, const float *g, const float *y, const float *yq, size_t n, double *s), (be, g, y, yq, n, s))
 WRAP(copy_d2d, OP_casts_copies, (aqs_backend *be, void *d, const void *s, size_t n), (be, d, s, n))
 WRAP(zero, OP_casts_copies, (aqs_backend *be, void *p, size_t n), (be, p, n))
 WRAP(round_bf16, OP_casts_copies, (aqs_backend *be, float *x, size_t n), (be, x, n))
@@ -137,7 +139,7 @@ static void prof_install(aqs_backend *be) {
   SET(linear); SET(linear_bwd_input); SET(linear_fp8); SET(quantize_fp8_f32); SET(quantize_fp8_bf16);
   SET(rmsnorm_fwd); SET(rmsnorm_bwd); SET(rope_fwd); SET(rope_bwd); SET(attention_fwd); SET(attention_bwd);
   SET(swiglu_fwd); SET(swiglu_bwd); SET(add); SET(embedding); SET(cross_entropy); SET(log_softmax); SET(kl_div);
-  SET(amax_f32); SET(amax_f32_async); SET(amax_bf16); SET(grad_score); SET(copy_d2d); SET(zero); SET(round_bf16);
+  SET(amax_f32); SET(amax_f32_async); SET(amax_bf16); SET(grad_score); SET(grad_score_async); SET(copy_d2d); SET(zero); SET(round_bf16);
   SET(cast_bf16_to_f32); SET(cast_f32_to_bf16);
 #undef SET
   be->ops = &g_wrapped;

@@ -123,6 +123,20 @@ static void test_grad_score(void **state) {
   double s[2];
   FOR_BOTH { be->ops->grad_score(be, P(g), P(y), P(yq), n, &s[side]); }
   compare_scalar("grad_score", s[0], s[1], 1e-9);
+  double async_s[2];
+  FOR_BOTH {
+    double *d;
+    aqs_err e;
+    assert_int_equal(be->ops->alloc(be, sizeof(double), (void **)&d, &e), AQS_OK);
+    be->ops->grad_score_async(be, P(g), P(y), P(yq), n, d);
+    be->ops->copy_d2h(be, &async_s[side], d, sizeof(double));
+    assert_int_equal(be->ops->sync(be, &e), AQS_OK);
+    be->ops->free(be, d);
+  }
+  /* the asynchronous form: the same bits as the synchronous one on each backend */
+  assert_memory_equal(&async_s[0], &s[0], sizeof(double));
+  assert_memory_equal(&async_s[1], &s[1], sizeof(double));
+  printf("grad_score_async: same bits as grad_score on both backends\n");
   double again;
   g_gpu->ops->grad_score(g_gpu, g.gpu, y.gpu, yq.gpu, n, &again);
   assert_memory_equal(&s[1], &again, sizeof again);
