@@ -17,8 +17,28 @@ void aqs_linear_fp8(aqs_backend *be, const aqs_lm_linear *lin, float *yq, const 
   const aqs_ops *op = be->ops;
   float xs = aqs_fp8_scale_of_amax(lin->input_amax), wsc = aqs_fp8_scale_of_amax(lin->weight_amax);
   op->quantize_fp8_f32(be, scratch_xq, x, (size_t)N * (size_t)lin->in, xs);
-  op->quantize_fp8_bf16(be, scratch_wq, lin->w, (size_t)lin->out * (size_t)lin->in, wsc);
-  op->linear_fp8(be, yq, scratch_xq, xs, scratch_wq, wsc, lin->b, N, lin->in, lin->out);
+  const uint8_t *wq = lin->w_fake;
+  if (!wq) {
+    op->quantize_fp8_bf16(be, scratch_wq, lin->w, (size_t)lin->out * (size_t)lin->in, wsc);
+    wq = scratch_wq;
+  }
+  op->linear_fp8(be, yq, scratch_xq, xs, wq, wsc, lin->b, N, lin->in, lin->out);
+}
+
+aqs_status aqs_lm_fake_quant_weights(const aqs_lm *lm, aqs_err *e) {
+  aqs_backend *be = lm->be;
+  for (int l = 0; l < lm->cfg.num_layers; l++)
+    for (int s = 0; s < AQS_LIN_COUNT; s++) {
+      aqs_lm_linear *lin = (aqs_lm_linear *)&lm->layers[l].lin[s]; /* the cache is mutable */
+      if (lin->w_fake || !lin->w) continue;
+      size_t n = (size_t)lin->out * (size_t)lin->in;
+      void *p;
+      aqs_status st = be->ops->alloc(be, n, &p, e);
+      if (st != AQS_OK) return aqs_err_prefix(e, "FP8 weight codes of %s", lin->module);
+      be->ops->quantize_fp8_bf16(be, p, lin->w, n, aqs_fp8_scale_of_amax(lin->weight_amax));
+      lin->w_fake = p;
+    }
+  return be->ops->sync(be, e);
 }
 
 void aqs_lm_linear_fp8(const aqs_lm *lm, const aqs_lm_linear *lin, float *yq, const float *x,

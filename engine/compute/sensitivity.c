@@ -112,6 +112,11 @@ aqs_status aqs_sensitivity_batch(const aqs_lm *lm, const aqs_token_batch *batch,
   if ((st = aqs_lm_ws_alloc(lm, &b, method == AQS_SENS_GRADIENT, method == AQS_SENS_KL_DIV, &ws,
                             e)) != AQS_OK)
     goto done;
+  /* Weights quantized to FP8 once per model, not per batch; without the memory for the codes,
+   * each fake-quant linear quantizes its weight as it runs (same bits either way). */
+  st = aqs_lm_fake_quant_weights(lm, e);
+  if (st == AQS_ERR_NOMEM) st = AQS_OK;
+  if (st != AQS_OK) goto done;
   if (method == AQS_SENS_GRADIENT) {
     gc.ws = ws;
     const int L = lm->cfg.num_layers;
