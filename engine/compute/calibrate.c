@@ -6,17 +6,6 @@
 
 #include "engine/compute/calibrate.h"
 
-aqs_status aqs_token_batch_of_chunk(const aqs_calib_chunk *c, aqs_token_batch *out, aqs_err *e) {
-  if (c->n_images > 0)
-    return aqs_errf(e, AQS_ERR_UNSUPPORTED,
-                    "calib chunk %lld holds %d images: the compute engine runs the language model "
-                    "only (text calib sets)", (long long)c->first_seq, c->n_images);
-  out->n_seqs = c->n_seqs;
-  out->seq_lens = c->seq_lens;
-  out->token_ids = c->token_ids;
-  return AQS_OK;
-}
-
 /* The batch's amaxes stay on the backend (amax_f32_async) and come back in one copy after the
  * forward: no synchronization per linear. Layout of the backend table: (L, AQS_LIN_COUNT) input
  * amaxes, then (L, 2) K/V amaxes. */
