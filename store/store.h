@@ -81,6 +81,12 @@ int aqs_store_is_rdonly(const aqs_store *s);
 const char *aqs_store_path(const aqs_store *s);
 const aqs_store_config *aqs_store_get_config(const aqs_store *s);
 
+/* Creates a private scratch directory <store>/tmp/<prefix>-XXXXXX for a caller that stages
+ * files before putting them (an export, a checkout for diff); its path goes into buf. The caller
+ * removes it; gc removes leftovers of crashed processes. Errors: AQS_ERR_INVALID (buf too small
+ * or prefix holding '/'), AQS_ERR_IO. Thread-safe. */
+aqs_status aqs_store_mkdtemp(aqs_store *s, const char *prefix, char *buf, size_t n, aqs_err *err);
+
 /* ------------------------------------------------------------------ objects */
 
 typedef enum aqs_compress {
