@@ -5,11 +5,14 @@
  *   <store>/aqs.conf     store settings (INI: [store] format, zstd_level, inline_max, size_limit,
  *                        map_size, shared, umask)
  *   <store>/index/       LMDB environment (objects, atimes, edges, actions, refs, reflog,
- *                        stat-cache, counters)
+ *                        stat-cache and verified stamps, counters, leases); checked before use
+ *                        (store/index_check.h): a damaged or lost index is AQS_ERR_CORRUPT
+ *   <store>/journal      append-only log of inline objects, actions and refs (store/journal.h),
+ *                        from which aqs_store_reindex rebuilds a lost index
  *   <store>/objects/ab/cdef...   one file per large object, immutable, mode 0444 (raw bytes;
  *                        zstd-compressed ones end in .zst)
  *   <store>/tmp/         in-flight writes (tmp + fsync + rename); orphans are removed by gc
- *   <store>/quarantine/  corrupt objects moved aside by verify
+ *   <store>/quarantine/  damaged objects moved aside (by a read, a check or verify)
  *
  * Threads and processes: many processes may open one store at once (LMDB's single writer;
  * object files appear atomically by rename). One aqs_store handle may be used by several
@@ -60,9 +63,13 @@ aqs_status aqs_store_init(const char *path, const aqs_store_config *cfg, aqs_err
  * filesystem (statfs magic NFS/CIFS/SMB/SMB2; tests inject a type through env AQS_TEST_FSTYPE =
  * nfs|cifs|smb|smb2|local), opens the LMDB environment and clears stale reader slots left by
  * killed processes (mdb_reader_check). On success *out owns the handle (aqs_store_close).
+ * Before LMDB reads the index, the file is checked (meta pages, size, a walk of the current
+ * snapshot); RDONLY opens of a store whose lock file this user cannot write use MDB_NOLOCK.
  * Errors: AQS_ERR_NOT_FOUND ("no aqs store at <path> (run aqs init)"), AQS_ERR_INVALID (bad
  * aqs.conf: message names the file and line), AQS_ERR_UNSUPPORTED (network filesystem: the
- * message says so and points to the remote tier; or an unknown format_version), AQS_ERR_IO. */
+ * message says so and points to the remote tier; or an unknown format_version), AQS_ERR_CORRUPT
+ * ("store index <store>/index/data.mdb is damaged (<why>); run `aqs verify --reindex` ...", or
+ * "... is missing|empty but objects/ holds objects: the index was lost; ..."), AQS_ERR_IO. */
 aqs_status aqs_store_open(const char *path, unsigned flags, aqs_store **out, aqs_err *err);
 
 /* Flushes pending access times and read counters (aqs_store_flush), then closes. NULL is a no-op.
@@ -167,7 +174,8 @@ int aqs_object_exists(aqs_store *s, const aqs_digest *d);
 
 /* Reads an object into memory: *data_out is malloc'd (caller frees; non-NULL even for size 0),
  * *size_out its size. The bytes are re-hashed and compared to d (and zstd frame checksums
- * checked) before returning: a corrupt object NEVER returns bytes.
+ * checked) before returning: a corrupt object NEVER returns bytes; on a writable handle it is
+ * also quarantined (aqs_object_check) and the notice function told.
  * Errors: AQS_ERR_NOT_FOUND, AQS_ERR_CORRUPT ("object sha256:<hex> is corrupt: <why>; run aqs
  * verify"), AQS_ERR_IO, AQS_ERR_NOMEM. */
 aqs_status aqs_get_mem(aqs_store *s, const aqs_digest *d, void **data_out, size_t *size_out,
