@@ -27,6 +27,8 @@ typedef struct aqs_stage_ctx {
   int hit;                  /* 1: result is valid and came from the store */
   aqs_digest result;
   double start_s;           /* monotonic clock at lookup, for the wall time of a miss */
+  aqs_store *store;         /* on a miss: the store whose lease this process holds */
+  int leased;               /* 1: the action's lease is ours until recorded or freed */
 } aqs_stage_ctx;
 
 /* What happened to one stage of a build (for reports, aqs plan and --json). */
@@ -45,7 +47,10 @@ typedef struct aqs_stage_outcome {
 /* Computes the action key of (stage, version, inputs, params) and looks it up (counting a lookup
  * and a hit or miss under the stage's name). A miss is not an error: ctx->hit = 0.
  * inputs: object name -> "sha256:<hex>"; params: any JSON (both borrowed, may be NULL).
- * store may be NULL (key only; always a miss). Errors: AQS_ERR_INVALID (bad inputs), AQS_ERR_IO. */
+ * store may be NULL (key only; always a miss). On a miss in a writable store the action is leased
+ * to this process (aqs_action_claim): a concurrent builder computing it is waited for and its
+ * result becomes a hit; aqs_stage_record or aqs_stage_ctx_free drops the lease.
+ * Errors: AQS_ERR_INVALID (bad inputs), AQS_ERR_IO. */
 aqs_status aqs_stage_lookup(aqs_store *store, const char *stage, const char *version,
                             const json_t *inputs, const json_t *params, aqs_stage_ctx *ctx,
                             aqs_err *e);
