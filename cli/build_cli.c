@@ -12,6 +12,7 @@
 
 #include "cli/cli.h"
 #include "cli/cli_util.h"
+#include "cli/build_names_cli.h"
 #include "common/path.h"
 #include "engine/stages/ckpt_store.h"
 
@@ -23,6 +24,7 @@ int aqs_build_cli_parse(const char *cmd, int argc, char **argv, aqs_build_cli *o
       {"backend", required_argument, NULL, 'b'}, {"out", required_argument, NULL, 'o'},
       {"recipes-dir", required_argument, NULL, 'R'}, {"json", no_argument, NULL, 'j'},
       {"no-checkout", no_argument, NULL, 'n'},   {"quiet", no_argument, NULL, 'q'},
+      {"samples", required_argument, NULL, 's'}, {"skip-bad", no_argument, NULL, 'k'},
       {NULL, 0, NULL, 0}};
   optind = 1;
   opterr = 0;
@@ -39,7 +41,15 @@ int aqs_build_cli_parse(const char *cmd, int argc, char **argv, aqs_build_cli *o
     case 'j': out->json = 1; break;
     case 'n': out->no_checkout = 1; break;
     case 'q': out->quiet = 1; break;
-    default: return aqs_cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[optind - 1]);
+    case 'k': out->skip_bad = 1; break;
+    case 's': {
+      uint64_t v;
+      if (aqs_cli_parse_u64(optarg, &v) || v < 1 || v > 100000000)
+        return aqs_cli_usage_error(cmd, "bad --samples '%s' (a count of calibration sequences, at least 1)", optarg);
+      out->samples = (int64_t)v;
+      break;
+    }
+    default: return aqs_cli_bad_option(cmd, longopts, argv);
     }
   }
   int i = optind;
@@ -67,6 +77,7 @@ int aqs_build_cli_prepare(const char *cmd, const aqs_build_cli *cli, const aqs_w
   opts->out_dir = cli->out_dir;
   opts->no_materialize = cli->no_checkout;
   opts->progress = !cli->quiet;
+  opts->skip_bad = cli->skip_bad;
   opts->test_break_recipe = getenv("AQS_TEST_BREAK_EXPORT");
   static char out_root[4200];
   snprintf(out_root, sizeof out_root, "%s/quantized", ws->root);
@@ -81,7 +92,15 @@ int aqs_build_cli_prepare(const char *cmd, const aqs_build_cli *cli, const aqs_w
     aqs_err e = {0};
     if (aqs_recipe_load(&src, cli->names[i], &recipes[i], &e) != AQS_OK) {
       free(recipes);
+      char hint[AQS_RECIPE_NAME_MAX];
+      if (e.code == AQS_ERR_NOT_FOUND && aqs_cli_recipe_hint(src.workspace_dir, cli->names[i], hint, sizeof hint))
+        return aqs_cli_fail(cmd, "%s; did you mean %s?", e.msg, hint);
       return aqs_cli_fail_err(cmd, &e);
+    }
+    /* --samples replaces every recipe's calib samples; scoring never asks for more than that. */
+    if (cli->samples) {
+      recipes[i].calib_samples = cli->samples;
+      if (recipes[i].score_samples > cli->samples) recipes[i].score_samples = cli->samples;
     }
     const char *problem = NULL;
     for (int j = 0; j < i; j++)
@@ -110,6 +129,7 @@ void aqs_build_cli_print(const aqs_build_report *reports, size_t n, int plan, do
   for (size_t k = 0; k < n; k++) {
     const aqs_build_report *r = &reports[k];
     printf("%s\n", r->recipe);
+    if (r->calib_note[0]) printf("  note: %s\n", r->calib_note);
     const char *blocked = NULL;
     for (int i = 0; i < AQS_BUILD_STAGES; i++) {
       char hex[AQS_DIGEST_SHORT_LEN + 1] = "-";
@@ -155,6 +175,7 @@ json_t *aqs_build_cli_json(const aqs_build_report *reports, size_t n, int plan) 
       json_array_append_new(stages, st);
     }
     json_t *doc = json_pack("{s:s, s:o}", "recipe", r->recipe, "stages", stages);
+    if (r->calib_note[0]) json_object_set_new(doc, "note", json_string(r->calib_note));
     if (!plan) {
       char rec[AQS_DIGEST_STR_SIZE];
       json_object_set_new(doc, "build_record", json_string(aqs_digest_str(&r->build_record, rec)));

@@ -27,6 +27,11 @@ static const char build_usage[] =
     "  --backend cpu|cuda  compute backend for calibration and sensitivity (cpu)\n"
     "  --out DIR           where to write the checkpoint (one recipe only)\n"
     "  --no-checkout       build into the store only\n"
+    "  --samples N         calibration sequences for every recipe named (default: the recipe's\n"
+    "                      [calib] samples, 512 for the built-ins); a dataset with fewer usable\n"
+    "                      rows uses them all and says so (the calib-set is keyed by that count)\n"
+    "  --skip-bad          skip dataset rows that cannot be used (invalid UTF-8, too long, bad\n"
+    "                      image) instead of failing; blank caption lines are always skipped\n"
     "  --recipes-dir DIR   workspace recipes ([recipes] path)\n"
     "  --quiet             no progress bars\n"
     "  --json              print the build reports as JSON\n";

@@ -74,6 +74,8 @@ static int print_result(const aqs_calib_result *r, int as_json) {
                             "skipped", (json_int_t)s->n_skipped, "chunk_seqs", s->chunk_seqs,
                             "max_len", s->max_seq_len, "chunks", chunks);
     if (doc && r->first_bad[0]) json_object_set_new(doc, "first_skipped", json_string(r->first_bad));
+    if (doc && r->note[0]) json_object_set_new(doc, "note", json_string(r->note));
+    if (r->note[0]) fprintf(stderr, "aqs calib: note: %s\n", r->note);
     return aqs_cli_print_json("calib", doc);
   }
   printf("calib-set %s (%s)\n", dig, r->hit ? "cached" : "built");
@@ -81,6 +83,7 @@ static int print_result(const aqs_calib_result *r, int as_json) {
          s->modality, (long long)s->n_seqs, (long long)s->n_tokens, (long long)s->n_images,
          (long long)s->n_skipped, s->n_chunks, s->chunk_seqs);
   if (r->first_bad[0]) printf("  first skipped: %s\n", r->first_bad);
+  if (r->note[0]) fprintf(stderr, "aqs calib: note: %s\n", r->note);
   return AQS_EXIT_OK;
 }
 

@@ -20,7 +20,7 @@ static const char plan_usage[] =
     "computes and writes nothing.\n"
     "\n"
     "options: --model DIR, --captions FILE, --images JSONL --root DIR, --backend cpu|cuda,\n"
-    "         --recipes-dir DIR, --json (see aqs build --help)\n";
+    "         --samples N, --skip-bad, --recipes-dir DIR, --json (see aqs build --help)\n";
 
 static int run_plan(int argc, char **argv) {
   if (aqs_cli_wants_help(argc, argv)) {

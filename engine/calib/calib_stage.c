@@ -163,6 +163,8 @@ typedef struct calib_job {
   char *root;                  /* image root */
   aqs_calib_rows rows;
   int rows_loaded;
+  int64_t samples;             /* sequences to build: opts->samples, or every usable row when the
+                                  dataset has fewer (the key holds this count) */
   int64_t window;
   int64_t *order;              /* (window) row indices in walk order */
 } calib_job;
@@ -175,10 +177,12 @@ static aqs_status job_load_rows(calib_job *job, aqs_err *err) {
   if (st != AQS_OK) return st;
   job->rows_loaded = 1;
   const char *ds = job->images ? o->images_jsonl : o->captions_path;
-  if (job->rows.n < o->samples)
-    return aqs_errf(err, AQS_ERR_INVALID, "%s: %lld usable rows (%lld bad), fewer than --samples %lld",
-                    ds, (long long)job->rows.n, (long long)job->rows.n_bad, (long long)o->samples);
-  job->window = walk_window(job->rows.n, o->samples, o->skip_bad);
+  if (job->rows.n == 0)
+    return aqs_errf(err, AQS_ERR_INVALID, "%s: no usable rows (%lld bad%s%s)", ds, (long long)job->rows.n_bad,
+                    job->rows.first_bad[0] ? ", first: " : "", job->rows.first_bad);
+  /* Fewer rows than asked for: use them all (the result says so). */
+  job->samples = job->rows.n < o->samples ? job->rows.n : o->samples;
+  job->window = walk_window(job->rows.n, job->samples, o->skip_bad);
   job->order = malloc(((size_t)job->window + 1) * sizeof *job->order);
   if (!job->order) return aqs_errf(err, AQS_ERR_NOMEM, "calib: out of memory");
   return aqs_calib_sample_order(job->rows.n, job->window, o->seed, job->order, err);
@@ -226,16 +230,17 @@ static aqs_status job_key(aqs_store *store, calib_job *job, aqs_digest *key, cha
   const char *ds = job->images ? o->images_jsonl : o->captions_path;
   if ((st = aqs_hash_file_cached(store, ds, &ds_digest, NULL, err)) != AQS_OK) return st;
   if ((st = aqs_hash_file_cached(store, o->tokenizer_path, &tok_digest, NULL, err)) != AQS_OK) return st;
+  /* The rows decide the sample count that enters the key (and, for images, which files). */
+  if ((st = job_load_rows(job, err)) != AQS_OK) return st;
   json_t *inputs = json_pack("{s:s}", "dataset", aqs_digest_str(&ds_digest, buf));
   json_object_set_new(inputs, "tokenizer", json_string(aqs_digest_str(&tok_digest, buf)));
   json_t *params = json_pack("{s:s,s:I,s:I,s:i,s:s,s:i,s:b}", "modality",
-                             job->images ? "image+text" : "text", "samples", (json_int_t)o->samples,
+                             job->images ? "image+text" : "text", "samples", (json_int_t)job->samples,
                              "seed", (json_int_t)o->seed, "max_len", o->max_len, "template",
                              job->template_text, "chunk_seqs", job->chunk_seqs,
                              "skip_bad", o->skip_bad ? 1 : 0);
   if (job->images) {
-    if ((st = job_load_rows(job, err)) != AQS_OK ||
-        (st = window_images_digest(store, job, &img_digest, err)) != AQS_OK) {
+    if ((st = window_images_digest(store, job, &img_digest, err)) != AQS_OK) {
       json_decref(inputs);
       json_decref(params);
       return st;
@@ -305,12 +310,12 @@ static aqs_status job_build(aqs_store *store, calib_job *job, aqs_calib_set *set
   set->vision_start_id = vids.vision_start;
   set->vision_end_id = vids.vision_end;
   if (job->rows.first_bad[0]) snprintf(first_bad, first_bad_len, "%s", job->rows.first_bad);
-  aqs_progress *prog = o->progress ? aqs_progress_start("calib-set", (uint64_t)o->samples, "seq") : NULL;
+  aqs_progress *prog = o->progress ? aqs_progress_start("calib-set", (uint64_t)job->samples, "seq") : NULL;
   chunk_builder b;
   st = builder_init(&b, job->chunk_seqs, err);
   aqs_token_ids ids = {0};
   int64_t kept = 0, k = 0;
-  for (; k < job->window && kept < o->samples && st == AQS_OK; k++) {
+  for (; k < job->window && kept < job->samples && st == AQS_OK; k++) {
     const aqs_calib_row *row = &job->rows.rows[job->order[k]];
     aqs_qwen_pixels px = {0};
     int32_t image_start = -1;
@@ -335,12 +340,9 @@ static aqs_status job_build(aqs_store *store, calib_job *job, aqs_calib_set *set
     aqs_qwen_pixels_free(&px);
   }
   if (st == AQS_OK) st = builder_flush(store, &b, set, err);
-  if (st == AQS_OK && kept < o->samples)
-    st = aqs_errf(err, AQS_ERR_INVALID,
-                  "%s: only %lld good rows among the %lld rows the walk may visit (%lld skipped); "
-                  "fewer than --samples %lld",
-                  ds, (long long)kept, (long long)job->window, (long long)set->n_skipped,
-                  (long long)o->samples);
+  if (st == AQS_OK && kept == 0)
+    st = aqs_errf(err, AQS_ERR_INVALID, "%s: no good rows among the %lld rows the walk may visit (%lld skipped)", ds,
+                  (long long)job->window, (long long)set->n_skipped);
   set->n_seqs = kept;
   if (st == AQS_OK) aqs_progress_finish(prog);
   else aqs_progress_abort(prog);
@@ -417,6 +419,16 @@ aqs_status aqs_calib_build(aqs_store *store, const aqs_calib_opts *opts, aqs_cal
     }
   }
   if (job.rows_loaded) res->rows_total = job.rows.n + job.rows.n_bad;
+  if (st == AQS_OK) {
+    const char *ds = job.images ? opts->images_jsonl : opts->captions_path;
+    int64_t have = res->set.n_chunks ? res->set.n_seqs : job.samples;
+    res->samples_used = have;
+    if (have < opts->samples)
+      snprintf(res->note, sizeof res->note,
+               "%.300s has %lld usable row%s, fewer than the %lld samples asked for: the calib-set uses %s%lld", ds,
+               (long long)(job.samples < opts->samples ? job.rows.n : have), job.rows.n == 1 ? "" : "s",
+               (long long)opts->samples, have == job.rows.n ? "all " : "", (long long)have);
+  }
   res->key_doc = key_doc;
   free(job.order);
   free(job.root);

@@ -128,7 +128,8 @@ static aqs_status close_stage(build_env *b, aqs_stage_ctx *ctx, const char *text
 
 /* ---- calib-set ---- */
 
-static aqs_status stage_calib_set(build_env *b, const aqs_recipe *r, aqs_stage_outcome *out, aqs_err *e) {
+static aqs_status stage_calib_set(build_env *b, const aqs_recipe *r, aqs_stage_outcome *out, char *note,
+                                  size_t note_len, aqs_err *e) {
   char tokenizer[4200], processor[4200];
   snprintf(tokenizer, sizeof tokenizer, "%s/tokenizer.json", b->o->model_dir);
   snprintf(processor, sizeof processor, "%s/preprocessor_config.json", b->o->model_dir);
@@ -142,6 +143,7 @@ static aqs_status stage_calib_set(build_env *b, const aqs_recipe *r, aqs_stage_o
   co.tokenizer_path = tokenizer;
   co.processor_config = access(processor, R_OK) == 0 ? processor : NULL;
   co.samples = r->calib_samples;
+  co.skip_bad = b->o->skip_bad;
   co.seed = (uint64_t)r->seed;
   co.max_len = (int32_t)r->max_len;
   co.template_name = r->template_name;
@@ -155,6 +157,7 @@ static aqs_status stage_calib_set(build_env *b, const aqs_recipe *r, aqs_stage_o
     out->hit = cr.hit;
     out->key = cr.key;
     out->result = cr.digest;
+    snprintf(note, note_len, "%s", cr.note);
     if (!cr.hit && b->o->dry_run && cr.key_doc)
       st = aqs_stage_miss_reason(b->s, AQS_CALIB_STAGE_NAME, cr.key_doc, out->reason, sizeof out->reason, e);
   }
@@ -734,7 +737,7 @@ static aqs_status build_one(build_env *b, const aqs_recipe *r, aqs_build_report 
   o[ST_SOURCE].seconds = aqs_stage_now_s() - t0;
   if (st) return aqs_err_prefix(e, "recipe %s", r->name);
   rep->stage_done[ST_SOURCE] = 1;
-  RUN(ST_CALIB, stage_calib_set(b, r, &o[ST_CALIB], e));
+  RUN(ST_CALIB, stage_calib_set(b, r, &o[ST_CALIB], rep->calib_note, sizeof rep->calib_note, e));
   if (!o[ST_SOURCE].hit && b->o->dry_run) return AQS_OK;
   RUN(ST_CALIBRATE, stage_calibrate(b, r, &o[ST_SOURCE].result, &o[ST_CALIB].result, &o[ST_CALIBRATE], e));
   RUN(ST_SENS, stage_sensitivity(b, r, &o[ST_SOURCE].result, &o[ST_CALIB].result, &o[ST_CALIBRATE].result,

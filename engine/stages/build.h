@@ -35,6 +35,7 @@ typedef struct aqs_build_opts {
   int dry_run;                   /* aqs plan: look up only, explain misses */
   int no_materialize;            /* build into the store only */
   int skip_family_check;
+  int skip_bad;                  /* calib-set: skip bad dataset rows instead of failing */
   int progress;                  /* progress bars on stderr */
   /* Test hook: corrupt one tensor of this recipe's export (family check must catch it). */
   const char *test_break_recipe;
@@ -48,6 +49,7 @@ typedef struct aqs_build_report {
   size_t n_groups, n_candidates, n_fp8;
   double effective_bits;
   char out_dir[4096];               /* where it was materialized ("" if not) */
+  char calib_note[512];             /* "" or why the calib-set holds fewer samples than asked for */
 } aqs_build_report;
 
 /* Builds (or plans, with dry_run) each recipe; reports[i] describes recipes[i].
