@@ -154,6 +154,10 @@ void aqs_build_cli_print(const aqs_build_report *reports, size_t n, int plan, do
       printf("  %zu/%zu groups FP8, %.4f effective bits%s%s\n", r->n_fp8, r->n_candidates, r->effective_bits,
              r->out_dir[0] ? " -> " : "", r->out_dir);
   }
+  /* aqs_build_recipes fails unless the family check holds, so reaching here means it passed. */
+  if (!plan && n >= 2)
+    printf("family check passed: the %zu checkpoints differ pairwise exactly as their plans (%zu pairs)\n", n,
+           n * (n - 1) / 2);
   if (!plan) printf("%d stage(s) run, %d reused, %.2fs\n", ran, reused, seconds);
 }
 
