@@ -25,6 +25,7 @@ int aqs_build_cli_parse(const char *cmd, int argc, char **argv, aqs_build_cli *o
       {"recipes-dir", required_argument, NULL, 'R'}, {"json", no_argument, NULL, 'j'},
       {"no-checkout", no_argument, NULL, 'n'},   {"quiet", no_argument, NULL, 'q'},
       {"samples", required_argument, NULL, 's'}, {"skip-bad", no_argument, NULL, 'k'},
+      {"allow-outside-root", no_argument, NULL, 'A'},
       {NULL, 0, NULL, 0}};
   optind = 1;
   opterr = 0;
@@ -49,6 +50,7 @@ int aqs_build_cli_parse(const char *cmd, int argc, char **argv, aqs_build_cli *o
       out->samples = (int64_t)v;
       break;
     }
+    case 'A': out->allow_outside_root = 1; break;
     default: return aqs_cli_bad_option(cmd, longopts, argv);
     }
   }
@@ -73,6 +75,7 @@ int aqs_build_cli_prepare(const char *cmd, const aqs_build_cli *cli, const aqs_w
   opts->captions_path = cli->captions ? cli->captions : ws->data_captions;
   opts->images_path = cli->images ? cli->images : ws->data_images;
   opts->images_root = cli->images_root ? cli->images_root : ws->data_images_root;
+  opts->allow_outside_root = cli->allow_outside_root;
   opts->backend = cli->backend ? cli->backend : "cpu";
   opts->out_dir = cli->out_dir;
   opts->no_materialize = cli->no_checkout;

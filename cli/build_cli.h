@@ -10,7 +10,7 @@
 
 typedef struct aqs_build_cli {
   const char *model_dir, *captions, *images, *images_root, *backend, *out_dir, *recipes_dir;
-  int json, no_checkout, quiet, skip_bad;
+  int json, no_checkout, quiet, allow_outside_root, skip_bad;
   int64_t samples;  /* --samples N (0: each recipe's calib samples) */
   char **names;     /* recipe names (argv) */
   int n_names;

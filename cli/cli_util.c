@@ -79,9 +79,6 @@ int aqs_cli_open_store(const char *cmd, unsigned flags, aqs_workspace *ws, aqs_s
     aqs_workspace_free(ws);
     return rc;
   }
-  char index_dir[4200];
-  snprintf(index_dir, sizeof index_dir, "%s/index", ws->store_path);
-  if ((flags & AQS_STORE_RDONLY) && access(index_dir, W_OK) == 0) flags &= ~AQS_STORE_RDONLY;
   aqs_err err = {0};
   if (aqs_store_open(ws->store_path, flags, store, &err) != AQS_OK) {
     if (err.code == AQS_ERR_NOT_FOUND)

@@ -19,8 +19,9 @@ static const char plan_usage[] =
     "its result). Takes the same options as aqs build; opens the store read-only, so it\n"
     "computes and writes nothing.\n"
     "\n"
-    "options: --model DIR, --captions FILE, --images JSONL --root DIR, --backend cpu|cuda,\n"
-    "         --samples N, --skip-bad, --recipes-dir DIR, --json (see aqs build --help)\n";
+    "options: --model DIR, --captions FILE, --images JSONL --root DIR, --allow-outside-root,\n"
+    "         --backend cpu|cuda, --samples N, --skip-bad, --recipes-dir DIR, --json\n"
+    "         (see aqs build --help)\n";
 
 static int run_plan(int argc, char **argv) {
   if (aqs_cli_wants_help(argc, argv)) {

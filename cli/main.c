@@ -36,6 +36,7 @@ static const aqs_cmd *const commands[] = {
   &aqs_cmd_preprocess_image,
   &aqs_cmd_export,
   &aqs_cmd_diff,
+  &aqs_cmd_eval,
   NULL
 };
 

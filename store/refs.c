@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/journal.h"
 #include "store/store_internal.h"
 
 static aqs_status check_name(const char *name, aqs_err *err) {
@@ -74,6 +75,7 @@ static aqs_status ref_change_body(wtx *w, void *ctx, aqs_err *err) {
     if (!had_old) return aqs_errf(err, AQS_ERR_NOT_FOUND, "no ref %s", c->name);
     st = wdel(w, e->db_ref, c->name, strlen(c->name), NULL, 0, err);
     if (st == AQS_OK) st = wcounter_add(w, "refs", -1, err);
+    if (st == AQS_OK) st = journal_append(w, J_REF_DEL, c->name, strlen(c->name), NULL, 0, err);
   } else {
     MDB_val ok = {AQS_DIGEST_BYTES, c->target.bytes}, ov;
     if (mdb_get(w->txn, e->db_obj, &ok, &ov) != 0)
@@ -81,6 +83,9 @@ static aqs_status ref_change_body(wtx *w, void *ctx, aqs_err *err) {
                       c->name, aqs_digest_str(&c->target, text), w->s->path);
     st = wput(w, e->db_ref, c->name, strlen(c->name), c->target.bytes, AQS_DIGEST_BYTES, 0, err);
     if (st == AQS_OK && !had_old) st = wcounter_add(w, "refs", 1, err);
+    if (st == AQS_OK)
+      st = journal_append(w, J_REF, c->target.bytes, AQS_DIGEST_BYTES, c->name, strlen(c->name),
+                          err);
   }
   if (st != AQS_OK) return st;
   /* Reflog entry. */

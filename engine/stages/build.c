@@ -31,7 +31,7 @@ const char *const aqs_build_stage_names[AQS_BUILD_STAGES] = {"source", "calib-se
 enum { ST_SOURCE, ST_CALIB, ST_CALIBRATE, ST_SENS, ST_SLICE, ST_EXPORT };
 
 /* Stage versions: bump one when its output bytes would change for the same key. */
-#define V_CALIBRATE "1"
+#define V_CALIBRATE "2" /* 2: the table holds the K/V cache amax too */
 #define V_SENSITIVITY "1"
 #define V_SLICE "1"
 #define V_EXPORT "1"
@@ -137,6 +137,7 @@ static aqs_status stage_calib_set(build_env *b, const aqs_recipe *r, aqs_stage_o
   if (r->modality == AQS_MODALITY_IMAGES) {
     co.images_jsonl = b->o->images_path;
     co.images_root = b->o->images_root;
+    co.allow_outside_root = b->o->allow_outside_root;
   } else {
     co.captions_path = b->o->captions_path;
   }

@@ -29,6 +29,7 @@ typedef struct aqs_build_opts {
   const char *captions_path;     /* caption file for captions recipes */
   const char *images_path;       /* JSONL for images recipes */
   const char *images_root;
+  int allow_outside_root;        /* image rows may leave images_root (--allow-outside-root) */
   const char *backend;           /* "cpu" (default) or "cuda" */
   const char *out_dir;           /* single recipe: where to materialize; NULL = default */
   const char *out_root;          /* default root for outputs: <workspace>/quantized */

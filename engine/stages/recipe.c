@@ -3,6 +3,7 @@
  * the extends chain is applied root first, each key validated where it is set. */
 #include "engine/stages/recipe.h"
 #include "engine/calib/calibset.h"
+#include "common/ini_text.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -34,31 +35,9 @@ typedef struct recipe_file {
   int extends_line;
 } recipe_file;
 
-/* inih reader over a string or FILE that counts the lines handed out. */
-typedef struct line_stream {
-  const char *text; /* string source, or NULL */
-  size_t pos;
-  FILE *file;       /* file source */
-  int line;
-} line_stream;
-
-static char *stream_read(char *str, int num, void *arg) {
-  line_stream *ls = arg;
-  if (ls->file) {
-    if (!fgets(str, num, ls->file)) return NULL;
-  } else {
-    if (!ls->text[ls->pos]) return NULL;
-    int i = 0;
-    while (i < num - 1 && ls->text[ls->pos]) {
-      char c = ls->text[ls->pos++];
-      str[i++] = c;
-      if (c == '\n') break;
-    }
-    str[i] = '\0';
-  }
-  ls->line++;
-  return str;
-}
+/* Files and built-ins are read whole and handed to inih by common/ini_text (line numbers, NUL
+ * bytes and over-long lines refused). */
+typedef aqs_ini_text line_stream;
 
 typedef struct parse_ctx {
   line_stream *ls;
@@ -109,8 +88,10 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 
 static aqs_status parse_recipe(line_stream *ls, recipe_file *rf, aqs_err *e) {
   parse_ctx pc = {.ls = ls, .rf = rf, .e = e};
-  int rc = ini_parse_stream(stream_read, ls, on_entry, &pc);
+  int rc = ini_parse_stream(aqs_ini_text_reader, ls, on_entry, &pc);
   if (pc.failed) return e->code;
+  if (ls->overlong_line && (rc <= 0 || ls->overlong_line < rc))
+    return aqs_errf(e, AQS_ERR_INVALID, "%s:%d: line too long", rf->origin, ls->overlong_line);
   if (rc > 0) return aqs_errf(e, AQS_ERR_INVALID, "%s:%d: malformed line", rf->origin, rc);
   if (rc < 0) return aqs_errf(e, AQS_ERR_IO, "%s: cannot parse", rf->origin);
   return AQS_OK;
@@ -138,14 +119,16 @@ static aqs_status read_recipe_file(const aqs_recipe_source *src, const char *nam
   line_stream ls = {0};
   if (src && src->workspace_dir) {
     snprintf(rf->origin, sizeof rf->origin, "%s/%s.ini", src->workspace_dir, name);
-    FILE *f = fopen(rf->origin, "r");
-    if (f) {
-      ls.file = f;
-      aqs_status st = parse_recipe(&ls, rf, e);
-      fclose(f);
+    char *text;
+    aqs_status st = aqs_ini_text_load(rf->origin, AQS_INPUT_RECIPE, &text, e);
+    if (st == AQS_OK) {
+      ls.text = text;
+      st = parse_recipe(&ls, rf, e);
+      free(text);
       return st;
     }
-    if (errno != ENOENT) return aqs_errno(e, AQS_ERR_IO, errno, "%s", rf->origin);
+    if (st != AQS_ERR_NOT_FOUND) return st;
+    aqs_err_clear(e);
   }
   const char *text = aqs_recipe_builtin_text(name);
   if (!text) {
