@@ -143,7 +143,7 @@ static int calib_run(int argc, char **argv) {
       case O_JSON: as_json = 1; break;
       case O_OUTSIDE: o.allow_outside_root = 1; break;
       default:
-        return aqs_cli_usage_error(cmd, "unknown option or missing value '%s'", argv[optind - 1]);
+        return aqs_cli_bad_option(cmd, longopts, argv);
     }
   }
   if (optind < argc) return aqs_cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);

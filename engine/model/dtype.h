@@ -50,6 +50,10 @@ static inline uint16_t aqs_f32_to_bf16(float f) {
   return (uint16_t)(u >> 16);
 }
 
+/* Index of the first NaN or Inf among n elements of a BF16, F16 or F32 array (any alignment), or
+ * -1 when all are finite or dt is not one of those. Reads every element (bit tests, no FP). */
+int64_t aqs_first_nonfinite(aqs_dtype dt, const void *data, size_t n);
+
 /* Array forms: n elements, src and dst must not overlap. */
 void aqs_bf16_to_f32_n(const uint16_t *src, float *dst, size_t n);
 void aqs_f32_to_bf16_n(const float *src, uint16_t *dst, size_t n);
