@@ -227,7 +227,10 @@ aqs_status aqs_verify(aqs_store *s, const aqs_verify_opts *opts, aqs_verify_fn f
       moved = store_write(s, quarantine_body, &q, NULL) == AQS_OK;
       r.quarantined += (uint64_t)moved;
     }
-    if (moved) aqs_err_prefix(&e, "quarantined");
+    if (moved) {
+      size_t used = strlen(e.msg);
+      snprintf(e.msg + used, sizeof e.msg - used, " (quarantined)");
+    }
     if (fn) fn(&info->digest, code, e.msg, user);
   }
   if (o.progress && st == AQS_OK) o.progress(n, n, bytes_total, bytes_total, o.progress_user);

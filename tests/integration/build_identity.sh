@@ -38,6 +38,24 @@ expect_eq "$(jq -r --arg m "$ma" --arg d "$db" '.[] | select(.model == $m and .d
   "$(id -un)" "ls --json user"
 pass "three builds of one recipe keep three refs; ls shows model, data, when, who"
 
+# ls in natural order (fast10, fast20, fast50 ..., fast100); show prints every recipe parameter,
+# scores in one scientific format and bits with 4 decimals.
+"${B[@]}" build --no-checkout "${BUILD_ARGS[@]}" recipe fast100 fast20 fast10 >"$TMP/fam.out" || fail "family"
+expect_eq "$(grep -c '^family check passed: the 3 checkpoints differ pairwise exactly as their plans (3 pairs)$' "$TMP/fam.out")" \
+  "1" "one line for a passing family check"
+expect_eq "$("${B[@]}" ls | awk 'NR > 1 {print $1}' | uniq | tr '\n' ' ')" "fast10 fast20 fast50 fast100 " "ls natural order"
+show=$("${B[@]}" show fast20)
+for p in "calib_samples      32" "max_len            64" "chunk_sequences    8" "score_samples      16" \
+         "coverage           0.2" "method             gradient" "scope              lm_only" "order              least_sensitive_first"; do
+  expect_contains "$show" "  $p" "show parameter $p"
+done
+grep -qE '^effective bits  [0-9]+\.[0-9]{4}$' <<<"$show" || fail "bits format: $show"
+scores=$(awk '/^group +format +score$/ {on=1; next} on {print $3}' <<<"$show")
+[ -n "$scores" ] || fail "no score lines: $show"
+bad=$(grep -cvE '^[0-9]\.[0-9]{3}e[-+][0-9]{2}$' <<<"$scores" || true)
+expect_eq "$bad" "0" "scores in one scientific format"
+pass "ls natural order; show prints the parameters and numbers in one format"
+
 # A short name with several builds: the candidates and how to pick, no guess.
 expect_error 1 "'fast50' names 3 builds (different models or data); pick one:" "${B[@]}" show fast50
 expect_contains "$ERR_OUT" "fast50@${mc:7:12}" "candidate C listed"
@@ -103,5 +121,5 @@ for r in "recipe/fast50/${ma:7:16}-${da:7:16}" "recipe/fast50/${ma:7:16}-${db:7:
 done
 expect_eq "$("${B[@]}" show --json fast50 | jq -r '.build_record + " " + .ref')" "$(rec "$TMP/b.json") recipe/fast50" \
   "an old-layout ref resolves"
-expect_eq "$("${B[@]}" ls --json | jq -r '.[] | .ref')" "recipe/fast50" "ls lists an old-layout ref"
+expect_eq "$("${B[@]}" ls --json | jq -r '.[] | select(.recipe == "fast50") | .ref')" "recipe/fast50" "ls lists an old-layout ref"
 pass "refs of the older layout stay readable"

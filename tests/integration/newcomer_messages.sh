@@ -77,3 +77,24 @@ expect_eq "$order_json" "eb9 eb11 eb13" "natural order in JSON"
 expect_error 2 "--recipes-dir goes with --recipes" "${S[@]}" ls --recipes-dir "$TMP/rc"
 expect_eq "$("${S[@]}" ls)" "no builds yet (aqs build recipe NAME; aqs ls --recipes lists the recipes)" "empty ls"
 pass "ls --recipes: header, natural order, --recipes-dir"
+
+# verify: no advice to run verify from inside verify; "quarantined" only for objects it moved.
+head -c 300000 /dev/urandom >"$TMP/big1.bin"; head -c 300000 /dev/urandom >"$TMP/big2.bin"
+d1=$("${S[@]}" put "$TMP/big1.bin"); d2=$("${S[@]}" put "$TMP/big2.bin")
+for d in "$d1" "$d2"; do
+  f="$TMP/store/objects/${d:7:2}/${d:9}"
+  [ -f "$f" ] || f=$(find "$TMP/store/objects" -name "${d:9}*" | head -1)
+  chmod u+w "$f" && printf 'X' | dd of="$f" bs=1 seek=1000 conv=notrunc 2>/dev/null
+done
+rc=0; "${S[@]}" verify --no-quarantine >"$TMP/v.out" 2>"$TMP/v.err" || rc=$?
+expect_eq "$rc" "1" "verify exit on corruption"
+[[ "$(cat "$TMP/v.err")" != *"run aqs verify"* ]] || fail "verify advises to run verify: $(cat "$TMP/v.err")"
+[[ "$(cat "$TMP/v.err" "$TMP/v.out")" != *"quarantined)"* ]] || fail "--no-quarantine says quarantined: $(cat "$TMP/v.err")"
+expect_contains "$(cat "$TMP/v.err")" "aqs verify: corrupt: object $d1" "per-object line"
+rc=0; "${S[@]}" verify >"$TMP/v.out" 2>"$TMP/v.err" || rc=$?
+expect_eq "$rc" "1" "verify exit on corruption (quarantining)"
+expect_contains "$(cat "$TMP/v.err")" "(quarantined)" "per-object line says it was quarantined"
+expect_contains "$(cat "$TMP/v.err")" "2 bad object(s) in store $TMP/store" "summary"
+expect_contains "$(cat "$TMP/v.err")" "(2 quarantined)" "summary counts what was quarantined"
+[[ "$(cat "$TMP/v.err")" != *"run aqs verify"* ]] || fail "verify advises to run verify: $(cat "$TMP/v.err")"
+pass "verify messages say what verify did"
