@@ -277,7 +277,7 @@ aqs_status aqs_build_resolve(aqs_store *s, const char *name, const aqs_build_sco
     /* A full ref name or a build record digest. */
     aqs_digest d;
     aqs_err ignore = {0};
-    if (strchr(name, '/') && aqs_ref_get(s, name, &d, &ignore) == AQS_OK && load_entry(s, name, &d, out)) {
+    if (aqs_ref_get(s, name, &d, &ignore) == AQS_OK && load_entry(s, name, &d, out)) {
       st = AQS_OK;
     } else if (aqs_store_resolve(s, name, &d, &ignore) == AQS_OK && load_entry(s, NULL, &d, out)) {
       st = AQS_OK;
