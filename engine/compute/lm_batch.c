@@ -83,6 +83,7 @@ void aqs_lm_batch_free(const aqs_lm *lm, aqs_lm_batch *b) {
   be->ops->free(be, b->targets);
   be->ops->free(be, b->pos);
   be->ops->free(be, b->cu_seqlens);
+  be->ops->free(be, b->image_rows);
   free(b->host_cu_seqlens);
   memset(b, 0, sizeof *b);
 }
@@ -170,3 +171,4 @@ void aqs_lm_ws_free(const aqs_lm *lm, aqs_lm_ws *ws) {
 }
 
 float *aqs_lm_ws_logits(aqs_lm_ws *ws) { return ws->logits; }
+const float *aqs_lm_ws_dinput(const aqs_lm_ws *ws) { return ws->d_x; }
