@@ -44,30 +44,36 @@ static aqs_status calib_hook(void *ctx, const aqs_lm *lm, int layer, aqs_lin_slo
   return AQS_OK;
 }
 
-aqs_status aqs_calibrate_batch(const aqs_lm *lm, const aqs_token_batch *batch, int max_seq_len,
-                               aqs_amax_table *out, aqs_err *e) {
+aqs_status aqs_calibrate_lm_batch(const aqs_lm *lm, const aqs_lm_batch *b, aqs_amax_table *out,
+                                  aqs_err *e) {
   const int L = lm->cfg.num_layers;
   calib_ctx cc = {calloc((size_t)L, sizeof *cc.input_amax)};
   if (!cc.input_amax) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
-  aqs_lm_batch b;
   aqs_lm_ws *ws = NULL;
-  aqs_status st = aqs_lm_batch_make(lm, batch->token_ids, batch->seq_lens, batch->n_seqs,
-                                    max_seq_len, &b, e);
-  if (st != AQS_OK) goto done_nobatch;
-  if ((st = aqs_lm_ws_alloc(lm, &b, 0, 0, &ws, e)) != AQS_OK) goto done;
-  if ((st = aqs_lm_forward_layers(lm, &b, ws, calib_hook, &cc, e)) != AQS_OK) goto done;
-  out->n_tokens += b.n_tokens;
-  out->n_seqs += b.n_seqs;
+  aqs_status st = aqs_lm_ws_alloc(lm, b, 0, 0, &ws, e);
+  if (st == AQS_OK) st = aqs_lm_forward_layers(lm, b, ws, calib_hook, &cc, e);
+  if (st == AQS_OK) {
+    out->n_tokens += b->n_tokens;
+    out->n_seqs += b->n_seqs;
+  }
   for (int l = 0; l < L && st == AQS_OK; l++)
     for (int s = 0; s < AQS_LIN_COUNT && st == AQS_OK; s++) {
       const aqs_lm_linear *lin = &lm->layers[l].lin[s];
       st = aqs_amax_set(out, lin->module, cc.input_amax[l][s], lin->weight_amax, e);
     }
-done:
   aqs_lm_ws_free(lm, ws);
-  aqs_lm_batch_free(lm, &b);
-done_nobatch:
   free(cc.input_amax);
+  return st;
+}
+
+aqs_status aqs_calibrate_batch(const aqs_lm *lm, const aqs_token_batch *batch, int max_seq_len,
+                               aqs_amax_table *out, aqs_err *e) {
+  aqs_lm_batch b;
+  aqs_status st = aqs_lm_batch_make(lm, batch->token_ids, batch->seq_lens, batch->n_seqs,
+                                    max_seq_len, &b, e);
+  if (st != AQS_OK) return st;
+  st = aqs_calibrate_lm_batch(lm, &b, out, e);
+  aqs_lm_batch_free(lm, &b);
   return st;
 }
 

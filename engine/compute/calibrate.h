@@ -27,6 +27,10 @@ aqs_status aqs_token_batch_of_chunk(const aqs_calib_chunk *c, aqs_token_batch *o
 aqs_status aqs_calibrate_batch(const aqs_lm *lm, const aqs_token_batch *batch, int max_seq_len,
                                aqs_amax_table *out, aqs_err *e);
 
+/* The same on a batch already on the backend (text or image+text with image_embeds set). */
+aqs_status aqs_calibrate_lm_batch(const aqs_lm *lm, const aqs_lm_batch *b, aqs_amax_table *out,
+                                  aqs_err *e);
+
 /* Copies the input amax of every linear from t into lm (module names must all be present:
  * AQS_ERR_NOT_FOUND naming the first missing one). Weight amax stays the one computed at load;
  * a table whose weight_amax differs means another checkpoint: AQS_ERR_MISMATCH naming it. */

@@ -145,6 +145,8 @@ aqs_status aqs_lm_forward_backward(const aqs_lm *lm, const aqs_lm_batch *b, aqs_
                                    aqs_lm_linear_hook hook, void *ctx, double *loss_out,
                                    aqs_err *e);
 
+/* The saved reference log-probs (N, V) (NULL without with_logp_ref). */
+const float *aqs_lm_ws_logp_ref(const aqs_lm_ws *ws);
 /* KL support: after aqs_lm_forward, stores log_softmax(logits) as the reference. */
 aqs_status aqs_lm_save_logp_ref(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws,
                                 aqs_err *e);

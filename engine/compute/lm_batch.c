@@ -172,3 +172,4 @@ void aqs_lm_ws_free(const aqs_lm *lm, aqs_lm_ws *ws) {
 
 float *aqs_lm_ws_logits(aqs_lm_ws *ws) { return ws->logits; }
 const float *aqs_lm_ws_dinput(const aqs_lm_ws *ws) { return ws->d_x; }
+const float *aqs_lm_ws_logp_ref(const aqs_lm_ws *ws) { return ws->logp_ref; }

@@ -6,6 +6,7 @@
 
 #include "engine/compute/lm_internal.h"
 #include "engine/compute/sensitivity.h"
+#include "engine/compute/sensitivity_internal.h"
 
 aqs_status aqs_sens_method_parse(const char *s, aqs_sens_method *out, aqs_err *e) {
   if (strcmp(s, "gradient") == 0) *out = AQS_SENS_GRADIENT;
@@ -18,8 +19,7 @@ const char *aqs_sens_method_name(aqs_sens_method m) {
   return m == AQS_SENS_KL_DIV ? "kl_div" : "gradient";
 }
 
-/* Slots of a group kind, as a bit mask over aqs_lin_slot. */
-static unsigned kind_mask(const char *kind) {
+unsigned aqs_sens_kind_mask(const char *kind) {
   if (strcmp(kind, "qkv") == 0) return 1u << AQS_LIN_Q | 1u << AQS_LIN_K | 1u << AQS_LIN_V;
   if (strcmp(kind, "o") == 0) return 1u << AQS_LIN_O;
   if (strcmp(kind, "gate_up") == 0) return 1u << AQS_LIN_GATE | 1u << AQS_LIN_UP;
@@ -27,8 +27,7 @@ static unsigned kind_mask(const char *kind) {
   return 0;
 }
 
-/* Slot of a module name inside its layer (by suffix), -1 if none. */
-static int slot_of_module(const char *module) {
+int aqs_sens_slot_of_module(const char *module) {
   for (int s = 0; s < AQS_LIN_COUNT; s++) {
     const char *suf = aqs_lin_slot_suffix((aqs_lin_slot)s);
     size_t ml = strlen(module), sl = strlen(suf);
@@ -37,14 +36,9 @@ static int slot_of_module(const char *module) {
   return -1;
 }
 
-typedef struct grad_ctx {
-  aqs_lm_ws *ws;
-  double (*module_score)[AQS_LIN_COUNT]; /* (num_layers, slots) */
-} grad_ctx;
-
-static aqs_status grad_hook(void *ctx, const aqs_lm *lm, int layer, aqs_lin_slot slot,
-                            const float *x, const float *y, const float *g, int N, aqs_err *e) {
-  grad_ctx *gc = ctx;
+aqs_status aqs_sens_grad_hook(void *ctx, const aqs_lm *lm, int layer, aqs_lin_slot slot,
+                              const float *x, const float *y, const float *g, int N, aqs_err *e) {
+  aqs_sens_grad_ctx *gc = ctx;
   const aqs_lm_linear *lin = &lm->layers[layer].lin[slot];
   if (lin->input_amax <= 0.0f)
     return aqs_errf(e, AQS_ERR_INVALID, "no calibrated input amax for %s", lin->module);
@@ -57,23 +51,22 @@ static aqs_status grad_hook(void *ctx, const aqs_lm *lm, int layer, aqs_lin_slot
   return AQS_OK;
 }
 
-/* Fills the group list of out (ids, members, params) from the model, scores zero. */
-static aqs_status init_groups(const aqs_lm *lm, aqs_sens_method method, aqs_scores *out,
-                              aqs_err *e) {
+aqs_status aqs_sens_init_groups(const aqs_qwen_model *m, const aqs_backend *be,
+                                aqs_sens_method method, aqs_qwen_scope scope, aqs_scores *out,
+                                aqs_err *e) {
   memset(out, 0, sizeof *out);
-  const aqs_qwen_model *m = lm->model;
-  out->groups = calloc(m->n_lm_groups ? m->n_lm_groups : 1, sizeof *out->groups);
+  out->groups = calloc(m->ngroups ? m->ngroups : 1, sizeof *out->groups);
   if (!out->groups) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
-  out->ngroups = m->n_lm_groups;
   snprintf(out->method, sizeof out->method, "%s", aqs_sens_method_name(method));
-  snprintf(out->scope, sizeof out->scope, "lm_only");
+  snprintf(out->scope, sizeof out->scope, "%s", aqs_qwen_scope_name(scope));
   snprintf(out->precision, sizeof out->precision, "%s",
-           lm->be->precision == AQS_PREC_BF16 ? "bf16" : "f32");
-  snprintf(out->backend, sizeof out->backend, "%s", lm->be->name);
-  snprintf(out->device, sizeof out->device, "%s", lm->be->device);
-  for (size_t i = 0; i < m->n_lm_groups; i++) {
+           be->precision == AQS_PREC_BF16 ? "bf16" : "f32");
+  snprintf(out->backend, sizeof out->backend, "%s", be->name);
+  snprintf(out->device, sizeof out->device, "%s", be->device);
+  for (size_t i = 0; i < m->ngroups; i++) {
     const aqs_qwen_group *g = &m->groups[i];
-    aqs_group_score *gs = &out->groups[i];
+    if (!aqs_qwen_group_in_scope(g, scope)) continue;
+    aqs_group_score *gs = &out->groups[out->ngroups++];
     snprintf(gs->id, sizeof gs->id, "%s", g->id);
     snprintf(gs->kind, sizeof gs->kind, "%s", g->kind);
     gs->layer = g->layer;
@@ -82,11 +75,11 @@ static aqs_status init_groups(const aqs_lm *lm, aqs_sens_method method, aqs_scor
     gs->bias_params = g->bias_params;
     for (int k = 0; k < g->nmembers; k++) {
       snprintf(gs->members[k], sizeof gs->members[k], "%s", g->members[k].module);
-      if (slot_of_module(g->members[k].module) < 0)
+      if (g->tower == AQS_TOWER_LM && aqs_sens_slot_of_module(g->members[k].module) < 0)
         return aqs_errf(e, AQS_ERR_INTERNAL, "group %s: unknown member %s", g->id,
                         g->members[k].module);
     }
-    if (!kind_mask(g->kind))
+    if (g->tower == AQS_TOWER_LM && !aqs_sens_kind_mask(g->kind))
       return aqs_errf(e, AQS_ERR_INTERNAL, "group %s: unknown kind %s", g->id, g->kind);
   }
   return AQS_OK;
@@ -95,14 +88,14 @@ static aqs_status init_groups(const aqs_lm *lm, aqs_sens_method method, aqs_scor
 aqs_status aqs_sensitivity_batch(const aqs_lm *lm, const aqs_token_batch *batch,
                                  aqs_sens_method method, int max_seq_len, aqs_scores *out,
                                  double *loss_out, aqs_err *e) {
-  aqs_status st = init_groups(lm, method, out, e);
+  aqs_status st = aqs_sens_init_groups(lm->model, lm->be, method, AQS_SCOPE_LM_ONLY, out, e);
   if (st != AQS_OK) {
     aqs_scores_free(out);
     return st;
   }
   aqs_lm_batch b;
   aqs_lm_ws *ws = NULL;
-  grad_ctx gc = {NULL, NULL};
+  aqs_sens_grad_ctx gc = {NULL, NULL};
   if (loss_out) *loss_out = 0.0;
   if ((st = aqs_lm_batch_make(lm, batch->token_ids, batch->seq_lens, batch->n_seqs, max_seq_len,
                               &b, e)) != AQS_OK) {
@@ -120,13 +113,13 @@ aqs_status aqs_sensitivity_batch(const aqs_lm *lm, const aqs_token_batch *batch,
       goto done;
     }
     double loss;
-    if ((st = aqs_lm_forward_backward(lm, &b, ws, grad_hook, &gc, &loss, e)) != AQS_OK) goto done;
+    if ((st = aqs_lm_forward_backward(lm, &b, ws, aqs_sens_grad_hook, &gc, &loss, e)) != AQS_OK) goto done;
     if (loss_out) *loss_out = loss;
     for (size_t i = 0; i < out->ngroups; i++) {
       aqs_group_score *gs = &out->groups[i];
       gs->score = 0.0;
       for (int k = 0; k < gs->nmembers; k++) {
-        gs->member_score[k] = gc.module_score[gs->layer][slot_of_module(gs->members[k])];
+        gs->member_score[k] = gc.module_score[gs->layer][aqs_sens_slot_of_module(gs->members[k])];
         gs->score += gs->member_score[k];
       }
     }
@@ -136,14 +129,14 @@ aqs_status aqs_sensitivity_batch(const aqs_lm *lm, const aqs_token_batch *batch,
     for (size_t i = 0; i < out->ngroups; i++) {
       aqs_group_score *gs = &out->groups[i];
       for (int k = 0; k < gs->nmembers; k++) {
-        const aqs_lm_linear *lin = &lm->layers[gs->layer].lin[slot_of_module(gs->members[k])];
+        const aqs_lm_linear *lin = &lm->layers[gs->layer].lin[aqs_sens_slot_of_module(gs->members[k])];
         if (lin->input_amax <= 0.0f) {
           st = aqs_errf(e, AQS_ERR_INVALID, "no calibrated input amax for %s", lin->module);
           goto done;
         }
       }
       double kl = 0.0;
-      st = aqs_lm_kl_from_layer(lm, &b, ws, gs->layer, kind_mask(gs->kind), &kl, e);
+      st = aqs_lm_kl_from_layer(lm, &b, ws, gs->layer, aqs_sens_kind_mask(gs->kind), &kl, e);
       if (st != AQS_OK) goto done;
       gs->score = kl;
     }
