@@ -121,6 +121,9 @@ struct aqs_ops {
    * BF16 mode: y rounded once after the bias add. */
   void (*linear_fp8)(aqs_backend *be, float *y, const uint8_t *xq, float x_scale,
                      const uint8_t *wq, float w_scale, const aqs_bf16 *bias, int N, int K, int M);
+  /* out[i] = E4M3 value of q[i] * scale (F32 multiply, exact for normal results; never
+   * rounded to BF16): what an FP8 KV cache hands attention after its per-tensor dequant. */
+  void (*dequantize_fp8)(aqs_backend *be, float *out, const uint8_t *q, size_t n, float scale);
 
   /* ---------------- rotary position embedding (M-RoPE) ---------------- */
   /* In place on x (N, H, D) (q or k laid out as a linear output (N, H*D)), rotate-half form:

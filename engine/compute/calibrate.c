@@ -48,10 +48,18 @@ aqs_status aqs_calibrate_lm_batch(const aqs_lm *lm, const aqs_lm_batch *b, aqs_a
                                   aqs_err *e) {
   const int L = lm->cfg.num_layers;
   calib_ctx cc = {calloc((size_t)L, sizeof *cc.input_amax)};
-  if (!cc.input_amax) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  float *kv_amax = calloc(2 * (size_t)L, sizeof *kv_amax);
+  if (!cc.input_amax || !kv_amax) {
+    free(cc.input_amax);
+    free(kv_amax);
+    return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  }
   aqs_lm_ws *ws = NULL;
   aqs_status st = aqs_lm_ws_alloc(lm, b, 0, 0, &ws, e);
-  if (st == AQS_OK) st = aqs_lm_forward_layers(lm, b, ws, calib_hook, &cc, e);
+  if (st == AQS_OK) {
+    aqs_lm_ws_track_kv_amax(ws, kv_amax);
+    st = aqs_lm_forward_layers(lm, b, ws, calib_hook, &cc, e);
+  }
   if (st == AQS_OK) {
     out->n_tokens += b->n_tokens;
     out->n_seqs += b->n_seqs;
@@ -61,8 +69,15 @@ aqs_status aqs_calibrate_lm_batch(const aqs_lm *lm, const aqs_lm_batch *b, aqs_a
       const aqs_lm_linear *lin = &lm->layers[l].lin[s];
       st = aqs_amax_set(out, lin->module, cc.input_amax[l][s], lin->weight_amax, e);
     }
+  char name[AQS_AMAX_NAME_MAX];
+  for (int l = 0; l < L && st == AQS_OK; l++)
+    for (int kv = 0; kv < 2 && st == AQS_OK; kv++) {
+      aqs_lm_kv_cache_name(lm, l, kv, name, sizeof name);
+      st = aqs_amax_set(out, name, kv_amax[2 * l + kv], 0.0f, e);
+    }
   aqs_lm_ws_free(lm, ws);
   free(cc.input_amax);
+  free(kv_amax);
   return st;
 }
 
@@ -92,4 +107,8 @@ aqs_status aqs_lm_set_amax(aqs_lm *lm, const aqs_amax_table *t, aqs_err *e) {
       lin->input_amax = en->input_amax;
     }
   return AQS_OK;
+}
+
+void aqs_lm_kv_cache_name(const aqs_lm *lm, int layer, int v, char *buf, size_t n) {
+  aqs_qwen_lm_name(lm->model->naming, layer, v ? "self_attn.v_cache" : "self_attn.k_cache", buf, n);
 }

@@ -173,3 +173,5 @@ void aqs_lm_ws_free(const aqs_lm *lm, aqs_lm_ws *ws) {
 float *aqs_lm_ws_logits(aqs_lm_ws *ws) { return ws->logits; }
 const float *aqs_lm_ws_dinput(const aqs_lm_ws *ws) { return ws->d_x; }
 const float *aqs_lm_ws_logp_ref(const aqs_lm_ws *ws) { return ws->logp_ref; }
+
+void aqs_lm_ws_track_kv_amax(aqs_lm_ws *ws, float *kv_amax) { ws->kv_amax = kv_amax; }

@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/compute/lm.h"
+#include "engine/compute/lm_internal.h"
 
 static const char *const slot_suffix[AQS_LIN_COUNT] = {
   "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
@@ -90,14 +90,17 @@ aqs_status aqs_lm_load(aqs_backend *be, const char *model_dir, aqs_lm **out, aqs
       lin->in = ins[s];
       aqs_qwen_lm_name(nm, l, slot_suffix[s], lin->module, sizeof lin->module);
       snprintf(name, sizeof name, "%s.weight", lin->module);
-      st = upload(lm, ck, name, (uint64_t)lin->out * (uint64_t)lin->in, &lin->w,
-                  &lin->weight_amax, e);
-      if (st != AQS_OK) goto fail;
+      if (!aqs_lm_weight_is_fp8(ck, lin->module)) { /* FP8 ones: aqs_lm_load_served_layer */
+        st = upload(lm, ck, name, (uint64_t)lin->out * (uint64_t)lin->in, &lin->w,
+                    &lin->weight_amax, e);
+        if (st != AQS_OK) goto fail;
+      }
       if (s <= AQS_LIN_V) {
         snprintf(name, sizeof name, "%s.bias", lin->module);
         if ((st = upload(lm, ck, name, (uint64_t)lin->out, &lin->b, NULL, e)) != AQS_OK) goto fail;
       }
     }
+    if ((st = aqs_lm_load_served_layer(lm, ck, l, e)) != AQS_OK) goto fail;
   }
   aqs_ckpt_close(ck);
   *out = lm;
@@ -118,6 +121,7 @@ void aqs_lm_free(aqs_lm *lm) {
       be->ops->free(be, L->ln2);
       for (int s = 0; s < AQS_LIN_COUNT; s++) {
         be->ops->free(be, L->lin[s].w);
+        be->ops->free(be, L->lin[s].wq);
         be->ops->free(be, L->lin[s].b);
       }
     }

@@ -31,6 +31,7 @@ const aqs_ops aqs_cpu_ops = {
   .quantize_fp8_f32 = cpu_quantize_fp8_f32,
   .quantize_fp8_bf16 = cpu_quantize_fp8_bf16,
   .linear_fp8 = cpu_linear_fp8,
+  .dequantize_fp8 = cpu_dequantize_fp8,
   .rope_fwd = cpu_rope_fwd,
   .rope_bwd = cpu_rope_bwd,
   .attention_fwd = cpu_attention_fwd,

@@ -80,6 +80,7 @@ void cpu_linear_bwd_input(aqs_backend *be, float *dx, const float *dy, const aqs
 void cpu_quantize_fp8_f32(aqs_backend *be, uint8_t *q, const float *x, size_t n, float scale);
 void cpu_quantize_fp8_bf16(aqs_backend *be, uint8_t *q, const aqs_bf16 *x, size_t n,
                            float scale);
+void cpu_dequantize_fp8(aqs_backend *be, float *out, const uint8_t *q, size_t n, float scale);
 void cpu_linear_fp8(aqs_backend *be, float *y, const uint8_t *xq, float x_scale,
                     const uint8_t *wq, float w_scale, const aqs_bf16 *bias, int N, int K, int M);
 /* rope.c */
