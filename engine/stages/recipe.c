@@ -173,10 +173,11 @@ static bool parse_enum(const char *v, const char *const *names, int n, int *out)
 
 static const char *const modality_names[] = {"captions", "images"};
 static const char *const scope_names[] = {"lm_only", "all_layers"};
-static const char *const candidates_names[] = {"all", "mlp", "attn"};
+static const char *const candidates_names[] = {"all", "mlp", "attn", "visual", "lm"};
 static const char *const order_names[] = {"least_sensitive_first", "most_sensitive_first", "random"};
 static const char *const template_names[] = {"none", "chat"};
-static const char *const export_names[] = {"modelopt_fp8"};
+/* "modelopt" is stored as "modelopt_fp8" (the name keys have always held) */
+static const char *const export_names[] = {"modelopt_fp8", "modelopt", "modelopt_mixed", "compressed_tensors"};
 
 const char *aqs_modality_name(aqs_modality m) { return modality_names[m]; }
 const char *aqs_candidates_name(aqs_candidates c) { return candidates_names[c]; }
@@ -220,8 +221,13 @@ static aqs_status apply_entry(const recipe_file *rf, const recipe_entry *en, aqs
   } else if (IS("sensitivity", "scope")) {
     if (!parse_enum(v, ENUM_ARGS(scope_names), &ev)) return bad_value(rf, en, "lm_only or all_layers", e);
     r->scope = (aqs_qwen_scope)ev;
-  } else if (IS("sensitivity", "candidates")) {
-    if (!parse_enum(v, ENUM_ARGS(candidates_names), &ev)) return bad_value(rf, en, "all, mlp or attn", e);
+  } else if (IS("sensitivity", "candidates") || IS("slice", "candidates")) {
+    /* "visual.*" / "lm.*" as the group ids read */
+    char word[16];
+    snprintf(word, sizeof word, "%.*s", (int)strcspn(v, "."), v);
+    if (strcmp(v, word) != 0 && strcmp(v + strlen(word), ".*") != 0) word[0] = '\0';
+    if (!parse_enum(word, ENUM_ARGS(candidates_names), &ev))
+      return bad_value(rf, en, "all, mlp, attn, visual.* or lm.*", e);
     r->candidates = (aqs_candidates)ev;
   } else if (IS("sensitivity", "formats")) {
     if (strcmp(v, "fp8") != 0) return bad_value(rf, en, "fp8", e);
@@ -240,8 +246,9 @@ static aqs_status apply_entry(const recipe_file *rf, const recipe_entry *en, aqs
   } else if (IS("slice", "order_seed")) {
     if (!parse_int(v, 0, INT64_MAX, &r->order_seed)) return bad_value(rf, en, "a non-negative integer", e);
   } else if (IS("export", "format")) {
-    if (!parse_enum(v, ENUM_ARGS(export_names), &ev)) return bad_value(rf, en, "modelopt_fp8", e);
-    snprintf(r->export_format, sizeof r->export_format, "%.31s", v);
+    if (!parse_enum(v, ENUM_ARGS(export_names), &ev))
+      return bad_value(rf, en, "modelopt, modelopt_mixed or compressed_tensors", e);
+    snprintf(r->export_format, sizeof r->export_format, "%.31s", ev == 1 ? export_names[0] : v);
   } else if (IS("export", "kv_cache")) {
     if (strcmp(v, "fp8") != 0 && strcmp(v, "bf16") != 0) return bad_value(rf, en, "bf16 or fp8", e);
     r->kv_cache_fp8 = strcmp(v, "fp8") == 0;

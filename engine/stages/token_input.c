@@ -73,7 +73,7 @@ aqs_status aqs_token_batch_of_chunk(const aqs_calib_chunk *c, aqs_token_batch *o
     return aqs_errf(e, AQS_ERR_UNSUPPORTED,
                     "calib chunk %lld holds %d images: the compute engine runs the language model "
                     "only (text calib sets)", (long long)c->first_seq, c->n_images);
-  *out = (aqs_token_batch){c->n_seqs, c->seq_lens, c->token_ids};
+  *out = (aqs_token_batch){.n_seqs = c->n_seqs, .seq_lens = c->seq_lens, .token_ids = c->token_ids};
   return AQS_OK;
 }
 
