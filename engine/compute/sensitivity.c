@@ -41,6 +41,36 @@ int aqs_sens_slot_of_module(const char *module) {
   return -1;
 }
 
+aqs_status aqs_sens_grad_begin(const aqs_lm *lm, aqs_lm_ws *ws, aqs_sens_grad_ctx *gc, aqs_err *e) {
+  const size_t score_bytes = (size_t)lm->cfg.num_layers * AQS_LIN_COUNT * sizeof(double);
+  gc->ws = ws;
+  gc->d_score = NULL;
+  gc->module_score = calloc((size_t)lm->cfg.num_layers, sizeof *gc->module_score);
+  if (!gc->module_score) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  aqs_status st = lm->be->ops->alloc(lm->be, score_bytes, (void **)&gc->d_score, e);
+  if (st == AQS_OK) lm->be->ops->zero(lm->be, gc->d_score, score_bytes);
+  return st;
+}
+
+aqs_status aqs_sens_grad_end(const aqs_lm *lm, aqs_sens_grad_ctx *gc, aqs_err *e) {
+  const int L = lm->cfg.num_layers;
+  lm->be->ops->copy_d2h(lm->be, gc->module_score, gc->d_score, (size_t)L * AQS_LIN_COUNT * sizeof(double));
+  aqs_status st = lm->be->ops->sync(lm->be, e);
+  /* in backward order (last layer first), as the hooks ran */
+  for (int l = L - 1; l >= 0 && st == AQS_OK; l--)
+    for (int sl = 0; sl < AQS_LIN_COUNT && st == AQS_OK; sl++)
+      if (!(gc->module_score[l][sl] == gc->module_score[l][sl]))
+        st = aqs_errf(e, AQS_ERR_NUMERIC, "NaN gradient score at %s", lm->layers[l].lin[sl].module);
+  return st;
+}
+
+void aqs_sens_grad_free(const aqs_lm *lm, aqs_sens_grad_ctx *gc) {
+  free(gc->module_score);
+  if (gc->d_score) lm->be->ops->free(lm->be, gc->d_score);
+  gc->module_score = NULL;
+  gc->d_score = NULL;
+}
+
 aqs_status aqs_sens_grad_hook(void *ctx, const aqs_lm *lm, int layer, aqs_lin_slot slot,
                               const float *x, const float *y, const float *g, int N, aqs_err *e) {
   aqs_sens_grad_ctx *gc = ctx;
@@ -48,11 +78,8 @@ aqs_status aqs_sens_grad_hook(void *ctx, const aqs_lm *lm, int layer, aqs_lin_sl
   if (lin->input_amax <= 0.0f)
     return aqs_errf(e, AQS_ERR_INVALID, "no calibrated input amax for %s", lin->module);
   aqs_lm_linear_fp8(lm, lin, gc->ws->yq, x, N, gc->ws->xq, gc->ws->wq);
-  double s = 0.0;
-  lm->be->ops->grad_score(lm->be, g, y, gc->ws->yq, (size_t)N * (size_t)lin->out, &s);
-  if (!(s == s))
-    return aqs_errf(e, AQS_ERR_NUMERIC, "NaN gradient score at %s", lin->module);
-  gc->module_score[layer][slot] = s;
+  lm->be->ops->grad_score_async(lm->be, g, y, gc->ws->yq, (size_t)N * (size_t)lin->out,
+                                gc->d_score + (size_t)layer * AQS_LIN_COUNT + slot);
   return AQS_OK;
 }
 
@@ -103,7 +130,7 @@ aqs_status aqs_sensitivity_batch(const aqs_lm *lm, const aqs_token_batch *batch,
   }
   aqs_lm_batch b;
   aqs_lm_ws *ws = NULL;
-  aqs_sens_grad_ctx gc = {NULL, NULL};
+  aqs_sens_grad_ctx gc = {NULL, NULL, NULL};
   if (loss_out) *loss_out = 0.0;
   if ((st = aqs_lm_batch_make(lm, batch->token_ids, batch->seq_lens, batch->n_seqs, max_seq_len,
                               &b, e)) != AQS_OK) {
@@ -113,15 +140,16 @@ aqs_status aqs_sensitivity_batch(const aqs_lm *lm, const aqs_token_batch *batch,
   if ((st = aqs_lm_ws_alloc(lm, &b, method == AQS_SENS_GRADIENT, method == AQS_SENS_KL_DIV, &ws,
                             e)) != AQS_OK)
     goto done;
+  /* Weights quantized to FP8 once per model, not per batch; without the memory for the codes,
+   * each fake-quant linear quantizes its weight as it runs (same bits either way). */
+  st = aqs_lm_fake_quant_weights(lm, e);
+  if (st == AQS_ERR_NOMEM) st = AQS_OK;
+  if (st != AQS_OK) goto done;
   if (method == AQS_SENS_GRADIENT) {
-    gc.ws = ws;
-    gc.module_score = calloc((size_t)lm->cfg.num_layers, sizeof *gc.module_score);
-    if (!gc.module_score) {
-      st = aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
-      goto done;
-    }
+    if ((st = aqs_sens_grad_begin(lm, ws, &gc, e)) != AQS_OK) goto done;
     double loss;
     if ((st = aqs_lm_forward_backward(lm, &b, ws, aqs_sens_grad_hook, &gc, &loss, e)) != AQS_OK) goto done;
+    if ((st = aqs_sens_grad_end(lm, &gc, e)) != AQS_OK) goto done;
     if (loss_out) *loss_out = loss;
     for (size_t i = 0; i < out->ngroups; i++) {
       aqs_group_score *gs = &out->groups[i];
@@ -153,7 +181,7 @@ aqs_status aqs_sensitivity_batch(const aqs_lm *lm, const aqs_token_batch *batch,
   out->n_seqs = b.n_seqs;
   out->n_batches = 1;
 done:
-  free(gc.module_score);
+  aqs_sens_grad_free(lm, &gc);
   aqs_lm_ws_free(lm, ws);
   aqs_lm_batch_free(lm, &b);
   if (st != AQS_OK) aqs_scores_free(out);

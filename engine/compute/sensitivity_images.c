@@ -58,16 +58,17 @@ static aqs_status gradient_scores(const aqs_vlm *m, aqs_vlm_batch *b, aqs_lm_ws 
                                   aqs_err *e) {
   const aqs_ops *op = m->lm->be->ops;
   const int nq = (m->vis->cfg.depth + 1) * AQS_VIS_SLOT_COUNT;
-  aqs_sens_grad_ctx gc = {lws, calloc((size_t)m->lm->cfg.num_layers, sizeof *gc.module_score)};
+  aqs_sens_grad_ctx gc = {NULL, NULL, NULL};
   vis_grad_ctx vc = {vws, calloc((size_t)nq, sizeof(double))};
-  aqs_status st = AQS_OK;
+  aqs_status st = aqs_sens_grad_begin(m->lm, lws, &gc, e);
   double loss = 0.0;
-  if (!gc.module_score || !vc.module_score) st = aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  if (!st && !vc.module_score) st = aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
   if (st == AQS_OK) st = aqs_vision_forward(m->vis, &b->vis, vws, NULL, NULL, NULL, e);
   if (st == AQS_OK) {
     b->lm.image_embeds = aqs_vision_ws_output(vws);
     st = aqs_lm_forward_backward(m->lm, &b->lm, lws, aqs_sens_grad_hook, &gc, &loss, e);
   }
+  if (st == AQS_OK) st = aqs_sens_grad_end(m->lm, &gc, e);
   if (st == AQS_OK) {
     /* dL/d(features) = the input-embedding gradient at the image rows */
     op->gather_rows(m->lm->be, aqs_vision_ws_doutput(vws), aqs_lm_ws_dinput(lws),
@@ -88,7 +89,7 @@ static aqs_status gradient_scores(const aqs_vlm *m, aqs_vlm_batch *b, aqs_lm_ws 
     }
   }
   if (loss_out) *loss_out = loss;
-  free(gc.module_score);
+  aqs_sens_grad_free(m->lm, &gc);
   free(vc.module_score);
   return st;
 }

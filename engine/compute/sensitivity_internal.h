@@ -11,11 +11,18 @@ unsigned aqs_sens_kind_mask(const char *kind);
 /* Slot of an lm module name inside its layer (by suffix), -1 if none. */
 int aqs_sens_slot_of_module(const char *module);
 
-/* Gradient-score hook of the lm linears: module_score[layer][slot] = sum (G dY)^2. */
+/* Gradient-score hook of the lm linears: module_score[layer][slot] = sum (G dY)^2. The scores stay
+ * on the backend (grad_score_async) until aqs_sens_grad_end copies them back in one go. */
 typedef struct aqs_sens_grad_ctx {
   aqs_lm_ws *ws;
-  double (*module_score)[AQS_LIN_COUNT]; /* (num_layers, slots) */
+  double *d_score;                       /* backend (num_layers, slots) */
+  double (*module_score)[AQS_LIN_COUNT]; /* host copy (num_layers, slots) */
 } aqs_sens_grad_ctx;
+/* Allocates and zeroes the tables (AQS_ERR_NOMEM); free with aqs_sens_grad_free in any case. */
+aqs_status aqs_sens_grad_begin(const aqs_lm *lm, aqs_lm_ws *ws, aqs_sens_grad_ctx *gc, aqs_err *e);
+/* After the backward: the host copy; a NaN score is AQS_ERR_NUMERIC naming the module. */
+aqs_status aqs_sens_grad_end(const aqs_lm *lm, aqs_sens_grad_ctx *gc, aqs_err *e);
+void aqs_sens_grad_free(const aqs_lm *lm, aqs_sens_grad_ctx *gc);
 aqs_status aqs_sens_grad_hook(void *ctx, const aqs_lm *lm, int layer, aqs_lin_slot slot,
                               const float *x, const float *y, const float *g, int N, aqs_err *e);
 

@@ -25,6 +25,9 @@ typedef struct aqs_stage_env {
   aqs_vision *vis;        /* the vision tower, loaded on the first image chunk computed */
   aqs_digest vis_amax;    /* amax table currently set in vis */
   int vis_amax_set;
+  /* FP8 weight codes shared by the build's exports (engine/export/fp8_cache.h), made by the
+   * first export that runs: a sweep quantizes and hashes each weight once. */
+  struct aqs_fp8_cache *fp8;
 } aqs_stage_env;
 
 /* "cpu" unless the options name another backend. */
