@@ -99,21 +99,24 @@ aqs_status aqs_calibrate_batch(const aqs_lm *lm, const aqs_token_batch *batch, i
   return st;
 }
 
-aqs_status aqs_lm_set_amax(aqs_lm *lm, const aqs_amax_table *t, aqs_err *e) {
-  for (int l = 0; l < lm->cfg.num_layers; l++)
-    for (int s = 0; s < AQS_LIN_COUNT; s++) {
-      aqs_lm_linear *lin = &lm->layers[l].lin[s];
-      const aqs_amax_entry *en = aqs_amax_find(t, lin->module);
-      if (!en)
-        return aqs_errf(e, AQS_ERR_NOT_FOUND, "amax table has no entry for %s", lin->module);
-      if (en->weight_amax != lin->weight_amax)
-        return aqs_errf(e, AQS_ERR_MISMATCH,
-                        "amax table's weight_amax of %s is %.9g but the checkpoint's is %.9g: the "
-                        "table was calibrated on another checkpoint",
-                        lin->module, en->weight_amax, lin->weight_amax);
-      lin->input_amax = en->input_amax;
-    }
+aqs_status aqs_linear_set_amax(aqs_lm_linear *lin, const aqs_amax_table *t, aqs_err *e) {
+  const aqs_amax_entry *en = aqs_amax_find(t, lin->module);
+  if (!en) return aqs_errf(e, AQS_ERR_NOT_FOUND, "amax table has no entry for %s", lin->module);
+  if (en->weight_amax != lin->weight_amax)
+    return aqs_errf(e, AQS_ERR_MISMATCH,
+                    "amax table's weight_amax of %s is %.9g but the checkpoint's is %.9g: the "
+                    "table was calibrated on another checkpoint",
+                    lin->module, en->weight_amax, lin->weight_amax);
+  lin->input_amax = en->input_amax;
   return AQS_OK;
+}
+
+aqs_status aqs_lm_set_amax(aqs_lm *lm, const aqs_amax_table *t, aqs_err *e) {
+  aqs_status st = AQS_OK;
+  for (int l = 0; l < lm->cfg.num_layers && st == AQS_OK; l++)
+    for (int s = 0; s < AQS_LIN_COUNT && st == AQS_OK; s++)
+      st = aqs_linear_set_amax(&lm->layers[l].lin[s], t, e);
+  return st;
 }
 
 void aqs_lm_kv_cache_name(const aqs_lm *lm, int layer, int v, char *buf, size_t n) {

@@ -33,5 +33,7 @@ void aqs_lm_kv_cache_name(const aqs_lm *lm, int layer, int v, char *buf, size_t 
  * AQS_ERR_NOT_FOUND naming the first missing one). Weight amax stays the one computed at load;
  * a table whose weight_amax differs means another checkpoint: AQS_ERR_MISMATCH naming it. */
 aqs_status aqs_lm_set_amax(aqs_lm *lm, const aqs_amax_table *t, aqs_err *e);
+/* The same for one linear (either tower). */
+aqs_status aqs_linear_set_amax(aqs_lm_linear *lin, const aqs_amax_table *t, aqs_err *e);
 
 #endif

@@ -116,18 +116,8 @@ aqs_status aqs_vlm_set_amax(aqs_vlm *m, const aqs_amax_table *t, aqs_err *e) {
   for (int blk = -1; blk < m->vis->cfg.depth && st == AQS_OK; blk++)
     for (int s = 0; s < AQS_VIS_SLOT_COUNT && st == AQS_OK; s++) {
       aqs_lm_linear *lin = aqs_vision_linear(m->vis, blk, (aqs_vis_slot)s);
-      if (!lin) continue;
-      const aqs_amax_entry *en = aqs_amax_find(t, lin->module);
-      if (!en)
-        return aqs_errf(e, AQS_ERR_NOT_FOUND,
-                        "amax table has no entry for %s (calibrate on an image+text set)",
-                        lin->module);
-      if (en->weight_amax != lin->weight_amax)
-        return aqs_errf(e, AQS_ERR_MISMATCH,
-                        "amax table's weight_amax of %s is %.9g but the checkpoint's is %.9g: the "
-                        "table was calibrated on another checkpoint",
-                        lin->module, en->weight_amax, lin->weight_amax);
-      lin->input_amax = en->input_amax;
+      if (lin && (st = aqs_linear_set_amax(lin, t, e)) == AQS_ERR_NOT_FOUND)
+        aqs_err_prefix(e, "calibrate on an image+text set");
     }
   return st;
 }
