@@ -9,6 +9,7 @@
 
 #include "engine/compute/vlm.h"
 #include "lm_fixture.h"
+#include "vision_probe.h"
 
 static char *plain_dir, *outlier_dir;
 
@@ -186,29 +187,6 @@ static void test_bad_layouts(void **state) {
 }
 
 /* ---- gradient through both towers ---- */
-typedef struct vprobe {
-  int block;
-  aqs_vis_slot slot;
-  float *g;
-  const float *dir;
-  float h;
-  size_t n;
-} vprobe;
-
-static aqs_status vprobe_hook(void *ctx, const aqs_vision *vis, int block, aqs_vis_slot slot,
-                              const aqs_lm_linear *lin, const float *x, const float *y,
-                              const float *g, int rows, aqs_err *e) {
-  (void)vis;
-  (void)x;
-  (void)e;
-  vprobe *p = ctx;
-  if (block != p->block || slot != p->slot) return AQS_OK;
-  p->n = (size_t)rows * (size_t)lin->out;
-  if (g) memcpy(p->g, g, p->n * sizeof(float));
-  else if (p->dir)
-    for (size_t i = 0; i < p->n; i++) ((float *)y)[i] += p->h * p->dir[i];
-  return AQS_OK;
-}
 
 static double mm_loss(aqs_vlm *m, aqs_vlm_batch *b, aqs_lm_ws *lws, aqs_vision_ws *vws, vprobe *p) {
   aqs_err e = {0};
