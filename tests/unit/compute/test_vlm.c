@@ -172,7 +172,6 @@ static void test_bad_layouts(void **state) {
   make_chunk(&f, cfg, 2);
   f.img_start[1] = 2; /* the image does not start at its pads */
   expect_bad(m, &f, "position 2 holds token");
-  make_chunk(&f, cfg, 2);
   free(f.patches);
   make_chunk(&f, cfg, 2);
   f.thw[4] = 5; /* 5 is not a multiple of the merge size */
