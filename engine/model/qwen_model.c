@@ -9,8 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const aqs_qwen_default_disabled[] = {"*lm_head*", "*embed_tokens*", "*norm*",
-                                                 "*patch_embed*", NULL};
+const char *const aqs_qwen_default_disabled[] = {"*lm_head*", "*embed_tokens*", "*norm*", NULL};
 
 const char *aqs_qwen_lm_prefix(aqs_qwen_naming naming) {
   return naming == AQS_NAMING_HF4 ? "model." : "model.language_model.";
@@ -131,7 +130,10 @@ static aqs_qwen_group *new_group(builder *b, aqs_qwen_tower tower, int layer, co
   g->tower = tower;
   g->layer = layer;
   snprintf(g->kind, sizeof g->kind, "%s", kind);
-  if (layer < 0) snprintf(g->id, sizeof g->id, "vis.%s", kind);
+  /* stem and merger groups: vis.patch_embed, vis.merger.mlp.0, vis.merger.mlp.2 */
+  if (layer < 0 && strncmp(kind, "merger.", 7) == 0)
+    snprintf(g->id, sizeof g->id, "vis.merger.mlp.%s", kind + 7);
+  else if (layer < 0) snprintf(g->id, sizeof g->id, "vis.%s", kind);
   else snprintf(g->id, sizeof g->id, "%s.%d.%s", tower == AQS_TOWER_LM ? "lm" : "vis", layer, kind);
   return g;
 }
@@ -199,6 +201,11 @@ static void build_vision(builder *b) {
   int64_t patch[5] = {vh, v->in_channels, v->temporal_patch_size, v->patch_size, v->patch_size};
   aqs_qwen_global_name(nm, "patch_embed.proj.weight", name, sizeof name);
   add_tensor(b, name, AQS_TOWER_VISION, -1, 5, patch, 0);
+  /* the Conv3d over (channel, temporal, row, column) patches is a linear of the flattened patch */
+  snprintf(prefix, sizeof prefix, "%s", aqs_qwen_vis_prefix(nm));
+  member_def stem[] = {{"patch_embed.proj", vh,
+                        (int64_t)v->in_channels * v->temporal_patch_size * v->patch_size * v->patch_size, 0}};
+  add_group(b, AQS_TOWER_VISION, -1, "patch_embed", prefix, stem, 1);
   for (int B = 0; B < v->depth; B++) {
     aqs_qwen_vis_name(nm, B, "", prefix, sizeof prefix);
     member_def qkv[] = {{"attn.qkv", 3 * vh, vh, 1}};
@@ -221,14 +228,16 @@ static void build_vision(builder *b) {
       }
   }
   aqs_qwen_global_name(nm, "merger.", prefix, sizeof prefix);
-  member_def merger[] = {{"mlp.0", merged, merged, 1}, {"mlp.2", v->out_hidden_size, merged, 1}};
-  add_group(b, AQS_TOWER_VISION, -1, "merger", prefix, merger, 2);
+  /* ModelOpt groups only q/k/v and gate/up: the merger's two linears are one group each */
+  member_def mlp0[] = {{"mlp.0", merged, merged, 1}}, mlp2[] = {{"mlp.2", v->out_hidden_size, merged, 1}};
+  add_group(b, AQS_TOWER_VISION, -1, "merger.0", prefix, mlp0, 1);
+  add_group(b, AQS_TOWER_VISION, -1, "merger.2", prefix, mlp2, 1);
   aqs_qwen_global_name(nm, "merger.ln_q.weight", name, sizeof name);
   add_vector(b, name, AQS_TOWER_VISION, -1, vh);
-  const aqs_qwen_group *g = &b->m->groups[b->m->ngroups - 1];
-  for (int i = 0; i < g->nmembers; i++)
-    add_linear(b, g->members[i].module, AQS_TOWER_VISION, -1, g->members[i].out_features,
-               g->members[i].in_features, 1);
+  for (size_t gi = b->m->ngroups - 2; gi < b->m->ngroups; gi++) {
+    const aqs_qwen_member *mem = &b->m->groups[gi].members[0];
+    add_linear(b, mem->module, AQS_TOWER_VISION, -1, mem->out_features, mem->in_features, 1);
+  }
 }
 
 aqs_status aqs_qwen_model_from_config(const aqs_qwen_config *cfg, aqs_qwen_naming naming,
