@@ -209,11 +209,20 @@ aqs_status aqs_verify(aqs_store *s, const aqs_verify_opts *opts, aqs_verify_fn f
     }
     if (r.corrupt + r.missing <= 4)
       aqs_digest_short(&info->digest, first_bad[r.corrupt + r.missing - 1]);
-    if (fn) fn(&info->digest, code, e.msg, user);
+    /* The read path's advice to run aqs verify makes no sense inside it. */
+    char *advice = strstr(e.msg, "; run aqs verify");
+    if (advice) *advice = '\0';
+    int moved = 0;
     if (o.quarantine && !(s->flags & AQS_STORE_RDONLY)) {
       quarantine_ctx q = {.digest = info->digest};
-      if (store_write(s, quarantine_body, &q, NULL) == AQS_OK) r.quarantined++;
+      moved = store_write(s, quarantine_body, &q, NULL) == AQS_OK;
+      r.quarantined += (uint64_t)moved;
     }
+    if (moved) {
+      size_t used = strlen(e.msg);
+      snprintf(e.msg + used, sizeof e.msg - used, " (quarantined)");
+    }
+    if (fn) fn(&info->digest, code, e.msg, user);
   }
   if (o.progress && st == AQS_OK) o.progress(n, n, bytes_total, bytes_total, o.progress_user);
   free(list.items);
@@ -233,9 +242,10 @@ aqs_status aqs_verify(aqs_store *s, const aqs_verify_opts *opts, aqs_verify_fn f
       snprintf(part, sizeof part, "%ssha256:%.12s...", i ? ", " : "", first_bad[i]);
       strncat(list_text, part, sizeof list_text - strlen(list_text) - 1);
     }
+    char moved[64] = "";
+    if (r.quarantined) snprintf(moved, sizeof moved, " (%llu quarantined)", (unsigned long long)r.quarantined);
     return aqs_errf(err, AQS_ERR_CORRUPT, "%llu bad object(s) in store %s: %s%s%s",
-                    (unsigned long long)bad_total, s->path, list_text, bad_total > 4 ? ", ..." : "",
-                    o.quarantine ? " (quarantined)" : "");
+                    (unsigned long long)bad_total, s->path, list_text, bad_total > 4 ? ", ..." : "", moved);
   }
   return AQS_OK;
 }
