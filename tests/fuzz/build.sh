@@ -29,11 +29,13 @@ build safetensors $COMMON "$SRC/engine/model/safetensors_read.c" "$SRC/engine/mo
 build config $COMMON "$SRC/engine/model/qwen_config.c" $(pkg-config --libs jansson) -lm
 wait
 build tokenizer $COMMON "$SRC"/engine/tokenizer/*.c $(pkg-config --libs jansson libpcre2-8 libutf8proc)
-# recipe.c takes only the method names from sensitivity.c; the compute functions that file also
-# calls are never reached from recipe loading and stay unresolved (a call would fault loudly).
-build recipe $COMMON "$SRC/common/ini_text.c" "$SRC/engine/stages/recipe.c" "$OUT/gen/builtin_recipes.c" \
-  "$SRC/engine/compute/sensitivity.c" -no-pie -Wl,--unresolved-symbols=ignore-in-object-files \
-  $(pkg-config --libs inih) -lm
+# Recipes take only the method names from sensitivity.c: it is compiled apart (no coverage
+# instrumentation, one section per function) so --gc-sections drops the compute code it also
+# holds, whose callees are not linked in.
+clang -std=c11 -g -O1 -D_GNU_SOURCE -fsanitize=address,undefined -ffunction-sections -fdata-sections \
+  -I"$SRC" -I"$OUT/gen" -c "$SRC/engine/compute/sensitivity.c" -o "$OUT/gen/sensitivity.o"
+build recipe $COMMON "$SRC/common/ini_text.c" "$SRC"/engine/stages/recipe*.c "$OUT/gen/builtin_recipes.c" \
+  "$OUT/gen/sensitivity.o" -Wl,--gc-sections $(pkg-config --libs inih jansson) -lm
 wait
 build aqstore $COMMON "$SRC/common/ini_text.c" "$SRC/common/workspace.c" "$SRC/common/path.c" $(pkg-config --libs inih)
 wait
