@@ -344,7 +344,7 @@ int main(int argc, char **argv) {
   double calib_s = 0, calib_tokens = 0, calib_flops = 0;
   for (int step = 0; step < o.warmup + o.calib_steps; step++) {
     int ntok = make_tokens(o.calib_seqs, o.calib_len, c->vocab_size, (uint64_t)step + 1, o.varied, ids, lens);
-    aqs_token_batch tb = {o.calib_seqs, lens, ids};
+    aqs_token_batch tb = {.n_seqs = o.calib_seqs, .seq_lens = lens, .token_ids = ids};
     aqs_amax_table part = {0};
     double s0 = now_s();
     if (aqs_calibrate_batch(lm, &tb, 0, &part, &e)) {
@@ -388,7 +388,7 @@ int main(int argc, char **argv) {
   double score_s = 0, loss = 0, score_tokens = 0;
   for (int step = 0; step < o.warmup + o.score_steps; step++) {
     int ntok = make_tokens(o.score_seqs, o.score_len, c->vocab_size, (uint64_t)step + 101, o.varied, ids, lens);
-    aqs_token_batch tb = {o.score_seqs, lens, ids};
+    aqs_token_batch tb = {.n_seqs = o.score_seqs, .seq_lens = lens, .token_ids = ids};
     aqs_scores sc;
     double s0 = now_s();
     if (aqs_sensitivity_batch(lm, &tb, AQS_SENS_GRADIENT, 0, &sc, &loss, &e)) {
@@ -415,7 +415,7 @@ int main(int argc, char **argv) {
     double kl_s = 0, kl_tokens = 0;
     for (int step = 0; step < o.kl_steps; step++) {
       kl_tokens += make_tokens(o.score_seqs, o.score_len, c->vocab_size, (uint64_t)step + 201, o.varied, ids, lens);
-      aqs_token_batch tb = {o.score_seqs, lens, ids};
+      aqs_token_batch tb = {.n_seqs = o.score_seqs, .seq_lens = lens, .token_ids = ids};
       aqs_scores sc;
       double s0 = now_s();
       if (aqs_sensitivity_batch(lm, &tb, AQS_SENS_KL_DIV, 0, &sc, NULL, &e)) {
