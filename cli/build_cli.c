@@ -119,6 +119,11 @@ void aqs_build_cli_print(const aqs_build_report *reports, size_t n, int plan, do
         if (r->stages[i].hit) reused++;
         else ran++;
       }
+      char tiered[AQS_SOURCE_MAX + 8]; /* a plan's hit from a secondary store or the remote */
+      if (plan && r->stage_done[i] && r->stages[i].hit && r->stages[i].reason[0]) {
+        snprintf(tiered, sizeof tiered, "HIT (%s)", r->stages[i].reason);
+        state = tiered;
+      }
       printf("  %-12s %-5s %-12s", aqs_build_stage_names[i], state, hex);
       if (plan && r->stage_done[i] && !r->stages[i].hit) {
         printf("  %s", r->stages[i].reason);
@@ -150,6 +155,8 @@ json_t *aqs_build_cli_json(const aqs_build_report *reports, size_t n, int plan) 
         if (r->stages[i].hit || !plan)
           json_object_set_new(st, "result", json_string(aqs_digest_str(&r->stages[i].result, hex)));
         if (plan && !r->stages[i].hit) json_object_set_new(st, "reason", json_string(r->stages[i].reason));
+        if (plan && r->stages[i].hit && r->stages[i].reason[0])
+          json_object_set_new(st, "source", json_string(r->stages[i].reason));
         json_object_set_new(st, "seconds", json_real(r->stages[i].seconds));
       }
       json_array_append_new(stages, st);

@@ -1,0 +1,51 @@
+/* cli/cli_transfer.c: implementation of cli_transfer.h (shared by cmd_push.c and cmd_pull.c). */
+#include "cli/cli_transfer.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli/cli.h"
+#include "cli/cli_util.h"
+#include "engine/stages/build.h"
+
+int aqs_cli_open_with_remote(const char *cmd, unsigned flags, aqs_workspace *ws, aqs_store **store) {
+  if (aqs_cli_open_store(cmd, flags, ws, store)) return AQS_EXIT_FAIL;
+  if (aqs_store_remote(*store)) return AQS_EXIT_OK;
+  aqs_store_close(*store);
+  *store = NULL;
+  int rc = aqs_cli_fail(cmd, "no remote configured: set [remote] url in %s",
+                        ws->config_path ? ws->config_path : ".aqstore");
+  aqs_workspace_free(ws);
+  return rc;
+}
+
+int aqs_cli_ref_candidates(const char *name, char out[2][AQS_REF_NAME_MAX + 1]) {
+  snprintf(out[0], AQS_REF_NAME_MAX + 1, "%s", name);
+  aqs_build_ref_name(name, out[1], AQS_REF_NAME_MAX + 1);
+  return strcmp(out[0], out[1]) == 0 ? 1 : 2;
+}
+
+void aqs_cli_transfer_print(const char *verb, const char *ref, const aqs_digest *target,
+                            const aqs_transfer_stats *st) {
+  char hex[AQS_DIGEST_SHORT_LEN + 1], size[32];
+  printf("%s %s -> sha256:%s: %" PRIu64 " object(s) %s (%s), %" PRIu64 " action record(s)\n", verb, ref,
+         aqs_digest_short(target, hex), st->objects_moved, strcmp(verb, "pushed") == 0 ? "sent" : "fetched",
+         aqs_cli_bytes(size, sizeof size, st->bytes_moved), st->actions_moved);
+}
+
+json_t *aqs_cli_transfer_json(const char *ref, const aqs_digest *target, const aqs_transfer_stats *st) {
+  char text[AQS_DIGEST_STR_SIZE];
+  return json_pack("{s:s, s:s, s:I, s:I, s:I, s:I}", "ref", ref, "target", aqs_digest_str(target, text),
+                   "objects_reached", (json_int_t)st->objects, "objects_moved", (json_int_t)st->objects_moved,
+                   "bytes_moved", (json_int_t)st->bytes_moved, "actions", (json_int_t)st->actions_moved);
+}
+
+json_t *aqs_cli_transfer_summary(aqs_store *store, json_t *refs) {
+  aqs_remote *r = aqs_store_remote(store);
+  aqs_remote_stats rs;
+  aqs_remote_get_stats(r, &rs);
+  return json_pack("{s:s, s:o, s:I, s:I, s:I, s:I}", "remote", aqs_remote_url(r), "refs", refs, "requests",
+                   (json_int_t)rs.requests, "retries", (json_int_t)rs.retries, "bytes_down",
+                   (json_int_t)rs.bytes_down, "bytes_up", (json_int_t)rs.bytes_up);
+}

@@ -1,0 +1,68 @@
+/* cli/cmd_pull.c: `aqs pull NAME...`: fetches builds from the remote cache into the store: the ref
+ * record, its target's closure (every object verified by digest) and its action records, then
+ * sets the local ref (store/tiers.h aqs_tiers_pull). Afterwards checkout works offline. */
+#include "cli/cli.h"
+#include "cli/cli_transfer.h"
+#include "cli/cli_util.h"
+
+#include <getopt.h>
+#include <string.h>
+
+static const char pull_usage[] =
+    "usage: aqs pull [--json] NAME...\n"
+    "\n"
+    "Fetches builds that someone pushed (aqs push) from the remote cache ([remote] url in\n"
+    ".aqstore): the ref NAME, every object its target reaches and the action records pushed with\n"
+    "it. Each download is verified by digest before it enters the store (a wrong or cut-short\n"
+    "body is retried, then refused); the local ref is set last, so an interrupted pull leaves no\n"
+    "ref to missing objects. Afterwards aqs checkout NAME and aqs build of the same recipe and\n"
+    "data work without the remote.\n"
+    "\n"
+    "NAME is a ref name, or a recipe name whose build ref is recipe/NAME (tried in that order).\n"
+    "\n"
+    "options:\n"
+    "  --json   print a summary as JSON (per ref: objects and bytes fetched, action records;\n"
+    "           requests and retries)\n";
+
+static int run_pull(int argc, char **argv) {
+  if (aqs_cli_wants_help(argc, argv)) {
+    fputs(pull_usage, stdout);
+    return AQS_EXIT_OK;
+  }
+  int json = 0;
+  static const struct option longopts[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
+  optind = 1;
+  int ch;
+  while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    if (ch == 'j') json = 1;
+    else return aqs_cli_usage_error("pull", "unknown option");
+  }
+  if (optind >= argc) return aqs_cli_usage_error("pull", "expected at least one NAME");
+  aqs_workspace ws;
+  aqs_store *store;
+  if (aqs_cli_open_with_remote("pull", 0, &ws, &store)) return AQS_EXIT_FAIL;
+  int rc = AQS_EXIT_OK;
+  json_t *list = json_array();
+  for (int i = optind; !rc && i < argc; i++) {
+    char cand[2][AQS_REF_NAME_MAX + 1];
+    int n = aqs_cli_ref_candidates(argv[i], cand);
+    aqs_err e = {0};
+    aqs_status st = AQS_ERR_NOT_FOUND;
+    for (int c = 0; c < n && st == AQS_ERR_NOT_FOUND; c++) {
+      aqs_transfer_stats ts = {0};
+      aqs_digest target;
+      if (!json) fprintf(stderr, "pulling %s...\n", cand[c]);
+      st = aqs_tiers_pull(store, cand[c], &target, &ts, &e);
+      if (st == AQS_OK && json) json_array_append_new(list, aqs_cli_transfer_json(cand[c], &target, &ts));
+      else if (st == AQS_OK) aqs_cli_transfer_print("pulled", cand[c], &target, &ts);
+    }
+    if (st != AQS_OK) rc = aqs_cli_fail_err("pull", &e);
+  }
+  if (!rc && json) rc = aqs_cli_print_json("pull", aqs_cli_transfer_summary(store, list));
+  else json_decref(list);
+  aqs_store_close(store);
+  aqs_workspace_free(&ws);
+  return rc;
+}
+
+const aqs_cmd aqs_cmd_pull = {"pull", "fetch builds from the remote cache (verified) for offline use", run_pull};
