@@ -15,6 +15,8 @@
 
 #include "store/remote_response.h"
 
+#define BACKOFF_MAX_MS 5000
+
 struct aqs_remote {
   char *url;
   char *token_env;              /* for messages only */
@@ -182,11 +184,11 @@ static const char *method_name(method m) { return m == M_HEAD ? "HEAD" : m == M_
  * body must hash to. *status_out: the final HTTP status (404 = missing). Returns AQS_OK for a 2xx
  * or 404 (caller checks status), else the error after the last try. */
 static aqs_status request(aqs_remote *r, method m, const char *kind, const aqs_digest *id,
-                          body_source *up, body_sink *down, const aqs_digest *expect, long *status_out,
-                          aqs_err *err) {
+                          body_source *up, body_sink *down, const aqs_digest *expect, aqs_remote_check_fn check,
+                          void *check_user, long *status_out, aqs_err *err) {
   char hex[AQS_DIGEST_HEX_LEN + 1], url[8192];
   snprintf(url, sizeof url, "%s/%s/%s", r->url, kind, aqs_digest_hex(id, hex));
-  char why[512] = "";
+  char why[AQS_ERR_MSG_MAX] = "";
   aqs_status final = AQS_ERR_IO;
   int delay = r->backoff_ms;
   pthread_mutex_lock(&r->lock);
@@ -194,7 +196,7 @@ static aqs_status request(aqs_remote *r, method m, const char *kind, const aqs_d
     if (attempt > 1) {
       r->stats.retries++;
       sleep_ms(delay);
-      delay *= 2;
+      delay = delay < BACKOFF_MAX_MS / 2 ? delay * 2 : BACKOFF_MAX_MS;
     }
     r->stats.requests++;
     if (down && sink_reset(down, err) != AQS_OK) {
@@ -258,6 +260,14 @@ static aqs_status request(aqs_remote *r, method m, const char *kind, const aqs_d
         continue; /* a wrong body may be a transient proxy fault: retry */
       }
     }
+    if (cls == AQS_REMOTE_OK && m == M_GET && check) {
+      aqs_err bad = {0};
+      if (check(down->mem ? down->mem : "", down->len, check_user, &bad) != AQS_OK) {
+        snprintf(why, sizeof why, "%s", bad.msg);
+        final = AQS_ERR_CORRUPT;
+        continue;
+      }
+    }
     if (cls == AQS_REMOTE_OK || cls == AQS_REMOTE_MISSING) {
       *status_out = status;
       pthread_mutex_unlock(&r->lock);
@@ -288,16 +298,16 @@ static aqs_status request(aqs_remote *r, method m, const char *kind, const aqs_d
 
 aqs_status aqs_remote_cas_has(aqs_remote *r, const aqs_digest *d, int *present, aqs_err *err) {
   long status = 0;
-  aqs_status st = request(r, M_HEAD, "cas", d, NULL, NULL, NULL, &status, err);
+  aqs_status st = request(r, M_HEAD, "cas", d, NULL, NULL, NULL, NULL, NULL, &status, err);
   *present = st == AQS_OK && status != 404;
   return st;
 }
 
 static aqs_status get(aqs_remote *r, const char *kind, const aqs_digest *id, const aqs_digest *expect,
-                      body_sink *sink, aqs_err *err) {
+                      aqs_remote_check_fn check, void *check_user, body_sink *sink, aqs_err *err) {
   if (expect && !(sink->hash = aqs_sha256_new())) return aqs_errf(err, AQS_ERR_NOMEM, "out of memory");
   long status = 0;
-  aqs_status st = request(r, M_GET, kind, id, NULL, sink, expect, &status, err);
+  aqs_status st = request(r, M_GET, kind, id, NULL, sink, expect, check, check_user, &status, err);
   aqs_sha256_free(sink->hash);
   sink->hash = NULL;
   if (st == AQS_OK && status == 404) {
@@ -311,7 +321,7 @@ static aqs_status get(aqs_remote *r, const char *kind, const aqs_digest *id, con
 aqs_status aqs_remote_cas_get_fd(aqs_remote *r, const aqs_digest *d, int fd, uint64_t *size_out,
                                  aqs_err *err) {
   body_sink sink = {.fd = fd, .max = SIZE_MAX};
-  aqs_status st = get(r, "cas", d, d, &sink, err);
+  aqs_status st = get(r, "cas", d, d, NULL, NULL, &sink, err);
   if (st == AQS_OK && size_out) *size_out = sink.len;
   return st;
 }
@@ -321,7 +331,7 @@ aqs_status aqs_remote_cas_get_mem(aqs_remote *r, const aqs_digest *d, size_t max
   *data_out = NULL;
   *size_out = 0;
   body_sink sink = {.fd = -1, .max = max_bytes};
-  aqs_status st = get(r, "cas", d, d, &sink, err);
+  aqs_status st = get(r, "cas", d, d, NULL, NULL, &sink, err);
   if (st == AQS_OK && !sink.mem) sink.mem = malloc(1);
   if (st == AQS_OK && !sink.mem) st = aqs_errf(err, AQS_ERR_NOMEM, "out of memory");
   if (st != AQS_OK) {
@@ -333,12 +343,12 @@ aqs_status aqs_remote_cas_get_mem(aqs_remote *r, const aqs_digest *d, size_t max
   return AQS_OK;
 }
 
-aqs_status aqs_remote_ac_get(aqs_remote *r, const aqs_digest *key, size_t max_bytes, char **body_out,
-                             size_t *len_out, aqs_err *err) {
+aqs_status aqs_remote_ac_get(aqs_remote *r, const aqs_digest *key, size_t max_bytes, aqs_remote_check_fn check,
+                             void *check_user, char **body_out, size_t *len_out, aqs_err *err) {
   *body_out = NULL;
   *len_out = 0;
   body_sink sink = {.fd = -1, .max = max_bytes};
-  aqs_status st = get(r, "ac", key, NULL, &sink, err);
+  aqs_status st = get(r, "ac", key, NULL, check, check_user, &sink, err);
   if (st == AQS_OK && !sink.mem) sink.mem = calloc(1, 1);
   if (st == AQS_OK && !sink.mem) st = aqs_errf(err, AQS_ERR_NOMEM, "out of memory");
   if (st != AQS_OK) {
@@ -354,7 +364,7 @@ static aqs_status put(aqs_remote *r, const char *kind, const aqs_digest *id, con
                       aqs_err *err) {
   body_source src = {data, len, 0};
   long status = 0;
-  aqs_status st = request(r, M_PUT, kind, id, &src, NULL, NULL, &status, err);
+  aqs_status st = request(r, M_PUT, kind, id, &src, NULL, NULL, NULL, NULL, &status, err);
   if (st == AQS_OK && status == 404)
     st = aqs_errf(err, AQS_ERR_IO, "remote PUT %s/%s/...: HTTP 404 (does the server accept PUT here?)", r->url,
                   kind);

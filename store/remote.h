@@ -5,7 +5,8 @@
  * not REAPI ActionResults), or nginx with WebDAV PUT (tests/remote/).
  *
  * Reliability: transport errors, timeouts (no byte for `timeout_s`), HTTP 5xx, 408 and 429 are
- * retried with exponential backoff (backoff_ms, doubled per attempt) up to `attempts` tries. Every
+ * retried with exponential backoff (backoff_ms, doubled per attempt, at most 5 s) up to `attempts`
+ * tries. Every
  * CAS download is hashed as it arrives and rejected (and retried) unless it has exactly the
  * requested digest; a body cut short counts as a transport error. Callers therefore never see
  * bytes that do not match the digest they asked for. The bearer token is sent as
@@ -70,11 +71,15 @@ aqs_status aqs_remote_cas_get_mem(aqs_remote *r, const aqs_digest *d, size_t max
 aqs_status aqs_remote_cas_put(aqs_remote *r, const aqs_digest *d, const void *data, size_t len,
                               aqs_err *err);
 
-/* GET <url>/ac/<key-hex> into memory (at most max_bytes). The bytes are NOT checked here (an
- * action record is validated against its key by the caller: remote_response.h).
- * Errors: AQS_ERR_NOT_FOUND (404), AQS_ERR_INVALID (too large), AQS_ERR_IO. */
-aqs_status aqs_remote_ac_get(aqs_remote *r, const aqs_digest *key, size_t max_bytes, char **body_out,
-                             size_t *len_out, aqs_err *err);
+/* Validates a downloaded /ac body (remote_response.h has the validators); AQS_OK or an error. */
+typedef aqs_status (*aqs_remote_check_fn)(const void *body, size_t len, void *user, aqs_err *err);
+
+/* GET <url>/ac/<key-hex> into memory (at most max_bytes; NUL-terminated). check (may be NULL) runs
+ * on each 2xx body: a body it refuses is retried like a wrong CAS body, and its message is the
+ * error after the last try. Errors: AQS_ERR_NOT_FOUND (404), AQS_ERR_INVALID (too large),
+ * AQS_ERR_CORRUPT (check kept refusing), AQS_ERR_IO. */
+aqs_status aqs_remote_ac_get(aqs_remote *r, const aqs_digest *key, size_t max_bytes, aqs_remote_check_fn check,
+                             void *check_user, char **body_out, size_t *len_out, aqs_err *err);
 
 /* PUT <url>/ac/<key-hex>. A 400 answer names bazel-remote's --disable_http_ac_validation.
  * Errors: AQS_ERR_IO. */

@@ -338,6 +338,15 @@ aqs_status tiers_get_mem(aqs_store *s, const aqs_digest *d, void **data, size_t 
 
 /* ------------------------------------------------------------------ actions */
 
+/* aqs_remote_check_fn adapters: an action record must match its key, a ref record its name. */
+static aqs_status check_action(const void *body, size_t len, void *user, aqs_err *err) {
+  return aqs_remote_action_check(user, body, len, NULL, err);
+}
+
+static aqs_status check_ref(const void *body, size_t len, void *user, aqs_err *err) {
+  return aqs_remote_ref_check(user, body, len, NULL, NULL, NULL, err);
+}
+
 static aqs_status hit_info(const aqs_digest *key, const char *record, const char *label,
                            aqs_action_info *info) {
   if (!info) return AQS_OK;
@@ -371,7 +380,7 @@ static aqs_status lookup_remote(aqs_store *s, const aqs_digest *key, aqs_action_
   size_t len = 0;
   aqs_err e = {0};
   aqs_digest result;
-  aqs_status st = aqs_remote_ac_get(t->remote, key, RECORD_MAX_BYTES, &body, &len, &e);
+  aqs_status st = aqs_remote_ac_get(t->remote, key, RECORD_MAX_BYTES, check_action, (void *)key, &body, &len, &e);
   if (st == AQS_OK) st = aqs_remote_action_check(key, body, len, &result, &e);
   if (st == AQS_OK && probing(s)) {
     int present = 0;
@@ -528,7 +537,7 @@ static aqs_status pull_action(aqs_store *s, const aqs_digest *key, aqs_transfer_
   char *body = NULL;
   size_t len = 0;
   aqs_digest result;
-  aqs_status st = aqs_remote_ac_get(t->remote, key, RECORD_MAX_BYTES, &body, &len, err);
+  aqs_status st = aqs_remote_ac_get(t->remote, key, RECORD_MAX_BYTES, check_action, (void *)key, &body, &len, err);
   if (st == AQS_ERR_NOT_FOUND) {
     free(body);
     warnf(t, "%s (skipped: that stage will be recomputed if needed)", err->msg);
@@ -551,7 +560,7 @@ aqs_status aqs_tiers_pull(aqs_store *s, const char *name, aqs_digest *target_out
   size_t n_actions = 0, len = 0;
   char *body = NULL;
   aqs_remote_ref_key(name, &key);
-  aqs_status st = aqs_remote_ac_get(t->remote, &key, RECORD_MAX_BYTES, &body, &len, err);
+  aqs_status st = aqs_remote_ac_get(t->remote, &key, RECORD_MAX_BYTES, check_ref, (void *)name, &body, &len, err);
   if (st == AQS_ERR_NOT_FOUND)
     st = aqs_errf(err, AQS_ERR_NOT_FOUND, "no ref %s in remote %s (push it first)", name, aqs_remote_url(t->remote));
   if (st == AQS_OK) st = aqs_remote_ref_check(name, body, len, &target, &actions, &n_actions, err);
