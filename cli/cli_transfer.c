@@ -7,7 +7,6 @@
 
 #include "cli/cli.h"
 #include "cli/cli_util.h"
-#include "engine/stages/build.h"
 
 int aqs_cli_open_with_remote(const char *cmd, unsigned flags, aqs_workspace *ws, aqs_store **store) {
   if (aqs_cli_open_store(cmd, flags, ws, store)) return AQS_EXIT_FAIL;
@@ -18,12 +17,6 @@ int aqs_cli_open_with_remote(const char *cmd, unsigned flags, aqs_workspace *ws,
                         ws->config_path ? ws->config_path : ".aqstore");
   aqs_workspace_free(ws);
   return rc;
-}
-
-int aqs_cli_ref_candidates(const char *name, char out[2][AQS_REF_NAME_MAX + 1]) {
-  snprintf(out[0], AQS_REF_NAME_MAX + 1, "%s", name);
-  aqs_build_ref_name(name, out[1], AQS_REF_NAME_MAX + 1);
-  return strcmp(out[0], out[1]) == 0 ? 1 : 2;
 }
 
 void aqs_cli_transfer_print(const char *verb, const char *ref, const aqs_digest *target,

@@ -1,5 +1,5 @@
 /* cli/cli_transfer.h: what aqs push and aqs pull share: opening the store with its remote required,
- * the name -> ref resolution both use, and the summary lines / JSON they print. */
+ * and the summary lines / JSON they print. */
 #ifndef AQS_CLI_TRANSFER_H
 #define AQS_CLI_TRANSFER_H
 
@@ -12,9 +12,6 @@
  * "aqs <cmd>: no remote configured: set [remote] url in .aqstore". Returns 0 or the exit status. */
 int aqs_cli_open_with_remote(const char *cmd, unsigned flags, aqs_workspace *ws, aqs_store **store);
 
-/* The ref names NAME may stand for, in the order tried: NAME itself, then the build ref of a
- * recipe called NAME (recipe/NAME). Writes up to 2 names into out[] (each AQS_REF_NAME_MAX + 1). */
-int aqs_cli_ref_candidates(const char *name, char out[2][AQS_REF_NAME_MAX + 1]);
 
 /* One transferred ref: a text line ("<verb> <ref> -> sha256:<12>: ...") or a JSON object. */
 void aqs_cli_transfer_print(const char *verb, const char *ref, const aqs_digest *target,

@@ -18,7 +18,9 @@ static const char pull_usage[] =
     "ref to missing objects. Afterwards aqs checkout NAME and aqs build of the same recipe and\n"
     "data work without the remote.\n"
     "\n"
-    "NAME is a ref name, or a recipe name whose build ref is recipe/NAME (tried in that order).\n"
+    "NAME is a build ref as pushed (recipe/<recipe>/<model>-<data>, exact) or a recipe name:\n"
+    "then the alias recipe/NAME, i.e. the last build of that recipe anyone pushed. The local ref\n"
+    "set is the build's full ref, so aqs ls, checkout and build name it as if it was built here.\n"
     "\n"
     "options:\n"
     "  --json   print a summary as JSON (per ref: objects and bytes fetched, action records;\n"
@@ -44,17 +46,20 @@ static int run_pull(int argc, char **argv) {
   int rc = AQS_EXIT_OK;
   json_t *list = json_array();
   for (int i = optind; !rc && i < argc; i++) {
-    char cand[2][AQS_REF_NAME_MAX + 1];
-    int n = aqs_cli_ref_candidates(argv[i], cand);
+    /* NAME as published (a full build ref or an alias), then the alias of a recipe called NAME. */
+    char alias[AQS_REF_NAME_MAX + 1];
+    snprintf(alias, sizeof alias, "recipe/%s", argv[i]);
+    const char *names[2] = {argv[i], strchr(argv[i], '/') ? NULL : alias};
     aqs_err e = {0};
     aqs_status st = AQS_ERR_NOT_FOUND;
-    for (int c = 0; c < n && st == AQS_ERR_NOT_FOUND; c++) {
+    for (int c = 0; c < 2 && names[c] && st == AQS_ERR_NOT_FOUND; c++) {
       aqs_transfer_stats ts = {0};
       aqs_digest target;
-      if (!json) fprintf(stderr, "pulling %s...\n", cand[c]);
-      st = aqs_tiers_pull(store, cand[c], &target, &ts, &e);
-      if (st == AQS_OK && json) json_array_append_new(list, aqs_cli_transfer_json(cand[c], &target, &ts));
-      else if (st == AQS_OK) aqs_cli_transfer_print("pulled", cand[c], &target, &ts);
+      char ref[AQS_REF_NAME_MAX + 1];
+      if (!json) fprintf(stderr, "pulling %s...\n", names[c]);
+      st = aqs_tiers_pull(store, names[c], ref, &target, &ts, &e);
+      if (st == AQS_OK && json) json_array_append_new(list, aqs_cli_transfer_json(ref, &target, &ts));
+      else if (st == AQS_OK) aqs_cli_transfer_print("pulled", ref, &target, &ts);
     }
     if (st != AQS_OK) rc = aqs_cli_fail_err("pull", &e);
   }

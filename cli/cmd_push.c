@@ -1,67 +1,60 @@
-/* cli/cmd_push.c: `aqs push [NAME...]`: uploads builds to the remote cache: each named ref's target
- * and everything it reaches, the action records whose results it reaches, and the ref record
- * (store/tiers.h aqs_tiers_push). No NAME: every ref of the store. */
+/* cli/cmd_push.c: `aqs push [NAME...]`: uploads builds to the remote cache: each build's record and
+ * everything it reaches, the action records whose results it reaches, and its ref records (the
+ * full build ref and the recipe/<recipe> alias; store/tiers.h aqs_tiers_push). No NAME: every build. */
 #include "cli/cli.h"
 #include "cli/cli_transfer.h"
 #include "cli/cli_util.h"
 
 #include <getopt.h>
-#include <stdlib.h>
+#include <stdio.h>
 #include <string.h>
+
+#include "cli/build_names_cli.h"
 
 static const char push_usage[] =
     "usage: aqs push [--json] [NAME...]\n"
     "\n"
     "Uploads builds to the remote cache ([remote] url in .aqstore; bazel-remote layout, see\n"
-    "docs/store-format.md): for each NAME, the object its ref names and every object it reaches\n"
-    "(children first; objects the remote already has are skipped), every action record whose\n"
-    "result is among them (so a teammate's build of the same recipe is all hits), and last the\n"
-    "ref itself, so that `aqs pull NAME` elsewhere finds it. Every object is re-hashed before it\n"
-    "is sent: a damaged object stops the push. Without NAME, every ref of the store is pushed.\n"
+    "docs/store-format.md): for each build, its record and every object it reaches (children\n"
+    "first; objects the remote already has are skipped), every action record whose result is among\n"
+    "them (so a teammate's build of the same recipe and data is all hits), and last its ref\n"
+    "records: the full build ref (recipe/<recipe>/<model>-<data>) and the alias recipe/<recipe>\n"
+    "(the last build of that recipe pushed), which `aqs pull` looks up. Every object is re-hashed\n"
+    "before it is sent: a damaged object stops the push. Without NAME, every build in the store.\n"
     "\n"
-    "NAME is a ref name (aqs refs) or a recipe name whose build ref is recipe/NAME.\n"
+    "NAME names a build as in aqs checkout: a recipe (top50), top50@<model>[+<data>], a ref or a\n"
+    "build record digest.\n"
     "\n"
     "options:\n"
-    "  --json   print a summary as JSON (per ref: objects reached and sent, bytes, action records;\n"
-    "           requests and retries)\n";
+    "  --json   print a summary as JSON (per build: objects reached and sent, bytes, action\n"
+    "           records; requests and retries)\n";
 
-typedef struct ref_list {
-  char (*names)[AQS_REF_NAME_MAX + 1];
-  aqs_digest *targets;
-  size_t n;
-  int oom;
-} ref_list;
-
-static int add_ref(ref_list *l, const char *name, const aqs_digest *target) {
-  char (*names)[AQS_REF_NAME_MAX + 1] = realloc(l->names, (l->n + 1) * sizeof *names);
-  if (names) l->names = names;
-  aqs_digest *targets = names ? realloc(l->targets, (l->n + 1) * sizeof *targets) : NULL;
-  if (targets) l->targets = targets;
-  if (!names || !targets) return l->oom = 1;
-  snprintf(l->names[l->n], sizeof l->names[l->n], "%s", name);
-  l->targets[l->n++] = *target;
-  return 0;
+/* Pushes one build; prints its line or appends its JSON. Returns 0 or the exit status. */
+static int push_one(aqs_store *store, const aqs_build_entry *b, int alias, json_t *list) {
+  char alias_ref[AQS_REF_NAME_MAX + 1];
+  snprintf(alias_ref, sizeof alias_ref, "recipe/%s", b->recipe);
+  int distinct = strcmp(alias_ref, b->ref) != 0;
+  aqs_transfer_stats st = {0};
+  aqs_err e = {0};
+  if (!list) fprintf(stderr, "pushing %s...\n", b->ref);
+  if (aqs_tiers_push(store, b->ref, alias && distinct ? alias_ref : NULL, &b->record, &st, &e) != AQS_OK)
+    return aqs_cli_fail("push", "%s: %s", b->ref, e.msg);
+  if (list) json_array_append_new(list, aqs_cli_transfer_json(b->ref, &b->record, &st));
+  else aqs_cli_transfer_print("pushed", b->ref, &b->record, &st);
+  return AQS_EXIT_OK;
 }
 
-static int on_ref(const char *name, const aqs_digest *target, void *user) { return add_ref(user, name, target); }
-
-/* Resolves each NAME to a ref of the store (see aqs_cli_ref_candidates). */
-static int resolve_names(aqs_store *store, int argc, char **argv, ref_list *refs) {
-  for (int i = 0; i < argc; i++) {
-    char cand[2][AQS_REF_NAME_MAX + 1];
-    int n = aqs_cli_ref_candidates(argv[i], cand), found = 0;
-    for (int c = 0; c < n && !found; c++) {
-      aqs_digest target;
-      if (aqs_ref_get(store, cand[c], &target, NULL) == AQS_OK) {
-        if (add_ref(refs, cand[c], &target)) return aqs_cli_fail("push", "out of memory");
-        found = 1;
-      }
-    }
-    if (!found)
-      return aqs_cli_fail("push", "no ref %s or %s in store %s (aqs refs lists them)", cand[0], cand[n - 1],
-                          aqs_store_path(store));
-  }
-  return AQS_EXIT_OK;
+static int push_all(aqs_store *store, json_t *list) {
+  aqs_build_entry *builds = NULL;
+  size_t n = 0;
+  aqs_err e = {0};
+  if (aqs_build_list(store, &builds, &n, &e) != AQS_OK) return aqs_cli_fail_err("push", &e);
+  int rc = n ? AQS_EXIT_OK : aqs_cli_fail("push", "store %s has no builds to push", aqs_store_path(store));
+  /* The list is newest first within a recipe: the alias goes to the newest build of each. */
+  for (size_t i = 0; !rc && i < n; i++)
+    rc = push_one(store, &builds[i], i == 0 || strcmp(builds[i - 1].recipe, builds[i].recipe) != 0, list);
+  aqs_build_list_free(builds, n);
+  return rc;
 }
 
 static int run_push(int argc, char **argv) {
@@ -80,28 +73,19 @@ static int run_push(int argc, char **argv) {
   aqs_workspace ws;
   aqs_store *store;
   if (aqs_cli_open_with_remote("push", AQS_STORE_RDONLY, &ws, &store)) return AQS_EXIT_FAIL;
-  ref_list refs = {0};
-  aqs_err e = {0};
+  json_t *list = json ? json_array() : NULL;
   int rc = AQS_EXIT_OK;
-  if (optind < argc) rc = resolve_names(store, argc - optind, argv + optind, &refs);
-  else if (aqs_ref_foreach(store, on_ref, &refs, &e) != AQS_OK) rc = aqs_cli_fail_err("push", &e);
-  if (!rc && refs.oom) rc = aqs_cli_fail("push", "out of memory");
-  if (!rc && refs.n == 0) rc = aqs_cli_fail("push", "store %s has no refs to push (build something first)", aqs_store_path(store));
-  json_t *list = json_array();
-  for (size_t i = 0; !rc && i < refs.n; i++) {
-    aqs_transfer_stats st = {0};
-    if (!json) fprintf(stderr, "pushing %s (%zu/%zu)...\n", refs.names[i], i + 1, refs.n);
-    if (aqs_tiers_push(store, refs.names[i], &refs.targets[i], &st, &e) != AQS_OK) {
-      rc = aqs_cli_fail("push", "%s: %s", refs.names[i], e.msg);
-      break;
+  if (optind == argc) rc = push_all(store, list);
+  for (int i = optind; !rc && i < argc; i++) {
+    aqs_build_entry b;
+    rc = aqs_cli_resolve_build("push", store, &ws, NULL, argv[i], &b);
+    if (!rc) {
+      rc = push_one(store, &b, 1, list);
+      json_decref(b.doc);
     }
-    if (json) json_array_append_new(list, aqs_cli_transfer_json(refs.names[i], &refs.targets[i], &st));
-    else aqs_cli_transfer_print("pushed", refs.names[i], &refs.targets[i], &st);
   }
   if (!rc && json) rc = aqs_cli_print_json("push", aqs_cli_transfer_summary(store, list));
   else json_decref(list);
-  free(refs.names);
-  free(refs.targets);
   aqs_store_close(store);
   aqs_workspace_free(&ws);
   return rc;

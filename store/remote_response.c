@@ -78,18 +78,33 @@ void aqs_remote_ref_key(const char *name, aqs_digest *key) {
   aqs_sha256_free(h);
 }
 
-char *aqs_remote_ref_encode(const char *name, const aqs_digest *target, const aqs_digest *actions,
-                            size_t n_actions) {
+char *aqs_remote_ref_encode(const char *name, const char *ref, const aqs_digest *target,
+                            const aqs_digest *actions, size_t n_actions) {
   char text[AQS_DIGEST_STR_SIZE];
   json_t *list = json_array();
   for (size_t i = 0; list && i < n_actions; i++)
     json_array_append_new(list, json_string(aqs_digest_str(&actions[i], text)));
-  json_t *doc = list ? json_pack("{s:s, s:s, s:s, s:o}", "kind", "aqs-ref", "name", name, "target",
-                                 aqs_digest_str(target, text), "actions", list)
+  json_t *doc = list ? json_pack("{s:s, s:s, s:s, s:s, s:o}", "kind", "aqs-ref", "name", name, "ref", ref,
+                                 "target", aqs_digest_str(target, text), "actions", list)
                      : NULL;
   char *body = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
   json_decref(doc);
   return body;
+}
+
+void aqs_remote_ref_free(aqs_remote_ref *r) {
+  if (!r) return;
+  free(r->actions);
+  memset(r, 0, sizeof *r);
+}
+
+/* A plausible ref name: 1..255 printable ASCII bytes without spaces (the store checks the rest). */
+static int ref_name_ok(const char *s) {
+  size_t n = s ? strlen(s) : 0;
+  if (n == 0 || n > 255) return 0;
+  for (size_t i = 0; i < n; i++)
+    if (s[i] <= ' ' || s[i] > '~') return 0;
+  return 1;
 }
 
 /* Parses an array of digest strings; 0 on success, -1 when an element is not a digest. */
@@ -101,17 +116,15 @@ static int parse_digest_array(const json_t *arr, aqs_digest *out) {
   return 0;
 }
 
-aqs_status aqs_remote_ref_check(const char *name, const void *body, size_t len, aqs_digest *target_out,
-                                aqs_digest **actions_out, size_t *n_actions_out, aqs_err *err) {
-  if (actions_out) {
-    *actions_out = NULL;
-    *n_actions_out = 0;
-  }
+aqs_status aqs_remote_ref_check(const char *name, const void *body, size_t len, aqs_remote_ref *out,
+                                aqs_err *err) {
+  if (out) memset(out, 0, sizeof *out);
   const char *why = NULL;
   json_t *doc = load_object(body, len, ACTION_RECORD_MAX_BYTES, &why);
   if (!doc) return aqs_errf(err, AQS_ERR_CORRUPT, "remote ref %s: %s", name, why);
   const char *kind = json_string_value(json_object_get(doc, "kind"));
   const char *got_name = json_string_value(json_object_get(doc, "name"));
+  const char *ref = json_string_value(json_object_get(doc, "ref"));
   const char *target = json_string_value(json_object_get(doc, "target"));
   json_t *actions = json_object_get(doc, "actions");
   size_t n = json_array_size(actions);
@@ -119,20 +132,19 @@ aqs_status aqs_remote_ref_check(const char *name, const void *body, size_t len, 
   if (n && !keys) why = "out of memory";
   else if (!kind || strcmp(kind, "aqs-ref") != 0) why = "not an aqs ref record";
   else if (!got_name || strcmp(got_name, name) != 0) why = "the record names another ref";
+  else if (!ref_name_ok(ref)) why = "no valid \"ref\" name";
   else if (!target || aqs_digest_parse(target, &parsed, NULL) != AQS_OK) why = "no valid \"target\" digest";
   else if (!json_is_array(actions) || parse_digest_array(actions, keys) != 0) why = "no valid \"actions\" list";
+  if (!why && out) {
+    snprintf(out->ref, sizeof out->ref, "%s", ref);
+    out->target = parsed;
+    out->actions = keys;
+    out->n_actions = n;
+    keys = NULL;
+  }
   json_decref(doc);
-  if (why) {
-    free(keys);
-    return aqs_errf(err, AQS_ERR_CORRUPT, "remote ref %s: %s", name, why);
-  }
-  if (target_out) *target_out = parsed;
-  if (actions_out) {
-    *actions_out = keys;
-    *n_actions_out = n;
-  } else {
-    free(keys);
-  }
+  free(keys);
+  if (why) return aqs_errf(err, AQS_ERR_CORRUPT, "remote ref %s: %s", name, why);
   return AQS_OK;
 }
 

@@ -29,20 +29,30 @@ aqs_remote_class aqs_remote_classify(long http_status);
 aqs_status aqs_remote_action_check(const aqs_digest *key, const void *body, size_t len,
                                    aqs_digest *result_out, aqs_err *err);
 
-/* Refs travel as small JSON documents under /ac: the key of ref `name` is
- * SHA-256("aqs-ref:" + name) and the body is
- *   {"actions":["sha256:<key>",...],"kind":"aqs-ref","name":<name>,"target":"sha256:<hex>"}
- * (actions: the action records push sent with the target, so that pull can restore them).
+/* Refs travel as small JSON documents under /ac: the record published under `name` has the key
+ * SHA-256("aqs-ref:" + name) and the body
+ *   {"actions":["sha256:<key>",...],"kind":"aqs-ref","name":<name>,"ref":<ref>,"target":"sha256:<hex>"}
+ * name: what pull asks for (a build's full ref, or its short alias recipe/<recipe>); ref: the
+ * local ref pull sets (the build's full ref); actions: the action records push sent with the
+ * target, so that pull can restore them.
  * ref_key fills key; ref_encode returns the body (malloc'd, NUL-terminated; NULL when out of memory). */
 void aqs_remote_ref_key(const char *name, aqs_digest *key);
-char *aqs_remote_ref_encode(const char *name, const aqs_digest *target, const aqs_digest *actions,
-                            size_t n_actions);
-/* Validates a downloaded ref body for name; *actions_out (malloc'd, caller frees; NULL when none)
- * and *n_actions_out receive the listed action keys (both optional together).
- * Errors: AQS_ERR_CORRUPT (not a ref record, another name, a bad target or action digest: message
- * says which), AQS_ERR_NOMEM. */
-aqs_status aqs_remote_ref_check(const char *name, const void *body, size_t len, aqs_digest *target_out,
-                                aqs_digest **actions_out, size_t *n_actions_out, aqs_err *err);
+char *aqs_remote_ref_encode(const char *name, const char *ref, const aqs_digest *target,
+                            const aqs_digest *actions, size_t n_actions);
+
+typedef struct aqs_remote_ref {
+  char ref[256];          /* the local ref name to set (a ref name: printable, no spaces) */
+  aqs_digest target;
+  aqs_digest *actions;    /* malloc'd (NULL when none); free with aqs_remote_ref_free */
+  size_t n_actions;
+} aqs_remote_ref;
+void aqs_remote_ref_free(aqs_remote_ref *r);
+
+/* Validates a downloaded ref body for name; out (may be NULL) receives it.
+ * Errors: AQS_ERR_CORRUPT (not a ref record, another name, a bad ref name, target or action
+ * digest: message says which), AQS_ERR_NOMEM. */
+aqs_status aqs_remote_ref_check(const char *name, const void *body, size_t len, aqs_remote_ref *out,
+                                aqs_err *err);
 
 /* Whether downloaded object bytes are a manifest (store.h's convention: a JSON object with a
  * "children" array of "sha256:<hex>" strings). Returns 1 and a malloc'd array in *children

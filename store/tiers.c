@@ -344,7 +344,7 @@ static aqs_status check_action(const void *body, size_t len, void *user, aqs_err
 }
 
 static aqs_status check_ref(const void *body, size_t len, void *user, aqs_err *err) {
-  return aqs_remote_ref_check(user, body, len, NULL, NULL, NULL, err);
+  return aqs_remote_ref_check(user, body, len, NULL, err);
 }
 
 static aqs_status hit_info(const aqs_digest *key, const char *record, const char *label,
@@ -503,7 +503,18 @@ static int collect_reaching(const aqs_action_info *info, void *user) {
   return c->oom;
 }
 
-aqs_status aqs_tiers_push(aqs_store *s, const char *name, const aqs_digest *root,
+static aqs_status put_ref_record(aqs_remote *r, const char *name, const char *ref, const aqs_digest *root,
+                                 const digest_set *actions, aqs_err *err) {
+  char *body = aqs_remote_ref_encode(name, ref, root, actions->items, actions->n);
+  if (!body) return aqs_errf(err, AQS_ERR_NOMEM, "out of memory");
+  aqs_digest key;
+  aqs_remote_ref_key(name, &key);
+  aqs_status st = aqs_remote_ac_put(r, &key, body, strlen(body), err);
+  free(body);
+  return st;
+}
+
+aqs_status aqs_tiers_push(aqs_store *s, const char *ref, const char *alias, const aqs_digest *root,
                           aqs_transfer_stats *stats, aqs_err *err) {
   if (!s->tiers || !s->tiers->remote)
     return aqs_errf(err, AQS_ERR_UNSUPPORTED, "no remote configured (set [remote] url in .aqstore)");
@@ -516,15 +527,10 @@ aqs_status aqs_tiers_push(aqs_store *s, const char *name, const aqs_digest *root
     st = push_action(s, &reach.keys.items[i], err);
     if (st == AQS_OK && stats) stats->actions_moved++;
   }
-  if (st == AQS_OK && name) {
-    char *body = aqs_remote_ref_encode(name, root, reach.keys.items, reach.keys.n);
-    aqs_digest key;
-    aqs_remote_ref_key(name, &key);
-    st = body ? aqs_remote_ac_put(s->tiers->remote, &key, body, strlen(body), err)
-              : aqs_errf(err, AQS_ERR_NOMEM, "out of memory");
-    free(body);
-    if (st == AQS_OK && stats) stats->refs_moved++;
-  }
+  /* The ref records go last: a pull never finds a ref whose objects are not there yet. */
+  if (st == AQS_OK && ref) st = put_ref_record(s->tiers->remote, ref, ref, root, &reach.keys, err);
+  if (st == AQS_OK && ref && alias) st = put_ref_record(s->tiers->remote, alias, ref, root, &reach.keys, err);
+  if (st == AQS_OK && ref && stats) stats->refs_moved++;
   free(visited.items);
   free(reach.keys.items);
   return st;
@@ -551,32 +557,34 @@ static aqs_status pull_action(aqs_store *s, const aqs_digest *key, aqs_transfer_
   return st;
 }
 
-aqs_status aqs_tiers_pull(aqs_store *s, const char *name, aqs_digest *target_out,
+aqs_status aqs_tiers_pull(aqs_store *s, const char *name, char *ref_out, aqs_digest *target_out,
                           aqs_transfer_stats *stats, aqs_err *err) {
   if (!s->tiers || !s->tiers->remote)
     return aqs_errf(err, AQS_ERR_UNSUPPORTED, "no remote configured (set [remote] url in .aqstore)");
   store_tiers *t = s->tiers;
-  aqs_digest key, target, *actions = NULL;
-  size_t n_actions = 0, len = 0;
+  aqs_digest key;
+  size_t len = 0;
   char *body = NULL;
+  aqs_remote_ref rec = {0};
   aqs_remote_ref_key(name, &key);
   aqs_status st = aqs_remote_ac_get(t->remote, &key, RECORD_MAX_BYTES, check_ref, (void *)name, &body, &len, err);
   if (st == AQS_ERR_NOT_FOUND)
     st = aqs_errf(err, AQS_ERR_NOT_FOUND, "no ref %s in remote %s (push it first)", name, aqs_remote_url(t->remote));
-  if (st == AQS_OK) st = aqs_remote_ref_check(name, body, len, &target, &actions, &n_actions, err);
+  if (st == AQS_OK) st = aqs_remote_ref_check(name, body, len, &rec, err);
   free(body);
-  if (st == AQS_OK) st = copy_from_remote(s, t->remote, &target, stats, 0, err);
-  for (size_t i = 0; st == AQS_OK && i < n_actions; i++) st = pull_action(s, &actions[i], stats, err);
-  free(actions);
+  if (st == AQS_OK) st = copy_from_remote(s, t->remote, &rec.target, stats, 0, err);
+  for (size_t i = 0; st == AQS_OK && i < rec.n_actions; i++) st = pull_action(s, &rec.actions[i], stats, err);
   if (st == AQS_OK) {
     char msg[AQS_SOURCE_MAX + 8];
     snprintf(msg, sizeof msg, "pull %s", aqs_remote_url(t->remote));
     aqs_digest current;
-    if (aqs_ref_get(s, name, &current, NULL) != AQS_OK || !aqs_digest_eq(&current, &target)) {
-      st = aqs_ref_set(s, name, &target, msg, err);
+    if (aqs_ref_get(s, rec.ref, &current, NULL) != AQS_OK || !aqs_digest_eq(&current, &rec.target)) {
+      st = aqs_ref_set(s, rec.ref, &rec.target, msg, err);
       if (st == AQS_OK && stats) stats->refs_moved++;
     }
   }
-  if (st == AQS_OK && target_out) *target_out = target;
+  if (st == AQS_OK && target_out) *target_out = rec.target;
+  if (st == AQS_OK && ref_out) snprintf(ref_out, AQS_REF_NAME_MAX + 1, "%s", rec.ref);
+  aqs_remote_ref_free(&rec);
   return st;
 }

@@ -57,19 +57,21 @@ typedef struct aqs_transfer_stats {
 
 /* Sends root and everything it reaches to the remote, children before parents (objects already
  * there, by HEAD, are skipped), then every action record of s whose result is in that closure,
- * then the ref record name -> root listing those actions (so pull can restore them).
- * name may be NULL (objects and actions only). stats accumulates.
+ * then the ref record ref -> root listing those actions (so pull can restore them), and, when
+ * alias is set, the same record published under alias too (pull alias then sets ref).
+ * ref may be NULL (objects and actions only). stats accumulates.
  * Errors: AQS_ERR_UNSUPPORTED (no remote attached), AQS_ERR_NOT_FOUND / AQS_ERR_CORRUPT (a local
  * object is missing or damaged: nothing wrong is ever sent), AQS_ERR_IO (the remote). */
-aqs_status aqs_tiers_push(aqs_store *s, const char *name, const aqs_digest *root,
+aqs_status aqs_tiers_push(aqs_store *s, const char *ref, const char *alias, const aqs_digest *root,
                           aqs_transfer_stats *stats, aqs_err *err);
 
-/* Fetches the ref record of name from the remote, copies its target's closure (verified) and its
- * action records into s, then points the local ref name at the target (reflog: "pull <url>").
- * target_out optional. Errors: AQS_ERR_UNSUPPORTED (no remote), AQS_ERR_NOT_FOUND ("no ref <name>
+/* Fetches the ref record published under name from the remote, copies its target's closure
+ * (verified) and its action records into s, then points the local ref the record names (ref_out,
+ * AQS_REF_NAME_MAX + 1 bytes, optional) at the target (reflog: "pull <url>"). target_out optional.
+ * Errors: AQS_ERR_UNSUPPORTED (no remote), AQS_ERR_NOT_FOUND ("no ref <name>
  * in remote <url>"), AQS_ERR_CORRUPT (a record or object that fails validation; nothing is stored
  * for it), AQS_ERR_IO. */
-aqs_status aqs_tiers_pull(aqs_store *s, const char *name, aqs_digest *target_out,
+aqs_status aqs_tiers_pull(aqs_store *s, const char *name, char *ref_out, aqs_digest *target_out,
                           aqs_transfer_stats *stats, aqs_err *err);
 
 #endif

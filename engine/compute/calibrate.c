@@ -48,13 +48,19 @@ aqs_status aqs_calibrate_batch(const aqs_lm *lm, const aqs_token_batch *batch, i
                                aqs_amax_table *out, aqs_err *e) {
   const int L = lm->cfg.num_layers;
   calib_ctx cc = {calloc((size_t)L, sizeof *cc.input_amax)};
-  if (!cc.input_amax) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  float *kv_amax = calloc(2 * (size_t)L, sizeof *kv_amax);
+  if (!cc.input_amax || !kv_amax) {
+    free(cc.input_amax);
+    free(kv_amax);
+    return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  }
   aqs_lm_batch b;
   aqs_lm_ws *ws = NULL;
   aqs_status st = aqs_lm_batch_make(lm, batch->token_ids, batch->seq_lens, batch->n_seqs,
                                     max_seq_len, &b, e);
   if (st != AQS_OK) goto done_nobatch;
   if ((st = aqs_lm_ws_alloc(lm, &b, 0, 0, &ws, e)) != AQS_OK) goto done;
+  aqs_lm_ws_track_kv_amax(ws, kv_amax);
   if ((st = aqs_lm_forward_layers(lm, &b, ws, calib_hook, &cc, e)) != AQS_OK) goto done;
   out->n_tokens += b.n_tokens;
   out->n_seqs += b.n_seqs;
@@ -63,11 +69,18 @@ aqs_status aqs_calibrate_batch(const aqs_lm *lm, const aqs_token_batch *batch, i
       const aqs_lm_linear *lin = &lm->layers[l].lin[s];
       st = aqs_amax_set(out, lin->module, cc.input_amax[l][s], lin->weight_amax, e);
     }
+  char name[AQS_AMAX_NAME_MAX];
+  for (int l = 0; l < L && st == AQS_OK; l++)
+    for (int kv = 0; kv < 2 && st == AQS_OK; kv++) {
+      aqs_lm_kv_cache_name(lm, l, kv, name, sizeof name);
+      st = aqs_amax_set(out, name, kv_amax[2 * l + kv], 0.0f, e);
+    }
 done:
   aqs_lm_ws_free(lm, ws);
   aqs_lm_batch_free(lm, &b);
 done_nobatch:
   free(cc.input_amax);
+  free(kv_amax);
   return st;
 }
 
@@ -86,4 +99,8 @@ aqs_status aqs_lm_set_amax(aqs_lm *lm, const aqs_amax_table *t, aqs_err *e) {
       lin->input_amax = en->input_amax;
     }
   return AQS_OK;
+}
+
+void aqs_lm_kv_cache_name(const aqs_lm *lm, int layer, int v, char *buf, size_t n) {
+  aqs_qwen_lm_name(lm->model->naming, layer, v ? "self_attn.v_cache" : "self_attn.k_cache", buf, n);
 }

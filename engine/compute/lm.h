@@ -36,11 +36,19 @@ typedef struct aqs_lm_linear {
   int out, in;
   float weight_amax;     /* max |w| (computed at load) */
   float input_amax;      /* calibrated input amax (set by aqs_lm_set_amax), 0 = unset */
+  /* Served FP8 (a checkpoint whose weight is F8_E4M3, as vLLM runs it): wq != NULL holds the
+   * codes (out, in) under w_scale, x_scale is the static input scale; the forward then always
+   * runs FP8 GEMM (input quantized with x_scale) and w is NULL. */
+  uint8_t *wq;
+  float w_scale, x_scale;
 } aqs_lm_linear;
 
 typedef struct aqs_lm_layer {
   aqs_bf16 *ln1, *ln2;   /* input_layernorm, post_attention_layernorm (C) */
   aqs_lm_linear lin[AQS_LIN_COUNT];
+  /* FP8 KV cache: > 0 -> K (after RoPE) and V are stored as E4M3 under these per-tensor scales
+   * and dequantized for attention (self_attn.k_proj.k_scale / v_proj.v_scale); 0 = BF16 cache. */
+  float k_scale, v_scale;
 } aqs_lm_layer;
 
 typedef struct aqs_lm {
@@ -52,12 +60,22 @@ typedef struct aqs_lm {
   aqs_bf16 *lm_head;     /* (V, C); == embed when tied */
   aqs_lm_layer *layers;  /* (num_layers) */
   size_t weight_bytes;   /* backend bytes held by the weights */
+  int n_served_fp8;      /* linears loaded as FP8 (wq) */
+  int kv_fp8;            /* 1 when any layer has k_scale/v_scale */
 } aqs_lm;
 
 /* Loads the language model of the checkpoint in model_dir onto be: config.json, shape checks
  * against the config (AQS_ERR_MISMATCH naming tensor, shape and expected shape), every tensor
  * must be BF16 (AQS_ERR_UNSUPPORTED naming the tensor otherwise), NaN/Inf in any weight is
- * AQS_ERR_NUMERIC naming the tensor. Computes each linear's weight_amax. */
+ * AQS_ERR_NUMERIC naming the tensor. Computes each linear's weight_amax.
+ * An exported FP8 checkpoint (docs/checkpoint-format.md) loads too, as the serving engine runs
+ * it: a linear whose weight is F8_E4M3 needs <module>.weight_scale and .input_scale (F32
+ * scalars, finite and > 0; AQS_ERR_INVALID naming the tensor otherwise) and becomes a served
+ * FP8 linear (wq). Fused members (q/k/v, gate/up) are requantized to the largest weight scale
+ * of their fused GEMM and share the largest input scale, as vLLM's modelopt loader does.
+ * self_attn.k_proj.k_scale / v_proj.v_scale (ModelOpt's FP8 KV cache scales) set the layer's
+ * k_scale / v_scale. Such a model is for forward passes (eval); weight_amax of an FP8 linear is
+ * the max |dequantized weight|. */
 aqs_status aqs_lm_load(aqs_backend *be, const char *model_dir, aqs_lm **out, aqs_err *e);
 void aqs_lm_free(aqs_lm *lm);
 
@@ -89,6 +107,10 @@ typedef struct aqs_lm_ws aqs_lm_ws;
 aqs_status aqs_lm_ws_alloc(const aqs_lm *lm, const aqs_lm_batch *b, int with_grads,
                            int with_logp_ref, aqs_lm_ws **out, aqs_err *e);
 void aqs_lm_ws_free(const aqs_lm *lm, aqs_lm_ws *ws);
+/* FP8 KV cache calibration: from now on every layer forward on ws maxes |K after RoPE| into
+ * kv_amax[2l] and |V| into kv_amax[2l + 1] (host array (num_layers, 2), borrowed; syncs once per
+ * layer). NULL stops it. */
+void aqs_lm_ws_track_kv_amax(aqs_lm_ws *ws, float *kv_amax);
 
 /* Per-linear callback during forward/backward passes. Called with backend pointers:
  * x = the linear's input (N, in), y = its unquantized output (N, out), g = dL/dy (N, out) in the
@@ -130,6 +152,18 @@ aqs_status aqs_lm_kl_from_layer(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_
  * + b. scratch_xq must hold N*in bytes, scratch_wq out*in bytes (backend memory). */
 void aqs_lm_linear_fp8(const aqs_lm *lm, const aqs_lm_linear *lin, float *yq, const float *x,
                        int N, uint8_t *scratch_xq, uint8_t *scratch_wq);
+
+/* The same on any backend (the vision tower's linears use it too). */
+void aqs_linear_fp8(aqs_backend *be, const aqs_lm_linear *lin, float *yq, const float *x, int N,
+                    uint8_t *scratch_xq, uint8_t *scratch_wq);
+
+/* Uploads checkpoint tensor `name` (must be BF16 with numel elements: AQS_ERR_UNSUPPORTED /
+ * AQS_ERR_MISMATCH naming it otherwise) into new backend memory *out (caller frees with
+ * ops->free), adds its bytes to *bytes_total and, when amax_out is not NULL, stores max |w|.
+ * NaN/Inf is AQS_ERR_NUMERIC naming the tensor (*out is then set and must still be freed). */
+aqs_status aqs_weight_upload(aqs_backend *be, const aqs_ckpt *ck, const char *name,
+                             uint64_t numel, aqs_bf16 **out, float *amax_out,
+                             size_t *bytes_total, aqs_err *e);
 
 /* FP8 per-tensor scale for an amax (amax / 448; 1 when amax is 0). */
 float aqs_fp8_scale_of_amax(float amax);

@@ -170,3 +170,5 @@ void aqs_lm_ws_free(const aqs_lm *lm, aqs_lm_ws *ws) {
 }
 
 float *aqs_lm_ws_logits(aqs_lm_ws *ws) { return ws->logits; }
+
+void aqs_lm_ws_track_kv_amax(aqs_lm_ws *ws, float *kv_amax) { ws->kv_amax = kv_amax; }

@@ -1,6 +1,7 @@
 /* engine/compute/lm_forward.c: the Qwen2.5-VL text decoder forward (one layer at a time, the
  * residual stream checkpointed at every layer input), final norm + lm_head, the FP8 fake-quant
  * linear, and the finite-value checks. Only kernels/ops.h is called. */
+#include <math.h>
 #include <stdio.h>
 
 #include "engine/compute/lm_internal.h"
@@ -10,13 +11,18 @@ float aqs_fp8_scale_of_amax(float amax) {
   return s > 0.0f ? s : 1.0f;
 }
 
+void aqs_linear_fp8(aqs_backend *be, const aqs_lm_linear *lin, float *yq, const float *x, int N,
+                    uint8_t *scratch_xq, uint8_t *scratch_wq) {
+  const aqs_ops *op = be->ops;
+  float xs = aqs_fp8_scale_of_amax(lin->input_amax), wsc = aqs_fp8_scale_of_amax(lin->weight_amax);
+  op->quantize_fp8_f32(be, scratch_xq, x, (size_t)N * (size_t)lin->in, xs);
+  op->quantize_fp8_bf16(be, scratch_wq, lin->w, (size_t)lin->out * (size_t)lin->in, wsc);
+  op->linear_fp8(be, yq, scratch_xq, xs, scratch_wq, wsc, lin->b, N, lin->in, lin->out);
+}
+
 void aqs_lm_linear_fp8(const aqs_lm *lm, const aqs_lm_linear *lin, float *yq, const float *x,
                        int N, uint8_t *scratch_xq, uint8_t *scratch_wq) {
-  const aqs_ops *op = lm->be->ops;
-  float xs = aqs_fp8_scale_of_amax(lin->input_amax), wsc = aqs_fp8_scale_of_amax(lin->weight_amax);
-  op->quantize_fp8_f32(lm->be, scratch_xq, x, (size_t)N * (size_t)lin->in, xs);
-  op->quantize_fp8_bf16(lm->be, scratch_wq, lin->w, (size_t)lin->out * (size_t)lin->in, wsc);
-  op->linear_fp8(lm->be, yq, scratch_xq, xs, scratch_wq, wsc, lin->b, N, lin->in, lin->out);
+  aqs_linear_fp8(lm->be, lin, yq, x, N, scratch_xq, scratch_wq);
 }
 
 aqs_status aqs_lm_check_finite(const aqs_lm *lm, const float *x, size_t n, const char *what,
@@ -36,7 +42,12 @@ static aqs_status run_linear(const aqs_lm *lm, aqs_lm_ws *ws, int l, aqs_lin_slo
                              const float *x, unsigned quant_mask, aqs_lm_linear_hook hook,
                              void *ctx, aqs_err *e) {
   const aqs_lm_linear *lin = &lm->layers[l].lin[s];
-  if (quant_mask & (1u << s))
+  if (lin->wq) { /* served FP8: static input scale, the checkpoint's codes */
+    const aqs_ops *op = lm->be->ops;
+    op->quantize_fp8_f32(lm->be, ws->xq, x, (size_t)ws->N * (size_t)lin->in, lin->x_scale);
+    op->linear_fp8(lm->be, y, ws->xq, lin->x_scale, lin->wq, lin->w_scale, lin->b, ws->N, lin->in,
+                   lin->out);
+  } else if (quant_mask & (1u << s))
     aqs_lm_linear_fp8(lm, lin, y, x, ws->N, ws->xq, ws->wq);
   else
     lm->be->ops->linear(lm->be, y, x, lin->w, lin->b, ws->N, lin->in, lin->out);
@@ -63,6 +74,19 @@ aqs_status aqs_lm_layer_fwd(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *
   op->copy_d2d(be, ws->kr, ws->k, kn * sizeof(float));
   op->rope_fwd(be, ws->qr, b->pos, N, Hq, D, c->mrope_section, theta);
   op->rope_fwd(be, ws->kr, b->pos, N, Hkv, D, c->mrope_section, theta);
+  if (ws->kv_amax) { /* NaN propagates (fmaxf would drop it) so calibration can name it */
+    float ka, va;
+    op->amax_f32(be, ws->kr, kn, &ka);
+    op->amax_f32(be, ws->v, kn, &va);
+    if (!(ka <= ws->kv_amax[2 * l])) ws->kv_amax[2 * l] = ka;
+    if (!(va <= ws->kv_amax[2 * l + 1])) ws->kv_amax[2 * l + 1] = va;
+  }
+  if (L->k_scale > 0.0f) { /* FP8 KV cache: what attention reads back is E4M3 * scale */
+    op->quantize_fp8_f32(be, ws->xq, ws->kr, kn, L->k_scale);
+    op->dequantize_fp8(be, ws->kr, ws->xq, kn, L->k_scale);
+    op->quantize_fp8_f32(be, ws->xq, ws->v, kn, L->v_scale);
+    op->dequantize_fp8(be, ws->v, ws->xq, kn, L->v_scale);
+  }
   op->attention_fwd(be, ws->attn, ws->lse, ws->qr, ws->kr, ws->v, b->cu_seqlens, b->n_seqs,
                     b->max_seqlen, N, Hq, Hkv, D);
   if ((st = run_linear(lm, ws, l, AQS_LIN_O, ws->o, ws->attn, quant_mask, hook, ctx, e))) return st;

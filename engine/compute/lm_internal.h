@@ -3,7 +3,10 @@
 #ifndef AQS_COMPUTE_LM_INTERNAL_H
 #define AQS_COMPUTE_LM_INTERNAL_H
 
+#include <stdlib.h>
+
 #include "engine/compute/lm.h"
+#include "engine/model/safetensors.h"
 
 struct aqs_lm_ws {
   int N;
@@ -29,6 +32,7 @@ struct aqs_lm_ws {
   uint8_t *xq;                 /* N * max_in */
   uint8_t *wq;                 /* max_out * max_in */
   float *yq;                   /* (N, max_out) */
+  float *kv_amax;              /* host (L, 2) or NULL: aqs_lm_ws_track_kv_amax */
   /* every allocation, for free */
   int nbufs;
   void *bufs[48];
@@ -42,6 +46,11 @@ aqs_status aqs_lm_layer_fwd(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *
                             aqs_lm_linear_hook hook, void *ctx, aqs_err *e);
 /* Final norm + lm_head on x (N, C) into ws->logits. */
 void aqs_lm_head_fwd(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws, const float *x);
+/* lm_served.c: 1 when <module>.weight is F8_E4M3 in ck. */
+int aqs_lm_weight_is_fp8(const aqs_ckpt *ck, const char *module);
+/* lm_served.c: loads layer l's FP8 linears (wq, scales; fused members requantized to one
+ * scale) and its KV cache scales. Module names of the layer must be set. */
+aqs_status aqs_lm_load_served_layer(aqs_lm *lm, const aqs_ckpt *ck, int l, aqs_err *e);
 /* AQS_ERR_NUMERIC naming `what` when x (n floats) holds NaN/Inf. */
 aqs_status aqs_lm_check_finite(const aqs_lm *lm, const float *x, size_t n, const char *what,
                                aqs_err *e);

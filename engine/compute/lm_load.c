@@ -4,7 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/compute/lm.h"
+#include "engine/compute/lm_internal.h"
 
 static const char *const slot_suffix[AQS_LIN_COUNT] = {
   "self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
@@ -15,10 +15,9 @@ const char *aqs_lin_slot_suffix(aqs_lin_slot s) {
   return (unsigned)s < AQS_LIN_COUNT ? slot_suffix[s] : "?";
 }
 
-/* Uploads tensor `name` (must be BF16 with numel elements) into new backend memory. */
-static aqs_status upload(aqs_lm *lm, const aqs_ckpt *ck, const char *name, uint64_t numel,
-                         aqs_bf16 **out, float *amax_out, aqs_err *e) {
-  aqs_backend *be = lm->be;
+aqs_status aqs_weight_upload(aqs_backend *be, const aqs_ckpt *ck, const char *name,
+                             uint64_t numel, aqs_bf16 **out, float *amax_out,
+                             size_t *bytes_total, aqs_err *e) {
   const aqs_st_tensor *t;
   aqs_status st = aqs_ckpt_get(ck, name, &t, e);
   if (st != AQS_OK) return st;
@@ -32,7 +31,7 @@ static aqs_status upload(aqs_lm *lm, const aqs_ckpt *ck, const char *name, uint6
   if ((st = be->ops->alloc(be, t->nbytes, &p, e)) != AQS_OK)
     return aqs_err_prefix(e, "loading %s", name);
   be->ops->copy_h2d(be, p, t->data, t->nbytes);
-  lm->weight_bytes += t->nbytes;
+  *bytes_total += t->nbytes;
   *out = p;
   float amax;
   be->ops->amax_bf16(be, p, numel, &amax);
@@ -41,6 +40,11 @@ static aqs_status upload(aqs_lm *lm, const aqs_ckpt *ck, const char *name, uint6
                     amax != amax ? "NaN" : "Inf");
   if (amax_out) *amax_out = amax;
   return AQS_OK;
+}
+
+static aqs_status upload(aqs_lm *lm, const aqs_ckpt *ck, const char *name, uint64_t numel,
+                         aqs_bf16 **out, float *amax_out, aqs_err *e) {
+  return aqs_weight_upload(lm->be, ck, name, numel, out, amax_out, &lm->weight_bytes, e);
 }
 
 aqs_status aqs_lm_load(aqs_backend *be, const char *model_dir, aqs_lm **out, aqs_err *e) {
@@ -86,14 +90,17 @@ aqs_status aqs_lm_load(aqs_backend *be, const char *model_dir, aqs_lm **out, aqs
       lin->in = ins[s];
       aqs_qwen_lm_name(nm, l, slot_suffix[s], lin->module, sizeof lin->module);
       snprintf(name, sizeof name, "%s.weight", lin->module);
-      st = upload(lm, ck, name, (uint64_t)lin->out * (uint64_t)lin->in, &lin->w,
-                  &lin->weight_amax, e);
-      if (st != AQS_OK) goto fail;
+      if (!aqs_lm_weight_is_fp8(ck, lin->module)) { /* FP8 ones: aqs_lm_load_served_layer */
+        st = upload(lm, ck, name, (uint64_t)lin->out * (uint64_t)lin->in, &lin->w,
+                    &lin->weight_amax, e);
+        if (st != AQS_OK) goto fail;
+      }
       if (s <= AQS_LIN_V) {
         snprintf(name, sizeof name, "%s.bias", lin->module);
         if ((st = upload(lm, ck, name, (uint64_t)lin->out, &lin->b, NULL, e)) != AQS_OK) goto fail;
       }
     }
+    if ((st = aqs_lm_load_served_layer(lm, ck, l, e)) != AQS_OK) goto fail;
   }
   aqs_ckpt_close(ck);
   *out = lm;
@@ -114,6 +121,7 @@ void aqs_lm_free(aqs_lm *lm) {
       be->ops->free(be, L->ln2);
       for (int s = 0; s < AQS_LIN_COUNT; s++) {
         be->ops->free(be, L->lin[s].w);
+        be->ops->free(be, L->lin[s].wq);
         be->ops->free(be, L->lin[s].b);
       }
     }

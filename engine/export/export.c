@@ -263,6 +263,31 @@ static aqs_status add_scalar(out_tensor *o, const char *module, const char *suff
   return AQS_OK;
 }
 
+/* FP8 KV cache: beside a language layer's self_attn.k_proj.weight (whatever its format), the
+ * layer's k_scale / v_scale from the K/V cache amax (ModelOpt's names). */
+static aqs_status add_kv_scales(export_ctx *x, const char *tensor, out_tensor *outs, size_t *nout,
+                                aqs_err *e) {
+  const char *suffix = "self_attn.k_proj.weight";
+  size_t n = strlen(tensor), ns = strlen(suffix);
+  if (n <= ns || strcmp(tensor + n - ns, suffix) != 0 || strstr(tensor, "visual")) return AQS_OK;
+  const int pre = (int)(n - ns);
+  for (int v = 0; v < 2; v++) {
+    char cache[200], module[200];
+    snprintf(cache, sizeof cache, "%.*sself_attn.%s_cache", pre, tensor, v ? "v" : "k");
+    snprintf(module, sizeof module, "%.*sself_attn.%s_proj", pre, tensor, v ? "v" : "k");
+    const aqs_amax_entry *en = x->o->amax ? aqs_amax_find(x->o->amax, cache) : NULL;
+    if (!en)
+      return aqs_errf(e, AQS_ERR_NOT_FOUND,
+                      "amax table has no entry for %s (the FP8 KV cache needs the K/V amax of "
+                      "every layer: recalibrate)", cache);
+    float scale;
+    aqs_status st = aqs_fp8_scale_from_amax(en->input_amax, &scale, e);
+    if (st) return aqs_err_prefix(e, "%s", cache);
+    add_scalar(&outs[(*nout)++], module, v ? "v_scale" : "k_scale", scale);
+  }
+  return AQS_OK;
+}
+
 static aqs_status quantize_weight(export_ctx *x, const aqs_st_tensor *t, export_group_state *gs,
                                   int member, uint8_t *arena, out_tensor *o, aqs_err *e) {
   float amax = t->dtype == AQS_DT_BF16 ? aqs_fp8_amax_bf16(t->data, t->numel)
@@ -379,7 +404,7 @@ typedef struct shard_job {
 static aqs_status prepare_shard(export_ctx *x, shard_job *j, aqs_err *e) {
   aqs_status st = AQS_OK;
   free(j->outs);
-  j->outs = calloc(3 * j->nsrc + 1, sizeof *j->outs);
+  j->outs = calloc(3 * j->nsrc + 3, sizeof *j->outs); /* + k_scale, v_scale */
   j->nout = 0;
   if (!j->outs) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
   double t0 = now_s();
@@ -400,6 +425,7 @@ static aqs_status prepare_shard(export_ctx *x, shard_job *j, aqs_err *e) {
     const aqs_st_tensor *t = j->src[i];
     int member;
     export_group_state *gs = fp8_member(x, t->name, &member);
+    if (x->o->kv_cache_fp8 && (st = add_kv_scales(x, t->name, outs, &j->nout, e))) break;
     if (gs) {
       char module[200];
       snprintf(module, sizeof module, "%.*s", (int)(strlen(t->name) - 7), t->name);

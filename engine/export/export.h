@@ -69,6 +69,12 @@ typedef struct aqs_export_opts {
   const char *model_dir;         /* source checkpoint directory (config.json + safetensors) */
   const aqs_amax_table *amax;    /* input_amax per module; required for every FP8 group member */
   const aqs_plan *plan;          /* group -> fp8 | bf16; groups absent are BF16 */
+  /* 1: FP8 KV cache. Each language layer's shard gets <layer>.self_attn.k_proj.k_scale and
+   * .v_proj.v_scale (F32 [] = amax / 448 of the table's "<layer>.self_attn.k_cache" / "v_cache"
+   * entries: K after RoPE, V), the names ModelOpt's HF export writes and vLLM's loader remaps to
+   * attn.k_scale / attn.v_scale; hf_quant_config.json and config.json say
+   * kv_cache_quant_algo "FP8". A missing entry is AQS_ERR_NOT_FOUND naming it. */
+  int kv_cache_fp8;
   const char *out_dir;           /* created (with parents) if missing; must be empty if present */
   aqs_fp8_ref fp8_ref;           /* AQS_FP8_REF_TORCH_CUDA (0) unless testing */
   /* Digests recorded in the manifest's "inputs" (strings "sha256:<hex>"). NULL = computed here:

@@ -88,7 +88,7 @@ aqs_status export_write_configs(export_ctx *x, aqs_err *e) {
     return aqs_errf(e, AQS_ERR_INVALID, "%s: line %d: not a JSON object: %s", path, jerr.line, jerr.text);
   }
   json_object_del(config, "quantization_config");
-  if (x->res->n_fp8 > 0) {
+  if (x->res->n_fp8 > 0 || x->o->kv_cache_fp8) {
     json_t *exclude = export_exclude_modules(x);
     json_t *fp8 = json_pack("{s:b, s:i, s:s}", "dynamic", 0, "num_bits", 8, "type", "float");
     json_t *group0 = json_pack("{s:O, s:O, s:[s]}", "input_activations", fp8, "weights", fp8,
@@ -96,9 +96,12 @@ aqs_status export_write_configs(export_ctx *x, aqs_err *e) {
     json_t *qc = json_pack("{s:{s:o}, s:O, s:s, s:o, s:s}", "config_groups", "group_0", group0,
                            "ignore", exclude, "quant_algo", "FP8", "producer", producer_json(),
                            "quant_method", "modelopt");
+    if (x->o->kv_cache_fp8) json_object_set_new(qc, "kv_cache_quant_algo", json_string("FP8"));
     json_object_set_new(config, "quantization_config", qc);
-    json_t *hf = json_pack("{s:o, s:{s:s, s:n, s:O}}", "producer", producer_json(), "quantization",
-                           "quant_algo", "FP8", "kv_cache_quant_algo", "exclude_modules", exclude);
+    json_t *hf = json_pack("{s:o, s:{s:s, s:o, s:O}}", "producer", producer_json(), "quantization",
+                           "quant_algo", "FP8", "kv_cache_quant_algo",
+                           x->o->kv_cache_fp8 ? json_string("FP8") : json_null(),
+                           "exclude_modules", exclude);
     st = write_json(x, "hf_quant_config.json", hf, JSON_INDENT(4), e);
     json_decref(hf);
     json_decref(fp8);
@@ -230,6 +233,7 @@ aqs_status export_write_manifest(export_ctx *x, aqs_err *e) {
       "inputs", inputs, "groups", groups_json(x), "exclude_modules", export_exclude_modules(x),
       "tensors", x->tensors_json, "files", files);
   if (!m) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory building %s", AQS_EXPORT_MANIFEST);
+  if (x->o->kv_cache_fp8) json_object_set_new(m, "kv_cache", json_string("fp8"));
   st = write_json(x, AQS_EXPORT_MANIFEST, m, JSON_INDENT(1) | JSON_SORT_KEYS, e);
   json_decref(m);
   return st;

@@ -325,6 +325,17 @@ static void shape_text(int ndim, const int64_t *shape, char *buf, size_t n) {
   if (used < n) snprintf(buf + used, n - used, "]");
 }
 
+/* An FP8 weight of an exported checkpoint (<module>.weight F8_E4M3 beside its .weight_scale):
+ * what the eval stage loads to run a scheme as it is served. */
+static int is_exported_fp8(const aqs_ckpt *c, const aqs_st_tensor *t) {
+  size_t n = strlen(t->name);
+  if (t->dtype != AQS_DT_F8_E4M3 || n < 7 || strcmp(t->name + n - 7, ".weight") != 0) return 0;
+  char scale[512];
+  if (n + 7 >= sizeof scale) return 0;
+  snprintf(scale, sizeof scale, "%s_scale", t->name);
+  return aqs_ckpt_find(c, scale) != NULL;
+}
+
 aqs_status aqs_qwen_model_check(const aqs_qwen_model *m, const aqs_ckpt *c, aqs_err *e) {
   for (size_t i = 0; i < m->ntensors; i++) {
     const aqs_qwen_tensor_spec *s = &m->tensors[i];
@@ -345,7 +356,8 @@ aqs_status aqs_qwen_model_check(const aqs_qwen_model *m, const aqs_ckpt *c, aqs_
                       "%s: tensor \"%s\" has shape %s but config.json implies %s", t->file->path,
                       s->name, got, want);
     }
-    if (t->dtype != AQS_DT_BF16 && t->dtype != AQS_DT_F16 && t->dtype != AQS_DT_F32)
+    if (t->dtype != AQS_DT_BF16 && t->dtype != AQS_DT_F16 && t->dtype != AQS_DT_F32 &&
+        !is_exported_fp8(c, t))
       return aqs_errf(e, AQS_ERR_UNSUPPORTED,
                       "%s: tensor \"%s\" has dtype %s; a source checkpoint must be BF16, F16 or F32",
                       t->file->path, s->name, aqs_dtype_name(t->dtype));

@@ -80,6 +80,7 @@ void cpu_linear_bwd_input(aqs_backend *be, float *dx, const float *dy, const aqs
 void cpu_quantize_fp8_f32(aqs_backend *be, uint8_t *q, const float *x, size_t n, float scale);
 void cpu_quantize_fp8_bf16(aqs_backend *be, uint8_t *q, const aqs_bf16 *x, size_t n,
                            float scale);
+void cpu_dequantize_fp8(aqs_backend *be, float *out, const uint8_t *q, size_t n, float scale);
 void cpu_linear_fp8(aqs_backend *be, float *y, const uint8_t *xq, float x_scale,
                     const uint8_t *wq, float w_scale, const aqs_bf16 *bias, int N, int K, int M);
 /* rope.c */
@@ -95,6 +96,27 @@ void cpu_attention_bwd(aqs_backend *be, float *dq, float *dk, float *dv, const f
                        const float *out, const float *lse, const float *q, const float *k,
                        const float *v, const int32_t *cu_seqlens, int B, int max_seqlen, int N,
                        int Hq, int Hkv, int D);
+/* attention.c (bidirectional) */
+void cpu_attention_full_fwd(aqs_backend *be, float *out, float *lse, const float *q,
+                            const float *k, const float *v, const int32_t *cu_seqlens, int B,
+                            int max_seqlen, int N, int H, int D);
+void cpu_attention_full_bwd(aqs_backend *be, float *dq, float *dk, float *dv, const float *dout,
+                            const float *out, const float *lse, const float *q, const float *k,
+                            const float *v, const int32_t *cu_seqlens, int B, int max_seqlen,
+                            int N, int H, int D);
+/* gather.c */
+void cpu_gather_rows(aqs_backend *be, float *dst, const float *src, const int32_t *idx, int n,
+                     int width);
+void cpu_scatter_rows(aqs_backend *be, float *dst, const float *src, const int32_t *idx, int n,
+                      int width);
+/* gelu.c */
+void cpu_gelu_fwd(aqs_backend *be, float *out, const float *x, size_t n);
+void cpu_gelu_bwd(aqs_backend *be, float *dx, const float *dout, const float *x, size_t n);
+/* vision_rope.c */
+void cpu_vision_rope_fwd(aqs_backend *be, float *x, const int32_t *pos, int N, int H, int D,
+                         float theta);
+void cpu_vision_rope_bwd(aqs_backend *be, float *dx, const int32_t *pos, int N, int H, int D,
+                         float theta);
 /* loss.c */
 void cpu_cross_entropy(aqs_backend *be, float *dlogits, const float *logits,
                        const int32_t *targets, int N, int V, float grad_scale, double *loss_sum);

@@ -37,3 +37,8 @@ void cpu_linear_fp8(aqs_backend *be, float *y, const uint8_t *xq, float x_scale,
   free(wf);
   cpu_bias_round(be, y, bias, N, M);
 }
+
+void cpu_dequantize_fp8(aqs_backend *be, float *out, const uint8_t *q, size_t n, float scale) {
+  (void)be;
+  aqs_fp8_dequantize(q, n, scale, out);
+}

@@ -274,6 +274,11 @@ static void c_linear_fp8(aqs_backend *be, float *y, const uint8_t *xq, float x_s
   NOTE(aqs_cuda_bias_round(y, bias, N, M, 0, &err_));
 }
 
+static void c_dequantize_fp8(aqs_backend *be, float *out, const uint8_t *q, size_t n, float scale) {
+  invalidate_split(be);
+  NOTE(aqs_cuda_dequantize_fp8(out, q, n, scale, &err_));
+}
+
 /* ---- RoPE ---- */
 /* inv_freq[j] = 1 / theta^(2j/D), computed on the host with the CPU twin's expression. */
 static const float *inv_freq_table(aqs_backend *be, int D, float theta) {
@@ -430,6 +435,7 @@ static const aqs_ops aqs_cuda_ops = {
   .quantize_fp8_f32 = c_quantize_fp8_f32,
   .quantize_fp8_bf16 = c_quantize_fp8_bf16,
   .linear_fp8 = c_linear_fp8,
+  .dequantize_fp8 = c_dequantize_fp8,
   .rope_fwd = c_rope_fwd,
   .rope_bwd = c_rope_bwd,
   .attention_fwd = c_attention_fwd,

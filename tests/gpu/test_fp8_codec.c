@@ -116,6 +116,11 @@ static void test_ops_entry_points(void **state) {
   compare_bytes("ops quantize_fp8_f32", &q, n);
   FOR_BOTH { be->ops->quantize_fp8_bf16(be, P(q), P(xb), n, 0.0213f); }
   compare_bytes("ops quantize_fp8_bf16", &q, n);
+  mirror d = mirror_new(NULL, n * sizeof(float));
+  FOR_BOTH { be->ops->quantize_fp8_f32(be, P(q), P(xf), n, 0.0213f); }
+  FOR_BOTH { be->ops->dequantize_fp8(be, P(d), P(q), n, 0.0213f); }
+  compare_bytes("ops dequantize_fp8 (FP8 KV cache)", &d, n * sizeof(float));
+  mirror_free(&d);
   mirror_free(&xf);
   mirror_free(&xb);
   mirror_free(&q);

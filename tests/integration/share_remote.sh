@@ -65,16 +65,18 @@ pass "B's build of the same recipe and data is all hits via the remote; checkpoi
 cd "$TMP/a"
 pj=$("$AQS" push --json fast50) || fail "push"
 A_RECORD=$(jqr "$pj" '.refs[0].target')
-expect_eq "$(jqr "$pj" '.refs[0].ref')" "recipe/fast50" "pushed ref"
+FULL_REF=$(jqr "$pj" '.refs[0].ref')
+[[ "$FULL_REF" =~ ^recipe/fast50/[0-9a-f]{16}-[0-9a-f]{16}$ ]] || fail "pushed ref $FULL_REF"
 expect_eq "$(jqr "$pj" '.refs[0].objects_moved')" "1" "objects push sends after the upload (only the build record)"
 [ "$(jqr "$pj" '.refs[0].actions')" -ge 6 ] || fail "push sent $(jqr "$pj" '.refs[0].actions') action records"
 "$AQS" push fast50 >"$TMP/push.out" 2>&1 || fail "push (text)"
-expect_contains "$(cat "$TMP/push.out")" "pushed recipe/fast50 -> sha256:" "push summary"
+expect_contains "$(cat "$TMP/push.out")" "pushed $FULL_REF -> sha256:" "push summary"
 workspace "$TMP/c" false
 cd "$TMP/c"
 pl=$("$AQS" pull --json fast50) || fail "pull"
 [ "$(jqr "$pl" '.refs[0].objects_moved')" -gt 10 ] || fail "pull fetched $(jqr "$pl" '.refs[0].objects_moved') objects"
-expect_eq "$("$AQS" refs | grep -c ' recipe/fast50$')" "1" "pulled ref"
+expect_eq "$(jqr "$pl" '.refs[0].ref')" "$FULL_REF" "pull by recipe name sets the build's full ref"
+expect_eq "$("$AQS" refs | grep -c " $FULL_REF\$")" "1" "pulled ref"
 stop_servers
 "$AQS" checkout fast50 "$TMP/c/co" >/dev/null 2>&1 || fail "checkout after pull, server down"
 diff -r "$TMP/a/co" "$TMP/c/co" >/dev/null || fail "pulled checkout differs from A's"
@@ -132,6 +134,8 @@ expect_contains "$PULL_ERR" "\$AQS_TEST_TOKEN, which is not set" "missing token 
 expect_contains "$PULL_ERR" "HTTP 401: access refused (check the token in \$AQS_TEST_TOKEN)" "401 error"
 export AQS_TEST_TOKEN="$TOKEN"
 expect_error 1 "no ref recipe/nosuch in remote $URL" "$AQS" pull nosuch
+pl=$("$AQS" pull --json "$FULL_REF") || fail "pull by full ref"
+expect_eq "$(jqr "$pl" '.refs[0].target')" "$A_RECORD" "pull by full ref"
 pass "persistent wrong bodies, 5xx, a damaged ref record and a missing token are clear errors; stores stay clean"
 
 # A build whose remote fails keeps working locally (one warning, no corruption).

@@ -68,21 +68,28 @@ static void test_ref_records(void **state) {
   (void)state;
   aqs_err err;
   aqs_err_clear(&err);
-  aqs_digest target, actions[2], got, *got_actions = NULL, k1, k2;
+  aqs_digest target, actions[2], k1, k2;
   aqs_sha256_buf("t", 1, &target);
   aqs_sha256_buf("a", 1, &actions[0]);
   aqs_sha256_buf("b", 1, &actions[1]);
-  char *body = aqs_remote_ref_encode("recipe/top50", &target, actions, 2);
-  size_t n = 0;
-  ASSERT_OK(aqs_remote_ref_check("recipe/top50", body, strlen(body), &got, &got_actions, &n, &err));
-  assert_true(aqs_digest_eq(&got, &target));
-  assert_int_equal(n, 2);
-  assert_true(aqs_digest_eq(&got_actions[1], &actions[1]));
-  free(got_actions);
-  assert_int_equal(aqs_remote_ref_check("recipe/top60", body, strlen(body), NULL, NULL, NULL, &err), AQS_ERR_CORRUPT);
+  /* The alias record recipe/top50 names the build's full ref. */
+  char *body = aqs_remote_ref_encode("recipe/top50", "recipe/top50/0123456789abcdef-fedcba9876543210", &target,
+                                     actions, 2);
+  aqs_remote_ref rec;
+  ASSERT_OK(aqs_remote_ref_check("recipe/top50", body, strlen(body), &rec, &err));
+  assert_string_equal(rec.ref, "recipe/top50/0123456789abcdef-fedcba9876543210");
+  assert_true(aqs_digest_eq(&rec.target, &target));
+  assert_int_equal(rec.n_actions, 2);
+  assert_true(aqs_digest_eq(&rec.actions[1], &actions[1]));
+  aqs_remote_ref_free(&rec);
+  assert_int_equal(aqs_remote_ref_check("recipe/top60", body, strlen(body), NULL, &err), AQS_ERR_CORRUPT);
   assert_non_null(strstr(err.msg, "names another ref"));
   free(body);
-  assert_int_equal(aqs_remote_ref_check("x", "{\"kind\":\"other\"}", 16, NULL, NULL, NULL, &err), AQS_ERR_CORRUPT);
+  body = aqs_remote_ref_encode("x", "a b", &target, NULL, 0);
+  assert_int_equal(aqs_remote_ref_check("x", body, strlen(body), NULL, &err), AQS_ERR_CORRUPT);
+  assert_non_null(strstr(err.msg, "no valid \"ref\" name"));
+  free(body);
+  assert_int_equal(aqs_remote_ref_check("x", "{\"kind\":\"other\"}", 16, NULL, &err), AQS_ERR_CORRUPT);
   assert_non_null(strstr(err.msg, "not an aqs ref record"));
   /* The key depends on the name only, and differs between names. */
   aqs_remote_ref_key("recipe/top50", &k1);
@@ -271,7 +278,7 @@ static void test_attach_errors(void **state) {
   assert_non_null(strstr(err.msg, "is the primary store itself"));
   aqs_remote *r = NULL;
   assert_int_equal(aqs_remote_open(&(aqs_remote_opts){.url = "ftp://x"}, &r, &err), AQS_ERR_INVALID);
-  assert_int_equal(aqs_tiers_push(s, "x", &(aqs_digest){{0}}, NULL, &err), AQS_ERR_UNSUPPORTED);
+  assert_int_equal(aqs_tiers_push(s, "x", NULL, &(aqs_digest){{0}}, NULL, &err), AQS_ERR_UNSUPPORTED);
   assert_non_null(strstr(err.msg, "no remote configured"));
   aqs_store_close(s);
   tl_cleanup(dir, path);

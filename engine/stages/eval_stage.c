@@ -1,0 +1,358 @@
+/* engine/stages/eval_stage.c: the eval stage (eval_stage.h): resolving names to checkpoints,
+ * building the held-out eval set, one cached action per name, the metrics document. */
+#include "engine/stages/eval_stage.h"
+
+#include <errno.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/path.h"
+#include "common/progress.h"
+#include "engine/calib/calib_stage.h"
+#include "engine/calib/captions.h"
+#include "engine/model/safetensors.h"
+#include "engine/stages/build.h"
+#include "engine/stages/ckpt_store.h"
+#include "engine/stages/recipe.h"
+#include "engine/stages/source.h"
+#include "kernels/backend.h"
+
+#define V_EVAL "1"
+
+/* What one aqs_eval_names call shares: the source, the eval set, the loaded reference. */
+typedef struct eval_env {
+  const aqs_eval_opts *o;
+  aqs_digest source;
+  aqs_digest eval_set;     /* calib-set manifest */
+  aqs_calib_set set;
+  int64_t first_seq, n_seqs;
+  uint64_t bf16_bytes;
+  aqs_backend *be;
+  aqs_lm *ref;
+} eval_env;
+
+static json_t *jdigest(const aqs_digest *d) {
+  char hex[AQS_DIGEST_STR_SIZE];
+  return json_string(aqs_digest_str(d, hex));
+}
+
+static const char *backend_of(const aqs_eval_opts *o) { return o->backend ? o->backend : "cpu"; }
+
+/* Calibration settings of the eval set: the first built name's recipe, else lm_only's. */
+typedef struct calib_params {
+  int64_t samples, seed, max_len, chunk;
+  char template_name[32];
+} calib_params;
+
+static void params_of_record(const json_t *rp, calib_params *cp) {
+  cp->samples = json_integer_value(json_object_get(rp, "calib_samples"));
+  cp->seed = json_integer_value(json_object_get(rp, "seed"));
+  cp->max_len = json_integer_value(json_object_get(rp, "max_len"));
+  cp->chunk = json_integer_value(json_object_get(rp, "chunk_sequences"));
+  const char *t = json_string_value(json_object_get(rp, "template"));
+  snprintf(cp->template_name, sizeof cp->template_name, "%s", t ? t : "none");
+}
+
+static aqs_status default_params(const aqs_eval_opts *o, calib_params *cp, aqs_err *e) {
+  aqs_recipe_source src = {.workspace_dir = o->recipes_dir};
+  aqs_recipe r;
+  aqs_status st = aqs_recipe_load(&src, "lm_only", &r, e);
+  if (st) return st;
+  cp->samples = r.calib_samples;
+  cp->seed = r.seed;
+  cp->max_len = r.max_len;
+  cp->chunk = r.chunk_sequences;
+  snprintf(cp->template_name, sizeof cp->template_name, "%s", r.template_name);
+  return AQS_OK;
+}
+
+/* The eval set: held-out rows of the calibration captions, or a separate file's first rows. */
+static aqs_status make_eval_set(eval_env *v, const calib_params *cp, aqs_err *e) {
+  const aqs_eval_opts *o = v->o;
+  const char *path = o->eval_captions ? o->eval_captions : o->captions_path;
+  if (!path)
+    return aqs_errf(e, AQS_ERR_INVALID,
+                    "no eval captions: pass --captions FILE or set [data] captions in .aqstore");
+  int64_t want = o->samples > 0 ? o->samples : AQS_EVAL_DEFAULT_SAMPLES;
+  aqs_captions caps;
+  aqs_caption_read_opts ro = {0};
+  aqs_status st = aqs_captions_read(path, &ro, &caps, e);
+  if (st) return st;
+  int64_t usable = caps.n;
+  aqs_captions_free(&caps);
+  int64_t skip = o->eval_captions ? 0 : cp->samples;
+  if (usable - skip < 1)
+    return aqs_errf(e, AQS_ERR_INVALID,
+                    "%s has %lld usable captions and calibration uses %lld of them: none is left "
+                    "for eval; pass --captions FILE with held-out captions",
+                    path, (long long)usable, (long long)skip);
+  v->first_seq = skip;
+  v->n_seqs = usable - skip < want ? usable - skip : want;
+  char tokenizer[4200];
+  snprintf(tokenizer, sizeof tokenizer, "%s/tokenizer.json", o->model_dir);
+  aqs_calib_opts co = {.captions_path = path, .tokenizer_path = tokenizer,
+                       .samples = skip + v->n_seqs, .seed = (uint64_t)cp->seed,
+                       .max_len = (int32_t)cp->max_len, .template_name = cp->template_name,
+                       .chunk_seqs = (int32_t)cp->chunk, .progress = o->progress};
+  aqs_calib_result cr;
+  memset(&cr, 0, sizeof cr);
+  st = aqs_calib_build(o->store, &co, &cr, e);
+  if (!st) {
+    v->eval_set = cr.digest;
+    v->set = cr.set;
+    memset(&cr.set, 0, sizeof cr.set);
+  }
+  aqs_calib_result_free(&cr);
+  return st ? aqs_err_prefix(e, "eval set") : AQS_OK;
+}
+
+static uint64_t safetensors_bytes_of_dir(const char *dir) {
+  aqs_ckpt *ck;
+  aqs_err ignore = {0};
+  if (aqs_ckpt_open(dir, &ck, &ignore) != AQS_OK) return 0;
+  uint64_t n = 0;
+  for (size_t i = 0; i < ck->nfiles; i++) n += ck->files[i]->file_bytes;
+  aqs_ckpt_close(ck);
+  return n;
+}
+
+static uint64_t safetensors_bytes_of_manifest(const json_t *m) {
+  uint64_t n = 0;
+  size_t i;
+  json_t *f;
+  json_array_foreach(json_object_get(m, "files"), i, f) {
+    const char *name = json_string_value(json_object_get(f, "name"));
+    size_t len = name ? strlen(name) : 0;
+    if (len > 12 && strcmp(name + len - 12, ".safetensors") == 0)
+      n += (uint64_t)json_integer_value(json_object_get(f, "size"));
+  }
+  return n;
+}
+
+/* Fills row's checkpoint and scheme description from a name. */
+static aqs_status resolve(eval_env *v, const char *name, aqs_eval_row *row, json_t **record, aqs_err *e) {
+  *record = NULL;
+  memset(row, 0, sizeof *row);
+  snprintf(row->name, sizeof row->name, "%s", name);
+  row->coverage = -1;
+  if (strcmp(name, AQS_EVAL_BASELINE) == 0) {
+    row->checkpoint = v->source;
+    row->effective_bits = 16.0;
+    row->ckpt_bytes = v->bf16_bytes;
+    row->bf16_bytes = v->bf16_bytes;
+    snprintf(row->order, sizeof row->order, "-");
+    return AQS_OK;
+  }
+  aqs_digest rec;
+  json_t *doc;
+  aqs_status st = aqs_build_record_load(v->o->store, name, &rec, &doc, e);
+  if (st) return st;
+  aqs_digest src;
+  if (!(st = aqs_build_record_stage(doc, "source", &src, e)) && !aqs_digest_eq(&src, &v->source)) {
+    char a[AQS_DIGEST_STR_SIZE], b[AQS_DIGEST_STR_SIZE];
+    st = aqs_errf(e, AQS_ERR_MISMATCH,
+                  "%s was built from source %.19s, not from %s (%.19s): eval runs a scheme "
+                  "against its own BF16 source (--model DIR)",
+                  name, aqs_digest_str(&src, a), v->o->model_dir, aqs_digest_str(&v->source, b));
+  }
+  if (!st) st = aqs_build_record_stage(doc, "export", &row->checkpoint, e);
+  if (st) {
+    json_decref(doc);
+    return st;
+  }
+  const json_t *sum = json_object_get(doc, "summary"), *rp = json_object_get(doc, "recipe_params");
+  row->effective_bits = json_number_value(json_object_get(sum, "effective_bits"));
+  row->n_fp8 = json_integer_value(json_object_get(sum, "fp8"));
+  row->n_candidates = json_integer_value(json_object_get(sum, "candidates"));
+  const char *order = json_string_value(json_object_get(rp, "order"));
+  snprintf(row->order, sizeof row->order, "%s", order ? order : "-");
+  const json_t *cov = json_object_get(rp, "coverage");
+  if (json_is_number(cov) && !json_is_true(json_object_get(rp, "budget_mode")))
+    row->coverage = json_number_value(cov);
+  const char *kv = json_string_value(json_object_get(rp, "kv_cache"));
+  row->kv_fp8 = kv && strcmp(kv, "fp8") == 0;
+  row->bf16_bytes = v->bf16_bytes;
+  json_t *ck;
+  if ((st = aqs_ckpt_load_manifest(v->o->store, &row->checkpoint, "aqs-checkpoint", &ck, e)) == AQS_OK) {
+    row->ckpt_bytes = safetensors_bytes_of_manifest(ck);
+    json_decref(ck);
+  }
+  *record = doc;
+  return st;
+}
+
+static json_t *metrics_json(const aqs_eval_metrics *m) {
+  return json_pack("{s:I, s:I, s:I, s:f, s:f, s:f, s:f, s:f, s:f, s:f}", "n_seqs", (json_int_t)m->n_seqs,
+                   "n_tokens", (json_int_t)m->n_tokens, "n_targets", (json_int_t)m->n_targets, "ppl",
+                   m->ppl, "ref_ppl", m->ref_ppl, "kl_mean", m->kl_mean, "kl_p99", m->kl_p99, "kl_max",
+                   m->kl_max, "top1", m->top1, "last_mse", m->last_mse);
+}
+
+aqs_status aqs_eval_metrics_from_json(const json_t *doc, aqs_eval_metrics *m, aqs_err *e) {
+  const json_t *j = json_object_get(doc, "metrics");
+  if (!json_is_object(j)) return aqs_errf(e, AQS_ERR_CORRUPT, "eval result has no metrics");
+  memset(m, 0, sizeof *m);
+  m->n_seqs = json_integer_value(json_object_get(j, "n_seqs"));
+  m->n_tokens = json_integer_value(json_object_get(j, "n_tokens"));
+  m->n_targets = json_integer_value(json_object_get(j, "n_targets"));
+  m->ppl = json_number_value(json_object_get(j, "ppl"));
+  m->ref_ppl = json_number_value(json_object_get(j, "ref_ppl"));
+  m->kl_mean = json_number_value(json_object_get(j, "kl_mean"));
+  m->kl_p99 = json_number_value(json_object_get(j, "kl_p99"));
+  m->kl_max = json_number_value(json_object_get(j, "kl_max"));
+  m->top1 = json_number_value(json_object_get(j, "top1"));
+  m->last_mse = json_number_value(json_object_get(j, "last_mse"));
+  return AQS_OK;
+}
+
+static aqs_status ensure_ref(eval_env *v, aqs_err *e) {
+  if (v->ref) return AQS_OK;
+  aqs_status st = aqs_backend_open(backend_of(v->o), v->o->precision, &v->be, e);
+  if (!st) st = aqs_lm_load(v->be, v->o->model_dir, &v->ref, e);
+  return st;
+}
+
+/* Runs ref and scheme over the eval sequences [first_seq, first_seq + n_seqs). */
+static aqs_status run_metrics(eval_env *v, const aqs_lm *scheme, const char *name, aqs_eval_metrics *m,
+                              aqs_err *e) {
+  aqs_eval_acc acc = {0};
+  aqs_status st = AQS_OK;
+  const int64_t first = v->first_seq, last = v->first_seq + v->n_seqs;
+  char label[96];
+  snprintf(label, sizeof label, "eval %s", name);
+  aqs_progress *p = v->o->progress ? aqs_progress_start(label, (uint64_t)v->n_seqs, "seq") : NULL;
+  for (int32_t c = 0; !st && c < v->set.n_chunks; c++) {
+    int64_t c0 = (int64_t)c * v->set.chunk_seqs;
+    if (c0 + v->set.chunk_seqs <= first || c0 >= last) continue;
+    aqs_calib_chunk chunk;
+    memset(&chunk, 0, sizeof chunk);
+    if ((st = aqs_calib_chunk_load(v->o->store, &v->set, c, &chunk, e))) break;
+    int64_t s0 = first > c0 ? first - c0 : 0, s1 = last - c0 < chunk.n_seqs ? last - c0 : chunk.n_seqs;
+    if (s1 > s0) {
+      aqs_token_batch tb = {.n_seqs = (int)(s1 - s0), .seq_lens = chunk.seq_lens + s0,
+                            .token_ids = chunk.token_ids + chunk.seq_offsets[s0]};
+      st = aqs_eval_batch(v->ref, scheme, &tb, 0, &acc, e);
+      if (p) aqs_progress_add(p, (uint64_t)(s1 - s0));
+    }
+    aqs_calib_chunk_free(&chunk);
+  }
+  if (!st) st = aqs_eval_finish(&acc, m, e);
+  if (p) {
+    if (st) aqs_progress_abort(p);
+    else aqs_progress_finish(p);
+  }
+  aqs_eval_acc_free(&acc);
+  return st;
+}
+
+/* The scheme's checkpoint, materialized under the store's tmp/ and loaded as served. */
+static aqs_status load_scheme(eval_env *v, const aqs_digest *ckpt, aqs_lm **out, aqs_err *e) {
+  char dir[4200];
+  if (aqs_path_fmt(dir, sizeof dir, "%s/tmp/eval-XXXXXX", aqs_store_path(v->o->store)) != 0 || !mkdtemp(dir))
+    return aqs_errno(e, AQS_ERR_IO, errno, "cannot create a directory under %s/tmp",
+                     aqs_store_path(v->o->store));
+  aqs_status st = aqs_ckpt_materialize(v->o->store, ckpt, dir, AQS_LINK_REFLINK, e);
+  if (!st) st = aqs_lm_load(v->be, dir, out, e);
+  aqs_rm_flat_dir(dir);
+  return st;
+}
+
+static aqs_status eval_one(eval_env *v, aqs_eval_row *row, aqs_err *e) {
+  const aqs_eval_opts *o = v->o;
+  json_t *inputs = json_pack("{s:o, s:o, s:o}", "checkpoint", jdigest(&row->checkpoint), "source",
+                             jdigest(&v->source), "eval_set", jdigest(&v->eval_set));
+  json_t *params = json_pack("{s:I, s:I, s:s, s:s}", "first_seq", (json_int_t)v->first_seq, "n_seqs",
+                             (json_int_t)v->n_seqs, "backend", backend_of(o), "precision",
+                             aqs_precision_name(o->precision));
+  aqs_stage_ctx ctx;
+  double t0 = aqs_stage_now_s();
+  aqs_status st = aqs_stage_lookup(o->store, AQS_EVAL_STAGE_NAME, V_EVAL, inputs, params, &ctx, e);
+  json_decref(inputs);
+  if (st) {
+    json_decref(params);
+    return st;
+  }
+  row->key = ctx.key;
+  row->hit = ctx.hit;
+  json_t *doc = NULL;
+  if (ctx.hit) {
+    row->result = ctx.result;
+    st = aqs_ckpt_load_manifest(o->store, &ctx.result, "aqs-eval", &doc, e);
+    if (!st) st = aqs_eval_metrics_from_json(doc, &row->m, e);
+  } else {
+    aqs_lm *scheme = NULL;
+    st = ensure_ref(v, e);
+    if (!st && strcmp(row->name, AQS_EVAL_BASELINE) != 0) st = load_scheme(v, &row->checkpoint, &scheme, e);
+    if (!st) st = run_metrics(v, scheme ? scheme : v->ref, row->name, &row->m, e);
+    aqs_lm_free(scheme);
+    if (!st) {
+      doc = json_pack("{s:s, s:i, s:o, s:o, s:O}", "kind", "aqs-eval", "version", 1, "checkpoint",
+                      jdigest(&row->checkpoint), "metrics", metrics_json(&row->m), "params", params);
+      st = aqs_put_json(o->store, doc, 0, &row->result, e);
+    }
+    if (!st) st = aqs_stage_record(o->store, &ctx, &row->result, e);
+  }
+  json_decref(doc);
+  json_decref(params);
+  aqs_stage_ctx_free(&ctx);
+  row->seconds = aqs_stage_now_s() - t0;
+  return st ? aqs_err_prefix(e, "eval %s", row->name) : AQS_OK;
+}
+
+aqs_status aqs_eval_names(const aqs_eval_opts *o, const char *const *names, size_t n, aqs_eval_row *rows,
+                          aqs_err *e) {
+  if (!o->model_dir)
+    return aqs_errf(e, AQS_ERR_INVALID, "no model: pass --model DIR or set [model] path in .aqstore");
+  eval_env v = {.o = o};
+  aqs_stage_outcome src;
+  aqs_status st = aqs_stage_source(o->store, o->model_dir, 0, &src, e);
+  if (st) return st;
+  v.source = src.result;
+  v.bf16_bytes = safetensors_bytes_of_dir(o->model_dir);
+  json_t **records = calloc(n ? n : 1, sizeof *records);
+  if (!records) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  calib_params cp = {0};
+  int have_cp = 0;
+  for (size_t i = 0; !st && i < n; i++) {
+    st = resolve(&v, names[i], &rows[i], &records[i], e);
+    if (!st && records[i] && !have_cp) {
+      params_of_record(json_object_get(records[i], "recipe_params"), &cp);
+      have_cp = 1;
+    }
+  }
+  if (!st && !have_cp) st = default_params(o, &cp, e);
+  if (!st) st = make_eval_set(&v, &cp, e);
+  for (size_t i = 0; !st && i < n; i++) st = eval_one(&v, &rows[i], e);
+  for (size_t i = 0; i < n; i++) json_decref(records[i]);
+  free(records);
+  aqs_calib_set_free(&v.set);
+  aqs_lm_free(v.ref);
+  if (v.be) aqs_backend_close(v.be);
+  return st;
+}
+
+json_t *aqs_eval_rows_json(const aqs_eval_row *rows, size_t n) {
+  json_t *arr = json_array();
+  for (size_t i = 0; i < n; i++) {
+    const aqs_eval_row *r = &rows[i];
+    json_t *j = metrics_json(&r->m);
+    json_object_set_new(j, "name", json_string(r->name));
+    json_object_set_new(j, "cached", json_boolean(r->hit));
+    json_object_set_new(j, "result", jdigest(&r->result));
+    json_object_set_new(j, "checkpoint", jdigest(&r->checkpoint));
+    json_object_set_new(j, "effective_bits", json_real(r->effective_bits));
+    json_object_set_new(j, "fp8_groups", json_integer(r->n_fp8));
+    json_object_set_new(j, "candidate_groups", json_integer(r->n_candidates));
+    json_object_set_new(j, "kv_cache", json_string(r->kv_fp8 ? "fp8" : "bf16"));
+    json_object_set_new(j, "checkpoint_bytes", json_integer((json_int_t)r->ckpt_bytes));
+    json_object_set_new(j, "bf16_bytes", json_integer((json_int_t)r->bf16_bytes));
+    json_object_set_new(j, "order", json_string(r->order));
+    json_object_set_new(j, "coverage", r->coverage >= 0 ? json_real(r->coverage) : json_null());
+    json_object_set_new(j, "seconds", json_real(r->seconds));
+    json_array_append_new(arr, j);
+  }
+  return arr;
+}

@@ -1,0 +1,70 @@
+/* engine/stages/eval_stage.h: the eval stage (DESIGN.md §2): a built checkpoint (or the BF16
+ * source, name "bf16") run as it is served against the BF16 source on held-out captions
+ * (engine/compute/eval.h gives the metrics). Cached as an action:
+ *   inputs {checkpoint: export result (or source digest for bf16), source, eval_set: calib-set}
+ *   params {first_seq, n_seqs, backend, precision}
+ * result {"kind":"aqs-eval","version":1,"metrics":{...},"eval_set":{...},"backend","precision"}.
+ * The eval set: the caption file's calib-set built with calibration's seed and settings for
+ * calib_samples + samples rows; the rows after calibration's are held out (the sample order is
+ * prefix-stable, engine/calib/calibset.h). With eval_captions (a separate file) its first
+ * `samples` rows are used instead. Threads: one call at a time per store handle. */
+#ifndef AQS_STAGES_EVAL_STAGE_H
+#define AQS_STAGES_EVAL_STAGE_H
+
+#include <jansson.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "common/workspace.h"
+#include "engine/compute/eval.h"
+#include "store/store.h"
+
+#define AQS_EVAL_STAGE_NAME "eval"
+#define AQS_EVAL_DEFAULT_SAMPLES 32
+#define AQS_EVAL_BASELINE "bf16"
+
+typedef struct aqs_eval_opts {
+  aqs_store *store;
+  const char *model_dir;         /* the BF16 source every name was built from (required) */
+  const char *captions_path;     /* calibration's caption file (held-out rows are used) */
+  const char *eval_captions;     /* or: a separate eval caption file (NULL = held out) */
+  int64_t samples;               /* eval sequences; 0 = AQS_EVAL_DEFAULT_SAMPLES */
+  const char *backend;           /* "cpu" (default) or "cuda" */
+  aqs_precision precision;       /* AQS_PREC_BF16: as served (default); F32 for reference work */
+  const char *recipes_dir;       /* workspace recipes, for the baseline's calibration settings */
+  int progress;
+} aqs_eval_opts;
+
+/* One evaluated name. */
+typedef struct aqs_eval_row {
+  char name[64];                 /* recipe name or "bf16" */
+  int hit;                       /* 1: metrics came from the store */
+  aqs_digest key, result;        /* action key, metrics document */
+  aqs_digest checkpoint;
+  aqs_eval_metrics m;
+  double effective_bits;         /* 16 for bf16 */
+  int64_t n_fp8, n_candidates;
+  int kv_fp8;
+  uint64_t ckpt_bytes;           /* safetensors bytes of the checkpoint */
+  uint64_t bf16_bytes;           /* the same for the BF16 source */
+  char order[32];                /* the recipe's slice order ("least_sensitive_first", ...) */
+  double coverage;               /* recipe coverage (0..1), -1 in budget mode / bf16 */
+  double seconds;
+} aqs_eval_row;
+
+/* Evaluates names[0..n) (each a built recipe, ref or build digest, or "bf16") into rows[0..n).
+ * The eval set follows the first built name's calibration (seed, samples, max_len, template);
+ * with only "bf16" the built-in lm_only recipe's. Errors: AQS_ERR_NOT_FOUND (no such build),
+ * AQS_ERR_MISMATCH (a build of another source than model_dir), AQS_ERR_INVALID (no held-out
+ * captions left: "captions.txt has 64 usable captions and calibration uses 64 of them; pass
+ * --captions FILE"), compute errors. */
+aqs_status aqs_eval_names(const aqs_eval_opts *o, const char *const *names, size_t n,
+                          aqs_eval_row *rows, aqs_err *e);
+
+/* The rows as JSON (caller json_decref's). */
+json_t *aqs_eval_rows_json(const aqs_eval_row *rows, size_t n);
+
+/* Loads a cached metrics document into row->m (for reports). */
+aqs_status aqs_eval_metrics_from_json(const json_t *doc, aqs_eval_metrics *m, aqs_err *e);
+
+#endif
