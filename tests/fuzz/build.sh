@@ -16,6 +16,11 @@ clang $CFLAGS -o "$OUT/fuzz_jpeg" "$SRC/tests/fuzz/fuzz_jpeg.c" $IMG $LIBS
 clang $CFLAGS $(pkg-config --cflags jansson) -o "$OUT/fuzz_calib_chunk" "$SRC/tests/fuzz/fuzz_calib_chunk.c" \
   "$SRC/common/err.c" "$SRC/engine/calib/calibset.c" "$SRC/store/canon_json.c" "$SRC/store/digest.c" \
   $(pkg-config --libs jansson libcrypto)
+clang $CFLAGS $(pkg-config --cflags jansson) -o "$OUT/fuzz_remote_response" "$SRC/tests/fuzz/fuzz_remote_response.c" \
+  "$SRC/common/err.c" "$SRC/common/file.c" "$SRC/store/remote_response.c" "$SRC/store/digest.c" \
+  $(pkg-config --libs jansson libcrypto)
+mkdir -p "$OUT/corpus_remote_response"
+cp "$SRC"/tests/fuzz/corpus/remote_response/* "$OUT/corpus_remote_response/"
 cp "$SRC"/tests/fixtures/images/*.png "$OUT/corpus_png/"
 cp "$SRC"/tests/fixtures/images/*.jpg "$OUT/corpus_jpeg/"
-echo "built $OUT/fuzz_png $OUT/fuzz_jpeg $OUT/fuzz_calib_chunk"
+echo "built $OUT/fuzz_png $OUT/fuzz_jpeg $OUT/fuzz_calib_chunk $OUT/fuzz_remote_response"
