@@ -56,3 +56,16 @@ expect_contains "$(cat "$TMP/c.err")" "is corrupt" "C warns about the damaged se
 diff -r "$ckpt_a" "$TMP/c/co50" >/dev/null || fail "C's checkout differs from A's"
 "$AQS" verify >/dev/null 2>&1 || fail "C's store verifies after the damaged secondary"
 pass "a damaged secondary object is refused; the stage is recomputed and the result is right"
+
+# [remote] keys are checked like every .aqstore key: file and line named.
+mkdir -p "$TMP/bad"; cd "$TMP/bad"
+printf '[remote]\nurl = http://127.0.0.1:9\nupload = yes\n' > .aqstore
+expect_error 1 ".aqstore:3: [remote] upload: 'yes' is not true or false" "$AQS" ls
+printf '[remote]\nurl = http://127.0.0.1:9\ntoken_env = abc123-TOKEN\n' > .aqstore
+expect_error 1 ".aqstore:3: [remote] token_env: 'abc123-TOKEN' is not an environment variable name" "$AQS" ls
+printf '[remote]\nurl = http://127.0.0.1:9\nretries = -1\n' > .aqstore
+expect_error 1 ".aqstore:3: [remote] retries: '-1' is not a whole number 0..3600" "$AQS" ls
+printf '[store]\npath = s\n' > .aqstore; "$AQS" init >/dev/null 2>&1
+expect_error 1 "no remote configured: set [remote] url in $TMP/bad/.aqstore" "$AQS" push
+expect_error 2 "expected at least one NAME" "$AQS" pull
+pass "bad [remote] values name the line; push/pull without a remote or a name are clear errors"
