@@ -1,12 +1,42 @@
 /* cli/cli_transfer.c: implementation of cli_transfer.h (shared by cmd_push.c and cmd_pull.c). */
 #include "cli/cli_transfer.h"
 
+#include <getopt.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/cli.h"
 #include "cli/cli_util.h"
+#include "common/progress.h"
+
+int aqs_cli_transfer_args(const char *cmd, const char *usage, int argc, char **argv, int *json, int *first_name) {
+  if (aqs_cli_wants_help(argc, argv)) {
+    fputs(usage, stdout);
+    return AQS_EXIT_OK;
+  }
+  *json = 0;
+  static const struct option longopts[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
+  optind = 1;
+  int ch;
+  while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+    if (ch == 'j') *json = 1;
+    else return aqs_cli_usage_error(cmd, "unknown option");
+  }
+  *first_name = optind;
+  return -1;
+}
+
+static void progress_bytes(uint64_t bytes, void *user) { aqs_progress_add(user, bytes); }
+
+aqs_progress *aqs_cli_transfer_progress(const char *label, int json, aqs_transfer_stats *stats) {
+  aqs_progress *p = json ? NULL : aqs_progress_start(label, 0, "B");
+  if (p) {
+    stats->on_object = progress_bytes;
+    stats->on_object_user = p;
+  }
+  return p;
+}
 
 int aqs_cli_open_with_remote(const char *cmd, unsigned flags, aqs_workspace *ws, aqs_store **store) {
   if (aqs_cli_open_store(cmd, flags, ws, store)) return AQS_EXIT_FAIL;

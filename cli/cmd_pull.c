@@ -5,8 +5,10 @@
 #include "cli/cli_transfer.h"
 #include "cli/cli_util.h"
 
-#include <getopt.h>
+#include <stdio.h>
 #include <string.h>
+
+#include "common/progress.h"
 
 static const char pull_usage[] =
     "usage: aqs pull [--json] NAME...\n"
@@ -27,25 +29,16 @@ static const char pull_usage[] =
     "           requests and retries)\n";
 
 static int run_pull(int argc, char **argv) {
-  if (aqs_cli_wants_help(argc, argv)) {
-    fputs(pull_usage, stdout);
-    return AQS_EXIT_OK;
-  }
-  int json = 0;
-  static const struct option longopts[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
-  optind = 1;
-  int ch;
-  while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-    if (ch == 'j') json = 1;
-    else return aqs_cli_usage_error("pull", "unknown option");
-  }
-  if (optind >= argc) return aqs_cli_usage_error("pull", "expected at least one NAME");
+  int json, first;
+  int rc = aqs_cli_transfer_args("pull", pull_usage, argc, argv, &json, &first);
+  if (rc >= 0) return rc;
+  if (first >= argc) return aqs_cli_usage_error("pull", "expected at least one NAME");
   aqs_workspace ws;
   aqs_store *store;
   if (aqs_cli_open_with_remote("pull", 0, &ws, &store)) return AQS_EXIT_FAIL;
-  int rc = AQS_EXIT_OK;
+  rc = AQS_EXIT_OK;
   json_t *list = json_array();
-  for (int i = optind; !rc && i < argc; i++) {
+  for (int i = first; !rc && i < argc; i++) {
     /* NAME as published (a full build ref or an alias), then the alias of a recipe called NAME. */
     char alias[AQS_REF_NAME_MAX + 1];
     snprintf(alias, sizeof alias, "recipe/%s", argv[i]);
@@ -56,8 +49,10 @@ static int run_pull(int argc, char **argv) {
       aqs_transfer_stats ts = {0};
       aqs_digest target;
       char ref[AQS_REF_NAME_MAX + 1];
-      if (!json) fprintf(stderr, "pulling %s...\n", names[c]);
+      aqs_progress *p = aqs_cli_transfer_progress(names[c], json, &ts);
       st = aqs_tiers_pull(store, names[c], ref, &target, &ts, &e);
+      if (st == AQS_OK) aqs_progress_finish(p);
+      else aqs_progress_abort(p);
       if (st == AQS_OK && json) json_array_append_new(list, aqs_cli_transfer_json(ref, &target, &ts));
       else if (st == AQS_OK) aqs_cli_transfer_print("pulled", ref, &target, &ts);
     }

@@ -5,11 +5,11 @@
 #include "cli/cli_transfer.h"
 #include "cli/cli_util.h"
 
-#include <getopt.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "cli/build_names_cli.h"
+#include "common/progress.h"
 
 static const char push_usage[] =
     "usage: aqs push [--json] [NAME...]\n"
@@ -36,9 +36,12 @@ static int push_one(aqs_store *store, const aqs_build_entry *b, int alias, json_
   int distinct = strcmp(alias_ref, b->ref) != 0;
   aqs_transfer_stats st = {0};
   aqs_err e = {0};
-  if (!list) fprintf(stderr, "pushing %s...\n", b->ref);
-  if (aqs_tiers_push(store, b->ref, alias && distinct ? alias_ref : NULL, &b->record, &st, &e) != AQS_OK)
+  aqs_progress *p = aqs_cli_transfer_progress(b->ref, list != NULL, &st);
+  if (aqs_tiers_push(store, b->ref, alias && distinct ? alias_ref : NULL, &b->record, &st, &e) != AQS_OK) {
+    aqs_progress_abort(p);
     return aqs_cli_fail("push", "%s: %s", b->ref, e.msg);
+  }
+  aqs_progress_finish(p);
   if (list) json_array_append_new(list, aqs_cli_transfer_json(b->ref, &b->record, &st));
   else aqs_cli_transfer_print("pushed", b->ref, &b->record, &st);
   return AQS_EXIT_OK;
@@ -58,25 +61,15 @@ static int push_all(aqs_store *store, json_t *list) {
 }
 
 static int run_push(int argc, char **argv) {
-  if (aqs_cli_wants_help(argc, argv)) {
-    fputs(push_usage, stdout);
-    return AQS_EXIT_OK;
-  }
-  int json = 0;
-  static const struct option longopts[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
-  optind = 1;
-  int ch;
-  while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
-    if (ch == 'j') json = 1;
-    else return aqs_cli_usage_error("push", "unknown option");
-  }
+  int json, first;
+  int rc = aqs_cli_transfer_args("push", push_usage, argc, argv, &json, &first);
+  if (rc >= 0) return rc;
   aqs_workspace ws;
   aqs_store *store;
   if (aqs_cli_open_with_remote("push", AQS_STORE_RDONLY, &ws, &store)) return AQS_EXIT_FAIL;
   json_t *list = json ? json_array() : NULL;
-  int rc = AQS_EXIT_OK;
-  if (optind == argc) rc = push_all(store, list);
-  for (int i = optind; !rc && i < argc; i++) {
+  rc = first == argc ? push_all(store, list) : AQS_EXIT_OK;
+  for (int i = first; !rc && i < argc; i++) {
     aqs_build_entry b;
     rc = aqs_cli_resolve_build("push", store, &ws, NULL, argv[i], &b);
     if (!rc) {

@@ -279,10 +279,12 @@ static aqs_status request(aqs_remote *r, method m, const char *kind, const aqs_d
       continue;
     }
     pthread_mutex_unlock(&r->lock);
+    if (cls == AQS_REMOTE_AUTH && r->token_env[0])
+      return aqs_errf(err, AQS_ERR_IO, "remote %s %s: HTTP %ld: access refused (check the token in $%s)",
+                      method_name(m), url, status, r->token_env);
     if (cls == AQS_REMOTE_AUTH)
-      return aqs_errf(err, AQS_ERR_IO, "remote %s %s: HTTP %ld: access refused (%s%s%s)", method_name(m), url,
-                      status, r->token_env[0] ? "check the token in $" : "set [remote] token_env to send a token",
-                      r->token_env, "");
+      return aqs_errf(err, AQS_ERR_IO, "remote %s %s: HTTP %ld: access refused (no token sent: set [remote] "
+                      "token_env to the variable that holds it)", method_name(m), url, status);
     if (status == 400 && m == M_PUT && strcmp(kind, "ac") == 0)
       return aqs_errf(err, AQS_ERR_IO,
                       "remote PUT %s: HTTP 400: the server refused the action record (bazel-remote must run "

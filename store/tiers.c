@@ -184,6 +184,13 @@ static aqs_status put_checked(aqs_store *s, const aqs_digest *d, const void *dat
   return st;
 }
 
+static void count_moved(aqs_transfer_stats *stats, uint64_t bytes) {
+  if (!stats) return;
+  stats->objects_moved++;
+  stats->bytes_moved += bytes;
+  if (stats->on_object) stats->on_object(bytes, stats->on_object_user);
+}
+
 /* Copies d and its closure from a secondary (children first). */
 static aqs_status copy_from_secondary(aqs_store *s, aqs_store *sec, const aqs_digest *d,
                                       aqs_transfer_stats *stats, aqs_err *err) {
@@ -206,10 +213,7 @@ static aqs_status copy_from_secondary(aqs_store *s, aqs_store *sec, const aqs_di
   st = put_checked(s, d, view.data, view.size,
                    info.kind == AQS_OBJ_FILE_RAW ? AQS_COMPRESS_RAW : AQS_COMPRESS_ZSTD, info.manifest, err);
   aqs_view_release(&view);
-  if (st == AQS_OK && stats) {
-    stats->objects_moved++;
-    stats->bytes_moved += info.size_bytes;
-  }
+  if (st == AQS_OK) count_moved(stats, info.size_bytes);
   return st;
 }
 
@@ -285,10 +289,7 @@ static aqs_status copy_from_remote(aqs_store *s, aqs_remote *r, const aqs_digest
   }
   close(fd);
   unlink(tmp);
-  if (st == AQS_OK && stats) {
-    stats->objects_moved++;
-    stats->bytes_moved += size;
-  }
+  if (st == AQS_OK) count_moved(stats, size);
   return st;
 }
 
@@ -456,10 +457,7 @@ static aqs_status push_object(aqs_store *s, const aqs_digest *d, digest_set *vis
     st = aqs_object_view(s, d, 1, &view, err); /* verified: a damaged object is never sent */
     if (st == AQS_OK) {
       st = aqs_remote_cas_put(t->remote, d, view.data, view.size, err);
-      if (st == AQS_OK && stats) {
-        stats->objects_moved++;
-        stats->bytes_moved += view.size;
-      }
+      if (st == AQS_OK) count_moved(stats, view.size);
       aqs_view_release(&view);
     }
   }

@@ -53,6 +53,9 @@ typedef struct aqs_transfer_stats {
   uint64_t bytes_moved;      /* logical bytes of those */
   uint64_t actions_moved;    /* action records sent or stored */
   uint64_t refs_moved;       /* ref records sent or set */
+  /* Optional: called after each object moved with its size (for a progress line). */
+  void (*on_object)(uint64_t bytes, void *user);
+  void *on_object_user;
 } aqs_transfer_stats;
 
 /* Sends root and everything it reaches to the remote, children before parents (objects already
