@@ -46,6 +46,22 @@ diff -r "$ckpt_a" "$TMP/b/again" >/dev/null || fail "checkout without the second
 mv "$TMP/store-away" "$TMP/store"
 pass "copied hits stay in B"
 
+# Another user (no write permission anywhere in A) uses A as a secondary: runs when the test runs
+# as root with setpriv (CI), to drop to nobody.
+if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
+  chmod a+rx "$TMP"; chmod -R a+rX "$TMP/store" "$TMP/model" "$TMP/recipes" "$TMP/captions.txt"; chmod -R a-w "$TMP/store"
+  mkdir -p "$TMP/other" && chown nobody "$TMP/other" && cd "$TMP/other"
+  as_nobody() { setpriv --reuid=65534 --regid=65534 --clear-groups env HOME="$TMP/other" "$@"; }
+  printf '[store]\npath = s\n[secondary]\nstores = %s\n' "$TMP/store" > .aqstore
+  as_nobody "$AQS" init >/dev/null 2>&1 || fail "init as nobody"
+  out=$(as_nobody "$AQS" build --json "${BUILD_ARGS[@]}" --no-checkout recipe fast50 2>"$TMP/nobody.err") \
+    || fail "build as nobody: $(cat "$TMP/nobody.err")"
+  expect_eq "$(stage_states "$out" fast50)" \
+    "source=HIT calib-set=HIT calibrate=HIT sensitivity=HIT slice=HIT export=HIT" "build as another user"
+  chmod -R u+w "$TMP/store"
+  pass "another user with read permission only uses the store as a secondary: all hits"
+fi
+
 # A damaged object in the secondary is never copied: a fresh store C falls back to computing.
 obj=$(find "$TMP/store/objects" -type f -size +2k | head -1)
 chmod u+w "$obj"; printf 'X' | dd of="$obj" bs=1 seek=100 conv=notrunc 2>/dev/null
