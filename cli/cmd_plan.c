@@ -21,16 +21,16 @@ static const char plan_usage[] =
     "computes and writes nothing.\n"
     "\n"
     "options: --model DIR, --captions FILE, --images JSONL --root DIR, --allow-outside-root,\n"
-    "         --backend cpu|cuda,\n"
-    "         --recipes-dir DIR, --json (see aqs build --help)\n";
+    "         --backend cpu|cuda, --recipes-dir DIR, --rebuild STAGE|all, --json\n"
+    "         (see aqs build --help)\n";
 
 /* A hit answered by a secondary store or the remote says so: its reason holds the tier's label
  * ("secondary /team/cache"), printed as HIT (secondary /team/cache). */
 static void note_hit_sources(aqs_store *store, aqs_build_report *reports, size_t n) {
   for (size_t k = 0; k < n; k++)
-    for (int i = 0; i < AQS_BUILD_STAGES; i++) {
+    for (size_t i = 0; i < reports[k].n_stages; i++) {
       aqs_stage_outcome *o = &reports[k].stages[i];
-      if (!reports[k].stage_done[i] || !o->hit) continue;
+      if (!o->done || !o->hit) continue;
       if (aqs_tiers_action_source(store, &o->key, o->reason, sizeof o->reason, NULL) != AQS_OK)
         o->reason[0] = '\0';
     }
@@ -59,8 +59,8 @@ static int run_plan(int argc, char **argv) {
       rc = aqs_cli_fail_err("plan", &e);
     } else {
       note_hit_sources(store, reports, (size_t)cli.n_names);
-      if (cli.json) rc = aqs_cli_print_json("plan", aqs_build_cli_json(reports, (size_t)cli.n_names, 1));
-      else aqs_build_cli_print(reports, (size_t)cli.n_names, 1, 0);
+      if (cli.json) rc = aqs_cli_print_json("plan", aqs_build_cli_json(reports, (size_t)cli.n_names, 1, NULL));
+      else aqs_build_cli_print(reports, (size_t)cli.n_names, 1, 0, NULL);
     }
   }
   free(reports);

@@ -6,17 +6,6 @@
 
 #include "engine/compute/calibrate.h"
 
-aqs_status aqs_token_batch_of_chunk(const aqs_calib_chunk *c, aqs_token_batch *out, aqs_err *e) {
-  if (c->n_images > 0)
-    return aqs_errf(e, AQS_ERR_UNSUPPORTED,
-                    "calib chunk %lld holds %d images: the compute engine runs the language model "
-                    "only (text calib sets)", (long long)c->first_seq, c->n_images);
-  out->n_seqs = c->n_seqs;
-  out->seq_lens = c->seq_lens;
-  out->token_ids = c->token_ids;
-  return AQS_OK;
-}
-
 typedef struct calib_ctx {
   float (*input_amax)[AQS_LIN_COUNT]; /* (num_layers, slots) */
 } calib_ctx;

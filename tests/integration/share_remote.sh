@@ -56,7 +56,7 @@ cas_before=$(ls "$DATA/cas" | wc -l)
 out=$("$AQS" build --json "${BUILD_ARGS[@]}" --out "$TMP/b/co" recipe fast50 2>"$TMP/b.err") || fail "B's build: $(cat "$TMP/b.err")"
 expect_eq "$(stage_states "$out" fast50)" \
   "source=HIT calib-set=HIT calibrate=HIT sensitivity=HIT slice=HIT export=HIT" "B's build states"
-diff -r "$TMP/a/co" "$TMP/b/co" >/dev/null || fail "B's checkpoint differs from A's"
+diff -r -x .aqs-checkout "$TMP/a/co" "$TMP/b/co" >/dev/null || fail "B's checkpoint differs from A's"
 "$AQS" verify >/dev/null || fail "B's store verifies"
 expect_eq "$(ls "$DATA/cas" | wc -l)" "$cas_before" "B (upload = false) uploaded nothing"
 pass "B's build of the same recipe and data is all hits via the remote; checkpoint identical"
@@ -79,7 +79,7 @@ expect_eq "$(jqr "$pl" '.refs[0].ref')" "$FULL_REF" "pull by recipe name sets th
 expect_eq "$("$AQS" refs | grep -c " $FULL_REF\$")" "1" "pulled ref"
 stop_servers
 "$AQS" checkout fast50 "$TMP/c/co" >/dev/null 2>&1 || fail "checkout after pull, server down"
-diff -r "$TMP/a/co" "$TMP/c/co" >/dev/null || fail "pulled checkout differs from A's"
+diff -r -x .aqs-checkout "$TMP/a/co" "$TMP/c/co" >/dev/null || fail "pulled checkout differs from A's"
 out=$("$AQS" build --json "${BUILD_ARGS[@]}" --no-checkout recipe fast50 2>/dev/null) || fail "offline rebuild"
 expect_eq "$(stage_states "$out" fast50)" \
   "source=HIT calib-set=HIT calibrate=HIT sensitivity=HIT slice=HIT export=HIT" "offline rebuild after pull"

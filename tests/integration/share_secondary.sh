@@ -34,7 +34,7 @@ out=$("$AQS" build --json "${BUILD_ARGS[@]}" --out "$TMP/b/co50" recipe fast50 2
   || fail "B's build: $(cat "$TMP/build.err")"
 expect_eq "$(stage_states "$out" fast50)" \
   "source=HIT calib-set=HIT calibrate=HIT sensitivity=HIT slice=HIT export=HIT" "B's build states"
-diff -r "$ckpt_a" "$TMP/b/co50" >/dev/null || fail "B's checkout differs from A's"
+diff -r -x .aqs-checkout "$ckpt_a" "$TMP/b/co50" >/dev/null || fail "B's checkout differs from A's"
 "$AQS" verify >/dev/null 2>&1 || fail "B's store verifies"
 [ "$("$AQS" stats --json 2>/dev/null | jq .actions)" -gt 0 ] || fail "the hits were copied into B"
 pass "B's build is all hits from the read-only secondary, copied into B, checkout identical"
@@ -42,7 +42,7 @@ pass "B's build is all hits from the read-only secondary, copied into B, checkou
 # B now holds everything: with A gone the checkout still works.
 chmod -R u+w "$TMP/store"; mv "$TMP/store" "$TMP/store-away"
 "$AQS" checkout fast50 "$TMP/b/again" >/dev/null 2>&1 || fail "checkout without the secondary"
-diff -r "$ckpt_a" "$TMP/b/again" >/dev/null || fail "checkout without the secondary differs"
+diff -r -x .aqs-checkout "$ckpt_a" "$TMP/b/again" >/dev/null || fail "checkout without the secondary differs"
 mv "$TMP/store-away" "$TMP/store"
 pass "copied hits stay in B"
 
@@ -69,7 +69,7 @@ mkdir -p "$TMP/c"; printf '[store]\npath = storeC\n[secondary]\nstores = %s\n' "
 cd "$TMP/c"; "$AQS" init >/dev/null 2>&1 || fail "init C"
 out=$("$AQS" build --json "${BUILD_ARGS[@]}" --out "$TMP/c/co50" recipe fast50 2>"$TMP/c.err") || fail "C's build: $(cat "$TMP/c.err")"
 expect_contains "$(cat "$TMP/c.err")" "is corrupt" "C warns about the damaged secondary object"
-diff -r "$ckpt_a" "$TMP/c/co50" >/dev/null || fail "C's checkout differs from A's"
+diff -r -x .aqs-checkout "$ckpt_a" "$TMP/c/co50" >/dev/null || fail "C's checkout differs from A's"
 "$AQS" verify >/dev/null 2>&1 || fail "C's store verifies after the damaged secondary"
 pass "a damaged secondary object is refused; the stage is recomputed and the result is right"
 
