@@ -13,7 +13,7 @@ mkdir -p "$dir/data" "$dir/tmp"
 : > "$dir/faults"
 nport=$(free_port)
 sed -e "s|@DIR@|$dir|g" -e "s|@PORT@|$nport|g" -e "s|@TOKEN@|$token|g" "$here/nginx.conf.in" > "$dir/nginx.conf"
-"$nginx_bin" -c "$dir/nginx.conf" -p "$dir" </dev/null >"$dir/nginx.out" 2>&1 &
+"$nginx_bin" -c "$dir/nginx.conf" -p "$dir" -e "$dir/error.log" </dev/null >"$dir/nginx.out" 2>&1 &
 npid=$!
 pport=$(free_port)
 python3 "$here/fault_proxy.py" "$pport" "$nport" "$dir/faults" </dev/null >"$dir/proxy.out" 2>&1 &
