@@ -260,6 +260,7 @@ static aqs_status slurp_fd(int fd, uint64_t size, void **out, aqs_err *err) {
  * then puts it: objects larger than the inline limit are stored raw (linkable). */
 static aqs_status copy_from_remote(aqs_store *s, aqs_remote *r, const aqs_digest *d,
                                    aqs_transfer_stats *stats, int depth, aqs_err *err) {
+  if (stats) stats->objects++;
   if (aqs_object_exists(s, d)) return AQS_OK;
   if (depth > 64) return aqs_errf(err, AQS_ERR_CORRUPT, "remote manifests nest more than 64 deep");
   char tmp[4400];

@@ -48,7 +48,8 @@ aqs_status aqs_tiers_action_source(aqs_store *s, const aqs_digest *key, char *so
 /* ------------------------------------------------------------------ push / pull (explicit) */
 
 typedef struct aqs_transfer_stats {
-  uint64_t objects;          /* objects visited (closure members) */
+  uint64_t objects;          /* objects visited: push, the closure; pull, the objects looked at
+                                (a present manifest's children are not looked at) */
   uint64_t objects_moved;    /* objects sent (push) or copied in (pull) */
   uint64_t bytes_moved;      /* logical bytes of those */
   uint64_t actions_moved;    /* action records sent or stored */
