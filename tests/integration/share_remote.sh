@@ -138,6 +138,21 @@ pl=$("$AQS" pull --json "$FULL_REF") || fail "pull by full ref"
 expect_eq "$(jqr "$pl" '.refs[0].target')" "$A_RECORD" "pull by full ref"
 pass "persistent wrong bodies, 5xx, a damaged ref record and a missing token are clear errors; stores stay clean"
 
+# A pull killed mid-transfer leaves no ref and a sound store; pulling again completes it.
+printf '%s\n' "ok 40 GET /cas/" "timeout 1000 GET /cas/" > "$FAULTS"
+workspace "$TMP/k" false "$URL"; cd "$TMP/k"
+"$AQS" pull fast50 >/dev/null 2>&1 &
+pull_pid=$!
+for _ in $(seq 100); do [ "$(awk 'NR == 1 {print $2}' "$FAULTS")" = 0 ] && break; sleep 0.1; done
+sleep 0.3; kill -9 "$pull_pid"; wait "$pull_pid" 2>/dev/null || true
+expect_eq "$("$AQS" refs | wc -l)" "0" "refs after a killed pull"
+"$AQS" verify >/dev/null 2>&1 || fail "store after a killed pull"
+fault ""
+"$AQS" pull fast50 >/dev/null 2>&1 || fail "pull after a killed pull"
+expect_eq "$("$AQS" refs | grep -c " $FULL_REF\$")" "1" "ref after the second pull"
+"$AQS" verify >/dev/null 2>&1 || fail "store after the second pull"
+pass "a pull killed mid-transfer leaves no ref and a sound store; the next pull completes"
+
 # A build whose remote fails keeps working locally (one warning, no corruption).
 fault "500 1000"
 workspace "$TMP/g" true "$URL"; cd "$TMP/g"
