@@ -276,7 +276,7 @@ aqs_status aqs_action_lookup(aqs_store *s, const char *stage, const aqs_digest *
     hit = 0;
     if (info) aqs_action_info_free(info);
   }
-  if (!hit && s->tiers) hit = tiers_action_lookup(s, stage, key, info) == AQS_OK;
+  if (!hit && s->tiers) hit = tiers_action_lookup(s, key, info) == AQS_OK;
   count_lookup(s, stage, hit);
   if (!hit) {
     char hex[AQS_DIGEST_STR_SIZE];

@@ -184,8 +184,7 @@ aqs_status action_record_put(aqs_store *s, const aqs_digest *key, const char *re
 /* A local action miss: looks key up in the secondaries, then the remote. On a hit copies the
  * result's closure and the record into s (or, in probe mode, only checks they exist there) and
  * fills info (may be NULL) with source set. AQS_ERR_NOT_FOUND when no tier has it. */
-aqs_status tiers_action_lookup(aqs_store *s, const char *stage, const aqs_digest *key,
-                               aqs_action_info *info);
+aqs_status tiers_action_lookup(aqs_store *s, const aqs_digest *key, aqs_action_info *info);
 /* A local object miss: copies d (and, for a manifest, its closure) from the first tier holding it.
  * Errors: AQS_ERR_NOT_FOUND (no tier has it: err is left untouched, so the caller's miss message stays),
  * AQS_ERR_CORRUPT / AQS_ERR_IO from the transfer, AQS_ERR_UNSUPPORTED in probe mode. */

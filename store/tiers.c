@@ -399,9 +399,7 @@ static aqs_status lookup_remote(aqs_store *s, const aqs_digest *key, aqs_action_
   return st;
 }
 
-aqs_status tiers_action_lookup(aqs_store *s, const char *stage, const aqs_digest *key,
-                               aqs_action_info *info) {
-  (void)stage;
+aqs_status tiers_action_lookup(aqs_store *s, const aqs_digest *key, aqs_action_info *info) {
   store_tiers *t = s->tiers;
   for (size_t i = 0; i < t->n_secondaries; i++)
     if (lookup_secondary(s, &t->secondaries[i], key, info) == AQS_OK) return AQS_OK;
@@ -419,7 +417,7 @@ aqs_status aqs_tiers_action_source(aqs_store *s, const aqs_digest *key, char *so
   int was_probe = s->tiers->probe;
   s->tiers->probe = 1;
   aqs_action_info info;
-  st = tiers_action_lookup(s, NULL, key, &info);
+  st = tiers_action_lookup(s, key, &info);
   s->tiers->probe = was_probe;
   if (st != AQS_OK) {
     char hex[AQS_DIGEST_STR_SIZE];
