@@ -63,8 +63,11 @@ if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
 fi
 
 # A damaged object in the secondary is never copied: a fresh store C falls back to computing.
-obj=$(find "$TMP/store/objects" -type f -size +2k | head -1)
-chmod u+w "$obj"; printf 'X' | dd of="$obj" bs=1 seek=100 conv=notrunc 2>/dev/null
+# The largest object file (a source tensor, in the closure of the source stage C looks up first);
+# one byte flipped.
+obj=$(find "$TMP/store/objects" -type f -printf '%s %p\n' | sort -n | tail -1 | cut -d' ' -f2)
+chmod u+w "$obj"
+python3 -c 'import sys; f = open(sys.argv[1], "r+b"); f.seek(100); b = f.read(1); f.seek(100); f.write(bytes([b[0] ^ 1]))' "$obj"
 mkdir -p "$TMP/c"; printf '[store]\npath = storeC\n[secondary]\nstores = %s\n' "$TMP/store" > "$TMP/c/.aqstore"
 cd "$TMP/c"; "$AQS" init >/dev/null 2>&1 || fail "init C"
 out=$("$AQS" build --json "${BUILD_ARGS[@]}" --out "$TMP/c/co50" recipe fast50 2>"$TMP/c.err") || fail "C's build: $(cat "$TMP/c.err")"
