@@ -18,10 +18,11 @@ int aqs_cli_transfer_args(const char *cmd, const char *usage, int argc, char **a
   *json = 0;
   static const struct option longopts[] = {{"json", no_argument, NULL, 'j'}, {NULL, 0, NULL, 0}};
   optind = 1;
+  opterr = 0;
   int ch;
-  while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
+  while ((ch = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
     if (ch == 'j') *json = 1;
-    else return aqs_cli_usage_error(cmd, "unknown option");
+    else return aqs_cli_bad_option(cmd, longopts, argv);
   }
   *first_name = optind;
   return -1;
