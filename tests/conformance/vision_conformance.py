@@ -161,6 +161,47 @@ def main():
         mine = torch.from_numpy(__import__("numpy").fromfile(os.path.join(ours[prec], "logits.f32"),
                                                               dtype="float32")).reshape(-1, V)
         err = (ref - mine).abs()
+        # where the logits differ: text before the first image, image rows, text after it
+        region, off = [], 0
+        for ids in seqs:
+            first = ids.index(cfg["image_token_id"])
+            last = len(ids) - 1 - ids[::-1].index(cfg["image_token_id"])
+            region += [0 if i < first else 1 if i <= last else 2 for i in range(len(ids))]
+        region = torch.tensor(region)
+        res["logits_" + prec + "_by_region"] = {
+            name: (err[region == k].max().item() / ref.abs().max().item()) if (region == k).any() else None
+            for k, name in enumerate(("before_image", "image", "after_image"))}
+        with torch.no_grad():
+            vis_ref = torch.cat([model.model.visual(px.cuda().to(dtype), grid_thw=torch.tensor([g], device="cuda"))
+                                 if not hasattr(model.model.visual(px.cuda().to(dtype), grid_thw=torch.tensor([g], device="cuda")), "pooler_output")
+                                 else model.model.visual(px.cuda().to(dtype), grid_thw=torch.tensor([g], device="cuda")).pooler_output
+                                 for px, g in zip(patches, GRIDS)]).float().cpu()
+        vis_mine = torch.from_numpy(__import__("numpy").fromfile(os.path.join(ours[prec], "vision.f32"),
+                                                                 dtype="float32")).reshape(vis_ref.shape)
+        # positions: transformers' get_rope_index against ours, and logits with our positions
+        import numpy as np
+        ours_pos = torch.from_numpy(np.fromfile(os.path.join(ours[prec], "pos.i32"), dtype="int32")).reshape(3, -1)
+        off, bad, fed = 0, 0, []
+        with torch.no_grad():
+            for ids, px, g in zip(seqs, patches, GRIDS):
+                it = torch.tensor([ids], device="cuda")
+                gt = torch.tensor([g], device="cuda")
+                mine_pos = ours_pos[:, off:off + len(ids)]
+                try:  # the signature moved between transformers releases
+                    ref_pos = model.model.get_rope_index(input_ids=it, image_grid_thw=gt)[0]
+                    bad += int((ref_pos[:, 0, :].cpu().long() != mine_pos.long()).sum())
+                except Exception as exc:  # noqa: BLE001 - report and keep going
+                    bad = repr(exc)
+                o = model(input_ids=it, pixel_values=px.cuda(), image_grid_thw=gt,
+                          position_ids=mine_pos.long().cuda()[:, None, :], use_cache=False)
+                fed.append(o.logits[0].float().cpu())
+                off += len(ids)
+        fed = torch.cat(fed)
+        res["positions_" + prec] = {"mismatches": bad,
+                                    "logits_with_our_positions_max_rel": (fed - mine).abs().max().item() / ref.abs().max().item()}
+        print("positions", res["positions_" + prec], flush=True)
+        res["vision_out_" + prec] = {"scale": vis_ref.abs().max().item(),
+                                     "max_rel": (vis_ref - vis_mine).abs().max().item() / vis_ref.abs().max().item()}
         res["logits_" + prec] = {"scale": ref.abs().max().item(), "max_rel": err.max().item() / ref.abs().max().item(),
                                  "mean_rel": err.mean().item() / ref.abs().max().item(),
                                  "top1_agreement": (ref.argmax(-1) == mine.argmax(-1)).float().mean().item()}
