@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "cli/build_cli.h"
+#include "common/file.h"
 #include "engine/compute/scores.h"
 #include "engine/export/plan.h"
 #include "engine/model/synth.h"
@@ -27,7 +28,9 @@ static const char demo_usage[] =
     "captions into DIR (default ./aqs-demo), creates a store there, builds the recipes top10 ...\n"
     "top100, checks that top10 and top50 differ exactly as their plans say, and prints what ran,\n"
     "what was reused, the time, the store size and the most sensitive groups (the planted ones).\n"
-    "A second run finds every stage cached.\n";
+    "A second run finds every stage cached. DIR is an ordinary workspace: its .aqstore names the\n"
+    "store, the model and the captions, so `cd DIR` and every command works there (aqs ls,\n"
+    "aqs show top50, aqs diff top10 top50, aqs checkout top50 out/top50, aqs plan recipe top60).\n";
 
 #define DEMO_OUTLIERS "lm.1.down:100000,lm.2.qkv:100000"
 
@@ -51,7 +54,7 @@ static int run_demo(int argc, char **argv) {
     if (ch == 'd') dir = optarg;
     else if (ch == 'b') backend = optarg;
     else if (ch == 'j') as_json = 1;
-    else return aqs_cli_usage_error("demo", "unknown option '%s'", argv[optind - 1]);
+    else return aqs_cli_bad_option("demo", longopts, argv);
   }
   if (optind != argc) return aqs_cli_usage_error("demo", "unexpected argument '%s'", argv[optind]);
   if (ensure_dir(dir) != 0) return aqs_cli_fail("demo", "cannot create %s: %s", dir, strerror(errno));
@@ -71,6 +74,13 @@ static int run_demo(int argc, char **argv) {
   }
   if (access(captions, F_OK) != 0 && aqs_demo_write_captions(captions, 600, 7, &e) != AQS_OK)
     return aqs_cli_fail_err("demo", &e);
+  /* The workspace file that makes DIR an ordinary workspace (kept if the user has one). */
+  snprintf(marker, sizeof marker, "%s/.aqstore", dir);
+  if (access(marker, F_OK) != 0) {
+    static const char ws_text[] = "; the aqs demo's workspace (see .aqstore.example in the aqs sources)\n"
+                                  "[store]\npath = store\n[model]\npath = model\n[data]\ncaptions = captions.txt\n";
+    if (aqs_file_write_atomic(marker, ws_text, sizeof ws_text - 1, &e) != AQS_OK) return aqs_cli_fail_err("demo", &e);
+  }
   snprintf(marker, sizeof marker, "%s/aqs.conf", store_path);
   if (access(marker, F_OK) != 0 && aqs_store_init(store_path, NULL, &e) != AQS_OK) return aqs_cli_fail_err("demo", &e);
   aqs_store *store;
@@ -170,6 +180,7 @@ static int run_demo(int argc, char **argv) {
       json_t *g;
       json_array_foreach(top, k, g) printf(" %s", json_string_value(json_object_get(g, "group")));
       printf("   (planted: %s)\n", DEMO_OUTLIERS);
+      printf("\nexplore: cd %s && aqs ls; aqs show top50; aqs diff top10 top50; aqs checkout top50 out/top50\n", dir);
       json_decref(top);
     }
   }

@@ -508,6 +508,13 @@ static aqs_status prepare_shard(export_ctx *x, shard_job *j, aqs_err *e) {
         add_scalar(&outs[j->nout++], module, "weight_scale", gs->weight_scale[member], x->o->format);
       if (!st) add_scalar(&outs[j->nout++], module, "input_scale", gs->input_scale, x->o->format);
     } else {
+      /* Copied as is: still never a NaN or Inf into a checkpoint (vision and norms included). */
+      int64_t bad = aqs_first_nonfinite(t->dtype, t->data, t->numel);
+      if (bad >= 0) {
+        st = aqs_errf(e, AQS_ERR_NUMERIC, "tensor %s contains NaN or Inf (element %lld); refusing to export it",
+                      t->name, (long long)bad);
+        break;
+      }
       out_tensor *o = &outs[j->nout++];
       snprintf(o->name, sizeof o->name, "%s", t->name);
       o->dtype = t->dtype;

@@ -10,11 +10,12 @@
 
 #include "common/file.h"
 
-/* Files copied byte for byte from the source directory when present. */
+/* Files copied byte for byte from the source directory when present (the model card too: a
+ * quantized checkpoint keeps its license and description). */
 static const char *const aux_files[] = {
   "generation_config.json", "preprocessor_config.json", "video_preprocessor_config.json",
   "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-  "vocab.json", "merges.txt", "chat_template.json", "chat_template.jinja", NULL};
+  "vocab.json", "merges.txt", "chat_template.json", "chat_template.jinja", "README.md", NULL};
 
 static int str_cmp(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);

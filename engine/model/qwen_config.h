@@ -198,7 +198,8 @@ aqs_status aqs_qwen_model_from_config(const aqs_qwen_config *cfg, aqs_qwen_namin
 aqs_status aqs_qwen_detect_naming(const aqs_ckpt *c, aqs_qwen_naming *out, aqs_err *e);
 /* Checks that every non-optional expected tensor is in c with the expected shape.
  * AQS_ERR_NOT_FOUND naming the first missing tensor; AQS_ERR_MISMATCH naming the tensor, its
- * shape and the expected shape (and the config field it derives from). Extra tensors are fine. */
+ * shape and the expected shape (and the config field it derives from); AQS_ERR_MISMATCH naming
+ * num_hidden_layers (or vision depth) and a tensor of a layer beyond it. Other extra tensors are fine. */
 aqs_status aqs_qwen_model_check(const aqs_qwen_model *m, const aqs_ckpt *c, aqs_err *e);
 /* Loads <dir>/config.json, opens the checkpoint, detects naming, derives and checks.
  * On success *model_out and *ckpt_out (either may be NULL if not wanted) are owned by caller. */

@@ -345,7 +345,37 @@ static int is_exported_fp8(const aqs_ckpt *c, const aqs_st_tensor *t) {
   return aqs_ckpt_find(c, scale) != NULL;
 }
 
+/* The layer index after prefix ("…layers.7.…" -> 7), or -1 when name does not start so. */
+static long index_after(const char *name, const char *prefix) {
+  size_t n = strlen(prefix);
+  if (strncmp(name, prefix, n) != 0 || name[n] < '0' || name[n] > '9') return -1;
+  return strtol(name + n, NULL, 10);
+}
+
+/* A checkpoint tensor of a layer or block that config.json does not have: an error naming both
+ * (the extra layers would otherwise be carried into every export silently). */
+static aqs_status check_extra_layers(const aqs_qwen_model *m, const aqs_ckpt *c, aqs_err *e) {
+  char lm[96], vis[96];
+  snprintf(lm, sizeof lm, "%slayers.", aqs_qwen_lm_prefix(m->naming));
+  snprintf(vis, sizeof vis, "%sblocks.", aqs_qwen_vis_prefix(m->naming));
+  for (size_t i = 0; i < c->ntensors; i++) {
+    const char *name = c->tensors[i]->name;
+    long L = index_after(name, lm), B = index_after(name, vis);
+    if (L >= m->cfg.text.num_layers)
+      return aqs_errf(e, AQS_ERR_MISMATCH,
+                      "%s: config.json has num_hidden_layers = %d (layers 0..%d) but the checkpoint has tensor "
+                      "\"%s\" of layer %ld", c->dir, m->cfg.text.num_layers, m->cfg.text.num_layers - 1, name, L);
+    if (B >= m->cfg.vision.depth)
+      return aqs_errf(e, AQS_ERR_MISMATCH,
+                      "%s: config.json has vision_config.depth = %d (blocks 0..%d) but the checkpoint has tensor "
+                      "\"%s\" of block %ld", c->dir, m->cfg.vision.depth, m->cfg.vision.depth - 1, name, B);
+  }
+  return AQS_OK;
+}
+
 aqs_status aqs_qwen_model_check(const aqs_qwen_model *m, const aqs_ckpt *c, aqs_err *e) {
+  aqs_status st = check_extra_layers(m, c, e);
+  if (st) return st;
   for (size_t i = 0; i < m->ntensors; i++) {
     const aqs_qwen_tensor_spec *s = &m->tensors[i];
     const aqs_st_tensor *t = aqs_ckpt_find(c, s->name);

@@ -58,13 +58,17 @@ const char *aqs_order_name(aqs_order o) { return order_names[o]; }
 
 /* ---- one parser per key ---- */
 
+/* A key whose value is one of names[], stored as its index in r->field (of enum type T). */
+#define ENUM_KEY(fn, field, T, names)                \
+  static int fn(const char *v, aqs_recipe *r) {      \
+    int x;                                           \
+    if (!parse_enum(v, ENUM(names), &x)) return 0;   \
+    r->field = (T)x;                                 \
+    return 1;                                        \
+  }
+
 static int k_description(const char *v, aqs_recipe *r) { return copy_text(v, r->description, sizeof r->description); }
-static int k_modality(const char *v, aqs_recipe *r) {
-  int x;
-  if (!parse_enum(v, ENUM(modality_names), &x)) return 0;
-  r->modality = (aqs_modality)x;
-  return 1;
-}
+ENUM_KEY(k_modality, modality, aqs_modality, modality_names)
 static int k_samples(const char *v, aqs_recipe *r) { return parse_int(v, 1, 1000000, &r->calib_samples); }
 static int k_max_len(const char *v, aqs_recipe *r) { return parse_int(v, 2, 1 << 20, &r->max_len); }
 static int k_seed(const char *v, aqs_recipe *r) { return parse_int(v, 0, INT64_MAX, &r->seed); }
@@ -79,12 +83,7 @@ static int k_algorithm(const char *v, aqs_recipe *r) {
 }
 static int k_method(const char *v, aqs_recipe *r) { return aqs_sens_method_parse(v, &r->method, NULL) == AQS_OK; }
 static int k_score_samples(const char *v, aqs_recipe *r) { return parse_int(v, 1, 1000000, &r->score_samples); }
-static int k_scope(const char *v, aqs_recipe *r) {
-  int x;
-  if (!parse_enum(v, ENUM(scope_names), &x)) return 0;
-  r->scope = (aqs_qwen_scope)x;
-  return 1;
-}
+ENUM_KEY(k_scope, scope, aqs_qwen_scope, scope_names)
 static int k_candidates(const char *v, aqs_recipe *r) {
   int x;
   /* "visual.*" / "lm.*", as the group ids read, or the bare words */
@@ -110,12 +109,7 @@ static int k_effective_bits(const char *v, aqs_recipe *r) {
   r->budget_mode = true;
   return 1;
 }
-static int k_order(const char *v, aqs_recipe *r) {
-  int x;
-  if (!parse_enum(v, ENUM(order_names), &x)) return 0;
-  r->order = (aqs_order)x;
-  return 1;
-}
+ENUM_KEY(k_order, order, aqs_order, order_names)
 static int k_order_seed(const char *v, aqs_recipe *r) { return parse_int(v, 0, INT64_MAX, &r->order_seed); }
 static int k_format(const char *v, aqs_recipe *r) {
   int x;
