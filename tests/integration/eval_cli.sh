@@ -1,0 +1,66 @@
+#!/bin/bash
+# tests/integration/eval_cli.sh: `aqs eval` on the tiny model with planted outliers: KL grows
+# with coverage across fast10 ... fast100, the sensitivity order beats the random and
+# most-sensitive-first controls at 50 %, the BF16 baseline is exact, a second eval is all cache
+# hits, a separate eval file changes the eval set, and bad input is refused with a clear message.
+source "$(dirname "$0")/build_common.bash"
+
+printf '[recipe]\nextends = fast50\n[slice]\norder = random\norder_seed = 1\n' > "$TMP/recipes/fast50_random.ini"
+printf '[recipe]\nextends = fast50\n[slice]\norder = most_sensitive_first\n' > "$TMP/recipes/fast50_most.ini"
+sweep=(fast10 fast20 fast30 fast40 fast50 fast60 fast70 fast80 fast90 fast100)
+"${B[@]}" build --no-checkout "${BUILD_ARGS[@]}" recipe "${sweep[@]}" fast50_random fast50_most >/dev/null \
+  || fail "sweep build"
+EVAL_ARGS=(--model "$TMP/model" --calib-captions "$TMP/captions.txt" --recipes-dir "$TMP/recipes" --quiet)
+
+out=$("${B[@]}" eval --json "${EVAL_ARGS[@]}" "${sweep[@]}" fast50_random fast50_most bf16) || fail "eval"
+expect_eq "$(jqr "$out" '[.[] | select(.cached)] | length')" "0" "cached rows of a first eval"
+expect_eq "$(jqr "$out" '.[0].n_seqs')" "32" "held-out sequences (default --samples)"
+# KL(BF16 || scheme) grows with coverage, and so does the p99
+jqr "$out" '[.[0:10][] | .kl_mean]' | python3 -c '
+import json, sys
+kl = json.load(sys.stdin)
+assert all(a < b for a, b in zip(kl, kl[1:])), kl
+assert kl[0] > 0, kl' || fail "KL mean is not increasing across fast10 ... fast100: $(jqr "$out" '[.[] | .kl_mean]')"
+kl50=$(jqr "$out" '.[4].kl_mean'); klr=$(jqr "$out" '.[10].kl_mean'); klm=$(jqr "$out" '.[11].kl_mean')
+awk -v a="$kl50" -v r="$klr" -v m="$klm" 'BEGIN { exit !(a * 3 < r && a * 3 < m) }' \
+  || fail "the sensitivity order (KL $kl50) does not beat random ($klr) and most_sensitive_first ($klm) by 3x"
+top1=$(jqr "$out" '.[4].top1'); top1r=$(jqr "$out" '.[10].top1')
+awk -v a="$top1" -v r="$top1r" 'BEGIN { exit !(a > r) }' || fail "top-1: sensitivity $top1 <= random $top1r"
+# effective bits fall with coverage; checkpoints shrink
+jqr "$out" '[.[0:10][] | .effective_bits]' | python3 -c '
+import json, sys
+b = json.load(sys.stdin)
+assert all(x > y for x, y in zip(b, b[1:])) and b[-1] < 8.5, b' || fail "effective bits"
+# the baseline is the reference itself
+expect_eq "$(jqr "$out" '.[12] | "\(.kl_mean) \(.top1) \(.last_mse) \(.effective_bits)"')" "0 1 0 16" "bf16 row"
+expect_eq "$(jqr "$out" '.[12].ppl == .[12].ref_ppl')" "true" "bf16 perplexity = reference perplexity"
+pass "KL grows with coverage; the sensitivity order beats both controls; baseline exact"
+
+# everything cached: the same numbers, nothing computed
+again=$("${B[@]}" eval --json "${EVAL_ARGS[@]}" "${sweep[@]}" fast50_random fast50_most bf16) || fail "eval again"
+expect_eq "$(jqr "$again" '[.[] | select(.cached | not)] | length')" "0" "rows computed by a second eval"
+expect_eq "$(jqr "$again" '[.[] | .kl_mean]')" "$(jqr "$out" '[.[] | .kl_mean]')" "cached metrics"
+table=$("${B[@]}" eval "${EVAL_ARGS[@]}" fast50 bf16) || fail "eval table"
+expect_contains "$table" "(cached)" "table marks cached rows"
+expect_contains "$table" "32 held-out sequences" "table footer"
+pass "a second eval is all cache hits"
+
+# a separate eval file is another eval set: different key, different numbers
+sed -n '1,20p' "$TMP/captions.txt" | tac > "$TMP/eval.txt"
+sep=$("${B[@]}" eval --json "${EVAL_ARGS[@]}" --captions "$TMP/eval.txt" --samples 10 fast50) || fail "eval --captions"
+expect_eq "$(jqr "$sep" '.[0] | "\(.cached) \(.n_seqs)"')" "false 10" "separate eval set"
+[ "$(jqr "$sep" '.[0].kl_mean')" != "$kl50" ] || fail "a separate eval file gave the held-out numbers"
+pass "--captions FILE evaluates on another set"
+
+# errors
+expect_error 1 "no build of recipe 'nope'" "${B[@]}" eval "${EVAL_ARGS[@]}" nope
+head -32 "$TMP/captions.txt" > "$TMP/few.txt"
+expect_error 1 "calibration uses 32 of them" "${B[@]}" eval --model "$TMP/model" --calib-captions "$TMP/few.txt" \
+  --recipes-dir "$TMP/recipes" --quiet fast50
+expect_error 2 "bad --precision" "${B[@]}" eval --precision f16 fast50
+expect_error 2 "name at least one" "${B[@]}" eval
+"$AQS" synth-model --preset tiny --seed 4 --out "$TMP/other" >/dev/null || fail "synth other"
+expect_error 1 "not from $TMP/other" "${B[@]}" eval --model "$TMP/other" --calib-captions "$TMP/captions.txt" \
+  --recipes-dir "$TMP/recipes" --quiet fast50
+"${B[@]}" eval --help | grep -q "held-out" || fail "eval --help"
+pass "bad names, exhausted captions, bad options and a foreign source are refused"
