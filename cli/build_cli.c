@@ -23,6 +23,7 @@ int aqs_build_cli_parse(const char *cmd, int argc, char **argv, aqs_build_cli *o
       {"backend", required_argument, NULL, 'b'}, {"out", required_argument, NULL, 'o'},
       {"recipes-dir", required_argument, NULL, 'R'}, {"json", no_argument, NULL, 'j'},
       {"no-checkout", no_argument, NULL, 'n'},   {"quiet", no_argument, NULL, 'q'},
+      {"allow-outside-root", no_argument, NULL, 'A'},
       {NULL, 0, NULL, 0}};
   optind = 1;
   opterr = 0;
@@ -39,6 +40,7 @@ int aqs_build_cli_parse(const char *cmd, int argc, char **argv, aqs_build_cli *o
     case 'j': out->json = 1; break;
     case 'n': out->no_checkout = 1; break;
     case 'q': out->quiet = 1; break;
+    case 'A': out->allow_outside_root = 1; break;
     default: return aqs_cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[optind - 1]);
     }
   }
@@ -63,6 +65,7 @@ int aqs_build_cli_prepare(const char *cmd, const aqs_build_cli *cli, const aqs_w
   opts->captions_path = cli->captions ? cli->captions : ws->data_captions;
   opts->images_path = cli->images ? cli->images : ws->data_images;
   opts->images_root = cli->images_root ? cli->images_root : ws->data_images_root;
+  opts->allow_outside_root = cli->allow_outside_root;
   opts->backend = cli->backend ? cli->backend : "cpu";
   opts->out_dir = cli->out_dir;
   opts->no_materialize = cli->no_checkout;
@@ -166,57 +169,4 @@ json_t *aqs_build_cli_json(const aqs_build_report *reports, size_t n, int plan) 
     json_array_append_new(arr, doc);
   }
   return arr;
-}
-
-int aqs_cli_export_dir(const char *cmd, const char *arg, aqs_cli_export_ctx *ctx, char *dir_out, size_t n) {
-  struct stat sb;
-  if (stat(arg, &sb) == 0 && S_ISDIR(sb.st_mode)) {
-    snprintf(dir_out, n, "%s", arg);
-    return 0;
-  }
-  if (!ctx->store && aqs_cli_open_store(cmd, 0, &ctx->ws, &ctx->store)) return AQS_EXIT_FAIL;
-  aqs_err e = {0};
-  aqs_digest rec, ckpt;
-  json_t *doc = NULL;
-  if (aqs_build_record_load(ctx->store, arg, &rec, &doc, &e) != AQS_OK ||
-      aqs_build_record_stage(doc, "export", &ckpt, &e) != AQS_OK) {
-    json_decref(doc);
-    aqs_cli_fail(cmd, "%s is neither a checkpoint directory nor a built recipe: %s", arg, e.msg);
-    return AQS_EXIT_FAIL;
-  }
-  json_decref(doc);
-  char tmp[4200];
-  snprintf(tmp, sizeof tmp, "%s/tmp/checkout-XXXXXX", aqs_store_path(ctx->store));
-  if (!mkdtemp(tmp)) {
-    aqs_cli_fail(cmd, "cannot create %s: %s", tmp, strerror(errno));
-    return AQS_EXIT_FAIL;
-  }
-  int k = ctx->n_tmp++;
-  snprintf(ctx->tmp_dirs[k], sizeof ctx->tmp_dirs[k], "%s", tmp);
-  if (aqs_path_join(dir_out, n, tmp, "checkout")) {
-    aqs_cli_fail(cmd, "path too long: %s", tmp);
-    return AQS_EXIT_FAIL;
-  }
-  if (aqs_ckpt_materialize(ctx->store, &ckpt, dir_out, AQS_LINK_REFLINK, &e) != AQS_OK)
-    return aqs_cli_fail_err(cmd, &e);
-  return 0;
-}
-
-void aqs_cli_export_ctx_free(aqs_cli_export_ctx *ctx) {
-  for (int k = 0; k < ctx->n_tmp; k++) {
-    char cmd[4400];
-    /* Checkouts are read-only files in one directory under the store's tmp/. */
-    DIR *d = opendir(ctx->tmp_dirs[k]);
-    struct dirent *de;
-    while (d && (de = readdir(d))) {
-      if (de->d_name[0] == '.') continue;
-      if (aqs_path_join(cmd, sizeof cmd, ctx->tmp_dirs[k], de->d_name) == 0) aqs_rm_flat_dir(cmd);
-    }
-    if (d) closedir(d);
-    rmdir(ctx->tmp_dirs[k]);
-  }
-  if (ctx->store) {
-    aqs_store_close(ctx->store);
-    aqs_workspace_free(&ctx->ws);
-  }
 }

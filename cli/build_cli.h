@@ -10,7 +10,7 @@
 
 typedef struct aqs_build_cli {
   const char *model_dir, *captions, *images, *images_root, *backend, *out_dir, *recipes_dir;
-  int json, no_checkout, quiet;
+  int json, no_checkout, quiet, allow_outside_root;
   char **names;     /* recipe names (argv) */
   int n_names;
 } aqs_build_cli;
@@ -30,17 +30,5 @@ json_t *aqs_build_cli_json(const aqs_build_report *reports, size_t n, int plan);
 
 /* Link mode parser shared with checkout: 0 or -1. */
 int aqs_cli_parse_link_mode(const char *s, aqs_link_mode *out);
-
-/* Commands that take checkpoints (aqs diff) accept a directory or a built recipe's name; a name
- * is checked out into a temporary directory under the store, removed by _free. */
-typedef struct aqs_cli_export_ctx {
-  aqs_workspace ws;
-  aqs_store *store;        /* opened on the first name */
-  int n_tmp;
-  char tmp_dirs[2][4200];
-} aqs_cli_export_ctx;
-/* Fills dir_out with a directory holding arg's checkpoint. 0 or an exit status (error printed). */
-int aqs_cli_export_dir(const char *cmd, const char *arg, aqs_cli_export_ctx *ctx, char *dir_out, size_t n);
-void aqs_cli_export_ctx_free(aqs_cli_export_ctx *ctx);
 
 #endif

@@ -3,6 +3,9 @@
 #include "cli/cli_util.h"
 
 #include "cli/cli.h"
+#include "cli/suggest.h"
+
+#include <getopt.h>
 
 #include <errno.h>
 #include <inttypes.h>
@@ -25,6 +28,27 @@ int aqs_cli_usage_error(const char *cmd, const char *fmt, ...) {
   fprintf(stderr, " (see aqs %s --help)\n", cmd);
   va_end(ap);
   return AQS_EXIT_USAGE;
+}
+
+int aqs_cli_bad_option(const char *cmd, const struct option *longopts, char **argv) {
+  const char *arg = optind > 0 ? argv[optind - 1] : "?";
+  char name[128];
+  snprintf(name, sizeof name, "%s", arg);
+  char *eq = strchr(name, '=');
+  if (eq) *eq = '\0';
+  const char *names[64];
+  size_t n = 0;
+  for (size_t i = 0; longopts && longopts[i].name && n < 64; i++) {
+    if (strncmp(name, "--", 2) == 0 && strcmp(name + 2, longopts[i].name) == 0 &&
+        longopts[i].has_arg == required_argument)
+      return aqs_cli_usage_error(cmd, "option '%s' needs a value", name);
+    names[n++] = longopts[i].name;
+  }
+  if (optopt && optopt != '?' && arg[0] == '-' && arg[1] != '-')
+    return aqs_cli_usage_error(cmd, "option '-%c' is unknown or needs a value", optopt);
+  const char *near = strncmp(name, "--", 2) == 0 ? aqs_suggest(name + 2, names, n) : NULL;
+  if (near) return aqs_cli_usage_error(cmd, "unknown option '%s'; did you mean '--%s'?", name, near);
+  return aqs_cli_usage_error(cmd, "unknown option '%s'", name);
 }
 
 int aqs_cli_wants_help(int argc, char **argv) {
@@ -55,9 +79,6 @@ int aqs_cli_open_store(const char *cmd, unsigned flags, aqs_workspace *ws, aqs_s
     aqs_workspace_free(ws);
     return rc;
   }
-  char index_dir[4200];
-  snprintf(index_dir, sizeof index_dir, "%s/index", ws->store_path);
-  if ((flags & AQS_STORE_RDONLY) && access(index_dir, W_OK) == 0) flags &= ~AQS_STORE_RDONLY;
   aqs_err err = {0};
   if (aqs_store_open(ws->store_path, flags, store, &err) != AQS_OK) {
     if (err.code == AQS_ERR_NOT_FOUND)

@@ -35,6 +35,13 @@ int aqs_cli_fail_err(const char *cmd, const aqs_err *err);
 /* Prints "aqs <cmd>: <msg> (see aqs <cmd> --help)" and returns AQS_EXIT_USAGE. */
 int aqs_cli_usage_error(const char *cmd, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* The one message for an option getopt_long rejected (call it with opterr = 0 when getopt_long
+ * returns '?' or ':'): "option '--out' needs a value" for a known option without its value,
+ * else "unknown option '--bogus'" (plus the nearest known option when one is close). Prints
+ * "aqs <cmd>: <message> (see aqs <cmd> --help)" and returns AQS_EXIT_USAGE. */
+struct option;
+int aqs_cli_bad_option(const char *cmd, const struct option *longopts, char **argv);
+
 /* 1 when argv holds --help or -h (before any "--"). */
 int aqs_cli_wants_help(int argc, char **argv);
 

@@ -24,6 +24,7 @@ static const char build_usage[] =
     "  --model DIR         source checkpoint ([model] path)\n"
     "  --captions FILE     caption file, one per line ([data] captions)\n"
     "  --images JSONL      image+caption rows ([data] images), with --root DIR\n"
+    "  --allow-outside-root  let image rows be absolute or leave --root (trusted data only)\n"
     "  --backend cpu|cuda  compute backend for calibration and sensitivity (cpu)\n"
     "  --out DIR           where to write the checkpoint (one recipe only)\n"
     "  --no-checkout       build into the store only\n"

@@ -12,7 +12,7 @@
 #include "engine/calib/calib_stage.h"
 
 static const char calib_usage[] =
-    "usage: aqs calib (--captions FILE | --images JSONL [--root DIR])\n"
+    "usage: aqs calib (--captions FILE | --images JSONL [--root DIR] [--allow-outside-root])\n"
     "                 (--tokenizer FILE|DIR | --model DIR) [--config preprocessor_config.json]\n"
     "                 [--samples N] [--seed S] [--max-len L] [--template T]\n"
     "                 [--chunk-seqs N] [--skip-bad] [--json]\n"
@@ -25,7 +25,10 @@ static const char calib_usage[] =
     "datasets:\n"
     "  --captions FILE  UTF-8 text, one caption per line\n"
     "  --images JSONL   rows {\"image\": path, \"caption\": text}; paths relative to --root\n"
-    "  --root DIR       image root (default: the JSONL's directory)\n"
+    "  --root DIR       image root (default: the JSONL's directory); a row that is\n"
+    "                   absolute, has a '..' part or is a symlink leading out of it is a\n"
+    "                   bad row\n"
+    "  --allow-outside-root  follow such rows (trusted datasets only)\n"
     "options:\n"
     "  --tokenizer P    tokenizer.json, or a directory holding one\n"
     "  --model DIR      checkpoint directory: its tokenizer.json and preprocessor_config.json\n"
@@ -91,7 +94,7 @@ static int calib_run(int argc, char **argv) {
     return AQS_EXIT_OK;
   }
   enum { O_CAPTIONS = 1, O_IMAGES, O_ROOT, O_TOK, O_MODEL, O_CONFIG, O_SAMPLES, O_SEED, O_MAXLEN,
-         O_TEMPLATE, O_CHUNK, O_SKIP, O_JSON };
+         O_TEMPLATE, O_CHUNK, O_SKIP, O_JSON, O_OUTSIDE };
   static const struct option longopts[] = {
       {"captions", required_argument, NULL, O_CAPTIONS}, {"images", required_argument, NULL, O_IMAGES},
       {"root", required_argument, NULL, O_ROOT},         {"tokenizer", required_argument, NULL, O_TOK},
@@ -99,7 +102,8 @@ static int calib_run(int argc, char **argv) {
       {"samples", required_argument, NULL, O_SAMPLES},   {"seed", required_argument, NULL, O_SEED},
       {"max-len", required_argument, NULL, O_MAXLEN},    {"template", required_argument, NULL, O_TEMPLATE},
       {"chunk-seqs", required_argument, NULL, O_CHUNK},  {"skip-bad", no_argument, NULL, O_SKIP},
-      {"json", no_argument, NULL, O_JSON},               {NULL, 0, NULL, 0}};
+      {"json", no_argument, NULL, O_JSON},               {"allow-outside-root", no_argument, NULL, O_OUTSIDE},
+      {NULL, 0, NULL, 0}};
   aqs_calib_opts o = {0};
   o.samples = 128;
   o.max_len = 2048;
@@ -134,6 +138,7 @@ static int calib_run(int argc, char **argv) {
         break;
       case O_SKIP: o.skip_bad = 1; break;
       case O_JSON: as_json = 1; break;
+      case O_OUTSIDE: o.allow_outside_root = 1; break;
       default:
         return aqs_cli_usage_error(cmd, "unknown option or missing value '%s'", argv[optind - 1]);
     }
@@ -142,6 +147,7 @@ static int calib_run(int argc, char **argv) {
   if (!!o.captions_path == !!o.images_jsonl)
     return aqs_cli_usage_error(cmd, "give exactly one of --captions FILE or --images JSONL");
   if (o.images_root && !o.images_jsonl) return aqs_cli_usage_error(cmd, "--root needs --images");
+  if (o.allow_outside_root && !o.images_jsonl) return aqs_cli_usage_error(cmd, "--allow-outside-root needs --images");
   aqs_workspace ws;
   aqs_store *store = NULL;
   int rc = aqs_cli_open_store(cmd, 0, &ws, &store);

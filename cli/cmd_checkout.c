@@ -10,18 +10,24 @@
 #include "engine/stages/build.h"
 #include "engine/stages/ckpt_store.h"
 #include "cli/build_cli.h"
+#include "cli/build_names_cli.h"
 
 static const char checkout_usage[] =
-    "usage: aqs checkout [--link-mode reflink|hardlink|copy] NAME DIR\n"
+    "usage: aqs checkout [--link-mode reflink|hardlink|copy] [--model DIR] [--captions FILE] NAME DIR\n"
     "\n"
-    "Writes the checkpoint of built recipe NAME (or of a checkpoint manifest digest) into DIR:\n"
-    "a Hugging Face directory in ModelOpt's FP8 format, files read-only. DIR is created, or\n"
-    "replaced if it is an earlier aqs checkout; any other existing DIR is refused.\n"
+    "Writes the checkpoint of build NAME (or of a checkpoint manifest digest) into DIR: a Hugging\n"
+    "Face directory in ModelOpt's FP8 format, files read-only. NAME resolves as in aqs show (a\n"
+    "recipe name, NAME@MODEL[+DATA], a ref, a digest). DIR is created, or replaced if it is an\n"
+    "earlier aqs checkout; any other existing DIR is refused, and so is an earlier checkout that\n"
+    "holds a file aqs did not write (the message names it: aqs never deletes your files). DIR\n"
+    "must name a directory: '', '.', '..' and '/' are refused.\n"
     "\n"
     "options:\n"
     "  --link-mode MODE   reflink (default from .aqstore: copy-on-write where the filesystem\n"
     "                     can, else an in-kernel copy), hardlink (shares files with the store),\n"
-    "                     or copy\n";
+    "                     or copy\n"
+    "  --model DIR        the model that picks among builds of NAME ([model] path)\n"
+    "  --captions FILE    the data that picks among builds of NAME ([data] captions)\n";
 
 int aqs_cli_parse_link_mode(const char *s, aqs_link_mode *out) {
   if (strcmp(s, "reflink") == 0) *out = AQS_LINK_REFLINK;
@@ -37,35 +43,47 @@ static int run_checkout(int argc, char **argv) {
     return AQS_EXIT_OK;
   }
   const char *mode_text = NULL;
-  static const struct option longopts[] = {{"link-mode", required_argument, NULL, 'l'}, {NULL, 0, NULL, 0}};
+  aqs_cli_scope_flags scope = {0};
+  static const struct option longopts[] = {{"link-mode", required_argument, NULL, 'l'},
+                                           {"model", required_argument, NULL, 'M'},
+                                           {"captions", required_argument, NULL, 'C'},
+                                           {NULL, 0, NULL, 0}};
   optind = 1;
+  opterr = 0;
   int ch;
   while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
     if (ch == 'l') mode_text = optarg;
-    else return aqs_cli_usage_error("checkout", "unknown option");
+    else if (ch == 'M') scope.model_dir = optarg;
+    else if (ch == 'C') scope.data_file = optarg;
+    else return aqs_cli_bad_option("checkout", longopts, argv);
   }
   if (optind + 2 != argc) return aqs_cli_usage_error("checkout", "expected NAME and DIR");
+  const char *name = argv[optind], *dir = argv[optind + 1];
+  aqs_link_mode mode;
+  if (mode_text && aqs_cli_parse_link_mode(mode_text, &mode) != 0)
+    return aqs_cli_usage_error("checkout", "bad --link-mode '%s' (reflink, hardlink or copy)", mode_text);
   aqs_workspace ws;
   aqs_store *store;
   if (aqs_cli_open_store("checkout", 0, &ws, &store)) return AQS_EXIT_FAIL;
-  aqs_link_mode mode = ws.link_mode;
+  if (!mode_text) mode = ws.link_mode;
   int rc = AQS_EXIT_OK;
   aqs_err e = {0};
-  json_t *doc = NULL;
-  aqs_digest ckpt, rec;
-  if (mode_text && aqs_cli_parse_link_mode(mode_text, &mode) != 0) {
-    rc = aqs_cli_usage_error("checkout", "bad --link-mode '%s' (reflink, hardlink or copy)", mode_text);
-  } else if (aqs_build_record_load(store, argv[optind], &rec, &doc, &e) == AQS_OK) {
-    if (aqs_build_record_stage(doc, "export", &ckpt, &e) != AQS_OK ||
-        aqs_ckpt_materialize(store, &ckpt, argv[optind + 1], mode, &e) != AQS_OK)
-      rc = aqs_cli_fail_err("checkout", &e);
-  } else if (aqs_store_resolve(store, argv[optind], &ckpt, &e) == AQS_OK) {
-    if (aqs_ckpt_materialize(store, &ckpt, argv[optind + 1], mode, &e) != AQS_OK) rc = aqs_cli_fail_err("checkout", &e);
+  aqs_digest ckpt;
+  json_t *manifest = NULL;
+  /* A checkpoint manifest digest checks out as is; any other name must reach a build. */
+  if (aqs_store_resolve(store, name, &ckpt, &e) == AQS_OK &&
+      aqs_ckpt_load_manifest(store, &ckpt, "aqs-checkpoint", &manifest, &e) == AQS_OK) {
+    json_decref(manifest);
   } else {
-    rc = aqs_cli_fail_err("checkout", &e);
+    aqs_build_entry b;
+    rc = aqs_cli_resolve_build("checkout", store, &ws, &scope, name, &b);
+    if (!rc) {
+      if (aqs_build_record_stage(b.doc, "export", &ckpt, &e) != AQS_OK) rc = aqs_cli_fail_err("checkout", &e);
+      json_decref(b.doc);
+    }
   }
-  if (rc == AQS_EXIT_OK) printf("%s\n", argv[optind + 1]);
-  json_decref(doc);
+  if (!rc && aqs_ckpt_materialize(store, &ckpt, dir, mode, &e) != AQS_OK) rc = aqs_cli_fail_err("checkout", &e);
+  if (rc == AQS_EXIT_OK) printf("%s\n", dir);
   aqs_store_close(store);
   aqs_workspace_free(&ws);
   return rc;

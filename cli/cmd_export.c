@@ -63,6 +63,7 @@ static int run_export(int argc, char **argv) {
       {"json", no_argument, NULL, 'j'},        {"quiet", no_argument, NULL, 'q'},
       {NULL, 0, NULL, 0}};
   optind = 1;
+  opterr = 0;
   int ch;
   while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
     switch (ch) {
@@ -74,7 +75,7 @@ static int run_export(int argc, char **argv) {
     case 's': source_digest = optarg; break;
     case 'j': as_json = 1; break;
     case 'q': quiet = 1; break;
-    default: return aqs_cli_usage_error("export", "unknown option");
+    default: return aqs_cli_bad_option("export", longopts, argv);
     }
   }
   if (optind < argc) return aqs_cli_usage_error("export", "unexpected argument '%s'", argv[optind]);

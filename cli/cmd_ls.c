@@ -1,5 +1,6 @@
-/* cli/cmd_ls.c: `aqs ls`: the recipes built in this store (refs recipe/<name>) with their plan
- * summary, or with --recipes every recipe that can be built (built-in and workspace). */
+/* cli/cmd_ls.c: `aqs ls`: the builds in this store (one per recipe, model and data: refs
+ * recipe/...) with their plan summary and provenance, or with --recipes every recipe that can be
+ * built (built-in and workspace). Both lists are in natural order (top10, top20, ..., top100). */
 #include "cli/cli.h"
 #include "cli/cli_util.h"
 
@@ -8,49 +9,37 @@
 #include <string.h>
 
 #include "engine/stages/build.h"
+#include "engine/stages/build_names.h"
 
 static const char ls_usage[] =
-    "usage: aqs ls [--recipes] [--json]\n"
+    "usage: aqs ls [--recipes [--recipes-dir DIR]] [--json]\n"
     "\n"
-    "Lists the recipes built in this store: name, FP8 groups / candidate groups, effective bits,\n"
-    "and the checkpoint digest. With --recipes, lists the recipes that can be built instead\n"
-    "(built-in ones and those in the workspace's recipes directory), with their descriptions.\n"
+    "Lists the builds in this store, one line per (recipe, model, data): recipe, FP8 groups /\n"
+    "candidate groups, effective bits, the model (source digest) and data (calib-set digest)\n"
+    "prefixes, when and by whom it was built. NAME@MODEL picks one build where a recipe was built\n"
+    "on several models (aqs show, checkout, diff). With --recipes, lists the recipes that can be\n"
+    "built instead (built-in ones and those in the workspace's recipes directory), with their\n"
+    "descriptions.\n"
     "\n"
     "options:\n"
-    "  --recipes   list buildable recipes instead of built ones\n"
-    "  --json      print JSON\n";
+    "  --recipes           list buildable recipes instead of builds\n"
+    "  --recipes-dir DIR   workspace recipes for --recipes ([recipes] path in .aqstore)\n"
+    "  --json              print JSON\n";
 
-typedef struct ls_ctx {
-  aqs_store *store;
-  json_t *rows;
-} ls_ctx;
-
-static int add_build(const char *name, const aqs_digest *target, void *user) {
-  ls_ctx *c = user;
-  if (strncmp(name, "recipe/", 7) != 0) return 0;
-  json_t *doc;
-  aqs_digest rec;
-  aqs_err e = {0};
-  if (aqs_build_record_load(c->store, name, &rec, &doc, &e) != AQS_OK) return 0;
-  (void)target;
-  json_t *summary = json_object_get(doc, "summary");
-  aqs_digest ckpt;
-  char hex[AQS_DIGEST_STR_SIZE];
-  const char *ckpt_str = aqs_build_record_stage(doc, "export", &ckpt, &e) == AQS_OK ? aqs_digest_str(&ckpt, hex) : "";
-  json_array_append_new(c->rows, json_pack("{s:s, s:O, s:s}", "recipe", name + 7, "summary",
-                                           summary ? summary : json_null(), "checkpoint", ckpt_str));
-  json_decref(doc);
-  return 0;
+static int by_natural(const void *a, const void *b) {
+  return aqs_natural_cmp(*(char *const *)a, *(char *const *)b);
 }
 
-static int list_recipes(const aqs_workspace *ws, int as_json) {
-  aqs_recipe_source src = {.workspace_dir = ws->recipes_path};
+static int list_recipes(const char *recipes_dir, int as_json) {
+  aqs_recipe_source src = {.workspace_dir = recipes_dir};
   char **names;
   size_t n;
   aqs_err e = {0};
   if (aqs_recipe_list(&src, &names, &n, &e) != AQS_OK) return aqs_cli_fail_err("ls", &e);
+  qsort(names, n, sizeof *names, by_natural);
   json_t *rows = json_array();
   int rc = AQS_EXIT_OK;
+  if (!as_json) printf("%-22s %s\n", "RECIPE", "DESCRIPTION");
   for (size_t i = 0; i < n; i++) {
     aqs_recipe r;
     aqs_err re = {0};
@@ -60,10 +49,9 @@ static int list_recipes(const aqs_workspace *ws, int as_json) {
                                             ok ? r.description : re.msg));
     else if (ok)
       printf("%-22s %s\n", names[i], r.description);
-    else {
+    else
       printf("%-22s (invalid: %s)\n", names[i], re.msg);
-      rc = AQS_EXIT_FAIL;
-    }
+    if (!ok) rc = AQS_EXIT_FAIL;
     free(names[i]);
   }
   free(names);
@@ -72,57 +60,87 @@ static int list_recipes(const aqs_workspace *ws, int as_json) {
   return rc;
 }
 
+static json_t *build_row(const aqs_build_entry *b) {
+  json_t *summary = json_object_get(b->doc, "summary");
+  char m[AQS_DIGEST_STR_SIZE], d[AQS_DIGEST_STR_SIZE], ck[AQS_DIGEST_STR_SIZE], when[32];
+  aqs_digest ckpt;
+  aqs_err e = {0};
+  aqs_digest_str(&b->model, m);
+  aqs_digest_str(&b->data, d);
+  const char *ckpt_str = aqs_build_record_stage(b->doc, "export", &ckpt, &e) == AQS_OK ? aqs_digest_str(&ckpt, ck) : "";
+  return json_pack("{s:s, s:s, s:s, s:s, s:O, s:s, s:o, s:s}", "recipe", b->recipe, "ref", b->ref, "model", m, "data", d,
+                   "summary", summary ? summary : json_null(), "checkpoint", ckpt_str, "time",
+                   b->time_ns ? json_string(aqs_cli_time(when, sizeof when, b->time_ns)) : json_null(), "user", b->user);
+}
+
+static void print_builds(const aqs_build_entry *list, size_t n) {
+  if (n == 0) {
+    printf("no builds yet (aqs build recipe NAME; aqs ls --recipes lists the recipes)\n");
+    return;
+  }
+  printf("%-22s %-9s %-8s %-12s %-12s %-20s %s\n", "RECIPE", "FP8", "BITS", "MODEL", "DATA", "BUILT", "BY");
+  for (size_t i = 0; i < n; i++) {
+    const aqs_build_entry *b = &list[i];
+    json_t *s = json_object_get(b->doc, "summary");
+    char m[AQS_DIGEST_SHORT_LEN + 1], d[AQS_DIGEST_SHORT_LEN + 1], when[32] = "-", groups[32];
+    aqs_digest_short(&b->model, m);
+    aqs_digest_short(&b->data, d);
+    if (b->time_ns) aqs_cli_time(when, sizeof when, b->time_ns);
+    snprintf(groups, sizeof groups, "%lld/%lld", (long long)json_integer_value(json_object_get(s, "fp8")),
+             (long long)json_integer_value(json_object_get(s, "candidates")));
+    printf("%-22s %-9s %-8.4f %-12s %-12s %-20s %s\n", b->recipe, groups,
+           json_number_value(json_object_get(s, "effective_bits")), m, d, when, b->user[0] ? b->user : "-");
+  }
+}
+
 static int run_ls(int argc, char **argv) {
   if (aqs_cli_wants_help(argc, argv)) {
     fputs(ls_usage, stdout);
     return AQS_EXIT_OK;
   }
   int as_json = 0, recipes = 0;
+  const char *recipes_dir = NULL;
   static const struct option longopts[] = {{"json", no_argument, NULL, 'j'},
                                            {"recipes", no_argument, NULL, 'r'},
+                                           {"recipes-dir", required_argument, NULL, 'R'},
                                            {NULL, 0, NULL, 0}};
   optind = 1;
+  opterr = 0;
   int ch;
   while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
     if (ch == 'j') as_json = 1;
     else if (ch == 'r') recipes = 1;
-    else return aqs_cli_usage_error("ls", "unknown option");
+    else if (ch == 'R') recipes_dir = optarg;
+    else return aqs_cli_bad_option("ls", longopts, argv);
   }
   if (optind < argc) return aqs_cli_usage_error("ls", "unexpected argument '%s'", argv[optind]);
+  if (recipes_dir && !recipes) return aqs_cli_usage_error("ls", "--recipes-dir goes with --recipes");
   aqs_workspace ws;
   if (recipes) {
     if (aqs_cli_load_workspace("ls", &ws)) return AQS_EXIT_FAIL;
-    int rc = list_recipes(&ws, as_json);
+    int rc = list_recipes(recipes_dir ? recipes_dir : ws.recipes_path, as_json);
     aqs_workspace_free(&ws);
     return rc;
   }
   aqs_store *store;
   if (aqs_cli_open_store("ls", AQS_STORE_RDONLY, &ws, &store)) return AQS_EXIT_FAIL;
-  ls_ctx c = {.store = store, .rows = json_array()};
+  aqs_build_entry *list = NULL;
+  size_t n = 0;
   aqs_err e = {0};
   int rc = AQS_EXIT_OK;
-  if (aqs_ref_foreach(store, add_build, &c, &e) != AQS_OK) rc = aqs_cli_fail_err("ls", &e);
-  if (rc == AQS_EXIT_OK && as_json) {
-    rc = aqs_cli_print_json("ls", c.rows);
-    c.rows = NULL;
-  } else if (rc == AQS_EXIT_OK) {
-    size_t i;
-    json_t *row;
-    if (json_array_size(c.rows) == 0) printf("no recipes built yet (aqs build recipe NAME)\n");
-    json_array_foreach(c.rows, i, row) {
-      json_t *s = json_object_get(row, "summary");
-      const char *ck = json_string_value(json_object_get(row, "checkpoint"));
-      printf("%-22s %3lld/%-3lld groups FP8  %6.3f bits  sha256:%.12s\n",
-             json_string_value(json_object_get(row, "recipe")),
-             (long long)json_integer_value(json_object_get(s, "fp8")),
-             (long long)json_integer_value(json_object_get(s, "candidates")),
-             json_number_value(json_object_get(s, "effective_bits")), ck && strlen(ck) > 7 ? ck + 7 : "");
-    }
+  if (aqs_build_list(store, &list, &n, &e) != AQS_OK) {
+    rc = aqs_cli_fail_err("ls", &e);
+  } else if (as_json) {
+    json_t *rows = json_array();
+    for (size_t i = 0; i < n; i++) json_array_append_new(rows, build_row(&list[i]));
+    rc = aqs_cli_print_json("ls", rows);
+  } else {
+    print_builds(list, n);
   }
-  json_decref(c.rows);
+  aqs_build_list_free(list, n);
   aqs_store_close(store);
   aqs_workspace_free(&ws);
   return rc;
 }
 
-const aqs_cmd aqs_cmd_ls = {"ls", "list built recipes (or --recipes: buildable ones)", run_ls};
+const aqs_cmd aqs_cmd_ls = {"ls", "list builds: recipe, model, data, bits, when, who (--recipes: buildable)", run_ls};

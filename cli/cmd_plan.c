@@ -19,7 +19,8 @@ static const char plan_usage[] =
     "its result). Takes the same options as aqs build; opens the store read-only, so it\n"
     "computes and writes nothing.\n"
     "\n"
-    "options: --model DIR, --captions FILE, --images JSONL --root DIR, --backend cpu|cuda,\n"
+    "options: --model DIR, --captions FILE, --images JSONL --root DIR, --allow-outside-root,\n"
+    "         --backend cpu|cuda,\n"
     "         --recipes-dir DIR, --json (see aqs build --help)\n";
 
 static int run_plan(int argc, char **argv) {

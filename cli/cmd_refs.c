@@ -6,6 +6,8 @@
 #include <getopt.h>
 #include <string.h>
 
+#include "engine/stages/ckpt_store.h"
+
 static const char refs_usage[] =
     "usage: aqs refs [--json]                          list refs: digest and name\n"
     "       aqs refs log NAME [--json]                 the ref's history, newest first\n"
@@ -14,7 +16,9 @@ static const char refs_usage[] =
     "\n"
     "A ref names an object (usually a checkpoint or stage manifest). Refs pin what they name,\n"
     "and everything its manifests list, against aqs gc. Each ref keeps its last 20 changes.\n"
-    "DIGEST may be abbreviated or be another ref's name.\n"
+    "DIGEST may be abbreviated or be another ref's name. Names are segments of letters, digits,\n"
+    "'.', '_', '-' separated by single '/' (no '.' or '..' segment). Refs under recipe/ name builds\n"
+    "(aqs ls lists them): they may only point at build records.\n"
     "\n"
     "options:\n"
     "  --json        print the list or the history as JSON\n"
@@ -125,6 +129,13 @@ static int cmd_refs_run(int argc, char **argv) {
   } else if (strcmp(verb, "set") == 0) {
     aqs_digest target;
     st = resolve_target(store, args[2], &target, &err);
+    json_t *record = NULL;
+    aqs_err kind_err = {0};
+    if (st == AQS_OK && strncmp(args[1], "recipe/", 7) == 0 &&
+        aqs_ckpt_load_manifest(store, &target, "aqs-build", &record, &kind_err) != AQS_OK)
+      st = aqs_errf(&err, AQS_ERR_INVALID, "refs under recipe/ name builds, and %s is not a build record (%s)",
+                    args[2], kind_err.msg);
+    json_decref(record);
     if (st == AQS_OK) st = aqs_ref_set(store, args[1], &target, message, &err);
     if (st == AQS_OK && !as_json) {
       char digest[AQS_DIGEST_STR_SIZE];

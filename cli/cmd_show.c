@@ -8,20 +8,29 @@
 #include <string.h>
 
 #include "engine/export/plan.h"
+#include "cli/build_names_cli.h"
 #include "engine/stages/build.h"
 
 static const char show_usage[] =
-    "usage: aqs show [--json | --markdown | --scores] NAME\n"
+    "usage: aqs show [--json | --markdown | --scores] [--model DIR] [--captions FILE] NAME\n"
     "\n"
-    "Shows the latest build of recipe NAME (its ref recipe/NAME): the recipe's parameters, the\n"
-    "digest of every stage's result, the effective bits, and each group's decision with its\n"
-    "sensitivity score (FP8 groups first, least sensitive first).\n"
+    "Shows one build of recipe NAME: when and by whom it was built, its model and data, every\n"
+    "recipe parameter, the digest of every stage's result, the effective bits, and each group's\n"
+    "decision with its sensitivity score (FP8 groups first, least sensitive first). Scores are\n"
+    "printed as 1.234e-06, bits with 4 decimals.\n"
+    "\n"
+    "NAME is a recipe name when the store holds one build of it, or one for the workspace's\n"
+    "model and data ([model] path and [data] captions in .aqstore, or --model / --captions);\n"
+    "NAME@MODEL[+DATA] picks a build by digest prefixes (aqs ls shows them); a ref name or a\n"
+    "build record digest works too.\n"
     "\n"
     "options:\n"
-    "  --json       print JSON: the build record plus \"plan\"\n"
-    "  --markdown   print the per-layer sensitivity table (Markdown; aqs build also writes it\n"
-    "               beside each checkout as <dir>.per-layer-sensitivity.md)\n"
-    "  --scores     print the sensitivity manifest: per-group scores, costs, ranking (JSON)\n";
+    "  --json            print JSON: the build record plus \"plan\" and \"build_record\"\n"
+    "  --markdown        print the per-layer sensitivity table (Markdown; aqs build also writes it\n"
+    "                    beside each checkout as <dir>.per-layer-sensitivity.md)\n"
+    "  --scores          print the sensitivity manifest: per-group scores, costs, ranking (JSON)\n"
+    "  --model DIR       the model that picks among builds of NAME ([model] path)\n"
+    "  --captions FILE   the data that picks among builds of NAME ([data] captions)\n";
 
 static aqs_status load_plan(aqs_store *store, const json_t *doc, aqs_plan **plan, aqs_err *e) {
   aqs_digest d;
@@ -44,23 +53,67 @@ static int by_format_score(const void *a, const void *b) {
   return aqs_group_id_cmp(x->group, y->group);
 }
 
+/* A recipe parameter as the recipe file writes it. */
+static void print_param(const char *key, const json_t *v) {
+  if (json_is_string(v)) printf("  %-18s %s\n", key, json_string_value(v));
+  else if (json_is_integer(v)) printf("  %-18s %lld\n", key, (long long)json_integer_value(v));
+  else if (json_is_real(v)) printf("  %-18s %g\n", key, json_real_value(v));
+  else if (json_is_boolean(v)) printf("  %-18s %s\n", key, json_is_true(v) ? "true" : "false");
+}
+
+static void print_header(const aqs_build_entry *b, const aqs_plan *plan) {
+  const json_t *doc = b->doc, *summary = json_object_get(doc, "summary");
+  char when[32], m[AQS_DIGEST_STR_SIZE], d[AQS_DIGEST_STR_SIZE];
+  aqs_digest_str(&b->model, m);
+  aqs_digest_str(&b->data, d);
+  printf("recipe          %s\n", b->recipe);
+  printf("build           %s@%.12s+%.12s\n", b->recipe, m + 7, d + 7);
+  if (b->ref[0]) printf("ref             %s\n", b->ref);
+  if (b->time_ns) printf("built           %s by %s\n", aqs_cli_time(when, sizeof when, b->time_ns), b->user);
+  printf("model           %.19s\n", m);
+  printf("data            %.19s (calib-set)\n", d);
+  printf("groups          %lld FP8 of %lld candidates (%lld groups in scope %s)\n",
+         (long long)json_integer_value(json_object_get(summary, "fp8")),
+         (long long)json_integer_value(json_object_get(summary, "candidates")),
+         (long long)json_integer_value(json_object_get(summary, "groups")), plan->scope);
+  printf("effective bits  %.4f\n", json_number_value(json_object_get(summary, "effective_bits")));
+  printf("\nparameters\n");
+  const char *key;
+  json_t *v;
+  json_object_foreach((json_t *)json_object_get(doc, "recipe_params"), key, v) print_param(key, v);
+  printf("\nstages\n");
+  for (size_t i = 0; i < AQS_BUILD_STAGES; i++) {
+    aqs_digest sd;
+    char hex[AQS_DIGEST_STR_SIZE];
+    aqs_err ignore = {0};
+    if (aqs_build_record_stage(doc, aqs_build_stage_names[i], &sd, &ignore) == AQS_OK)
+      printf("  %-16s %s\n", aqs_build_stage_names[i], aqs_digest_str(&sd, hex));
+  }
+}
+
 static int run_show(int argc, char **argv) {
   if (aqs_cli_wants_help(argc, argv)) {
     fputs(show_usage, stdout);
     return AQS_EXIT_OK;
   }
   int as_json = 0, markdown = 0, scores = 0;
+  aqs_cli_scope_flags scope = {0};
   static const struct option longopts[] = {{"json", no_argument, NULL, 'j'},
                                            {"markdown", no_argument, NULL, 'm'},
                                            {"scores", no_argument, NULL, 's'},
+                                           {"model", required_argument, NULL, 'M'},
+                                           {"captions", required_argument, NULL, 'C'},
                                            {NULL, 0, NULL, 0}};
   optind = 1;
+  opterr = 0;
   int ch;
   while ((ch = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
     if (ch == 'j') as_json = 1;
     else if (ch == 'm') markdown = 1;
     else if (ch == 's') scores = 1;
-    else return aqs_cli_usage_error("show", "unknown option");
+    else if (ch == 'M') scope.model_dir = optarg;
+    else if (ch == 'C') scope.data_file = optarg;
+    else return aqs_cli_bad_option("show", longopts, argv);
   }
   if (optind + 1 != argc) return aqs_cli_usage_error("show", "expected one recipe name");
   const char *name = argv[optind];
@@ -70,9 +123,12 @@ static int run_show(int argc, char **argv) {
   aqs_err e = {0};
   json_t *doc = NULL;
   aqs_plan *plan = NULL;
-  aqs_digest rec;
-  int rc = AQS_EXIT_OK;
-  if (aqs_build_record_load(store, name, &rec, &doc, &e) != AQS_OK || load_plan(store, doc, &plan, &e) != AQS_OK) {
+  aqs_build_entry b;
+  int rc = aqs_cli_resolve_build("show", store, &ws, &scope, name, &b);
+  if (rc) goto out;
+  doc = b.doc;
+  aqs_digest rec = b.record;
+  if (load_plan(store, doc, &plan, &e) != AQS_OK) {
     rc = aqs_cli_fail_err("show", &e);
     goto out;
   }
@@ -93,23 +149,14 @@ static int run_show(int argc, char **argv) {
     char hex[AQS_DIGEST_STR_SIZE];
     json_object_set_new(doc, "plan", pdoc ? pdoc : json_null());
     json_object_set_new(doc, "build_record", json_string(aqs_digest_str(&rec, hex)));
+    json_object_set_new(doc, "ref", b.ref[0] ? json_string(b.ref) : json_null());
+    json_object_set_new(doc, "user", json_string(b.user));
+    json_object_set_new(doc, "time", b.time_ns ? json_string(aqs_cli_time(hex, sizeof hex, b.time_ns)) : json_null());
     rc = aqs_cli_print_json("show", doc);
     doc = NULL;
     goto out;
   }
-  json_t *summary = json_object_get(doc, "summary");
-  printf("recipe          %s\n", json_string_value(json_object_get(doc, "recipe")));
-  printf("groups          %lld FP8 of %lld candidates (%lld groups in scope %s)\n",
-         (long long)json_integer_value(json_object_get(summary, "fp8")),
-         (long long)json_integer_value(json_object_get(summary, "candidates")),
-         (long long)json_integer_value(json_object_get(summary, "groups")), plan->scope);
-  printf("effective bits  %.4f\n", json_number_value(json_object_get(summary, "effective_bits")));
-  for (size_t i = 0; i < AQS_BUILD_STAGES; i++) {
-    aqs_digest d;
-    char hex[AQS_DIGEST_STR_SIZE];
-    if (aqs_build_record_stage(doc, aqs_build_stage_names[i], &d, &e) == AQS_OK)
-      printf("%-15s %s\n", aqs_build_stage_names[i], aqs_digest_str(&d, hex));
-  }
+  print_header(&b, plan);
   size_t *order = malloc((plan->n + 1) * sizeof *order);
   for (size_t i = 0; i < plan->n; i++) order[i] = i;
   sort_plan = plan;
@@ -118,7 +165,7 @@ static int run_show(int argc, char **argv) {
   for (size_t i = 0; i < plan->n; i++) {
     const aqs_plan_entry *en = &plan->entries[order[i]];
     if (en->has_score)
-      printf("%-16s %-6s %.6g\n", en->group, aqs_format_name(en->format), en->score);
+      printf("%-16s %-6s %.3e\n", en->group, aqs_format_name(en->format), en->score);
     else
       printf("%-16s %-6s -\n", en->group, aqs_format_name(en->format));
   }

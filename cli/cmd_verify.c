@@ -3,22 +3,32 @@
 #include "cli/cli.h"
 #include "cli/cli_util.h"
 
+#include <errno.h>
 #include <getopt.h>
+#include <unistd.h>
 #include <inttypes.h>
 #include <string.h>
 
 static const char verify_usage[] =
     "usage: aqs verify [--sample N] [--seed S] [--no-quarantine] [--json]\n"
+    "       aqs verify --reindex [--json]\n"
     "\n"
     "Re-hashes stored objects and compares them with their digests (and checks that every\n"
     "manifest's children are present). Each bad object is reported on stderr with its digest and\n"
     "moved to <store>/quarantine/, so reads fail clearly and a later put of the right bytes\n"
-    "repairs it. Exits 1 when any object was corrupt or missing, 0 when all checked were good.\n"
+    "repairs it. A full run also reports object files the index does not know (a lost index).\n"
+    "Exits 1 when any object was corrupt or missing, 0 when all checked were good. On a store\n"
+    "you cannot write (another user's, a read-only mount) it reports without quarantining.\n"
+    "\n"
+    "--reindex rebuilds a lost, empty or damaged index from objects/ (every file re-hashed; bad\n"
+    "ones go to quarantine/) and the store's journal (inline objects, actions, refs). Run it\n"
+    "when no other aqs uses the store.\n"
     "\n"
     "options:\n"
     "  --sample N       check a random sample of N objects instead of all\n"
     "  --seed S         seed for --sample (default: from the clock)\n"
     "  --no-quarantine  report only; leave bad objects in place\n"
+    "  --reindex        rebuild the index (see above) and print what was restored\n"
     "  --json           print {checked, ok, corrupt, missing, bytes_checked, quarantined,\n"
     "                   bad: [{digest, status, message}]} on stdout\n";
 
@@ -36,6 +46,41 @@ static void on_bad(const aqs_digest *d, aqs_status status, const char *msg, void
                                             aqs_status_name(status), "message", msg));
 }
 
+static int run_reindex(aqs_workspace *ws, int as_json) {
+  if (aqs_cli_load_workspace("verify", ws)) return AQS_EXIT_FAIL;
+  aqs_err err = {0};
+  aqs_reindex_report r;
+  int rc = AQS_EXIT_OK;
+  if (aqs_store_reindex(ws->store_path, &r, &err) != AQS_OK) {
+    rc = aqs_cli_fail_err("verify", &err);
+  } else if (as_json) {
+    rc = aqs_cli_print_json(
+        "verify",
+        json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I}", "files_scanned",
+                  (json_int_t)r.files_scanned, "files_bad", (json_int_t)r.files_bad,
+                  "files_quarantined", (json_int_t)r.files_quarantined, "journal_records",
+                  (json_int_t)r.journal_records, "journal_damaged", (json_int_t)r.journal_damaged,
+                  "objects", (json_int_t)r.objects, "inline_objects", (json_int_t)r.inline_objects,
+                  "manifests_dropped", (json_int_t)r.manifests_dropped, "actions",
+                  (json_int_t)r.actions, "actions_dropped", (json_int_t)r.actions_dropped, "refs",
+                  (json_int_t)r.refs, "refs_dropped", (json_int_t)r.refs_dropped));
+  } else {
+    printf("reindexed %s: %" PRIu64 " objects (%" PRIu64 " files, %" PRIu64
+           " inline from the journal), %" PRIu64 " actions, %" PRIu64 " refs\n",
+           ws->store_path, r.objects, r.objects - r.inline_objects, r.inline_objects, r.actions,
+           r.refs);
+    if (r.files_bad || r.journal_damaged || r.manifests_dropped || r.actions_dropped ||
+        r.refs_dropped)
+      printf("left out: %" PRIu64 " bad object files (quarantined), %" PRIu64
+             " damaged journal spans, %" PRIu64 " manifests, %" PRIu64 " actions, %" PRIu64
+             " refs (what they need is gone)\n",
+             r.files_bad, r.journal_damaged, r.manifests_dropped, r.actions_dropped,
+             r.refs_dropped);
+  }
+  aqs_workspace_free(ws);
+  return rc;
+}
+
 static int cmd_verify_run(int argc, char **argv) {
   if (aqs_cli_wants_help(argc, argv)) {
     fputs(verify_usage, stdout);
@@ -46,10 +91,11 @@ static int cmd_verify_run(int argc, char **argv) {
     {"seed", required_argument, NULL, 's'},
     {"no-quarantine", no_argument, NULL, 'q'},
     {"json", no_argument, NULL, 'j'},
+    {"reindex", no_argument, NULL, 'r'},
     {NULL, 0, NULL, 0},
   };
   aqs_verify_opts opts = {.sample = 0, .seed = 0, .quarantine = 1};
-  int as_json = 0, c;
+  int as_json = 0, reindex = 0, c;
   opterr = 0;
   optind = 1;
   while ((c = getopt_long(argc, argv, ":", longopts, NULL)) != -1) {
@@ -65,6 +111,7 @@ static int cmd_verify_run(int argc, char **argv) {
       break;
     case 'q': opts.quarantine = 0; break;
     case 'j': as_json = 1; break;
+    case 'r': reindex = 1; break;
     case ':': return aqs_cli_usage_error("verify", "option '%s' needs a value", argv[optind - 1]);
     default: return aqs_cli_usage_error("verify", "unknown option '%s'", argv[optind - 1]);
     }
@@ -73,6 +120,18 @@ static int cmd_verify_run(int argc, char **argv) {
 
   aqs_workspace ws;
   aqs_store *store;
+  if (reindex) return run_reindex(&ws, as_json);
+  /* Without write access to the index, report only. */
+  if (opts.quarantine && aqs_cli_load_workspace("verify", &ws) == AQS_EXIT_OK) {
+    char index_dir[4200];
+    snprintf(index_dir, sizeof index_dir, "%s/index", ws.store_path);
+    if (access(index_dir, W_OK) != 0 && errno != ENOENT) {
+      fprintf(stderr, "aqs verify: store %s is not writable: reporting without quarantining\n",
+              ws.store_path);
+      opts.quarantine = 0;
+    }
+    aqs_workspace_free(&ws);
+  }
   int rc = aqs_cli_open_store("verify", opts.quarantine ? 0 : AQS_STORE_RDONLY, &ws, &store);
   if (rc) return rc;
   verify_listing listing = {.bad = as_json ? json_array() : NULL};
@@ -85,11 +144,12 @@ static int cmd_verify_run(int argc, char **argv) {
     json_decref(listing.bad);
   } else {
     if (as_json) {
-      json_t *doc = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "checked",
+      json_t *doc = json_pack("{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:o}", "checked",
                               (json_int_t)report.checked, "ok", (json_int_t)report.ok, "corrupt",
                               (json_int_t)report.corrupt, "missing", (json_int_t)report.missing,
                               "bytes_checked", (json_int_t)report.bytes_checked, "quarantined",
-                              (json_int_t)report.quarantined, "bad", listing.bad);
+                              (json_int_t)report.quarantined, "unindexed",
+                              (json_int_t)report.unindexed, "bad", listing.bad);
       rc = aqs_cli_print_json("verify", doc);
     } else {
       char bytes[32];

@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/ini_text.h"
+
 typedef enum value_kind {
   KIND_PATH,       /* one path, relative to the .aqstore's directory */
   KIND_PATH_LIST,  /* comma-separated paths; repeated lines append */
@@ -205,26 +207,25 @@ aqs_status aqs_workspace_init_defaults(aqs_workspace *ws, aqs_err *err) {
 typedef struct parse_ctx {
   aqs_workspace *ws;
   const char *path;
-  FILE *file;
-  int line;              /* number of the line the reader handed to inih last */
-  int overlong_line;     /* first line longer than inih's buffer, 0 if none */
-  int error_line;        /* first line the handler rejected, 0 if none */
+  aqs_ini_text src;      /* the text; src.line: the line inih was handed last */
+  int error_line;        /* first line the handler (or the section check) rejected, 0 if none */
   char error_msg[512];
 } parse_ctx;
 
-/* inih line reader that counts lines and detects lines too long for inih's fixed buffer
- * (which would otherwise be split silently into two lines). */
-static char *counting_reader(char *str, int num, void *stream) {
+static int handler_fail(parse_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static int section_known(const char *section);
+
+/* The line reader: inih calls the handler for keys only, so a "[section]" line without keys is
+ * checked here, or an unknown empty section would pass silently. */
+static char *section_checking_reader(char *str, int num, void *stream) {
   parse_ctx *ctx = stream;
-  if (!fgets(str, num, ctx->file)) return NULL;
-  ctx->line++;
-  size_t n = strlen(str);
-  int next;
-  if (n == (size_t)num - 1 && str[n - 1] != '\n' && (next = fgetc(ctx->file)) != EOF) {
-    if (!ctx->overlong_line) ctx->overlong_line = ctx->line;
-    while (next != EOF && next != '\n') next = fgetc(ctx->file);
-    str[0] = '\n';
-    str[1] = '\0';
+  if (!aqs_ini_text_reader(str, num, &ctx->src)) return NULL;
+  const char *p = str + strspn(str, " \t");
+  const char *end = p[0] == '[' ? strchr(p, ']') : NULL;
+  if (end) {
+    char name[128];
+    snprintf(name, sizeof name, "%.*s", (int)(end - p - 1), p + 1);
+    if (!section_known(name)) handler_fail(ctx, "unknown section [%s]", name);
   }
   return str;
 }
@@ -232,7 +233,7 @@ static char *counting_reader(char *str, int num, void *stream) {
 static int handler_fail(parse_ctx *ctx, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static int handler_fail(parse_ctx *ctx, const char *fmt, ...) {
   if (!ctx->error_line) {
-    ctx->error_line = ctx->line;
+    ctx->error_line = ctx->src.line;
     va_list ap;
     va_start(ap, fmt);
     vsnprintf(ctx->error_msg, sizeof ctx->error_msg, fmt, ap);
@@ -379,21 +380,21 @@ static int ini_handler_fn(void *user, const char *section, const char *name, con
     return handler_fail(ctx, "duplicate key '%s' in section [%s] (first set on line %d)", name,
                         section, prev->line);
   if (!apply_value(ctx, k, value)) return 0;
-  if (add_entry(ctx->ws, section, name, value, ctx->line) != 0)
+  if (add_entry(ctx->ws, section, name, value, ctx->src.line) != 0)
     return handler_fail(ctx, "out of memory");
   return 1;
 }
 
 aqs_status aqs_workspace_parse_file(aqs_workspace *ws, const char *path, aqs_err *err) {
-  FILE *f = fopen(path, "r");
-  if (!f) return aqs_errno(err, errno == ENOENT ? AQS_ERR_NOT_FOUND : AQS_ERR_IO, errno,
-                           "cannot read workspace config %s", path);
+  char *text;
+  aqs_status rd = aqs_ini_text_load(path, AQS_INPUT_WORKSPACE, &text, err);
+  if (rd != AQS_OK) return rd;
   char *cwd = NULL;
   char *abs_path = path[0] == '/' ? strdup(path) : ((cwd = current_dir()) ? join_path(cwd, path) : NULL);
   free(cwd);
   char *root = abs_path ? dir_of(abs_path) : NULL;
   if (!abs_path || !root) {
-    fclose(f);
+    free(text);
     free(abs_path);
     free(root);
     return aqs_errf(err, AQS_ERR_NOMEM, "out of memory reading %s", path);
@@ -411,19 +412,17 @@ aqs_status aqs_workspace_parse_file(aqs_workspace *ws, const char *path, aqs_err
     }
   }
 
-  parse_ctx ctx = {.ws = ws, .path = path, .file = f};
-  int syntax_line = ini_parse_stream(counting_reader, &ctx, ini_handler_fn, &ctx);
-  int read_failed = ferror(f);
-  fclose(f);
-  if (read_failed) return aqs_errf(err, AQS_ERR_IO, "error reading workspace config %s", path);
+  parse_ctx ctx = {.ws = ws, .path = path, .src = {.text = text}};
+  int syntax_line = ini_parse_stream(section_checking_reader, &ctx, ini_handler_fn, &ctx);
+  free(text);
   if (syntax_line < 0) return aqs_errf(err, AQS_ERR_NOMEM, "out of memory parsing %s", path);
 
   /* Report whichever problem comes first in the file. */
   int first = 0;
   const char *what = NULL;
   char buf[96];
-  if (ctx.overlong_line) {
-    first = ctx.overlong_line;
+  if (ctx.src.overlong_line) {
+    first = ctx.src.overlong_line;
     snprintf(buf, sizeof buf, "line longer than %d characters", INI_MAX_LINE - 2);
     what = buf;
   }

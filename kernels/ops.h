@@ -172,6 +172,44 @@ struct aqs_ops {
   void (*swiglu_bwd)(aqs_backend *be, float *dgate, float *dup, const float *dout,
                      const float *gate, const float *up, size_t n);
 
+  /* ---------------- vision tower (Qwen2.5-VL; engine/compute/vision*.c) ---------------- */
+  /* Row gather: dst (n, width) row i = src row idx[i]. idx (n) int32 backend memory, every entry
+   * a valid row of src (the model code builds the indices). Exact copy (no rounding). */
+  void (*gather_rows)(aqs_backend *be, float *dst, const float *src, const int32_t *idx, int n,
+                      int width);
+  /* Row scatter: dst row idx[i] = src row i for i in [0, n); other dst rows untouched. The idx
+   * entries must be distinct (then the result does not depend on order). Exact copy. */
+  void (*scatter_rows)(aqs_backend *be, float *dst, const float *src, const int32_t *idx, int n,
+                       int width);
+  /* GELU, exact erf form (torch nn.GELU()): out = x * 0.5 * (1 + erf(x / sqrt(2))), F32 math.
+   * BF16 mode: out rounded. out may alias x. */
+  void (*gelu_fwd)(aqs_backend *be, float *out, const float *x, size_t n);
+  /* dx = dout * gelu'(x), gelu'(x) = Phi(x) + x * phi(x). BF16 mode: dx rounded. dx may alias dout. */
+  void (*gelu_bwd)(aqs_backend *be, float *dx, const float *dout, const float *x, size_t n);
+  /* Vision 2-D rotary embedding, in place on x (N, H, D) (rotate-half form as rope_fwd).
+   * pos (2, N) int32 backend: row 0 = patch row (h), row 1 = patch column (w).
+   * inv_freq[j] = 1 / theta^(2j / (D/2)) (F32), j in [0, D/4). Column c uses f = c mod D/2:
+   * f < D/4 -> angle = h * inv_freq[f], else angle = w * inv_freq[f - D/4] (F32 product);
+   * cos/sin in F32. x*cos + rotate_half(x)*sin in F32, rounded once in BF16 mode (transformers'
+   * apply_rotary_pos_emb_vision upcasts q/k to float). D % 4 == 0. */
+  void (*vision_rope_fwd)(aqs_backend *be, float *x, const int32_t *pos, int N, int H, int D,
+                          float theta);
+  /* In place: the adjoint of vision_rope_fwd (gradient w.r.t. its input). BF16: rounded once. */
+  void (*vision_rope_bwd)(aqs_backend *be, float *dx, const int32_t *pos, int N, int H, int D,
+                          float theta);
+  /* Bidirectional (non-causal) multi-head attention over packed segments: every token of segment
+   * s = [cu_seqlens[s], cu_seqlens[s+1]) attends to every token of s. q, k, v, out (N, H*D);
+   * lse (N, H) as attention_fwd (may be NULL). Scale 1/sqrt(D), F32 softmax. Empty segments
+   * (cu_seqlens[s] == cu_seqlens[s+1]) are allowed. BF16 mode: out rounded. */
+  void (*attention_full_fwd)(aqs_backend *be, float *out, float *lse, const float *q,
+                             const float *k, const float *v, const int32_t *cu_seqlens, int B,
+                             int max_seqlen, int N, int H, int D);
+  /* Gradients dq, dk, dv (N, H*D) (overwritten) of attention_full_fwd. BF16: rounded at the end. */
+  void (*attention_full_bwd)(aqs_backend *be, float *dq, float *dk, float *dv, const float *dout,
+                             const float *out, const float *lse, const float *q, const float *k,
+                             const float *v, const int32_t *cu_seqlens, int B, int max_seqlen,
+                             int N, int H, int D);
+
   /* ---------------- losses and distributions (always F32 math) ---------------- */
   /* Next-token cross-entropy on logits (N, V) with targets (N) (target < 0: row ignored).
    * *loss_sum_host = sum over kept rows of -log_softmax(logits)[target] (double).

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "common/version.h"
+#include "store/journal.h"
 #include "store/store_internal.h"
 
 void aqs_action_info_free(aqs_action_info *info) {
@@ -65,6 +66,9 @@ static aqs_status act_put_body(wtx *w, void *ctx, aqs_err *err) {
   aqs_status st = wput(w, w->s->env->db_act, p->key.bytes, AQS_DIGEST_BYTES, p->record,
                        strlen(p->record), 0, err);
   if (st == AQS_OK && !existed) st = wcounter_add(w, "actions", 1, err);
+  if (st == AQS_OK)
+    st = journal_append(w, J_ACTION, p->key.bytes, AQS_DIGEST_BYTES, p->record, strlen(p->record),
+                        err);
   return st;
 }
 
@@ -238,6 +242,7 @@ static aqs_status act_del_body(wtx *w, void *ctx, aqs_err *err) {
   }
   aqs_status st = wdel(w, w->s->env->db_act, key->bytes, AQS_DIGEST_BYTES, NULL, 0, err);
   if (st == AQS_OK) st = wcounter_add(w, "actions", -1, err);
+  if (st == AQS_OK) st = journal_append(w, J_ACTION_DEL, key->bytes, AQS_DIGEST_BYTES, NULL, 0, err);
   return st;
 }
 

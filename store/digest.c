@@ -9,6 +9,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "common/file.h"
+
 #define HASH_BLOCK_BYTES (1u << 20)
 
 static const char hex_digits[] = "0123456789abcdef";
@@ -173,11 +175,10 @@ aqs_status aqs_sha256_fd(int fd, uint64_t offset, uint64_t length, const char *w
 }
 
 aqs_status aqs_sha256_file(const char *path, aqs_digest *out, uint64_t *size_out, aqs_err *err) {
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return aqs_errno(err, errno == ENOENT ? AQS_ERR_NOT_FOUND : AQS_ERR_IO, errno, "opening %s",
-                     path);
-  aqs_status st = aqs_sha256_fd(fd, 0, AQS_TO_EOF, path, out, size_out, err);
+  int fd;
+  aqs_status st = aqs_file_open_input(path, AQS_INPUT_HASHED, &fd, NULL, err);
+  if (st != AQS_OK) return st;
+  st = aqs_sha256_fd(fd, 0, AQS_TO_EOF, path, out, size_out, err);
   close(fd);
   return st;
 }

@@ -11,6 +11,7 @@
 #include <unistd.h>
 #include <zstd.h>
 
+#include "store/journal.h"
 #include "store/store_internal.h"
 
 #define PUT_BLOCK_BYTES (1u << 20)
@@ -48,6 +49,14 @@ aqs_status obj_index_insert(wtx *w, const aqs_digest *d, const obj_rec *rec, con
   if (st == AQS_OK && (rec->flags & OBJ_FLAG_MANIFEST)) st = wcounter_add(w, "manifests", 1, err);
   if (st == AQS_OK) st = wcounter_add(w, "bytes_logical", (int64_t)rec->size_bytes, err);
   if (st == AQS_OK) st = wcounter_add(w, "bytes_stored", (int64_t)rec->stored_bytes, err);
+  if (st == AQS_OK && rec->kind == AQS_OBJ_INLINE_ZSTD) {
+    uint8_t head[AQS_DIGEST_BYTES + 1];
+    memcpy(head, d->bytes, AQS_DIGEST_BYTES);
+    head[AQS_DIGEST_BYTES] = rec->flags & OBJ_FLAG_MANIFEST ? 1 : 0;
+    st = journal_append(w, J_OBJ_INLINE, head, sizeof head, inline_data, inline_len, err);
+  } else if (st == AQS_OK && (rec->flags & OBJ_FLAG_MANIFEST)) {
+    st = journal_append(w, J_OBJ_FILE_MANIFEST, d->bytes, AQS_DIGEST_BYTES, NULL, 0, err);
+  }
   return st;
 }
 
@@ -73,12 +82,13 @@ aqs_status obj_index_remove(wtx *w, const aqs_digest *d, const obj_rec *rec, aqs
   if (st == AQS_OK && (rec->flags & OBJ_FLAG_MANIFEST)) st = wcounter_add(w, "manifests", -1, err);
   if (st == AQS_OK) st = wcounter_add(w, "bytes_logical", -(int64_t)rec->size_bytes, err);
   if (st == AQS_OK) st = wcounter_add(w, "bytes_stored", -(int64_t)rec->stored_bytes, err);
+  if (st == AQS_OK) st = journal_append(w, J_OBJ_DEL, d->bytes, AQS_DIGEST_BYTES, NULL, 0, err);
   return st;
 }
 
 /* Parses a manifest's children (deduplicated, in order). */
-static aqs_status manifest_children(const void *data, size_t len, aqs_digest **out, size_t *n_out,
-                                    aqs_err *err) {
+aqs_status manifest_children(const void *data, size_t len, aqs_digest **out, size_t *n_out,
+                             aqs_err *err) {
   *out = NULL;
   *n_out = 0;
   json_error_t jerr;

@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "store/journal.h"
 #include "store/store_internal.h"
 
 static aqs_status check_name(const char *name, aqs_err *err) {
@@ -20,6 +21,28 @@ static aqs_status check_name(const char *name, aqs_err *err) {
       return aqs_errf(err, AQS_ERR_INVALID,
                       "bad ref name '%s': character '%c' is not allowed (letters, digits, "
                       "._-/:+@)", name, c);
+  }
+  return AQS_OK;
+}
+
+/* Names new refs may take: '/'-separated segments of letters, digits, '.', '_', '-'; no empty,
+ * '.' or '..' segment, no leading '-'. Older stores may hold refs the looser check_name allows
+ * (':', '+', '@'): those stay readable, movable and deletable, never newly created. */
+static aqs_status check_new_name(const char *name, aqs_err *err) {
+  aqs_status st = check_name(name, err);
+  if (st != AQS_OK) return st;
+  const char *rule = "segments of letters, digits, '.', '_', '-' separated by single '/'; no '.' or '..' segment";
+  for (const char *seg = name; ; ) {
+    const char *end = strchr(seg, '/');
+    size_t len = end ? (size_t)(end - seg) : strlen(seg);
+    if (len == 0) return aqs_errf(err, AQS_ERR_INVALID, "bad ref name '%s': empty segment (%s)", name, rule);
+    if ((len == 1 && seg[0] == '.') || (len == 2 && seg[0] == '.' && seg[1] == '.'))
+      return aqs_errf(err, AQS_ERR_INVALID, "bad ref name '%s': '%.*s' segment (%s)", name, (int)len, seg, rule);
+    for (size_t i = 0; i < len; i++)
+      if (strchr(":+@", seg[i]))
+        return aqs_errf(err, AQS_ERR_INVALID, "bad ref name '%s': character '%c' is not allowed (%s)", name, seg[i], rule);
+    if (!end) break;
+    seg = end + 1;
   }
   return AQS_OK;
 }
@@ -52,6 +75,7 @@ static aqs_status ref_change_body(wtx *w, void *ctx, aqs_err *err) {
     if (!had_old) return aqs_errf(err, AQS_ERR_NOT_FOUND, "no ref %s", c->name);
     st = wdel(w, e->db_ref, c->name, strlen(c->name), NULL, 0, err);
     if (st == AQS_OK) st = wcounter_add(w, "refs", -1, err);
+    if (st == AQS_OK) st = journal_append(w, J_REF_DEL, c->name, strlen(c->name), NULL, 0, err);
   } else {
     MDB_val ok = {AQS_DIGEST_BYTES, c->target.bytes}, ov;
     if (mdb_get(w->txn, e->db_obj, &ok, &ov) != 0)
@@ -59,6 +83,9 @@ static aqs_status ref_change_body(wtx *w, void *ctx, aqs_err *err) {
                       c->name, aqs_digest_str(&c->target, text), w->s->path);
     st = wput(w, e->db_ref, c->name, strlen(c->name), c->target.bytes, AQS_DIGEST_BYTES, 0, err);
     if (st == AQS_OK && !had_old) st = wcounter_add(w, "refs", 1, err);
+    if (st == AQS_OK)
+      st = journal_append(w, J_REF, c->target.bytes, AQS_DIGEST_BYTES, c->name, strlen(c->name),
+                          err);
   }
   if (st != AQS_OK) return st;
   /* Reflog entry. */
@@ -113,7 +140,11 @@ static aqs_status ref_change_body(wtx *w, void *ctx, aqs_err *err) {
 
 aqs_status aqs_ref_set(aqs_store *s, const char *name, const aqs_digest *target,
                        const char *message, aqs_err *err) {
-  aqs_status st = check_name(name, err);
+  aqs_digest existing;
+  aqs_err ignore = {0};
+  /* An existing old-style name may move; a new one must follow the current rules. */
+  aqs_status st = aqs_ref_get(s, name, &existing, &ignore) == AQS_OK ? check_name(name, err)
+                                                                      : check_new_name(name, err);
   if (st != AQS_OK) return st;
   ref_change c = {.name = name, .target = *target, .message = message};
   return store_write(s, ref_change_body, &c, err);

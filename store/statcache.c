@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "common/file.h"
 #include "store/store_internal.h"
 
 /* Value layout: u64 size, i64 mtime_ns, u64 inode, u64 device, digest(32). */
@@ -71,10 +72,9 @@ aqs_status aqs_hash_file_cached(aqs_store *s, const char *path, aqs_digest *out,
   if (!realpath(path, abs))
     return aqs_errno(err, errno == ENOENT ? AQS_ERR_NOT_FOUND : AQS_ERR_IO, errno, "opening %s",
                      path);
-  int fd = open(abs, O_RDONLY | O_CLOEXEC);
-  if (fd < 0)
-    return aqs_errno(err, errno == ENOENT ? AQS_ERR_NOT_FOUND : AQS_ERR_IO, errno, "opening %s",
-                     path);
+  int fd;
+  aqs_status op = aqs_file_open_input(abs, AQS_INPUT_HASHED, &fd, NULL, err);
+  if (op != AQS_OK) return op;
   struct stat before, after;
   if (fstat(fd, &before) != 0) {
     close(fd);

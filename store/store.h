@@ -264,14 +264,17 @@ aqs_status aqs_action_delete(aqs_store *s, const aqs_digest *key, aqs_err *err);
 
 /* ------------------------------------------------------------------ refs */
 
-/* Ref names: 1..255 bytes of printable ASCII without spaces ('a'-'z', 'A'-'Z', '0'-'9',
- * '.', '_', '-', '/', ':', '+', '@'), not starting with '-'. Refs pin objects (and everything
+/* Ref names: 1..255 bytes: segments of 'a'-'z', 'A'-'Z', '0'-'9', '.', '_', '-' separated by
+ * single '/', no '.' or '..' segment, not starting with '-' (so "../x", "/abs", "a//b" are
+ * refused). Refs created by older versions may also hold ':', '+', '@' and empty or dot
+ * segments: they stay readable, movable and deletable. Refs pin objects (and everything
  * their manifests reach) against gc. Each ref keeps a reflog of its last AQS_REFLOG_KEEP changes. */
 #define AQS_REF_NAME_MAX 255
 #define AQS_REFLOG_KEEP 20
 
 /* Points name at target (which must be present). message (may be NULL) goes to the reflog.
- * Errors: AQS_ERR_INVALID (bad name), AQS_ERR_NOT_FOUND (target missing), AQS_ERR_IO. */
+ * Errors: AQS_ERR_INVALID (bad name: a new ref must follow the rules above), AQS_ERR_NOT_FOUND
+ * (target missing), AQS_ERR_IO. */
 aqs_status aqs_ref_set(aqs_store *s, const char *name, const aqs_digest *target,
                        const char *message, aqs_err *err);
 /* Errors: AQS_ERR_NOT_FOUND ("no ref <name>"), AQS_ERR_INVALID, AQS_ERR_IO. */
@@ -386,6 +389,7 @@ typedef struct aqs_verify_report {
   uint64_t checked, ok, corrupt, missing;  /* missing = record without its file */
   uint64_t bytes_checked;                  /* logical bytes re-hashed */
   uint64_t quarantined;
+  uint64_t unindexed;  /* object files under objects/ the index does not know (full runs only) */
 } aqs_verify_report;
 
 /* Called for each bad object: status AQS_ERR_CORRUPT or AQS_ERR_NOT_FOUND (file missing) and a
@@ -397,10 +401,37 @@ typedef void (*aqs_verify_fn)(const aqs_digest *d, aqs_status status, const char
  * report NOT_FOUND (never wrong bytes), and a new put of the right bytes repairs the store.
  * Without quarantine, reads of it keep failing with AQS_ERR_CORRUPT. opts may be NULL (all, no
  * quarantine).
+ * A full run (no sample) also counts object files under objects/ that the index does not know.
  * Returns AQS_OK when everything checked is good, AQS_ERR_CORRUPT when anything was bad
- * (message: "N corrupt object(s): sha256:<12>..."), AQS_ERR_IO on failure to run. report optional. */
+ * (message: "N bad object(s) in store <path>: sha256:<12>...", or "N object file(s) under
+ * <store>/objects are not in the index ...; run `aqs verify --reindex`"), AQS_ERR_IO on failure to
+ * run. report optional. */
 aqs_status aqs_verify(aqs_store *s, const aqs_verify_opts *opts, aqs_verify_fn fn, void *user,
                       aqs_verify_report *report, aqs_err *err);
+
+/* ------------------------------------------------------------------ reindex */
+
+typedef struct aqs_reindex_report {
+  uint64_t files_scanned;      /* object files found under objects/ */
+  uint64_t files_bad;          /* of those, content not matching the name (or unreadable) */
+  uint64_t files_quarantined;  /* bad files moved to quarantine/ */
+  uint64_t journal_records;    /* good journal records replayed */
+  uint64_t journal_damaged;    /* damaged journal spans skipped */
+  uint64_t objects;            /* objects in the new index (files + inline) */
+  uint64_t inline_objects;     /* of those, restored from the journal */
+  uint64_t manifests_dropped;  /* manifests left out because a child is gone */
+  uint64_t actions, actions_dropped; /* restored / left out (result gone) */
+  uint64_t refs, refs_dropped;       /* restored / left out (target gone) */
+} aqs_reindex_report;
+
+/* Rebuilds the index of the store at path from objects/ (every file re-hashed; a bad one moves to
+ * quarantine/) and the journal (inline objects, manifest flags, actions, refs, in commit order),
+ * keeping only manifests whose children are present, actions whose result is and refs whose target
+ * is. Works on a lost, empty or damaged index/ (never opens it): the new index is built in
+ * <store>/index.new and renamed over index/. Run it while no other aqs uses the store. Stat-cache
+ * entries, counters other than object/action/ref counts, and the reflog are not restored.
+ * Errors: AQS_ERR_NOT_FOUND (no store), AQS_ERR_INVALID (bad aqs.conf), AQS_ERR_IO, AQS_ERR_NOMEM. */
+aqs_status aqs_store_reindex(const char *path, aqs_reindex_report *report, aqs_err *err);
 
 /* Seam for later tiers (not implemented today): read-only secondary stores and an HTTP remote
  * will be consulted by object/action reads on a local miss, through the same functions above. */

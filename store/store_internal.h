@@ -50,6 +50,8 @@ struct aqs_store {
   char objects_dir[4200];
   char tmp_dir[4200];
   char quarantine_dir[4200];
+  char journal_path[4200]; /* <store>/journal: append-only log of index records (journal.c) */
+  int no_journal;          /* 1 while reindex replays the journal into a new index */
   aqs_store_config cfg;
   unsigned flags;
   store_env *env;
@@ -86,6 +88,7 @@ typedef struct wtx {
   aqs_store *s;
   MDB_txn *txn;
   int map_full;
+  int journaled; /* journal_append was called: sync the journal before committing */
 } wtx;
 
 /* Body of a write transaction: return AQS_OK to commit, an error to abort. It may be run again
@@ -107,8 +110,12 @@ aqs_status wcounter_add(wtx *w, const char *name, int64_t delta, aqs_err *err);
 /* Reads a counter (0 when absent). */
 uint64_t counter_get(aqs_store *s, MDB_txn *txn, const char *name);
 
-/* Formats an LMDB error. */
-aqs_status store_mdb_err(aqs_store *s, int rc, const char *what, aqs_err *err);
+/* Formats an LMDB error: AQS_ERR_CORRUPT with the repair command for the codes that mean a
+ * damaged index (MDB_CORRUPTED, MDB_PAGE_NOTFOUND, MDB_INVALID, ...), AQS_ERR_IO otherwise. */
+aqs_status store_mdb_err(const aqs_store *s, int rc, const char *what, aqs_err *err);
+/* AQS_ERR_CORRUPT "store index <store>/index/data.mdb is damaged (<why>); run aqs verify
+ * --reindex ...". */
+aqs_status store_index_damaged(const aqs_store *s, const char *why, aqs_err *err);
 
 /* ---- pending reads bookkeeping (flushed by aqs_store_flush) */
 void pending_touch(aqs_store *s, const aqs_digest *d);
@@ -151,6 +158,15 @@ void statcache_record(aqs_store *s, const char *abs_path, const struct stat *sb,
 
 /* Network filesystem check on dir: AQS_ERR_UNSUPPORTED with the remote-tier hint. */
 aqs_status store_check_fs(const char *dir, aqs_err *err);
+
+/* aqs_store_open with the LMDB environment in <store>/<index_name>. Flag STORE_FRESH_INDEX creates
+ * that directory and accepts an empty index although objects/ holds objects (reindex builds it). */
+#define STORE_FRESH_INDEX 0x100u
+aqs_status store_open_at(const char *path, const char *index_name, unsigned flags,
+                         aqs_store **out, aqs_err *err);
+/* Parses a manifest's children (deduplicated, in order); *out malloc'd. Errors: AQS_ERR_INVALID. */
+aqs_status manifest_children(const void *data, size_t len, aqs_digest **out, size_t *n_out,
+                             aqs_err *err);
 
 /* aqs.conf read/write. */
 aqs_status store_config_read(const char *conf_path, aqs_store_config *cfg, aqs_err *err);

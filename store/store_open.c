@@ -1,7 +1,9 @@
 /* store/store_open.c: creating (init) and opening stores: directory layout, group sharing,
  * the network-filesystem refusal, the per-process registry of LMDB environments, stale reader
  * cleanup, and flushing of pending access times and counters at close. */
+#include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -11,6 +13,7 @@
 #include <sys/statfs.h>
 #include <unistd.h>
 
+#include "store/index_check.h"
 #include "store/store_internal.h"
 
 #define FS_NFS 0x6969L
@@ -90,6 +93,90 @@ static aqs_status open_dbis(aqs_store *s, store_env *e, aqs_err *err) {
   return AQS_OK;
 }
 
+/* 1 when objects/ holds at least one object file or the journal holds records: a store that is
+ * not empty, whatever its index says. */
+static int store_has_content(const aqs_store *s) {
+  struct stat sb;
+  if (stat(s->journal_path, &sb) == 0 && sb.st_size > 0) return 1;
+  DIR *top = opendir(s->objects_dir);
+  if (!top) return 0;
+  int found = 0;
+  struct dirent *de;
+  while (!found && (de = readdir(top))) {
+    if (de->d_name[0] == '.') continue;
+    char sub[4600];
+    snprintf(sub, sizeof sub, "%s/%.255s", s->objects_dir, de->d_name);
+    DIR *d = opendir(sub);
+    if (!d) continue;
+    struct dirent *f;
+    while (!found && (f = readdir(d))) found = f->d_name[0] != '.';
+    closedir(d);
+  }
+  closedir(top);
+  return found;
+}
+
+aqs_status store_index_damaged(const aqs_store *s, const char *why, aqs_err *err) {
+  return aqs_errf(err, AQS_ERR_CORRUPT,
+                  "store index %s/index/data.mdb is damaged (%s); run `aqs verify --reindex` to "
+                  "rebuild it from objects/ and the journal",
+                  s->path, why);
+}
+
+/* Before LMDB sees data.mdb: a lost index (missing or empty file while the store holds objects)
+ * and damaged meta pages or a truncated file are errors. *fd_out is the file opened for the
+ * snapshot walk (-1 when the file does not exist yet: a new store). */
+static aqs_status precheck_index(aqs_store *s, const char *index_path, int *fd_out, aqs_err *err) {
+  char data_path[4300], why[256];
+  snprintf(data_path, sizeof data_path, "%s/data.mdb", index_path);
+  *fd_out = -1;
+  int fd = open(data_path, O_RDONLY | O_CLOEXEC);
+  struct stat sb;
+  if (fd < 0 && errno != ENOENT) return aqs_errno(err, AQS_ERR_IO, errno, "opening %s", data_path);
+  if (fd < 0 || (fstat(fd, &sb) == 0 && sb.st_size == 0)) {
+    if (fd >= 0) close(fd);
+    if ((s->flags & STORE_FRESH_INDEX) || !store_has_content(s)) return AQS_OK;
+    return aqs_errf(err, AQS_ERR_CORRUPT,
+                    "store index %s is %s but objects/ holds objects: the index was lost; run "
+                    "`aqs verify --reindex` to rebuild it from objects/ and the journal",
+                    data_path, fd < 0 ? "missing" : "empty");
+  }
+  if (aqs_index_check_metas(fd, NULL, why, sizeof why) != 0) {
+    close(fd);
+    return store_index_damaged(s, why, err);
+  }
+  *fd_out = fd;
+  return AQS_OK;
+}
+
+/* Walks the current snapshot (held by a read transaction so its pages stay put). */
+static aqs_status check_snapshot(aqs_store *s, store_env *e, int fd, aqs_err *err) {
+  char why[256];
+  for (int attempt = 0; attempt < 20; attempt++) {
+    MDB_txn *txn = NULL;
+    int rc = mdb_txn_begin(e->env, NULL, MDB_RDONLY, &txn);
+    if (rc == MDB_MAP_RESIZED) {
+      mdb_env_set_mapsize(e->env, 0);
+      continue;
+    }
+    if (rc != 0) return store_mdb_err(s, rc, "starting a read", err);
+    int res = aqs_index_check_snapshot(fd, (uint64_t)mdb_txn_id(txn), why, sizeof why);
+    mdb_txn_abort(txn);
+    if (res == 0) return AQS_OK;
+    if (res < 0) return store_index_damaged(s, why, err);
+  }
+  return aqs_errf(err, AQS_ERR_BUSY, "store index %s/index changes too fast to check", s->path);
+}
+
+/* Read-only opens of a store whose lock file cannot be written (another user's store, a
+ * read-only mount) run without LMDB's lock file: nothing is written at all. */
+static int lock_writable(const char *index_path) {
+  char lock[4300];
+  snprintf(lock, sizeof lock, "%s/lock.mdb", index_path);
+  if (access(lock, F_OK) == 0) return access(lock, W_OK) == 0;
+  return access(index_path, W_OK) == 0;
+}
+
 /* Finds this process's environment for index_path or opens one. */
 static aqs_status env_acquire(aqs_store *s, const char *index_path, aqs_err *err) {
   pthread_mutex_lock(&registry_mutex);
@@ -125,6 +212,15 @@ static aqs_status env_acquire(aqs_store *s, const char *index_path, aqs_err *err
   e->rdonly = !!(s->flags & AQS_STORE_RDONLY);
   pthread_rwlock_init(&e->resize_lock, NULL);
   pthread_mutex_init(&e->write_mutex, NULL);
+  int data_fd = -1;
+  st = precheck_index(s, index_path, &data_fd, err);
+  if (st != AQS_OK) {
+    pthread_rwlock_destroy(&e->resize_lock);
+    pthread_mutex_destroy(&e->write_mutex);
+    free(e);
+    pthread_mutex_unlock(&registry_mutex);
+    return st;
+  }
   int rc = mdb_env_create(&e->env);
   if (rc == 0) rc = mdb_env_set_maxdbs(e->env, 16);
   if (rc == 0) rc = mdb_env_set_maxreaders(e->env, 510);
@@ -132,17 +228,19 @@ static aqs_status env_acquire(aqs_store *s, const char *index_path, aqs_err *err
   if (rc == 0) {
     /* NOMETASYNC: one fsync per commit; a power loss may drop the last commits, never corrupt. */
     unsigned flags = MDB_NOTLS | MDB_NOMETASYNC | (e->rdonly ? MDB_RDONLY : 0);
+    if (e->rdonly && !lock_writable(index_path)) flags |= MDB_NOLOCK;
     rc = mdb_env_open(e->env, index_path, flags, s->cfg.shared ? 0664 : 0644);
   }
   if (rc != 0) {
-    st = aqs_errf(err, rc == EACCES ? AQS_ERR_IO : AQS_ERR_IO, "opening store index %s: %s",
-                  index_path, mdb_strerror(rc));
+    st = store_mdb_err(s, rc, "opening", err);
   } else {
     int dead = 0;
-    mdb_reader_check(e->env, &dead);
+    if (!(e->rdonly && !lock_writable(index_path))) mdb_reader_check(e->env, &dead);
     s->env = e;
-    st = open_dbis(s, e, err);
+    if (data_fd >= 0) st = check_snapshot(s, e, data_fd, err);
+    if (st == AQS_OK) st = open_dbis(s, e, err);
   }
+  if (data_fd >= 0) close(data_fd);
   if (st != AQS_OK) {
     if (e->env) mdb_env_close(e->env);
     pthread_rwlock_destroy(&e->resize_lock);
@@ -167,6 +265,7 @@ static void set_dirs(aqs_store *s) {
   snprintf(s->objects_dir, sizeof s->objects_dir, "%s/objects", s->path);
   snprintf(s->tmp_dir, sizeof s->tmp_dir, "%s/tmp", s->path);
   snprintf(s->quarantine_dir, sizeof s->quarantine_dir, "%s/quarantine", s->path);
+  snprintf(s->journal_path, sizeof s->journal_path, "%s/journal", s->path);
 }
 
 aqs_status aqs_store_init(const char *path, const aqs_store_config *cfg_in, aqs_err *err) {
@@ -212,6 +311,11 @@ aqs_status aqs_store_init(const char *path, const aqs_store_config *cfg_in, aqs_
 }
 
 aqs_status aqs_store_open(const char *path, unsigned flags, aqs_store **out, aqs_err *err) {
+  return store_open_at(path, "index", flags & ~STORE_FRESH_INDEX, out, err);
+}
+
+aqs_status store_open_at(const char *path, const char *index_name, unsigned flags,
+                         aqs_store **out, aqs_err *err) {
   *out = NULL;
   aqs_store *s = calloc(1, sizeof *s);
   if (!s) return aqs_errf(err, AQS_ERR_NOMEM, "opening store %s: out of memory", path);
@@ -244,7 +348,11 @@ aqs_status aqs_store_open(const char *path, unsigned flags, aqs_store **out, aqs
     s->umask_applied = 1;
   }
   char index_dir[4200];
-  snprintf(index_dir, sizeof index_dir, "%s/index", s->path);
+  snprintf(index_dir, sizeof index_dir, "%s/%s", s->path, index_name);
+  if ((flags & STORE_FRESH_INDEX) && store_mkdir(s, index_dir) != 0) {
+    st = aqs_errno(err, AQS_ERR_IO, errno, "creating %s", index_dir);
+    goto fail;
+  }
   st = env_acquire(s, index_dir, err);
   if (st != AQS_OK) goto fail;
   *out = s;

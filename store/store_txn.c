@@ -4,9 +4,16 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "store/journal.h"
 #include "store/store_internal.h"
 
-aqs_status store_mdb_err(aqs_store *s, int rc, const char *what, aqs_err *err) {
+aqs_status store_mdb_err(const aqs_store *s, int rc, const char *what, aqs_err *err) {
+  if (rc == MDB_CORRUPTED || rc == MDB_PAGE_NOTFOUND || rc == MDB_INVALID ||
+      rc == MDB_VERSION_MISMATCH || rc == MDB_INCOMPATIBLE || rc == MDB_BAD_VALSIZE) {
+    char why[256];
+    snprintf(why, sizeof why, "%s: %s", what, mdb_strerror(rc));
+    return store_index_damaged(s, why, err);
+  }
   return aqs_errf(err, AQS_ERR_IO, "%s in store index %s/index: %s", what, s->path,
                   mdb_strerror(rc));
 }
@@ -71,6 +78,7 @@ aqs_status store_write(aqs_store *s, write_fn fn, void *ctx, aqs_err *err) {
       break;
     }
     st = fn(&w, ctx, err);
+    if (st == AQS_OK && !w.map_full && w.journaled) st = journal_sync(s, err);
     if (st == AQS_OK && !w.map_full) {
       rc = mdb_txn_commit(w.txn);
       pthread_rwlock_unlock(&e->resize_lock);

@@ -1,6 +1,7 @@
 /* store/verify.c: integrity check. Re-hashes every object (or a random sample) through the same
  * verified read path as gets, checks that manifests' children are present, reports each bad
  * object by digest and optionally quarantines it (file moved to quarantine/, record removed). */
+#include <dirent.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +78,33 @@ static int file_missing(aqs_store *s, const aqs_object_info *info) {
   struct stat sb;
   object_file_path(s, &info->digest, info->kind, path, sizeof path);
   return stat(path, &sb) != 0 && errno == ENOENT;
+}
+
+/* Object files under objects/ that the index does not know (a lost or partial index). */
+static uint64_t count_unindexed(aqs_store *s) {
+  DIR *top = opendir(s->objects_dir);
+  if (!top) return 0;
+  uint64_t n = 0;
+  struct dirent *de;
+  while ((de = readdir(top))) {
+    if (strlen(de->d_name) != 2) continue;
+    char sub[4600];
+    snprintf(sub, sizeof sub, "%s/%s", s->objects_dir, de->d_name);
+    DIR *d = opendir(sub);
+    if (!d) continue;
+    struct dirent *f;
+    while ((f = readdir(d))) {
+      size_t len = strlen(f->d_name);
+      if (len != 62 && !(len == 66 && !strcmp(f->d_name + 62, ".zst"))) continue;
+      char text[80];
+      aqs_digest dg;
+      snprintf(text, sizeof text, "sha256:%.2s%.62s", de->d_name, f->d_name);
+      if (aqs_digest_parse(text, &dg, NULL) == AQS_OK && !aqs_object_exists(s, &dg)) n++;
+    }
+    closedir(d);
+  }
+  closedir(top);
+  return n;
 }
 
 aqs_status aqs_verify(aqs_store *s, const aqs_verify_opts *opts, aqs_verify_fn fn, void *user,
@@ -163,9 +191,15 @@ aqs_status aqs_verify(aqs_store *s, const aqs_verify_opts *opts, aqs_verify_fn f
   }
   if (o.progress && st == AQS_OK) o.progress(n, n, bytes_total, bytes_total, o.progress_user);
   free(list.items);
+  if (st == AQS_OK && !o.sample) r.unindexed = count_unindexed(s);
   if (report) *report = r;
   if (st != AQS_OK) return st;
   uint64_t bad_total = r.corrupt + r.missing;
+  if (!bad_total && r.unindexed)
+    return aqs_errf(err, AQS_ERR_CORRUPT,
+                    "%llu object file(s) under %s are not in the index (a lost or damaged index); "
+                    "run `aqs verify --reindex` to rebuild it",
+                    (unsigned long long)r.unindexed, s->objects_dir);
   if (bad_total) {
     char list_text[128] = "";
     for (uint64_t i = 0; i < bad_total && i < 4; i++) {

@@ -12,6 +12,7 @@
 #include <time.h>
 
 #include "common/progress.h"
+#include "engine/calib/image_root.h"
 #include "engine/calib/captions.h"
 #include "engine/calib/prompt.h"
 #include "engine/calib/rows.h"
@@ -31,14 +32,6 @@ void aqs_calib_result_free(aqs_calib_result *res) {
   aqs_calib_set_free(&res->set);
   free(res->key_doc);
   memset(res, 0, sizeof *res);
-}
-
-/* Path of a JSONL image: absolute as is, else under root. Caller frees. */
-static char *image_path(const char *root, const char *image) {
-  char *p = NULL;
-  if (image[0] == '/' || !root) return strdup(image);
-  if (asprintf(&p, "%s/%s", root, image) < 0) return NULL;
-  return p;
 }
 
 /* Directory part of path ("." when none). Caller frees. */
@@ -191,17 +184,20 @@ static aqs_status window_images_digest(aqs_store *store, calib_job *job, aqs_dig
   aqs_status st = AQS_OK;
   for (int64_t k = 0; k < job->window && st == AQS_OK; k++) {
     const aqs_calib_row *row = &job->rows.rows[job->order[k]];
-    char *path = image_path(job->root, row->image);
-    if (!path) {
+    char *path;
+    aqs_err herr = {0};
+    aqs_status ps = aqs_image_row_path(job->root, row->image, job->o->allow_outside_root, &path, &herr);
+    if (ps == AQS_ERR_NOMEM) {
       st = aqs_errf(err, AQS_ERR_NOMEM, "calib: out of memory");
       break;
     }
     aqs_digest d;
-    aqs_err herr = {0};
-    char dstr[AQS_DIGEST_STR_SIZE] = "missing";
-    aqs_status hs = aqs_hash_file_cached(store, path, &d, NULL, &herr);
+    /* A refused path is never read; the row fails (or is skipped) when the set is built. */
+    char dstr[AQS_DIGEST_STR_SIZE] = "refused";
+    aqs_status hs = ps == AQS_OK ? aqs_hash_file_cached(store, path, &d, NULL, &herr) : ps;
     if (hs == AQS_OK) aqs_digest_str(&d, dstr);
-    else if (hs != AQS_ERR_NOT_FOUND) snprintf(dstr, sizeof dstr, "unreadable");
+    else if (hs == AQS_ERR_NOT_FOUND) snprintf(dstr, sizeof dstr, "missing");
+    else if (ps == AQS_OK) snprintf(dstr, sizeof dstr, "unreadable");
     json_array_append_new(list, json_pack("[s,s]", row->image, dstr));
     free(path);
   }
@@ -264,10 +260,11 @@ static aqs_status row_to_sequence(calib_job *job, aqs_tokenizer *tok, const aqs_
   if (!job->images)
     return aqs_calib_prompt_encode(tok, job->template_text, row->caption, row->caption_len, -1, o->max_len,
                                    ids, image_start, err);
-  char *path = image_path(job->root, row->image);
-  if (!path) return aqs_errf(err, AQS_ERR_NOMEM, "calib: out of memory");
+  char *path;
+  aqs_status st = aqs_image_row_path(job->root, row->image, o->allow_outside_root, &path, err);
+  if (st != AQS_OK) return st;
   aqs_image img;
-  aqs_status st = aqs_image_load_file(path, 0, &img, err);
+  st = aqs_image_load_file(path, 0, &img, err);
   if (st == AQS_OK) {
     st = aqs_qwen_preprocess(&img, &job->vcfg, px, NULL, err);
     if (st != AQS_OK) aqs_err_prefix(err, "%s", path);

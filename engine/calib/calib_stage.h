@@ -21,6 +21,8 @@ typedef struct aqs_calib_opts {
   const char *captions_path;
   const char *images_jsonl;
   const char *images_root;
+  int allow_outside_root;        /* 1: image rows may be absolute or leave images_root
+                                    (engine/calib/image_root.h) */
   const char *tokenizer_path;    /* tokenizer.json (required) */
   const char *processor_config;  /* preprocessor_config.json; NULL = Qwen2.5-VL defaults */
   int64_t samples;               /* sequences wanted (>= 1) */

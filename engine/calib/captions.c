@@ -156,7 +156,7 @@ aqs_status aqs_captions_read(const char *path, const aqs_caption_read_opts *opts
   memset(out, 0, sizeof *out);
   char *data;
   size_t len;
-  aqs_status st = aqs_file_read(path, "caption file", &data, &len, err);
+  aqs_status st = aqs_file_read_input(path, AQS_INPUT_CAPTIONS, &data, &len, err);
   if (st) return st;
   st = aqs_captions_parse(data, len, path, opts, out, err);
   free(data);

@@ -7,6 +7,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+#include "common/file.h"
 
 #include "engine/calib/captions.h"
 
@@ -55,9 +58,13 @@ static aqs_status bad_line(aqs_calib_rows *rows, int skip_bad, aqs_err *err, con
 }
 
 static FILE *open_dataset(const char *path, aqs_err *err) {
-  FILE *f = fopen(path, "rb");
-  if (!f)
-    aqs_errno(err, errno == ENOENT ? AQS_ERR_NOT_FOUND : AQS_ERR_IO, errno, "cannot open dataset %s", path);
+  int fd;
+  if (aqs_file_open_input(path, AQS_INPUT_ROWS, &fd, NULL, err) != AQS_OK) return NULL;
+  FILE *f = fdopen(fd, "rb");
+  if (!f) {
+    aqs_errno(err, AQS_ERR_IO, errno, "cannot open dataset %s", path);
+    close(fd);
+  }
   return f;
 }
 

@@ -153,6 +153,18 @@ aqs_status aqs_lm_kl_from_layer(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_
 void aqs_lm_linear_fp8(const aqs_lm *lm, const aqs_lm_linear *lin, float *yq, const float *x,
                        int N, uint8_t *scratch_xq, uint8_t *scratch_wq);
 
+/* The same on any backend (the vision tower's linears use it too). */
+void aqs_linear_fp8(aqs_backend *be, const aqs_lm_linear *lin, float *yq, const float *x, int N,
+                    uint8_t *scratch_xq, uint8_t *scratch_wq);
+
+/* Uploads checkpoint tensor `name` (must be BF16 with numel elements: AQS_ERR_UNSUPPORTED /
+ * AQS_ERR_MISMATCH naming it otherwise) into new backend memory *out (caller frees with
+ * ops->free), adds its bytes to *bytes_total and, when amax_out is not NULL, stores max |w|.
+ * NaN/Inf is AQS_ERR_NUMERIC naming the tensor (*out is then set and must still be freed). */
+aqs_status aqs_weight_upload(aqs_backend *be, const aqs_ckpt *ck, const char *name,
+                             uint64_t numel, aqs_bf16 **out, float *amax_out,
+                             size_t *bytes_total, aqs_err *e);
+
 /* FP8 per-tensor scale for an amax (amax / 448; 1 when amax is 0). */
 float aqs_fp8_scale_of_amax(float amax);
 

@@ -11,13 +11,18 @@ float aqs_fp8_scale_of_amax(float amax) {
   return s > 0.0f ? s : 1.0f;
 }
 
+void aqs_linear_fp8(aqs_backend *be, const aqs_lm_linear *lin, float *yq, const float *x, int N,
+                    uint8_t *scratch_xq, uint8_t *scratch_wq) {
+  const aqs_ops *op = be->ops;
+  float xs = aqs_fp8_scale_of_amax(lin->input_amax), wsc = aqs_fp8_scale_of_amax(lin->weight_amax);
+  op->quantize_fp8_f32(be, scratch_xq, x, (size_t)N * (size_t)lin->in, xs);
+  op->quantize_fp8_bf16(be, scratch_wq, lin->w, (size_t)lin->out * (size_t)lin->in, wsc);
+  op->linear_fp8(be, yq, scratch_xq, xs, scratch_wq, wsc, lin->b, N, lin->in, lin->out);
+}
+
 void aqs_lm_linear_fp8(const aqs_lm *lm, const aqs_lm_linear *lin, float *yq, const float *x,
                        int N, uint8_t *scratch_xq, uint8_t *scratch_wq) {
-  const aqs_ops *op = lm->be->ops;
-  float xs = aqs_fp8_scale_of_amax(lin->input_amax), wsc = aqs_fp8_scale_of_amax(lin->weight_amax);
-  op->quantize_fp8_f32(lm->be, scratch_xq, x, (size_t)N * (size_t)lin->in, xs);
-  op->quantize_fp8_bf16(lm->be, scratch_wq, lin->w, (size_t)lin->out * (size_t)lin->in, wsc);
-  op->linear_fp8(lm->be, yq, scratch_xq, xs, scratch_wq, wsc, lin->b, N, lin->in, lin->out);
+  aqs_linear_fp8(lm->be, lin, yq, x, N, scratch_xq, scratch_wq);
 }
 
 aqs_status aqs_lm_check_finite(const aqs_lm *lm, const float *x, size_t n, const char *what,

@@ -15,10 +15,9 @@ const char *aqs_lin_slot_suffix(aqs_lin_slot s) {
   return (unsigned)s < AQS_LIN_COUNT ? slot_suffix[s] : "?";
 }
 
-/* Uploads tensor `name` (must be BF16 with numel elements) into new backend memory. */
-static aqs_status upload(aqs_lm *lm, const aqs_ckpt *ck, const char *name, uint64_t numel,
-                         aqs_bf16 **out, float *amax_out, aqs_err *e) {
-  aqs_backend *be = lm->be;
+aqs_status aqs_weight_upload(aqs_backend *be, const aqs_ckpt *ck, const char *name,
+                             uint64_t numel, aqs_bf16 **out, float *amax_out,
+                             size_t *bytes_total, aqs_err *e) {
   const aqs_st_tensor *t;
   aqs_status st = aqs_ckpt_get(ck, name, &t, e);
   if (st != AQS_OK) return st;
@@ -32,7 +31,7 @@ static aqs_status upload(aqs_lm *lm, const aqs_ckpt *ck, const char *name, uint6
   if ((st = be->ops->alloc(be, t->nbytes, &p, e)) != AQS_OK)
     return aqs_err_prefix(e, "loading %s", name);
   be->ops->copy_h2d(be, p, t->data, t->nbytes);
-  lm->weight_bytes += t->nbytes;
+  *bytes_total += t->nbytes;
   *out = p;
   float amax;
   be->ops->amax_bf16(be, p, numel, &amax);
@@ -41,6 +40,11 @@ static aqs_status upload(aqs_lm *lm, const aqs_ckpt *ck, const char *name, uint6
                     amax != amax ? "NaN" : "Inf");
   if (amax_out) *amax_out = amax;
   return AQS_OK;
+}
+
+static aqs_status upload(aqs_lm *lm, const aqs_ckpt *ck, const char *name, uint64_t numel,
+                         aqs_bf16 **out, float *amax_out, aqs_err *e) {
+  return aqs_weight_upload(lm->be, ck, name, numel, out, amax_out, &lm->weight_bytes, e);
 }
 
 aqs_status aqs_lm_load(aqs_backend *be, const char *model_dir, aqs_lm **out, aqs_err *e) {

@@ -142,7 +142,7 @@ aqs_status aqs_token_batches_read(const char *path, int batch_seqs, aqs_token_ba
   if (batch_seqs < 1) return aqs_errf(e, AQS_ERR_INVALID, "batch size must be >= 1");
   char *buf;
   size_t len;
-  aqs_status rd = aqs_file_read(path, NULL, &buf, &len, e);
+  aqs_status rd = aqs_file_read_input(path, AQS_INPUT_TOKENS, &buf, &len, e);
   if (rd) return rd;
   batch_span *spans = spans_of(tb);
   aqs_status st = spans ? AQS_OK : aqs_errf(e, AQS_ERR_NOMEM, "out of memory");

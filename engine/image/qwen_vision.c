@@ -1,6 +1,7 @@
 /* engine/image/qwen_vision.c: Qwen2-VL image preprocessing (see qwen_vision.h). The arithmetic
  * follows transformers' slow processor step by step: rescale in double then cast to float32
  * (numpy astype), normalize in float32, and the same 9-D transpose when flattening patches. */
+#include "common/file.h"
 #include "engine/image/qwen_vision.h"
 
 #include <jansson.h>
@@ -109,12 +110,13 @@ static aqs_status cfg_parse(json_t *root, const char *path, aqs_qwen_vision_cfg 
 aqs_status aqs_qwen_vision_cfg_load(const char *path, aqs_qwen_vision_cfg *cfg, aqs_err *err) {
   aqs_qwen_vision_cfg_default(cfg);
   json_error_t jerr;
-  json_t *root = json_load_file(path, 0, &jerr);
-  if (!root) {
-    if (jerr.line == -1 || jerr.position == 0)
-      return aqs_errf(err, AQS_ERR_NOT_FOUND, "cannot read processor config %s: %s", path, jerr.text);
-    return aqs_errf(err, AQS_ERR_INVALID, "%s:%d: invalid JSON: %s", path, jerr.line, jerr.text);
-  }
+  char *text;
+  size_t len;
+  aqs_status rd = aqs_file_read_input(path, AQS_INPUT_CONFIG, &text, &len, err);
+  if (rd) return rd;
+  json_t *root = json_loadb(text, len, 0, &jerr);
+  free(text);
+  if (!root) return aqs_errf(err, AQS_ERR_INVALID, "%s:%d: invalid JSON: %s", path, jerr.line, jerr.text);
   aqs_status st = json_is_object(root)
                       ? cfg_parse(root, path, cfg, err)
                       : aqs_errf(err, AQS_ERR_INVALID, "%s: top level must be an object", path);

@@ -1,6 +1,7 @@
 /* engine/model/qwen_config.c: parses a Qwen2.5-VL config.json in either transformers layout
  * (4.x: text fields at the top level; 5.x: a `text_config` object) into aqs_qwen_config, checking
  * the architecture and the consistency of the shapes the forward pass depends on. */
+#include "common/file.h"
 #include "engine/model/qwen_config.h"
 
 #include <errno.h>
@@ -267,32 +268,9 @@ aqs_status aqs_qwen_config_load(const char *path, aqs_qwen_config *out, aqs_err 
   } else if (!(file = strdup(path))) {
     return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
   }
-  FILE *fp = fopen(file, "rb");
-  if (!fp) {
-    aqs_status st = aqs_errno(e, errno == ENOENT ? AQS_ERR_NOT_FOUND : AQS_ERR_IO, errno, "%s", file);
-    free(file);
-    return st;
-  }
   char *buf = NULL;
-  size_t len = 0, cap = 0;
-  aqs_status st = AQS_OK;
-  for (;;) {
-    if (len + 65536 > cap) {
-      char *grown = realloc(buf, cap = len + 65536 + cap);
-      if (!grown) {
-        st = aqs_errf(e, AQS_ERR_NOMEM, "%s: out of memory", file);
-        break;
-      }
-      buf = grown;
-    }
-    size_t n = fread(buf + len, 1, cap - len, fp);
-    len += n;
-    if (n == 0) {
-      if (ferror(fp)) st = aqs_errno(e, AQS_ERR_IO, errno, "%s: read", file);
-      break;
-    }
-  }
-  fclose(fp);
+  size_t len = 0;
+  aqs_status st = aqs_file_read_input(file, AQS_INPUT_CONFIG, &buf, &len, e);
   if (!st) st = aqs_qwen_config_parse(buf, len, file, out, e);
   free(buf);
   free(file);

@@ -1,6 +1,7 @@
 /* engine/model/safetensors_ckpt.c: a checkpoint = one .safetensors file or the shards named by
  * model.safetensors.index.json, opened together with one name-sorted tensor table. Checks that
  * the index and the shards agree (every listed tensor where the index says, nothing unlisted). */
+#include "common/file.h"
 #include "engine/model/safetensors.h"
 
 #include <dirent.h>
@@ -167,11 +168,13 @@ static aqs_status open_files(aqs_ckpt *c, char **names, size_t n, aqs_err *e) {
 
 static aqs_status open_indexed(aqs_ckpt *c, aqs_err *e) {
   json_error_t jerr;
-  json_t *root = json_load_file(c->index_path, JSON_REJECT_DUPLICATES, &jerr);
-  if (!root)
-    return aqs_errf(e, json_error_code(&jerr) == json_error_cannot_open_file ? AQS_ERR_NOT_FOUND
-                                                                              : AQS_ERR_INVALID,
-                    "%s: line %d: %s", c->index_path, jerr.line, jerr.text);
+  char *text;
+  size_t len;
+  aqs_status rd = aqs_file_read_input(c->index_path, AQS_INPUT_CONFIG, &text, &len, e);
+  if (rd) return rd;
+  json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
+  free(text);
+  if (!root) return aqs_errf(e, AQS_ERR_INVALID, "%s: line %d: %s", c->index_path, jerr.line, jerr.text);
   aqs_status st = AQS_OK;
   char **names = NULL;
   size_t n = 0;

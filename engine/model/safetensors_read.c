@@ -1,6 +1,7 @@
 /* engine/model/safetensors_read.c: opens one .safetensors file read-only by mmap and validates
  * its header completely (see safetensors.h for the list) before exposing zero-copy tensor views.
  * Every defect yields its own message naming the file and the tensor. */
+#include "common/file.h"
 #include "engine/model/safetensors.h"
 
 #include <errno.h>
@@ -195,21 +196,9 @@ aqs_status aqs_st_open(const char *path, aqs_st_file **out, aqs_err *e) {
     return aqs_errf(e, AQS_ERR_NOMEM, "%s: out of memory", path);
   }
   aqs_status st = AQS_OK;
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  if (fd < 0) {
-    st = aqs_errno(e, errno == ENOENT ? AQS_ERR_NOT_FOUND : AQS_ERR_IO, errno, "%s", path);
-    goto fail;
-  }
-  struct stat sb;
-  if (fstat(fd, &sb) != 0) {
-    st = aqs_errno(e, AQS_ERR_IO, errno, "%s: stat", path);
-    goto fail;
-  }
-  if (!S_ISREG(sb.st_mode)) {
-    st = aqs_errf(e, AQS_ERR_INVALID, "%s: not a regular file", path);
-    goto fail;
-  }
-  f->file_bytes = (uint64_t)sb.st_size;
+  int fd = -1;
+  st = aqs_file_open_input(path, AQS_INPUT_MODEL, &fd, &f->file_bytes, e);
+  if (st) goto fail;
   if (f->file_bytes < 8) {
     st = aqs_errf(e, AQS_ERR_INVALID,
                   "%s: file is %llu bytes, too short for the 8-byte header length", path,

@@ -3,6 +3,7 @@
  * calib-set chunk plus a reduce in chunk order, so results are the same bits however the chunks
  * were computed, and an interrupted build resumes at the first missing chunk. */
 #include "engine/stages/build.h"
+#include "engine/stages/build_names.h"
 
 #include <errno.h>
 #include <fnmatch.h>
@@ -135,6 +136,7 @@ static aqs_status stage_calib_set(build_env *b, const aqs_recipe *r, aqs_stage_o
   if (r->modality == AQS_MODALITY_IMAGES) {
     co.images_jsonl = b->o->images_path;
     co.images_root = b->o->images_root;
+    co.allow_outside_root = b->o->allow_outside_root;
   } else {
     co.captions_path = b->o->captions_path;
   }
@@ -598,8 +600,6 @@ static aqs_status stage_export(build_env *b, const aqs_recipe *r, const aqs_dige
 
 /* ---- build records and refs ---- */
 
-void aqs_build_ref_name(const char *recipe, char *buf, size_t n) { snprintf(buf, n, "recipe/%s", recipe); }
-
 static json_t *recipe_json(const aqs_recipe *r) {
   json_t *doc = json_pack("{s:s, s:s, s:I, s:I, s:I, s:s, s:I, s:s, s:I, s:s, s:s, s:s}", "modality",
                           aqs_modality_name(r->modality), "description", r->description, "calib_samples",
@@ -628,7 +628,7 @@ static aqs_status record_build(build_env *b, const aqs_recipe *r, aqs_build_repo
   aqs_status st = aqs_put_json(b->s, doc, 1, &rep->build_record, e);
   json_decref(doc);
   char ref[AQS_REF_NAME_MAX + 1], msg[128];
-  aqs_build_ref_name(r->name, ref, sizeof ref);
+  aqs_build_ref_name(r->name, &rep->stages[ST_SOURCE].result, &rep->stages[ST_CALIB].result, ref, sizeof ref);
   snprintf(msg, sizeof msg, "build %s", r->name);
   aqs_digest current;
   aqs_err ignore = {0};
@@ -639,19 +639,12 @@ static aqs_status record_build(build_env *b, const aqs_recipe *r, aqs_build_repo
 
 aqs_status aqs_build_record_load(aqs_store *s, const char *name, aqs_digest *record_out, json_t **doc_out,
                                  aqs_err *e) {
-  char ref[AQS_REF_NAME_MAX + 1];
-  aqs_build_ref_name(name, ref, sizeof ref);
-  aqs_err ignore = {0};
-  aqs_status st = aqs_ref_get(s, ref, record_out, &ignore);
-  if (st == AQS_ERR_NOT_FOUND || st == AQS_ERR_INVALID) st = aqs_ref_get(s, name, record_out, &ignore);
-  if (st == AQS_ERR_NOT_FOUND || st == AQS_ERR_INVALID) {
-    st = aqs_store_resolve(s, name, record_out, &ignore);
-    if (st) return aqs_errf(e, AQS_ERR_NOT_FOUND, "no build of recipe '%s' in %s (aqs build recipe %s; aqs ls)", name,
-                            aqs_store_path(s), name);
-  } else if (st) {
-    return aqs_errf(e, st, "%s", ignore.msg);
-  }
-  return aqs_ckpt_load_manifest(s, record_out, "aqs-build", doc_out, e);
+  aqs_build_entry b;
+  aqs_status st = aqs_build_resolve(s, name, NULL, &b, e);
+  if (st) return st;
+  *record_out = b.record;
+  *doc_out = b.doc;
+  return AQS_OK;
 }
 
 aqs_status aqs_build_record_stage(const json_t *doc, const char *stage, aqs_digest *out, aqs_err *e) {

@@ -1,8 +1,8 @@
 /* engine/stages/build.h: resolving recipes into the stage graph of DESIGN.md §2 and running it:
  * source -> calib-set -> calibrate -> sensitivity -> slice -> export, each a cached action keyed
  * by its inputs' digests and canonical params; only misses run. Several recipes in one build
- * share every common stage. Each built recipe gets a ref "recipe/<name>" naming its build
- * record:
+ * share every common stage. Each build (recipe, model, data) gets its own ref naming its build
+ * record (engine/stages/build_names.h: recipe/<name>/<model16>-<data16>):
  *   {"kind":"aqs-build","version":1,"recipe":NAME,"recipe_params":{...},
  *    "stages":{"source":D,"calib-set":D,"calibrate":D,"sensitivity":D,"slice":D,"export":D},
  *    "summary":{"groups":n,"candidates":n,"fp8":n,"effective_bits":x},"children":[...]}
@@ -29,6 +29,7 @@ typedef struct aqs_build_opts {
   const char *captions_path;     /* caption file for captions recipes */
   const char *images_path;       /* JSONL for images recipes */
   const char *images_root;
+  int allow_outside_root;        /* image rows may leave images_root (--allow-outside-root) */
   const char *backend;           /* "cpu" (default) or "cuda" */
   const char *out_dir;           /* single recipe: where to materialize; NULL = default */
   const char *out_root;          /* default root for outputs: <workspace>/quantized */
@@ -56,7 +57,8 @@ typedef struct aqs_build_report {
 aqs_status aqs_build_recipes(const aqs_build_opts *opts, const aqs_recipe *recipes, size_t n,
                              aqs_build_report *reports, aqs_err *e);
 
-/* Loads the build record a ref "recipe/<name>" (or any ref / digest text) names. */
+/* Loads the build record a name reaches (aqs_build_resolve without a workspace scope: a recipe
+ * name with one build, NAME@MODEL[+DATA], a ref name or a record digest). */
 aqs_status aqs_build_record_load(aqs_store *s, const char *name, aqs_digest *record_out,
                                  json_t **doc_out, aqs_err *e);
 
@@ -68,7 +70,5 @@ aqs_status aqs_build_record_stage(const json_t *doc, const char *stage, aqs_dige
 aqs_status aqs_build_sensitivity_docs(aqs_store *s, const json_t *record, char **markdown, char **scores_json,
                                       aqs_err *e);
 
-/* Ref name of a recipe's latest build: "recipe/<name>". */
-void aqs_build_ref_name(const char *recipe, char *buf, size_t n);
 
 #endif

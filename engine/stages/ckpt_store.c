@@ -381,9 +381,10 @@ aqs_status aqs_ckpt_load_manifest(aqs_store *s, const aqs_digest *d, const char 
   if (!doc) return aqs_errf(e, AQS_ERR_CORRUPT, "manifest sha256:%s is not JSON: %s", aqs_digest_short(d, hex), jerr.text);
   const char *k = json_string_value(json_object_get(doc, "kind"));
   if (kind && (!k || strcmp(k, kind) != 0)) {
-    json_decref(doc);
-    return aqs_errf(e, AQS_ERR_INVALID, "object sha256:%s is a %s, not a %s", aqs_digest_short(d, hex),
-                    k ? k : "plain object", kind);
+    aqs_errf(e, AQS_ERR_INVALID, "object sha256:%s is %s%s, not %s", aqs_digest_short(d, hex), k ? "an " : "a ",
+             k ? k : "plain object", kind);
+    json_decref(doc); /* after the message: k points into doc */
+    return AQS_ERR_INVALID;
   }
   *out = doc;
   return AQS_OK;
@@ -477,6 +478,63 @@ int aqs_rm_flat_dir(const char *dir) {
 }
 
 /* 1 if dir may be replaced: missing, empty, or an aqs checkout. */
+/* A file in an earlier checkout that the checkout did not write (so replacing the directory
+ * would delete it): the first entry that is neither the marker nor a file of the checkpoint the
+ * marker names. When that checkpoint is no longer in the store, files aqs wrote are known by
+ * their mode (read-only). Returns 1 and fills name when there is one. */
+static int foreign_file(aqs_store *s, const char *dir, char *name, size_t n) {
+  char path[4096], have[AQS_DIGEST_STR_SIZE + 8] = "";
+  snprintf(path, sizeof path, "%s/%s", dir, CHECKOUT_MARKER);
+  FILE *m = fopen(path, "r");
+  json_t *doc = NULL;
+  if (m) {
+    if (fgets(have, sizeof have, m)) {
+      have[strcspn(have, "\n")] = '\0';
+      aqs_digest d;
+      aqs_err ignore = {0};
+      if (aqs_digest_parse(have, &d, NULL) == AQS_OK) aqs_ckpt_load_manifest(s, &d, "aqs-checkpoint", &doc, &ignore);
+    }
+    fclose(m);
+  }
+  DIR *dd = opendir(dir);
+  struct dirent *de;
+  int found = 0;
+  while (!found && dd && (de = readdir(dd))) {
+    if (!strcmp(de->d_name, ".") || !strcmp(de->d_name, "..") || !strcmp(de->d_name, CHECKOUT_MARKER)) continue;
+    int ours = 0;
+    if (doc) {
+      size_t i;
+      json_t *f;
+      json_array_foreach(json_object_get(doc, "files"), i, f) {
+        const char *fname = json_string_value(json_object_get(f, "name"));
+        if (fname && strcmp(fname, de->d_name) == 0) ours = 1;
+      }
+    } else {
+      struct stat sb;
+      snprintf(path, sizeof path, "%s/%s", dir, de->d_name);
+      ours = lstat(path, &sb) == 0 && S_ISREG(sb.st_mode) && !(sb.st_mode & 0222);
+    }
+    if (!ours) {
+      snprintf(name, n, "%s", de->d_name);
+      found = 1;
+    }
+  }
+  if (dd) closedir(dd);
+  json_decref(doc);
+  return found;
+}
+
+/* '', '.', '..', '/' and names ending in '.' or '..' cannot be renamed into place. */
+static aqs_status check_target(const char *out_dir, aqs_err *e) {
+  const char *last = strrchr(out_dir, '/');
+  last = last ? last + 1 : out_dir;
+  if (!last[0] || strcmp(last, ".") == 0 || strcmp(last, "..") == 0)
+    return aqs_errf(e, AQS_ERR_INVALID,
+                    "'%s' cannot be a checkout directory: name a new directory (or an earlier checkout), "
+                    "e.g. %s%sckpt", out_dir, out_dir, last[0] ? "/" : "");
+  return AQS_OK;
+}
+
 static int replaceable(const char *dir, int *exists) {
   struct stat sb;
   *exists = stat(dir, &sb) == 0;
@@ -520,13 +578,26 @@ static int up_to_date(const char *out_dir, const aqs_digest *manifest, const jso
   return 1;
 }
 
-aqs_status aqs_ckpt_materialize(aqs_store *s, const aqs_digest *manifest, const char *out_dir,
+aqs_status aqs_ckpt_materialize(aqs_store *s, const aqs_digest *manifest, const char *out_dir_arg,
                                 aqs_link_mode mode, aqs_err *e) {
+  if (!out_dir_arg || !out_dir_arg[0])
+    return aqs_errf(e, AQS_ERR_INVALID, "empty checkout directory: name a directory to write");
+  aqs_status st;
+  /* "out/top50/" is "out/top50": the temporary and old names go beside it, not inside. */
+  char out_dir[4096];
+  snprintf(out_dir, sizeof out_dir, "%s", out_dir_arg);
+  for (size_t len = strlen(out_dir); len > 1 && out_dir[len - 1] == '/'; len--) out_dir[len - 1] = '\0';
+  if ((st = check_target(out_dir, e))) return st;
   int exists;
   if (!replaceable(out_dir, &exists))
     return aqs_errf(e, AQS_ERR_INVALID, "%s exists and is not an aqs checkout; refusing to replace it", out_dir);
+  char foreign[256];
+  if (exists && foreign_file(s, out_dir, foreign, sizeof foreign))
+    return aqs_errf(e, AQS_ERR_INVALID,
+                    "%s/%s was not written by aqs checkout; refusing to replace %s (move that file away, or check "
+                    "out elsewhere)", out_dir, foreign, out_dir);
   json_t *doc;
-  aqs_status st = aqs_ckpt_load_manifest(s, manifest, "aqs-checkpoint", &doc, e);
+  st = aqs_ckpt_load_manifest(s, manifest, "aqs-checkpoint", &doc, e);
   if (st) return st;
   if (exists && up_to_date(out_dir, manifest, doc)) {
     json_decref(doc);

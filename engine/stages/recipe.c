@@ -3,6 +3,7 @@
  * the extends chain is applied root first, each key validated where it is set. */
 #include "engine/stages/recipe.h"
 #include "engine/calib/calibset.h"
+#include "common/ini_text.h"
 
 #include <errno.h>
 #include <ini.h>
@@ -34,31 +35,9 @@ typedef struct recipe_file {
   int extends_line;
 } recipe_file;
 
-/* inih reader over a string or FILE that counts the lines handed out. */
-typedef struct line_stream {
-  const char *text; /* string source, or NULL */
-  size_t pos;
-  FILE *file;       /* file source */
-  int line;
-} line_stream;
-
-static char *stream_read(char *str, int num, void *arg) {
-  line_stream *ls = arg;
-  if (ls->file) {
-    if (!fgets(str, num, ls->file)) return NULL;
-  } else {
-    if (!ls->text[ls->pos]) return NULL;
-    int i = 0;
-    while (i < num - 1 && ls->text[ls->pos]) {
-      char c = ls->text[ls->pos++];
-      str[i++] = c;
-      if (c == '\n') break;
-    }
-    str[i] = '\0';
-  }
-  ls->line++;
-  return str;
-}
+/* Files and built-ins are read whole and handed to inih by common/ini_text (line numbers, NUL
+ * bytes and over-long lines refused). */
+typedef aqs_ini_text line_stream;
 
 typedef struct parse_ctx {
   line_stream *ls;
@@ -88,6 +67,13 @@ static int on_entry(void *user, const char *section, const char *name, const cha
     rf->entries = ne;
     rf->cap = cap;
   }
+  for (size_t i = 0; i < rf->n; i++)
+    if (strcmp(rf->entries[i].section, section) == 0 && strcmp(rf->entries[i].key, name) == 0) {
+      aqs_errf(pc->e, AQS_ERR_INVALID, "%s:%d: duplicate key '%s' in section [%s] (first set on line %d)",
+               rf->origin, pc->ls->line, name, section, rf->entries[i].line);
+      pc->failed = true;
+      return 1;
+    }
   recipe_entry *en = &rf->entries[rf->n++];
   snprintf(en->section, sizeof en->section, "%s", section);
   snprintf(en->key, sizeof en->key, "%s", name);
@@ -102,8 +88,10 @@ static int on_entry(void *user, const char *section, const char *name, const cha
 
 static aqs_status parse_recipe(line_stream *ls, recipe_file *rf, aqs_err *e) {
   parse_ctx pc = {.ls = ls, .rf = rf, .e = e};
-  int rc = ini_parse_stream(stream_read, ls, on_entry, &pc);
+  int rc = ini_parse_stream(aqs_ini_text_reader, ls, on_entry, &pc);
   if (pc.failed) return e->code;
+  if (ls->overlong_line && (rc <= 0 || ls->overlong_line < rc))
+    return aqs_errf(e, AQS_ERR_INVALID, "%s:%d: line too long", rf->origin, ls->overlong_line);
   if (rc > 0) return aqs_errf(e, AQS_ERR_INVALID, "%s:%d: malformed line", rf->origin, rc);
   if (rc < 0) return aqs_errf(e, AQS_ERR_IO, "%s: cannot parse", rf->origin);
   return AQS_OK;
@@ -131,14 +119,16 @@ static aqs_status read_recipe_file(const aqs_recipe_source *src, const char *nam
   line_stream ls = {0};
   if (src && src->workspace_dir) {
     snprintf(rf->origin, sizeof rf->origin, "%s/%s.ini", src->workspace_dir, name);
-    FILE *f = fopen(rf->origin, "r");
-    if (f) {
-      ls.file = f;
-      aqs_status st = parse_recipe(&ls, rf, e);
-      fclose(f);
+    char *text;
+    aqs_status st = aqs_ini_text_load(rf->origin, AQS_INPUT_RECIPE, &text, e);
+    if (st == AQS_OK) {
+      ls.text = text;
+      st = parse_recipe(&ls, rf, e);
+      free(text);
       return st;
     }
-    if (errno != ENOENT) return aqs_errno(e, AQS_ERR_IO, errno, "%s", rf->origin);
+    if (st != AQS_ERR_NOT_FOUND) return st;
+    aqs_err_clear(e);
   }
   const char *text = aqs_recipe_builtin_text(name);
   if (!text) {
@@ -312,8 +302,12 @@ aqs_status aqs_recipe_load(const aqs_recipe_source *src, const char *name, aqs_r
     for (size_t i = 0; next && i < depth; i++) {
       const char *seen = i == 0 ? name : chain[i - 1].extends;
       if (strcmp(seen, next) == 0) {
-        st = aqs_errf(e, AQS_ERR_INVALID, "%s:%d: extends cycle: %s extends %s, which is already in the chain",
-                      cur->origin, cur->extends_line, i == depth - 1 ? name : seen, next);
+        /* cur is the file whose extends closes the loop; name the whole chain after it. */
+        char loop[MAX_EXTENDS_DEPTH * (AQS_RECIPE_NAME_MAX + 4)];
+        size_t used = (size_t)snprintf(loop, sizeof loop, "%s", name);
+        for (size_t k = 0; k < depth && used < sizeof loop; k++)
+          used += (size_t)snprintf(loop + used, sizeof loop - used, " -> %s", chain[k].extends);
+        st = aqs_errf(e, AQS_ERR_INVALID, "%s:%d: extends cycle: %s", cur->origin, cur->extends_line, loop);
         goto done;
       }
     }

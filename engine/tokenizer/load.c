@@ -126,6 +126,35 @@ static aqs_status check_model_options(json_t *model, load_ctx *lc) {
   return AQS_OK;
 }
 
+typedef struct vocab_id {
+  json_int_t id;
+  const char *token;
+} vocab_id;
+
+static int cmp_vocab_id(const void *a, const void *b) {
+  const vocab_id *x = a, *y = b;
+  if (x->id != y->id) return x->id < y->id ? -1 : 1;
+  return strcmp(x->token, y->token);
+}
+
+/* Two tokens with one id would make decoding ambiguous (which spelling is id N?): refused. */
+static aqs_status check_unique_ids(json_t *vocab, load_ctx *lc) {
+  size_t n = json_object_size(vocab), i = 0;
+  vocab_id *ids = malloc((n ? n : 1) * sizeof *ids);
+  if (!ids) return aqs_errf(lc->err, AQS_ERR_NOMEM, "%s: out of memory loading the vocabulary", lc->source);
+  const char *key;
+  json_t *value;
+  json_object_foreach(vocab, key, value) ids[i++] = (vocab_id){json_integer_value(value), key};
+  qsort(ids, n, sizeof *ids, cmp_vocab_id);
+  aqs_status st = AQS_OK;
+  for (i = 1; i < n && st == AQS_OK; i++)
+    if (ids[i].id == ids[i - 1].id)
+      st = aqs_errf(lc->err, AQS_ERR_INVALID, "%s: model.vocab: id %lld is given to both \"%s\" and \"%s\"",
+                    lc->source, (long long)ids[i].id, ids[i - 1].token, ids[i].token);
+  free(ids);
+  return st;
+}
+
 static aqs_status load_vocab(aqs_tokenizer *tok, json_t *vocab, load_ctx *lc) {
   if (!json_is_object(vocab))
     return aqs_errf(lc->err, AQS_ERR_INVALID, "%s: model.vocab: expected an object", lc->source);
@@ -141,7 +170,7 @@ static aqs_status load_vocab(aqs_tokenizer *tok, json_t *vocab, load_ctx *lc) {
                       lc->source);
     if ((size_t)id + 1 > tok->vocab_size) tok->vocab_size = (size_t)id + 1;
   }
-  return AQS_OK;
+  return check_unique_ids(vocab, lc);
 }
 
 static aqs_status load_added(aqs_tokenizer *tok, json_t *list, load_ctx *lc) {
@@ -366,7 +395,7 @@ aqs_status aqs_tokenizer_load(const char *path, aqs_tokenizer **out, aqs_err *er
   *out = NULL;
   char *text;
   size_t len;
-  aqs_status st = aqs_file_read(path, "tokenizer", &text, &len, err);
+  aqs_status st = aqs_file_read_input(path, AQS_INPUT_TOKENIZER, &text, &len, err);
   if (st) return st;
   st = aqs_tokenizer_load_json(text, len, path, out, err);
   free(text);

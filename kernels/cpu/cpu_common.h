@@ -96,6 +96,27 @@ void cpu_attention_bwd(aqs_backend *be, float *dq, float *dk, float *dv, const f
                        const float *out, const float *lse, const float *q, const float *k,
                        const float *v, const int32_t *cu_seqlens, int B, int max_seqlen, int N,
                        int Hq, int Hkv, int D);
+/* attention.c (bidirectional) */
+void cpu_attention_full_fwd(aqs_backend *be, float *out, float *lse, const float *q,
+                            const float *k, const float *v, const int32_t *cu_seqlens, int B,
+                            int max_seqlen, int N, int H, int D);
+void cpu_attention_full_bwd(aqs_backend *be, float *dq, float *dk, float *dv, const float *dout,
+                            const float *out, const float *lse, const float *q, const float *k,
+                            const float *v, const int32_t *cu_seqlens, int B, int max_seqlen,
+                            int N, int H, int D);
+/* gather.c */
+void cpu_gather_rows(aqs_backend *be, float *dst, const float *src, const int32_t *idx, int n,
+                     int width);
+void cpu_scatter_rows(aqs_backend *be, float *dst, const float *src, const int32_t *idx, int n,
+                      int width);
+/* gelu.c */
+void cpu_gelu_fwd(aqs_backend *be, float *out, const float *x, size_t n);
+void cpu_gelu_bwd(aqs_backend *be, float *dx, const float *dout, const float *x, size_t n);
+/* vision_rope.c */
+void cpu_vision_rope_fwd(aqs_backend *be, float *x, const int32_t *pos, int N, int H, int D,
+                         float theta);
+void cpu_vision_rope_bwd(aqs_backend *be, float *dx, const int32_t *pos, int N, int H, int D,
+                         float theta);
 /* loss.c */
 void cpu_cross_entropy(aqs_backend *be, float *dlogits, const float *logits,
                        const int32_t *targets, int N, int V, float grad_scale, double *loss_sum);

@@ -1,12 +1,16 @@
 /* kernels/cuda/gemm_lt.cu: cuBLASLt GEMM wrappers for the row-major nn.Linear convention
  * (Y[M,N] = X[M,K] · W[N,K]^T): BF16 and FP8 E4M3 (per-tensor scales) operands, F32 accumulation,
- * one workspace, and the descriptors + chosen algorithm cached per shape (the model repeats a handful). */
+ * one workspace, and the descriptors + chosen algorithm cached per exact shape in a bounded
+ * least-recently-used cache (kernels/plan_cache.h): every batch of varied captions has its own
+ * token count M, so plans come and go; a re-built plan gets the same heuristic choice, so the
+ * bits of a GEMM depend only on its shape, never on the cache's history. */
 #include <cublasLt.h>
 #include <cuda_runtime.h>
 #include <pthread.h>
 #include <string.h>
 
 #include "kernels/cuda/cuda_common.cuh"
+#include "kernels/plan_cache.h"
 
 namespace {
 
@@ -25,12 +29,15 @@ struct gemm_plan {
 };
 
 const size_t kWorkspaceBytes = 64u << 20;
-const int kMaxPlans = 512;
+/* A model has a few dozen (kind, N, K) GEMMs per token count M; 256 plans hold every shape of
+ * several batches (the M of a batch is reused by all its layers) while staying bounded. */
+const int kMaxPlans = 256;
 
 cublasLtHandle_t g_lt;
 void *g_workspace;
 gemm_plan g_plans[kMaxPlans];
-int g_nplans;
+aqs_plan_cache g_cache;
+/* Held from the lookup to the matmul's enqueue: the plan's descriptor (bias pointer) is set per call. */
 pthread_mutex_t g_plan_lock = PTHREAD_MUTEX_INITIALIZER;
 
 int ptr_alignment(const void *p) {
@@ -48,10 +55,19 @@ aqs_status lt_fail(aqs_err *e, cublasStatus_t s, const char *what, const gemm_ke
 aqs_status ensure_handle(aqs_err *e) {
   if (g_lt) return AQS_OK;
   aqs_status st = aqs_cuda_init(0, e);
+  if (!st && !g_cache.keys) st = aqs_plan_cache_init(&g_cache, sizeof(gemm_key), kMaxPlans, e);
   if (st) return st;
   cublasStatus_t s = cublasLtCreate(&g_lt);
   if (s != CUBLAS_STATUS_SUCCESS) return aqs_errf(e, AQS_ERR_INTERNAL, "cublasLt: creating the handle: status %d", (int)s);
   return aqs_cuda_malloc(&g_workspace, kWorkspaceBytes, "the cuBLASLt workspace", e);
+}
+
+void release_plan(gemm_plan *p) {
+  if (p->op) cublasLtMatmulDescDestroy(p->op);
+  if (p->a) cublasLtMatrixLayoutDestroy(p->a);
+  if (p->b) cublasLtMatrixLayoutDestroy(p->b);
+  if (p->c) cublasLtMatrixLayoutDestroy(p->c);
+  memset(p, 0, sizeof *p);
 }
 
 /* Builds descriptors and picks the heuristic's first algorithm for key. Column-major view:
@@ -104,22 +120,25 @@ aqs_status build_plan(const gemm_key &k, gemm_plan *p, aqs_err *e) {
   return AQS_OK;
 }
 
+/* The plan for k (built on a miss, replacing the least recently used one when full). Called with
+ * g_plan_lock held. */
 aqs_status get_plan(const gemm_key &k, gemm_plan **out, aqs_err *e) {
-  pthread_mutex_lock(&g_plan_lock);
-  for (int i = 0; i < g_nplans; i++)
-    if (memcmp(&g_plans[i].key, &k, sizeof k) == 0) {
-      *out = &g_plans[i];
-      pthread_mutex_unlock(&g_plan_lock);
-      return AQS_OK;
-    }
-  if (g_nplans == kMaxPlans) {
-    pthread_mutex_unlock(&g_plan_lock);
-    return aqs_errf(e, AQS_ERR_INTERNAL, "cublasLt: more than %d distinct GEMM shapes", kMaxPlans);
+  int slot;
+  aqs_plan_lookup found = aqs_plan_cache_get(&g_cache, &k, &slot);
+  gemm_plan *p = &g_plans[slot];
+  if (found == AQS_PLAN_HIT) {
+    *out = p;
+    return AQS_OK;
   }
-  aqs_status st = build_plan(k, &g_plans[g_nplans], e);
-  if (st == AQS_OK) *out = &g_plans[g_nplans++];
-  pthread_mutex_unlock(&g_plan_lock);
-  return st;
+  release_plan(p);
+  aqs_status st = build_plan(k, p, e);
+  if (st) {
+    release_plan(p);
+    aqs_plan_cache_drop(&g_cache, slot);
+    return st;
+  }
+  *out = p;
+  return AQS_OK;
 }
 
 /* Y[N_rows, M_cols col-major] += bias per row (F32 output path, or when no epilogue applies). */
@@ -157,14 +176,19 @@ aqs_status run_gemm(int kind, const void *a, const void *b, float alpha, const u
   k.align_b = ptr_alignment(b);
   k.align_c = ptr_alignment(y);
   gemm_plan *p;
-  st = get_plan(k, &p, e);
-  if (st) return st;
   cudaStream_t stream = (cudaStream_t)aqs_cuda_stream();
+  pthread_mutex_lock(&g_plan_lock);
+  st = get_plan(k, &p, e);
+  if (st) {
+    pthread_mutex_unlock(&g_plan_lock);
+    return st;
+  }
   if (k.bias_epilogue)
     cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
   const float beta = accumulate ? 1.0f : 0.0f;
   cublasStatus_t s = cublasLtMatmul(g_lt, p->op, &alpha, a, p->a, b, p->b, &beta, y, p->c, y, p->c, &p->algo,
                                     g_workspace, kWorkspaceBytes, stream);
+  pthread_mutex_unlock(&g_plan_lock);
   if (s) return lt_fail(e, s, "running the matmul", k);
   if (bias && !k.bias_epilogue) {
     size_t total = (size_t)M * (size_t)N;
@@ -198,4 +222,15 @@ extern "C" aqs_status aqs_cuda_gemm_fp8(const uint8_t *d_xq, const uint8_t *d_wq
     return aqs_errf(e, AQS_ERR_UNSUPPORTED, "FP8 GEMM needs K and N multiples of 16 (got N=%d K=%d)", N, K);
   /* The per-tensor scales multiply the F32 accumulator: alpha = x_scale * w_scale. */
   return run_gemm(GEMM_FP8_NT, d_wq, d_xq, x_scale * w_scale, d_bias, d_y, y_f32, 0, M, N, K, e);
+}
+
+extern "C" void aqs_cuda_gemm_plan_stats(aqs_cuda_plan_stats *out) {
+  pthread_mutex_lock(&g_plan_lock);
+  out->capacity = kMaxPlans;
+  out->live = 0;
+  for (int i = 0; i < g_cache.used; i++) out->live += g_cache.last_use[i] != 0;
+  out->hits = g_cache.hits;
+  out->misses = g_cache.misses;
+  out->evictions = g_cache.evictions;
+  pthread_mutex_unlock(&g_plan_lock);
 }

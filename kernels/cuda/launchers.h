@@ -65,6 +65,13 @@ aqs_status aqs_cuda_gemm_bf16_nn(const uint16_t *d_x, const uint16_t *d_w, void 
  * K and N must be multiples of 16. */
 aqs_status aqs_cuda_gemm_fp8(const uint8_t *d_xq, const uint8_t *d_wq, float x_scale, float w_scale,
                              const uint16_t *d_bias, void *d_y, int y_f32, int M, int N, int K, aqs_err *e);
+/* The plan cache's counters since the process started (plans are cached per exact shape, at most
+ * capacity at once, least recently used replaced; a lookup is one GEMM call). */
+typedef struct aqs_cuda_plan_stats {
+  int capacity, live;
+  uint64_t hits, misses, evictions;
+} aqs_cuda_plan_stats;
+void aqs_cuda_gemm_plan_stats(aqs_cuda_plan_stats *out);
 
 /* ---- elementwise.cu ------------------------------------------------------------------------ */
 /* rnd != 0: round results to BF16 (AQS_PREC_BF16). */

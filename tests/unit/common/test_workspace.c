@@ -263,7 +263,10 @@ static void test_malformed_files(void **state) {
   expect_error(fx, "[store]\npath = a\nthis line has no equals sign\n", 3, "malformed line");
   expect_error(fx, "[store\npath = a\n", 1, "malformed line");
   expect_error(fx, "[store]\n\n\ncolour = blue\n", 4, "unknown key 'colour' in section [store]");
-  expect_error(fx, "[store]\npath = a\n[gpu]\nid = 0\n", 4, "unknown section [gpu]");
+  expect_error(fx, "[store]\npath = a\n[gpu]\nid = 0\n", 3, "unknown section [gpu]");
+  /* An unknown section is an error even without keys (inih never reports it to the handler). */
+  expect_error(fx, "[store]\npath = a\n\n  [gpu]\n", 4, "unknown section [gpu]");
+  expect_error(fx, "[gpu]\n[store]\npath = a\n", 1, "unknown section [gpu]");
   expect_error(fx, "path = a\n", 1, "outside any [section]");
   expect_error(fx, "[store]\ncompression_level = fast\n", 2, "'fast' is not a zstd level");
   expect_error(fx, "[store]\ncompression_level = 0\n", 2, "compression_level");
@@ -285,6 +288,26 @@ static void test_malformed_files(void **state) {
   longline[sizeof longline - 2] = '\n';
   longline[sizeof longline - 1] = '\0';
   expect_error(fx, longline, 2, "line longer than");
+}
+
+/* A NUL byte inside a value is refused with its line (inih would cut the value at it), as are
+ * special files and an over-limit .aqstore. */
+static void test_hostile_bytes(void **state) {
+  fixture *fx = *state;
+  static const char text[] = "[store]\ncompression_level = 3\n[data]\ncaptions = a.txt\0junk\n";
+  tu_write_file(fx->config, text, sizeof text - 1);
+  aqs_workspace ws;
+  aqs_err err = {0};
+  assert_int_equal(aqs_workspace_init_defaults(&ws, &err), AQS_OK);
+  assert_int_equal(aqs_workspace_parse_file(&ws, fx->config, &err), AQS_ERR_INVALID);
+  char want[4400];
+  snprintf(want, sizeof want, "%s:4: NUL byte in the line", fx->config);
+  assert_non_null(strstr(err.msg, want));
+  aqs_workspace_free(&ws);
+  assert_int_equal(aqs_workspace_init_defaults(&ws, &err), AQS_OK);
+  assert_int_equal(aqs_workspace_parse_file(&ws, "/dev/zero", &err), AQS_ERR_INVALID);
+  assert_non_null(strstr(err.msg, "workspace config /dev/zero is not a regular file"));
+  aqs_workspace_free(&ws);
 }
 
 static void test_unreadable_config(void **state) {
@@ -346,6 +369,7 @@ int main(void) {
     cmocka_unit_test_setup_teardown(test_default_store_follows_config_dir, setup, teardown),
     cmocka_unit_test_setup_teardown(test_paths_cleaned, setup, teardown),
     cmocka_unit_test_setup_teardown(test_malformed_files, setup, teardown),
+    cmocka_unit_test_setup_teardown(test_hostile_bytes, setup, teardown),
     cmocka_unit_test_setup_teardown(test_unreadable_config, setup, teardown),
     cmocka_unit_test(test_parse_size),
   };

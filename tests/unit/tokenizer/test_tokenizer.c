@@ -102,6 +102,16 @@ static void load_errors_name_file_and_json_path(void **state) {
                     "\"vocab\": {\"a\": 0, \"b\": 1}, \"merges\": [\"a b\", \"a c\"]}}",
                     AQS_ERR_INVALID, "model.merges[0]: 'a' + 'b': the merged token is not in");
   expect_load_error("{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"type\": \"BPE\", "
+                    "\"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, \"merges\": [\"a b\", \"x b\"]}}",
+                    AQS_ERR_INVALID, "model.merges[1]: 'x' + 'b': left part is not in the vocabulary");
+  expect_load_error("{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"type\": \"BPE\", "
+                    "\"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, \"merges\": [[\"a\", \"y\"]]}}",
+                    AQS_ERR_INVALID, "model.merges[0]: 'a' + 'y': right part is not in the vocabulary");
+  /* Two spellings for one id: decoding id 1 would be ambiguous. */
+  expect_load_error("{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"type\": \"BPE\", "
+                    "\"vocab\": {\"a\": 0, \"b\": 1, \"c\": 1}, \"merges\": []}}",
+                    AQS_ERR_INVALID, "model.vocab: id 1 is given to both \"b\" and \"c\"");
+  expect_load_error("{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"model\": {\"type\": \"BPE\", "
                     "\"vocab\": {\"a\": 0, \"b\": 1, \"ab\": 2}, \"merges\": [\"a b\", \"abc\"]}}",
                     AQS_ERR_INVALID, "model.merges[1]: expected \"a b\"");
   expect_load_error("{\"pre_tokenizer\": {\"type\": \"ByteLevel\"}, \"decoder\": {\"type\": "
