@@ -46,6 +46,11 @@ static aqs_status calib_hook(void *ctx, const aqs_lm *lm, int layer, aqs_lin_slo
 
 aqs_status aqs_calibrate_batch(const aqs_lm *lm, const aqs_token_batch *batch, int max_seq_len,
                                aqs_amax_table *out, aqs_err *e) {
+  return aqs_calibrate_batch_kv(lm, batch, max_seq_len, 0, out, e);
+}
+
+aqs_status aqs_calibrate_batch_kv(const aqs_lm *lm, const aqs_token_batch *batch, int max_seq_len,
+                                  int with_kv, aqs_amax_table *out, aqs_err *e) {
   const int L = lm->cfg.num_layers;
   calib_ctx cc = {calloc((size_t)L, sizeof *cc.input_amax)};
   float *kv_amax = calloc(2 * (size_t)L, sizeof *kv_amax);
@@ -60,7 +65,7 @@ aqs_status aqs_calibrate_batch(const aqs_lm *lm, const aqs_token_batch *batch, i
                                     max_seq_len, &b, e);
   if (st != AQS_OK) goto done_nobatch;
   if ((st = aqs_lm_ws_alloc(lm, &b, 0, 0, &ws, e)) != AQS_OK) goto done;
-  aqs_lm_ws_track_kv_amax(ws, kv_amax);
+  if (with_kv) aqs_lm_ws_track_kv_amax(ws, kv_amax);
   if ((st = aqs_lm_forward_layers(lm, &b, ws, calib_hook, &cc, e)) != AQS_OK) goto done;
   out->n_tokens += b.n_tokens;
   out->n_seqs += b.n_seqs;
@@ -70,7 +75,7 @@ aqs_status aqs_calibrate_batch(const aqs_lm *lm, const aqs_token_batch *batch, i
       st = aqs_amax_set(out, lin->module, cc.input_amax[l][s], lin->weight_amax, e);
     }
   char name[AQS_AMAX_NAME_MAX];
-  for (int l = 0; l < L && st == AQS_OK; l++)
+  for (int l = 0; with_kv && l < L && st == AQS_OK; l++)
     for (int kv = 0; kv < 2 && st == AQS_OK; kv++) {
       aqs_lm_kv_cache_name(lm, l, kv, name, sizeof name);
       st = aqs_amax_set(out, name, kv_amax[2 * l + kv], 0.0f, e);

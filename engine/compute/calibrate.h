@@ -27,9 +27,11 @@ aqs_status aqs_token_batch_of_chunk(const aqs_calib_chunk *c, aqs_token_batch *o
 aqs_status aqs_calibrate_batch(const aqs_lm *lm, const aqs_token_batch *batch, int max_seq_len,
                                aqs_amax_table *out, aqs_err *e);
 
-/* Besides the linears, the table gets the FP8 KV cache amax of each layer: module
+/* The same, and with with_kv the FP8 KV cache amax of each layer too: module
  * "<layer>.self_attn.k_cache" (input_amax = max |K after RoPE|) and ".v_cache" (max |V|), with
  * weight_amax 0; aqs_lm_kv_cache_name writes those names. */
+aqs_status aqs_calibrate_batch_kv(const aqs_lm *lm, const aqs_token_batch *batch, int max_seq_len,
+                                  int with_kv, aqs_amax_table *out, aqs_err *e);
 void aqs_lm_kv_cache_name(const aqs_lm *lm, int layer, int v, char *buf, size_t n);
 
 /* Copies the input amax of every linear from t into lm (module names must all be present:

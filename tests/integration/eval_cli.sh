@@ -53,7 +53,7 @@ expect_eq "$(jqr "$sep" '.[0] | "\(.cached) \(.n_seqs)"')" "false 10" "separate 
 pass "--captions FILE evaluates on another set"
 
 # errors
-expect_error 1 "no build of recipe 'nope'" "${B[@]}" eval "${EVAL_ARGS[@]}" nope
+expect_error 1 "no build named 'nope'" "${B[@]}" eval "${EVAL_ARGS[@]}" nope
 head -32 "$TMP/captions.txt" > "$TMP/few.txt"
 expect_error 1 "calibration uses 32 of them" "${B[@]}" eval --model "$TMP/model" --calib-captions "$TMP/few.txt" \
   --recipes-dir "$TMP/recipes" --quiet fast50
