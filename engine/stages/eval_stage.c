@@ -15,6 +15,7 @@
 #include "engine/calib/captions.h"
 #include "engine/model/safetensors.h"
 #include "engine/stages/build.h"
+#include "engine/stages/build_names.h"
 #include "engine/stages/ckpt_store.h"
 #include "engine/stages/recipe.h"
 #include "engine/stages/source.h"
@@ -146,10 +147,16 @@ static aqs_status resolve(eval_env *v, const char *name, aqs_eval_row *row, json
     snprintf(row->order, sizeof row->order, "-");
     return AQS_OK;
   }
-  aqs_digest rec;
-  json_t *doc;
-  aqs_status st = aqs_build_record_load(v->o->store, name, &rec, &doc, e);
+  /* a short name picks the build of this model (and of the calibration captions when given) */
+  aqs_build_scope scope = {.has_model = 1, .model = v->source};
+  aqs_err ignore = {0};
+  if (v->o->captions_path &&
+      aqs_hash_file_cached(v->o->store, v->o->captions_path, &scope.dataset, NULL, &ignore) == AQS_OK)
+    scope.has_dataset = 1;
+  aqs_build_entry be;
+  aqs_status st = aqs_build_resolve(v->o->store, name, &scope, &be, e);
   if (st) return st;
+  json_t *doc = be.doc;
   aqs_digest src;
   if (!(st = aqs_build_record_stage(doc, "source", &src, e)) && !aqs_digest_eq(&src, &v->source)) {
     char a[AQS_DIGEST_STR_SIZE], b[AQS_DIGEST_STR_SIZE];
