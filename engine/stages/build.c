@@ -32,6 +32,7 @@ enum { ST_SOURCE, ST_CALIB, ST_CALIBRATE, ST_SENS, ST_SLICE, ST_EXPORT };
 
 /* Stage versions: bump one when its output bytes would change for the same key. */
 #define V_CALIBRATE "1"
+#define V_CALIBRATE_KV "1"
 #define V_SENSITIVITY "1"
 #define V_SLICE "1"
 #define V_EXPORT "1"
@@ -531,11 +532,91 @@ static aqs_status sink_file(void *ctx, const char *path, const aqs_export_file *
   return st;
 }
 
-static aqs_status stage_export(build_env *b, const aqs_recipe *r, const aqs_digest *source, const aqs_digest *amax,
-                               const aqs_digest *plan_d, aqs_stage_outcome *out, aqs_err *e) {
+static int digest_is_zero(const aqs_digest *d) {
+  static const aqs_digest zero;
+  return aqs_digest_eq(d, &zero);
+}
+
+/* FP8 KV cache: the amax of K (after RoPE) and V per layer over the calib set, as an amax table
+ * of "<layer>.self_attn.k_cache" / "v_cache" entries (one cached action, not chunked: only
+ * kv_cache = fp8 recipes run it, so the calibrate stage and everything keyed on it is shared
+ * with their BF16-cache twins). */
+static aqs_status stage_kv_calibrate(build_env *b, const aqs_recipe *r, const aqs_digest *source,
+                                     const aqs_digest *calib, aqs_digest *out, aqs_err *e) {
+  json_t *inputs = json_pack("{s:o, s:o}", "source", jdigest(source), "calib_set", jdigest(calib));
+  json_t *params = compute_params(b, r);
+  aqs_stage_ctx ctx;
+  aqs_status st = aqs_stage_lookup(b->s, "calibrate-kv", V_CALIBRATE_KV, inputs, params, &ctx, e);
+  json_decref(inputs);
+  json_decref(params);
+  if (st || ctx.hit || b->o->dry_run) { /* a dry run's miss: *out stays zero */
+    if (!st && ctx.hit) *out = ctx.result;
+    aqs_stage_ctx_free(&ctx);
+    return st;
+  }
+  aqs_calib_set set = {0};
+  aqs_amax_table kv = {0};
+  st = load_calib_set(b, calib, &set, e);
+  if (!st) st = ensure_lm(b, e);
+  aqs_progress *p = b->o->progress && !st ? aqs_progress_start("calibrate kv", (uint64_t)set.n_tokens, "tok") : NULL;
+  for (int32_t i = 0; !st && i < set.n_chunks; i++) {
+    aqs_calib_chunk chunk = {0};
+    aqs_token_batch batch;
+    aqs_amax_table part = {0}, next = {0};
+    st = aqs_calib_chunk_load(b->s, &set, i, &chunk, e);
+    if (!st) st = aqs_token_batch_of_chunk(&chunk, &batch, e);
+    if (!st) st = aqs_calibrate_batch_kv(b->lm, &batch, (int)r->max_len, 1, &part, e);
+    const aqs_amax_table *parts[2] = {&kv, &part};
+    if (!st) st = aqs_amax_reduce(parts, 2, &next, e);
+    if (!st) {
+      aqs_amax_free(&kv);
+      kv = next;
+      aqs_progress_add(p, (uint64_t)part.n_tokens);
+    }
+    aqs_amax_free(&part);
+    aqs_calib_chunk_free(&chunk);
+  }
+  if (st) aqs_progress_abort(p);
+  else aqs_progress_finish(p);
+  aqs_amax_table only = {.n_tokens = kv.n_tokens, .n_seqs = kv.n_seqs};
+  for (size_t i = 0; !st && i < kv.n; i++)
+    if (kv.entries[i].weight_amax == 0.0f && strstr(kv.entries[i].module, "_cache"))
+      st = aqs_amax_set(&only, kv.entries[i].module, kv.entries[i].input_amax, 0.0f, e);
+  char *text = NULL;
+  if (!st) st = aqs_amax_to_json(&only, &text, e);
+  aqs_digest d;
+  if (!st) st = put_text(b->s, text, strlen(text), &d, e);
+  if (!st) st = aqs_stage_record(b->s, &ctx, &d, e);
+  if (!st) *out = d;
+  free(text);
+  aqs_amax_free(&only);
+  aqs_amax_free(&kv);
+  aqs_calib_set_free(&set);
+  aqs_stage_ctx_free(&ctx);
+  return st;
+}
+
+static aqs_status stage_export(build_env *b, const aqs_recipe *r, const aqs_digest *source, const aqs_digest *calib,
+                               const aqs_digest *amax, const aqs_digest *plan_d, aqs_stage_outcome *out, aqs_err *e) {
   json_t *inputs = json_pack("{s:o, s:o, s:o}", "source", jdigest(source), "amax", jdigest(amax), "plan",
                              jdigest(plan_d));
   json_t *params = json_pack("{s:s, s:s}", "format", r->export_format, "layout", "block");
+  aqs_digest kv_amax;
+  memset(&kv_amax, 0, sizeof kv_amax);
+  if (r->kv_cache_fp8) { /* keys of BF16-cache exports stay as they were */
+    aqs_status kst = stage_kv_calibrate(b, r, source, calib, &kv_amax, e);
+    if (!kst && b->o->dry_run && digest_is_zero(&kv_amax)) {
+      out->hit = 0;
+      snprintf(out->reason, sizeof out->reason, "the K/V cache amax (calibrate-kv) is not computed yet");
+    }
+    if (kst || (b->o->dry_run && digest_is_zero(&kv_amax))) {
+      json_decref(inputs);
+      json_decref(params);
+      return kst;
+    }
+    json_object_set_new(inputs, "kv_amax", jdigest(&kv_amax));
+    json_object_set_new(params, "kv_cache", json_string("fp8"));
+  }
   aqs_stage_ctx ctx;
   aqs_status st = aqs_stage_lookup(b->s, "export", V_EXPORT, inputs, params, &ctx, e);
   json_decref(inputs);
@@ -558,6 +639,22 @@ static aqs_status stage_export(build_env *b, const aqs_recipe *r, const aqs_dige
   st = load_plan_obj(b->s, plan_d, &plan, e);
   if (!st) st = get_text(b->s, amax, &text, &len, e);
   if (!st) st = aqs_amax_from_json(text, len, aqs_digest_str(amax, amax_str), &t, e);
+  if (!st && r->kv_cache_fp8) { /* the K/V entries join the linears' table */
+    char *kv_text = NULL;
+    size_t kv_len;
+    aqs_amax_table kv = {0}, merged = {0};
+    char kv_str[AQS_DIGEST_STR_SIZE];
+    st = get_text(b->s, &kv_amax, &kv_text, &kv_len, e);
+    if (!st) st = aqs_amax_from_json(kv_text, kv_len, aqs_digest_str(&kv_amax, kv_str), &kv, e);
+    const aqs_amax_table *parts[2] = {&t, &kv};
+    if (!st) st = aqs_amax_reduce(parts, 2, &merged, e);
+    if (!st) {
+      aqs_amax_free(&t);
+      t = merged;
+    }
+    aqs_amax_free(&kv);
+    free(kv_text);
+  }
   if (!st) st = make_staging_dir(b, staging, sizeof staging, e);
   if (!st) {
     snprintf(outdir, sizeof outdir, "%s/ckpt", staging);
@@ -572,7 +669,8 @@ static aqs_status stage_export(build_env *b, const aqs_recipe *r, const aqs_dige
                           .progress = b->o->progress, .on_file = sink_file, .on_file_ctx = &sink,
                           .source_tensor_digest = source_digest_of,
                           .source_tensor_digest_ctx = json_object_get(source_doc, "tensors"),
-                          .shard_sink = broken ? NULL : sink_shard, .shard_sink_ctx = &sink};
+                          .shard_sink = broken ? NULL : sink_shard, .shard_sink_ctx = &sink,
+                          .kv_cache_fp8 = r->kv_cache_fp8};
     aqs_export_result res;
     if (!st) st = aqs_export_run(&eo, &res, e);
     if (!st && getenv("AQS_EXPORT_TIMING"))
@@ -608,6 +706,7 @@ static json_t *recipe_json(const aqs_recipe *r) {
                           aqs_method_name(r->method), "score_samples", (json_int_t)r->score_samples, "scope",
                           aqs_qwen_scope_name(r->scope), "candidates", aqs_candidates_name(r->candidates),
                           "export_format", r->export_format);
+  if (r->kv_cache_fp8) json_object_set_new(doc, "kv_cache", json_string("fp8"));
   json_t *slice = slice_params(r);
   json_object_update(doc, slice);
   json_decref(slice);
@@ -741,7 +840,8 @@ static aqs_status build_one(build_env *b, const aqs_recipe *r, aqs_build_report 
   RUN(ST_SENS, stage_sensitivity(b, r, &o[ST_SOURCE].result, &o[ST_CALIB].result, &o[ST_CALIBRATE].result,
                                  &o[ST_SENS], e));
   RUN(ST_SLICE, stage_slice(b, r, &o[ST_SOURCE].result, &o[ST_SENS].result, &o[ST_SLICE], rep, e));
-  RUN(ST_EXPORT, stage_export(b, r, &o[ST_SOURCE].result, &o[ST_CALIBRATE].result, &o[ST_SLICE].result,
+  RUN(ST_EXPORT, stage_export(b, r, &o[ST_SOURCE].result, &o[ST_CALIB].result, &o[ST_CALIBRATE].result,
+                              &o[ST_SLICE].result,
                               &o[ST_EXPORT], e));
 #undef RUN
   if (b->o->dry_run) return AQS_OK;

@@ -242,6 +242,9 @@ static aqs_status apply_entry(const recipe_file *rf, const recipe_entry *en, aqs
     r->order = (aqs_order)ev;
   } else if (IS("slice", "order_seed")) {
     if (!parse_int(v, 0, INT64_MAX, &r->order_seed)) return bad_value(rf, en, "a non-negative integer", e);
+  } else if (IS("export", "kv_cache")) {
+    if (strcmp(v, "bf16") != 0 && strcmp(v, "fp8") != 0) return bad_value(rf, en, "bf16 or fp8", e);
+    r->kv_cache_fp8 = strcmp(v, "fp8") == 0;
   } else if (IS("export", "format")) {
     if (!parse_enum(v, ENUM_ARGS(export_names), &ev)) return bad_value(rf, en, "modelopt_fp8", e);
     snprintf(r->export_format, sizeof r->export_format, "%.31s", v);

@@ -50,6 +50,7 @@ typedef struct aqs_recipe {
   int64_t order_seed;      /* for AQS_ORDER_RANDOM */
   /* [export] */
   char export_format[32];  /* "modelopt_fp8" */
+  bool kv_cache_fp8;       /* [export] kv_cache = bf16 (default) | fp8: FP8 KV cache scales */
 } aqs_recipe;
 
 /* Where recipes come from: the built-ins plus, optionally, one workspace directory. */

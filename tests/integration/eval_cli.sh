@@ -64,3 +64,34 @@ expect_error 1 "not from $TMP/other" "${B[@]}" eval --model "$TMP/other" --calib
   --recipes-dir "$TMP/recipes" --quiet fast50
 "${B[@]}" eval --help | grep -q "held-out" || fail "eval --help"
 pass "bad names, exhausted captions, bad options and a foreign source are refused"
+
+# FP8 KV cache: a kv_cache = fp8 twin shares calibrate and sensitivity, exports k_scale/v_scale
+# under ModelOpt's names with kv_cache_quant_algo FP8, and its eval differs from the BF16 cache.
+printf '[recipe]\nextends = fast50\n[export]\nkv_cache = fp8\n' > "$TMP/recipes/fast50_kv.ini"
+kvb=$("${B[@]}" build --json "${BUILD_ARGS[@]}" --out "$TMP/kvckpt" recipe fast50_kv) || fail "build fast50_kv"
+expect_eq "$(jq -r '[.[0].stages[] | .state] | join(" ")' <<<"$kvb")" "HIT HIT HIT HIT HIT RUN" "fast50_kv stage states"
+expect_eq "$(jq -r '.quantization.kv_cache_quant_algo' "$TMP/kvckpt/hf_quant_config.json")" "FP8" "hf_quant_config"
+expect_eq "$(jq -r '.quantization_config.kv_cache_quant_algo' "$TMP/kvckpt/config.json")" "FP8" "config.json"
+python3 - "$TMP/kvckpt" <<'PY' || fail "k_scale / v_scale tensors"
+import json, struct, sys, glob
+names = {}
+for path in glob.glob(sys.argv[1] + "/*.safetensors"):
+    with open(path, "rb") as f:
+        n = struct.unpack("<Q", f.read(8))[0]
+        hdr = json.loads(f.read(n))
+        for k, v in hdr.items():
+            if k.endswith("_scale") and ("k_proj.k_scale" in k or "v_proj.v_scale" in k):
+                f.seek(8 + n + v["data_offsets"][0])
+                names[k] = struct.unpack("<f", f.read(4))[0]
+assert len(names) == 8, sorted(names)  # 4 layers x (k, v)
+assert all(v > 0 for v in names.values()), names
+assert "model.language_model.layers.3.self_attn.v_proj.v_scale" in names
+PY
+kv=$("${B[@]}" eval --json "${EVAL_ARGS[@]}" fast50 fast50_kv) || fail "eval fast50_kv"
+expect_eq "$(jqr "$kv" '.[1].kv_cache')" "fp8" "kv_cache column"
+[ "$(jqr "$kv" '.[0].kl_mean')" != "$(jqr "$kv" '.[1].kl_mean')" ] || fail "the FP8 KV cache did not change eval"
+pass "FP8 KV cache: scales exported under ModelOpt's names and evaluated"
+printf '[recipe]\nextends = fast50\n[export]\nkv_cache = fp4\n' > "$TMP/recipes/bad_kv.ini"
+expect_error 1 "bad value 'fp4' for [export] kv_cache (expected bf16 or fp8)" "${B[@]}" build "${BUILD_ARGS[@]}" recipe bad_kv
+"$AQS" ls --recipes 2>/dev/null | grep -q "top50_kv_fp8" || fail "built-in recipe top50_kv_fp8 missing"
+pass "kv_cache is validated; built-in kv recipes listed"
