@@ -27,5 +27,6 @@ extern const aqs_cmd aqs_cmd_preprocess_image;
 extern const aqs_cmd aqs_cmd_export;
 extern const aqs_cmd aqs_cmd_diff;
 extern const aqs_cmd aqs_cmd_eval;
+extern const aqs_cmd aqs_cmd_report;
 
 #endif

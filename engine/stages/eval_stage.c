@@ -166,6 +166,8 @@ static aqs_status resolve(eval_env *v, const char *name, aqs_eval_row *row, json
                   name, aqs_digest_str(&src, a), v->o->model_dir, aqs_digest_str(&v->source, b));
   }
   if (!st) st = aqs_build_record_stage(doc, "export", &row->checkpoint, e);
+  if (!st) st = aqs_build_record_stage(doc, "sensitivity", &row->sensitivity, e);
+  row->has_sensitivity = !st;
   if (st) {
     json_decref(doc);
     return st;

@@ -48,6 +48,8 @@ typedef struct aqs_eval_row {
   uint64_t ckpt_bytes;           /* safetensors bytes of the checkpoint */
   uint64_t bf16_bytes;           /* the same for the BF16 source */
   char order[32];                /* the recipe's slice order ("least_sensitive_first", ...) */
+  int has_sensitivity;           /* built names: the build's sensitivity stage result */
+  aqs_digest sensitivity;
   double coverage;               /* recipe coverage (0..1), -1 in budget mode / bf16 */
   double seconds;
 } aqs_eval_row;

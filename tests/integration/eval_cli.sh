@@ -95,3 +95,39 @@ printf '[recipe]\nextends = fast50\n[export]\nkv_cache = fp4\n' > "$TMP/recipes/
 expect_error 1 "bad value 'fp4' for [export] kv_cache (expected bf16 or fp8)" "${B[@]}" build "${BUILD_ARGS[@]}" recipe bad_kv
 "$AQS" ls --recipes 2>/dev/null | grep -q "top50_kv_fp8" || fail "built-in recipe top50_kv_fp8 missing"
 pass "kv_cache is validated; built-in kv recipes listed"
+
+# aqs report: every figure decodes at a plausible size with many colours, report.md links each
+# one, and a second report evaluates nothing.
+rep=$("${B[@]}" report "${EVAL_ARGS[@]}" --out "$TMP/report") || fail "report"
+expect_contains "$rep" "report/report.md (4 figures;" "report output"
+python3 - "$TMP/report" <<'PY' || fail "report figures"
+import os, re, struct, sys, zlib
+d = sys.argv[1]
+md = open(os.path.join(d, "report.md")).read()
+links = re.findall(r"!\[[^\]]*\]\(([^)]+\.png)\)", md)
+figs = sorted(f for f in os.listdir(d) if f.endswith(".png"))
+assert sorted(links) == figs and len(figs) == 4, (links, figs)
+assert "fast50_random" in md and "| bf16 |" in md, md[:400]
+for f in figs:
+    data = open(os.path.join(d, f), "rb").read()
+    assert data[:8] == b"\x89PNG\r\n\x1a\n", f
+    w, h, depth, ctype = struct.unpack(">IIBB", data[16:26])
+    assert depth == 8 and ctype == 2 and 600 <= w <= 1200 and 200 <= h <= 1400, (f, w, h)
+    pos, idat = 8, b""
+    while pos < len(data):
+        n, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        if kind == b"IDAT": idat += data[pos + 8:pos + 8 + n]
+        pos += 12 + n
+    raw = zlib.decompress(idat)
+    assert len(raw) == h * (1 + 3 * w), f
+    # distinct filtered row payloads: a constant image would give one
+    rows = {raw[y * (1 + 3 * w) + 1:(y + 1) * (1 + 3 * w)] for y in range(h)}
+    assert len(rows) > 40, (f, len(rows))
+PY
+again=$("${B[@]}" report "${EVAL_ARGS[@]}" --out "$TMP/report") || fail "report again"
+expect_contains "$again" "0 evaluated" "second report"
+jrep=$("${B[@]}" report --json "${EVAL_ARGS[@]}" fast10 fast50 bf16 --out "$TMP/report2") || fail "report --json"
+expect_eq "$(jqr "$jrep" '"\(.schemes) \(.evaluated)"')" "3 0" "report of named schemes from the store"
+[ "$(jqr "$jrep" '.stored_bytes < .family_bytes')" = true ] || fail "the store holds less than the checkpoint files"
+expect_error 2 "--out DIR is required" "${B[@]}" report fast50
+pass "report: 4 figures linked from report.md, decodable, second run all cached"
