@@ -12,8 +12,41 @@
 
 #include "cli/cli.h"
 #include "cli/cli_util.h"
+#include "common/file.h"
 #include "common/path.h"
 #include "engine/stages/ckpt_store.h"
+
+/* --rebuild A,B or repeated --rebuild: each name a stage of the table or "all". */
+static int parse_rebuild(const char *cmd, const char *arg, aqs_build_cli *out) {
+  size_t used = 0;
+  for (int i = 0; i < out->n_rebuild; i++) used += strlen(out->rebuild[i]) + 1;
+  if (used + strlen(arg) + 1 > sizeof out->rebuild_buf) return aqs_cli_usage_error(cmd, "--rebuild: too many stages");
+  char *copy = out->rebuild_buf + used, *save = NULL;
+  memcpy(copy, arg, strlen(arg) + 1);
+  for (char *name = strtok_r(copy, ",", &save); name; name = strtok_r(NULL, ",", &save)) {
+    if (strcmp(name, "all") != 0 && aqs_stage_index(name) < 0)
+      return aqs_cli_usage_error(cmd, "--rebuild %s: no such stage (see %s --help)", name, cmd);
+    if (out->n_rebuild == (int)(sizeof out->rebuild / sizeof out->rebuild[0]))
+      return aqs_cli_usage_error(cmd, "--rebuild: too many stages");
+    out->rebuild[out->n_rebuild++] = name;
+  }
+  return 0;
+}
+
+/* AQS_TEST_BREAK_EXPORT=<recipe>: flips the last byte of that recipe's first layer shard (the last
+ * tensor of layer 0), so that tests can see the family check fail. */
+static aqs_status break_export(void *ctx, const char *file_name, const char *path, aqs_err *e) {
+  (void)ctx;
+  if (strcmp(file_name, "model-layers-000.safetensors") != 0) return AQS_OK;
+  FILE *f = fopen(path, "r+b");
+  if (!f) return aqs_errno(e, AQS_ERR_IO, errno, "test hook: %s", path);
+  fseek(f, -1, SEEK_END);
+  int c = fgetc(f);
+  fseek(f, -1, SEEK_END);
+  fputc(c ^ 0x01, f);
+  fclose(f);
+  return AQS_OK;
+}
 
 int aqs_build_cli_parse(const char *cmd, int argc, char **argv, aqs_build_cli *out) {
   memset(out, 0, sizeof *out);
@@ -24,7 +57,7 @@ int aqs_build_cli_parse(const char *cmd, int argc, char **argv, aqs_build_cli *o
       {"recipes-dir", required_argument, NULL, 'R'}, {"json", no_argument, NULL, 'j'},
       {"no-checkout", no_argument, NULL, 'n'},   {"quiet", no_argument, NULL, 'q'},
       {"allow-outside-root", no_argument, NULL, 'A'},
-      {NULL, 0, NULL, 0}};
+      {"rebuild", required_argument, NULL, 'B'}, {NULL, 0, NULL, 0}};
   optind = 1;
   opterr = 0;
   int ch;
@@ -41,6 +74,9 @@ int aqs_build_cli_parse(const char *cmd, int argc, char **argv, aqs_build_cli *o
     case 'n': out->no_checkout = 1; break;
     case 'q': out->quiet = 1; break;
     case 'A': out->allow_outside_root = 1; break;
+    case 'B':
+      if (parse_rebuild(cmd, optarg, out)) return AQS_EXIT_USAGE;
+      break;
     default: return aqs_cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[optind - 1]);
     }
   }
@@ -60,20 +96,17 @@ int aqs_build_cli_prepare(const char *cmd, const aqs_build_cli *cli, const aqs_w
                           aqs_build_opts *opts, aqs_recipe **recipes_out) {
   memset(opts, 0, sizeof *opts);
   opts->store = store;
-  opts->ws = ws;
   opts->model_dir = cli->model_dir ? cli->model_dir : ws->model_path;
   opts->captions_path = cli->captions ? cli->captions : ws->data_captions;
   opts->images_path = cli->images ? cli->images : ws->data_images;
   opts->images_root = cli->images_root ? cli->images_root : ws->data_images_root;
   opts->allow_outside_root = cli->allow_outside_root;
   opts->backend = cli->backend ? cli->backend : "cpu";
-  opts->out_dir = cli->out_dir;
-  opts->no_materialize = cli->no_checkout;
   opts->progress = !cli->quiet;
-  opts->test_break_recipe = getenv("AQS_TEST_BREAK_EXPORT");
-  static char out_root[4200];
-  snprintf(out_root, sizeof out_root, "%s/quantized", ws->root);
-  opts->out_root = out_root;
+  opts->rebuild = cli->rebuild;
+  opts->n_rebuild = (size_t)cli->n_rebuild;
+  opts->export_hook_recipe = getenv("AQS_TEST_BREAK_EXPORT");
+  if (opts->export_hook_recipe) opts->export_hook = break_export;
   if (!opts->model_dir) {
     aqs_cli_fail(cmd, "no model: pass --model DIR or set [model] path in .aqstore");
     return AQS_EXIT_FAIL;
@@ -103,68 +136,124 @@ int aqs_build_cli_prepare(const char *cmd, const aqs_build_cli *cli, const aqs_w
   return 0;
 }
 
-static const char *stage_state(const aqs_build_report *r, int i, int plan) {
-  if (!r->stage_done[i]) return plan ? "MISS" : "-";
+/* ---- the porcelain after a build: checkouts and reports ---- */
+
+/* <out_root>/<recipe>_<data>: the data file's name without directory and extension. */
+static void default_out_dir(const aqs_build_opts *o, const aqs_build_checkout *co, const char *recipe,
+                            aqs_modality modality, char *buf, size_t n) {
+  const char *p = modality == AQS_MODALITY_IMAGES ? o->images_path : o->captions_path;
+  if (!p) p = "calib";
+  const char *slash = strrchr(p, '/');
+  char base[256];
+  snprintf(base, sizeof base, "%s", slash ? slash + 1 : p);
+  char *dot = strrchr(base, '.');
+  if (dot && dot != base) *dot = '\0';
+  snprintf(buf, n, "%s/%s_%s", co->out_root ? co->out_root : "quantized", recipe, base);
+}
+
+/* Writes <out_dir>.per-layer-sensitivity.md and <out_dir>.sensitivity.json beside a checkout. */
+static aqs_status write_reports(aqs_store *store, const aqs_digest *record, const char *out_dir, aqs_err *e) {
+  json_t *doc;
+  aqs_status st = aqs_ckpt_load_manifest(store, record, "aqs-build", &doc, e);
+  if (st) return st;
+  char *md = NULL, *scores = NULL, path[AQS_PATH_MAX];
+  st = aqs_build_sensitivity_docs(store, doc, &md, &scores, e);
+  json_decref(doc);
+  if (!st && aqs_path_fmt(path, sizeof path, "%s.per-layer-sensitivity.md", out_dir) == 0)
+    st = aqs_file_write_atomic(path, md, strlen(md), e);
+  if (!st && aqs_path_fmt(path, sizeof path, "%s.sensitivity.json", out_dir) == 0)
+    st = aqs_file_write_atomic(path, scores, strlen(scores), e);
+  free(md);
+  free(scores);
+  return st;
+}
+
+int aqs_build_cli_checkout(const char *cmd, aqs_store *store, const aqs_build_opts *opts,
+                           const aqs_build_checkout *co, const aqs_recipe *recipes,
+                           const aqs_build_report *reports, size_t n, char (*out_dirs)[AQS_PATH_MAX]) {
+  for (size_t i = 0; i < n; i++) {
+    const aqs_build_report *r = &reports[i];
+    const aqs_digest *ckpt = aqs_build_report_result(r, "export");
+    aqs_err e = {0};
+    out_dirs[i][0] = '\0';
+    if (!ckpt) continue;
+    if (co->out_dir) snprintf(out_dirs[i], AQS_PATH_MAX, "%s", co->out_dir);
+    else default_out_dir(opts, co, r->recipe, recipes[i].modality, out_dirs[i], AQS_PATH_MAX);
+    if (aqs_ckpt_materialize(store, ckpt, out_dirs[i], co->link_mode, &e) != AQS_OK ||
+        write_reports(store, &r->build_record, out_dirs[i], &e) != AQS_OK) {
+      aqs_err_prefix(&e, "recipe %s", r->recipe);
+      return aqs_cli_fail_err(cmd, &e);
+    }
+  }
+  return 0;
+}
+
+static const char *stage_state(const aqs_build_report *r, size_t i, int plan) {
+  if (!r->stages[i].done) return plan ? "MISS" : "-";
   return r->stages[i].hit ? "HIT" : plan ? "MISS" : "RUN";
 }
 
-void aqs_build_cli_print(const aqs_build_report *reports, size_t n, int plan, double seconds) {
+static const char *out_dir_of(char (*out_dirs)[AQS_PATH_MAX], size_t k) {
+  return out_dirs && out_dirs[k][0] ? out_dirs[k] : NULL;
+}
+
+void aqs_build_cli_print(const aqs_build_report *reports, size_t n, int plan, double seconds,
+                         char (*out_dirs)[AQS_PATH_MAX]) {
   int ran = 0, reused = 0;
   for (size_t k = 0; k < n; k++) {
     const aqs_build_report *r = &reports[k];
     printf("%s\n", r->recipe);
-    const char *blocked = NULL;
-    for (int i = 0; i < AQS_BUILD_STAGES; i++) {
+    for (size_t i = 0; i < r->n_stages; i++) {
+      const aqs_stage_outcome *o = &r->stages[i];
       char hex[AQS_DIGEST_SHORT_LEN + 1] = "-";
-      if (r->stage_done[i] && (r->stages[i].hit || !plan)) aqs_digest_short(&r->stages[i].result, hex);
-      const char *state = stage_state(r, i, plan);
-      if (r->stage_done[i]) {
-        if (r->stages[i].hit) reused++;
+      if (o->has_result) aqs_digest_short(&o->result, hex);
+      if (o->done) {
+        if (o->hit) reused++;
         else ran++;
       }
-      printf("  %-12s %-5s %-12s", aqs_build_stage_names[i], state, hex);
-      if (plan && r->stage_done[i] && !r->stages[i].hit) {
-        printf("  %s", r->stages[i].reason);
-        if (!blocked) blocked = aqs_build_stage_names[i];
-      } else if (plan && !r->stage_done[i]) {
-        printf("  needs %s first", blocked ? blocked : "an earlier stage");
-      } else if (!plan) {
-        printf("  %.2fs", r->stages[i].seconds);
-      }
+      printf("  %-12s %-5s %-12s", r->stage_names[i], stage_state(r, i, plan), hex);
+      if (plan && o->done && !o->hit) printf("  %s", o->reason);
+      else if (plan && !o->done) printf("  needs %s first", o->blocked_by);
+      else if (!plan) printf("  %.2fs%s", o->seconds, o->forced ? " (--rebuild)" : "");
       printf("\n");
     }
+    const char *dir = out_dir_of(out_dirs, k);
     if (!plan)
       printf("  %zu/%zu groups FP8, %.4f effective bits%s%s\n", r->n_fp8, r->n_candidates, r->effective_bits,
-             r->out_dir[0] ? " -> " : "", r->out_dir);
+             dir ? " -> " : "", dir ? dir : "");
   }
   if (!plan) printf("%d stage(s) run, %d reused, %.2fs\n", ran, reused, seconds);
 }
 
-json_t *aqs_build_cli_json(const aqs_build_report *reports, size_t n, int plan) {
+json_t *aqs_build_cli_json(const aqs_build_report *reports, size_t n, int plan, char (*out_dirs)[AQS_PATH_MAX]) {
   json_t *arr = json_array();
   for (size_t k = 0; k < n; k++) {
     const aqs_build_report *r = &reports[k];
     json_t *stages = json_array();
-    for (int i = 0; i < AQS_BUILD_STAGES; i++) {
+    for (size_t i = 0; i < r->n_stages; i++) {
+      const aqs_stage_outcome *o = &r->stages[i];
       char hex[AQS_DIGEST_STR_SIZE], key[AQS_DIGEST_STR_SIZE];
-      json_t *st = json_pack("{s:s, s:s}", "stage", aqs_build_stage_names[i], "state", stage_state(r, i, plan));
-      if (r->stage_done[i]) {
-        json_object_set_new(st, "key", json_string(aqs_digest_str(&r->stages[i].key, key)));
-        if (r->stages[i].hit || !plan)
-          json_object_set_new(st, "result", json_string(aqs_digest_str(&r->stages[i].result, hex)));
-        if (plan && !r->stages[i].hit) json_object_set_new(st, "reason", json_string(r->stages[i].reason));
-        json_object_set_new(st, "seconds", json_real(r->stages[i].seconds));
+      json_t *st = json_pack("{s:s, s:s}", "stage", r->stage_names[i], "state", stage_state(r, i, plan));
+      if (o->done) {
+        json_object_set_new(st, "key", json_string(aqs_digest_str(&o->key, key)));
+        if (o->has_result) json_object_set_new(st, "result", json_string(aqs_digest_str(&o->result, hex)));
+        if (plan && !o->hit) json_object_set_new(st, "reason", json_string(o->reason));
+        if (o->forced) json_object_set_new(st, "rebuilt", json_true());
+        json_object_set_new(st, "seconds", json_real(o->seconds));
+      } else {
+        json_object_set_new(st, "needs", json_string(o->blocked_by));
       }
       json_array_append_new(stages, st);
     }
     json_t *doc = json_pack("{s:s, s:o}", "recipe", r->recipe, "stages", stages);
     if (!plan) {
       char rec[AQS_DIGEST_STR_SIZE];
+      const char *dir = out_dir_of(out_dirs, k);
       json_object_set_new(doc, "build_record", json_string(aqs_digest_str(&r->build_record, rec)));
       json_object_set_new(doc, "summary", json_pack("{s:I, s:I, s:I, s:f}", "groups", (json_int_t)r->n_groups,
                                                     "candidates", (json_int_t)r->n_candidates, "fp8",
                                                     (json_int_t)r->n_fp8, "effective_bits", r->effective_bits));
-      json_object_set_new(doc, "out_dir", r->out_dir[0] ? json_string(r->out_dir) : json_null());
+      json_object_set_new(doc, "out_dir", dir ? json_string(dir) : json_null());
     }
     json_array_append_new(arr, doc);
   }

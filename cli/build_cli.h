@@ -1,16 +1,22 @@
 /* cli/build_cli.h: what `aqs build`, `aqs plan` and `aqs demo` share: the options that locate the
- * model and data (with workspace defaults), recipe loading, and printing build reports. */
+ * model and data (with workspace defaults), recipe loading, the porcelain around a build (where
+ * each checkpoint goes, its checkout and the reports beside it, the AQS_TEST_BREAK_EXPORT test
+ * hook) and printing build reports. */
 #ifndef AQS_CLI_BUILD_CLI_H
 #define AQS_CLI_BUILD_CLI_H
 
 #include <jansson.h>
 
+#include "common/path.h"
 #include "common/workspace.h"
 #include "engine/stages/build.h"
 
 typedef struct aqs_build_cli {
   const char *model_dir, *captions, *images, *images_root, *backend, *out_dir, *recipes_dir;
   int json, no_checkout, quiet, allow_outside_root;
+  const char *rebuild[16]; /* --rebuild STAGE|all (repeatable, or comma-separated) */
+  int n_rebuild;
+  char rebuild_buf[512];
   char **names;     /* recipe names (argv) */
   int n_names;
 } aqs_build_cli;
@@ -24,9 +30,25 @@ int aqs_build_cli_parse(const char *cmd, int argc, char **argv, aqs_build_cli *o
 int aqs_build_cli_prepare(const char *cmd, const aqs_build_cli *cli, const aqs_workspace *ws, aqs_store *store,
                           aqs_build_opts *opts, aqs_recipe **recipes);
 
-/* Prints reports as text (plan = 1: HIT/MISS with reasons) or returns them as JSON. */
-void aqs_build_cli_print(const aqs_build_report *reports, size_t n, int plan, double seconds);
-json_t *aqs_build_cli_json(const aqs_build_report *reports, size_t n, int plan);
+/* Where checkpoints go: --out (one recipe), else <out_root>/<recipe>_<data name>. */
+typedef struct aqs_build_checkout {
+  const char *out_dir;
+  const char *out_root;
+  aqs_link_mode link_mode;
+} aqs_build_checkout;
+
+/* Materializes each built recipe's checkpoint and writes its per-layer sensitivity report beside
+ * it (<dir>.per-layer-sensitivity.md, <dir>.sensitivity.json); out_dirs[i] gets the directory.
+ * Returns 0 or AQS_EXIT_FAIL after printing the error. */
+int aqs_build_cli_checkout(const char *cmd, aqs_store *store, const aqs_build_opts *opts,
+                           const aqs_build_checkout *co, const aqs_recipe *recipes,
+                           const aqs_build_report *reports, size_t n, char (*out_dirs)[AQS_PATH_MAX]);
+
+/* Prints reports as text (plan = 1: HIT/MISS with reasons) or returns them as JSON; out_dirs
+ * (may be NULL) are the checkouts. */
+void aqs_build_cli_print(const aqs_build_report *reports, size_t n, int plan, double seconds,
+                         char (*out_dirs)[AQS_PATH_MAX]);
+json_t *aqs_build_cli_json(const aqs_build_report *reports, size_t n, int plan, char (*out_dirs)[AQS_PATH_MAX]);
 
 /* Link mode parser shared with checkout: 0 or -1. */
 int aqs_cli_parse_link_mode(const char *s, aqs_link_mode *out);

@@ -8,7 +8,7 @@
 #include "cli/cli_util.h"
 #include "cli/suggest.h"
 #include "engine/stages/recipe.h"
-#include "engine/stages/source.h"
+#include "engine/stages/build.h"
 
 static int recipe_names(const char *recipes_dir, char ***names, size_t *n) {
   aqs_recipe_source src = {.workspace_dir = recipes_dir};
@@ -55,7 +55,8 @@ static void load_scope(aqs_store *store, const aqs_workspace *ws, const aqs_cli_
   if (model) {
     aqs_stage_outcome o;
     memset(&o, 0, sizeof o);
-    if (aqs_stage_source(store, model, 1, &o, &ignore) == AQS_OK && o.hit) {
+    aqs_build_opts bo = {.store = store, .model_dir = model, .dry_run = 1};
+    if (aqs_build_run_stage(&bo, "source", NULL, NULL, &o, &ignore) == AQS_OK && o.hit) {
       sc->has_model = 1;
       sc->model = o.result;
     }

@@ -66,6 +66,11 @@ int aqs_cli_load_workspace(const char *cmd, aqs_workspace *ws) {
   return AQS_EXIT_OK;
 }
 
+/* The store repaired itself (a damaged object quarantined): say so on stderr. */
+static void print_notice(const char *msg, void *user) {
+  fprintf(stderr, "aqs %s: %s\n", (const char *)user, msg);
+}
+
 int aqs_cli_open_store(const char *cmd, unsigned flags, aqs_workspace *ws, aqs_store **store) {
   *store = NULL;
   int rc = aqs_cli_load_workspace(cmd, ws);
@@ -79,6 +84,11 @@ int aqs_cli_open_store(const char *cmd, unsigned flags, aqs_workspace *ws, aqs_s
     aqs_workspace_free(ws);
     return rc;
   }
+  if (flags & AQS_CLI_WRITE_IF_ALLOWED) {
+    char index_dir[4200];
+    snprintf(index_dir, sizeof index_dir, "%s/index", ws->store_path);
+    flags = access(index_dir, W_OK) == 0 ? 0 : AQS_STORE_RDONLY;
+  }
   aqs_err err = {0};
   if (aqs_store_open(ws->store_path, flags, store, &err) != AQS_OK) {
     if (err.code == AQS_ERR_NOT_FOUND)
@@ -90,6 +100,7 @@ int aqs_cli_open_store(const char *cmd, unsigned flags, aqs_workspace *ws, aqs_s
     *store = NULL;
     return rc;
   }
+  aqs_store_set_notice(*store, print_notice, (void *)cmd);
   return AQS_EXIT_OK;
 }
 

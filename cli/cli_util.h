@@ -20,10 +20,14 @@
  * "aqs <cmd>: <file>:<line>: ..." and returns AQS_EXIT_FAIL; on success 0 (free ws after). */
 int aqs_cli_load_workspace(const char *cmd, aqs_workspace *ws);
 
-/* Loads the workspace and opens its store. flags: 0, or AQS_STORE_RDONLY for commands that only
- * read; such a store is still opened read-write when this user can write to it (so that reads
- * record access times for gc's least-recently-used order), and read-only otherwise (a teammate's
- * or a read-only shared store). On failure prints
+/* For aqs_cli_open_store: open read-write when this user can write the store's index (reads then
+ * record access times for gc and quarantine damaged objects), read-only otherwise (a teammate's
+ * store, a read-only mount). For commands that mostly read but may repair: cat, checkout, diff. */
+#define AQS_CLI_WRITE_IF_ALLOWED 0x10000u
+
+/* Loads the workspace and opens its store. flags: 0 (read-write), AQS_STORE_RDONLY for commands
+ * that only read (ls, show, stats, plan: they never write, not even counters), or
+ * AQS_CLI_WRITE_IF_ALLOWED. On failure prints
  * a message and returns AQS_EXIT_FAIL; a missing store reads
  *   "aqs <cmd>: no store at <path> (from <origin>); run `aqs init` to create one".
  * On success returns 0; the caller closes *store and frees ws. */

@@ -12,7 +12,8 @@
 static const char build_usage[] =
     "usage: aqs build [options] recipe NAME [NAME...]\n"
     "\n"
-    "Builds each recipe: source -> calib-set -> calibrate -> sensitivity -> slice -> export.\n"
+    "Builds each recipe by walking the stage table (docs/build.md): source -> calib-set ->\n"
+    "calibrate -> sensitivity -> slice -> export.\n"
     "Every stage is a cached action keyed by its inputs' digests and parameters: stages already\n"
     "in the store are reused, only misses run. Recipes built together share every common stage.\n"
     "Each build is recorded under the ref recipe/NAME (aqs show, aqs diff, aqs checkout use it)\n"
@@ -28,6 +29,9 @@ static const char build_usage[] =
     "  --backend cpu|cuda  compute backend for calibration and sensitivity (cpu)\n"
     "  --out DIR           where to write the checkpoint (one recipe only)\n"
     "  --no-checkout       build into the store only\n"
+    "  --rebuild STAGE     compute STAGE again instead of reusing its cached action (and its\n"
+    "                      chunk actions); repeatable or comma-separated; 'all' = every stage;\n"
+    "                      stages: source, calib-set, calibrate, sensitivity, slice, export\n"
     "  --recipes-dir DIR   workspace recipes ([recipes] path)\n"
     "  --quiet             no progress bars\n"
     "  --json              print the build reports as JSON\n";
@@ -46,18 +50,27 @@ static int run_build(int argc, char **argv) {
   aqs_build_opts opts;
   aqs_recipe *recipes = NULL;
   rc = aqs_build_cli_prepare("build", &cli, &ws, store, &opts, &recipes);
-  aqs_build_report *reports = calloc((size_t)cli.n_names, sizeof *reports);
+  size_t n = (size_t)cli.n_names;
+  aqs_build_report *reports = calloc(n, sizeof *reports);
+  char (*out_dirs)[AQS_PATH_MAX] = calloc(n, sizeof *out_dirs);
   if (!rc) {
     aqs_err e = {0};
     double t0 = aqs_stage_now_s();
-    if (aqs_build_recipes(&opts, recipes, (size_t)cli.n_names, reports, &e) != AQS_OK) {
+    char out_root[AQS_PATH_MAX];
+    snprintf(out_root, sizeof out_root, "%s/quantized", ws.root);
+    aqs_build_checkout co = {.out_dir = cli.out_dir, .out_root = out_root, .link_mode = ws.link_mode};
+    if (aqs_build_recipes(&opts, recipes, n, reports, &e) != AQS_OK)
       rc = aqs_cli_fail_err("build", &e);
+    else if (!cli.no_checkout)
+      rc = aqs_build_cli_checkout("build", store, &opts, &co, recipes, reports, n, out_dirs);
+    if (rc) {
     } else if (cli.json) {
-      rc = aqs_cli_print_json("build", aqs_build_cli_json(reports, (size_t)cli.n_names, 0));
+      rc = aqs_cli_print_json("build", aqs_build_cli_json(reports, n, 0, out_dirs));
     } else {
-      aqs_build_cli_print(reports, (size_t)cli.n_names, 0, aqs_stage_now_s() - t0);
+      aqs_build_cli_print(reports, n, 0, aqs_stage_now_s() - t0, out_dirs);
     }
   }
+  free(out_dirs);
   free(reports);
   free(recipes);
   aqs_store_close(store);

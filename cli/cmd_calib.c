@@ -9,7 +9,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/calib/calib_stage.h"
+#include "engine/stages/calib_set.h"
 
 static const char calib_usage[] =
     "usage: aqs calib (--captions FILE | --images JSONL [--root DIR] [--allow-outside-root])\n"

@@ -8,9 +8,8 @@
 #include "cli/cli.h"
 #include "cli/cli_util.h"
 #include "cli/compute_opts.h"
-#include "common/progress.h"
 #include "engine/compute/calibrate.h"
-#include "engine/compute/token_input.h"
+#include "engine/stages/token_input.h"
 #include "kernels/backend.h"
 
 static const char calibrate_usage[] =
@@ -59,32 +58,14 @@ static int calibrate_run(int argc, char **argv) {
   rc = AQS_EXIT_FAIL;
   if (aqs_backend_open(o.backend, prec, &be, &err) != AQS_OK) goto done;
   if (aqs_lm_load(be, o.model, &lm, &err) != AQS_OK) goto done;
-  aqs_progress *prog = aqs_progress_start("calibrate", (uint64_t)tb.n_tokens, "tok");
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
-  for (size_t i = 0; i < tb.n; i++) {
-    aqs_amax_table part = {0};
-    if (aqs_calibrate_batch(lm, &tb.batches[i], o.max_seq_len, &part, &err) != AQS_OK) {
-      aqs_progress_abort(prog);
-      aqs_err_prefix(&err, "batch %zu", i);
-      goto done;
-    }
-    const aqs_amax_table *parts[2] = {&total, &part};
-    aqs_amax_table next = {0};
-    aqs_status st = aqs_amax_reduce(parts, 2, &next, &err);
-    aqs_amax_free(&part);
-    aqs_amax_free(&total);
-    total = next;
-    if (st != AQS_OK) {
-      aqs_progress_abort(prog);
-      goto done;
-    }
-    int64_t ntok = 0;
-    for (int s = 0; s < tb.batches[i].n_seqs; s++) ntok += tb.batches[i].seq_lens[s];
-    aqs_progress_add(prog, (uint64_t)ntok);
-  }
+  aqs_token_batches_ctx bc = {&tb, lm};
+  aqs_batch_loop loop;
+  aqs_token_batches_loop(&bc, &loop);
+  loop.progress_label = "calibrate";
+  if (aqs_calibrate_batches(&loop, o.max_seq_len, &total, &err) != AQS_OK) goto done;
   clock_gettime(CLOCK_MONOTONIC, &t1);
-  aqs_progress_finish(prog);
   if (aqs_amax_save(&total, o.out, &err) != AQS_OK) goto done;
   rc = AQS_EXIT_OK;
   if (o.json) {

@@ -103,7 +103,7 @@ static int cmd_cat_run(int argc, char **argv) {
 
   aqs_workspace ws;
   aqs_store *store;
-  int rc = aqs_cli_open_store("cat", 0, &ws, &store);
+  int rc = aqs_cli_open_store("cat", AQS_CLI_WRITE_IF_ALLOWED, &ws, &store);
   if (rc) return rc;
   aqs_err err = {0};
   aqs_digest d;

@@ -64,7 +64,7 @@ static int run_checkout(int argc, char **argv) {
     return aqs_cli_usage_error("checkout", "bad --link-mode '%s' (reflink, hardlink or copy)", mode_text);
   aqs_workspace ws;
   aqs_store *store;
-  if (aqs_cli_open_store("checkout", 0, &ws, &store)) return AQS_EXIT_FAIL;
+  if (aqs_cli_open_store("checkout", AQS_CLI_WRITE_IF_ALLOWED, &ws, &store)) return AQS_EXIT_FAIL;
   if (!mode_text) mode = ws.link_mode;
   int rc = AQS_EXIT_OK;
   aqs_err e = {0};

@@ -87,9 +87,12 @@ static int run_demo(int argc, char **argv) {
   aqs_workspace ws;
   aqs_workspace_init_defaults(&ws, &e);
   ws.link_mode = AQS_LINK_REFLINK;
-  aqs_build_opts opts = {.store = store, .ws = &ws, .model_dir = model, .captions_path = captions,
-                         .backend = backend, .out_root = out_root, .progress = !as_json};
+  aqs_build_opts opts = {.store = store, .model_dir = model, .captions_path = captions, .backend = backend,
+                         .progress = !as_json};
+  aqs_build_checkout co = {.out_root = out_root, .link_mode = ws.link_mode};
+  char out_dirs[N][AQS_PATH_MAX];
   if (!rc && aqs_build_recipes(&opts, recipes, N, reports, &e) != AQS_OK) rc = aqs_cli_fail_err("demo", &e);
+  if (!rc) rc = aqs_build_cli_checkout("demo", store, &opts, &co, recipes, reports, N, out_dirs);
   double seconds = aqs_stage_now_s() - t0;
 
   /* The proof for one pair, as `aqs diff top10 top50` gives it, and the store's size. */
@@ -103,23 +106,23 @@ static int run_demo(int argc, char **argv) {
     size_t len;
     char what[AQS_DIGEST_STR_SIZE];
     aqs_status st = aqs_qwen_model_open(model, &qm, NULL, &e);
-    if (!st) st = aqs_get_mem(store, &reports[0].stages[4].result, &bytes, &len, &e);
+    if (!st) st = aqs_get_mem(store, aqs_build_report_result(&reports[0], "slice"), &bytes, &len, &e);
     if (!st) {
       st = aqs_plan_parse(bytes, len, "top10 plan", &p10, &e);
       free(bytes);
     }
-    if (!st) st = aqs_get_mem(store, &reports[4].stages[4].result, &bytes, &len, &e);
+    if (!st) st = aqs_get_mem(store, aqs_build_report_result(&reports[4], "slice"), &bytes, &len, &e);
     if (!st) {
       st = aqs_plan_parse(bytes, len, "top50 plan", &p50, &e);
       free(bytes);
     }
     if (!st)
-      st = aqs_family_check(store, qm, "top10", &reports[0].stages[5].result, p10, "top50",
-                            &reports[4].stages[5].result, p50, &pair, &e);
+      st = aqs_family_check(store, qm, "top10", aqs_build_report_result(&reports[0], "export"), p10, "top50",
+                            aqs_build_report_result(&reports[4], "export"), p50, &pair, &e);
     if (!st) st = aqs_store_stats_get(store, &stats, &e);
-    if (!st) st = aqs_get_mem(store, &reports[0].stages[3].result, &bytes, &len, &e);
+    if (!st) st = aqs_get_mem(store, aqs_build_report_result(&reports[0], "sensitivity"), &bytes, &len, &e);
     if (!st) {
-      st = aqs_scores_from_json(bytes, len, aqs_digest_str(&reports[0].stages[3].result, what), &scores, &e);
+      st = aqs_scores_from_json(bytes, len, aqs_digest_str(aqs_build_report_result(&reports[0], "sensitivity"), what), &scores, &e);
       free(bytes);
     }
     aqs_plan_free(p10);
@@ -129,7 +132,7 @@ static int run_demo(int argc, char **argv) {
   if (!rc) {
     int ran = 0, reused = 0;
     for (int i = 0; i < N; i++)
-      for (int s = 0; s < AQS_BUILD_STAGES; s++) {
+      for (size_t s = 0; s < reports[i].n_stages; s++) {
         if (reports[i].stages[s].hit) reused++;
         else ran++;
       }
@@ -148,14 +151,14 @@ static int run_demo(int argc, char **argv) {
                               "plan_groups", (json_int_t)pair.plan_diff_groups, "differing_groups",
                               (json_int_t)pair.differing_groups, "differing_tensors",
                               (json_int_t)pair.differing_tensors, "builds",
-                              aqs_build_cli_json(reports, N, 0));
+                              aqs_build_cli_json(reports, N, 0, out_dirs));
       rc = aqs_cli_print_json("demo", doc);
     } else {
       char sz[32], lz[32];
       printf("\n");
       for (int i = 0; i < N; i++)
         printf("  %-7s %3zu/%zu groups FP8  %7.4f effective bits  -> %s\n", reports[i].recipe, reports[i].n_fp8,
-               reports[i].n_candidates, reports[i].effective_bits, reports[i].out_dir);
+               reports[i].n_candidates, reports[i].effective_bits, out_dirs[i]);
       printf("\nstages: %d run, %d reused (cached) in %.1fs\n", ran, reused, seconds);
       printf("store:  %s stored for %s of objects (%s)\n", aqs_cli_bytes(sz, sizeof sz, stats.bytes_stored),
              aqs_cli_bytes(lz, sizeof lz, stats.bytes_logical), store_path);

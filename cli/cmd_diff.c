@@ -62,17 +62,16 @@ static int resolve_side(diff_inputs *in, diff_side *sd) {
     snprintf(sd->dir, sizeof sd->dir, "%s", sd->typed);
     return 0;
   }
-  if (!in->store && aqs_cli_open_store("diff", 0, &in->ws, &in->store)) return AQS_EXIT_FAIL;
+  if (!in->store && aqs_cli_open_store("diff", AQS_CLI_WRITE_IF_ALLOWED, &in->ws, &in->store))
+    return AQS_EXIT_FAIL;
   if (aqs_cli_resolve_build("diff", in->store, &in->ws, &in->scope, sd->typed, &sd->build)) return AQS_EXIT_FAIL;
   sd->is_build = 1;
   aqs_err e = {0};
   aqs_digest ckpt;
   if (aqs_build_record_stage(sd->build.doc, "export", &ckpt, &e) != AQS_OK) return aqs_cli_fail_err("diff", &e);
-  snprintf(sd->tmp, sizeof sd->tmp, "%s/tmp/checkout-XXXXXX", aqs_store_path(in->store));
-  if (!mkdtemp(sd->tmp)) {
-    int rc = aqs_cli_fail("diff", "cannot create %s: %s", sd->tmp, strerror(errno));
+  if (aqs_store_mkdtemp(in->store, "checkout", sd->tmp, sizeof sd->tmp, &e) != AQS_OK) {
     sd->tmp[0] = '\0';
-    return rc;
+    return aqs_cli_fail_err("diff", &e);
   }
   if (aqs_path_join(sd->dir, sizeof sd->dir, sd->tmp, "checkout")) return aqs_cli_fail("diff", "path too long: %s", sd->tmp);
   if (aqs_ckpt_materialize(in->store, &ckpt, sd->dir, AQS_LINK_REFLINK, &e) != AQS_OK) return aqs_cli_fail_err("diff", &e);

@@ -20,8 +20,8 @@ static const char plan_usage[] =
     "computes and writes nothing.\n"
     "\n"
     "options: --model DIR, --captions FILE, --images JSONL --root DIR, --allow-outside-root,\n"
-    "         --backend cpu|cuda,\n"
-    "         --recipes-dir DIR, --json (see aqs build --help)\n";
+    "         --backend cpu|cuda, --recipes-dir DIR, --rebuild STAGE|all, --json\n"
+    "         (see aqs build --help)\n";
 
 static int run_plan(int argc, char **argv) {
   if (aqs_cli_wants_help(argc, argv)) {
@@ -45,9 +45,9 @@ static int run_plan(int argc, char **argv) {
     if (aqs_build_recipes(&opts, recipes, (size_t)cli.n_names, reports, &e) != AQS_OK)
       rc = aqs_cli_fail_err("plan", &e);
     else if (cli.json)
-      rc = aqs_cli_print_json("plan", aqs_build_cli_json(reports, (size_t)cli.n_names, 1));
+      rc = aqs_cli_print_json("plan", aqs_build_cli_json(reports, (size_t)cli.n_names, 1, NULL));
     else
-      aqs_build_cli_print(reports, (size_t)cli.n_names, 1, 0);
+      aqs_build_cli_print(reports, (size_t)cli.n_names, 1, 0, NULL);
   }
   free(reports);
   free(recipes);

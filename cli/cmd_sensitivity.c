@@ -8,9 +8,8 @@
 #include "cli/cli.h"
 #include "cli/cli_util.h"
 #include "cli/compute_opts.h"
-#include "common/progress.h"
 #include "engine/compute/sensitivity.h"
-#include "engine/compute/token_input.h"
+#include "engine/stages/token_input.h"
 #include "kernels/backend.h"
 
 static const char sensitivity_usage[] =
@@ -67,42 +66,15 @@ static int sensitivity_run(int argc, char **argv) {
     aqs_err_prefix(&err, "%s", o.amax);
     goto done;
   }
-  aqs_progress *prog = aqs_progress_start("sensitivity", (uint64_t)tb.n_tokens, "tok");
   struct timespec t0, t1;
   clock_gettime(CLOCK_MONOTONIC, &t0);
   double loss_sum = 0.0;
-  for (size_t i = 0; i < tb.n; i++) {
-    aqs_scores part;
-    double loss = 0.0;
-    if (aqs_sensitivity_batch(lm, &tb.batches[i], method, o.max_seq_len, &part, &loss, &err) !=
-        AQS_OK) {
-      aqs_progress_abort(prog);
-      aqs_err_prefix(&err, "batch %zu", i);
-      goto done;
-    }
-    loss_sum += loss;
-    aqs_scores next;
-    aqs_status st;
-    if (i == 0) {
-      const aqs_scores *parts[1] = {&part};
-      st = aqs_scores_reduce(parts, 1, &next, &err);
-    } else {
-      const aqs_scores *parts[2] = {&total, &part};
-      st = aqs_scores_reduce(parts, 2, &next, &err);
-    }
-    aqs_scores_free(&part);
-    aqs_scores_free(&total);
-    total = next;
-    if (st != AQS_OK) {
-      aqs_progress_abort(prog);
-      goto done;
-    }
-    int64_t ntok = 0;
-    for (int s = 0; s < tb.batches[i].n_seqs; s++) ntok += tb.batches[i].seq_lens[s];
-    aqs_progress_add(prog, (uint64_t)ntok);
-  }
+  aqs_token_batches_ctx bc = {&tb, lm};
+  aqs_batch_loop loop;
+  aqs_token_batches_loop(&bc, &loop);
+  loop.progress_label = "sensitivity";
+  if (aqs_sensitivity_batches(&loop, method, o.max_seq_len, &total, &loss_sum, &err) != AQS_OK) goto done;
   clock_gettime(CLOCK_MONOTONIC, &t1);
-  aqs_progress_finish(prog);
   if (aqs_scores_save(&total, o.out, &err) != AQS_OK) goto done;
   rc = AQS_EXIT_OK;
   if (o.json) {

@@ -82,12 +82,14 @@ static void print_header(const aqs_build_entry *b, const aqs_plan *plan) {
   json_t *v;
   json_object_foreach((json_t *)json_object_get(doc, "recipe_params"), key, v) print_param(key, v);
   printf("\nstages\n");
-  for (size_t i = 0; i < AQS_BUILD_STAGES; i++) {
+  size_t n_stages;
+  const aqs_stage_def *const *table = aqs_stage_table(&n_stages);
+  for (size_t i = 0; i < n_stages; i++) {
     aqs_digest sd;
     char hex[AQS_DIGEST_STR_SIZE];
     aqs_err ignore = {0};
-    if (aqs_build_record_stage(doc, aqs_build_stage_names[i], &sd, &ignore) == AQS_OK)
-      printf("  %-16s %s\n", aqs_build_stage_names[i], aqs_digest_str(&sd, hex));
+    if (aqs_build_record_stage(doc, table[i]->name, &sd, &ignore) == AQS_OK)
+      printf("  %-16s %s\n", table[i]->name, aqs_digest_str(&sd, hex));
   }
 }
 

@@ -122,17 +122,13 @@ static int cmd_verify_run(int argc, char **argv) {
   aqs_store *store;
   if (reindex) return run_reindex(&ws, as_json);
   /* Without write access to the index, report only. */
-  if (opts.quarantine && aqs_cli_load_workspace("verify", &ws) == AQS_EXIT_OK) {
-    char index_dir[4200];
-    snprintf(index_dir, sizeof index_dir, "%s/index", ws.store_path);
-    if (access(index_dir, W_OK) != 0 && errno != ENOENT) {
-      fprintf(stderr, "aqs verify: store %s is not writable: reporting without quarantining\n",
-              ws.store_path);
-      opts.quarantine = 0;
-    }
-    aqs_workspace_free(&ws);
+  int rc = aqs_cli_open_store("verify", opts.quarantine ? AQS_CLI_WRITE_IF_ALLOWED : AQS_STORE_RDONLY,
+                              &ws, &store);
+  if (rc == AQS_EXIT_OK && opts.quarantine && aqs_store_is_rdonly(store)) {
+    fprintf(stderr, "aqs verify: store %s is not writable: reporting without quarantining\n",
+            ws.store_path);
+    opts.quarantine = 0;
   }
-  int rc = aqs_cli_open_store("verify", opts.quarantine ? 0 : AQS_STORE_RDONLY, &ws, &store);
   if (rc) return rc;
   verify_listing listing = {.bad = as_json ? json_array() : NULL};
   aqs_err err = {0};

@@ -132,6 +132,85 @@ static int decode_record(const aqs_digest *key, const char *text, size_t len,
   return bad ? -1 : 0;
 }
 
+/* A set of digests (open addressing on the first 8 bytes), for walking a closure once. */
+typedef struct digest_set {
+  aqs_digest *slots;
+  uint8_t *used;
+  size_t cap, n;
+} digest_set;
+
+/* Adds d; 1 when new, 0 when present, -1 out of memory. */
+static int set_add(digest_set *set, const aqs_digest *d) {
+  if (set->n * 2 >= set->cap) {
+    size_t cap = set->cap ? set->cap * 2 : 256;
+    digest_set grown = {calloc(cap, sizeof(aqs_digest)), calloc(cap, 1), cap, 0};
+    if (!grown.slots || !grown.used) {
+      free(grown.slots);
+      free(grown.used);
+      return -1;
+    }
+    for (size_t i = 0; i < set->cap; i++)
+      if (set->used[i]) set_add(&grown, &set->slots[i]);
+    free(set->slots);
+    free(set->used);
+    *set = grown;
+  }
+  uint64_t h;
+  memcpy(&h, d->bytes, sizeof h);
+  for (size_t i = (size_t)(h % set->cap);; i = (i + 1) % set->cap) {
+    if (!set->used[i]) {
+      set->used[i] = 1;
+      set->slots[i] = *d;
+      set->n++;
+      return 1;
+    }
+    if (aqs_digest_eq(&set->slots[i], d)) return 0;
+  }
+}
+
+/* 1 when root and everything its manifests reach are present and sound (aqs_object_check: a file
+ * object is hashed once, then trusted while its stamp holds). A damaged object found here is
+ * quarantined, which is what turns the lookup into a miss and makes the stage recompute. */
+static int closure_sound(aqs_store *s, const aqs_digest *root) {
+  digest_set seen = {0};
+  aqs_digest *queue = malloc(sizeof *queue);
+  size_t head = 0, tail = 0, cap = 1;
+  int sound = queue != NULL && set_add(&seen, root) == 1;
+  if (sound) queue[tail++] = *root;
+  while (sound && head < tail) {
+    aqs_digest d = queue[head++];
+    if (aqs_object_check(s, &d, NULL) != AQS_OK) {
+      sound = 0;
+      break;
+    }
+    aqs_digest *children = NULL;
+    size_t n = 0;
+    if (aqs_object_children(s, &d, &children, &n, NULL) != AQS_OK) {
+      sound = 0;
+      break;
+    }
+    for (size_t i = 0; i < n && sound; i++) {
+      int added = set_add(&seen, &children[i]);
+      if (added < 0) sound = 0;
+      if (added != 1) continue;
+      if (tail == cap) {
+        aqs_digest *p = realloc(queue, (cap *= 2) * sizeof *p);
+        if (!p) {
+          sound = 0;
+          break;
+        }
+        queue = p;
+      }
+      queue[tail++] = children[i];
+    }
+    free(children);
+  }
+  free(queue);
+  free(seen.slots);
+  free(seen.used);
+  return sound;
+}
+
 static void count_lookup(aqs_store *s, const char *stage, int hit) {
   char name[AQS_NAME_MAX + 32];
   const char *st = stage && *stage ? stage : "-";
@@ -161,8 +240,10 @@ aqs_status aqs_action_lookup(aqs_store *s, const char *stage, const aqs_digest *
     st = store_mdb_err(s, rc, "reading an action", err);
   }
   aqs_action_info found;
+  aqs_digest result = {0};
   int hit = 0;
   if (text && decode_record(key, text, len, &found) == 0) {
+    result = found.result;
     MDB_val rk = {AQS_DIGEST_BYTES, found.result.bytes}, rv;
     hit = mdb_get(txn, s->env->db_obj, &rk, &rv) == 0;
     if (hit && info) *info = found;
@@ -170,7 +251,14 @@ aqs_status aqs_action_lookup(aqs_store *s, const char *stage, const aqs_digest *
   }
   store_read_end(s, txn);
   free(text);
-  if (st != AQS_OK) return st;
+  if (st != AQS_OK) {
+    if (hit && info) aqs_action_info_free(info);
+    return st;
+  }
+  if (hit && !closure_sound(s, &result)) {
+    hit = 0;
+    if (info) aqs_action_info_free(info);
+  }
   count_lookup(s, stage, hit);
   if (!hit) {
     char hex[AQS_DIGEST_STR_SIZE];

@@ -259,13 +259,37 @@ static void count_get(aqs_store *s, const aqs_digest *d) {
   pending_count(s, "gets", 1);
 }
 
+/* A read found damaged bytes: quarantine them (writable handles) so the next lookup misses. */
+static aqs_status quarantine_on_corrupt(aqs_store *s, const aqs_digest *d, aqs_status st,
+                                        aqs_err *err) {
+  if (st == AQS_ERR_CORRUPT) store_quarantine(s, d, err ? err->msg : "its bytes do not match");
+  return st;
+}
+
 aqs_status aqs_get_mem(aqs_store *s, const aqs_digest *d, void **data_out, size_t *size_out,
                        aqs_err *err) {
   *data_out = NULL;
   *size_out = 0;
   aqs_status st = read_mem(s, d, data_out, size_out, NULL, err);
   if (st == AQS_OK) count_get(s, d);
-  return st;
+  return quarantine_on_corrupt(s, d, st, err);
+}
+
+aqs_status aqs_object_check(aqs_store *s, const aqs_digest *d, aqs_err *err) {
+  aqs_object_info info;
+  aqs_status st = lookup(s, d, &info, NULL, NULL, err);
+  if (st != AQS_OK) return st;
+  char path[4400] = "";
+  if (info.kind != AQS_OBJ_INLINE_ZSTD) {
+    struct stat sb;
+    object_file_path(s, d, info.kind, path, sizeof path);
+    if (stat(path, &sb) == 0 && stamp_matches(s, d, &sb)) return AQS_OK;
+  }
+  aqs_err e = {0};
+  st = obj_stream(s, d, NULL, NULL, &info, &e);
+  if (st == AQS_OK && path[0]) stamp_record(s, d, path);
+  if (err && st != AQS_OK) *err = e;
+  return quarantine_on_corrupt(s, d, st, &e);
 }
 
 typedef struct fd_sink {
@@ -296,7 +320,7 @@ aqs_status aqs_get_fd(aqs_store *s, const aqs_digest *d, int fd, uint64_t *size_
   aqs_status st = obj_stream(s, d, fd_write, &f, &info, err);
   if (size_out) *size_out = f.written;
   if (st == AQS_OK) count_get(s, d);
-  return st;
+  return quarantine_on_corrupt(s, d, st, err);
 }
 
 aqs_status aqs_object_stat(aqs_store *s, const aqs_digest *d, aqs_object_info *info,
@@ -377,6 +401,7 @@ aqs_status aqs_object_path(aqs_store *s, const aqs_digest *d, char *path_out, si
                            aqs_err *err) {
   aqs_object_info info;
   aqs_status st = lookup(s, d, &info, NULL, NULL, err);
+  if (st == AQS_OK && info.kind == AQS_OBJ_FILE_RAW) st = aqs_object_check(s, d, err);
   if (st != AQS_OK) return st;
   char text[AQS_DIGEST_STR_SIZE];
   if (info.kind != AQS_OBJ_FILE_RAW)
@@ -495,4 +520,15 @@ aqs_status aqs_object_foreach(aqs_store *s, aqs_object_fn fn, void *user, aqs_er
     if (fn(&all[i], user)) break;
   free(all);
   return st;
+}
+
+aqs_status aqs_object_link(aqs_store *s, const aqs_digest *d, const char *dest, aqs_err *err) {
+  char path[4400];
+  aqs_status st = aqs_object_path(s, d, path, sizeof path, err);
+  if (st != AQS_OK) return st;
+  if (link(path, dest) != 0) return aqs_errno(err, AQS_ERR_IO, errno, "linking %s to %s", path, dest);
+  /* link() changed the inode's ctime, not its bytes (checked just above): keep the stamp valid so
+   * the next use does not hash the file again. */
+  stamp_record(s, d, path);
+  return AQS_OK;
 }

@@ -197,6 +197,10 @@ static aqs_status put_body(wtx *w, void *ctx_, aqs_err *err) {
     c->renamed = 1;
     if (fsync_dir(sub) != 0) return aqs_errno(err, AQS_ERR_IO, errno, "syncing %s", sub);
   }
+  if (c->tmp_path) { /* we hashed these bytes while writing them: vouch for the file */
+    aqs_status sst = stamp_put(w, &c->digest, final_path, err);
+    if (sst != AQS_OK) return sst;
+  }
   aqs_status st = AQS_OK;
   if (found && !upgrade_to_raw) return AQS_OK; /* repaired the file; the record counts it */
   if (upgrade_to_raw) {
@@ -238,6 +242,8 @@ static int already_present(aqs_store *s, const aqs_digest *d, int want_raw) {
     object_file_path(s, d, rec.kind, path, sizeof path);
     present = stat(path, &sb) == 0;
   }
+  /* Never dedup onto damaged bytes: a bad copy is quarantined and ours is stored. */
+  if (present && aqs_object_check(s, d, NULL) != AQS_OK) present = 0;
   return present;
 }
 

@@ -95,3 +95,67 @@ aqs_status aqs_hash_file_cached(aqs_store *s, const char *path, aqs_digest *out,
   if (st == AQS_OK && size_out) *size_out = size;
   return st;
 }
+
+/* ---- verified stamps: an object file whose (inode, device, size, mtime, ctime) match the stamp
+ * recorded when its bytes were last hashed is not hashed again. Key: STAMP_PREFIX + digest (paths,
+ * the other keys of this database, start with '/'). */
+#define STAMP_PREFIX "\x01v"
+#define STAMP_PREFIX_LEN 2
+
+typedef struct stamp_rec {
+  uint64_t ino, dev, size;
+  int64_t mtime_ns, ctime_ns;
+} stamp_rec;
+
+static void stamp_of(const struct stat *sb, stamp_rec *r) {
+  memset(r, 0, sizeof *r);
+  r->ino = (uint64_t)sb->st_ino;
+  r->dev = (uint64_t)sb->st_dev;
+  r->size = (uint64_t)sb->st_size;
+  r->mtime_ns = (int64_t)sb->st_mtim.tv_sec * 1000000000 + sb->st_mtim.tv_nsec;
+  r->ctime_ns = (int64_t)sb->st_ctim.tv_sec * 1000000000 + sb->st_ctim.tv_nsec;
+}
+
+static size_t stamp_key(const aqs_digest *d, uint8_t key[STAMP_PREFIX_LEN + AQS_DIGEST_BYTES]) {
+  memcpy(key, STAMP_PREFIX, STAMP_PREFIX_LEN);
+  memcpy(key + STAMP_PREFIX_LEN, d->bytes, AQS_DIGEST_BYTES);
+  return STAMP_PREFIX_LEN + AQS_DIGEST_BYTES;
+}
+
+int stamp_matches(aqs_store *s, const aqs_digest *d, const struct stat *sb) {
+  MDB_txn *txn = NULL;
+  if (store_read_begin(s, &txn, NULL) != AQS_OK) return 0;
+  uint8_t key[STAMP_PREFIX_LEN + AQS_DIGEST_BYTES];
+  MDB_val k = {stamp_key(d, key), key}, v;
+  stamp_rec want, have;
+  stamp_of(sb, &want);
+  int hit = mdb_get(txn, s->env->db_statc, &k, &v) == 0 && v.mv_size == sizeof have &&
+            (memcpy(&have, v.mv_data, sizeof have), !memcmp(&have, &want, sizeof have));
+  store_read_end(s, txn);
+  return hit;
+}
+
+aqs_status stamp_put(wtx *w, const aqs_digest *d, const char *path, aqs_err *err) {
+  struct stat sb;
+  if (stat(path, &sb) != 0) return AQS_OK; /* nothing to vouch for */
+  stamp_rec r;
+  stamp_of(&sb, &r);
+  uint8_t key[STAMP_PREFIX_LEN + AQS_DIGEST_BYTES];
+  return wput(w, w->s->env->db_statc, key, stamp_key(d, key), &r, sizeof r, 0, err);
+}
+
+typedef struct stamp_ctx {
+  aqs_digest digest;
+  const char *path;
+} stamp_ctx;
+
+static aqs_status stamp_body(wtx *w, void *ctx, aqs_err *err) {
+  stamp_ctx *c = ctx;
+  return stamp_put(w, &c->digest, c->path, err);
+}
+
+void stamp_record(aqs_store *s, const aqs_digest *d, const char *path) {
+  if (s->flags & AQS_STORE_RDONLY) return;
+  stamp_ctx c = {*d, path};
+  store_write(s, stamp_body, &c, NULL);
+}

@@ -74,9 +74,18 @@ void aqs_store_close(aqs_store *s);
  * Errors: AQS_ERR_IO (LMDB). */
 aqs_status aqs_store_flush(aqs_store *s, aqs_err *err);
 
+/* 1 when the handle was opened with AQS_STORE_RDONLY. */
+int aqs_store_is_rdonly(const aqs_store *s);
+
 /* The absolute store directory and its settings; owned by the handle. */
 const char *aqs_store_path(const aqs_store *s);
 const aqs_store_config *aqs_store_get_config(const aqs_store *s);
+
+/* Creates a private scratch directory <store>/tmp/<prefix>-XXXXXX for a caller that stages
+ * files before putting them (an export, a checkout for diff); its path goes into buf. The caller
+ * removes it; gc removes leftovers of crashed processes. Errors: AQS_ERR_INVALID (buf too small
+ * or prefix holding '/'), AQS_ERR_IO. Thread-safe. */
+aqs_status aqs_store_mkdtemp(aqs_store *s, const char *prefix, char *buf, size_t n, aqs_err *err);
 
 /* ------------------------------------------------------------------ objects */
 
@@ -186,13 +195,34 @@ aqs_status aqs_object_view(aqs_store *s, const aqs_digest *d, int verify, aqs_vi
                            aqs_err *err);
 void aqs_view_release(aqs_view *view);
 
+/* Checks that d is present and its bytes match it, hashing a file object only when its verified
+ * stamp (inode, device, size, mtime, ctime recorded when its bytes last hashed right, in the
+ * stat-cache) does not match the file; inline objects are always re-hashed (they are small). A
+ * damaged or missing object is quarantined (writable handles) and the notice function is told.
+ * Use it before trusting an object without reading it (dedup, linking).
+ * Errors: AQS_ERR_NOT_FOUND, AQS_ERR_CORRUPT (the message names the digest and why), AQS_ERR_IO. */
+aqs_status aqs_object_check(aqs_store *s, const aqs_digest *d, aqs_err *err);
+
+/* Called with a one-line message whenever the store repairs itself (a damaged object quarantined
+ * by a read, a check or an action lookup), so a command can say what it repaired. Set it right
+ * after open; the function may be called from any thread using the handle. */
+typedef void (*aqs_store_notice_fn)(const char *msg, void *user);
+void aqs_store_set_notice(aqs_store *s, aqs_store_notice_fn fn, void *user);
+
 /* Path of a raw file object (objects/ab/cdef...), for hardlinking / reflinking / copying into a
- * checkpoint directory. The file is read-only and must never be modified in place (a hardlink
+ * checkpoint directory. The object is checked first (aqs_object_check: verified once, then by its
+ * stamp), so a damaged file is never handed out. The file is read-only and must never be modified in place (a hardlink
  * shares the inode: open linked copies read-only). Counts as an access.
- * Errors: AQS_ERR_NOT_FOUND, AQS_ERR_UNSUPPORTED (the object is not a raw file object: put it with
- * AQS_COMPRESS_RAW), AQS_ERR_INVALID (path_cap too small; 4096 always suffices). */
+ * Errors: AQS_ERR_NOT_FOUND, AQS_ERR_CORRUPT (damaged: quarantined), AQS_ERR_UNSUPPORTED (the
+ * object is not a raw file object: put it with AQS_COMPRESS_RAW), AQS_ERR_INVALID (path_cap too
+ * small; 4096 always suffices). */
 aqs_status aqs_object_path(aqs_store *s, const aqs_digest *d, char *path_out, size_t path_cap,
                            aqs_err *err);
+
+/* Hardlinks the raw file object d (checked as by aqs_object_path) to dest, and renews its verified
+ * stamp (a link changes the inode's ctime, not its bytes). Errors: as aqs_object_path; AQS_ERR_IO
+ * when link() fails (another filesystem, no permission: the caller may copy instead). */
+aqs_status aqs_object_link(aqs_store *s, const aqs_digest *d, const char *dest, aqs_err *err);
 
 /* Children recorded for a manifest object: *children_out malloc'd array (caller frees; NULL when
  * none) of *n_out digests in the order listed, duplicates removed.
@@ -246,8 +276,10 @@ aqs_status aqs_action_put(aqs_store *s, const char *key_doc, const aqs_digest *r
                           double wall_seconds, aqs_digest *key_out, aqs_err *err);
 
 /* Looks up an action by key and counts a lookup and a hit or miss under stage (the caller's
- * stage name, since a miss has no record; NULL counts under "-"). A record whose result object
- * has gone (evicted) is a miss. On a hit info (optional) is filled (caller frees with
+ * stage name, since a miss has no record; NULL counts under "-"). A record whose result, or any
+ * object the result's manifests reach, is gone (evicted, quarantined) or damaged is a miss: the
+ * closure is checked with aqs_object_check (damaged objects are quarantined then), so a stage
+ * recomputes what it needs without a special case. On a hit info (optional) is filled (caller frees with
  * aqs_action_info_free). Errors: AQS_ERR_NOT_FOUND (a miss, message names the key), AQS_ERR_IO. */
 aqs_status aqs_action_lookup(aqs_store *s, const char *stage, const aqs_digest *key,
                              aqs_action_info *info, aqs_err *err);

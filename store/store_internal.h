@@ -52,6 +52,8 @@ struct aqs_store {
   char quarantine_dir[4200];
   char journal_path[4200]; /* <store>/journal: append-only log of index records (journal.c) */
   int no_journal;          /* 1 while reindex replays the journal into a new index */
+  aqs_store_notice_fn notice; /* aqs_store_set_notice */
+  void *notice_user;
   aqs_store_config cfg;
   unsigned flags;
   store_env *env;
@@ -155,6 +157,18 @@ int statcache_lookup(aqs_store *s, const char *abs_path, const struct stat *sb, 
 /* Records an entry (best effort; skipped for RDONLY handles). */
 void statcache_record(aqs_store *s, const char *abs_path, const struct stat *sb,
                       const aqs_digest *d);
+
+/* Verified stamps (statcache.c): 1 when the object file's stat (sb) matches the stamp recorded
+ * when its bytes last hashed right. stamp_put records one for path inside w; stamp_record in its
+ * own transaction (best effort; nothing for RDONLY handles). */
+int stamp_matches(aqs_store *s, const aqs_digest *d, const struct stat *sb);
+aqs_status stamp_put(wtx *w, const aqs_digest *d, const char *path, aqs_err *err);
+void stamp_record(aqs_store *s, const aqs_digest *d, const char *path);
+
+/* Moves a damaged or missing object out of the store (file to quarantine/, record removed, which
+ * also makes every action reaching it a miss) and tells the handle's notice function what was
+ * repaired. Nothing for RDONLY handles. Returns 1 when quarantined. */
+int store_quarantine(aqs_store *s, const aqs_digest *d, const char *why);
 
 /* Network filesystem check on dir: AQS_ERR_UNSUPPORTED with the remote-tier hint. */
 aqs_status store_check_fs(const char *dir, aqs_err *err);

@@ -376,6 +376,7 @@ void aqs_store_close(aqs_store *s) {
 }
 
 const char *aqs_store_path(const aqs_store *s) { return s->path; }
+int aqs_store_is_rdonly(const aqs_store *s) { return (s->flags & AQS_STORE_RDONLY) != 0; }
 const aqs_store_config *aqs_store_get_config(const aqs_store *s) { return &s->cfg; }
 
 /* ---- pending access times and counters */

@@ -72,6 +72,33 @@ static aqs_status quarantine_body(wtx *w, void *ctx_, aqs_err *err) {
   return st;
 }
 
+void aqs_store_set_notice(aqs_store *s, aqs_store_notice_fn fn, void *user) {
+  s->notice = fn;
+  s->notice_user = user;
+}
+
+int store_quarantine(aqs_store *s, const aqs_digest *d, const char *why) {
+  if (s->flags & AQS_STORE_RDONLY) return 0;
+  quarantine_ctx q = {.digest = *d};
+  if (store_write(s, quarantine_body, &q, NULL) != AQS_OK) return 0;
+  if (s->notice) {
+    /* Keep only the reason of a read error ("object X is corrupt: <reason>; run aqs verify"). */
+    char reason[AQS_ERR_MSG_MAX];
+    const char *start = strstr(why, "is corrupt: ");
+    snprintf(reason, sizeof reason, "%s", start ? start + strlen("is corrupt: ") : why);
+    char *tail = strstr(reason, "; run aqs verify");
+    if (tail) *tail = '\0';
+    why = reason;
+    char text[AQS_DIGEST_STR_SIZE], msg[AQS_ERR_MSG_MAX + 200];
+    snprintf(msg, sizeof msg,
+             "repaired: object %s was damaged (%s); it is quarantined and what needs it is "
+             "recomputed",
+             aqs_digest_str(d, text), why);
+    s->notice(msg, s->notice_user);
+  }
+  return 1;
+}
+
 static int file_missing(aqs_store *s, const aqs_object_info *info) {
   if (info->kind == AQS_OBJ_INLINE_ZSTD) return 0;
   char path[4400];
@@ -80,7 +107,10 @@ static int file_missing(aqs_store *s, const aqs_object_info *info) {
   return stat(path, &sb) != 0 && errno == ENOENT;
 }
 
-/* Object files under objects/ that the index does not know (a lost or partial index). */
+/* Object files under objects/ that the index does not know (a lost or partial index). Files newer
+ * than an hour may be puts in flight (renamed into place, not yet committed) and are not counted;
+ * gc uses the same grace for orphans. */
+#define UNINDEXED_GRACE_S 3600
 static uint64_t count_unindexed(aqs_store *s) {
   DIR *top = opendir(s->objects_dir);
   if (!top) return 0;
@@ -99,6 +129,11 @@ static uint64_t count_unindexed(aqs_store *s) {
       char text[80];
       aqs_digest dg;
       snprintf(text, sizeof text, "sha256:%.2s%.62s", de->d_name, f->d_name);
+      char path[4900];
+      struct stat sb;
+      snprintf(path, sizeof path, "%s/%.255s", sub, f->d_name);
+      if (stat(path, &sb) != 0 || (int64_t)sb.st_mtime > now_ns() / 1000000000 - UNINDEXED_GRACE_S)
+        continue;
       if (aqs_digest_parse(text, &dg, NULL) == AQS_OK && !aqs_object_exists(s, &dg)) n++;
     }
     closedir(d);

@@ -6,17 +6,6 @@
 
 #include "engine/compute/calibrate.h"
 
-aqs_status aqs_token_batch_of_chunk(const aqs_calib_chunk *c, aqs_token_batch *out, aqs_err *e) {
-  if (c->n_images > 0)
-    return aqs_errf(e, AQS_ERR_UNSUPPORTED,
-                    "calib chunk %lld holds %d images: the compute engine runs the language model "
-                    "only (text calib sets)", (long long)c->first_seq, c->n_images);
-  out->n_seqs = c->n_seqs;
-  out->seq_lens = c->seq_lens;
-  out->token_ids = c->token_ids;
-  return AQS_OK;
-}
-
 typedef struct calib_ctx {
   float (*input_amax)[AQS_LIN_COUNT]; /* (num_layers, slots) */
 } calib_ctx;
@@ -46,11 +35,6 @@ static aqs_status calib_hook(void *ctx, const aqs_lm *lm, int layer, aqs_lin_slo
 
 aqs_status aqs_calibrate_batch(const aqs_lm *lm, const aqs_token_batch *batch, int max_seq_len,
                                aqs_amax_table *out, aqs_err *e) {
-  return aqs_calibrate_batch_kv(lm, batch, max_seq_len, 0, out, e);
-}
-
-aqs_status aqs_calibrate_batch_kv(const aqs_lm *lm, const aqs_token_batch *batch, int max_seq_len,
-                                  int with_kv, aqs_amax_table *out, aqs_err *e) {
   const int L = lm->cfg.num_layers;
   calib_ctx cc = {calloc((size_t)L, sizeof *cc.input_amax)};
   float *kv_amax = calloc(2 * (size_t)L, sizeof *kv_amax);
@@ -65,7 +49,7 @@ aqs_status aqs_calibrate_batch_kv(const aqs_lm *lm, const aqs_token_batch *batch
                                     max_seq_len, &b, e);
   if (st != AQS_OK) goto done_nobatch;
   if ((st = aqs_lm_ws_alloc(lm, &b, 0, 0, &ws, e)) != AQS_OK) goto done;
-  if (with_kv) aqs_lm_ws_track_kv_amax(ws, kv_amax);
+  aqs_lm_ws_track_kv_amax(ws, kv_amax);
   if ((st = aqs_lm_forward_layers(lm, &b, ws, calib_hook, &cc, e)) != AQS_OK) goto done;
   out->n_tokens += b.n_tokens;
   out->n_seqs += b.n_seqs;
@@ -75,7 +59,7 @@ aqs_status aqs_calibrate_batch_kv(const aqs_lm *lm, const aqs_token_batch *batch
       st = aqs_amax_set(out, lin->module, cc.input_amax[l][s], lin->weight_amax, e);
     }
   char name[AQS_AMAX_NAME_MAX];
-  for (int l = 0; with_kv && l < L && st == AQS_OK; l++)
+  for (int l = 0; l < L && st == AQS_OK; l++)
     for (int kv = 0; kv < 2 && st == AQS_OK; kv++) {
       aqs_lm_kv_cache_name(lm, l, kv, name, sizeof name);
       st = aqs_amax_set(out, name, kv_amax[2 * l + kv], 0.0f, e);

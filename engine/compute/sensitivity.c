@@ -7,15 +7,20 @@
 #include "engine/compute/lm_internal.h"
 #include "engine/compute/sensitivity.h"
 
+/* Indexed by aqs_sens_method: the one list of methods (recipes and commands parse with it). */
+static const char *const method_names[AQS_SENS_METHOD_COUNT] = {"gradient", "kl_div"};
+
 aqs_status aqs_sens_method_parse(const char *s, aqs_sens_method *out, aqs_err *e) {
-  if (strcmp(s, "gradient") == 0) *out = AQS_SENS_GRADIENT;
-  else if (strcmp(s, "kl_div") == 0) *out = AQS_SENS_KL_DIV;
-  else return aqs_errf(e, AQS_ERR_INVALID, "unknown sensitivity method '%s' (gradient|kl_div)", s);
-  return AQS_OK;
+  for (int m = 0; m < AQS_SENS_METHOD_COUNT; m++)
+    if (strcmp(s, method_names[m]) == 0) {
+      *out = (aqs_sens_method)m;
+      return AQS_OK;
+    }
+  return aqs_errf(e, AQS_ERR_INVALID, "unknown sensitivity method '%s' (gradient|kl_div)", s);
 }
 
 const char *aqs_sens_method_name(aqs_sens_method m) {
-  return m == AQS_SENS_KL_DIV ? "kl_div" : "gradient";
+  return (int)m >= 0 && m < AQS_SENS_METHOD_COUNT ? method_names[m] : NULL;
 }
 
 /* Slots of a group kind, as a bit mask over aqs_lin_slot. */
@@ -95,6 +100,9 @@ static aqs_status init_groups(const aqs_lm *lm, aqs_sens_method method, aqs_scor
 aqs_status aqs_sensitivity_batch(const aqs_lm *lm, const aqs_token_batch *batch,
                                  aqs_sens_method method, int max_seq_len, aqs_scores *out,
                                  double *loss_out, aqs_err *e) {
+  memset(out, 0, sizeof *out);
+  if (!aqs_sens_method_name(method))
+    return aqs_errf(e, AQS_ERR_INVALID, "unknown sensitivity method %d (gradient|kl_div)", (int)method);
   aqs_status st = init_groups(lm, method, out, e);
   if (st != AQS_OK) {
     aqs_scores_free(out);

@@ -14,16 +14,25 @@
 #include "engine/compute/lm.h"
 #include "engine/compute/scores.h"
 
-typedef enum aqs_sens_method { AQS_SENS_GRADIENT = 0, AQS_SENS_KL_DIV = 1 } aqs_sens_method;
+/* The sensitivity methods: the one enum (recipes, commands and stages use it). */
+typedef enum aqs_sens_method { AQS_SENS_GRADIENT = 0, AQS_SENS_KL_DIV = 1, AQS_SENS_METHOD_COUNT } aqs_sens_method;
 
+/* "gradient" | "kl_div"; anything else is AQS_ERR_INVALID naming it (never a fallback). */
 aqs_status aqs_sens_method_parse(const char *s, aqs_sens_method *out, aqs_err *e);
+/* The method's name, or NULL for a value outside the enum. */
 const char *aqs_sens_method_name(aqs_sens_method m);
 
 /* Scores of every lm group (scope lm_only) on one batch into *out (fresh). lm must have its
  * input amax set (aqs_lm_set_amax). *loss_out (may be NULL) = the batch's mean CE (gradient) or
- * 0 (kl_div). */
+ * 0 (kl_div). A method outside the enum is AQS_ERR_INVALID (never a fallback to gradient). */
 aqs_status aqs_sensitivity_batch(const aqs_lm *lm, const aqs_token_batch *batch,
                                  aqs_sens_method method, int max_seq_len, aqs_scores *out,
                                  double *loss_out, aqs_err *e);
+
+/* Scores of every batch of loop, summed in batch order into *out (fresh); *loss_sum (may be NULL)
+ * = the sum of the computed batches' losses. Errors: those of the hooks and of
+ * aqs_sensitivity_batch; an empty loop is AQS_ERR_INVALID. */
+aqs_status aqs_sensitivity_batches(const aqs_batch_loop *loop, aqs_sens_method method, int max_seq_len,
+                                   aqs_scores *out, double *loss_sum, aqs_err *e);
 
 #endif

@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/file.h"
 #include "common/progress.h"
 #include "engine/export/export.h"
 #include "engine/model/safetensors.h"
@@ -65,7 +66,14 @@ static aqs_status load_side(diff_side *s, aqs_err *e) {
   char path[4200];
   snprintf(path, sizeof path, "%s/%s", s->dir, AQS_EXPORT_MANIFEST);
   json_error_t jerr;
-  s->manifest = json_load_file(path, 0, &jerr);
+  char *text;
+  size_t len;
+  aqs_err rerr = {0};
+  if (aqs_file_read_input(path, AQS_INPUT_DOCUMENT, &text, &len, &rerr) != AQS_OK)
+    return aqs_errf(e, rerr.code == AQS_ERR_NOT_FOUND ? AQS_ERR_NOT_FOUND : rerr.code,
+                    "%s is not an aqs export: %s", s->dir, rerr.msg);
+  s->manifest = json_loadb(text, len, 0, &jerr);
+  free(text);
   if (!s->manifest)
     return aqs_errf(e, AQS_ERR_NOT_FOUND, "%s is not an aqs export: cannot read %s: %s", s->dir,
                     path, jerr.text);

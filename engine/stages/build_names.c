@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "engine/calib/calib_stage.h"
+#include "engine/stages/calib_set.h"
 #include "engine/stages/ckpt_store.h"
 
 void aqs_build_ref_name(const char *recipe, const aqs_digest *model, const aqs_digest *data, char *buf, size_t n) {

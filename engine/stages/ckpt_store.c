@@ -269,12 +269,13 @@ aqs_status aqs_ckpt_builder_add_shard_mem(aqs_ckpt_builder *b, const char *name,
     sizes[i] = t[i].nbytes;
     file_bytes += t[i].nbytes;
   }
-  /* Tensors the store has already (copied BF16 tensors, FP8 groups another scheme shares) are
-   * neither hashed nor written again; the others are put from memory, in parallel. */
+  /* Tensors the store has already (copied BF16 tensors, FP8 groups another scheme shares) and
+   * that check sound are neither hashed nor written again; the others are put from memory, in parallel. */
   if (!st) {
 #pragma omp parallel for schedule(dynamic, 1)
     for (long i = 0; i < (long)n; i++) {
-      if (aqs_object_exists(b->s, t[i].digest)) continue;
+      /* Present and sound (a damaged copy is quarantined here, and ours replaces it). */
+      if (aqs_object_check(b->s, t[i].digest, NULL) == AQS_OK) continue;
       sts[i] = aqs_put_mem(b->s, t[i].data, t[i].nbytes, t[i].nbytes >= AQS_CKPT_RAW_MIN_BYTES ? &raw : &small,
                            &infos[i], &errs[i]);
       if (!sts[i] && !aqs_digest_eq(&infos[i].digest, t[i].digest))
@@ -555,27 +556,105 @@ static int replaceable(const char *dir, int *exists) {
   return empty;
 }
 
-/* 1 when out_dir already holds this checkpoint: its marker names the manifest and every file is
- * there with the recorded size (files are read-only, so this is what a checkout leaves). */
+/* A checkout file's stamp line in the marker: what its stat was right after aqs wrote it. Any
+ * later write to the file (or to the store object a hardlink shares) changes mtime or ctime. */
+static void stamp_line(const char *name, const struct stat *sb, char *out, size_t cap) {
+  snprintf(out, cap, "%s\t%llu\t%lld\t%lld.%09ld\t%lld.%09ld\n", name,
+           (unsigned long long)sb->st_ino, (long long)sb->st_size, (long long)sb->st_mtim.tv_sec,
+           sb->st_mtim.tv_nsec, (long long)sb->st_ctim.tv_sec, sb->st_ctim.tv_nsec);
+}
+
+/* 1 when out_dir already holds this checkpoint: its marker names the manifest, and every file is
+ * there with the stat the marker recorded when it was written (so a file changed since, damaged
+ * in place or through a hardlinked store object, makes the checkout be rewritten). */
 static int up_to_date(const char *out_dir, const aqs_digest *manifest, const json_t *doc) {
-  char path[AQS_PATH_MAX], want[AQS_DIGEST_STR_SIZE], have[AQS_DIGEST_STR_SIZE + 8] = "";
+  char path[AQS_PATH_MAX], want[AQS_DIGEST_STR_SIZE];
   if (aqs_path_join(path, sizeof path, out_dir, CHECKOUT_MARKER)) return 0;
+  char *marker = NULL;
+  size_t marker_len = 0;
   FILE *m = fopen(path, "r");
   if (!m) return 0;
-  int ok = fgets(have, sizeof have, m) != NULL;
+  char buf[8192];
+  size_t n;
+  int ok = 1;
+  while (ok && (n = fread(buf, 1, sizeof buf, m)) > 0) {
+    char *grown = realloc(marker, marker_len + n + 1);
+    if (!grown) ok = 0;
+    else {
+      marker = grown;
+      memcpy(marker + marker_len, buf, n);
+      marker_len += n;
+      marker[marker_len] = '\0';
+    }
+  }
   fclose(m);
-  have[strcspn(have, "\n")] = '\0';
-  if (!ok || strcmp(have, aqs_digest_str(manifest, want)) != 0) return 0;
+  aqs_digest_str(manifest, want);
+  ok = ok && marker && !strncmp(marker, want, strlen(want)) && marker[strlen(want)] == '\n';
+  size_t i;
+  json_t *f;
+  json_array_foreach(json_object_get(doc, "files"), i, f) {
+    if (!ok) break;
+    struct stat sb;
+    char line[AQS_PATH_MAX + 128];
+    const char *name = json_string_value(json_object_get(f, "name"));
+    if (!name || aqs_path_join(path, sizeof path, out_dir, name) || stat(path, &sb) != 0) {
+      ok = 0;
+      break;
+    }
+    stamp_line(name, &sb, line, sizeof line);
+    ok = strstr(marker, line) != NULL;
+  }
+  free(marker);
+  return ok;
+}
+
+/* Writes the marker: the manifest digest, then a stamp line per file written into dir. */
+static void write_marker(const char *dir, const aqs_digest *manifest, const json_t *doc) {
+  char marker[AQS_PATH_MAX], hex[AQS_DIGEST_STR_SIZE], path[AQS_PATH_MAX];
+  aqs_path_join(marker, sizeof marker, dir, CHECKOUT_MARKER);
+  FILE *m = fopen(marker, "w");
+  if (!m) return;
+  fprintf(m, "%s\n", aqs_digest_str(manifest, hex));
   size_t i;
   json_t *f;
   json_array_foreach(json_object_get(doc, "files"), i, f) {
     struct stat sb;
+    char line[AQS_PATH_MAX + 128];
     const char *name = json_string_value(json_object_get(f, "name"));
-    if (!name || aqs_path_join(path, sizeof path, out_dir, name) || stat(path, &sb) != 0 ||
-        (json_int_t)sb.st_size != json_integer_value(json_object_get(f, "size")))
-      return 0;
+    if (!name || aqs_path_join(path, sizeof path, dir, name) || stat(path, &sb) != 0) continue;
+    stamp_line(name, &sb, line, sizeof line);
+    fputs(line, m);
   }
-  return 1;
+  fclose(m);
+}
+
+/* Puts the finished tmp directory at out_dir atomically, so concurrent checkouts into one directory
+ * all succeed and a reader sees the old or the new checkout, never a mix: a no-replace rename when
+ * out_dir is absent, else an atomic exchange (the old checkout, now at tmp, is removed). Where the
+ * filesystem lacks renameat2 flags: move aside, rename, remove. */
+static aqs_status swap_into_place(const char *tmp, const char *out_dir, const char *old, aqs_err *e) {
+  for (int attempt = 0; attempt < 100; attempt++) {
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, out_dir, RENAME_NOREPLACE) == 0) return AQS_OK;
+    if (errno == EINVAL || errno == ENOSYS) break;
+    if (errno != EEXIST && errno != ENOTEMPTY)
+      return aqs_errno(e, AQS_ERR_IO, errno, "renaming %s to %s", tmp, out_dir);
+    if (renameat2(AT_FDCWD, tmp, AT_FDCWD, out_dir, RENAME_EXCHANGE) == 0) {
+      aqs_rm_flat_dir(tmp);
+      return AQS_OK;
+    }
+    if (errno != ENOENT) return aqs_errno(e, AQS_ERR_IO, errno, "swapping %s and %s", tmp, out_dir);
+    /* out_dir went away between the two calls (another checkout swapping): try again */
+  }
+  struct stat sb;
+  int exists = stat(out_dir, &sb) == 0;
+  if (exists && rename(out_dir, old) != 0) return aqs_errno(e, AQS_ERR_IO, errno, "moving aside %s", out_dir);
+  if (rename(tmp, out_dir) != 0) {
+    aqs_status st = aqs_errno(e, AQS_ERR_IO, errno, "renaming %s to %s", tmp, out_dir);
+    if (exists) rename(old, out_dir);
+    return st;
+  }
+  if (exists) aqs_rm_flat_dir(old);
+  return AQS_OK;
 }
 
 aqs_status aqs_ckpt_materialize(aqs_store *s, const aqs_digest *manifest, const char *out_dir_arg,
@@ -603,7 +682,7 @@ aqs_status aqs_ckpt_materialize(aqs_store *s, const aqs_digest *manifest, const 
     json_decref(doc);
     return AQS_OK;
   }
-  char tmp[4096], old[4096];
+  char tmp[4200], old[4200];
   /* Parents first (mkdir -p): a checkout may go to a directory tree that does not exist yet. */
   snprintf(tmp, sizeof tmp, "%s", out_dir);
   for (char *p = tmp + 1; *p; p++)
@@ -639,12 +718,16 @@ aqs_status aqs_ckpt_materialize(aqs_store *s, const aqs_digest *manifest, const 
       json_t *shard;
       if ((st = aqs_ckpt_load_manifest(s, &d, "aqs-shard", &shard, e))) break;
       if (mode == AQS_LINK_HARDLINK) {
-        char scratch[AQS_PATH_MAX], objpath[AQS_PATH_MAX];
+        char scratch[AQS_PATH_MAX];
         aqs_path_fmt(scratch, sizeof scratch, "%s/.%s.scratch", tmp, name);
         aqs_digest file_digest;
         st = shard_file_object(s, &d, shard, scratch, &file_digest, e);
-        if (!st) st = aqs_object_path(s, &file_digest, objpath, sizeof objpath, e);
-        if (!st && link(objpath, path) != 0) {
+        aqs_err link_err = {0};
+        if (st == AQS_ERR_UNSUPPORTED) {
+          /* A read-only store cannot make the shard object: copy instead. */
+          aqs_err_clear(e);
+          st = write_shard(s, shard, path, AQS_LINK_REFLINK, e);
+        } else if (!st && aqs_object_link(s, &file_digest, path, &link_err) != AQS_OK) {
           /* Another filesystem or no permission: fall back to a copy-on-write/kernel copy. */
           st = write_shard(s, shard, path, AQS_LINK_REFLINK, e);
         }
@@ -662,25 +745,14 @@ aqs_status aqs_ckpt_materialize(aqs_store *s, const aqs_digest *manifest, const 
       close(fd);
     }
     if (st) break;
-    chmod(path, 0444);
+    /* Only when needed: a chmod of a hardlinked store object would change its ctime, which other
+     * checkouts' markers recorded. */
+    struct stat fsb;
+    if (stat(path, &fsb) == 0 && (fsb.st_mode & 07777) != 0444) chmod(path, 0444);
   }
+  if (!st) write_marker(tmp, manifest, doc);
   json_decref(doc);
-  if (!st) {
-    char marker[AQS_PATH_MAX];
-    aqs_path_join(marker, sizeof marker, tmp, CHECKOUT_MARKER);
-    char hex[AQS_DIGEST_STR_SIZE];
-    FILE *m = fopen(marker, "w");
-    if (m) {
-      fprintf(m, "%s\n", aqs_digest_str(manifest, hex));
-      fclose(m);
-    }
-    if (exists && rename(out_dir, old) != 0) st = aqs_errno(e, AQS_ERR_IO, errno, "moving aside %s", out_dir);
-    if (!st && rename(tmp, out_dir) != 0) {
-      st = aqs_errno(e, AQS_ERR_IO, errno, "renaming %s to %s", tmp, out_dir);
-      if (exists) rename(old, out_dir);
-    }
-    if (!st && exists) aqs_rm_flat_dir(old);
-  }
+  if (!st) st = swap_into_place(tmp, out_dir, old, e);
   if (st) aqs_rm_flat_dir(tmp);
   return st;
 }

@@ -11,14 +11,13 @@
 
 #include "common/path.h"
 #include "common/progress.h"
-#include "engine/calib/calib_stage.h"
+#include "engine/stages/calib_set.h"
 #include "engine/calib/captions.h"
 #include "engine/model/safetensors.h"
 #include "engine/stages/build.h"
 #include "engine/stages/build_names.h"
 #include "engine/stages/ckpt_store.h"
 #include "engine/stages/recipe.h"
-#include "engine/stages/source.h"
 #include "kernels/backend.h"
 
 #define V_EVAL "1"
@@ -260,10 +259,9 @@ static aqs_status run_metrics(eval_env *v, const aqs_lm *scheme, const char *nam
 /* The scheme's checkpoint, materialized under the store's tmp/ and loaded as served. */
 static aqs_status load_scheme(eval_env *v, const aqs_digest *ckpt, aqs_lm **out, aqs_err *e) {
   char dir[4200];
-  if (aqs_path_fmt(dir, sizeof dir, "%s/tmp/eval-XXXXXX", aqs_store_path(v->o->store)) != 0 || !mkdtemp(dir))
-    return aqs_errno(e, AQS_ERR_IO, errno, "cannot create a directory under %s/tmp",
-                     aqs_store_path(v->o->store));
-  aqs_status st = aqs_ckpt_materialize(v->o->store, ckpt, dir, AQS_LINK_REFLINK, e);
+  aqs_status st = aqs_store_mkdtemp(v->o->store, "eval", dir, sizeof dir, e);
+  if (st) return st;
+  st = aqs_ckpt_materialize(v->o->store, ckpt, dir, AQS_LINK_REFLINK, e);
   if (!st) st = aqs_lm_load(v->be, dir, out, e);
   aqs_rm_flat_dir(dir);
   return st;
@@ -311,15 +309,21 @@ static aqs_status eval_one(eval_env *v, aqs_eval_row *row, aqs_err *e) {
   return st ? aqs_err_prefix(e, "eval %s", row->name) : AQS_OK;
 }
 
+aqs_status aqs_eval_source(const aqs_eval_opts *o, aqs_digest *out, aqs_err *e) {
+  aqs_stage_outcome src;
+  aqs_build_opts bo = {.store = o->store, .model_dir = o->model_dir};
+  aqs_status st = aqs_build_run_stage(&bo, "source", NULL, NULL, &src, e);
+  if (!st) *out = src.result;
+  return st;
+}
+
 aqs_status aqs_eval_names(const aqs_eval_opts *o, const char *const *names, size_t n, aqs_eval_row *rows,
                           aqs_err *e) {
   if (!o->model_dir)
     return aqs_errf(e, AQS_ERR_INVALID, "no model: pass --model DIR or set [model] path in .aqstore");
   eval_env v = {.o = o};
-  aqs_stage_outcome src;
-  aqs_status st = aqs_stage_source(o->store, o->model_dir, 0, &src, e);
+  aqs_status st = aqs_eval_source(o, &v.source, e);
   if (st) return st;
-  v.source = src.result;
   v.bf16_bytes = safetensors_bytes_of_dir(o->model_dir);
   json_t **records = calloc(n ? n : 1, sizeof *records);
   if (!records) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");

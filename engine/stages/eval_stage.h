@@ -63,6 +63,9 @@ typedef struct aqs_eval_row {
 aqs_status aqs_eval_names(const aqs_eval_opts *o, const char *const *names, size_t n,
                           aqs_eval_row *rows, aqs_err *e);
 
+/* The source stage's result for o->model_dir (runs or reuses the source stage). */
+aqs_status aqs_eval_source(const aqs_eval_opts *o, aqs_digest *out, aqs_err *e);
+
 /* The rows as JSON (caller json_decref's). */
 json_t *aqs_eval_rows_json(const aqs_eval_row *rows, size_t n);
 

@@ -14,7 +14,6 @@
 #include "engine/plot/plot.h"
 #include "engine/stages/build_names.h"
 #include "engine/stages/ckpt_store.h"
-#include "engine/stages/source.h"
 
 const char *const aqs_report_figure_names[AQS_REPORT_FIGURES] = {
     "sensitivity_heatmap.png", "quality_kl.png", "quality_ppl.png", "checkpoint_size.png"};
@@ -26,8 +25,8 @@ static const char *const kinds[] = {"qkv", "o", "gate_up", "down"};
 
 /* Every recipe built from this model (newest build per recipe, natural order), then bf16. */
 static aqs_status default_names(const aqs_eval_opts *o, char ***names_out, size_t *n_out, aqs_err *e) {
-  aqs_stage_outcome src;
-  aqs_status st = aqs_stage_source(o->store, o->model_dir, 0, &src, e);
+  aqs_digest source;
+  aqs_status st = aqs_eval_source(o, &source, e);
   if (st) return st;
   aqs_build_entry *list;
   size_t n;
@@ -35,7 +34,7 @@ static aqs_status default_names(const aqs_eval_opts *o, char ***names_out, size_
   char **names = calloc(n + 1, sizeof *names);
   size_t k = 0;
   for (size_t i = 0; names && i < n; i++) {
-    if (!aqs_digest_eq(&list[i].model, &src.result)) continue;
+    if (!aqs_digest_eq(&list[i].model, &source)) continue;
     if (k > 0 && strcmp(names[k - 1], list[i].recipe) == 0) continue; /* newest first per recipe */
     names[k++] = strdup(list[i].recipe);
   }
@@ -328,7 +327,7 @@ aqs_status aqs_quality_report(const aqs_eval_opts *o, const char *const *names, 
   char **owned = NULL;
   aqs_status st = AQS_OK;
   if (n == 0) {
-    size_t k;
+    size_t k = 0;
     if (!o->model_dir)
       return aqs_errf(e, AQS_ERR_INVALID, "no model: pass --model DIR or set [model] path in .aqstore");
     if ((st = default_names(o, &owned, &k, e))) return st;

@@ -172,7 +172,6 @@ static bool parse_enum(const char *v, const char *const *names, int n, int *out)
 }
 
 static const char *const modality_names[] = {"captions", "images"};
-static const char *const method_names[] = {"gradient", "kl_div"};
 static const char *const scope_names[] = {"lm_only", "all_layers"};
 static const char *const candidates_names[] = {"all", "mlp", "attn"};
 static const char *const order_names[] = {"least_sensitive_first", "most_sensitive_first", "random"};
@@ -180,7 +179,6 @@ static const char *const template_names[] = {"none", "chat"};
 static const char *const export_names[] = {"modelopt_fp8"};
 
 const char *aqs_modality_name(aqs_modality m) { return modality_names[m]; }
-const char *aqs_method_name(aqs_recipe_method m) { return method_names[m]; }
 const char *aqs_candidates_name(aqs_candidates c) { return candidates_names[c]; }
 const char *aqs_order_name(aqs_order o) { return order_names[o]; }
 
@@ -216,8 +214,7 @@ static aqs_status apply_entry(const recipe_file *rf, const recipe_entry *en, aqs
   } else if (IS("calibrate", "algorithm")) {
     if (strcmp(v, "max") != 0) return bad_value(rf, en, "max", e);
   } else if (IS("sensitivity", "method")) {
-    if (!parse_enum(v, ENUM_ARGS(method_names), &ev)) return bad_value(rf, en, "gradient or kl_div", e);
-    r->method = (aqs_recipe_method)ev;
+    if (aqs_sens_method_parse(v, &r->method, NULL)) return bad_value(rf, en, "gradient or kl_div", e);
   } else if (IS("sensitivity", "score_samples")) {
     if (!parse_int(v, 1, 1000000, &r->score_samples)) return bad_value(rf, en, "an integer 1..1000000", e);
   } else if (IS("sensitivity", "scope")) {
@@ -242,12 +239,12 @@ static aqs_status apply_entry(const recipe_file *rf, const recipe_entry *en, aqs
     r->order = (aqs_order)ev;
   } else if (IS("slice", "order_seed")) {
     if (!parse_int(v, 0, INT64_MAX, &r->order_seed)) return bad_value(rf, en, "a non-negative integer", e);
-  } else if (IS("export", "kv_cache")) {
-    if (strcmp(v, "bf16") != 0 && strcmp(v, "fp8") != 0) return bad_value(rf, en, "bf16 or fp8", e);
-    r->kv_cache_fp8 = strcmp(v, "fp8") == 0;
   } else if (IS("export", "format")) {
     if (!parse_enum(v, ENUM_ARGS(export_names), &ev)) return bad_value(rf, en, "modelopt_fp8", e);
     snprintf(r->export_format, sizeof r->export_format, "%.31s", v);
+  } else if (IS("export", "kv_cache")) {
+    if (strcmp(v, "fp8") != 0 && strcmp(v, "bf16") != 0) return bad_value(rf, en, "bf16 or fp8", e);
+    r->kv_cache_fp8 = strcmp(v, "fp8") == 0;
   } else {
     return aqs_errf(e, AQS_ERR_INVALID, "%s:%d: unknown key '%s' in section [%s]", rf->origin, en->line, k, s);
   }
@@ -263,7 +260,7 @@ static void recipe_defaults(aqs_recipe *r) {
   r->seed = 0;
   snprintf(r->template_name, sizeof r->template_name, "none");
   r->chunk_sequences = AQS_CALIB_DEFAULT_CHUNK_SEQS;
-  r->method = AQS_RECIPE_GRADIENT;
+  r->method = AQS_SENS_GRADIENT;
   r->score_samples = 128;
   r->scope = AQS_SCOPE_LM_ONLY;
   r->candidates = AQS_CANDIDATES_ALL;

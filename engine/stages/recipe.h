@@ -11,10 +11,10 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "engine/compute/sensitivity.h"
 #include "engine/model/qwen_config.h"
 
 typedef enum { AQS_MODALITY_CAPTIONS = 0, AQS_MODALITY_IMAGES = 1 } aqs_modality;
-typedef enum { AQS_RECIPE_GRADIENT = 0, AQS_RECIPE_KL_DIV = 1 } aqs_recipe_method;
 typedef enum { AQS_CANDIDATES_ALL = 0, AQS_CANDIDATES_MLP = 1, AQS_CANDIDATES_ATTN = 2 } aqs_candidates;
 typedef enum {
   AQS_ORDER_LEAST_SENSITIVE_FIRST = 0,
@@ -37,7 +37,7 @@ typedef struct aqs_recipe {
   char template_name[32];  /* "none" or "chat" */
   int64_t chunk_sequences; /* sequences per calib-set chunk (the unit of chunked stages) */
   /* [sensitivity] */
-  aqs_recipe_method method;
+  aqs_sens_method method;  /* engine/compute/sensitivity.h */
   int64_t score_samples;   /* sequences used for scoring (a prefix of the calib set) */
   aqs_qwen_scope scope;    /* lm_only or all_layers (engine/model/qwen_config.h) */
   aqs_candidates candidates;
@@ -50,7 +50,7 @@ typedef struct aqs_recipe {
   int64_t order_seed;      /* for AQS_ORDER_RANDOM */
   /* [export] */
   char export_format[32];  /* "modelopt_fp8" */
-  bool kv_cache_fp8;       /* [export] kv_cache = bf16 (default) | fp8: FP8 KV cache scales */
+  bool kv_cache_fp8;       /* [export] kv_cache = fp8: FP8 KV cache scales (calibrate keeps K/V amax) */
 } aqs_recipe;
 
 /* Where recipes come from: the built-ins plus, optionally, one workspace directory. */
@@ -73,7 +73,6 @@ const char *aqs_recipe_builtin_text(const char *name);
 
 /* Canonical name of enum values, as written in recipes. */
 const char *aqs_modality_name(aqs_modality m);
-const char *aqs_method_name(aqs_recipe_method m);
 const char *aqs_candidates_name(aqs_candidates c);
 const char *aqs_order_name(aqs_order o);
 

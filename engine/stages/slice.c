@@ -206,14 +206,22 @@ aqs_status aqs_slice_decide(const aqs_slice_group *groups, size_t n, const aqs_s
   }
   free(idx);
   if (st) return st;
-  int64_t bits = 0;
+  aqs_slice_summarize(groups, n, fp8_out, res);
+  return AQS_OK;
+}
+
+void aqs_slice_summarize(const aqs_slice_group *groups, size_t n, const bool *fp8, aqs_slice_result *res) {
+  memset(res, 0, sizeof *res);
+  res->n_groups = n;
+  int64_t bits = 0, params = 0;
   for (size_t i = 0; i < n; i++) {
-    bits += aqs_slice_group_bits(&groups[i], fp8_out[i]);
-    if (fp8_out[i]) {
+    bits += aqs_slice_group_bits(&groups[i], fp8[i]);
+    params += groups[i].weight_params + groups[i].bias_params;
+    res->n_candidates += groups[i].candidate;
+    if (fp8[i]) {
       res->n_fp8++;
       res->fp8_score_sum += groups[i].score;
     }
   }
   res->effective_bits = params ? (double)bits / (double)params : 16.0;
-  return AQS_OK;
 }

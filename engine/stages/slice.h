@@ -9,6 +9,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include <jansson.h>
+
 #include "common/err.h"
 #include "engine/stages/recipe.h"
 
@@ -44,11 +46,19 @@ size_t aqs_slice_coverage_count(double coverage, size_t n_candidates);
 /* Bits the group occupies in FP8 or BF16 (scales counted). */
 int64_t aqs_slice_group_bits(const aqs_slice_group *g, bool fp8);
 
+/* The result of a given decision fp8[0..n): counts and effective bits (what a cached plan
+ * reports without deciding again). */
+void aqs_slice_summarize(const aqs_slice_group *groups, size_t n, const bool *fp8, aqs_slice_result *res);
+
 /* Decides fp8_out[i] for each of the n groups (false for non-candidates).
  * Coverage: the first k candidates in the order. Budget: the candidate set of least total score
  * with effective bits <= target; AQS_ERR_INVALID naming the reachable minimum when the target is
  * below what all-candidates-FP8 gives. Deterministic. */
 aqs_status aqs_slice_decide(const aqs_slice_group *groups, size_t n, const aqs_slice_params *p,
                             bool *fp8_out, aqs_slice_result *res, aqs_err *e);
+
+/* The slice stage's key params for recipe r (new reference): scope, candidates, disabled, mode,
+ * and coverage + order [+ order_seed] or effective_bits. Also the build record's slice part. */
+json_t *aqs_slice_params_json(const aqs_recipe *r);
 
 #endif

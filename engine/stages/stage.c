@@ -38,7 +38,10 @@ aqs_status aqs_stage_lookup(aqs_store *store, const char *stage, const char *ver
   aqs_err miss = {0};
   st = aqs_action_lookup(store, stage, &ctx->key, &info, &miss);
   if (st == AQS_ERR_NOT_FOUND) return AQS_OK;
-  if (st) return aqs_errf(e, st, "stage %s: %s", stage, miss.msg);
+  if (st) {
+    aqs_stage_ctx_free(ctx); /* the caller sees an error and frees nothing */
+    return aqs_errf(e, st, "stage %s: %s", stage, miss.msg);
+  }
   ctx->hit = 1;
   ctx->result = info.result;
   aqs_action_info_free(&info);
@@ -186,4 +189,69 @@ aqs_status aqs_stage_miss_reason(aqs_store *store, const char *stage, const char
   if (strlen(buf) + 1 >= buf_len && buf_len > 4) memcpy(buf + buf_len - 4, "...", 4);
   free(nc.best_text);
   return AQS_OK;
+}
+
+/* ---- the protocol ---- */
+
+json_t *aqs_stage_jdigest(const aqs_digest *d) {
+  char hex[AQS_DIGEST_STR_SIZE];
+  return json_string(aqs_digest_str(d, hex));
+}
+
+aqs_status aqs_stage_put_text(aqs_store *s, const char *text, aqs_digest *out, aqs_err *e) {
+  aqs_put_opts opts = {.compress = AQS_COMPRESS_ZSTD};
+  aqs_put_info info;
+  aqs_status st = aqs_put_mem(s, text, strlen(text), &opts, &info, e);
+  if (!st) *out = info.digest;
+  return st;
+}
+
+aqs_status aqs_stage_get_text(aqs_store *s, const aqs_digest *d, char **text, size_t *len, aqs_err *e) {
+  *text = NULL;
+  *len = 0;
+  void *bytes;
+  aqs_status st = aqs_get_mem(s, d, &bytes, len, e);
+  if (st) return st;
+  char *t = realloc(bytes, *len + 1);
+  if (!t) {
+    free(bytes);
+    return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  }
+  t[*len] = '\0';
+  *text = t;
+  return AQS_OK;
+}
+
+aqs_status aqs_stage_exec(const aqs_stage_def *def, aqs_stage_job *job, int lookup_only, aqs_stage_outcome *out,
+                          aqs_err *e) {
+  double t0 = aqs_stage_now_s();
+  json_t *inputs = NULL, *params = NULL;
+  aqs_stage_ctx ctx = {0};
+  aqs_status st = def->key(job, &inputs, &params, e);
+  if (!st) st = aqs_stage_lookup(job->store, def->name, def->version, inputs, params, &ctx, e);
+  json_decref(inputs);
+  json_decref(params);
+  if (!st) {
+    out->key = ctx.key;
+    out->hit = ctx.hit && !job->rebuild;
+    out->forced = ctx.hit && job->rebuild;
+    if (out->hit) {
+      out->result = ctx.result;
+      out->has_result = 1;
+    } else if (lookup_only) {
+      if (ctx.hit) snprintf(out->reason, sizeof out->reason, "--rebuild %s", def->name);
+      else st = aqs_stage_miss_reason(job->store, def->name, ctx.key_doc, out->reason, sizeof out->reason, e);
+    } else {
+      aqs_digest result;
+      st = def->run(job, &ctx, &result, e);
+      if (!st && !job->no_record) st = aqs_stage_record(job->store, &ctx, &result, e);
+      if (!st) out->result = result;
+      out->has_result = !st;
+    }
+    if (!st && out->has_result && def->record) st = def->record(job, &out->result, e);
+  }
+  aqs_stage_ctx_free(&ctx);
+  if (def->release) def->release(job);
+  out->seconds = aqs_stage_now_s() - t0;
+  return st;
 }

@@ -1,7 +1,14 @@
-/* engine/stages/stage.h: running a stage as a cached action (DESIGN.md §2): the key is the digest
- * of the canonical {stage, stage_version, inputs, params} document (store/canon_json.h); a hit
- * returns the stored result digest, a miss is run by the caller and recorded. For `aqs plan`, a
- * miss is explained against the nearest cached action of the same stage. */
+/* engine/stages/stage.h: the stage protocol (DESIGN.md §2). A stage is one file in engine/stages/
+ * holding one aqs_stage_def: its name and version, the stages whose results it reads, the recipe
+ * keys its key depends on, how it computes its key, how it runs a miss and what it records. The
+ * table of all stages (stage_table.c, in graph order) is what build, plan, show and --rebuild
+ * walk. Running a stage is a cached action: the key is the digest of the canonical
+ * {stage, stage_version, inputs, params} document (store/canon_json.h); a hit returns the stored
+ * result digest, a miss is run and recorded. For `aqs plan`, a miss is explained against the
+ * nearest cached action of the same stage.
+ * Errors: every function returns an aqs_status and fills *e (common/err.h); nothing is left
+ * recorded for a stage whose run failed. Threads: a job and its env belong to one thread; the
+ * store may be shared (store/store.h). Ownership: each struct says who frees what. */
 #ifndef AQS_STAGES_STAGE_H
 #define AQS_STAGES_STAGE_H
 
@@ -29,6 +36,10 @@ typedef struct aqs_stage_outcome {
   aqs_digest result;
   double seconds;           /* time spent in this stage (lookup included) */
   char reason[512];         /* for a miss: why (filled by callers that ask, e.g. aqs plan) */
+  int done;                 /* 1 = reached (a plan stops at a miss) */
+  int has_result;           /* 1 = result is valid (a hit, or a miss that ran) */
+  int forced;               /* 1 = computed because of --rebuild although cached */
+  char blocked_by[32];      /* not reached: the stage that missed first upstream */
 } aqs_stage_outcome;
 
 /* Computes the action key of (stage, version, inputs, params) and looks it up (counting a lookup
@@ -59,5 +70,59 @@ aqs_status aqs_put_json(aqs_store *store, const json_t *doc, int manifest, aqs_d
 
 /* Monotonic seconds, for timing stages. */
 double aqs_stage_now_s(void);
+
+/* ---- the protocol ---- */
+
+#define AQS_STAGE_MAX_INPUTS 4
+#define AQS_STAGE_MAX 16
+
+struct aqs_recipe;
+struct aqs_stage_env;     /* the build's shared state (stage_env.h); NULL outside a build */
+struct aqs_build_report;  /* build.h */
+
+/* One stage of one recipe, as its functions see it. Filled by the caller (build.c walks the
+ * table; a plumbing command may run one stage alone), released with def->release. */
+typedef struct aqs_stage_job {
+  aqs_store *store;
+  struct aqs_stage_env *env;
+  const struct aqs_recipe *recipe;
+  aqs_digest in[AQS_STAGE_MAX_INPUTS]; /* results of def->inputs, in that order */
+  int rebuild;                         /* compute even on a hit (chunk actions too) */
+  int no_record;                       /* set by key(): the run's result is not recorded */
+  struct aqs_build_report *report;     /* where record() writes its summary; may be NULL */
+  void *state;                         /* the stage's own, from key() to run(); def->release frees */
+} aqs_stage_job;
+
+typedef struct aqs_stage_def {
+  const char *name;     /* in key documents, build records, plan output, --rebuild */
+  const char *version;  /* bump when the result bytes would change for the same key */
+  const char *inputs[AQS_STAGE_MAX_INPUTS + 1]; /* stages whose results it reads (NULL-ended) */
+  const char *recipe_keys; /* space-separated "section.key" its key depends on (recipe_keys.c) */
+  /* The key document's parts: new references (params may be NULL). May set job->state. */
+  aqs_status (*key)(aqs_stage_job *job, json_t **inputs, json_t **params, aqs_err *e);
+  /* Computes a miss and stores the result (its digest in *result); ctx is the lookup. */
+  aqs_status (*run)(aqs_stage_job *job, aqs_stage_ctx *ctx, aqs_digest *result, aqs_err *e);
+  /* Optional: after a hit or a run, adds what the stage records to job->report (slice: the
+   * summary), from the stored result only: a hit computes nothing. */
+  aqs_status (*record)(aqs_stage_job *job, const aqs_digest *result, aqs_err *e);
+  /* Optional: frees job->state. */
+  void (*release)(aqs_stage_job *job);
+} aqs_stage_def;
+
+/* Runs def for job: key, lookup; a hit (unless job->rebuild) gives the stored result; else with
+ * lookup_only the miss is explained in out->reason, otherwise def->run computes it and the
+ * action is recorded. Then def->record on the result. Calls def->release before returning. */
+aqs_status aqs_stage_exec(const aqs_stage_def *def, aqs_stage_job *job, int lookup_only, aqs_stage_outcome *out,
+                          aqs_err *e);
+
+/* The stage table in graph order (every stage after its inputs); *n_out = its length. */
+const aqs_stage_def *const *aqs_stage_table(size_t *n_out);
+/* Index of a stage in the table, or -1. */
+int aqs_stage_index(const char *name);
+
+/* Result text helpers of stage files: put a text object (zstd) / get one NUL-terminated. */
+aqs_status aqs_stage_put_text(aqs_store *s, const char *text, aqs_digest *out, aqs_err *e);
+aqs_status aqs_stage_get_text(aqs_store *s, const aqs_digest *d, char **text, size_t *len, aqs_err *e);
+json_t *aqs_stage_jdigest(const aqs_digest *d);
 
 #endif

@@ -7,7 +7,7 @@
 #include <stdlib.h>
 
 #include "engine/compute/lm.h"
-#include "engine/compute/token_input.h"
+#include "engine/stages/token_input.h"
 #include "kernels/backend.h"
 
 int main(int argc, char **argv) {

@@ -24,8 +24,8 @@ printf '[recipe]\nextends = fast\n[slice]\ncoverage = 2\n' >"$TMP/recipes/bad.in
 expect_fail 1 "$TMP/recipes/bad.ini:4: bad value '2' for [slice] coverage" "${B[@]}" plan "${BUILD_ARGS[@]}" recipe bad
 printf '[recipe]\nextends = fast\n[sensitivity]\nscope = all_layers\n' >"$TMP/recipes/vis.ini"
 expect_fail 1 "scope all_layers needs vision-tower sensitivity" "${B[@]}" build --no-checkout "${BUILD_ARGS[@]}" recipe vis
-expect_fail 1 "no build of recipe 'fast70'" "${B[@]}" show fast70
-expect_fail 1 "neither a checkpoint directory nor a built recipe" "${B[@]}" diff fast70 fast80
+expect_fail 1 "no build or recipe named 'fast70'" "${B[@]}" show fast70
+expect_fail 1 "no build or recipe named 'fast70'" "${B[@]}" diff fast70 fast80
 expect_fail 2 "expected NAME and DIR" "${B[@]}" checkout fast70
 expect_fail 2 "bad --link-mode 'symlink'" "${B[@]}" checkout --link-mode symlink fast70 "$TMP/x"
 pass "build, plan, show, diff and checkout refuse bad input with precise messages"

@@ -35,7 +35,8 @@ import json, sys
 d = json.load(open(sys.argv[1]))
 assert d["format"] == "aqs-amax-1" and d["n_seqs"] == 8, d
 mods = d["modules"]
-assert len(mods) == 4 * 7, len(mods)
+assert len(mods) == 4 * 7 + 4 * 2, len(mods)  # 7 linears and the K/V cache amax per layer
+assert mods["model.language_model.layers.2.self_attn.k_cache"]["weight_amax"] == 0
 down1 = mods["model.language_model.layers.1.mlp.down_proj"]["weight_amax"]
 down0 = mods["model.language_model.layers.0.mlp.down_proj"]["weight_amax"]
 assert down1 > 1000 * down0, (down1, down0)  # the planted outlier channels

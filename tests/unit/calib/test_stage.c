@@ -10,7 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "engine/calib/calib_stage.h"
+#include "engine/stages/calib_set.h"
 #include "engine/calib/rows.h"
 #include "engine/image/image.h"
 #include "engine/image/qwen_vision.h"

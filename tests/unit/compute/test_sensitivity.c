@@ -19,7 +19,7 @@ static void test_calibrate_amax(void **state) {
   aqs_amax_table a0 = {0}, a1 = {0}, all = {0};
   assert_int_equal(aqs_calibrate_batch(lm, &fb.b[0], 0, &a0, &e), AQS_OK);
   assert_int_equal(aqs_calibrate_batch(lm, &fb.b[1], 0, &a1, &e), AQS_OK);
-  assert_int_equal(a0.n, (size_t)lm->cfg.num_layers * AQS_LIN_COUNT);
+  assert_int_equal(a0.n, (size_t)lm->cfg.num_layers * (AQS_LIN_COUNT + 2)); /* + K/V cache */
   const aqs_amax_table *parts[2] = {&a0, &a1};
   assert_int_equal(aqs_amax_reduce(parts, 2, &all, &e), AQS_OK);
   assert_int_equal(all.n_seqs, 8);
@@ -36,6 +36,12 @@ static void test_calibrate_amax(void **state) {
   assert_true(q->input_amax == v->input_amax);
   assert_true(q->weight_amax == lm->layers[1].lin[AQS_LIN_Q].weight_amax);
   assert_true(q->weight_amax > 0.01f && q->weight_amax < 2.0f);
+  /* the FP8 KV cache amax: K after RoPE and V of every layer */
+  const aqs_amax_entry *kc = aqs_amax_find(&all, "model.language_model.layers.1.self_attn.k_cache");
+  const aqs_amax_entry *vc = aqs_amax_find(&all, "model.language_model.layers.1.self_attn.v_cache");
+  assert_non_null(kc);
+  assert_non_null(vc);
+  assert_true(kc->input_amax > 0 && vc->input_amax > 0 && kc->weight_amax == 0);
   /* JSON round trip is exact */
   char *json;
   assert_int_equal(aqs_amax_to_json(&all, &json, &e), AQS_OK);
@@ -49,9 +55,10 @@ static void test_calibrate_amax(void **state) {
   }
   free(json);
   /* a table from another checkpoint is refused */
-  back.entries[3].weight_amax *= 2;
+  aqs_amax_entry *q1 = (aqs_amax_entry *)aqs_amax_find(&back, "model.language_model.layers.1.self_attn.q_proj");
+  q1->weight_amax *= 2;
   assert_int_equal(aqs_lm_set_amax(lm, &back, &e), AQS_ERR_MISMATCH);
-  assert_non_null(strstr(e.msg, back.entries[3].module));
+  assert_non_null(strstr(e.msg, q1->module));
   aqs_amax_free(&back);
   const char *bad = "{\"format\":\"aqs-amax-1\",\"modules\":{\"m\":{\"input_amax\":-1,\"weight_amax\":1}}}";
   assert_int_equal(aqs_amax_from_json(bad, strlen(bad), "bad.json", &back, &e), AQS_ERR_INVALID);

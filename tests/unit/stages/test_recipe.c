@@ -19,7 +19,7 @@ static void test_builtin_top50(void **state) {
   assert_int_equal(r.calib_samples, 512);
   assert_int_equal(r.score_samples, 128);
   assert_int_equal(r.max_len, 512);
-  assert_int_equal(r.method, AQS_RECIPE_GRADIENT);
+  assert_int_equal(r.method, AQS_SENS_GRADIENT);
   assert_int_equal(r.scope, AQS_SCOPE_LM_ONLY);
   assert_int_equal(r.order, AQS_ORDER_LEAST_SENSITIVE_FIRST);
 }
@@ -38,7 +38,7 @@ static void test_builtin_family(void **state) {
   assert_true(r.budget_mode);
   assert_true(r.effective_bits == 11.0);
   assert_int_equal(aqs_recipe_load(NULL, "top50_kl", &r, &e), AQS_OK);
-  assert_int_equal(r.method, AQS_RECIPE_KL_DIV);
+  assert_int_equal(r.method, AQS_SENS_KL_DIV);
   assert_true(r.coverage == 0.5);
   assert_int_equal(aqs_recipe_load(NULL, "top50_random", &r, &e), AQS_OK);
   assert_int_equal(r.order, AQS_ORDER_RANDOM);

@@ -133,7 +133,9 @@ static void test_corruption(void **state) {
   assert_int_equal(unlink(file), 0);
   aqs_store_close(s);
   flip_inline(path, &inl.digest);
-  s = tl_open(path);
+  /* Read-only first: reads fail and leave everything in place (a writable handle would
+   * quarantine what it finds damaged: test_read_quarantines). */
+  ASSERT_OK(aqs_store_open(path, AQS_STORE_RDONLY, &s, &err));
 
   /* Reads fail clearly and hand back nothing. */
   aqs_digest bad[4] = {raw.digest, zst.digest, inl.digest, gone.digest};
@@ -170,6 +172,8 @@ static void test_corruption(void **state) {
   assert_non_null(strstr(err.msg, "4 bad object(s)"));
 
   /* Quarantine: bad objects leave the index; their bytes go to quarantine/. */
+  aqs_store_close(s);
+  s = tl_open(path);
   vo.sample = 0;
   vo.quarantine = 1;
   assert_int_equal(aqs_verify(s, &vo, NULL, NULL, &r, &err), AQS_ERR_CORRUPT);

@@ -1,15 +1,16 @@
-/* engine/calib/calib_stage.c: the calib-set stage (see calib_stage.h). The action key holds only
+/* engine/stages/stage_calib_set.c: the calib-set stage (see calib_set.h). The action key holds only
  * content: the dataset file's digest, the tokenizer file's digest, for image sets the digests of
  * every image the sample walk may visit, and the parameters. A miss walks the seeded sample order,
  * turns rows into sequences (images decoded and preprocessed), packs them into chunks of
  * chunk_seqs sequences, stores each chunk and then the manifest, and records the action. */
-#include "engine/calib/calib_stage.h"
+#include "engine/stages/calib_set.h"
 
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "common/progress.h"
 #include "engine/calib/image_root.h"
@@ -18,6 +19,10 @@
 #include "engine/calib/rows.h"
 #include "engine/image/image.h"
 #include "engine/image/qwen_vision.h"
+#include "engine/stages/build.h"
+#include "engine/stages/recipe.h"
+#include "engine/stages/stage.h"
+#include "engine/stages/stage_env.h"
 #include "engine/tokenizer/tokenizer.h"
 #include "store/canon_json.h"
 
@@ -214,7 +219,8 @@ static aqs_status window_images_digest(aqs_store *store, calib_job *job, aqs_dig
   return st;
 }
 
-static aqs_status job_key(aqs_store *store, calib_job *job, aqs_digest *key, char **key_doc, aqs_err *err) {
+/* The key document's inputs and params (new references). */
+static aqs_status job_key(aqs_store *store, calib_job *job, json_t **inputs_out, json_t **params_out, aqs_err *err) {
   const aqs_calib_opts *o = job->o;
   aqs_digest ds_digest, tok_digest, img_digest;
   char buf[AQS_DIGEST_STR_SIZE];
@@ -243,11 +249,14 @@ static aqs_status job_key(aqs_store *store, calib_job *job, aqs_digest *key, cha
       free(vjson);
     }
   }
-  if (st == AQS_OK)
-    st = aqs_action_key(AQS_CALIB_STAGE_NAME, AQS_CALIB_STAGE_VERSION, inputs, params, key, key_doc, err);
-  json_decref(inputs);
-  json_decref(params);
-  return st;
+  if (st != AQS_OK) {
+    json_decref(inputs);
+    json_decref(params);
+    return st;
+  }
+  *inputs_out = inputs;
+  *params_out = params;
+  return AQS_OK;
 }
 
 /* ---------------------------------------------------------------- build */
@@ -371,56 +380,127 @@ static aqs_status opts_check(const aqs_calib_opts *o, calib_job *job, aqs_err *e
   return AQS_OK;
 }
 
+static void job_free(calib_job *job) {
+  free(job->order);
+  free(job->root);
+  aqs_calib_rows_free(&job->rows);
+  memset(job, 0, sizeof *job);
+}
+
+/* A miss: walks the rows, stores the chunks and then the manifest (its digest in *result). */
+static aqs_status job_run(aqs_store *store, calib_job *job, aqs_calib_set *set, char *first_bad, size_t first_bad_len,
+                          aqs_digest *result, aqs_err *err) {
+  aqs_status st = job_load_rows(job, err);
+  if (st == AQS_OK) st = job_build(store, job, set, first_bad, first_bad_len, err);
+  char *manifest = NULL;
+  if (st == AQS_OK) st = aqs_calib_set_to_json(set, &manifest, err);
+  if (st == AQS_OK) {
+    aqs_put_opts po = {.compress = AQS_COMPRESS_DEFAULT, .manifest = 1};
+    aqs_put_info pi;
+    st = aqs_put_mem(store, manifest, strlen(manifest), &po, &pi, err);
+    if (st == AQS_OK) *result = pi.digest;
+  }
+  free(manifest);
+  return st;
+}
+
 aqs_status aqs_calib_build(aqs_store *store, const aqs_calib_opts *opts, aqs_calib_result *res,
                            aqs_err *err) {
   memset(res, 0, sizeof *res);
   calib_job job;
   memset(&job, 0, sizeof job);
   job.o = opts;
-  char *key_doc = NULL;
-  struct timespec t0, t1;
-  clock_gettime(CLOCK_MONOTONIC, &t0);
+  aqs_stage_ctx ctx = {0};
+  json_t *inputs = NULL, *params = NULL;
   aqs_status st = opts_check(opts, &job, err);
-  if (st == AQS_OK) st = job_key(store, &job, &res->key, &key_doc, err);
+  if (st == AQS_OK) st = job_key(store, &job, &inputs, &params, err);
+  if (st == AQS_OK)
+    st = aqs_stage_lookup(store, AQS_CALIB_STAGE_NAME, AQS_CALIB_STAGE_VERSION, inputs, params, &ctx, err);
+  json_decref(inputs);
+  json_decref(params);
   if (st == AQS_OK) {
-    aqs_action_info info;
-    memset(&info, 0, sizeof info);
-    aqs_err lerr = {0};
-    aqs_status ls = aqs_action_lookup(store, AQS_CALIB_STAGE_NAME, &res->key, &info, &lerr);
-    if (ls == AQS_OK) {
-      res->hit = 1;
-      res->digest = info.result;
-      aqs_action_info_free(&info);
+    res->key = ctx.key;
+    res->hit = ctx.hit;
+    if (ctx.hit) {
+      res->digest = ctx.result;
       st = aqs_calib_set_load(store, &res->digest, &res->set, err);
-    } else if (ls != AQS_ERR_NOT_FOUND) {
-      st = aqs_errf(err, ls, "%s", lerr.msg);
-    } else if (opts->lookup_only) {
-      res->hit = 0;
-    } else {
-      if ((st = job_load_rows(&job, err)) == AQS_OK)
-        st = job_build(store, &job, &res->set, res->first_bad, sizeof res->first_bad, err);
-      char *manifest = NULL;
-      if (st == AQS_OK) st = aqs_calib_set_to_json(&res->set, &manifest, err);
-      if (st == AQS_OK) {
-        aqs_put_opts po = {.compress = AQS_COMPRESS_DEFAULT, .manifest = 1};
-        aqs_put_info pi;
-        st = aqs_put_mem(store, manifest, strlen(manifest), &po, &pi, err);
-        if (st == AQS_OK) res->digest = pi.digest;
-      }
-      free(manifest);
-      clock_gettime(CLOCK_MONOTONIC, &t1);
-      double wall = (double)(t1.tv_sec - t0.tv_sec) + (double)(t1.tv_nsec - t0.tv_nsec) * 1e-9;
-      if (st == AQS_OK) st = aqs_action_put(store, key_doc, &res->digest, wall, NULL, err);
+    } else if (!opts->lookup_only) {
+      st = job_run(store, &job, &res->set, res->first_bad, sizeof res->first_bad, &res->digest, err);
+      if (st == AQS_OK) st = aqs_stage_record(store, &ctx, &res->digest, err);
     }
   }
   if (job.rows_loaded) res->rows_total = job.rows.n + job.rows.n_bad;
-  res->key_doc = key_doc;
-  free(job.order);
-  free(job.root);
-  aqs_calib_rows_free(&job.rows);
+  res->key_doc = ctx.key_doc;
+  job_free(&job);
   if (st != AQS_OK) aqs_calib_result_free(res);
   return st;
 }
+
+/* ---------------------------------------------------------------- the build's stage */
+
+/* job->state of the build's calib-set stage: the options a recipe gives, and the walk. */
+typedef struct calib_state {
+  aqs_calib_opts opts;
+  char tokenizer[4200], processor[4200];
+  calib_job job;
+  aqs_calib_set set;
+  char first_bad[512];
+} calib_state;
+
+static aqs_status calib_key(aqs_stage_job *sj, json_t **inputs, json_t **params, aqs_err *e) {
+  calib_state *cs = calloc(1, sizeof *cs);
+  if (!cs) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  sj->state = cs;
+  const aqs_build_opts *bo = sj->env->o;
+  const aqs_recipe *r = sj->recipe;
+  aqs_calib_opts *co = &cs->opts;
+  snprintf(cs->tokenizer, sizeof cs->tokenizer, "%s/tokenizer.json", bo->model_dir);
+  snprintf(cs->processor, sizeof cs->processor, "%s/preprocessor_config.json", bo->model_dir);
+  if (r->modality == AQS_MODALITY_IMAGES) {
+    co->images_jsonl = bo->images_path;
+    co->images_root = bo->images_root;
+    co->allow_outside_root = bo->allow_outside_root;
+  } else {
+    co->captions_path = bo->captions_path;
+  }
+  co->tokenizer_path = cs->tokenizer;
+  co->processor_config = access(cs->processor, R_OK) == 0 ? cs->processor : NULL;
+  co->samples = r->calib_samples;
+  co->seed = (uint64_t)r->seed;
+  co->max_len = (int32_t)r->max_len;
+  co->template_name = r->template_name;
+  co->chunk_seqs = (int32_t)r->chunk_sequences;
+  co->progress = bo->progress;
+  cs->job.o = co;
+  aqs_status st = opts_check(co, &cs->job, e);
+  if (st == AQS_OK) st = job_key(sj->store, &cs->job, inputs, params, e);
+  return st;
+}
+
+static aqs_status calib_run(aqs_stage_job *sj, aqs_stage_ctx *ctx, aqs_digest *result, aqs_err *e) {
+  (void)ctx;
+  calib_state *cs = sj->state;
+  return job_run(sj->store, &cs->job, &cs->set, cs->first_bad, sizeof cs->first_bad, result, e);
+}
+
+static void calib_release(aqs_stage_job *sj) {
+  calib_state *cs = sj->state;
+  if (!cs) return;
+  job_free(&cs->job);
+  aqs_calib_set_free(&cs->set);
+  free(cs);
+  sj->state = NULL;
+}
+
+const aqs_stage_def aqs_stage_calib_set = {
+    .name = AQS_CALIB_STAGE_NAME,
+    .version = AQS_CALIB_STAGE_VERSION,
+    .inputs = {NULL}, /* reads the model's tokenizer file by content, not the source manifest */
+    .recipe_keys = "calib.modality calib.samples calib.max_len calib.seed calib.template calib.chunk_sequences",
+    .key = calib_key,
+    .run = calib_run,
+    .release = calib_release,
+};
 
 aqs_status aqs_calib_set_load(aqs_store *store, const aqs_digest *digest, aqs_calib_set *set,
                               aqs_err *err) {

@@ -1,4 +1,4 @@
-/* engine/compute/token_input.c: reading token batches (calib chunk or JSON lines; see
+/* engine/stages/token_input.c: reading token batches (calib chunk or JSON lines; see
  * token_input.h). Batches are rebuilt as views once all files are read. */
 #include <errno.h>
 #include <jansson.h>
@@ -8,7 +8,7 @@
 
 #include "common/file.h"
 #include "engine/calib/calibset.h"
-#include "engine/compute/token_input.h"
+#include "engine/stages/token_input.h"
 
 /* Internally a batch is recorded by (first sequence, count, first token); views are rebuilt
  * after every append because the arrays may move. */
@@ -65,6 +65,15 @@ static aqs_status rebuild_views(aqs_token_batches *tb, const batch_span *spans, 
     nb[i].seq_lens = tb->lens + spans[i].first_seq;
     nb[i].token_ids = tb->ids + spans[i].first_tok;
   }
+  return AQS_OK;
+}
+
+aqs_status aqs_token_batch_of_chunk(const aqs_calib_chunk *c, aqs_token_batch *out, aqs_err *e) {
+  if (c->n_images > 0)
+    return aqs_errf(e, AQS_ERR_UNSUPPORTED,
+                    "calib chunk %lld holds %d images: the compute engine runs the language model "
+                    "only (text calib sets)", (long long)c->first_seq, c->n_images);
+  *out = (aqs_token_batch){c->n_seqs, c->seq_lens, c->token_ids};
   return AQS_OK;
 }
 
@@ -163,4 +172,17 @@ void aqs_token_batches_free(aqs_token_batches *tb) {
   free(tb->ids);
   free(tb->lens);
   memset(tb, 0, sizeof *tb);
+}
+
+static aqs_status batch_of(void *ctx, size_t i, aqs_token_batch *batch, const aqs_lm **lm, aqs_err *e) {
+  (void)e;
+  const aqs_token_batches_ctx *c = ctx;
+  *batch = c->tb->batches[i];
+  *lm = c->lm;
+  return AQS_OK;
+}
+
+void aqs_token_batches_loop(aqs_token_batches_ctx *ctx, aqs_batch_loop *loop) {
+  *loop = (aqs_batch_loop){.n = ctx->tb->n, .unit = "batch", .progress_total = (uint64_t)ctx->tb->n_tokens,
+                           .ctx = ctx, .batch = batch_of};
 }

@@ -1,10 +1,13 @@
-/* engine/calib/calib_stage.h: the calib-set stage (DESIGN.md §2): builds a calibration set from a
+/* engine/stages/calib_set.h: the calib-set stage (DESIGN.md §2): builds a calibration set from a
  * caption file or an image+caption JSONL, stores it as chunk objects plus a manifest, and caches
  * the run as an action keyed by content only (dataset digests, tokenizer digest, processor
  * settings, samples, max length, seed, template, chunking, skip-bad): re-running with the same
- * inputs is a hit from any directory or machine sharing the store. */
-#ifndef AQS_CALIB_CALIB_STAGE_H
-#define AQS_CALIB_CALIB_STAGE_H
+ * inputs is a hit from any directory or machine sharing the store. The build runs it as the stage
+ * table's "calib-set" (stage_calib_set.c); `aqs calib` through aqs_calib_build, with the same key.
+ * Threads: one call per thread (the store may be shared). Ownership: results are freed with
+ * aqs_calib_result_free / aqs_calib_set_free / aqs_calib_chunk_free. */
+#ifndef AQS_STAGES_CALIB_SET_H
+#define AQS_STAGES_CALIB_SET_H
 
 #include <stdint.h>
 

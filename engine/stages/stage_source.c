@@ -1,5 +1,11 @@
-/* engine/stages/source.c: the source stage (see source.h). */
-#include "engine/stages/source.h"
+/* engine/stages/stage_source.c: the source stage: a Hugging Face checkpoint directory, by content.
+ * Key: the digest of every file of the directory (through the store's stat-cache, so an unchanged
+ * multi-GB checkpoint is not re-read). Result: the model manifest
+ *   {"kind":"aqs-model","version":1,"files":{name: digest},"config":<config.json digest>,
+ *    "tensors":[[name, dtype, [shape], digest], ...] (name order), "children":[small files]}
+ * The small files (config, tokenizer, processor settings) are stored; tensor bytes are not (the
+ * export stores what it writes), only their digests, hashed in parallel. */
+#include "engine/stages/stage.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -9,15 +15,16 @@
 #include <sys/stat.h>
 
 #include "engine/model/safetensors.h"
-#include "engine/stages/stage.h"
+#include "engine/stages/build.h"
+#include "engine/stages/stage_env.h"
 #include "store/canon_json.h"
 
-#define SOURCE_STAGE "source"
-#define SOURCE_VERSION "1"
+/* Files at most this large are stored with the manifest (configs, tokenizers). */
+#define SMALL_FILE_MAX (64u * 1024u * 1024u)
 
 static int cmp_str(const void *a, const void *b) { return strcmp(*(char *const *)a, *(char *const *)b); }
 
-aqs_status aqs_source_inputs(aqs_store *s, const char *model_dir, json_t **inputs_out, aqs_err *e) {
+static aqs_status source_inputs(aqs_store *s, const char *model_dir, json_t **inputs_out, aqs_err *e) {
   DIR *d = opendir(model_dir);
   if (!d)
     return aqs_errno(e, errno == ENOENT ? AQS_ERR_NOT_FOUND : AQS_ERR_IO, errno, "model directory %s", model_dir);
@@ -104,7 +111,7 @@ static aqs_status build_manifest(aqs_store *s, const char *model_dir, const json
     struct stat sb;
     size_t len = strlen(name);
     int is_weights = len > 12 && strcmp(name + len - 12, ".safetensors") == 0;
-    if (is_weights || stat(path, &sb) != 0 || (uint64_t)sb.st_size > AQS_SOURCE_SMALL_FILE_MAX) continue;
+    if (is_weights || stat(path, &sb) != 0 || (uint64_t)sb.st_size > SMALL_FILE_MAX) continue;
     aqs_put_opts opts = {.compress = AQS_COMPRESS_ZSTD};
     aqs_put_info info;
     if ((st = aqs_put_file(s, path, &opts, &info, e))) break;
@@ -124,31 +131,30 @@ static aqs_status build_manifest(aqs_store *s, const char *model_dir, const json
   return st;
 }
 
-aqs_status aqs_stage_source(aqs_store *s, const char *model_dir, int dry_run, aqs_stage_outcome *out,
-                            aqs_err *e) {
-  memset(out, 0, sizeof *out);
-  double t0 = aqs_stage_now_s();
-  json_t *inputs;
-  aqs_status st = aqs_source_inputs(s, model_dir, &inputs, e);
-  if (st) return st;
-  aqs_stage_ctx ctx;
-  st = aqs_stage_lookup(s, SOURCE_STAGE, SOURCE_VERSION, inputs, NULL, &ctx, e);
-  if (!st) {
-    out->key = ctx.key;
-    out->hit = ctx.hit;
-    if (ctx.hit) {
-      out->result = ctx.result;
-    } else if (dry_run) {
-      st = aqs_stage_miss_reason(s, SOURCE_STAGE, ctx.key_doc, out->reason, sizeof out->reason, e);
-    } else {
-      aqs_digest result;
-      st = build_manifest(s, model_dir, inputs, &result, e);
-      if (!st) st = aqs_stage_record(s, &ctx, &result, e);
-      if (!st) out->result = result;
-    }
-  }
-  aqs_stage_ctx_free(&ctx);
-  json_decref(inputs);
-  out->seconds = aqs_stage_now_s() - t0;
+/* job->state: the inputs object (file digests), kept for run(). */
+static aqs_status source_key(aqs_stage_job *job, json_t **inputs, json_t **params, aqs_err *e) {
+  *params = NULL;
+  aqs_status st = source_inputs(job->store, job->env->o->model_dir, inputs, e);
+  if (!st) job->state = json_incref(*inputs);
   return st;
 }
+
+static aqs_status source_run(aqs_stage_job *job, aqs_stage_ctx *ctx, aqs_digest *result, aqs_err *e) {
+  (void)ctx;
+  return build_manifest(job->store, job->env->o->model_dir, job->state, result, e);
+}
+
+static void source_release(aqs_stage_job *job) {
+  json_decref(job->state);
+  job->state = NULL;
+}
+
+const aqs_stage_def aqs_stage_source = {
+    .name = "source",
+    .version = "1",
+    .inputs = {NULL},
+    .recipe_keys = "",
+    .key = source_key,
+    .run = source_run,
+    .release = source_release,
+};

@@ -8,7 +8,7 @@
 #include <string.h>
 
 #include "engine/calib/calibset.h"
-#include "engine/compute/token_input.h"
+#include "engine/stages/token_input.h"
 
 static void test_jsonl_batches(void **state) {
   (void)state;

@@ -1,0 +1,44 @@
+/* engine/compute/batch_loop.h: computing over a list of batches, the one loop behind
+ * `aqs calibrate`, `aqs sensitivity` and the chunked build stages: for batch i in index order,
+ * take its part from the caller's cache or compute it, then fold it into the total (fixed order:
+ * the same bits however the parts were obtained), with progress on stderr.
+ * Ownership: parts handed to hooks are the loop's (copy what you keep); the total is the
+ * caller's (aqs_amax_free / aqs_scores_free). Threads: one loop per thread; hooks run on it.
+ * Errors: the first failing hook or computation stops the loop; compute errors are prefixed
+ * with "<unit> <i>". */
+#ifndef AQS_COMPUTE_BATCH_LOOP_H
+#define AQS_COMPUTE_BATCH_LOOP_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "common/err.h"
+#include "engine/compute/lm.h"
+
+/* One packed batch of sequences as host arrays (what a calib chunk holds). */
+typedef struct aqs_token_batch {
+  int n_seqs;
+  const int32_t *seq_lens;  /* (n_seqs) */
+  const int32_t *token_ids; /* (sum of seq_lens), packed */
+} aqs_token_batch;
+
+typedef struct aqs_batch_loop {
+  size_t n;                    /* batches */
+  const char *unit;            /* names a batch in errors: "batch", "chunk" */
+  const char *progress_label;  /* NULL: no progress */
+  uint64_t progress_total;     /* in tokens, or in batches when progress_batches */
+  int progress_batches;
+  void *ctx;
+  /* Optional: part i from a cache (*found = 1 and *part filled: an aqs_amax_table or
+   * aqs_scores, empty on entry). */
+  aqs_status (*cached)(void *ctx, size_t i, void *part, int *found, aqs_err *e);
+  /* Batch i and the model to compute it with; called only for parts not cached, so a loop
+   * whose parts are all cached never needs a model. */
+  aqs_status (*batch)(void *ctx, size_t i, aqs_token_batch *batch, const aqs_lm **lm, aqs_err *e);
+  /* Optional: batch i is no longer used. */
+  void (*batch_done)(void *ctx, size_t i);
+  /* Optional: part i was computed (a cache stores it). */
+  aqs_status (*computed)(void *ctx, size_t i, const void *part, aqs_err *e);
+} aqs_batch_loop;
+
+#endif

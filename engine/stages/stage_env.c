@@ -1,0 +1,55 @@
+/* engine/stages/stage_env.c: the build's shared model and backend, loaded lazily (see
+ * stage_env.h). */
+#include "engine/stages/stage_env.h"
+
+#include <stdlib.h>
+
+#include "engine/compute/calibrate.h"
+#include "engine/stages/build.h"
+#include "engine/stages/stage.h"
+#include "kernels/backend.h"
+
+/* Compute stages run at F32: the precision is part of their keys (compute_params). */
+#define COMPUTE_PRECISION AQS_PREC_F32
+
+const char *aqs_stage_env_backend(const aqs_stage_env *env) {
+  return env->o && env->o->backend ? env->o->backend : "cpu";
+}
+
+aqs_status aqs_stage_env_lm(aqs_stage_env *env, aqs_lm **lm_out, aqs_err *e) {
+  aqs_status st = AQS_OK;
+  if (!env->lm) {
+    st = aqs_backend_open(aqs_stage_env_backend(env), COMPUTE_PRECISION, &env->be, e);
+    if (!st) st = aqs_lm_load(env->be, env->o->model_dir, &env->lm, e);
+  }
+  *lm_out = env->lm;
+  return st;
+}
+
+aqs_status aqs_stage_env_lm_amax(aqs_stage_env *env, const aqs_digest *amax, aqs_lm **lm_out, aqs_err *e) {
+  aqs_status st = aqs_stage_env_lm(env, lm_out, e);
+  if (st || (env->lm_amax_set && aqs_digest_eq(&env->lm_amax, amax))) return st;
+  char *text = NULL;
+  size_t len = 0;
+  if ((st = aqs_stage_get_text(env->store, amax, &text, &len, e))) return st;
+  aqs_amax_table t = {0};
+  char what[AQS_DIGEST_STR_SIZE];
+  st = aqs_amax_from_json(text, len, aqs_digest_str(amax, what), &t, e);
+  free(text);
+  if (!st) st = aqs_lm_set_amax(env->lm, &t, e);
+  aqs_amax_free(&t);
+  if (!st) {
+    env->lm_amax = *amax;
+    env->lm_amax_set = 1;
+  }
+  return st;
+}
+
+void aqs_stage_env_free(aqs_stage_env *env) {
+  aqs_lm_free(env->lm);
+  aqs_backend_close(env->be);
+  aqs_qwen_model_free(env->model);
+  env->lm = NULL;
+  env->be = NULL;
+  env->model = NULL;
+}

@@ -1,0 +1,37 @@
+/* engine/stages/stage_env.h: what the stages of one build share across recipes: the options, the
+ * model description, and, from the first compute miss on, the backend with the loaded language
+ * model and the amax table currently set in it. A build where every stage hits never loads it.
+ * Ownership: aqs_stage_env_free releases what the env loaded; opts and store stay the caller's.
+ * Threads: one env per build, used by one thread. Errors: aqs_status + *e (common/err.h). */
+#ifndef AQS_STAGES_STAGE_ENV_H
+#define AQS_STAGES_STAGE_ENV_H
+
+#include "common/err.h"
+#include "engine/compute/lm.h"
+#include "engine/model/qwen_config.h"
+#include "store/store.h"
+
+struct aqs_build_opts;
+
+typedef struct aqs_stage_env {
+  const struct aqs_build_opts *o;
+  aqs_store *store;
+  aqs_qwen_model *model;  /* groups and sizes of the source checkpoint (opened by the build) */
+  aqs_backend *be;        /* loaded on the first compute miss */
+  aqs_lm *lm;
+  aqs_digest lm_amax;     /* amax table currently set in lm */
+  int lm_amax_set;
+} aqs_stage_env;
+
+/* "cpu" unless the options name another backend. */
+const char *aqs_stage_env_backend(const aqs_stage_env *env);
+
+/* The language model on the backend, loaded once per build (AQS_ERR_* of backend and loading). */
+aqs_status aqs_stage_env_lm(aqs_stage_env *env, aqs_lm **lm_out, aqs_err *e);
+
+/* The loaded model with its input amax set from the stored table `amax` (once per table). */
+aqs_status aqs_stage_env_lm_amax(aqs_stage_env *env, const aqs_digest *amax, aqs_lm **lm_out, aqs_err *e);
+
+void aqs_stage_env_free(aqs_stage_env *env);
+
+#endif
