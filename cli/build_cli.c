@@ -57,7 +57,8 @@ int aqs_build_cli_parse(const char *cmd, int argc, char **argv, aqs_build_cli *o
       {"recipes-dir", required_argument, NULL, 'R'}, {"json", no_argument, NULL, 'j'},
       {"no-checkout", no_argument, NULL, 'n'},   {"quiet", no_argument, NULL, 'q'},
       {"allow-outside-root", no_argument, NULL, 'A'},
-      {"rebuild", required_argument, NULL, 'B'}, {NULL, 0, NULL, 0}};
+      {"rebuild", required_argument, NULL, 'B'}, {"eval", no_argument, NULL, 'E'},
+      {NULL, 0, NULL, 0}};
   optind = 1;
   opterr = 0;
   int ch;
@@ -74,6 +75,7 @@ int aqs_build_cli_parse(const char *cmd, int argc, char **argv, aqs_build_cli *o
     case 'n': out->no_checkout = 1; break;
     case 'q': out->quiet = 1; break;
     case 'A': out->allow_outside_root = 1; break;
+    case 'E': out->eval = 1; break;
     case 'B':
       if (parse_rebuild(cmd, optarg, out)) return AQS_EXIT_USAGE;
       break;
@@ -103,6 +105,7 @@ int aqs_build_cli_prepare(const char *cmd, const aqs_build_cli *cli, const aqs_w
   opts->allow_outside_root = cli->allow_outside_root;
   opts->backend = cli->backend ? cli->backend : "cpu";
   opts->progress = !cli->quiet;
+  opts->eval = cli->eval;
   opts->rebuild = cli->rebuild;
   opts->n_rebuild = (size_t)cli->n_rebuild;
   opts->export_hook_recipe = getenv("AQS_TEST_BREAK_EXPORT");

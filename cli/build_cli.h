@@ -13,7 +13,7 @@
 
 typedef struct aqs_build_cli {
   const char *model_dir, *captions, *images, *images_root, *backend, *out_dir, *recipes_dir;
-  int json, no_checkout, quiet, allow_outside_root;
+  int json, no_checkout, quiet, allow_outside_root, eval;
   const char *rebuild[16]; /* --rebuild STAGE|all (repeatable, or comma-separated) */
   int n_rebuild;
   char rebuild_buf[512];

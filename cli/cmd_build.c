@@ -29,9 +29,11 @@ static const char build_usage[] =
     "  --backend cpu|cuda  compute backend for calibration and sensitivity (cpu)\n"
     "  --out DIR           where to write the checkpoint (one recipe only)\n"
     "  --no-checkout       build into the store only\n"
+    "  --eval              add the eval stage: each checkpoint against BF16 on held-out\n"
+    "                      captions (as aqs eval; a recipe [eval] samples = N does the same)\n"
     "  --rebuild STAGE     compute STAGE again instead of reusing its cached action (and its\n"
     "                      chunk actions); repeatable or comma-separated; 'all' = every stage;\n"
-    "                      stages: source, calib-set, calibrate, sensitivity, slice, export\n"
+    "                      stages: source, calib-set, calibrate, sensitivity, slice, export, eval\n"
     "  --recipes-dir DIR   workspace recipes ([recipes] path)\n"
     "  --quiet             no progress bars\n"
     "  --json              print the build reports as JSON\n";

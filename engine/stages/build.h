@@ -35,6 +35,7 @@ typedef struct aqs_build_opts {
   int dry_run;                   /* aqs plan: look up only, explain misses */
   int skip_family_check;
   int progress;                  /* progress bars on stderr */
+  int eval;                      /* run the eval stage for every recipe (aqs build --eval) */
   /* --rebuild: stages computed even when cached (their chunk actions too); "all" = every one. */
   const char *const *rebuild;
   size_t n_rebuild;

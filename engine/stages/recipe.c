@@ -242,6 +242,8 @@ static aqs_status apply_entry(const recipe_file *rf, const recipe_entry *en, aqs
   } else if (IS("export", "format")) {
     if (!parse_enum(v, ENUM_ARGS(export_names), &ev)) return bad_value(rf, en, "modelopt_fp8", e);
     snprintf(r->export_format, sizeof r->export_format, "%.31s", v);
+  } else if (IS("eval", "samples")) {
+    if (!parse_int(v, 1, 1000000, &r->eval_samples)) return bad_value(rf, en, "an integer 1..1000000", e);
   } else if (IS("export", "kv_cache")) {
     if (strcmp(v, "fp8") != 0 && strcmp(v, "bf16") != 0) return bad_value(rf, en, "bf16 or fp8", e);
     r->kv_cache_fp8 = strcmp(v, "fp8") == 0;

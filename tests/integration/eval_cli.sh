@@ -132,3 +132,22 @@ expect_eq "$(jqr "$jrep" '"\(.schemes) \(.evaluated)"')" "3 0" "report of named 
 [ "$(jqr "$jrep" '.stored_bytes < .family_bytes')" = true ] || fail "the store holds less than the checkpoint files"
 expect_error 2 "--out DIR is required" "${B[@]}" report fast50
 pass "report: 4 figures linked from report.md, decodable, second run all cached"
+
+# The eval stage in a build: --eval adds it (the key aqs eval uses: a hit for it afterwards, and
+# a hit for the build after aqs eval), a recipe [eval] section too; other builds do not show it.
+out=$("${B[@]}" build --json --no-checkout --eval "${BUILD_ARGS[@]}" recipe fast60 fast70) || fail "build --eval"
+expect_eq "$(jq -r '[.[0].stages[] | .stage] | join(" ")' <<<"$out")" \
+  "source calib-set calibrate sensitivity slice export eval" "stages of a build --eval"
+expect_eq "$(jq -r '[.[] | .stages[-1].state] | join(" ")' <<<"$out")" "HIT HIT" "eval stage after aqs eval"
+printf '[recipe]\nextends = fast\n[slice]\ncoverage = 0.35\n[eval]\nsamples = 12\n' > "$TMP/recipes/fast35e.ini"
+out=$("${B[@]}" build --json --no-checkout "${BUILD_ARGS[@]}" recipe fast35e) || fail "build [eval]"
+expect_eq "$(jq -r '.[0].stages[-1] | "\(.stage) \(.state)"' <<<"$out")" "eval RUN" "recipe [eval] section"
+e12=$("${B[@]}" eval --json "${EVAL_ARGS[@]}" --samples 12 fast35e) || fail "eval fast35e"
+expect_eq "$(jqr "$e12" '.[0] | "\(.cached) \(.n_seqs)"')" "true 12" "aqs eval finds the build's eval"
+plan=$("${B[@]}" plan --json "${BUILD_ARGS[@]}" recipe fast35e) || fail "plan fast35e"
+expect_eq "$(jq -r '[.[0].stages[] | .state] | join(" ")' <<<"$plan")" "HIT HIT HIT HIT HIT HIT HIT" "plan of an evaluated recipe"
+out=$("${B[@]}" build --json --no-checkout "${BUILD_ARGS[@]}" recipe fast60) || fail "build without eval"
+expect_eq "$(jq -r '.[0].stages | length' <<<"$out")" "6" "stages of a build without eval"
+printf '[recipe]\nextends = fast\n[eval]\nsamples = 0\n' > "$TMP/recipes/bad_eval.ini"
+expect_error 1 "bad value '0' for [eval] samples" "${B[@]}" build "${BUILD_ARGS[@]}" recipe bad_eval
+pass "eval stage: build --eval and [eval] share aqs eval's cached actions"
