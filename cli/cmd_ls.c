@@ -10,20 +10,24 @@
 
 #include "engine/stages/build.h"
 #include "engine/stages/build_names.h"
+#include "engine/stages/recipe_keys.h"
 
 static const char ls_usage[] =
-    "usage: aqs ls [--recipes [--recipes-dir DIR]] [--json]\n"
+    "usage: aqs ls [--recipes [--recipes-dir DIR] | --recipes --keys] [--json]\n"
     "\n"
     "Lists the builds in this store, one line per (recipe, model, data): recipe, FP8 groups /\n"
     "candidate groups, effective bits, the model (source digest) and data (calib-set digest)\n"
     "prefixes, when and by whom it was built. NAME@MODEL picks one build where a recipe was built\n"
     "on several models (aqs show, checkout, diff). With --recipes, lists the recipes that can be\n"
     "built instead (built-in ones and those in the workspace's recipes directory), with their\n"
-    "descriptions.\n"
+    "descriptions. With --recipes --keys, lists every key a recipe may set: section, key, type,\n"
+    "default, the stage whose cache key it feeds, and what it means (a Markdown table; the one\n"
+    "in docs/recipes.md).\n"
     "\n"
     "options:\n"
     "  --recipes           list buildable recipes instead of builds\n"
     "  --recipes-dir DIR   workspace recipes for --recipes ([recipes] path in .aqstore)\n"
+    "  --keys              with --recipes: the recipe keys instead of the recipes\n"
     "  --json              print JSON\n";
 
 static int by_natural(const void *a, const void *b) {
@@ -93,16 +97,37 @@ static void print_builds(const aqs_build_entry *list, size_t n) {
   }
 }
 
+/* The recipe key table (engine/stages/recipe_keys.h): Markdown, or JSON rows. */
+static int list_keys(int as_json) {
+  size_t n;
+  const aqs_recipe_key *keys = aqs_recipe_keys(&n);
+  if (!as_json) {
+    char *md = aqs_recipe_keys_markdown();
+    if (!md) return aqs_cli_fail("ls", "out of memory");
+    fputs(md, stdout);
+    free(md);
+    return AQS_EXIT_OK;
+  }
+  json_t *rows = json_array();
+  for (size_t i = 0; i < n; i++)
+    json_array_append_new(rows, json_pack("{s:s, s:s, s:s, s:o, s:s, s:s}", "section", keys[i].section, "key",
+                                          keys[i].key, "type", keys[i].type, "default",
+                                          keys[i].def ? json_string(keys[i].def) : json_null(), "stage",
+                                          keys[i].stage, "doc", keys[i].doc));
+  return aqs_cli_print_json("ls", rows) ? AQS_EXIT_FAIL : AQS_EXIT_OK;
+}
+
 static int run_ls(int argc, char **argv) {
   if (aqs_cli_wants_help(argc, argv)) {
     fputs(ls_usage, stdout);
     return AQS_EXIT_OK;
   }
-  int as_json = 0, recipes = 0;
+  int as_json = 0, recipes = 0, keys = 0;
   const char *recipes_dir = NULL;
   static const struct option longopts[] = {{"json", no_argument, NULL, 'j'},
                                            {"recipes", no_argument, NULL, 'r'},
                                            {"recipes-dir", required_argument, NULL, 'R'},
+                                           {"keys", no_argument, NULL, 'k'},
                                            {NULL, 0, NULL, 0}};
   optind = 1;
   opterr = 0;
@@ -111,10 +136,13 @@ static int run_ls(int argc, char **argv) {
     if (ch == 'j') as_json = 1;
     else if (ch == 'r') recipes = 1;
     else if (ch == 'R') recipes_dir = optarg;
+    else if (ch == 'k') keys = 1;
     else return aqs_cli_bad_option("ls", longopts, argv);
   }
   if (optind < argc) return aqs_cli_usage_error("ls", "unexpected argument '%s'", argv[optind]);
   if (recipes_dir && !recipes) return aqs_cli_usage_error("ls", "--recipes-dir goes with --recipes");
+  if (keys && !recipes) return aqs_cli_usage_error("ls", "--keys goes with --recipes");
+  if (keys) return list_keys(as_json);
   aqs_workspace ws;
   if (recipes) {
     if (aqs_cli_load_workspace("ls", &ws)) return AQS_EXIT_FAIL;

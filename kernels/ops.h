@@ -236,6 +236,12 @@ struct aqs_ops {
    * squared and summed in double (a NaN term propagates). g = dL/dy, y = unquantized output, y_q = fake-quant output. */
   void (*grad_score)(aqs_backend *be, const float *g, const float *y, const float *y_q,
                      size_t n, double *sum_host);
+  /* amax_f32 without a synchronization: the result (same value, same bits) goes to out[0] in
+   * BACKEND memory; read many at once with one copy_d2h (calibration gathers a batch's amaxes). */
+  void (*amax_f32_async)(aqs_backend *be, const float *x, size_t n, float *out);
+  /* grad_score without a synchronization: the sum (same bits) goes to out[0] in BACKEND memory. */
+  void (*grad_score_async)(aqs_backend *be, const float *g, const float *y, const float *y_q,
+                           size_t n, double *out);
 };
 
 #endif

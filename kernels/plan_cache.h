@@ -11,6 +11,10 @@
 
 #include "common/err.h"
 
+#ifdef __cplusplus
+extern "C" {
+#endif
+
 typedef struct aqs_plan_cache {
   size_t key_size;
   int capacity;
@@ -38,5 +42,9 @@ typedef enum aqs_plan_lookup {
 aqs_plan_lookup aqs_plan_cache_get(aqs_plan_cache *c, const void *key, int *slot);
 /* Forgets the key in slot (e.g. its plan could not be built); the slot becomes free. */
 void aqs_plan_cache_drop(aqs_plan_cache *c, int slot);
+
+#ifdef __cplusplus
+}
+#endif
 
 #endif

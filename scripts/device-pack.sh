@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # scripts/device-pack.sh [BUILD_DIR] [CARRY_DIR]: builds aqs with the CUDA backend here and packs what
 # the GPU machine (Ubuntu 24.04, no liblmdb/libinih/... ) needs to run it into a git-ignored carry folder:
-# bin/ (aqs, gpu tests, benchmarks), lib/ (.so files that machine lacks), run-gpu-tests.sh, env.sh.
+# bin/ (aqs, its CUDA module libaqs_cuda.so, gpu tests, benchmarks), lib/ (.so files that machine lacks),
+# run-gpu-tests.sh, env.sh.
 set -euo pipefail
 src="$(cd "$(dirname "$0")/.." && pwd)"
 build="${1:-$src/build-cuda}"
@@ -13,7 +14,7 @@ targets=(aqs)
 # gpu tests and benchmarks are named after their source files (tests/CMakeLists.txt)
 for f in "$src"/tests/gpu/test_*.c; do [ -e "$f" ] && targets+=("gpu_$(basename "$f" .c)"); done
 targets+=(compute_bench)  # the benchmark this pack exists for (others build their own)
-cmake --build "$build" -j"$jobs" --target "${targets[@]}"
+cmake --build "$build" -j"$jobs" --target "${targets[@]}" aqs_cuda
 
 rm -rf "$carry"
 mkdir -p "$carry/bin" "$carry/lib" "$carry/lib-fallback"
@@ -23,6 +24,9 @@ for t in "${targets[@]}"; do
   cp "$exe" "$carry/bin/"
   strip --strip-debug "$carry/bin/$t" 2>/dev/null || true
 done
+# The CUDA backend module: next to aqs (where it looks for it) and on the tests' library path.
+cp "$build/libaqs_cuda.so" "$carry/bin/"
+strip --strip-debug "$carry/bin/libaqs_cuda.so" 2>/dev/null || true
 
 # Shared libraries. Known absent on the device image -> lib/ (always first on LD_LIBRARY_PATH);
 # everything else that is not glibc/CUDA -> lib-fallback/, linked into lib/ there only when that
@@ -66,10 +70,10 @@ if [ -z "$cudalib" ]; then
   rt=$(find / -name 'libcudart.so.13' -not -path '/proc/*' 2>/dev/null | head -1)
   [ -n "$rt" ] && cudalib="$cudalib:$(dirname "$rt")"
 fi
-export LD_LIBRARY_PATH="$carry/lib:${cudalib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+export LD_LIBRARY_PATH="$carry/lib:$carry/bin:${cudalib}${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export PATH="$carry/bin:$PATH"
 export AQS_BIN="$carry/bin/aqs"
-missing=$(for b in "$carry"/bin/*; do ldd "$b" | grep 'not found'; done | sort -u)
+missing=$(for b in "$carry"/bin/*; do [ -x "$b" ] || continue; ldd "$b" | grep 'not found'; done | sort -u)
 [ -z "$missing" ] || { echo "env.sh: still missing:"; echo "$missing"; }
 EOF
 
@@ -81,7 +85,7 @@ carry="$(cd "$(dirname "$0")" && pwd)"
 export AQS_SOURCE_DIR="${1:-$(cd "$carry/.." && pwd)}" AQS_SHARED_DIR="$carry/shared" AQS_STORE=
 pass=0; fail=0; skip=0
 for t in "$carry"/bin/gpu_test_*; do
-  [ -e "$t" ] || continue
+  [ -x "$t" ] || continue
   name=$(basename "$t")
   start=$(date +%s.%N)
   "$t" >"/tmp/$name.log" 2>&1; rc=$?
@@ -99,5 +103,5 @@ EOF
 chmod +x "$carry/run-gpu-tests.sh"
 
 size=$(du -sm "$carry" | cut -f1)
-echo "device-pack: $carry: ${size} MiB ($(ls "$carry/bin" | wc -l) executables, $(ls "$carry/lib" "$carry/lib-fallback" | wc -l) libraries)"
+echo "device-pack: $carry: ${size} MiB ($(ls "$carry/bin" | wc -l) executables and modules, $(ls "$carry/lib" "$carry/lib-fallback" | wc -l) libraries)"
 if [ "$size" -ge 60 ]; then echo "device-pack: carry folder over 60 MiB" >&2; exit 1; fi

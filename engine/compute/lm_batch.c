@@ -96,8 +96,8 @@ static aqs_status ws_get(const aqs_lm *lm, aqs_lm_ws *ws, size_t count, size_t e
   return AQS_OK;
 }
 
-aqs_status aqs_lm_ws_alloc(const aqs_lm *lm, const aqs_lm_batch *b, int with_grads,
-                           int with_logp_ref, aqs_lm_ws **out, aqs_err *e) {
+static aqs_status ws_alloc(const aqs_lm *lm, const aqs_lm_batch *b, int with_grads, int with_logp_ref,
+                           int with_head, aqs_lm_ws **out, aqs_err *e) {
   *out = NULL;
   aqs_lm_ws *ws = calloc(1, sizeof *ws);
   if (!ws) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
@@ -136,9 +136,12 @@ aqs_status aqs_lm_ws_alloc(const aqs_lm *lm, const aqs_lm_batch *b, int with_gra
   WS(down, N * C, "down");
   WS(xa, N * C, "xa");
   WS(xb, N * C, "xb");
-  WS(normf, N * C, "final norm");
-  WS(rstdf, N, "final rstd");
-  WS(logits, N * V, "logits");
+  WS(layer_amax, (size_t)c->num_layers, "layer output amax");
+  if (with_head) {
+    WS(normf, N * C, "final norm");
+    WS(rstdf, N, "final rstd");
+    WS(logits, N * V, "logits");
+  }
   if (with_logp_ref) WS(logp_ref, N * V, "reference log-probs");
   if (with_grads) {
     WS(d_x, N * C, "d_x");
@@ -161,6 +164,15 @@ aqs_status aqs_lm_ws_alloc(const aqs_lm *lm, const aqs_lm_batch *b, int with_gra
 fail:
   aqs_lm_ws_free(lm, ws);
   return st;
+}
+
+aqs_status aqs_lm_ws_alloc(const aqs_lm *lm, const aqs_lm_batch *b, int with_grads,
+                           int with_logp_ref, aqs_lm_ws **out, aqs_err *e) {
+  return ws_alloc(lm, b, with_grads, with_logp_ref, 1, out, e);
+}
+
+aqs_status aqs_lm_ws_alloc_layers(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws **out, aqs_err *e) {
+  return ws_alloc(lm, b, 0, 0, 0, out, e);
 }
 
 void aqs_lm_ws_free(const aqs_lm *lm, aqs_lm_ws *ws) {

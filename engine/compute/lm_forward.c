@@ -3,6 +3,7 @@
  * linear, and the finite-value checks. Only kernels/ops.h is called. */
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 
 #include "engine/compute/lm_internal.h"
 
@@ -16,8 +17,28 @@ void aqs_linear_fp8(aqs_backend *be, const aqs_lm_linear *lin, float *yq, const 
   const aqs_ops *op = be->ops;
   float xs = aqs_fp8_scale_of_amax(lin->input_amax), wsc = aqs_fp8_scale_of_amax(lin->weight_amax);
   op->quantize_fp8_f32(be, scratch_xq, x, (size_t)N * (size_t)lin->in, xs);
-  op->quantize_fp8_bf16(be, scratch_wq, lin->w, (size_t)lin->out * (size_t)lin->in, wsc);
-  op->linear_fp8(be, yq, scratch_xq, xs, scratch_wq, wsc, lin->b, N, lin->in, lin->out);
+  const uint8_t *wq = lin->w_fake;
+  if (!wq) {
+    op->quantize_fp8_bf16(be, scratch_wq, lin->w, (size_t)lin->out * (size_t)lin->in, wsc);
+    wq = scratch_wq;
+  }
+  op->linear_fp8(be, yq, scratch_xq, xs, wq, wsc, lin->b, N, lin->in, lin->out);
+}
+
+aqs_status aqs_lm_fake_quant_weights(const aqs_lm *lm, aqs_err *e) {
+  aqs_backend *be = lm->be;
+  for (int l = 0; l < lm->cfg.num_layers; l++)
+    for (int s = 0; s < AQS_LIN_COUNT; s++) {
+      aqs_lm_linear *lin = (aqs_lm_linear *)&lm->layers[l].lin[s]; /* the cache is mutable */
+      if (lin->w_fake || !lin->w) continue;
+      size_t n = (size_t)lin->out * (size_t)lin->in;
+      void *p;
+      aqs_status st = be->ops->alloc(be, n, &p, e);
+      if (st != AQS_OK) return aqs_err_prefix(e, "FP8 weight codes of %s", lin->module);
+      be->ops->quantize_fp8_bf16(be, p, lin->w, n, aqs_fp8_scale_of_amax(lin->weight_amax));
+      lin->w_fake = p;
+    }
+  return be->ops->sync(be, e);
 }
 
 void aqs_lm_linear_fp8(const aqs_lm *lm, const aqs_lm_linear *lin, float *yq, const float *x,
@@ -74,12 +95,9 @@ aqs_status aqs_lm_layer_fwd(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *
   op->copy_d2d(be, ws->kr, ws->k, kn * sizeof(float));
   op->rope_fwd(be, ws->qr, b->pos, N, Hq, D, c->mrope_section, theta);
   op->rope_fwd(be, ws->kr, b->pos, N, Hkv, D, c->mrope_section, theta);
-  if (ws->kv_amax) { /* NaN propagates (fmaxf would drop it) so calibration can name it */
-    float ka, va;
-    op->amax_f32(be, ws->kr, kn, &ka);
-    op->amax_f32(be, ws->v, kn, &va);
-    if (!(ka <= ws->kv_amax[2 * l])) ws->kv_amax[2 * l] = ka;
-    if (!(va <= ws->kv_amax[2 * l + 1])) ws->kv_amax[2 * l + 1] = va;
+  if (ws->kv_amax) { /* no sync: the caller reads the (L, 2) table once after the forward */
+    op->amax_f32_async(be, ws->kr, kn, ws->kv_amax + 2 * l);
+    op->amax_f32_async(be, ws->v, kn, ws->kv_amax + 2 * l + 1);
   }
   if (L->k_scale > 0.0f) { /* FP8 KV cache: what attention reads back is E4M3 * scale */
     op->quantize_fp8_f32(be, ws->xq, ws->kr, kn, L->k_scale);
@@ -127,14 +145,23 @@ aqs_status aqs_lm_forward_layers(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm
   const size_t NC = (size_t)ws->N * (size_t)c->hidden_size;
   lm->be->ops->embedding(lm->be, ws->ckpt, lm->embed, b->ids, ws->N, c->hidden_size);
   aqs_status st;
+  /* Each layer output's amax goes to the backend table layer_amax without a sync; the table is
+   * read once at the end (NaN/Inf spread to every later layer, so the first bad one is found). */
   for (int l = 0; l < c->num_layers; l++) {
     float *x_in = ws->ckpt + (size_t)l * NC, *x_out = x_in + NC;
     if ((st = aqs_lm_layer_fwd(lm, b, ws, l, x_in, x_out, 0, hook, ctx, e)) != AQS_OK) return st;
-    char what[64];
-    snprintf(what, sizeof what, "the output of language layer %d", l);
-    if ((st = aqs_lm_check_finite(lm, x_out, NC, what, e)) != AQS_OK) return st;
+    lm->be->ops->amax_f32_async(lm->be, x_out, NC, ws->layer_amax + l);
   }
-  return lm->be->ops->sync(lm->be, e);
+  float *amax = malloc((size_t)c->num_layers * sizeof *amax);
+  if (!amax) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  lm->be->ops->copy_d2h(lm->be, amax, ws->layer_amax, (size_t)c->num_layers * sizeof *amax);
+  st = lm->be->ops->sync(lm->be, e);
+  for (int l = 0; l < c->num_layers && st == AQS_OK; l++)
+    if (!(amax[l] <= 3.4e38f))
+      st = aqs_errf(e, AQS_ERR_NUMERIC, "non-finite activation (%s) at the output of language layer %d",
+                    amax[l] != amax[l] ? "NaN" : "Inf", l);
+  free(amax);
+  return st;
 }
 
 aqs_status aqs_lm_save_logp_ref(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws,

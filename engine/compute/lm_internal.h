@@ -32,7 +32,8 @@ struct aqs_lm_ws {
   uint8_t *xq;                 /* N * max_in */
   uint8_t *wq;                 /* max_out * max_in */
   float *yq;                   /* (N, max_out) */
-  float *kv_amax;              /* host (L, 2) or NULL: aqs_lm_ws_track_kv_amax */
+  float *kv_amax;              /* backend (L, 2) or NULL: aqs_lm_ws_track_kv_amax */
+  float *layer_amax;           /* backend (L): amax of each layer's output (finite check) */
   /* every allocation, for free */
   int nbufs;
   void *bufs[48];

@@ -122,6 +122,7 @@ void aqs_lm_free(aqs_lm *lm) {
       for (int s = 0; s < AQS_LIN_COUNT; s++) {
         be->ops->free(be, L->lin[s].w);
         be->ops->free(be, L->lin[s].wq);
+        be->ops->free(be, L->lin[s].w_fake);
         be->ops->free(be, L->lin[s].b);
       }
     }

@@ -42,9 +42,12 @@ static int slot_of_module(const char *module) {
   return -1;
 }
 
+/* Module scores stay on the backend (grad_score_async) and come back in one copy after the
+ * backward: no synchronization per linear. */
 typedef struct grad_ctx {
   aqs_lm_ws *ws;
-  double (*module_score)[AQS_LIN_COUNT]; /* (num_layers, slots) */
+  double *d_score;                       /* backend (num_layers, slots) */
+  double (*module_score)[AQS_LIN_COUNT]; /* host copy */
 } grad_ctx;
 
 static aqs_status grad_hook(void *ctx, const aqs_lm *lm, int layer, aqs_lin_slot slot,
@@ -54,11 +57,8 @@ static aqs_status grad_hook(void *ctx, const aqs_lm *lm, int layer, aqs_lin_slot
   if (lin->input_amax <= 0.0f)
     return aqs_errf(e, AQS_ERR_INVALID, "no calibrated input amax for %s", lin->module);
   aqs_lm_linear_fp8(lm, lin, gc->ws->yq, x, N, gc->ws->xq, gc->ws->wq);
-  double s = 0.0;
-  lm->be->ops->grad_score(lm->be, g, y, gc->ws->yq, (size_t)N * (size_t)lin->out, &s);
-  if (!(s == s))
-    return aqs_errf(e, AQS_ERR_NUMERIC, "NaN gradient score at %s", lin->module);
-  gc->module_score[layer][slot] = s;
+  lm->be->ops->grad_score_async(lm->be, g, y, gc->ws->yq, (size_t)N * (size_t)lin->out,
+                                gc->d_score + (size_t)layer * AQS_LIN_COUNT + slot);
   return AQS_OK;
 }
 
@@ -110,7 +110,7 @@ aqs_status aqs_sensitivity_batch(const aqs_lm *lm, const aqs_token_batch *batch,
   }
   aqs_lm_batch b;
   aqs_lm_ws *ws = NULL;
-  grad_ctx gc = {NULL, NULL};
+  grad_ctx gc = {NULL, NULL, NULL};
   if (loss_out) *loss_out = 0.0;
   if ((st = aqs_lm_batch_make(lm, batch->token_ids, batch->seq_lens, batch->n_seqs, max_seq_len,
                               &b, e)) != AQS_OK) {
@@ -120,15 +120,32 @@ aqs_status aqs_sensitivity_batch(const aqs_lm *lm, const aqs_token_batch *batch,
   if ((st = aqs_lm_ws_alloc(lm, &b, method == AQS_SENS_GRADIENT, method == AQS_SENS_KL_DIV, &ws,
                             e)) != AQS_OK)
     goto done;
+  /* Weights quantized to FP8 once per model, not per batch; without the memory for the codes,
+   * each fake-quant linear quantizes its weight as it runs (same bits either way). */
+  st = aqs_lm_fake_quant_weights(lm, e);
+  if (st == AQS_ERR_NOMEM) st = AQS_OK;
+  if (st != AQS_OK) goto done;
   if (method == AQS_SENS_GRADIENT) {
     gc.ws = ws;
-    gc.module_score = calloc((size_t)lm->cfg.num_layers, sizeof *gc.module_score);
+    const int L = lm->cfg.num_layers;
+    const size_t score_bytes = (size_t)L * AQS_LIN_COUNT * sizeof(double);
+    gc.module_score = calloc((size_t)L, sizeof *gc.module_score);
     if (!gc.module_score) {
       st = aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
       goto done;
     }
+    if ((st = lm->be->ops->alloc(lm->be, score_bytes, (void **)&gc.d_score, e)) != AQS_OK) goto done;
+    lm->be->ops->zero(lm->be, gc.d_score, score_bytes);
     double loss;
     if ((st = aqs_lm_forward_backward(lm, &b, ws, grad_hook, &gc, &loss, e)) != AQS_OK) goto done;
+    lm->be->ops->copy_d2h(lm->be, gc.module_score, gc.d_score, score_bytes);
+    if ((st = lm->be->ops->sync(lm->be, e)) != AQS_OK) goto done;
+    /* in backward order (last layer first), as the hooks ran */
+    for (int l = L - 1; l >= 0 && st == AQS_OK; l--)
+      for (int sl = 0; sl < AQS_LIN_COUNT && st == AQS_OK; sl++)
+        if (!(gc.module_score[l][sl] == gc.module_score[l][sl]))
+          st = aqs_errf(e, AQS_ERR_NUMERIC, "NaN gradient score at %s", lm->layers[l].lin[sl].module);
+    if (st != AQS_OK) goto done;
     if (loss_out) *loss_out = loss;
     for (size_t i = 0; i < out->ngroups; i++) {
       aqs_group_score *gs = &out->groups[i];
@@ -161,6 +178,7 @@ aqs_status aqs_sensitivity_batch(const aqs_lm *lm, const aqs_token_batch *batch,
   out->n_batches = 1;
 done:
   free(gc.module_score);
+  if (gc.d_score) lm->be->ops->free(lm->be, gc.d_score);
   aqs_lm_ws_free(lm, ws);
   aqs_lm_batch_free(lm, &b);
   if (st != AQS_OK) aqs_scores_free(out);

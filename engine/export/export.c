@@ -17,6 +17,7 @@
 #include <time.h>
 
 #include "common/progress.h"
+#include "engine/export/fp8_cache.h"
 
 static double now_s(void) {
   struct timespec ts;
@@ -246,6 +247,10 @@ typedef struct out_tensor {
   int hashed;             /* digest already known (from the caller's source digests) */
   float scalar;           /* storage for F32 scalars */
   aqs_digest digest;
+  /* Codes quantized into a buffer of opts.fp8_cache, inserted once hashed (see settle_cache). */
+  uint8_t *cache_codes;
+  aqs_digest cache_source;
+  float cache_amax, cache_scale;
 } out_tensor;
 
 static int out_tensor_cmp(const void *a, const void *b) {
@@ -320,6 +325,68 @@ static aqs_status quantize_weight(export_ctx *x, const aqs_st_tensor *t, export_
   o->nbytes = t->numel;
   x->res->quantized_params += t->numel;
   return AQS_OK;
+}
+
+/* The output tensor of an FP8 weight whose codes the cache holds: no read, quantization or hash. */
+static void reuse_codes(export_ctx *x, const aqs_st_tensor *t, export_group_state *gs, int member,
+                        const aqs_fp8_cached *hit, out_tensor *o) {
+  gs->weight_amax[member] = hit->amax;
+  gs->weight_scale[member] = hit->scale;
+  snprintf(o->name, sizeof o->name, "%s", t->name);
+  o->dtype = AQS_DT_F8_E4M3;
+  o->ndim = t->ndim;
+  memcpy(o->shape, t->shape, sizeof o->shape);
+  o->data = hit->codes;
+  o->nbytes = hit->n;
+  o->digest = hit->digest;
+  o->hashed = 1;
+  x->res->quantized_params += t->numel;
+  x->res->reused_params += t->numel;
+}
+
+/* Quantizes FP8 weight t into o: into a cache buffer when the source tensor's digest is known
+ * and the cache has room (inserted after hashing), else into arena (*arena_used advances). */
+static aqs_status fp8_weight(export_ctx *x, uint8_t *arena, size_t *arena_used, const aqs_st_tensor *t,
+                             export_group_state *gs, int member, out_tensor *o, aqs_err *e) {
+  aqs_fp8_cache *cache = x->o->fp8_cache;
+  aqs_digest src;
+  int known = cache && x->o->source_tensor_digest &&
+              x->o->source_tensor_digest(x->o->source_tensor_digest_ctx, t->name, &src) == 1;
+  const aqs_fp8_cached *hit = known ? aqs_fp8_cache_find(cache, &src, (int)x->o->fp8_ref) : NULL;
+  if (hit && hit->n == (uint64_t)t->numel) {
+    reuse_codes(x, t, gs, member, hit, o);
+    return AQS_OK;
+  }
+  uint8_t *buf = known ? aqs_fp8_cache_alloc(cache, (uint64_t)t->numel) : NULL;
+  aqs_status st = quantize_weight(x, t, gs, member, buf ? buf : arena + *arena_used, o, e);
+  if (!buf) {
+    *arena_used += (size_t)t->numel;
+  } else if (st) {
+    aqs_fp8_cache_release(cache, buf, (uint64_t)t->numel);
+  } else {
+    o->cache_codes = buf;
+    o->cache_source = src;
+    o->cache_amax = gs->weight_amax[member];
+    o->cache_scale = gs->weight_scale[member];
+  }
+  return st;
+}
+
+/* Hands the shard's freshly quantized cache buffers to the cache (keep) or back (on error). */
+static void settle_cache(export_ctx *x, out_tensor *outs, size_t nout, int keep) {
+  for (size_t i = 0; i < nout; i++) {
+    out_tensor *o = &outs[i];
+    if (!o->cache_codes) continue;
+    if (keep) {
+      aqs_fp8_cached entry = {.source = o->cache_source, .ref = (int)x->o->fp8_ref, .amax = o->cache_amax,
+                              .scale = o->cache_scale, .codes = o->cache_codes, .n = o->nbytes,
+                              .digest = o->digest};
+      aqs_fp8_cache_insert(x->o->fp8_cache, &entry);
+    } else {
+      aqs_fp8_cache_release(x->o->fp8_cache, o->cache_codes, o->nbytes);
+    }
+    o->cache_codes = NULL;
+  }
 }
 
 /* Maps the source pages of t in one call (they are read at least twice: amax/quantize or hash,
@@ -429,8 +496,7 @@ static aqs_status prepare_shard(export_ctx *x, shard_job *j, aqs_err *e) {
     if (gs) {
       char module[200];
       snprintf(module, sizeof module, "%.*s", (int)(strlen(t->name) - 7), t->name);
-      st = quantize_weight(x, t, gs, member, j->arena + arena_used, &outs[j->nout++], e);
-      arena_used += t->numel;
+      st = fp8_weight(x, j->arena, &arena_used, t, gs, member, &outs[j->nout++], e);
       if (!st) add_scalar(&outs[j->nout++], module, "weight_scale", gs->weight_scale[member]);
       if (!st) add_scalar(&outs[j->nout++], module, "input_scale", gs->input_scale);
     } else {
@@ -446,7 +512,10 @@ static aqs_status prepare_shard(export_ctx *x, shard_job *j, aqs_err *e) {
     }
   }
   x->res->seconds_quantize += now_s() - t0;
-  if (st) return st;
+  if (st) {
+    settle_cache(x, outs, j->nout, 0);
+    return st;
+  }
   qsort(outs, j->nout, sizeof *outs, out_tensor_cmp);
   for (size_t i = 0; i < j->nout; i++)
     if (outs[i].is_scalar) outs[i].data = &outs[i].scalar;
@@ -456,6 +525,7 @@ static aqs_status prepare_shard(export_ctx *x, shard_job *j, aqs_err *e) {
   for (size_t i = 0; i < nout; i++)
     if (!outs[i].hashed) aqs_sha256_buf(outs[i].data, outs[i].nbytes, &outs[i].digest);
   x->res->seconds_hash += now_s() - t0;
+  settle_cache(x, outs, nout, 1);
   char shard[sizeof j->shard];
   memcpy(shard, j->shard, sizeof shard);
   snprintf(j->path, sizeof j->path, "%s/%s", x->o->out_dir, shard);
@@ -630,6 +700,13 @@ static int shard_tensor_cmp(const void *a, const void *b) {
   return c ? c : strcmp(ta->name, tb->name);
 }
 
+/* Shards in flight at once: AQS_EXPORT_SLOTS, else one per core, 2 to 8. */
+static int export_slots(void) {
+  const char *env = getenv("AQS_EXPORT_SLOTS");
+  long n = env && *env ? strtol(env, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
+  return n < 2 ? 2 : n > 8 ? 8 : (int)n;
+}
+
 static aqs_status write_shards(export_ctx *x, aqs_err *e) {
   size_t n = x->ckpt->ntensors;
   const aqs_st_tensor **order = malloc((n + 1) * sizeof *order);
@@ -639,12 +716,22 @@ static aqs_status write_shards(export_ctx *x, aqs_err *e) {
   uint64_t total = 0;
   for (size_t i = 0; i < n; i++) total += order[i]->nbytes;
   aqs_progress *prog = x->o->progress ? aqs_progress_start("export", total, "B") : NULL;
-  shard_job jobs[2];
-  memset(jobs, 0, sizeof jobs);
+  /* Shards in flight: the main thread prepares one while the others are written or stored and
+   * hashed (each shard's file digest is one sequential SHA-256, so several run at once). Jobs
+   * finish in shard order, so results and manifests do not depend on the number of slots. */
+  int nslots = export_slots();
+  shard_job *jobs = calloc((size_t)nslots, sizeof *jobs);
+  if (!jobs) {
+    free(order);
+    if (prog) aqs_progress_finish(prog);
+    return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  }
   aqs_status st = AQS_OK;
   int slot = 0;
-  for (size_t i = 0; i < n && !st; slot ^= 1) {
-    shard_job *j = &jobs[slot], *prev = &jobs[slot ^ 1];
+  for (size_t i = 0; i < n && !st; slot = (slot + 1) % nslots) {
+    shard_job *j = &jobs[slot];
+    /* this slot holds the oldest shard in flight: record it before reusing the slot */
+    if ((st = finish_shard(x, j, prog, e))) break;
     char other[128];
     j->x = x;
     aqs_export_shard_name(order[i]->name, j->shard, sizeof j->shard);
@@ -654,18 +741,17 @@ static aqs_status write_shards(export_ctx *x, aqs_err *e) {
     j->nsrc = k - i;
     i = k;
     st = prepare_shard(x, j, e);
-    aqs_status prev_st = finish_shard(x, prev, prog, st ? NULL : e);
-    if (!st) st = prev_st;
     if (!st) st = x->o->shard_sink ? start_sink(j, e) : start_writer(j, e);
   }
-  for (int s = 0; s < 2; s++) {
-    aqs_status last = finish_shard(x, &jobs[slot ^ 1 ^ s], prog, st ? NULL : e);
+  for (int s = 0; s < nslots; s++) {
+    aqs_status last = finish_shard(x, &jobs[(slot + s) % nslots], prog, st ? NULL : e);
     if (!st) st = last;
   }
-  for (int s = 0; s < 2; s++) {
+  for (int s = 0; s < nslots; s++) {
     free(jobs[s].outs);
     free(jobs[s].arena);
   }
+  free(jobs);
   if (prog) aqs_progress_finish(prog);
   free(order);
   return st;

@@ -87,6 +87,10 @@ typedef struct aqs_export_opts {
    * unchanged then need no hashing here (a wrong digest is caught by aqs diff's manifest check). */
   int (*source_tensor_digest)(void *ctx, const char *tensor_name, aqs_digest *out);
   void *source_tensor_digest_ctx;
+  /* Optional (NULL = quantize every FP8 weight): FP8 codes shared by the exports of one process
+   * (engine/export/fp8_cache.h), used for weights whose source digest source_tensor_digest
+   * knows: a weight another export quantized is neither read, quantized nor hashed again. */
+  struct aqs_fp8_cache *fp8_cache;
   int progress;                  /* 1 = progress on stderr */
   /* Called after each file is complete in out_dir (optional); a non-OK return aborts. */
   aqs_status (*on_file)(void *ctx, const char *path, const aqs_export_file *file, aqs_err *e);
@@ -107,6 +111,7 @@ typedef struct aqs_export_result {
   double effective_bits;         /* over all candidate-scope weights, scales counted */
   uint64_t tensor_bytes;         /* sum of tensor bytes written */
   uint64_t quantized_params;     /* elements quantized to FP8 */
+  uint64_t reused_params;        /* of those, taken from opts.fp8_cache (not quantized again) */
   /* Busy seconds per activity. A writer thread writes shard N (and hashes the file) while the
    * main thread quantizes and hashes shard N+1, so these may add up to more than the total. */
   double seconds_quantize;       /* amax + E4M3 conversion of FP8 weights */

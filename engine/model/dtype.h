@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "common/err.h"
+#include "kernels/bf16.h"
 
 /* Known element types; the names are the safetensors header spellings. */
 typedef enum aqs_dtype {
@@ -32,25 +33,7 @@ size_t aqs_dtype_size(aqs_dtype dt);
  * unknown (e.g. "F64", "I16", "C64" are valid safetensors dtypes that aqs does not handle). */
 aqs_status aqs_dtype_parse(const char *name, aqs_dtype *out, aqs_err *e);
 
-/* BF16 bits -> F32 (exact). */
-static inline float aqs_bf16_to_f32(uint16_t bf16_bits) {
-  uint32_t u = (uint32_t)bf16_bits << 16;
-  float f;
-  memcpy(&f, &u, sizeof f);
-  return f;
-}
-
-/* F32 -> BF16 bits, round to nearest even (as torch's .to(torch.bfloat16)); NaN stays a quiet NaN
- * with its sign, +-Inf stays Inf, values that round past the BF16 maximum become Inf. */
-static inline uint16_t aqs_f32_to_bf16(float f) {
-  uint32_t u;
-  memcpy(&u, &f, sizeof u);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x0040u);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return (uint16_t)(u >> 16);
-}
-
-/* Array forms: n elements, src and dst must not overlap. */
+/* aqs_bf16_to_f32 / aqs_f32_to_bf16: kernels/bf16.h (one definition for all host code). */
 void aqs_bf16_to_f32_n(const uint16_t *src, float *dst, size_t n);
 void aqs_f32_to_bf16_n(const float *src, uint16_t *dst, size_t n);
 

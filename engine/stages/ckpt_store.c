@@ -3,6 +3,7 @@
 #include "engine/stages/ckpt_store.h"
 
 #include <dirent.h>
+#include <pthread.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -165,6 +166,7 @@ static aqs_status ingest_shard(aqs_store *s, const char *path, aqs_digest *out, 
 
 struct aqs_ckpt_builder {
   aqs_store *s;
+  pthread_mutex_t lock;         /* guards files and stats: the exporter stores shards from several threads */
   json_t *files;                /* name -> {type, digest, size} */
   aqs_ckpt_ingest_stats stats;
 };
@@ -177,13 +179,23 @@ aqs_status aqs_ckpt_builder_new(aqs_store *s, aqs_ckpt_builder **out, aqs_err *e
     return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
   }
   b->s = s;
+  pthread_mutex_init(&b->lock, NULL);
   *out = b;
   return AQS_OK;
 }
 
+static aqs_status builder_add_locked(aqs_ckpt_builder *b, const char *path, const char *name, aqs_err *e);
+
 aqs_status aqs_ckpt_builder_add(aqs_ckpt_builder *b, const char *path, const char *name, aqs_err *e) {
   if (!*name || strchr(name, '/') || name[0] == '.')
     return aqs_errf(e, AQS_ERR_INVALID, "%s: bad checkpoint file name", path);
+  pthread_mutex_lock(&b->lock);
+  aqs_status st = builder_add_locked(b, path, name, e);
+  pthread_mutex_unlock(&b->lock);
+  return st;
+}
+
+static aqs_status builder_add_locked(aqs_ckpt_builder *b, const char *path, const char *name, aqs_err *e) {
   aqs_digest d;
   uint64_t size = 0;
   const char *type;
@@ -254,7 +266,9 @@ aqs_status aqs_ckpt_builder_add_shard_mem(aqs_ckpt_builder *b, const char *name,
   aqs_put_info hinfo;
   aqs_status st = aqs_put_mem(b->s, header, header_bytes, &small, &hinfo, e);
   if (st) return st;
+  pthread_mutex_lock(&b->lock);
   count_put(&b->stats, &hinfo);
+  pthread_mutex_unlock(&b->lock);
   const char **names = calloc(n + 1, sizeof *names);
   aqs_digest *digests = calloc(n + 1, sizeof *digests);
   uint64_t *sizes = calloc(n + 1, sizeof *sizes);
@@ -283,6 +297,7 @@ aqs_status aqs_ckpt_builder_add_shard_mem(aqs_ckpt_builder *b, const char *name,
                           name, t[i].name);
     }
   }
+  pthread_mutex_lock(&b->lock);
   for (size_t i = 0; !st && i < n; i++) {
     if (sts[i]) {
       st = sts[i];
@@ -291,15 +306,18 @@ aqs_status aqs_ckpt_builder_add_shard_mem(aqs_ckpt_builder *b, const char *name,
     count_put(&b->stats, &infos[i]);
     b->stats.tensors++;
   }
+  pthread_mutex_unlock(&b->lock);
   aqs_digest manifest;
   if (!st) st = put_shard_manifest(b->s, &hinfo.digest, n, names, digests, sizes, file_bytes, &manifest, e);
   if (!st) st = shard_file_digest(b->s, &manifest, header, header_bytes, t, n, file_digest, e);
   if (!st) {
+    pthread_mutex_lock(&b->lock);
     b->stats.files++;
     b->stats.shards++;
     b->stats.bytes_logical += file_bytes;
     json_object_set_new(b->files, name, json_pack("{s:s, s:o, s:I}", "type", "shard", "digest", digest_json(&manifest),
                                                   "size", (json_int_t)file_bytes));
+    pthread_mutex_unlock(&b->lock);
   }
   free(names);
   free(digests);
@@ -312,6 +330,7 @@ aqs_status aqs_ckpt_builder_add_shard_mem(aqs_ckpt_builder *b, const char *name,
 
 void aqs_ckpt_builder_free(aqs_ckpt_builder *b) {
   if (!b) return;
+  pthread_mutex_destroy(&b->lock);
   json_decref(b->files);
   free(b);
 }

@@ -45,7 +45,8 @@ aqs_status aqs_ckpt_ingest(aqs_store *s, const char *dir, aqs_digest *manifest_o
 
 /* The same, one file at a time (for files that appear one by one, e.g. while an export runs):
  * new -> add* -> finish (which frees the builder) or free. The manifest lists files by name,
- * whatever order they were added in. */
+ * whatever order they were added in. add and add_shard_mem may run in several threads at once
+ * (the exporter stores several shards concurrently); finish and free in one thread after them. */
 typedef struct aqs_ckpt_builder aqs_ckpt_builder;
 aqs_status aqs_ckpt_builder_new(aqs_store *s, aqs_ckpt_builder **out, aqs_err *e);
 /* Stores the file at path under name (a safetensors shard as a tree, anything else as a blob). */

@@ -253,18 +253,18 @@ static aqs_status figure_sizes(const aqs_eval_row *rows, size_t n, uint64_t logi
     texts[k] = tbuf[k];
     k++;
   }
-  labels[k] = "all built (files)";
-  vals[k] = (double)logical / 1048576.0;
-  rgb[k] = 0x9a9a9au;
-  mib(tbuf[k], sizeof tbuf[k], logical);
-  texts[k] = tbuf[k];
-  k++;
-  labels[k] = "all built (store)";
-  vals[k] = (double)stored / 1048576.0;
-  rgb[k] = 0xff7f0eu;
-  mib(tbuf[k], sizeof tbuf[k], stored);
-  texts[k] = tbuf[k];
-  k++;
+  const struct {
+    const char *label;
+    uint64_t bytes;
+    uint32_t rgb;
+  } family[2] = {{"all built (files)", logical, 0x9a9a9au}, {"all built (store)", stored, 0xff7f0eu}};
+  for (int f = 0; f < 2; f++, k++) {
+    labels[k] = family[f].label;
+    vals[k] = (double)family[f].bytes / 1048576.0;
+    rgb[k] = family[f].rgb;
+    mib(tbuf[k], sizeof tbuf[k], family[f].bytes);
+    texts[k] = tbuf[k];
+  }
   aqs_barchart b = {.title = "Checkpoint size per scheme (safetensors)", .value_title = "MiB", .n = (int)k,
                     .labels = labels, .values = vals, .rgb = rgb, .value_text = texts};
   aqs_canvas c;

@@ -2,7 +2,7 @@
  * A file is read with inih through a line-counting reader so that every key keeps its line;
  * the extends chain is applied root first, each key validated where it is set. */
 #include "engine/stages/recipe.h"
-#include "engine/calib/calibset.h"
+#include "engine/stages/recipe_keys.h"
 #include "common/ini_text.h"
 
 #include <errno.h>
@@ -142,135 +142,19 @@ static aqs_status read_recipe_file(const aqs_recipe_source *src, const char *nam
   return parse_recipe(&ls, rf, e);
 }
 
-/* ---- value parsing ---- */
-
-static bool parse_int(const char *v, int64_t lo, int64_t hi, int64_t *out) {
-  char *end;
-  errno = 0;
-  long long x = strtoll(v, &end, 10);
-  if (errno || end == v || *end || x < lo || x > hi) return false;
-  *out = x;
-  return true;
-}
-
-static bool parse_real(const char *v, double lo, double hi, double *out) {
-  char *end;
-  errno = 0;
-  double x = strtod(v, &end);
-  if (errno || end == v || *end || !isfinite(x) || x < lo || x > hi) return false;
-  *out = x;
-  return true;
-}
-
-static bool parse_enum(const char *v, const char *const *names, int n, int *out) {
-  for (int i = 0; i < n; i++)
-    if (strcmp(v, names[i]) == 0) {
-      *out = i;
-      return true;
-    }
-  return false;
-}
-
-static const char *const modality_names[] = {"captions", "images"};
-static const char *const scope_names[] = {"lm_only", "all_layers"};
-static const char *const candidates_names[] = {"all", "mlp", "attn"};
-static const char *const order_names[] = {"least_sensitive_first", "most_sensitive_first", "random"};
-static const char *const template_names[] = {"none", "chat"};
-static const char *const export_names[] = {"modelopt_fp8"};
-
-const char *aqs_modality_name(aqs_modality m) { return modality_names[m]; }
-const char *aqs_candidates_name(aqs_candidates c) { return candidates_names[c]; }
-const char *aqs_order_name(aqs_order o) { return order_names[o]; }
-
-#define ENUM_ARGS(arr) arr, (int)(sizeof arr / sizeof arr[0])
-
 static aqs_status bad_value(const recipe_file *rf, const recipe_entry *en, const char *expect, aqs_err *e) {
   return aqs_errf(e, AQS_ERR_INVALID, "%s:%d: bad value '%s' for [%s] %s (expected %s)", rf->origin,
                   en->line, en->value, en->section, en->key, expect);
 }
 
-/* Applies one entry to r, validating it. */
+/* Applies one entry to r, validating it through the recipe key table. */
 static aqs_status apply_entry(const recipe_file *rf, const recipe_entry *en, aqs_recipe *r, aqs_err *e) {
-  const char *s = en->section, *k = en->key, *v = en->value;
-  int ev;
-#define IS(sec, key) (strcmp(s, sec) == 0 && strcmp(k, key) == 0)
-  if (IS("recipe", "extends")) return AQS_OK; /* handled by the chain walk */
-  if (IS("recipe", "description")) {
-    snprintf(r->description, sizeof r->description, "%s", v);
-  } else if (IS("calib", "modality")) {
-    if (!parse_enum(v, ENUM_ARGS(modality_names), &ev)) return bad_value(rf, en, "captions or images", e);
-    r->modality = (aqs_modality)ev;
-  } else if (IS("calib", "samples")) {
-    if (!parse_int(v, 1, 1000000, &r->calib_samples)) return bad_value(rf, en, "an integer 1..1000000", e);
-  } else if (IS("calib", "max_len")) {
-    if (!parse_int(v, 2, 1 << 20, &r->max_len)) return bad_value(rf, en, "an integer 2..1048576", e);
-  } else if (IS("calib", "seed")) {
-    if (!parse_int(v, 0, INT64_MAX, &r->seed)) return bad_value(rf, en, "a non-negative integer", e);
-  } else if (IS("calib", "template")) {
-    if (!parse_enum(v, ENUM_ARGS(template_names), &ev)) return bad_value(rf, en, "none or chat", e);
-    snprintf(r->template_name, sizeof r->template_name, "%.31s", v);
-  } else if (IS("calib", "chunk_sequences")) {
-    if (!parse_int(v, 1, 1 << 16, &r->chunk_sequences)) return bad_value(rf, en, "an integer 1..65536", e);
-  } else if (IS("calibrate", "algorithm")) {
-    if (strcmp(v, "max") != 0) return bad_value(rf, en, "max", e);
-  } else if (IS("sensitivity", "method")) {
-    if (aqs_sens_method_parse(v, &r->method, NULL)) return bad_value(rf, en, "gradient or kl_div", e);
-  } else if (IS("sensitivity", "score_samples")) {
-    if (!parse_int(v, 1, 1000000, &r->score_samples)) return bad_value(rf, en, "an integer 1..1000000", e);
-  } else if (IS("sensitivity", "scope")) {
-    if (!parse_enum(v, ENUM_ARGS(scope_names), &ev)) return bad_value(rf, en, "lm_only or all_layers", e);
-    r->scope = (aqs_qwen_scope)ev;
-  } else if (IS("sensitivity", "candidates")) {
-    if (!parse_enum(v, ENUM_ARGS(candidates_names), &ev)) return bad_value(rf, en, "all, mlp or attn", e);
-    r->candidates = (aqs_candidates)ev;
-  } else if (IS("sensitivity", "formats")) {
-    if (strcmp(v, "fp8") != 0) return bad_value(rf, en, "fp8", e);
-  } else if (IS("sensitivity", "disabled")) {
-    snprintf(r->disabled, sizeof r->disabled, "%s", v);
-  } else if (IS("slice", "coverage")) {
-    if (!parse_real(v, 0.0, 1.0, &r->coverage)) return bad_value(rf, en, "a fraction 0..1", e);
-    r->budget_mode = false;
-  } else if (IS("slice", "effective_bits")) {
-    if (!parse_real(v, 8.0, 16.0, &r->effective_bits)) return bad_value(rf, en, "bits in 8..16", e);
-    r->budget_mode = true;
-  } else if (IS("slice", "order")) {
-    if (!parse_enum(v, ENUM_ARGS(order_names), &ev))
-      return bad_value(rf, en, "least_sensitive_first, most_sensitive_first or random", e);
-    r->order = (aqs_order)ev;
-  } else if (IS("slice", "order_seed")) {
-    if (!parse_int(v, 0, INT64_MAX, &r->order_seed)) return bad_value(rf, en, "a non-negative integer", e);
-  } else if (IS("export", "format")) {
-    if (!parse_enum(v, ENUM_ARGS(export_names), &ev)) return bad_value(rf, en, "modelopt_fp8", e);
-    snprintf(r->export_format, sizeof r->export_format, "%.31s", v);
-  } else if (IS("eval", "samples")) {
-    if (!parse_int(v, 1, 1000000, &r->eval_samples)) return bad_value(rf, en, "an integer 1..1000000", e);
-  } else if (IS("export", "kv_cache")) {
-    if (strcmp(v, "fp8") != 0 && strcmp(v, "bf16") != 0) return bad_value(rf, en, "bf16 or fp8", e);
-    r->kv_cache_fp8 = strcmp(v, "fp8") == 0;
-  } else {
-    return aqs_errf(e, AQS_ERR_INVALID, "%s:%d: unknown key '%s' in section [%s]", rf->origin, en->line, k, s);
-  }
-#undef IS
+  const aqs_recipe_key *k = aqs_recipe_key_in(en->section, en->key);
+  if (!k)
+    return aqs_errf(e, AQS_ERR_INVALID, "%s:%d: unknown key '%s' in section [%s] (aqs ls --recipes --keys lists them)",
+                    rf->origin, en->line, en->key, en->section);
+  if (k->apply && !k->apply(en->value, r)) return bad_value(rf, en, k->type, e);
   return AQS_OK;
-}
-
-static void recipe_defaults(aqs_recipe *r) {
-  memset(r, 0, sizeof *r);
-  r->modality = AQS_MODALITY_CAPTIONS;
-  r->calib_samples = 512;
-  r->max_len = 512;
-  r->seed = 0;
-  snprintf(r->template_name, sizeof r->template_name, "none");
-  r->chunk_sequences = AQS_CALIB_DEFAULT_CHUNK_SEQS;
-  r->method = AQS_SENS_GRADIENT;
-  r->score_samples = 128;
-  r->scope = AQS_SCOPE_LM_ONLY;
-  r->candidates = AQS_CANDIDATES_ALL;
-  snprintf(r->disabled, sizeof r->disabled, "*lm_head*,*embed_tokens*,*norm*,*patch_embed*");
-  r->coverage = 1.0;
-  r->effective_bits = 16.0;
-  r->order = AQS_ORDER_LEAST_SENSITIVE_FIRST;
-  snprintf(r->export_format, sizeof r->export_format, "modelopt_fp8");
 }
 
 aqs_status aqs_recipe_load(const aqs_recipe_source *src, const char *name, aqs_recipe *out, aqs_err *e) {
@@ -314,11 +198,11 @@ aqs_status aqs_recipe_load(const aqs_recipe_source *src, const char *name, aqs_r
       }
     }
   }
-  recipe_defaults(out);
+  aqs_recipe_key_defaults(out);
   for (size_t d = depth; d-- > 0;)
     for (size_t i = 0; i < chain[d].n; i++)
       if ((st = apply_entry(&chain[d], &chain[d].entries[i], out, e))) goto done;
-  snprintf(out->name, sizeof out->name, "%s", name);
+  memcpy(out->name, name, strlen(name) + 1); /* valid_name: shorter than AQS_RECIPE_NAME_MAX */
   if (out->score_samples > out->calib_samples) {
     st = aqs_errf(e, AQS_ERR_INVALID, "recipe %s: score_samples (%lld) exceeds calib samples (%lld)", name,
                   (long long)out->score_samples, (long long)out->calib_samples);

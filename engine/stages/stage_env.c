@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "engine/compute/calibrate.h"
+#include "engine/export/fp8_cache.h"
 #include "engine/stages/build.h"
 #include "engine/stages/stage.h"
 #include "kernels/backend.h"
@@ -49,6 +50,8 @@ void aqs_stage_env_free(aqs_stage_env *env) {
   aqs_lm_free(env->lm);
   aqs_backend_close(env->be);
   aqs_qwen_model_free(env->model);
+  aqs_fp8_cache_free(env->fp8);
+  env->fp8 = NULL;
   env->lm = NULL;
   env->be = NULL;
   env->model = NULL;

@@ -21,6 +21,9 @@ typedef struct aqs_stage_env {
   aqs_lm *lm;
   aqs_digest lm_amax;     /* amax table currently set in lm */
   int lm_amax_set;
+  /* FP8 weight codes shared by the build's exports (engine/export/fp8_cache.h), made by the
+   * first export that runs: a sweep quantizes and hashes each weight once. */
+  struct aqs_fp8_cache *fp8;
 } aqs_stage_env;
 
 /* "cpu" unless the options name another backend. */

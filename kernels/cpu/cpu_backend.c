@@ -50,8 +50,10 @@ const aqs_ops aqs_cpu_ops = {
   .log_softmax = cpu_log_softmax,
   .kl_div = cpu_kl_div,
   .amax_f32 = cpu_amax_f32,
+  .amax_f32_async = cpu_amax_f32, /* CPU memory is host memory */
   .amax_bf16 = cpu_amax_bf16,
   .grad_score = cpu_grad_score,
+  .grad_score_async = cpu_grad_score,
 };
 
 aqs_status aqs_backend_cpu_open(aqs_backend **out, aqs_err *e) {

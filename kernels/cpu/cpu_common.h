@@ -8,23 +8,12 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "kernels/bf16.h"
 #include "kernels/ops.h"
 
-static inline float cpu_bf16_to_f32(aqs_bf16 b) {
-  uint32_t u = (uint32_t)b << 16;
-  float f;
-  memcpy(&f, &u, sizeof f);
-  return f;
-}
-
-/* RNE; NaN kept quiet with its sign; overflow rounds to Inf (torch .to(bfloat16)). */
-static inline aqs_bf16 cpu_f32_to_bf16(float f) {
-  uint32_t u;
-  memcpy(&u, &f, sizeof u);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (aqs_bf16)((u >> 16) | 0x0040u);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return (aqs_bf16)(u >> 16);
-}
+/* The CPU kernels' short names for kernels/bf16.h (RNE, torch's .to(bfloat16)). */
+static inline float cpu_bf16_to_f32(aqs_bf16 b) { return aqs_bf16_to_f32(b); }
+static inline aqs_bf16 cpu_f32_to_bf16(float f) { return aqs_f32_to_bf16(f); }
 
 static inline float cpu_round_bf16(float f) { return cpu_bf16_to_f32(cpu_f32_to_bf16(f)); }
 

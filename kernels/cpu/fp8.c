@@ -2,6 +2,7 @@
  * The scalar functions are the specification; the bulk BF16 path quantizes through a 65,536-entry
  * table built from them, so it is bit-identical and fast (one table lookup per element). */
 #include "kernels/fp8.h"
+#include "kernels/bf16.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -24,15 +25,6 @@ static inline uint32_t f32_to_bits(float f) {
   return u;
 }
 
-static inline float bf16_to_f32(uint16_t b) { return bits_to_f32((uint32_t)b << 16); }
-
-/* float -> BF16 bits, round to nearest even; NaN stays NaN (quieted). */
-static inline uint16_t f32_to_bf16_rne(float f) {
-  uint32_t u = f32_to_bits(f);
-  if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x0040u);
-  u += 0x7fffu + ((u >> 16) & 1u);
-  return (uint16_t)(u >> 16);
-}
 
 static inline uint8_t nan_code_of(aqs_fp8_ref ref) {
   return ref == AQS_FP8_REF_TORCH_CPU ? 0xFF : AQS_FP8_E4M3_NAN_CODE;
@@ -89,11 +81,11 @@ float aqs_fp8_e4m3_step(float v) {
 
 /* The divisor torch really uses for BF16 inputs (see fp8.h). */
 static float bf16_divisor(float scale, aqs_fp8_ref ref) {
-  return ref == AQS_FP8_REF_TORCH_CUDA ? bf16_to_f32(f32_to_bf16_rne(scale)) : scale;
+  return ref == AQS_FP8_REF_TORCH_CUDA ? aqs_bf16_to_f32(aqs_f32_to_bf16(scale)) : scale;
 }
 
 static inline uint8_t quantize_one_bf16(uint16_t x, float divisor, uint8_t nan_code) {
-  float v = bf16_to_f32(f32_to_bf16_rne(bf16_to_f32(x) / divisor));
+  float v = aqs_bf16_to_f32(aqs_f32_to_bf16(aqs_bf16_to_f32(x) / divisor));
   return aqs_fp8_e4m3_from_f32(v, nan_code);
 }
 
@@ -139,7 +131,7 @@ float aqs_fp8_amax_bf16(const uint16_t *x, size_t n) {
     uint16_t a = (uint16_t)(x[i] & 0x7fffu);
     max_bits = a > max_bits ? a : max_bits;
   }
-  return max_bits > 0x7f80u ? NAN : bf16_to_f32(max_bits);
+  return max_bits > 0x7f80u ? NAN : aqs_bf16_to_f32(max_bits);
 }
 
 float aqs_fp8_amax_f32(const float *x, size_t n) {

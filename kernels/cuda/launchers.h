@@ -131,7 +131,12 @@ aqs_status aqs_cuda_kl_div(const float *d_logp_ref, const float *d_logits, int N
 size_t aqs_cuda_reduce_scratch_bytes(void);
 /* max |x| (bf16 != 0: x holds BF16 bits); NaN if any NaN. Synchronizes. */
 aqs_status aqs_cuda_amax(const void *d_x, int bf16, size_t n, void *d_scratch, float *h_amax, aqs_err *e);
+/* The F32 amax into device memory d_amax (one float), stream-ordered, no synchronization. */
+aqs_status aqs_cuda_amax_async(const float *d_x, size_t n, void *d_scratch, float *d_amax, aqs_err *e);
 /* sum clamp(g*(yq - y), +-1e10)^2 in double. Synchronizes. */
+/* The same sum into device memory d_sum (one double), stream-ordered, no synchronization. */
+aqs_status aqs_cuda_grad_score_async(const float *d_g, const float *d_y, const float *d_yq, size_t n, void *d_scratch,
+                                     double *d_sum, aqs_err *e);
 aqs_status aqs_cuda_grad_score(const float *d_g, const float *d_y, const float *d_yq, size_t n, void *d_scratch,
                                double *h_sum, aqs_err *e);
 

@@ -406,6 +406,15 @@ static void c_amax_bf16(aqs_backend *be, const aqs_bf16 *x, size_t n, float *ama
   void *scratch = reduce_scratch(be);
   if (scratch) NOTE(aqs_cuda_amax(x, 1, n, scratch, amax_host, &err_));
 }
+static void c_amax_f32_async(aqs_backend *be, const float *x, size_t n, float *out) {
+  void *scratch = reduce_scratch(be);
+  if (scratch) NOTE(aqs_cuda_amax_async(x, n, scratch, out, &err_));
+}
+static void c_grad_score_async(aqs_backend *be, const float *g, const float *y, const float *y_q, size_t n,
+                               double *out) {
+  void *scratch = reduce_scratch(be);
+  if (scratch) NOTE(aqs_cuda_grad_score_async(g, y, y_q, n, scratch, out, &err_));
+}
 static void c_grad_score(aqs_backend *be, const float *g, const float *y, const float *y_q, size_t n,
                          double *sum_host) {
   *sum_host = NAN;
@@ -446,8 +455,10 @@ static const aqs_ops aqs_cuda_ops = {
   .log_softmax = c_log_softmax,
   .kl_div = c_kl_div,
   .amax_f32 = c_amax_f32,
+  .amax_f32_async = c_amax_f32_async,
   .amax_bf16 = c_amax_bf16,
   .grad_score = c_grad_score,
+  .grad_score_async = c_grad_score_async,
 };
 
 aqs_status aqs_backend_cuda_open(aqs_backend **out, aqs_err *e) {

@@ -193,6 +193,28 @@ extern "C" aqs_status aqs_cuda_amax(const void *d_x, int bf16, size_t n, void *d
   return AQS_OK;
 }
 
+/* The same reduction written to device memory d_amax, without waiting (stream-ordered). */
+extern "C" aqs_status aqs_cuda_amax_async(const float *d_x, size_t n, void *d_scratch, float *d_amax, aqs_err *e) {
+  cudaStream_t s = (cudaStream_t)aqs_cuda_stream();
+  float *partial = (float *)d_scratch;
+  unsigned *counter = (unsigned *)((double *)d_scratch + RED_MAX_BLOCKS + 1);
+  amax_partial_kernel<float><<<red_blocks(n), RED_THREADS, 0, s>>>(partial, d_x, n, counter, d_amax);
+  AQS_CUDA_LAUNCH_CHECK(e, "amax_partial_kernel");
+  return AQS_OK;
+}
+
+/* The score sum written to device memory d_sum, without waiting (stream-ordered). */
+extern "C" aqs_status aqs_cuda_grad_score_async(const float *d_g, const float *d_y, const float *d_yq, size_t n,
+                                                void *d_scratch, double *d_sum, aqs_err *e) {
+  cudaStream_t s = (cudaStream_t)aqs_cuda_stream();
+  double *partial = (double *)d_scratch;
+  unsigned *counter = (unsigned *)((double *)d_scratch + RED_MAX_BLOCKS + 1);
+  int vec = ((((uintptr_t)d_g) | ((uintptr_t)d_y) | ((uintptr_t)d_yq)) & 15u) == 0;
+  grad_score_partial_kernel<<<red_blocks(n), RED_THREADS, 0, s>>>(partial, d_g, d_y, d_yq, n, vec, counter, d_sum);
+  AQS_CUDA_LAUNCH_CHECK(e, "grad_score_partial_kernel");
+  return AQS_OK;
+}
+
 extern "C" aqs_status aqs_cuda_grad_score(const float *d_g, const float *d_y, const float *d_yq, size_t n,
                                           void *d_scratch, double *h_sum, aqs_err *e) {
   aqs_status st = mapped_result(e);

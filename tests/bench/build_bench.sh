@@ -2,6 +2,7 @@
 # tests/bench/build_bench.sh AQS WORKDIR [BACKEND]: the build benchmark of issue 6 on the 3b
 # synthetic model (run on the GPU machine): cold single scheme, cold 10-scheme sweep, warm
 # rebuild, top60 after top50, one checkout, and the sweep's store size against the BF16 model.
+# Environment: PRESET (3b), CAPTIONS=varied (default, COCO-like lengths) | fixed.
 # Prints one line per measurement and a JSON summary on the last line.
 set -euo pipefail
 AQS=$(realpath "$1"); W=$2; BACKEND=${3:-cuda}
@@ -13,15 +14,28 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.2f", b-a}'; }
 t=$(now)
 "$AQS" synth-model --preset "${PRESET:-3b}" --seed 1 --outliers lm.5.down:100000,lm.6.qkv:100000 --out "$W/model" >/dev/null
 echo "synth-model 3b: $(since "$t")s"
-python3 - "$W/captions.txt" <<'PY'
+# Captions: COCO-like lengths by default (90 % of 8-20 words, peaking near 10-12, a tail to 50),
+# so every batch has its own token count; CAPTIONS=fixed gives the old near-constant 12-word ones.
+python3 - "$W/captions.txt" "${CAPTIONS:-varied}" <<'PY'
 import random, sys
 random.seed(5)
 subj = ["man", "woman", "dog", "cat", "bus", "child", "bird", "horse", "surfer", "chef"]
 act = ["sitting on", "next to", "riding", "looking at", "holding", "walking along", "eating"]
 obj = ["a wooden bench", "the beach", "a busy street", "a green field", "a table", "the snow"]
+extra = ["with", "a", "red", "small", "old", "large", "white", "near", "two", "people", "in", "the",
+         "background", "while", "tree", "building", "and", "some", "cars", "parked", "behind", "it"]
+def varied():
+    n = min(max(int(random.gauss(11.5, 2.8)), 8), 20) if random.random() < 0.9 else random.randint(21, 50)
+    words = f"A {random.choice(subj)} {random.choice(act)} {random.choice(obj)}".split()
+    while len(words) < n:
+        words.append(random.choice(extra))
+    return " ".join(words[:n]) + "."
 with open(sys.argv[1], "w") as f:
     for _ in range(1000):
-        f.write(f"A {random.choice(subj)} {random.choice(act)} {random.choice(obj)} on a sunny day.\n")
+        if sys.argv[2] == "fixed":
+            f.write(f"A {random.choice(subj)} {random.choice(act)} {random.choice(obj)} on a sunny day.\n")
+        else:
+            f.write(varied() + "\n")
 PY
 model_bytes=$(du -cb "$W"/model/*.safetensors | tail -1 | cut -f1)
 ARGS=(--model "$W/model" --captions "$W/captions.txt" --backend "$BACKEND" --quiet --no-checkout)

@@ -112,8 +112,11 @@ WRAP(log_softmax, OP_log_softmax, (aqs_backend *be, float *o, const float *l, in
 WRAP(kl_div, OP_kl_div, (aqs_backend *be, const float *r, const float *l, int N, int V, double *k),
      (be, r, l, N, V, k))
 WRAP(amax_f32, OP_amax_f32, (aqs_backend *be, const float *x, size_t n, float *a), (be, x, n, a))
+WRAP(amax_f32_async, OP_amax_f32, (aqs_backend *be, const float *x, size_t n, float *a), (be, x, n, a))
 WRAP(amax_bf16, OP_amax_bf16, (aqs_backend *be, const aqs_bf16 *x, size_t n, float *a), (be, x, n, a))
 WRAP(grad_score, OP_grad_score,
+     (aqs_backend *be, const float *g, const float *y, const float *yq, size_t n, double *s), (be, g, y, yq, n, s))
+WRAP(grad_score_async, OP_grad_score,
      (aqs_backend *be, const float *g, const float *y, const float *yq, size_t n, double *s), (be, g, y, yq, n, s))
 WRAP(copy_d2d, OP_casts_copies, (aqs_backend *be, void *d, const void *s, size_t n), (be, d, s, n))
 WRAP(zero, OP_casts_copies, (aqs_backend *be, void *p, size_t n), (be, p, n))
@@ -136,7 +139,7 @@ static void prof_install(aqs_backend *be) {
   SET(linear); SET(linear_bwd_input); SET(linear_fp8); SET(quantize_fp8_f32); SET(quantize_fp8_bf16);
   SET(rmsnorm_fwd); SET(rmsnorm_bwd); SET(rope_fwd); SET(rope_bwd); SET(attention_fwd); SET(attention_bwd);
   SET(swiglu_fwd); SET(swiglu_bwd); SET(add); SET(embedding); SET(cross_entropy); SET(log_softmax); SET(kl_div);
-  SET(amax_f32); SET(amax_bf16); SET(grad_score); SET(copy_d2d); SET(zero); SET(round_bf16);
+  SET(amax_f32); SET(amax_f32_async); SET(amax_bf16); SET(grad_score); SET(grad_score_async); SET(copy_d2d); SET(zero); SET(round_bf16);
   SET(cast_bf16_to_f32); SET(cast_f32_to_bf16);
 #undef SET
   be->ops = &g_wrapped;
@@ -188,13 +191,14 @@ static void make_tokens(int n_seqs, int len, int vocab, uint64_t seed, int32_t *
   }
 }
 
-/* Forward FLOPs of one batch of n_seqs x len tokens: 2 * tokens * (linear + lm_head params) plus
- * causal attention (QK^T and PV over the lower triangle, all heads, all layers). */
-static double forward_flops(const aqs_qwen_text_config *c, int n_seqs, int len) {
+/* Forward FLOPs of one batch of n_seqs x len tokens: 2 * tokens * (linear (+ lm_head when
+ * with_head) params) plus causal attention (QK^T and PV over the lower triangle, all heads, all
+ * layers). Calibration runs the layers only (its logits are not used), so it counts no lm_head. */
+static double forward_flops(const aqs_qwen_text_config *c, int n_seqs, int len, int with_head) {
   double C = c->hidden_size, D = c->head_dim, Hq = c->num_heads, Hkv = c->num_kv_heads, I = c->intermediate_size;
   double per_layer_params = C * (Hq * D) + 2.0 * C * (Hkv * D) + (Hq * D) * C + 3.0 * C * I;
   double tokens = (double)n_seqs * len;
-  double linear = 2.0 * tokens * (per_layer_params * c->num_layers + C * c->vocab_size);
+  double linear = 2.0 * tokens * (per_layer_params * c->num_layers + (with_head ? C * c->vocab_size : 0.0));
   double pairs = (double)n_seqs * (double)len * (len + 1) / 2.0;
   double attn = 4.0 * pairs * D * Hq * c->num_layers;
   return linear + attn;
@@ -342,7 +346,7 @@ int main(int argc, char **argv) {
   }
   size_t calib_peak = peak_bytes(be);
   double calib_tok_s = (double)ctok * o.calib_steps / calib_s;
-  double calib_flops = forward_flops(c, o.calib_seqs, o.calib_len);
+  double calib_flops = forward_flops(c, o.calib_seqs, o.calib_len, 0);
   double calib_tflops = calib_flops * o.calib_steps / calib_s / 1e12;
   printf("calibration forward (%dx%d per step, %d steps): %.0f tokens/s, %.1f TFLOP/s model, MFU %.1f%% of the "
          "measured peak; peak GPU memory %.2f GiB\n",

@@ -80,9 +80,10 @@ def served_weights(tensors):
             wmax = torch.stack(ws).max()
             for m, s in zip(mods, ws):
                 q = tensors[m + ".weight"]
-                if float(s) != float(wmax):  # vLLM requantize_with_max_scale
-                    dq = q.to(torch.float16) * s  # fp16 result of an fp32 multiply
-                    q = (dq.float() * (torch.tensor(1.0) / wmax)).clamp(-448, 448).to(torch.float8_e4m3fn)
+                if float(s) != float(wmax):  # vLLM requantize_with_max_scale, on the GPU as vLLM runs it
+                    dq = q.cuda().to(torch.float16) * s.cuda()  # per_tensor_dequantize: a float16 result
+                    inv = torch.tensor(1.0, device="cuda") / wmax.cuda()
+                    q = (dq.float() * inv).clamp(-448, 448).to(torch.float8_e4m3fn).cpu()
                 out[m] = (q.float() * wmax, xs)
     return out
 

@@ -95,6 +95,19 @@ def mutate(data, rng, tokens, focus=None):
     return bytes(buf)
 
 
+def fix_png_crcs(data):
+    """Recomputes each chunk's CRC so mutations reach the decoder instead of the CRC check."""
+    import zlib
+    buf, p = bytearray(data), 8
+    while p + 12 <= len(buf):
+        n = struct.unpack(">I", buf[p:p + 4])[0]
+        if p + 12 + n > len(buf):
+            break
+        buf[p + 8 + n:p + 12 + n] = struct.pack(">I", zlib.crc32(bytes(buf[p + 4:p + 8 + n])) & 0xFFFFFFFF)
+        p += 12 + n
+    return bytes(buf)
+
+
 def classify(rc, stderr, timed_out):
     if timed_out:
         return "hang", "timeout"
@@ -320,6 +333,8 @@ def run_inputs(aqs, seeds, runner, root, budget_s, base_seed, workers, only):
             wd = os.path.join(root, "w%d" % w, re.sub(r"[^a-z0-9]", "_", kind))
             os.makedirs(wd, exist_ok=True)
             data = mutate(seed_for(kind, kinds[kind], seeds, rng), rng, tokens, focus)
+            if kind == "png" and rng.random() < 0.75:
+                data = fix_png_crcs(data)
             path = os.path.join(wd, fname)
             tmp = path + ".new"
             with open(tmp, "wb") as f:

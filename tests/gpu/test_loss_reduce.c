@@ -1,5 +1,5 @@
 /* tests/gpu/test_loss_reduce.c: CUDA cross-entropy (loss + gradient, ignored rows, in place),
- * log-softmax, KL divergence, amax (NaN/Inf propagation) and the AutoQuantize gradient score
+ * log-softmax, KL divergence, amax (sync and async; NaN/Inf propagation) and the AutoQuantize gradient score
  * (clamp at +-1e10) against the CPU twins; the sums are the same bits on repeated runs. */
 #include "gpu_util.h"
 
@@ -79,6 +79,22 @@ static void test_amax(void **state) {
   float a[2];
   FOR_BOTH { be->ops->amax_f32(be, P(x), n, &a[side]); }
   compare_scalar("amax_f32", a[0], a[1], 0.0);
+  /* the asynchronous form: three results into backend memory, read back in one copy, same bits */
+  float async_res[2][3];
+  FOR_BOTH {
+    float *d;
+    aqs_err e;
+    assert_int_equal(be->ops->alloc(be, 3 * sizeof(float), (void **)&d, &e), AQS_OK);
+    be->ops->amax_f32_async(be, P(x), n, d);
+    be->ops->amax_f32_async(be, P(x), 1000, d + 1);
+    be->ops->amax_f32_async(be, (float *)P(x) + 5, n - 5, d + 2);
+    be->ops->copy_d2h(be, async_res[side], d, sizeof async_res[side]);
+    assert_int_equal(be->ops->sync(be, &e), AQS_OK);
+    be->ops->free(be, d);
+  }
+  assert_memory_equal(&async_res[1][0], &a[1], sizeof(float));
+  assert_memory_equal(async_res[0], async_res[1], sizeof async_res[0]);
+  printf("amax_f32_async: 3 results bit-exact with the CPU and with amax_f32\n");
   FOR_BOTH { be->ops->amax_bf16(be, P(xb), n, &a[side]); }
   compare_scalar("amax_bf16", a[0], a[1], 0.0);
   FOR_BOTH { be->ops->amax_f32(be, P(x), 0, &a[side]); }
@@ -107,6 +123,20 @@ static void test_grad_score(void **state) {
   double s[2];
   FOR_BOTH { be->ops->grad_score(be, P(g), P(y), P(yq), n, &s[side]); }
   compare_scalar("grad_score", s[0], s[1], 1e-9);
+  double async_s[2];
+  FOR_BOTH {
+    double *d;
+    aqs_err e;
+    assert_int_equal(be->ops->alloc(be, sizeof(double), (void **)&d, &e), AQS_OK);
+    be->ops->grad_score_async(be, P(g), P(y), P(yq), n, d);
+    be->ops->copy_d2h(be, &async_s[side], d, sizeof(double));
+    assert_int_equal(be->ops->sync(be, &e), AQS_OK);
+    be->ops->free(be, d);
+  }
+  /* the asynchronous form: the same bits as the synchronous one on each backend */
+  assert_memory_equal(&async_s[0], &s[0], sizeof(double));
+  assert_memory_equal(&async_s[1], &s[1], sizeof(double));
+  printf("grad_score_async: same bits as grad_score on both backends\n");
   double again;
   g_gpu->ops->grad_score(g_gpu, g.gpu, y.gpu, yq.gpu, n, &again);
   assert_memory_equal(&s[1], &again, sizeof again);

@@ -63,6 +63,13 @@ static void test_calibrate_amax(void **state) {
   const char *bad = "{\"format\":\"aqs-amax-1\",\"modules\":{\"m\":{\"input_amax\":-1,\"weight_amax\":1}}}";
   assert_int_equal(aqs_amax_from_json(bad, strlen(bad), "bad.json", &back, &e), AQS_ERR_INVALID);
   assert_non_null(strstr(e.msg, "bad.json: module m: input_amax"));
+  /* a NaN in layer 1's o_proj weight: the first linear whose input is not finite is layer 1's
+   * gate_proj (after the residual add and RMSNorm), and calibration names it */
+  lm->layers[1].lin[AQS_LIN_O].w[0] = 0x7fc0;
+  aqs_amax_table nan_t = {0};
+  assert_int_equal(aqs_calibrate_batch(lm, &fb.b[0], 0, &nan_t, &e), AQS_ERR_NUMERIC);
+  assert_non_null(strstr(e.msg, "non-finite activation (NaN) at the input of model.language_model.layers.1.mlp.gate_proj"));
+  assert_int_equal(nan_t.n, 0);
   aqs_amax_free(&a0);
   aqs_amax_free(&a1);
   aqs_amax_free(&all);
