@@ -14,6 +14,7 @@ W=$(mktemp -d /tmp/aqs-eval-XXXXXX)
 cd "$W"
 export AQS_PROGRESS=never
 now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }  # no bc on the device image
 "$carry/bin/gpu_test_fp8_codec" > "$OUT/gpu_tests.txt" 2>&1; echo "gpu_test_fp8_codec rc=$?" | tee -a "$OUT/gpu_tests.txt"
 
 # ---- 2. conformance on the tiny model ----
@@ -48,7 +49,7 @@ python3 "$carry/eval_conformance.py" --source model --tokens tokens.jsonl --ours
 # ---- 3. cost on the 3b model ----
 {
   t0=$(now); aqs synth-model --preset 3b --threads 16 --out m3b >/dev/null; t1=$(now)
-  echo "synth-model 3b: $(echo "$t1 - $t0" | bc) s"
+  echo "synth-model 3b: $(secs "$t0" "$t1") s"
   nvidia-smi --query-gpu=name --format=csv,noheader
   printf '[recipe]\nextends = lm_only\n[calib]\nsamples = 64\nmax_len = 128\n[sensitivity]\nscore_samples = 32\n' > recipes/b.ini
   names=()
@@ -58,12 +59,12 @@ python3 "$carry/eval_conformance.py" --source model --tokens tokens.jsonl --ours
   printf '[recipe]\nextends = b50\n[slice]\norder = most_sensitive_first\n' > recipes/b50_most.ini; names+=(b50_most)
   B=(--model m3b --recipes-dir recipes --quiet)
   t0=$(now); aqs --store st build --no-checkout --backend cuda "${B[@]}" --captions captions.txt recipe "${names[@]}" >/dev/null; t1=$(now)
-  echo "build of ${#names[@]} schemes (cuda): $(echo "$t1 - $t0" | bc) s"
+  echo "build of ${#names[@]} schemes (cuda): $(secs "$t0" "$t1") s"
   t0=$(now); aqs --store st eval --json --backend cuda "${B[@]}" --calib-captions captions.txt --samples 64 "${names[@]}" bf16 > "$OUT/eval_3b.json"; t1=$(now)
-  echo "eval of ${#names[@]} schemes + bf16, 64 held-out captions (cuda, bf16), cold: $(echo "$t1 - $t0" | bc) s"
+  echo "eval of ${#names[@]} schemes + bf16, 64 held-out captions (cuda, bf16), cold: $(secs "$t0" "$t1") s"
   t0=$(now); aqs --store st eval --json --backend cuda "${B[@]}" --calib-captions captions.txt --samples 64 "${names[@]}" bf16 > /dev/null; t1=$(now)
-  echo "same eval again (all cached): $(echo "$t1 - $t0" | bc) s"
+  echo "same eval again (all cached): $(secs "$t0" "$t1") s"
   t0=$(now); aqs --store st report --backend cuda "${B[@]}" --calib-captions captions.txt --samples 64 --out "$OUT/report_3b" "${names[@]}" bf16; t1=$(now)
-  echo "report (cached): $(echo "$t1 - $t0" | bc) s"
+  echo "report (cached): $(secs "$t0" "$t1") s"
 } 2>&1 | tee "$OUT/cost.txt"
 rm -rf "$W"
