@@ -76,7 +76,7 @@ static aqs_status load_scores(aqs_store *s, const aqs_digest *d, aqs_scores *sc,
 /* Heat map of the first built row's sensitivity: layers x group kind; the most sensitive 10 %
  * of the groups (at least one) outlined. */
 static aqs_status figure_heatmap(const aqs_eval_opts *o, const aqs_eval_row *rows, size_t n, const char *dir,
-                                 aqs_err *e) {
+                                 char *marked_ids, size_t marked_len, aqs_err *e) {
   const aqs_eval_row *r = NULL;
   for (size_t i = 0; i < n && !r; i++)
     if (rows[i].has_sensitivity) r = &rows[i];
@@ -114,6 +114,8 @@ static aqs_status figure_heatmap(const aqs_eval_opts *o, const aqs_eval_row *row
     for (int k = 0; k < NKINDS; k++)
       if (strncmp(g->id, "lm.", 3) == 0 && strcmp(g->kind, kinds[k]) == 0) {
         mark[g->layer * NKINDS + k] = 1;
+        size_t used = strlen(marked_ids);
+        snprintf(marked_ids + used, marked_len - used, "%s%s", marked ? ", " : "", g->id);
         marked++;
       }
   }
@@ -302,7 +304,7 @@ static aqs_status write_markdown(const aqs_eval_opts *o, const aqs_eval_row *row
   fprintf(f, "\nBF16 perplexity on the same tokens: %.4f.\n\n", n ? rows[0].m.ref_ppl : 0.0);
   fprintf(f, "## Sensitivity\n\n![Sensitivity heat map](%s)\n\nFP8 sensitivity score of each language-model "
              "group (log colour); outlined: the most sensitive groups, the last a least-sensitive-first "
-             "order quantizes.\n\n", aqs_report_figure_names[0]);
+             "order quantizes: %s.\n\n", aqs_report_figure_names[0], res->most_sensitive[0] ? res->most_sensitive : "none");
   fprintf(f, "## Quality against effective bits\n\n![KL against effective bits](%s)\n\n![Perplexity against "
              "effective bits](%s)\n\nThe sensitivity order (least sensitive groups first) beside the control "
              "orders: where its curve lies below theirs, the ranking is worth something.\n\n",
@@ -345,7 +347,7 @@ aqs_status aqs_quality_report(const aqs_eval_opts *o, const char *const *names, 
     snprintf(res->markdown_path, sizeof res->markdown_path, "%s/report.md", out_dir);
     st = family_bytes(o->store, rows, n, &res->family_logical_bytes, &res->family_stored_bytes, e);
   }
-  if (!st) st = figure_heatmap(o, rows, n, out_dir, e);
+  if (!st) st = figure_heatmap(o, rows, n, out_dir, res->most_sensitive, sizeof res->most_sensitive, e);
   if (!st) st = figure_quality(rows, n, 0, out_dir, aqs_report_figure_names[1], e);
   if (!st) st = figure_quality(rows, n, 1, out_dir, aqs_report_figure_names[2], e);
   if (!st) st = figure_sizes(rows, n, res->family_logical_bytes, res->family_stored_bytes, out_dir, e);

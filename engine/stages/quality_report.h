@@ -22,6 +22,7 @@ typedef struct aqs_report_result {
   size_t n_evaluated;            /* eval actions computed by this call (0 when all cached) */
   uint64_t family_logical_bytes; /* sum of the built checkpoints' safetensors bytes */
   uint64_t family_stored_bytes;  /* distinct tensor bytes the store holds for them */
+  char most_sensitive[512];      /* the groups outlined in the heat map, most sensitive first */
 } aqs_report_result;
 
 /* Evaluates names (n == 0: every build of the model's recipes in the store, newest per recipe,

@@ -151,3 +151,6 @@ expect_eq "$(jq -r '.[0].stages | length' <<<"$out")" "6" "stages of a build wit
 printf '[recipe]\nextends = fast\n[eval]\nsamples = 0\n' > "$TMP/recipes/bad_eval.ini"
 expect_error 1 "bad value '0' for [eval] samples" "${B[@]}" build "${BUILD_ARGS[@]}" recipe bad_eval
 pass "eval stage: build --eval and [eval] share aqs eval's cached actions"
+grep -q "order quantizes: lm.2.qkv, lm.1.down\.\|order quantizes: lm.1.down, lm.2.qkv\." "$TMP/report/report.md" \
+  || fail "the heat map's outlined groups are not the planted ones: $(grep -o 'order quantizes: [^.]*' "$TMP/report/report.md")"
+pass "the report outlines the planted groups"
