@@ -12,6 +12,7 @@
 
 #include "cli/cli.h"
 #include "cli/cli_util.h"
+#include "cli/build_names_cli.h"
 #include "common/file.h"
 #include "common/path.h"
 #include "engine/stages/ckpt_store.h"
@@ -57,7 +58,8 @@ int aqs_build_cli_parse(const char *cmd, int argc, char **argv, aqs_build_cli *o
       {"recipes-dir", required_argument, NULL, 'R'}, {"json", no_argument, NULL, 'j'},
       {"no-checkout", no_argument, NULL, 'n'},   {"quiet", no_argument, NULL, 'q'},
       {"allow-outside-root", no_argument, NULL, 'A'},
-      {"rebuild", required_argument, NULL, 'B'}, {"eval", no_argument, NULL, 'E'},
+      {"rebuild", required_argument, NULL, 'B'}, {"samples", required_argument, NULL, 's'},
+      {"skip-bad", no_argument, NULL, 'k'},      {"eval", no_argument, NULL, 'E'},
       {NULL, 0, NULL, 0}};
   optind = 1;
   opterr = 0;
@@ -79,7 +81,15 @@ int aqs_build_cli_parse(const char *cmd, int argc, char **argv, aqs_build_cli *o
     case 'B':
       if (parse_rebuild(cmd, optarg, out)) return AQS_EXIT_USAGE;
       break;
-    default: return aqs_cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[optind - 1]);
+    case 'k': out->skip_bad = 1; break;
+    case 's': {
+      uint64_t v;
+      if (aqs_cli_parse_u64(optarg, &v) || v < 1 || v > 100000000)
+        return aqs_cli_usage_error(cmd, "bad --samples '%s' (a count of calibration sequences, at least 1)", optarg);
+      out->samples = (int64_t)v;
+      break;
+    }
+    default: return aqs_cli_bad_option(cmd, longopts, argv);
     }
   }
   int i = optind;
@@ -106,6 +116,7 @@ int aqs_build_cli_prepare(const char *cmd, const aqs_build_cli *cli, const aqs_w
   opts->backend = cli->backend ? cli->backend : "cpu";
   opts->progress = !cli->quiet;
   opts->eval = cli->eval;
+  opts->skip_bad = cli->skip_bad;
   opts->rebuild = cli->rebuild;
   opts->n_rebuild = (size_t)cli->n_rebuild;
   opts->export_hook_recipe = getenv("AQS_TEST_BREAK_EXPORT");
@@ -120,7 +131,15 @@ int aqs_build_cli_prepare(const char *cmd, const aqs_build_cli *cli, const aqs_w
     aqs_err e = {0};
     if (aqs_recipe_load(&src, cli->names[i], &recipes[i], &e) != AQS_OK) {
       free(recipes);
+      char hint[AQS_RECIPE_NAME_MAX];
+      if (e.code == AQS_ERR_NOT_FOUND && aqs_cli_recipe_hint(src.workspace_dir, cli->names[i], hint, sizeof hint))
+        return aqs_cli_fail(cmd, "%s; did you mean %s?", e.msg, hint);
       return aqs_cli_fail_err(cmd, &e);
+    }
+    /* --samples replaces every recipe's calib samples; scoring never asks for more than that. */
+    if (cli->samples) {
+      recipes[i].calib_samples = cli->samples;
+      if (recipes[i].score_samples > cli->samples) recipes[i].score_samples = cli->samples;
     }
     const char *problem = NULL;
     for (int j = 0; j < i; j++)
@@ -141,9 +160,17 @@ int aqs_build_cli_prepare(const char *cmd, const aqs_build_cli *cli, const aqs_w
 
 /* ---- the porcelain after a build: checkouts and reports ---- */
 
-/* <out_root>/<recipe>_<data>: the data file's name without directory and extension. */
-static void default_out_dir(const aqs_build_opts *o, const aqs_build_checkout *co, const char *recipe,
+/* <out_root>/<model>-<model digest>/<recipe>_<data>: the model directory's name and 8 hex of its
+ * source digest (two models never share a directory, even with one name), then the data file's
+ * name without directory and extension. */
+static void default_out_dir(const aqs_build_opts *o, const aqs_build_checkout *co, const aqs_build_report *r,
                             aqs_modality modality, char *buf, size_t n) {
+  char dir[AQS_PATH_MAX], hex[AQS_DIGEST_STR_SIZE] = "sha256:-";
+  snprintf(dir, sizeof dir, "%s", o->model_dir);
+  for (size_t len = strlen(dir); len > 1 && dir[len - 1] == '/'; len--) dir[len - 1] = '\0'; /* "m/" is m */
+  const char *model = strrchr(dir, '/') ? strrchr(dir, '/') + 1 : dir;
+  const aqs_digest *source = aqs_build_report_result(r, "source");
+  if (source) aqs_digest_str(source, hex);
   const char *p = modality == AQS_MODALITY_IMAGES ? o->images_path : o->captions_path;
   if (!p) p = "calib";
   const char *slash = strrchr(p, '/');
@@ -151,7 +178,7 @@ static void default_out_dir(const aqs_build_opts *o, const aqs_build_checkout *c
   snprintf(base, sizeof base, "%s", slash ? slash + 1 : p);
   char *dot = strrchr(base, '.');
   if (dot && dot != base) *dot = '\0';
-  snprintf(buf, n, "%s/%s_%s", co->out_root ? co->out_root : "quantized", recipe, base);
+  snprintf(buf, n, "%s/%s-%.8s/%s_%s", co->out_root ? co->out_root : "quantized", model, hex + 7, r->recipe, base);
 }
 
 /* Writes <out_dir>.per-layer-sensitivity.md and <out_dir>.sensitivity.json beside a checkout. */
@@ -181,7 +208,7 @@ int aqs_build_cli_checkout(const char *cmd, aqs_store *store, const aqs_build_op
     out_dirs[i][0] = '\0';
     if (!ckpt) continue;
     if (co->out_dir) snprintf(out_dirs[i], AQS_PATH_MAX, "%s", co->out_dir);
-    else default_out_dir(opts, co, r->recipe, recipes[i].modality, out_dirs[i], AQS_PATH_MAX);
+    else default_out_dir(opts, co, r, recipes[i].modality, out_dirs[i], AQS_PATH_MAX);
     if (aqs_ckpt_materialize(store, ckpt, out_dirs[i], co->link_mode, &e) != AQS_OK ||
         write_reports(store, &r->build_record, out_dirs[i], &e) != AQS_OK) {
       aqs_err_prefix(&e, "recipe %s", r->recipe);
@@ -206,6 +233,7 @@ void aqs_build_cli_print(const aqs_build_report *reports, size_t n, int plan, do
   for (size_t k = 0; k < n; k++) {
     const aqs_build_report *r = &reports[k];
     printf("%s\n", r->recipe);
+    if (r->calib_note[0]) printf("  note: %s\n", r->calib_note);
     for (size_t i = 0; i < r->n_stages; i++) {
       const aqs_stage_outcome *o = &r->stages[i];
       char hex[AQS_DIGEST_SHORT_LEN + 1] = "-";
@@ -225,6 +253,10 @@ void aqs_build_cli_print(const aqs_build_report *reports, size_t n, int plan, do
       printf("  %zu/%zu groups FP8, %.4f effective bits%s%s\n", r->n_fp8, r->n_candidates, r->effective_bits,
              dir ? " -> " : "", dir ? dir : "");
   }
+  /* aqs_build_recipes fails unless the family check holds, so reaching here means it passed. */
+  if (!plan && n >= 2)
+    printf("family check passed: the %zu checkpoints differ pairwise exactly as their plans (%zu pairs)\n", n,
+           n * (n - 1) / 2);
   if (!plan) printf("%d stage(s) run, %d reused, %.2fs\n", ran, reused, seconds);
 }
 
@@ -249,6 +281,7 @@ json_t *aqs_build_cli_json(const aqs_build_report *reports, size_t n, int plan, 
       json_array_append_new(stages, st);
     }
     json_t *doc = json_pack("{s:s, s:o}", "recipe", r->recipe, "stages", stages);
+    if (r->calib_note[0]) json_object_set_new(doc, "note", json_string(r->calib_note));
     if (!plan) {
       char rec[AQS_DIGEST_STR_SIZE];
       const char *dir = out_dir_of(out_dirs, k);

@@ -13,7 +13,8 @@
 
 typedef struct aqs_build_cli {
   const char *model_dir, *captions, *images, *images_root, *backend, *out_dir, *recipes_dir;
-  int json, no_checkout, quiet, allow_outside_root, eval;
+  int json, no_checkout, quiet, allow_outside_root, skip_bad, eval;
+  int64_t samples;         /* --samples N (0: each recipe's calib samples) */
   const char *rebuild[16]; /* --rebuild STAGE|all (repeatable, or comma-separated) */
   int n_rebuild;
   char rebuild_buf[512];
@@ -30,7 +31,7 @@ int aqs_build_cli_parse(const char *cmd, int argc, char **argv, aqs_build_cli *o
 int aqs_build_cli_prepare(const char *cmd, const aqs_build_cli *cli, const aqs_workspace *ws, aqs_store *store,
                           aqs_build_opts *opts, aqs_recipe **recipes);
 
-/* Where checkpoints go: --out (one recipe), else <out_root>/<recipe>_<data name>. */
+/* Where checkpoints go: --out (one recipe), else <out_root>/<model>-<model digest 8 hex>/<recipe>_<data>. */
 typedef struct aqs_build_checkout {
   const char *out_dir;
   const char *out_root;

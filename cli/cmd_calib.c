@@ -77,6 +77,8 @@ static int print_result(const aqs_calib_result *r, int as_json) {
                             "skipped", (json_int_t)s->n_skipped, "chunk_seqs", s->chunk_seqs,
                             "max_len", s->max_seq_len, "chunks", chunks);
     if (doc && r->first_bad[0]) json_object_set_new(doc, "first_skipped", json_string(r->first_bad));
+    if (doc && r->note[0]) json_object_set_new(doc, "note", json_string(r->note));
+    if (r->note[0]) fprintf(stderr, "aqs calib: note: %s\n", r->note);
     return aqs_cli_print_json("calib", doc);
   }
   printf("calib-set %s (%s)\n", dig, r->hit ? "cached" : "built");
@@ -84,6 +86,7 @@ static int print_result(const aqs_calib_result *r, int as_json) {
          s->modality, (long long)s->n_seqs, (long long)s->n_tokens, (long long)s->n_images,
          (long long)s->n_skipped, s->n_chunks, s->chunk_seqs);
   if (r->first_bad[0]) printf("  first skipped: %s\n", r->first_bad);
+  if (r->note[0]) fprintf(stderr, "aqs calib: note: %s\n", r->note);
   return AQS_EXIT_OK;
 }
 
@@ -140,7 +143,7 @@ static int calib_run(int argc, char **argv) {
       case O_JSON: as_json = 1; break;
       case O_OUTSIDE: o.allow_outside_root = 1; break;
       default:
-        return aqs_cli_usage_error(cmd, "unknown option or missing value '%s'", argv[optind - 1]);
+        return aqs_cli_bad_option(cmd, longopts, argv);
     }
   }
   if (optind < argc) return aqs_cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);

@@ -96,7 +96,7 @@ static int cmd_cat_run(int argc, char **argv) {
   while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
     if (c == 'i') want_info = 1;
     else if (c == 'j') as_json = want_info = 1;
-    else return aqs_cli_usage_error("cat", "unknown option '%s'", argv[optind - 1]);
+    else return aqs_cli_bad_option("cat", longopts, argv);
   }
   if (optind >= argc) return aqs_cli_usage_error("cat", "missing DIGEST");
   if (argc - optind > 1) return aqs_cli_usage_error("cat", "one DIGEST at a time");

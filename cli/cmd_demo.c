@@ -15,6 +15,7 @@
 
 #include "cli/build_cli.h"
 #include "cli/eval_cli.h"
+#include "common/file.h"
 #include "engine/compute/scores.h"
 #include "engine/export/plan.h"
 #include "engine/model/synth.h"
@@ -32,7 +33,9 @@ static const char demo_usage[] =
     "differ exactly as their plans say, and prints what ran, what was reused, the time, the store\n"
     "size and the most sensitive groups (the planted ones); then each scheme's quality against\n"
     "BF16 on held-out captions (aqs eval) and the report with its figures in DIR/report\n"
-    "(aqs report). A second run finds every stage and every eval cached.\n";
+    "(aqs report). A second run finds every stage and every eval cached. DIR is an ordinary\n"
+    "workspace: its .aqstore names the store, the model and the captions, so `cd DIR` and every\n"
+    "command works there (aqs ls, aqs show top50, aqs diff top10 top50, aqs eval top50 bf16).\n";
 
 #define DEMO_OUTLIERS "lm.1.down:100000,lm.2.qkv:100000"
 
@@ -56,7 +59,7 @@ static int run_demo(int argc, char **argv) {
     if (ch == 'd') dir = optarg;
     else if (ch == 'b') backend = optarg;
     else if (ch == 'j') as_json = 1;
-    else return aqs_cli_usage_error("demo", "unknown option '%s'", argv[optind - 1]);
+    else return aqs_cli_bad_option("demo", longopts, argv);
   }
   if (optind != argc) return aqs_cli_usage_error("demo", "unexpected argument '%s'", argv[optind]);
   if (ensure_dir(dir) != 0) return aqs_cli_fail("demo", "cannot create %s: %s", dir, strerror(errno));
@@ -76,6 +79,13 @@ static int run_demo(int argc, char **argv) {
   }
   if (access(captions, F_OK) != 0 && aqs_demo_write_captions(captions, 600, 7, &e) != AQS_OK)
     return aqs_cli_fail_err("demo", &e);
+  /* The workspace file that makes DIR an ordinary workspace (kept if the user has one). */
+  snprintf(marker, sizeof marker, "%s/.aqstore", dir);
+  if (access(marker, F_OK) != 0) {
+    static const char ws_text[] = "; the aqs demo's workspace (see .aqstore.example in the aqs sources)\n"
+                                  "[store]\npath = store\n[model]\npath = model\n[data]\ncaptions = captions.txt\n";
+    if (aqs_file_write_atomic(marker, ws_text, sizeof ws_text - 1, &e) != AQS_OK) return aqs_cli_fail_err("demo", &e);
+  }
   snprintf(marker, sizeof marker, "%s/aqs.conf", store_path);
   if (access(marker, F_OK) != 0 && aqs_store_init(store_path, NULL, &e) != AQS_OK) return aqs_cli_fail_err("demo", &e);
   aqs_store *store;
@@ -191,6 +201,7 @@ static int run_demo(int argc, char **argv) {
       printf("\nquality against BF16 (held-out captions):\n");
       aqs_eval_print_table(stdout, rows, N + 1);
       printf("report: %s\n", rr.markdown_path);
+      printf("\nexplore: cd %s && aqs ls; aqs show top50; aqs diff top10 top50; aqs checkout top50 out/top50\n", dir);
       json_decref(top);
     }
   }

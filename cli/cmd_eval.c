@@ -68,7 +68,7 @@ int aqs_eval_cli_parse(const char *cmd, int argc, char **argv, aqs_eval_cli *out
       if (!out->allow_out) return aqs_cli_usage_error(cmd, "unknown option '--out'");
       out->out_dir = optarg;
       break;
-    default: return aqs_cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[optind - 1]);
+    default: return aqs_cli_bad_option(cmd, longopts, argv);
     }
   }
   out->names = argv + optind;

@@ -113,7 +113,7 @@ static int cmd_gc_run(int argc, char **argv) {
     case 'v': verbose = 1; break;
     case 'j': as_json = 1; break;
     case ':': return aqs_cli_usage_error("gc", "option '%s' needs a value", argv[optind - 1]);
-    default: return aqs_cli_usage_error("gc", "unknown option '%s'", argv[optind - 1]);
+    default: return aqs_cli_bad_option("gc", longopts, argv);
     }
   }
   if (optind < argc) return aqs_cli_usage_error("gc", "unexpected argument '%s'", argv[optind]);

@@ -97,7 +97,7 @@ static int cmd_init_run(int argc, char **argv) {
   while ((c = getopt_long(argc, argv, "+", longopts, NULL)) != -1) {
     if (c == 's') shared = 1;
     else if (c == 'j') as_json = 1;
-    else return aqs_cli_usage_error("init", "unknown option '%s'", argv[optind - 1]);
+    else return aqs_cli_bad_option("init", longopts, argv);
   }
   if (argc - optind > 1) return aqs_cli_usage_error("init", "too many arguments");
   const char *dir_arg = optind < argc ? argv[optind] : NULL;

@@ -20,7 +20,8 @@ static const char plan_usage[] =
     "computes and writes nothing.\n"
     "\n"
     "options: --model DIR, --captions FILE, --images JSONL --root DIR, --allow-outside-root,\n"
-    "         --backend cpu|cuda, --recipes-dir DIR, --rebuild STAGE|all, --json\n"
+    "         --backend cpu|cuda, --samples N, --skip-bad, --recipes-dir DIR, --rebuild STAGE|all,\n"
+    "         --json\n"
     "         (see aqs build --help)\n";
 
 static int run_plan(int argc, char **argv) {

@@ -64,8 +64,7 @@ static int preprocess_run(int argc, char **argv) {
     if (c == 'c') config = optarg;
     else if (c == 'o') output = optarg;
     else if (c == 'j') as_json = 1;
-    else return aqs_cli_usage_error("preprocess-image", "unknown option or missing value '%s'",
-                                    argv[optind - 1]);
+    else return aqs_cli_bad_option("preprocess-image", longopts, argv);
   }
   if (optind != argc - 1) return aqs_cli_usage_error("preprocess-image", "give exactly one IMAGE");
   const char *image_path = argv[optind];

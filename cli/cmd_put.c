@@ -117,7 +117,7 @@ static int cmd_put_run(int argc, char **argv) {
     case ':':
       return aqs_cli_usage_error("put", "option '%s' needs a value", argv[optind - 1]);
     default:
-      return aqs_cli_usage_error("put", "unknown option '%s'", argv[optind - 1]);
+      return aqs_cli_bad_option("put", longopts, argv);
     }
   }
   if (optind >= argc) return aqs_cli_usage_error("put", "missing FILE (or '-' for stdin)");

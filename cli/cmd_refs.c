@@ -94,7 +94,7 @@ static int cmd_refs_run(int argc, char **argv) {
     case 'j': as_json = 1; break;
     case 'm': message = optarg; break;
     case ':': return aqs_cli_usage_error("refs", "option '%s' needs a value", argv[optind - 1]);
-    default: return aqs_cli_usage_error("refs", "unknown option '%s'", argv[optind - 1]);
+    default: return aqs_cli_bad_option("refs", longopts, argv);
     }
   }
   int nargs = argc - optind;

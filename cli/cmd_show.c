@@ -10,6 +10,8 @@
 #include "engine/export/plan.h"
 #include "cli/build_names_cli.h"
 #include "engine/stages/build.h"
+#include "engine/stages/ckpt_store.h"
+#include "engine/stages/stage.h"
 
 static const char show_usage[] =
     "usage: aqs show [--json | --markdown | --scores] [--model DIR] [--captions FILE] NAME\n"
@@ -93,6 +95,54 @@ static void print_header(const aqs_build_entry *b, const aqs_plan *plan) {
   }
 }
 
+/* The consumer verdicts of the build's aqs-manifest.json (docs/vision.md); silent when the
+ * export predates them. */
+static void print_consumers(aqs_store *store, json_t *doc) {
+  aqs_digest ck;
+  aqs_err e = {0};
+  json_t *tree = NULL, *man = NULL;
+  if (aqs_build_record_stage(doc, "export", &ck, &e) != AQS_OK ||
+      aqs_ckpt_load_manifest(store, &ck, NULL, &tree, &e) != AQS_OK)
+    return;
+  json_t *f;
+  size_t i;
+  json_array_foreach(json_object_get(tree, "files"), i, f) {
+    aqs_digest d;
+    char *text = NULL;
+    size_t len = 0;
+    const char *fname = json_string_value(json_object_get(f, "name"));
+    const char *fdigest = json_string_value(json_object_get(f, "digest"));
+    if (!fname || !fdigest || strcmp(fname, "aqs-manifest.json") != 0 ||
+        aqs_digest_parse(fdigest, &d, &e) != AQS_OK ||
+        aqs_stage_get_text(store, &d, &text, &len, &e) != AQS_OK)
+      continue;
+    man = json_loadb(text, len, 0, NULL);
+    free(text);
+  }
+  json_t *consumers = json_object_get(man, "consumers");
+  if (json_object_size(consumers)) {
+    const char *fmt = json_string_value(json_object_get(man, "export_format"));
+    printf("\nconsumers (%s export; rules in docs/vision.md)\n", fmt ? fmt : "?");
+    const char *name;
+    json_t *c;
+    json_object_foreach(consumers, name, c) {
+      if (!json_is_true(json_object_get(c, "reads_format")))
+        printf("  %s: does not read this format\n", name);
+      else if (!json_is_true(json_object_get(c, "loads")))
+        printf("  %s: fails: %s\n", name, json_string_value(json_object_get(c, "reason")));
+      else {
+        size_t wrong = json_array_size(json_object_get(c, "fp8_codes_as_bf16"));
+        printf("  %s: loads: %zu modules FP8, %zu BF16", name, json_array_size(json_object_get(c, "fp8")),
+               json_array_size(json_object_get(c, "bf16")));
+        if (wrong) printf(", %zu FP8 read as BF16 without scales (wrong outputs)", wrong);
+        printf("\n");
+      }
+    }
+  }
+  json_decref(man);
+  json_decref(tree);
+}
+
 static int run_show(int argc, char **argv) {
   if (aqs_cli_wants_help(argc, argv)) {
     fputs(show_usage, stdout);
@@ -159,6 +209,7 @@ static int run_show(int argc, char **argv) {
     goto out;
   }
   print_header(&b, plan);
+  print_consumers(store, doc);
   size_t *order = malloc((plan->n + 1) * sizeof *order);
   for (size_t i = 0; i < plan->n; i++) order[i] = i;
   sort_plan = plan;

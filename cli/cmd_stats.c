@@ -110,7 +110,7 @@ static int cmd_stats_run(int argc, char **argv) {
   optind = 1;
   while ((c = getopt_long(argc, argv, "", longopts, NULL)) != -1) {
     if (c == 'j') as_json = 1;
-    else return aqs_cli_usage_error("stats", "unknown option '%s'", argv[optind - 1]);
+    else return aqs_cli_bad_option("stats", longopts, argv);
   }
   if (optind < argc) return aqs_cli_usage_error("stats", "unexpected argument '%s'", argv[optind]);
 

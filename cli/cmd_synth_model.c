@@ -138,7 +138,7 @@ static int synth_model_run(int argc, char **argv) {
       if (aqs_synth_parse_outliers(optarg, &opts, &err)) return aqs_cli_usage_error(cmd, "%s", err.msg);
       break;
     default:
-      return aqs_cli_usage_error(cmd, "unknown or incomplete option '%s'", argv[optind - 1]);
+      return aqs_cli_bad_option(cmd, longopts, argv);
     }
   }
   if (optind < argc) return aqs_cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);

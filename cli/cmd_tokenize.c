@@ -144,8 +144,7 @@ static int tokenize_run(int argc, char **argv) {
     else if (c == 'j') as_json = 1;
     else if (c == 'd') decode = 1;
     else if (c == 's') flags |= AQS_DECODE_SKIP_SPECIAL;
-    else return aqs_cli_usage_error("tokenize", "unknown option or missing value '%s'",
-                                    argv[optind - 1]);
+    else return aqs_cli_bad_option("tokenize", longopts, argv);
   }
   if (!tokenizer_arg) return aqs_cli_usage_error("tokenize", "--tokenizer FILE is required");
   if (optind < argc)

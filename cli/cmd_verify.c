@@ -113,7 +113,7 @@ static int cmd_verify_run(int argc, char **argv) {
     case 'j': as_json = 1; break;
     case 'r': reindex = 1; break;
     case ':': return aqs_cli_usage_error("verify", "option '%s' needs a value", argv[optind - 1]);
-    default: return aqs_cli_usage_error("verify", "unknown option '%s'", argv[optind - 1]);
+    default: return aqs_cli_bad_option("verify", longopts, argv);
     }
   }
   if (optind < argc) return aqs_cli_usage_error("verify", "unexpected argument '%s'", argv[optind]);

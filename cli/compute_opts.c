@@ -46,7 +46,7 @@ int aqs_compute_parse_opts(const char *cmd, int argc, char **argv, compute_opts 
       else o->max_seq_len = (int)v;
       break;
     default:
-      return aqs_cli_usage_error(cmd, "unknown option '%s'", argv[optind - 1]);
+      return aqs_cli_bad_option(cmd, longopts, argv);
     }
   }
   if (optind < argc) return aqs_cli_usage_error(cmd, "unexpected argument '%s'", argv[optind]);

@@ -66,6 +66,7 @@ static aqs_status act_put_body(wtx *w, void *ctx, aqs_err *err) {
   aqs_status st = wput(w, w->s->env->db_act, p->key.bytes, AQS_DIGEST_BYTES, p->record,
                        strlen(p->record), 0, err);
   if (st == AQS_OK && !existed) st = wcounter_add(w, "actions", 1, err);
+  if (st == AQS_OK) st = lease_drop(w, &p->key, err);
   if (st == AQS_OK)
     st = journal_append(w, J_ACTION, p->key.bytes, AQS_DIGEST_BYTES, p->record, strlen(p->record),
                         err);
@@ -110,6 +111,11 @@ static int decode_record(const aqs_digest *key, const char *text, size_t len,
   const char *result = json_string_value(json_object_get(rec, "result"));
   int bad = !result || aqs_digest_parse(result, &info->result, NULL) != AQS_OK;
   const char *doc = json_string_value(json_object_get(rec, "key_doc"));
+  if (!bad && doc) { /* the key is the digest of its document: a damaged document is a miss */
+    aqs_digest check;
+    aqs_sha256_buf(doc, strlen(doc), &check);
+    bad = !aqs_digest_eq(&check, key);
+  }
   if (!bad && doc) {
     info->key = *key;
     copy_str(info->stage, sizeof info->stage, json_string_value(json_object_get(rec, "stage")));
@@ -222,6 +228,23 @@ static void count_lookup(aqs_store *s, const char *stage, int hit) {
 
 aqs_status aqs_action_lookup(aqs_store *s, const char *stage, const aqs_digest *key,
                              aqs_action_info *info, aqs_err *err) {
+  aqs_err quiet = {0};
+  aqs_status st = action_lookup_quiet(s, key, info, &quiet);
+  if (st != AQS_OK && st != AQS_ERR_NOT_FOUND) {
+    if (err) *err = quiet;
+    return st;
+  }
+  count_lookup(s, stage, st == AQS_OK);
+  if (st == AQS_ERR_NOT_FOUND) {
+    char hex[AQS_DIGEST_STR_SIZE];
+    return aqs_errf(err, AQS_ERR_NOT_FOUND, "no cached action %s%s%s", aqs_digest_str(key, hex),
+                    stage ? " of stage " : "", stage ? stage : "");
+  }
+  return AQS_OK;
+}
+
+aqs_status action_lookup_quiet(aqs_store *s, const aqs_digest *key, aqs_action_info *info,
+                               aqs_err *err) {
   if (info) memset(info, 0, sizeof *info);
   MDB_txn *txn = NULL;
   aqs_status st = store_read_begin(s, &txn, err);
@@ -259,11 +282,9 @@ aqs_status aqs_action_lookup(aqs_store *s, const char *stage, const aqs_digest *
     hit = 0;
     if (info) aqs_action_info_free(info);
   }
-  count_lookup(s, stage, hit);
   if (!hit) {
     char hex[AQS_DIGEST_STR_SIZE];
-    return aqs_errf(err, AQS_ERR_NOT_FOUND, "no cached action %s%s%s", aqs_digest_str(key, hex),
-                    stage ? " of stage " : "", stage ? stage : "");
+    return aqs_errf(err, AQS_ERR_NOT_FOUND, "no cached action %s", aqs_digest_str(key, hex));
   }
   return AQS_OK;
 }

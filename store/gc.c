@@ -303,6 +303,10 @@ typedef struct gc_ctx {
   int64_t grace_s;
   gc_plan plan;
   aqs_gc_report report;
+  /* Files of evicted objects, unlinked after the eviction committed (unlink_body). */
+  aqs_digest *doomed;
+  uint8_t *doomed_kind;
+  size_t n_doomed;
 } gc_ctx;
 
 static aqs_status gc_body(wtx *w, void *ctx_, aqs_err *err) {
@@ -310,7 +314,15 @@ static aqs_status gc_body(wtx *w, void *ctx_, aqs_err *err) {
   aqs_store *s = w->s;
   plan_free(&c->plan);
   memset(&c->report, 0, sizeof c->report);
+  c->n_doomed = 0;
   aqs_status st = make_plan(s, w->txn, c->limit, c->has_limit, &c->plan, &c->report, err);
+  if (st == AQS_OK && c->plan.n_victims) {
+    free(c->doomed);
+    free(c->doomed_kind);
+    c->doomed = malloc(c->plan.n_victims * sizeof *c->doomed);
+    c->doomed_kind = malloc(c->plan.n_victims);
+    if (!c->doomed || !c->doomed_kind) st = aqs_errf(err, AQS_ERR_NOMEM, "gc: out of memory");
+  }
   for (size_t i = 0; i < c->plan.n_victims && st == AQS_OK; i++) {
     gc_obj *o = &c->plan.objs[c->plan.victims[i]];
     MDB_val k = {AQS_DIGEST_BYTES, o->info.digest.bytes}, v;
@@ -318,9 +330,8 @@ static aqs_status gc_body(wtx *w, void *ctx_, aqs_err *err) {
     if (mdb_get(w->txn, s->env->db_obj, &k, &v) != 0 || obj_rec_decode(&v, &rec) != 0) continue;
     st = obj_index_remove(w, &o->info.digest, &rec, err);
     if (st == AQS_OK && rec.kind != AQS_OBJ_INLINE_ZSTD) {
-      char path[4400];
-      object_file_path(s, &o->info.digest, rec.kind, path, sizeof path);
-      unlink(path); /* under the writer lock: a concurrent put of these bytes re-stores after */
+      c->doomed[c->n_doomed] = o->info.digest;
+      c->doomed_kind[c->n_doomed++] = rec.kind;
     }
   }
   if (st == AQS_OK && c->plan.n_victims)
@@ -328,6 +339,23 @@ static aqs_status gc_body(wtx *w, void *ctx_, aqs_err *err) {
   if (st == AQS_OK) st = drop_dangling_actions(w, &c->report, err);
   if (st == AQS_OK) c->report.orphan_files_removed = remove_orphans(s, w->txn, c->grace_s, 0);
   return st;
+}
+
+/* After the eviction committed: removes the evicted objects' files, under the writer lock and
+ * only while no record names them again (a put of the same bytes since re-stored them). A kill
+ * between the two transactions leaves orphan files, never a record without its file; the next gc
+ * removes them. */
+static aqs_status unlink_body(wtx *w, void *ctx_, aqs_err *err) {
+  (void)err;
+  gc_ctx *c = ctx_;
+  for (size_t i = 0; i < c->n_doomed; i++) {
+    MDB_val k = {AQS_DIGEST_BYTES, c->doomed[i].bytes}, v;
+    if (mdb_get(w->txn, w->s->env->db_obj, &k, &v) == 0) continue;
+    char path[4400];
+    object_file_path(w->s, &c->doomed[i], c->doomed_kind[i], path, sizeof path);
+    unlink(path);
+  }
+  return AQS_OK;
 }
 
 aqs_status aqs_gc(aqs_store *s, const aqs_gc_opts *opts, aqs_gc_fn fn, void *user,
@@ -354,7 +382,10 @@ aqs_status aqs_gc(aqs_store *s, const aqs_gc_opts *opts, aqs_gc_fn fn, void *use
     store_read_end(s, txn);
   } else {
     st = store_write(s, gc_body, &c, err);
+    if (st == AQS_OK && c.n_doomed) st = store_write(s, unlink_body, &c, err);
   }
+  free(c.doomed);
+  free(c.doomed_kind);
   if (st == AQS_OK && fn)
     for (size_t i = 0; i < c.plan.n_victims; i++) fn(&c.plan.objs[c.plan.victims[i]].info, user);
   if (st == AQS_OK && report) *report = c.report;

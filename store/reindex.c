@@ -87,49 +87,40 @@ static void quarantine_file(aqs_store *s, const char *path, const char *name, aq
   if (rename(path, dest) == 0) r->files_quarantined++;
 }
 
-/* Indexes every object file; bad or misnamed ones go to quarantine/. */
-static aqs_status scan_objects(aqs_store *s, aqs_reindex_report *r, aqs_err *err) {
-  DIR *top = opendir(s->objects_dir);
-  if (!top) return errno == ENOENT ? AQS_OK : aqs_errno(err, AQS_ERR_IO, errno, "reading %s", s->objects_dir);
-  aqs_status st = AQS_OK;
-  struct dirent *de;
-  while (st == AQS_OK && (de = readdir(top))) {
-    if (strlen(de->d_name) != 2) continue;
-    char sub[4600];
-    snprintf(sub, sizeof sub, "%s/%s", s->objects_dir, de->d_name);
-    DIR *d = opendir(sub);
-    if (!d) continue;
-    struct dirent *f;
-    while (st == AQS_OK && (f = readdir(d))) {
-      if (f->d_name[0] == '.') continue;
-      char path[4900], hex[80];
-      snprintf(path, sizeof path, "%s/%.255s", sub, f->d_name);
-      size_t nlen = strlen(f->d_name);
-      int zstd = nlen == 66 && !strcmp(f->d_name + 62, ".zst");
-      if (nlen != 62 && !zstd) continue; /* not an object name: left alone */
-      snprintf(hex, sizeof hex, "sha256:%.2s%.62s", de->d_name, f->d_name);
-      insert_ctx c = {0};
-      struct stat sb;
-      aqs_digest got;
-      uint64_t size = 0;
-      if (aqs_digest_parse(hex, &c.digest, NULL) != AQS_OK || stat(path, &sb) != 0) continue;
-      r->files_scanned++;
-      if (hash_object_file(path, zstd, &got, &size) != 0 || !aqs_digest_eq(&got, &c.digest)) {
-        r->files_bad++;
-        quarantine_file(s, path, f->d_name, r);
-        continue;
-      }
-      c.rec.kind = zstd ? AQS_OBJ_FILE_ZSTD : AQS_OBJ_FILE_RAW;
-      c.rec.size_bytes = size;
-      c.rec.stored_bytes = (uint64_t)sb.st_size;
-      c.rec.created_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
-      st = store_write(s, insert_body, &c, err);
-      if (st == AQS_OK) r->objects++;
-    }
-    closedir(d);
+typedef struct scan_ctx {
+  aqs_store *s;
+  aqs_reindex_report *r;
+  aqs_status st;
+  aqs_err *err;
+} scan_ctx;
+
+/* Indexes one object file after re-hashing it; a bad one goes to quarantine/. */
+static int index_file(const char *path, const char *name, const aqs_digest *d, int zstd, void *user) {
+  scan_ctx *c = user;
+  insert_ctx ins = {.digest = *d};
+  struct stat sb;
+  aqs_digest got;
+  uint64_t size = 0;
+  if (stat(path, &sb) != 0) return 0;
+  c->r->files_scanned++;
+  if (hash_object_file(path, zstd, &got, &size) != 0 || !aqs_digest_eq(&got, d)) {
+    c->r->files_bad++;
+    quarantine_file(c->s, path, name, c->r);
+    return 0;
   }
-  closedir(top);
-  return st;
+  ins.rec.kind = zstd ? AQS_OBJ_FILE_ZSTD : AQS_OBJ_FILE_RAW;
+  ins.rec.size_bytes = size;
+  ins.rec.stored_bytes = (uint64_t)sb.st_size;
+  ins.rec.created_ns = (int64_t)sb.st_mtim.tv_sec * 1000000000 + sb.st_mtim.tv_nsec;
+  c->st = store_write(c->s, insert_body, &ins, c->err);
+  return c->st != AQS_OK;
+}
+
+static aqs_status scan_objects(aqs_store *s, aqs_reindex_report *r, aqs_err *err) {
+  scan_ctx c = {s, r, AQS_OK, err};
+  if (object_files_foreach(s, index_file, &c) != 0)
+    return aqs_errno(err, AQS_ERR_IO, errno, "reading %s", s->objects_dir);
+  return c.st;
 }
 
 typedef struct replay_ctx {

@@ -5,11 +5,14 @@
  *   <store>/aqs.conf     store settings (INI: [store] format, zstd_level, inline_max, size_limit,
  *                        map_size, shared, umask)
  *   <store>/index/       LMDB environment (objects, atimes, edges, actions, refs, reflog,
- *                        stat-cache, counters)
+ *                        stat-cache and verified stamps, counters, leases); checked before use
+ *                        (store/index_check.h): a damaged or lost index is AQS_ERR_CORRUPT
+ *   <store>/journal      append-only log of inline objects, actions and refs (store/journal.h),
+ *                        from which aqs_store_reindex rebuilds a lost index
  *   <store>/objects/ab/cdef...   one file per large object, immutable, mode 0444 (raw bytes;
  *                        zstd-compressed ones end in .zst)
  *   <store>/tmp/         in-flight writes (tmp + fsync + rename); orphans are removed by gc
- *   <store>/quarantine/  corrupt objects moved aside by verify
+ *   <store>/quarantine/  damaged objects moved aside (by a read, a check or verify)
  *
  * Threads and processes: many processes may open one store at once (LMDB's single writer;
  * object files appear atomically by rename). One aqs_store handle may be used by several
@@ -60,9 +63,13 @@ aqs_status aqs_store_init(const char *path, const aqs_store_config *cfg, aqs_err
  * filesystem (statfs magic NFS/CIFS/SMB/SMB2; tests inject a type through env AQS_TEST_FSTYPE =
  * nfs|cifs|smb|smb2|local), opens the LMDB environment and clears stale reader slots left by
  * killed processes (mdb_reader_check). On success *out owns the handle (aqs_store_close).
+ * Before LMDB reads the index, the file is checked (meta pages, size, a walk of the current
+ * snapshot); RDONLY opens of a store whose lock file this user cannot write use MDB_NOLOCK.
  * Errors: AQS_ERR_NOT_FOUND ("no aqs store at <path> (run aqs init)"), AQS_ERR_INVALID (bad
  * aqs.conf: message names the file and line), AQS_ERR_UNSUPPORTED (network filesystem: the
- * message says so and points to the remote tier; or an unknown format_version), AQS_ERR_IO. */
+ * message says so and points to the remote tier; or an unknown format_version), AQS_ERR_CORRUPT
+ * ("store index <store>/index/data.mdb is damaged (<why>); run `aqs verify --reindex` ...", or
+ * "... is missing|empty but objects/ holds objects: the index was lost; ..."), AQS_ERR_IO. */
 aqs_status aqs_store_open(const char *path, unsigned flags, aqs_store **out, aqs_err *err);
 
 /* Flushes pending access times and read counters (aqs_store_flush), then closes. NULL is a no-op.
@@ -167,7 +174,8 @@ int aqs_object_exists(aqs_store *s, const aqs_digest *d);
 
 /* Reads an object into memory: *data_out is malloc'd (caller frees; non-NULL even for size 0),
  * *size_out its size. The bytes are re-hashed and compared to d (and zstd frame checksums
- * checked) before returning: a corrupt object NEVER returns bytes.
+ * checked) before returning: a corrupt object NEVER returns bytes; on a writable handle it is
+ * also quarantined (aqs_object_check) and the notice function told.
  * Errors: AQS_ERR_NOT_FOUND, AQS_ERR_CORRUPT ("object sha256:<hex> is corrupt: <why>; run aqs
  * verify"), AQS_ERR_IO, AQS_ERR_NOMEM. */
 aqs_status aqs_get_mem(aqs_store *s, const aqs_digest *d, void **data_out, size_t *size_out,
@@ -204,7 +212,8 @@ void aqs_view_release(aqs_view *view);
 aqs_status aqs_object_check(aqs_store *s, const aqs_digest *d, aqs_err *err);
 
 /* Called with a one-line message whenever the store repairs itself (a damaged object quarantined
- * by a read, a check or an action lookup), so a command can say what it repaired. Set it right
+ * by a read, a check or an action lookup: "repaired: ...") or starts waiting for an action another
+ * process computes ("waiting for ..."), so a command can say so. Set it right
  * after open; the function may be called from any thread using the handle. */
 typedef void (*aqs_store_notice_fn)(const char *msg, void *user);
 void aqs_store_set_notice(aqs_store *s, aqs_store_notice_fn fn, void *user);
@@ -271,7 +280,8 @@ void aqs_action_info_free(aqs_action_info *info);
  * wall_seconds is the caller's. An existing action with the same key is replaced (the last
  * writer wins; a changed result is legal for non-deterministic stages). key_out optional.
  * Errors: AQS_ERR_INVALID (key_doc not a canonical key document), AQS_ERR_NOT_FOUND (result
- * missing: message names it), AQS_ERR_IO, AQS_ERR_UNSUPPORTED (RDONLY). */
+ * missing: message names it), AQS_ERR_IO, AQS_ERR_UNSUPPORTED (RDONLY). Drops the key's lease.
+ * The record is also appended to the store's journal (so `aqs verify --reindex` restores it). */
 aqs_status aqs_action_put(aqs_store *s, const char *key_doc, const aqs_digest *result,
                           double wall_seconds, aqs_digest *key_out, aqs_err *err);
 
@@ -283,6 +293,19 @@ aqs_status aqs_action_put(aqs_store *s, const char *key_doc, const aqs_digest *r
  * aqs_action_info_free). Errors: AQS_ERR_NOT_FOUND (a miss, message names the key), AQS_ERR_IO. */
 aqs_status aqs_action_lookup(aqs_store *s, const char *stage, const aqs_digest *key,
                              aqs_action_info *info, aqs_err *err);
+
+/* After a miss: makes sure only one process computes the action. Takes the action's lease (a
+ * record: pid, host, process start, time) and returns AQS_ERR_NOT_FOUND: this process computes it
+ * and aqs_action_put releases the lease (or aqs_lease_release on failure). While another live
+ * process holds the lease it waits (polling, 5 to 200 ms; the notice function is told once whom it
+ * waits for) and returns AQS_OK with info (optional, as aqs_action_lookup) once that result is
+ * recorded. A lease whose holder no longer runs on this host (or, from another host, older than an
+ * hour) is taken over. A read-only handle takes no lease and returns AQS_ERR_NOT_FOUND at once.
+ * Counts nothing. Errors: AQS_ERR_IO. */
+aqs_status aqs_action_claim(aqs_store *s, const char *stage, const aqs_digest *key,
+                            aqs_action_info *info, aqs_err *err);
+/* Drops this process's lease on key (nothing when another process holds it or none exists). */
+void aqs_lease_release(aqs_store *s, const aqs_digest *key);
 
 /* Calls fn for every action whose stage equals stage (NULL = all), in key order. info is valid
  * only during the call (copy what you keep; key_doc included). fn returns non-zero to stop.

@@ -33,6 +33,8 @@ typedef struct store_env {
   MDB_dbi db_reflog;   /* name '\0' be64 seq -> JSON entry */
   MDB_dbi db_statc;    /* absolute path -> statc record */
   MDB_dbi db_meta;     /* counter name -> uint64 */
+  MDB_dbi db_lease;    /* action key(32) -> lease record (lease.c); 0 in a read-only open of a
+                          store made before leases existed */
 } store_env;
 
 typedef struct pending_atime {
@@ -129,6 +131,12 @@ void object_file_path(const aqs_store *s, const aqs_digest *d, int kind, char *o
 int64_t now_ns(void);
 /* fsync a directory by path (best effort where unsupported). */
 int fsync_dir(const char *dir);
+/* Calls fn for every file under objects/ named like an object (objects/ab/<62 hex>[.zst]): its
+ * path, file name, digest and whether it is a zstd file. fn returns non-zero to stop. 0, or -1
+ * when objects/ cannot be read. */
+typedef int (*object_file_fn)(const char *path, const char *name, const aqs_digest *d, int zstd,
+                              void *user);
+int object_files_foreach(const aqs_store *s, object_file_fn fn, void *user);
 /* Creates dir (mode per store: 02775 shared, else 0755 minus umask) if missing. */
 int store_mkdir(const aqs_store *s, const char *dir);
 /* Unique tmp file in <store>/tmp; returns the fd (O_RDWR|O_CLOEXEC) and its path. */
@@ -169,6 +177,13 @@ void stamp_record(aqs_store *s, const aqs_digest *d, const char *path);
  * also makes every action reaching it a miss) and tells the handle's notice function what was
  * repaired. Nothing for RDONLY handles. Returns 1 when quarantined. */
 int store_quarantine(aqs_store *s, const aqs_digest *d, const char *why);
+
+/* aqs_action_lookup without counting (the closure check included): AQS_OK and *info (optional) on
+ * a hit, AQS_ERR_NOT_FOUND on a miss. */
+aqs_status action_lookup_quiet(aqs_store *s, const aqs_digest *key, aqs_action_info *info,
+                               aqs_err *err);
+/* Deletes key's lease inside w (aqs_action_put: the result is recorded, waiters may go on). */
+aqs_status lease_drop(wtx *w, const aqs_digest *key, aqs_err *err);
 
 /* Network filesystem check on dir: AQS_ERR_UNSUPPORTED with the remote-tier hint. */
 aqs_status store_check_fs(const char *dir, aqs_err *err);

@@ -77,10 +77,14 @@ static aqs_status open_dbis(aqs_store *s, store_env *e, aqs_err *err) {
       {"edges", 0, &e->db_edges},     {"redges", MDB_DUPSORT | MDB_DUPFIXED, &e->db_redges},
       {"act", 0, &e->db_act},         {"ref", 0, &e->db_ref},
       {"reflog", 0, &e->db_reflog},   {"statc", 0, &e->db_statc},
-      {"meta", 0, &e->db_meta},
+      {"meta", 0, &e->db_meta},       {"lease", 0, &e->db_lease},
   };
   for (size_t i = 0; i < sizeof dbs / sizeof dbs[0]; i++) {
     rc = mdb_dbi_open(txn, dbs[i].name, dbs[i].flags | create, dbs[i].dbi);
+    if (rc == MDB_NOTFOUND && dbs[i].dbi == &e->db_lease) { /* older store, read-only open */
+      e->db_lease = 0;
+      continue;
+    }
     if (rc != 0) {
       mdb_txn_abort(txn);
       return store_mdb_err(s, rc, "opening a database", err);
@@ -95,24 +99,18 @@ static aqs_status open_dbis(aqs_store *s, store_env *e, aqs_err *err) {
 
 /* 1 when objects/ holds at least one object file or the journal holds records: a store that is
  * not empty, whatever its index says. */
+static int stop_at_first(const char *path, const char *name, const aqs_digest *d, int zstd,
+                         void *user) {
+  (void)path, (void)name, (void)d, (void)zstd;
+  *(int *)user = 1;
+  return 1;
+}
+
 static int store_has_content(const aqs_store *s) {
   struct stat sb;
   if (stat(s->journal_path, &sb) == 0 && sb.st_size > 0) return 1;
-  DIR *top = opendir(s->objects_dir);
-  if (!top) return 0;
   int found = 0;
-  struct dirent *de;
-  while (!found && (de = readdir(top))) {
-    if (de->d_name[0] == '.') continue;
-    char sub[4600];
-    snprintf(sub, sizeof sub, "%s/%.255s", s->objects_dir, de->d_name);
-    DIR *d = opendir(sub);
-    if (!d) continue;
-    struct dirent *f;
-    while (!found && (f = readdir(d))) found = f->d_name[0] != '.';
-    closedir(d);
-  }
-  closedir(top);
+  object_files_foreach(s, stop_at_first, &found);
   return found;
 }
 

@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pwd.h>
+#include <dirent.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -97,5 +98,34 @@ int obj_rec_decode(const MDB_val *v, obj_rec *r) {
   r->created_ns = (int64_t)get_u64(p + 24);
   r->inline_data = p + OBJ_REC_HEADER;
   r->inline_len = v->mv_size - OBJ_REC_HEADER;
+  return 0;
+}
+
+int object_files_foreach(const aqs_store *s, object_file_fn fn, void *user) {
+  DIR *top = opendir(s->objects_dir);
+  if (!top) return errno == ENOENT ? 0 : -1;
+  int stop = 0;
+  struct dirent *de;
+  while (!stop && (de = readdir(top))) {
+    if (strlen(de->d_name) != 2) continue;
+    char sub[4600];
+    snprintf(sub, sizeof sub, "%s/%s", s->objects_dir, de->d_name);
+    DIR *d = opendir(sub);
+    if (!d) continue;
+    struct dirent *f;
+    while (!stop && (f = readdir(d))) {
+      size_t len = strlen(f->d_name);
+      int zstd = len == 66 && !strcmp(f->d_name + 62, ".zst");
+      if (len != 62 && !zstd) continue; /* not an object name */
+      char text[80], path[4900];
+      aqs_digest dg;
+      snprintf(text, sizeof text, "sha256:%.2s%.62s", de->d_name, f->d_name);
+      if (aqs_digest_parse(text, &dg, NULL) != AQS_OK) continue;
+      snprintf(path, sizeof path, "%s/%.255s", sub, f->d_name);
+      stop = fn(path, f->d_name, &dg, zstd, user);
+    }
+    closedir(d);
+  }
+  closedir(top);
   return 0;
 }

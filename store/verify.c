@@ -111,35 +111,26 @@ static int file_missing(aqs_store *s, const aqs_object_info *info) {
  * than an hour may be puts in flight (renamed into place, not yet committed) and are not counted;
  * gc uses the same grace for orphans. */
 #define UNINDEXED_GRACE_S 3600
+typedef struct unindexed_ctx {
+  aqs_store *s;
+  uint64_t n;
+} unindexed_ctx;
+
+static int count_if_unindexed(const char *path, const char *name, const aqs_digest *d, int zstd,
+                              void *user) {
+  (void)name, (void)zstd;
+  unindexed_ctx *c = user;
+  struct stat sb;
+  if (stat(path, &sb) == 0 && (int64_t)sb.st_mtime <= now_ns() / 1000000000 - UNINDEXED_GRACE_S &&
+      !aqs_object_exists(c->s, d))
+    c->n++;
+  return 0;
+}
+
 static uint64_t count_unindexed(aqs_store *s) {
-  DIR *top = opendir(s->objects_dir);
-  if (!top) return 0;
-  uint64_t n = 0;
-  struct dirent *de;
-  while ((de = readdir(top))) {
-    if (strlen(de->d_name) != 2) continue;
-    char sub[4600];
-    snprintf(sub, sizeof sub, "%s/%s", s->objects_dir, de->d_name);
-    DIR *d = opendir(sub);
-    if (!d) continue;
-    struct dirent *f;
-    while ((f = readdir(d))) {
-      size_t len = strlen(f->d_name);
-      if (len != 62 && !(len == 66 && !strcmp(f->d_name + 62, ".zst"))) continue;
-      char text[80];
-      aqs_digest dg;
-      snprintf(text, sizeof text, "sha256:%.2s%.62s", de->d_name, f->d_name);
-      char path[4900];
-      struct stat sb;
-      snprintf(path, sizeof path, "%s/%.255s", sub, f->d_name);
-      if (stat(path, &sb) != 0 || (int64_t)sb.st_mtime > now_ns() / 1000000000 - UNINDEXED_GRACE_S)
-        continue;
-      if (aqs_digest_parse(text, &dg, NULL) == AQS_OK && !aqs_object_exists(s, &dg)) n++;
-    }
-    closedir(d);
-  }
-  closedir(top);
-  return n;
+  unindexed_ctx c = {s, 0};
+  object_files_foreach(s, count_if_unindexed, &c);
+  return c.n;
 }
 
 aqs_status aqs_verify(aqs_store *s, const aqs_verify_opts *opts, aqs_verify_fn fn, void *user,
@@ -218,11 +209,20 @@ aqs_status aqs_verify(aqs_store *s, const aqs_verify_opts *opts, aqs_verify_fn f
     }
     if (r.corrupt + r.missing <= 4)
       aqs_digest_short(&info->digest, first_bad[r.corrupt + r.missing - 1]);
-    if (fn) fn(&info->digest, code, e.msg, user);
+    /* The read path's advice to run aqs verify makes no sense inside it. */
+    char *advice = strstr(e.msg, "; run aqs verify");
+    if (advice) *advice = '\0';
+    int moved = 0;
     if (o.quarantine && !(s->flags & AQS_STORE_RDONLY)) {
       quarantine_ctx q = {.digest = info->digest};
-      if (store_write(s, quarantine_body, &q, NULL) == AQS_OK) r.quarantined++;
+      moved = store_write(s, quarantine_body, &q, NULL) == AQS_OK;
+      r.quarantined += (uint64_t)moved;
     }
+    if (moved) {
+      size_t used = strlen(e.msg);
+      snprintf(e.msg + used, sizeof e.msg - used, " (quarantined)");
+    }
+    if (fn) fn(&info->digest, code, e.msg, user);
   }
   if (o.progress && st == AQS_OK) o.progress(n, n, bytes_total, bytes_total, o.progress_user);
   free(list.items);
@@ -242,9 +242,10 @@ aqs_status aqs_verify(aqs_store *s, const aqs_verify_opts *opts, aqs_verify_fn f
       snprintf(part, sizeof part, "%ssha256:%.12s...", i ? ", " : "", first_bad[i]);
       strncat(list_text, part, sizeof list_text - strlen(list_text) - 1);
     }
+    char moved[64] = "";
+    if (r.quarantined) snprintf(moved, sizeof moved, " (%llu quarantined)", (unsigned long long)r.quarantined);
     return aqs_errf(err, AQS_ERR_CORRUPT, "%llu bad object(s) in store %s: %s%s%s",
-                    (unsigned long long)bad_total, s->path, list_text, bad_total > 4 ? ", ..." : "",
-                    o.quarantine ? " (quarantined)" : "");
+                    (unsigned long long)bad_total, s->path, list_text, bad_total > 4 ? ", ..." : "", moved);
   }
   return AQS_OK;
 }

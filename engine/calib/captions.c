@@ -98,10 +98,9 @@ static aqs_status refuse(const aqs_captions *caps, const char *source, size_t ma
     if (n < 0 || (size_t)n >= sizeof msg - used) break;
     used += (size_t)n;
   }
-  return aqs_errf(err, AQS_ERR_INVALID, "%s (%lld bad line%s: %lld invalid UTF-8, %lld empty, %lld "
-                  "too long; --skip-bad skips them)", msg, (long long)caps->n_issues,
-                  caps->n_issues == 1 ? "" : "s", (long long)caps->n_invalid_utf8,
-                  (long long)caps->n_empty, (long long)caps->n_too_long);
+  return aqs_errf(err, AQS_ERR_INVALID, "%s (%lld bad line%s: %lld invalid UTF-8, %lld too long; --skip-bad "
+                  "skips them)", msg, (long long)caps->n_issues, caps->n_issues == 1 ? "" : "s",
+                  (long long)caps->n_invalid_utf8, (long long)caps->n_too_long);
 }
 
 aqs_status aqs_captions_parse(const char *data, size_t len, const char *source_name,
@@ -123,11 +122,14 @@ aqs_status aqs_captions_parse(const char *data, size_t len, const char *source_n
     out->n_lines++;
     size_t offset = 0;
     aqs_caption_problem problem = classify(line, line_len, max_bytes, &offset);
+    if (problem == AQS_CAPTION_EMPTY) { /* a blank line is not a caption: skipped, never an issue */
+      out->n_empty++;
+      continue;
+    }
     if (problem) {
       aqs_caption_issue is = {out->n_lines, problem, offset, line_len};
       if (push((void **)&out->issues, &out->n_issues, &issues_cap, sizeof is, &is) != 0) goto nomem;
       out->n_invalid_utf8 += problem == AQS_CAPTION_INVALID_UTF8;
-      out->n_empty += problem == AQS_CAPTION_EMPTY;
       out->n_too_long += problem == AQS_CAPTION_TOO_LONG;
       continue;
     }

@@ -50,13 +50,16 @@ typedef struct aqs_captions {
   int64_t n_lines;           /* lines read (a final line without '\n' counts) */
   aqs_caption_issue *issues; /* (n_issues) bad lines in file order: skipped ones under skip_bad */
   int64_t n_issues;
-  int64_t n_invalid_utf8, n_empty, n_too_long; /* issues by problem */
+  int64_t n_invalid_utf8, n_too_long; /* issues by problem */
+  int64_t n_empty;           /* blank (empty or white-space) lines: not captions, skipped silently */
 } aqs_captions;
 
 /* Parses a caption file. Lines end at '\n'; a trailing '\r' is dropped (CRLF files), a UTF-8 BOM
  * at the start of the file is dropped; the text is otherwise kept byte for byte (no trimming).
+ * Blank lines (empty or white space only) are not captions: they are skipped and counted in
+ * n_empty, never an issue.
  * Without skip_bad, any bad line makes the call fail with AQS_ERR_INVALID and a message listing
- * the bad lines ("captions.txt:2: empty line; captions.txt:7: invalid UTF-8 at byte 12; ... (N bad
+ * the bad lines ("captions.txt:7: invalid UTF-8 at byte 12; captions.txt:9: line too long ... (N bad
  * lines; --skip-bad skips them)"); *out is then empty. With skip_bad they are left out, listed in
  * out->issues and counted. Errors also: AQS_ERR_NOT_FOUND / AQS_ERR_IO naming the file,
  * AQS_ERR_NOMEM. Free with aqs_captions_free. */

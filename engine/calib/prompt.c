@@ -52,6 +52,21 @@ aqs_status aqs_calib_prompt_encode(aqs_tokenizer *tok, const char *template_text
   aqs_status st = aqs_tokenizer_encode(tok, text, text_len, out, err);
   free(text);
   if (st != AQS_OK) return st;
+  /* The vision placeholder is aqs's: a caption holding vision tokens of its own would put image
+   * pads where no image features go (or a second image the row does not have). */
+  size_t n_pad = 0, n_start = 0, n_end = 0;
+  for (size_t i = 0; i < out->len; i++) {
+    n_pad += out->ids[i] == vids.image_pad && vids.image_pad >= 0;
+    n_start += out->ids[i] == vids.vision_start && vids.vision_start >= 0;
+    n_end += out->ids[i] == vids.vision_end && vids.vision_end >= 0;
+  }
+  size_t want_marks = n_image_tokens >= 0 ? 1 : 0;
+  if (n_pad != pads || n_start != want_marks || n_end != want_marks)
+    return aqs_errf(err, AQS_ERR_INVALID,
+                    "caption holds vision tokens of its own (%zu %s, %zu %s, %zu %s beyond the "
+                    "image placeholder aqs inserts): remove them from the caption",
+                    n_pad - (n_pad >= pads ? pads : n_pad), IMAGE_PAD, n_start - (n_start >= want_marks ? want_marks : n_start),
+                    VISION_START, n_end - (n_end >= want_marks ? want_marks : n_end), VISION_END);
   if (n_image_tokens >= 0) {
     size_t first = 0;
     while (first < out->len && out->ids[first] != vids.image_pad) first++;

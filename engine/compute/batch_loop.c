@@ -8,6 +8,23 @@
 #include "common/progress.h"
 #include "engine/compute/calibrate.h"
 #include "engine/compute/sensitivity.h"
+#include "engine/compute/vlm.h"
+
+/* The two towers of an image batch as the vlm API takes them (not owned). */
+static aqs_vlm vlm_of(const aqs_lm *lm, const aqs_token_batch *b) {
+  return (aqs_vlm){(aqs_lm *)lm, (aqs_vision *)b->vision};
+}
+
+static aqs_status check_images(const aqs_token_batch *b, aqs_err *e) {
+  if (!b->vision)
+    return aqs_errf(e, AQS_ERR_INTERNAL, "image batch without the vision tower loaded");
+  return AQS_OK;
+}
+
+typedef struct sens_arg {
+  aqs_sens_method method;
+  aqs_qwen_scope scope;
+} sens_arg;
 
 typedef struct part_ops {
   aqs_status (*compute)(const void *arg, const aqs_lm *lm, const aqs_token_batch *b, int max_len, void *part,
@@ -55,6 +72,11 @@ static aqs_status amax_compute(const void *arg, const aqs_lm *lm, const aqs_toke
                                double *loss, aqs_err *e) {
   (void)arg;
   (void)loss;
+  if (b->image_chunk) {
+    aqs_status st = check_images(b, e);
+    aqs_vlm m = vlm_of(lm, b);
+    return st ? st : aqs_vlm_calibrate_chunk(&m, b->image_chunk, max_len, part, e);
+  }
   return aqs_calibrate_batch(lm, b, max_len, part, e);
 }
 
@@ -84,7 +106,17 @@ aqs_status aqs_calibrate_batches(const aqs_batch_loop *loop, int max_seq_len, aq
 
 static aqs_status scores_compute(const void *arg, const aqs_lm *lm, const aqs_token_batch *b, int max_len,
                                  void *part, double *loss, aqs_err *e) {
-  return aqs_sensitivity_batch(lm, b, *(const aqs_sens_method *)arg, max_len, part, loss, e);
+  const sens_arg *a = arg;
+  if (b->image_chunk) {
+    aqs_status st = check_images(b, e);
+    aqs_vlm m = vlm_of(lm, b);
+    return st ? st : aqs_vlm_sensitivity_chunk(&m, b->image_chunk, a->method, a->scope, max_len, part, loss, e);
+  }
+  if (a->scope == AQS_SCOPE_ALL_LAYERS)
+    return aqs_errf(e, AQS_ERR_INVALID,
+                    "scope all_layers scores the vision tower: it needs an image+text calib set "
+                    "([calib] modality = images, --images rows.jsonl)");
+  return aqs_sensitivity_batch(lm, b, a->method, max_len, part, loss, e);
 }
 
 static aqs_status scores_fold(void *total, const void *part, int first, aqs_err *e) {
@@ -109,7 +141,8 @@ aqs_status aqs_sensitivity_batches(const aqs_batch_loop *loop, aqs_sens_method m
   memset(out, 0, sizeof *out);
   if (loop->n == 0) return aqs_errf(e, AQS_ERR_INVALID, "sensitivity: no batches");
   aqs_scores part = {0};
-  aqs_status st = run_loop(loop, &ops, &method, max_seq_len, out, &part, loss_sum, e);
+  sens_arg arg = {method, loop->scope};
+  aqs_status st = run_loop(loop, &ops, &arg, max_seq_len, out, &part, loss_sum, e);
   if (st) aqs_scores_free(out);
   return st;
 }

@@ -14,16 +14,25 @@
 
 #include "common/err.h"
 #include "engine/compute/lm.h"
+#include "engine/model/qwen_config.h"
 
 /* One packed batch of sequences as host arrays (what a calib chunk holds). */
 typedef struct aqs_token_batch {
   int n_seqs;
   const int32_t *seq_lens;  /* (n_seqs) */
   const int32_t *token_ids; /* (sum of seq_lens), packed */
+  /* Image+text batches (both NULL for text): the calib chunk with the pixel patches and the
+   * image placement, and the vision tower to run them with (engine/compute/vlm.h; its input
+   * amax must be set for sensitivity, like the language model's). */
+  const struct aqs_calib_chunk *image_chunk;
+  const struct aqs_vision *vision;
 } aqs_token_batch;
 
 typedef struct aqs_batch_loop {
   size_t n;                    /* batches */
+  /* Sensitivity scope (0 = lm_only). all_layers scores the vision groups too and needs image
+   * batches (AQS_ERR_INVALID on a text batch). */
+  aqs_qwen_scope scope;
   const char *unit;            /* names a batch in errors: "batch", "chunk" */
   const char *progress_label;  /* NULL: no progress */
   uint64_t progress_total;     /* in tokens, or in batches when progress_batches */

@@ -27,28 +27,25 @@ static aqs_status calib_hook(void *ctx, const aqs_lm *lm, int layer, aqs_lin_slo
   return AQS_OK;
 }
 
-aqs_status aqs_calibrate_batch(const aqs_lm *lm, const aqs_token_batch *batch, int max_seq_len,
-                               aqs_amax_table *out, aqs_err *e) {
+aqs_status aqs_calibrate_lm_batch(const aqs_lm *lm, const aqs_lm_batch *b, aqs_amax_table *out,
+                                  aqs_err *e) {
   const int L = lm->cfg.num_layers;
   const size_t n_in = (size_t)L * AQS_LIN_COUNT, n_all = n_in + 2 * (size_t)L;
   aqs_backend *be = lm->be;
   float *amax = calloc(n_all, sizeof *amax);
   calib_ctx cc = {NULL};
   if (!amax) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
-  aqs_lm_batch b;
   aqs_lm_ws *ws = NULL;
-  aqs_status st = aqs_lm_batch_make(lm, batch->token_ids, batch->seq_lens, batch->n_seqs,
-                                    max_seq_len, &b, e);
-  if (st != AQS_OK) goto done_nobatch;
+  aqs_status st;
   if ((st = be->ops->alloc(be, n_all * sizeof(float), (void **)&cc.d_amax, e)) != AQS_OK) goto done;
   be->ops->zero(be, cc.d_amax, n_all * sizeof(float));
-  if ((st = aqs_lm_ws_alloc_layers(lm, &b, &ws, e)) != AQS_OK) goto done;
+  if ((st = aqs_lm_ws_alloc_layers(lm, b, &ws, e)) != AQS_OK) goto done;
   aqs_lm_ws_track_kv_amax(ws, cc.d_amax + n_in);
   /* A non-finite layer output (AQS_ERR_NUMERIC) is reported below by the first linear whose
    * input it reached, which names the module; other errors stop here. */
   aqs_err fwd_err;
   aqs_err_clear(&fwd_err);
-  aqs_status fwd = aqs_lm_forward_layers(lm, &b, ws, calib_hook, &cc, &fwd_err);
+  aqs_status fwd = aqs_lm_forward_layers(lm, b, ws, calib_hook, &cc, &fwd_err);
   if (fwd != AQS_OK && fwd != AQS_ERR_NUMERIC) {
     st = fwd;
     if (e) *e = fwd_err;
@@ -71,8 +68,8 @@ aqs_status aqs_calibrate_batch(const aqs_lm *lm, const aqs_token_batch *batch, i
     if (e) *e = fwd_err;
   }
   if (st != AQS_OK) goto done;
-  out->n_tokens += b.n_tokens;
-  out->n_seqs += b.n_seqs;
+  out->n_tokens += b->n_tokens;
+  out->n_seqs += b->n_seqs;
   for (int l = 0; l < L && st == AQS_OK; l++)
     for (int s = 0; s < AQS_LIN_COUNT && st == AQS_OK; s++) {
       const aqs_lm_linear *lin = &lm->layers[l].lin[s];
@@ -86,28 +83,40 @@ aqs_status aqs_calibrate_batch(const aqs_lm *lm, const aqs_token_batch *batch, i
     }
 done:
   aqs_lm_ws_free(lm, ws);
-  aqs_lm_batch_free(lm, &b);
   be->ops->free(be, cc.d_amax);
-done_nobatch:
   free(amax);
   return st;
 }
 
-aqs_status aqs_lm_set_amax(aqs_lm *lm, const aqs_amax_table *t, aqs_err *e) {
-  for (int l = 0; l < lm->cfg.num_layers; l++)
-    for (int s = 0; s < AQS_LIN_COUNT; s++) {
-      aqs_lm_linear *lin = &lm->layers[l].lin[s];
-      const aqs_amax_entry *en = aqs_amax_find(t, lin->module);
-      if (!en)
-        return aqs_errf(e, AQS_ERR_NOT_FOUND, "amax table has no entry for %s", lin->module);
-      if (en->weight_amax != lin->weight_amax)
-        return aqs_errf(e, AQS_ERR_MISMATCH,
-                        "amax table's weight_amax of %s is %.9g but the checkpoint's is %.9g: the "
-                        "table was calibrated on another checkpoint",
-                        lin->module, en->weight_amax, lin->weight_amax);
-      lin->input_amax = en->input_amax;
-    }
+aqs_status aqs_calibrate_batch(const aqs_lm *lm, const aqs_token_batch *batch, int max_seq_len,
+                               aqs_amax_table *out, aqs_err *e) {
+  aqs_lm_batch b;
+  aqs_status st = aqs_lm_batch_make(lm, batch->token_ids, batch->seq_lens, batch->n_seqs,
+                                    max_seq_len, &b, e);
+  if (st != AQS_OK) return st;
+  st = aqs_calibrate_lm_batch(lm, &b, out, e);
+  aqs_lm_batch_free(lm, &b);
+  return st;
+}
+
+aqs_status aqs_linear_set_amax(aqs_lm_linear *lin, const aqs_amax_table *t, aqs_err *e) {
+  const aqs_amax_entry *en = aqs_amax_find(t, lin->module);
+  if (!en) return aqs_errf(e, AQS_ERR_NOT_FOUND, "amax table has no entry for %s", lin->module);
+  if (en->weight_amax != lin->weight_amax)
+    return aqs_errf(e, AQS_ERR_MISMATCH,
+                    "amax table's weight_amax of %s is %.9g but the checkpoint's is %.9g: the "
+                    "table was calibrated on another checkpoint",
+                    lin->module, en->weight_amax, lin->weight_amax);
+  lin->input_amax = en->input_amax;
   return AQS_OK;
+}
+
+aqs_status aqs_lm_set_amax(aqs_lm *lm, const aqs_amax_table *t, aqs_err *e) {
+  aqs_status st = AQS_OK;
+  for (int l = 0; l < lm->cfg.num_layers && st == AQS_OK; l++)
+    for (int s = 0; s < AQS_LIN_COUNT && st == AQS_OK; s++)
+      st = aqs_linear_set_amax(&lm->layers[l].lin[s], t, e);
+  return st;
 }
 
 void aqs_lm_kv_cache_name(const aqs_lm *lm, int layer, int v, char *buf, size_t n) {

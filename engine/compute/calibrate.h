@@ -17,6 +17,9 @@
 aqs_status aqs_calibrate_batch(const aqs_lm *lm, const aqs_token_batch *batch, int max_seq_len,
                                aqs_amax_table *out, aqs_err *e);
 
+/* The same on a batch already on the backend (text or image+text with image_embeds set). */
+aqs_status aqs_calibrate_lm_batch(const aqs_lm *lm, const aqs_lm_batch *b, aqs_amax_table *out,
+                                  aqs_err *e);
 /* The amax table of every batch of loop, max-reduced in batch order into *out (empty on entry).
  * Errors: those of the hooks and of aqs_calibrate_batch. */
 aqs_status aqs_calibrate_batches(const aqs_batch_loop *loop, int max_seq_len, aqs_amax_table *out, aqs_err *e);
@@ -30,5 +33,7 @@ void aqs_lm_kv_cache_name(const aqs_lm *lm, int layer, int v, char *buf, size_t 
  * AQS_ERR_NOT_FOUND naming the first missing one). Weight amax stays the one computed at load;
  * a table whose weight_amax differs means another checkpoint: AQS_ERR_MISMATCH naming it. */
 aqs_status aqs_lm_set_amax(aqs_lm *lm, const aqs_amax_table *t, aqs_err *e);
+/* The same for one linear (either tower). */
+aqs_status aqs_linear_set_amax(aqs_lm_linear *lin, const aqs_amax_table *t, aqs_err *e);
 
 #endif

@@ -93,6 +93,12 @@ typedef struct aqs_lm_batch {
   int32_t *pos;          /* backend (3, N): M-RoPE positions (text: index in sequence, x3) */
   int32_t *cu_seqlens;   /* backend (B + 1) */
   int32_t *host_cu_seqlens; /* host copy (B + 1) */
+  /* Image batches (aqs_lm_batch_make_images; 0 / NULL for text batches): */
+  int n_image_rows;      /* <|image_pad|> tokens of the batch */
+  int32_t *image_rows;   /* backend (n_image_rows): their packed rows, image by image */
+  const float *image_embeds; /* backend (n_image_rows, C), set by the caller before a forward:
+                                the vision tower's output, placed at image_rows after the
+                                token embedding (not owned) */
 } aqs_lm_batch;
 
 /* Uploads sequences: ids (host, sum(seq_lens)) packed back to back, seq_lens (host, n_seqs).
@@ -102,6 +108,27 @@ typedef struct aqs_lm_batch {
 aqs_status aqs_lm_batch_make(const aqs_lm *lm, const int32_t *ids, const int32_t *seq_lens,
                              int n_seqs, int max_seq_len, aqs_lm_batch *out, aqs_err *e);
 void aqs_lm_batch_free(const aqs_lm *lm, aqs_lm_batch *b);
+
+/* Where the images of a packed batch sit (host arrays, images sorted by sequence then start). */
+typedef struct aqs_lm_images {
+  int n_images;
+  const int32_t *image_seq;         /* (n) sequence of each image */
+  const int32_t *image_token_start; /* (n) first <|image_pad|> position within the sequence */
+  const int32_t *image_grid_thw;    /* (n, 3) patches (t, h, w); tokens = t*h*w / merge^2 */
+  int merge_size;                   /* vision spatial_merge_size */
+} aqs_lm_images;
+
+/* aqs_lm_batch_make for image+text sequences: the same checks, plus each image's token range must
+ * hold only <|image_pad|> (config image_token_id), lie inside its sequence, and every
+ * <|image_pad|> must belong to an image (AQS_ERR_INVALID naming sequence, image and position).
+ * Positions are transformers' get_rope_index (Qwen2.5-VL, images: temporal index 0): text tokens
+ * take p, p+1, ... on all three axes; the image tokens of a t x h x w merged grid take
+ * (p, p + row, p + column) and the text after it continues at p + max(h, w). Targets: the next
+ * token, except where the next token is <|image_pad|>, <|vision_start|> or <|vision_end|>
+ * (-1: the loss covers the caption and prompt text only). */
+aqs_status aqs_lm_batch_make_images(const aqs_lm *lm, const int32_t *ids, const int32_t *seq_lens,
+                                    int n_seqs, int max_seq_len, const aqs_lm_images *images,
+                                    aqs_lm_batch *out, aqs_err *e);
 
 /* Workspace for one batch: the residual checkpoints (num_layers + 1, N, C), one layer's
  * intermediates (recomputed in the backward), their gradients and the logits (N, V).
@@ -136,6 +163,9 @@ aqs_status aqs_lm_forward_layers(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm
                                  aqs_lm_linear_hook hook, void *ctx, aqs_err *e);
 /* Logits (N, V) of the last forward (backend memory, owned by ws). */
 float *aqs_lm_ws_logits(aqs_lm_ws *ws);
+/* After aqs_lm_forward_backward: dL/d(input embeddings) (N, C) (backend, owned by ws); the rows
+ * at image_rows are the gradient w.r.t. the image features. */
+const float *aqs_lm_ws_dinput(const aqs_lm_ws *ws);
 
 /* Forward + mean next-token cross-entropy + backward through the whole network (activation
  * gradients only, layers recomputed from the checkpoints one at a time). hook sees every linear
@@ -144,6 +174,8 @@ aqs_status aqs_lm_forward_backward(const aqs_lm *lm, const aqs_lm_batch *b, aqs_
                                    aqs_lm_linear_hook hook, void *ctx, double *loss_out,
                                    aqs_err *e);
 
+/* The saved reference log-probs (N, V) (NULL without with_logp_ref). */
+const float *aqs_lm_ws_logp_ref(const aqs_lm_ws *ws);
 /* KL support: after aqs_lm_forward, stores log_softmax(logits) as the reference. */
 aqs_status aqs_lm_save_logp_ref(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws,
                                 aqs_err *e);

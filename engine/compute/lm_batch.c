@@ -83,6 +83,7 @@ void aqs_lm_batch_free(const aqs_lm *lm, aqs_lm_batch *b) {
   be->ops->free(be, b->targets);
   be->ops->free(be, b->pos);
   be->ops->free(be, b->cu_seqlens);
+  be->ops->free(be, b->image_rows);
   free(b->host_cu_seqlens);
   memset(b, 0, sizeof *b);
 }
@@ -182,5 +183,7 @@ void aqs_lm_ws_free(const aqs_lm *lm, aqs_lm_ws *ws) {
 }
 
 float *aqs_lm_ws_logits(aqs_lm_ws *ws) { return ws->logits; }
+const float *aqs_lm_ws_dinput(const aqs_lm_ws *ws) { return ws->d_x; }
+const float *aqs_lm_ws_logp_ref(const aqs_lm_ws *ws) { return ws->logp_ref; }
 
 void aqs_lm_ws_track_kv_amax(aqs_lm_ws *ws, float *kv_amax) { ws->kv_amax = kv_amax; }

@@ -144,6 +144,12 @@ aqs_status aqs_lm_forward_layers(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm
   const aqs_qwen_text_config *c = &lm->cfg;
   const size_t NC = (size_t)ws->N * (size_t)c->hidden_size;
   lm->be->ops->embedding(lm->be, ws->ckpt, lm->embed, b->ids, ws->N, c->hidden_size);
+  if (b->n_image_rows > 0) {
+    if (!b->image_embeds)
+      return aqs_errf(e, AQS_ERR_INTERNAL, "image batch without image features");
+    lm->be->ops->scatter_rows(lm->be, ws->ckpt, b->image_embeds, b->image_rows, b->n_image_rows,
+                              c->hidden_size);
+  }
   aqs_status st;
   /* Each layer output's amax goes to the backend table layer_amax without a sync; the table is
    * read once at the end (NaN/Inf spread to every later layer, so the first bad one is found). */

@@ -6,6 +6,7 @@
 
 #include "engine/compute/lm_internal.h"
 #include "engine/compute/sensitivity.h"
+#include "engine/compute/sensitivity_internal.h"
 
 /* Indexed by aqs_sens_method: the one list of methods (recipes and commands parse with it). */
 static const char *const method_names[AQS_SENS_METHOD_COUNT] = {"gradient", "kl_div"};
@@ -23,8 +24,7 @@ const char *aqs_sens_method_name(aqs_sens_method m) {
   return (int)m >= 0 && m < AQS_SENS_METHOD_COUNT ? method_names[m] : NULL;
 }
 
-/* Slots of a group kind, as a bit mask over aqs_lin_slot. */
-static unsigned kind_mask(const char *kind) {
+unsigned aqs_sens_kind_mask(const char *kind) {
   if (strcmp(kind, "qkv") == 0) return 1u << AQS_LIN_Q | 1u << AQS_LIN_K | 1u << AQS_LIN_V;
   if (strcmp(kind, "o") == 0) return 1u << AQS_LIN_O;
   if (strcmp(kind, "gate_up") == 0) return 1u << AQS_LIN_GATE | 1u << AQS_LIN_UP;
@@ -32,8 +32,7 @@ static unsigned kind_mask(const char *kind) {
   return 0;
 }
 
-/* Slot of a module name inside its layer (by suffix), -1 if none. */
-static int slot_of_module(const char *module) {
+int aqs_sens_slot_of_module(const char *module) {
   for (int s = 0; s < AQS_LIN_COUNT; s++) {
     const char *suf = aqs_lin_slot_suffix((aqs_lin_slot)s);
     size_t ml = strlen(module), sl = strlen(suf);
@@ -42,17 +41,39 @@ static int slot_of_module(const char *module) {
   return -1;
 }
 
-/* Module scores stay on the backend (grad_score_async) and come back in one copy after the
- * backward: no synchronization per linear. */
-typedef struct grad_ctx {
-  aqs_lm_ws *ws;
-  double *d_score;                       /* backend (num_layers, slots) */
-  double (*module_score)[AQS_LIN_COUNT]; /* host copy */
-} grad_ctx;
+aqs_status aqs_sens_grad_begin(const aqs_lm *lm, aqs_lm_ws *ws, aqs_sens_grad_ctx *gc, aqs_err *e) {
+  const size_t score_bytes = (size_t)lm->cfg.num_layers * AQS_LIN_COUNT * sizeof(double);
+  gc->ws = ws;
+  gc->d_score = NULL;
+  gc->module_score = calloc((size_t)lm->cfg.num_layers, sizeof *gc->module_score);
+  if (!gc->module_score) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  aqs_status st = lm->be->ops->alloc(lm->be, score_bytes, (void **)&gc->d_score, e);
+  if (st == AQS_OK) lm->be->ops->zero(lm->be, gc->d_score, score_bytes);
+  return st;
+}
 
-static aqs_status grad_hook(void *ctx, const aqs_lm *lm, int layer, aqs_lin_slot slot,
-                            const float *x, const float *y, const float *g, int N, aqs_err *e) {
-  grad_ctx *gc = ctx;
+aqs_status aqs_sens_grad_end(const aqs_lm *lm, aqs_sens_grad_ctx *gc, aqs_err *e) {
+  const int L = lm->cfg.num_layers;
+  lm->be->ops->copy_d2h(lm->be, gc->module_score, gc->d_score, (size_t)L * AQS_LIN_COUNT * sizeof(double));
+  aqs_status st = lm->be->ops->sync(lm->be, e);
+  /* in backward order (last layer first), as the hooks ran */
+  for (int l = L - 1; l >= 0 && st == AQS_OK; l--)
+    for (int sl = 0; sl < AQS_LIN_COUNT && st == AQS_OK; sl++)
+      if (!(gc->module_score[l][sl] == gc->module_score[l][sl]))
+        st = aqs_errf(e, AQS_ERR_NUMERIC, "NaN gradient score at %s", lm->layers[l].lin[sl].module);
+  return st;
+}
+
+void aqs_sens_grad_free(const aqs_lm *lm, aqs_sens_grad_ctx *gc) {
+  free(gc->module_score);
+  if (gc->d_score) lm->be->ops->free(lm->be, gc->d_score);
+  gc->module_score = NULL;
+  gc->d_score = NULL;
+}
+
+aqs_status aqs_sens_grad_hook(void *ctx, const aqs_lm *lm, int layer, aqs_lin_slot slot,
+                              const float *x, const float *y, const float *g, int N, aqs_err *e) {
+  aqs_sens_grad_ctx *gc = ctx;
   const aqs_lm_linear *lin = &lm->layers[layer].lin[slot];
   if (lin->input_amax <= 0.0f)
     return aqs_errf(e, AQS_ERR_INVALID, "no calibrated input amax for %s", lin->module);
@@ -62,23 +83,22 @@ static aqs_status grad_hook(void *ctx, const aqs_lm *lm, int layer, aqs_lin_slot
   return AQS_OK;
 }
 
-/* Fills the group list of out (ids, members, params) from the model, scores zero. */
-static aqs_status init_groups(const aqs_lm *lm, aqs_sens_method method, aqs_scores *out,
-                              aqs_err *e) {
+aqs_status aqs_sens_init_groups(const aqs_qwen_model *m, const aqs_backend *be,
+                                aqs_sens_method method, aqs_qwen_scope scope, aqs_scores *out,
+                                aqs_err *e) {
   memset(out, 0, sizeof *out);
-  const aqs_qwen_model *m = lm->model;
-  out->groups = calloc(m->n_lm_groups ? m->n_lm_groups : 1, sizeof *out->groups);
+  out->groups = calloc(m->ngroups ? m->ngroups : 1, sizeof *out->groups);
   if (!out->groups) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
-  out->ngroups = m->n_lm_groups;
   snprintf(out->method, sizeof out->method, "%s", aqs_sens_method_name(method));
-  snprintf(out->scope, sizeof out->scope, "lm_only");
+  snprintf(out->scope, sizeof out->scope, "%s", aqs_qwen_scope_name(scope));
   snprintf(out->precision, sizeof out->precision, "%s",
-           lm->be->precision == AQS_PREC_BF16 ? "bf16" : "f32");
-  snprintf(out->backend, sizeof out->backend, "%s", lm->be->name);
-  snprintf(out->device, sizeof out->device, "%s", lm->be->device);
-  for (size_t i = 0; i < m->n_lm_groups; i++) {
+           be->precision == AQS_PREC_BF16 ? "bf16" : "f32");
+  snprintf(out->backend, sizeof out->backend, "%s", be->name);
+  snprintf(out->device, sizeof out->device, "%s", be->device);
+  for (size_t i = 0; i < m->ngroups; i++) {
     const aqs_qwen_group *g = &m->groups[i];
-    aqs_group_score *gs = &out->groups[i];
+    if (!aqs_qwen_group_in_scope(g, scope)) continue;
+    aqs_group_score *gs = &out->groups[out->ngroups++];
     snprintf(gs->id, sizeof gs->id, "%s", g->id);
     snprintf(gs->kind, sizeof gs->kind, "%s", g->kind);
     gs->layer = g->layer;
@@ -87,11 +107,11 @@ static aqs_status init_groups(const aqs_lm *lm, aqs_sens_method method, aqs_scor
     gs->bias_params = g->bias_params;
     for (int k = 0; k < g->nmembers; k++) {
       snprintf(gs->members[k], sizeof gs->members[k], "%s", g->members[k].module);
-      if (slot_of_module(g->members[k].module) < 0)
+      if (g->tower == AQS_TOWER_LM && aqs_sens_slot_of_module(g->members[k].module) < 0)
         return aqs_errf(e, AQS_ERR_INTERNAL, "group %s: unknown member %s", g->id,
                         g->members[k].module);
     }
-    if (!kind_mask(g->kind))
+    if (g->tower == AQS_TOWER_LM && !aqs_sens_kind_mask(g->kind))
       return aqs_errf(e, AQS_ERR_INTERNAL, "group %s: unknown kind %s", g->id, g->kind);
   }
   return AQS_OK;
@@ -103,14 +123,14 @@ aqs_status aqs_sensitivity_batch(const aqs_lm *lm, const aqs_token_batch *batch,
   memset(out, 0, sizeof *out);
   if (!aqs_sens_method_name(method))
     return aqs_errf(e, AQS_ERR_INVALID, "unknown sensitivity method %d (gradient|kl_div)", (int)method);
-  aqs_status st = init_groups(lm, method, out, e);
+  aqs_status st = aqs_sens_init_groups(lm->model, lm->be, method, AQS_SCOPE_LM_ONLY, out, e);
   if (st != AQS_OK) {
     aqs_scores_free(out);
     return st;
   }
   aqs_lm_batch b;
   aqs_lm_ws *ws = NULL;
-  grad_ctx gc = {NULL, NULL, NULL};
+  aqs_sens_grad_ctx gc = {NULL, NULL, NULL};
   if (loss_out) *loss_out = 0.0;
   if ((st = aqs_lm_batch_make(lm, batch->token_ids, batch->seq_lens, batch->n_seqs, max_seq_len,
                               &b, e)) != AQS_OK) {
@@ -126,32 +146,16 @@ aqs_status aqs_sensitivity_batch(const aqs_lm *lm, const aqs_token_batch *batch,
   if (st == AQS_ERR_NOMEM) st = AQS_OK;
   if (st != AQS_OK) goto done;
   if (method == AQS_SENS_GRADIENT) {
-    gc.ws = ws;
-    const int L = lm->cfg.num_layers;
-    const size_t score_bytes = (size_t)L * AQS_LIN_COUNT * sizeof(double);
-    gc.module_score = calloc((size_t)L, sizeof *gc.module_score);
-    if (!gc.module_score) {
-      st = aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
-      goto done;
-    }
-    if ((st = lm->be->ops->alloc(lm->be, score_bytes, (void **)&gc.d_score, e)) != AQS_OK) goto done;
-    lm->be->ops->zero(lm->be, gc.d_score, score_bytes);
+    if ((st = aqs_sens_grad_begin(lm, ws, &gc, e)) != AQS_OK) goto done;
     double loss;
-    if ((st = aqs_lm_forward_backward(lm, &b, ws, grad_hook, &gc, &loss, e)) != AQS_OK) goto done;
-    lm->be->ops->copy_d2h(lm->be, gc.module_score, gc.d_score, score_bytes);
-    if ((st = lm->be->ops->sync(lm->be, e)) != AQS_OK) goto done;
-    /* in backward order (last layer first), as the hooks ran */
-    for (int l = L - 1; l >= 0 && st == AQS_OK; l--)
-      for (int sl = 0; sl < AQS_LIN_COUNT && st == AQS_OK; sl++)
-        if (!(gc.module_score[l][sl] == gc.module_score[l][sl]))
-          st = aqs_errf(e, AQS_ERR_NUMERIC, "NaN gradient score at %s", lm->layers[l].lin[sl].module);
-    if (st != AQS_OK) goto done;
+    if ((st = aqs_lm_forward_backward(lm, &b, ws, aqs_sens_grad_hook, &gc, &loss, e)) != AQS_OK) goto done;
+    if ((st = aqs_sens_grad_end(lm, &gc, e)) != AQS_OK) goto done;
     if (loss_out) *loss_out = loss;
     for (size_t i = 0; i < out->ngroups; i++) {
       aqs_group_score *gs = &out->groups[i];
       gs->score = 0.0;
       for (int k = 0; k < gs->nmembers; k++) {
-        gs->member_score[k] = gc.module_score[gs->layer][slot_of_module(gs->members[k])];
+        gs->member_score[k] = gc.module_score[gs->layer][aqs_sens_slot_of_module(gs->members[k])];
         gs->score += gs->member_score[k];
       }
     }
@@ -161,14 +165,14 @@ aqs_status aqs_sensitivity_batch(const aqs_lm *lm, const aqs_token_batch *batch,
     for (size_t i = 0; i < out->ngroups; i++) {
       aqs_group_score *gs = &out->groups[i];
       for (int k = 0; k < gs->nmembers; k++) {
-        const aqs_lm_linear *lin = &lm->layers[gs->layer].lin[slot_of_module(gs->members[k])];
+        const aqs_lm_linear *lin = &lm->layers[gs->layer].lin[aqs_sens_slot_of_module(gs->members[k])];
         if (lin->input_amax <= 0.0f) {
           st = aqs_errf(e, AQS_ERR_INVALID, "no calibrated input amax for %s", lin->module);
           goto done;
         }
       }
       double kl = 0.0;
-      st = aqs_lm_kl_from_layer(lm, &b, ws, gs->layer, kind_mask(gs->kind), &kl, e);
+      st = aqs_lm_kl_from_layer(lm, &b, ws, gs->layer, aqs_sens_kind_mask(gs->kind), &kl, e);
       if (st != AQS_OK) goto done;
       gs->score = kl;
     }
@@ -177,8 +181,7 @@ aqs_status aqs_sensitivity_batch(const aqs_lm *lm, const aqs_token_batch *batch,
   out->n_seqs = b.n_seqs;
   out->n_batches = 1;
 done:
-  free(gc.module_score);
-  if (gc.d_score) lm->be->ops->free(lm->be, gc.d_score);
+  aqs_sens_grad_free(lm, &gc);
   aqs_lm_ws_free(lm, ws);
   aqs_lm_batch_free(lm, &b);
   if (st != AQS_OK) aqs_scores_free(out);

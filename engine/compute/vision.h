@@ -73,6 +73,11 @@ void aqs_vision_free(aqs_vision *vis);
  * an impossible pair. */
 aqs_lm_linear *aqs_vision_linear(aqs_vision *vis, int block, aqs_vis_slot slot);
 
+/* The (block, slot) of the vision linear named module (checkpoint module name, no ".weight");
+ * returns 0 when no linear has that name. */
+int aqs_vision_find_linear(const aqs_vision *vis, const char *module, int *block,
+                           aqs_vis_slot *slot);
+
 /* Window geometry of a batch of images, as transformers' get_window_index computes it (host).
  * window_index (M): merged token of the processor order at each window-order position;
  * cu_window (n_windows + 1) and cu_full (n_frames + 1): attention segments in patches, window
@@ -128,6 +133,12 @@ void aqs_vision_ws_free(const aqs_vision *vis, aqs_vision_ws *ws);
 float *aqs_vision_ws_output(aqs_vision_ws *ws);
 /* dL/d(output) (M, O): the caller writes it before aqs_vision_backward. */
 float *aqs_vision_ws_doutput(aqs_vision_ws *ws);
+
+/* FP8 fake-quant output of lin on x (rows, lin->in) into the workspace's scratch (input scale
+ * input_amax / 448, weight scale weight_amax / 448); returns that (rows, lin->out) buffer, valid
+ * until the next call or pass. */
+float *aqs_vision_ws_linear_fp8(const aqs_vision *vis, aqs_vision_ws *ws,
+                                const aqs_lm_linear *lin, const float *x, int rows);
 
 /* Per-linear callback: block in [0, depth) or -1 (patch_embed, merger); x (rows, in), y (rows,
  * out), g = dL/dy (NULL in the forward); rows = N for the stem and blocks, M for the merger. */

@@ -217,7 +217,7 @@ aqs_status aqs_vision_ws_alloc(const aqs_vision *vis, const aqs_vision_batch *b,
     {&ws->xa, N * C * F, 0}, {&ws->lnq, N * C * F, 0}, {&ws->rstdq, N * F, 0},
     {&ws->m0, M * MC * F, 0}, {&ws->gel, M * MC * F, 0}, {&ws->m2, M * O * F, 0},
     {&ws->out, M * O * F, 0}, {&ws->xq, (N > M ? N : M) * max_in, 0},
-    {&ws->wq, max_out * max_in, 0},
+    {&ws->wq, max_out * max_in, 0}, {&ws->yq, (N > M ? N : M) * max_out * F, 0},
     {&ws->d_out, M * O * F, 1}, {&ws->d_m2, M * O * F, 1}, {&ws->d_gel, M * MC * F, 1},
     {&ws->d_m0, M * MC * F, 1}, {&ws->d_x, N * C * F, 1}, {&ws->d_h, N * C * F, 1},
     {&ws->d_ln, N * C * F, 1}, {&ws->d_qkv, 3 * N * C * F, 1}, {&ws->d_q, N * C * F, 1},
@@ -243,4 +243,10 @@ void aqs_vision_ws_free(const aqs_vision *vis, aqs_vision_ws *ws) {
 }
 
 float *aqs_vision_ws_output(aqs_vision_ws *ws) { return ws->out; }
+
+float *aqs_vision_ws_linear_fp8(const aqs_vision *vis, aqs_vision_ws *ws,
+                                const aqs_lm_linear *lin, const float *x, int rows) {
+  aqs_linear_fp8(vis->be, lin, ws->yq, x, rows, ws->xq, ws->wq);
+  return ws->yq;
+}
 float *aqs_vision_ws_doutput(aqs_vision_ws *ws) { return ws->d_out; }

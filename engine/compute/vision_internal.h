@@ -32,6 +32,7 @@ struct aqs_vision_ws {
   float *d_act, *d_gate, *d_up;    /* (N, I) */
   /* FP8 fake-quant scratch */
   uint8_t *xq, *wq;
+  float *yq;                       /* (max(N, M), max_out) */
   int nbufs;
   void *bufs[48];
 };

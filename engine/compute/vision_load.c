@@ -32,6 +32,20 @@ aqs_lm_linear *aqs_vision_linear(aqs_vision *vis, int block, aqs_vis_slot slot) 
   }
 }
 
+int aqs_vision_find_linear(const aqs_vision *vis, const char *module, int *block,
+                           aqs_vis_slot *slot) {
+  for (int b = -1; b < vis->cfg.depth; b++)
+    for (int s = 0; s < AQS_VIS_SLOT_COUNT; s++) {
+      const aqs_lm_linear *lin = aqs_vision_linear((aqs_vision *)vis, b, (aqs_vis_slot)s);
+      if (lin && strcmp(lin->module, module) == 0) {
+        *block = b;
+        *slot = (aqs_vis_slot)s;
+        return 1;
+      }
+    }
+  return 0;
+}
+
 /* Uploads <module>.weight (out x in) and, when has_bias, <module>.bias. */
 static aqs_status load_linear(aqs_vision *vis, const aqs_ckpt *ck, aqs_lm_linear *lin,
                               const char *module, int out, int in, int has_bias, aqs_err *e) {

@@ -257,10 +257,13 @@ static int out_tensor_cmp(const void *a, const void *b) {
   return strcmp(((const out_tensor *)a)->name, ((const out_tensor *)b)->name);
 }
 
-static aqs_status add_scalar(out_tensor *o, const char *module, const char *suffix, float value) {
+/* A per-tensor F32 scale: shape [] (ModelOpt) or [1] (compressed-tensors); same 4 bytes. */
+static aqs_status add_scalar(out_tensor *o, const char *module, const char *suffix, float value,
+                             aqs_export_format fmt) {
   snprintf(o->name, sizeof o->name, "%s.%s", module, suffix);
   o->dtype = AQS_DT_F32;
-  o->ndim = 0;
+  o->ndim = fmt == AQS_EXPORT_COMPRESSED_TENSORS ? 1 : 0;
+  o->shape[0] = 1;
   o->scalar = value;
   o->is_scalar = 1;
   o->data = &o->scalar;
@@ -269,7 +272,8 @@ static aqs_status add_scalar(out_tensor *o, const char *module, const char *suff
 }
 
 /* FP8 KV cache: beside a language layer's self_attn.k_proj.weight (whatever its format), the
- * layer's k_scale / v_scale from the K/V cache amax (ModelOpt's names). */
+ * layer's k_scale / v_scale from the K/V cache amax: ModelOpt names them self_attn.k_proj.k_scale
+ * / v_proj.v_scale, compressed-tensors self_attn.k_scale / v_scale. */
 static aqs_status add_kv_scales(export_ctx *x, const char *tensor, out_tensor *outs, size_t *nout,
                                 aqs_err *e) {
   const char *suffix = "self_attn.k_proj.weight";
@@ -279,7 +283,10 @@ static aqs_status add_kv_scales(export_ctx *x, const char *tensor, out_tensor *o
   for (int v = 0; v < 2; v++) {
     char cache[200], module[200];
     snprintf(cache, sizeof cache, "%.*sself_attn.%s_cache", pre, tensor, v ? "v" : "k");
-    snprintf(module, sizeof module, "%.*sself_attn.%s_proj", pre, tensor, v ? "v" : "k");
+    if (x->o->format == AQS_EXPORT_COMPRESSED_TENSORS)
+      snprintf(module, sizeof module, "%.*sself_attn", pre, tensor);
+    else
+      snprintf(module, sizeof module, "%.*sself_attn.%s_proj", pre, tensor, v ? "v" : "k");
     const aqs_amax_entry *en = x->o->amax ? aqs_amax_find(x->o->amax, cache) : NULL;
     if (!en)
       return aqs_errf(e, AQS_ERR_NOT_FOUND,
@@ -288,7 +295,7 @@ static aqs_status add_kv_scales(export_ctx *x, const char *tensor, out_tensor *o
     float scale;
     aqs_status st = aqs_fp8_scale_from_amax(en->input_amax, &scale, e);
     if (st) return aqs_err_prefix(e, "%s", cache);
-    add_scalar(&outs[(*nout)++], module, v ? "v_scale" : "k_scale", scale);
+    add_scalar(&outs[(*nout)++], module, v ? "v_scale" : "k_scale", scale, x->o->format);
   }
   return AQS_OK;
 }
@@ -497,9 +504,17 @@ static aqs_status prepare_shard(export_ctx *x, shard_job *j, aqs_err *e) {
       char module[200];
       snprintf(module, sizeof module, "%.*s", (int)(strlen(t->name) - 7), t->name);
       st = fp8_weight(x, j->arena, &arena_used, t, gs, member, &outs[j->nout++], e);
-      if (!st) add_scalar(&outs[j->nout++], module, "weight_scale", gs->weight_scale[member]);
-      if (!st) add_scalar(&outs[j->nout++], module, "input_scale", gs->input_scale);
+      if (!st)
+        add_scalar(&outs[j->nout++], module, "weight_scale", gs->weight_scale[member], x->o->format);
+      if (!st) add_scalar(&outs[j->nout++], module, "input_scale", gs->input_scale, x->o->format);
     } else {
+      /* Copied as is: still never a NaN or Inf into a checkpoint (vision and norms included). */
+      int64_t bad = aqs_first_nonfinite(t->dtype, t->data, t->numel);
+      if (bad >= 0) {
+        st = aqs_errf(e, AQS_ERR_NUMERIC, "tensor %s contains NaN or Inf (element %lld); refusing to export it",
+                      t->name, (long long)bad);
+        break;
+      }
       out_tensor *o = &outs[j->nout++];
       snprintf(o->name, sizeof o->name, "%s", t->name);
       o->dtype = t->dtype;

@@ -25,13 +25,15 @@
 #include <stdint.h>
 
 #include "common/err.h"
+#include "engine/export/consumers.h"
 #include "engine/export/plan.h"
 #include "engine/model/amax.h"
 #include "kernels/fp8.h"
 #include "store/digest.h"
 
 #define AQS_EXPORT_MANIFEST "aqs-manifest.json"
-#define AQS_EXPORT_FORMAT_NAME "modelopt_fp8"
+/* aqs-manifest.json "export_format" is aqs_export_format_name(opts.format) ("modelopt_fp8" for
+ * the default); its "consumers" object holds the consumer verdicts (consumers.h). */
 /* The ModelOpt release whose HF FP8 format (hf_quant_config.json "producer") we write. */
 #define AQS_EXPORT_MODELOPT_VERSION "0.39.0"
 
@@ -75,6 +77,14 @@ typedef struct aqs_export_opts {
    * attn.k_scale / attn.v_scale; hf_quant_config.json and config.json say
    * kv_cache_quant_algo "FP8". A missing entry is AQS_ERR_NOT_FOUND naming it. */
   int kv_cache_fp8;
+  /* Metadata form (engine/export/consumers.h); the FP8 codes and scale values are the same in
+   * all three. modelopt: as above. modelopt_mixed: quant_algo "MIXED_PRECISION" with
+   * "quantized_layers" {module: {"quant_algo": "FP8"}} in hf_quant_config.json and config.json.
+   * compressed_tensors: config.json quantization_config {"quant_method": "compressed-tensors",
+   * "format": "float-quantized", one config group targeting Linear with static per-tensor FP8
+   * weights and inputs, "ignore": the BF16 linears}; no hf_quant_config.json; weight_scale and
+   * input_scale are F32 [1] (not []); KV scales are <layer>.self_attn.k_scale / v_scale. */
+  aqs_export_format format;
   const char *out_dir;           /* created (with parents) if missing; must be empty if present */
   aqs_fp8_ref fp8_ref;           /* AQS_FP8_REF_TORCH_CUDA (0) unless testing */
   /* Digests recorded in the manifest's "inputs" (strings "sha256:<hex>"). NULL = computed here:

@@ -10,11 +10,12 @@
 
 #include "common/file.h"
 
-/* Files copied byte for byte from the source directory when present. */
+/* Files copied byte for byte from the source directory when present (the model card too: a
+ * quantized checkpoint keeps its license and description). */
 static const char *const aux_files[] = {
   "generation_config.json", "preprocessor_config.json", "video_preprocessor_config.json",
   "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-  "vocab.json", "merges.txt", "chat_template.json", "chat_template.jinja", NULL};
+  "vocab.json", "merges.txt", "chat_template.json", "chat_template.jinja", "README.md", NULL};
 
 static int str_cmp(const void *a, const void *b) {
   return strcmp(*(const char *const *)a, *(const char *const *)b);
@@ -72,6 +73,63 @@ static void note_source_file(export_ctx *x, const char *name, const char *path) 
     json_object_set_new(x->source_files_json, name, json_string(aqs_digest_str(&d, hex)));
 }
 
+/* {module: {"quant_algo": "FP8"}} of every FP8 module (ModelOpt MIXED_PRECISION). */
+static json_t *quantized_layers_json(const export_ctx *x) {
+  json_t *q = json_object();
+  for (size_t g = 0; g < x->model->ngroups; g++)
+    if (x->groups[g].format == AQS_FMT_FP8)
+      for (int k = 0; k < x->model->groups[g].nmembers; k++)
+        json_object_set_new(q, x->model->groups[g].members[k].module,
+                            json_pack("{s:s}", "quant_algo", "FP8"));
+  return q;
+}
+
+/* ModelOpt forms: quant_algo FP8 (exclude list) or MIXED_PRECISION (plus quantized_layers). */
+static aqs_status modelopt_configs(export_ctx *x, json_t *config, aqs_err *e) {
+  const int mixed = x->o->format == AQS_EXPORT_MODELOPT_MIXED;
+  const char *algo = mixed ? "MIXED_PRECISION" : "FP8";
+  json_t *exclude = export_exclude_modules(x);
+  json_t *fp8 = json_pack("{s:b, s:i, s:s}", "dynamic", 0, "num_bits", 8, "type", "float");
+  json_t *group0 = json_pack("{s:O, s:O, s:[s]}", "input_activations", fp8, "weights", fp8,
+                             "targets", "Linear");
+  json_t *qc = json_pack("{s:{s:o}, s:O, s:s, s:o, s:s}", "config_groups", "group_0", group0,
+                         "ignore", exclude, "quant_algo", algo, "producer", producer_json(),
+                         "quant_method", "modelopt");
+  if (x->o->kv_cache_fp8) json_object_set_new(qc, "kv_cache_quant_algo", json_string("FP8"));
+  json_t *hf = json_pack("{s:o, s:{s:s, s:o, s:O}}", "producer", producer_json(), "quantization",
+                         "quant_algo", algo, "kv_cache_quant_algo",
+                         x->o->kv_cache_fp8 ? json_string("FP8") : json_null(),
+                         "exclude_modules", exclude);
+  if (mixed) {
+    json_t *layers = quantized_layers_json(x);
+    json_object_set(qc, "quantized_layers", layers);
+    json_object_set_new(json_object_get(hf, "quantization"), "quantized_layers", layers);
+  }
+  json_object_set_new(config, "quantization_config", qc);
+  aqs_status st = write_json(x, "hf_quant_config.json", hf, JSON_INDENT(4), e);
+  json_decref(hf);
+  json_decref(fp8);
+  json_decref(exclude);
+  return st;
+}
+
+/* compressed-tensors "float-quantized": one group of static per-tensor FP8 Linear weights and
+ * inputs; the BF16 linears in "ignore". */
+static void compressed_tensors_config(export_ctx *x, json_t *config) {
+  json_t *args = json_pack("{s:i, s:s, s:s, s:b, s:b}", "num_bits", 8, "type", "float", "strategy",
+                           "tensor", "symmetric", 1, "dynamic", 0);
+  json_t *group0 = json_pack("{s:[s], s:O, s:O, s:n, s:s}", "targets", "Linear", "weights", args,
+                             "input_activations", args, "output_activations", "format",
+                             "float-quantized");
+  json_t *qc = json_pack("{s:s, s:s, s:s, s:{s:o}, s:o, s:o}", "quant_method",
+                         "compressed-tensors", "format", "float-quantized", "quantization_status",
+                         "compressed", "config_groups", "group_0", group0, "ignore",
+                         export_exclude_modules(x), "kv_cache_scheme",
+                         x->o->kv_cache_fp8 ? json_deep_copy(args) : json_null());
+  json_object_set_new(config, "quantization_config", qc);
+  json_decref(args);
+}
+
 aqs_status export_write_configs(export_ctx *x, aqs_err *e) {
   char path[4096];
   snprintf(path, sizeof path, "%s/config.json", x->o->model_dir);
@@ -89,27 +147,34 @@ aqs_status export_write_configs(export_ctx *x, aqs_err *e) {
   }
   json_object_del(config, "quantization_config");
   if (x->res->n_fp8 > 0 || x->o->kv_cache_fp8) {
-    json_t *exclude = export_exclude_modules(x);
-    json_t *fp8 = json_pack("{s:b, s:i, s:s}", "dynamic", 0, "num_bits", 8, "type", "float");
-    json_t *group0 = json_pack("{s:O, s:O, s:[s]}", "input_activations", fp8, "weights", fp8,
-                               "targets", "Linear");
-    json_t *qc = json_pack("{s:{s:o}, s:O, s:s, s:o, s:s}", "config_groups", "group_0", group0,
-                           "ignore", exclude, "quant_algo", "FP8", "producer", producer_json(),
-                           "quant_method", "modelopt");
-    if (x->o->kv_cache_fp8) json_object_set_new(qc, "kv_cache_quant_algo", json_string("FP8"));
-    json_object_set_new(config, "quantization_config", qc);
-    json_t *hf = json_pack("{s:o, s:{s:s, s:o, s:O}}", "producer", producer_json(), "quantization",
-                           "quant_algo", "FP8", "kv_cache_quant_algo",
-                           x->o->kv_cache_fp8 ? json_string("FP8") : json_null(),
-                           "exclude_modules", exclude);
-    st = write_json(x, "hf_quant_config.json", hf, JSON_INDENT(4), e);
-    json_decref(hf);
-    json_decref(fp8);
-    json_decref(exclude);
+    if (x->o->format == AQS_EXPORT_COMPRESSED_TENSORS) compressed_tensors_config(x, config);
+    else st = modelopt_configs(x, config, e);
   }
   if (!st) st = write_json(x, "config.json", config, JSON_INDENT(2), e);
   json_decref(config);
   return st;
+}
+
+/* The consumer verdicts of this export (consumers.h) over every group member. */
+static json_t *consumers_json(const export_ctx *x) {
+  size_t n = 0;
+  for (size_t g = 0; g < x->model->ngroups; g++) n += (size_t)x->model->groups[g].nmembers;
+  aqs_verdict_module *mods = calloc(n ? n : 1, sizeof *mods);
+  if (!mods) return NULL;
+  n = 0;
+  for (size_t g = 0; g < x->model->ngroups; g++)
+    for (int k = 0; k < x->model->groups[g].nmembers; k++)
+      mods[n++] = (aqs_verdict_module){x->model->groups[g].members[k].module,
+                                       x->groups[g].format == AQS_FMT_FP8};
+  aqs_consumer_verdict v[AQS_CONSUMER_COUNT];
+  aqs_err e;
+  json_t *j = NULL;
+  if (aqs_consumer_verdicts(mods, n, x->o->format, v, &e) == AQS_OK) {
+    j = aqs_consumer_verdicts_json(mods, n, v);
+    aqs_consumer_verdicts_free(v);
+  }
+  free(mods);
+  return j;
 }
 
 aqs_status export_copy_aux_files(export_ctx *x, aqs_err *e) {
@@ -224,7 +289,7 @@ aqs_status export_write_manifest(export_ctx *x, aqs_err *e) {
                                   "bytes", (json_int_t)r->files[i].bytes));
   json_t *m = json_pack(
       "{s:s, s:s, s:{s:s, s:s, s:s}, s:s, s:f, s:I, s:I, s:I, s:o, s:o, s:o, s:o, s:O, s:o}",
-      "format", "aqs-export-1", "export_format", AQS_EXPORT_FORMAT_NAME, "fp8", "encoding",
+      "format", "aqs-export-1", "export_format", aqs_export_format_name(x->o->format), "fp8", "encoding",
       "float8_e4m3fn", "reference",
       x->o->fp8_ref == AQS_FP8_REF_TORCH_CPU ? "torch-cpu" : "torch-cuda", "scale",
       "per-tensor amax/448; input_scale shared by a group's members", "scope", r->scope,
@@ -234,6 +299,12 @@ aqs_status export_write_manifest(export_ctx *x, aqs_err *e) {
       "tensors", x->tensors_json, "files", files);
   if (!m) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory building %s", AQS_EXPORT_MANIFEST);
   if (x->o->kv_cache_fp8) json_object_set_new(m, "kv_cache", json_string("fp8"));
+  json_t *consumers = consumers_json(x);
+  if (!consumers) {
+    json_decref(m);
+    return aqs_errf(e, AQS_ERR_NOMEM, "out of memory building the consumer verdicts");
+  }
+  json_object_set_new(m, "consumers", consumers);
   st = write_json(x, AQS_EXPORT_MANIFEST, m, JSON_INDENT(1) | JSON_SORT_KEYS, e);
   json_decref(m);
   return st;

@@ -21,15 +21,20 @@ aqs_status aqs_format_parse(const char *s, aqs_format *out, aqs_err *e) {
   return AQS_OK;
 }
 
-/* Decomposes a group id: tower 0 = lm, 1 = vis; layer (-1 for vis.merger); kind rank in the
- * natural order. Returns 0 when id is not a valid group id. */
+/* Decomposes a group id: tower 0 = lm, 1 = vis; layer (-1 for the stem and merger groups); kind
+ * rank in the natural order (vis.patch_embed before the blocks: layer -1, rank -1; the merger
+ * groups after them: ranks 5 and 6). Returns 0 when id is not a valid group id. */
 static int parse_group_id(const char *id, int *tower, long *layer, int *kind_rank) {
   static const char *const lm_kinds[] = {"qkv", "o", NULL, "gate_up", "down"};
   static const char *const vis_kinds[] = {"qkv", NULL, "proj", "gate_up", "down"};
   const char *const *kinds;
   const char *p;
-  if (strcmp(id, "vis.merger") == 0) {
-    *tower = 1, *layer = -1, *kind_rank = 5;
+  if (strcmp(id, "vis.patch_embed") == 0) {
+    *tower = 1, *layer = -1, *kind_rank = -1;
+    return 1;
+  }
+  if (strcmp(id, "vis.merger.mlp.0") == 0 || strcmp(id, "vis.merger.mlp.2") == 0) {
+    *tower = 1, *layer = -1, *kind_rank = id[15] == '0' ? 5 : 6;
     return 1;
   }
   if (strncmp(id, "lm.", 3) == 0) *tower = 0, kinds = lm_kinds, p = id + 3;
@@ -61,8 +66,10 @@ int aqs_group_id_cmp(const char *a, const char *b) {
   int va = parse_group_id(a, &ta, &la, &ka), vb = parse_group_id(b, &tb, &lb, &kb);
   if (va && vb) {
     if (ta != tb) return ta < tb ? -1 : 1;
-    if (ka == 5 || kb == 5) { /* vis.merger after every block */
-      if (ka != kb) return ka == 5 ? 1 : -1;
+    if (la < 0 || lb < 0) { /* stem before every block, merger groups after */
+      int ra = la < 0 ? ka : 0, rb = lb < 0 ? kb : 0; /* a block sorts between -1 and 5 */
+      if (ra != rb) return ra < rb ? -1 : 1;
+      if (la != lb) return la < lb ? -1 : 1;
       return 0;
     }
     if (la != lb) return la < lb ? -1 : 1;
@@ -99,7 +106,7 @@ aqs_status aqs_plan_set(aqs_plan *p, const char *group, aqs_format format, aqs_e
   if (!aqs_group_id_valid(group))
     return aqs_errf(e, AQS_ERR_INVALID,
                     "malformed group id '%s' (expected lm.<L>.{qkv,o,gate_up,down}, "
-                    "vis.<B>.{qkv,proj,gate_up,down} or vis.merger)", group);
+                    "vis.<B>.{qkv,proj,gate_up,down}, vis.patch_embed, vis.merger.mlp.0 or vis.merger.mlp.2)", group);
   long at = plan_search(p, group);
   if (at >= 0) {
     p->entries[at].format = format;

@@ -1,5 +1,5 @@
 /* engine/export/plan.h: a quantization plan: for each group id (engine/model/qwen_config.h:
- * "lm.<L>.qkv", "vis.<B>.down", "vis.merger", ...) the format it is exported in, "fp8" or
+ * "lm.<L>.qkv", "vis.<B>.down", "vis.merger.mlp.0", ...) the format it is exported in, "fp8" or
  * "bf16", plus optional per-group sensitivity scores and the candidate scope. JSON I/O.
  *
  * JSON form written by aqs_plan_to_json (canonical: groups in natural id order, compact):
@@ -9,7 +9,7 @@
  * also be an object {"format":"fp8","score":0.0123}, and a bare object {"lm.0.qkv":"fp8",...}
  * (no "groups" key) is accepted as the groups map. A group absent from a plan is BF16.
  * Group ids are checked for syntax only (lm.<int>.{qkv,o,gate_up,down},
- * vis.<int>.{qkv,proj,gate_up,down}, vis.merger); the exporter checks them against the model. */
+ * vis.<int>.{qkv,proj,gate_up,down}, vis.patch_embed, vis.merger.mlp.{0,2}); the exporter checks them against the model. */
 #ifndef AQS_EXPORT_PLAN_H
 #define AQS_EXPORT_PLAN_H
 
@@ -43,7 +43,8 @@ aqs_status aqs_format_parse(const char *s, aqs_format *out, aqs_err *e);
 /* 1 if id has the syntax of a group id (see above). */
 int aqs_group_id_valid(const char *id);
 /* Natural order: lm before vis, then numerically by layer/block, then kind in the order
- * qkv, o, proj, gate_up, down, and vis.merger last. Total order over valid ids (strcmp
+ * qkv, o, proj, gate_up, down; vis.patch_embed before the vision blocks, vis.merger.mlp.0 and
+ * vis.merger.mlp.2 after them. Total order over valid ids (strcmp
  * decides ties and invalid ids). */
 int aqs_group_id_cmp(const char *a, const char *b);
 

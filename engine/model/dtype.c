@@ -40,3 +40,22 @@ void aqs_bf16_to_f32_n(const uint16_t *src, float *dst, size_t n) {
 void aqs_f32_to_bf16_n(const float *src, uint16_t *dst, size_t n) {
   for (size_t i = 0; i < n; i++) dst[i] = aqs_f32_to_bf16(src[i]);
 }
+
+int64_t aqs_first_nonfinite(aqs_dtype dt, const void *data, size_t n) {
+  const unsigned char *p = data;
+  if (dt == AQS_DT_BF16 || dt == AQS_DT_F16) {
+    uint16_t exp_mask = dt == AQS_DT_BF16 ? 0x7f80u : 0x7c00u; /* all-ones exponent: Inf or NaN */
+    for (size_t i = 0; i < n; i++) {
+      uint16_t v;
+      memcpy(&v, p + 2 * i, sizeof v);
+      if ((v & exp_mask) == exp_mask) return (int64_t)i;
+    }
+  } else if (dt == AQS_DT_F32) {
+    for (size_t i = 0; i < n; i++) {
+      uint32_t v;
+      memcpy(&v, p + 4 * i, sizeof v);
+      if ((v & 0x7f800000u) == 0x7f800000u) return (int64_t)i;
+    }
+  }
+  return -1;
+}

@@ -34,6 +34,12 @@ size_t aqs_dtype_size(aqs_dtype dt);
 aqs_status aqs_dtype_parse(const char *name, aqs_dtype *out, aqs_err *e);
 
 /* aqs_bf16_to_f32 / aqs_f32_to_bf16: kernels/bf16.h (one definition for all host code). */
+
+/* Index of the first NaN or Inf among n elements of a BF16, F16 or F32 array (any alignment), or
+ * -1 when all are finite or dt is not one of those. Reads every element (bit tests, no FP). */
+int64_t aqs_first_nonfinite(aqs_dtype dt, const void *data, size_t n);
+
+/* Array forms: n elements, src and dst must not overlap. */
 void aqs_bf16_to_f32_n(const uint16_t *src, float *dst, size_t n);
 void aqs_f32_to_bf16_n(const float *src, uint16_t *dst, size_t n);
 

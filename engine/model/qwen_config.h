@@ -29,9 +29,13 @@
  *   lm.<L>.qkv = q_proj,k_proj,v_proj   lm.<L>.o = o_proj
  *   lm.<L>.gate_up = gate_proj,up_proj  lm.<L>.down = down_proj
  *   vis.<B>.qkv = attn.qkv  vis.<B>.proj = attn.proj  vis.<B>.gate_up = mlp.gate_proj,mlp.up_proj
- *   vis.<B>.down = mlp.down_proj        vis.merger = merger.mlp.0, merger.mlp.2
- * Order: all lm groups by layer (qkv, o, gate_up, down), then vision blocks (qkv, proj, gate_up,
- * down), then vis.merger. Scope lm_only = the lm.* groups; all_layers = all of them. */
+ *   vis.<B>.down = mlp.down_proj        vis.patch_embed = patch_embed.proj (the Conv3d as a
+ *   linear [vh, 3*temporal*patch*patch])   vis.merger.mlp.0 = merger.mlp.0
+ *   vis.merger.mlp.2 = merger.mlp.2   (ModelOpt AutoQuantize groups only q/k/v and gate/up
+ *   siblings; every other linear is its own group)
+ * Order: all lm groups by layer (qkv, o, gate_up, down), then vis.patch_embed, the vision blocks
+ * (qkv, proj, gate_up, down), then vis.merger.mlp.0, vis.merger.mlp.2. Scope lm_only = the lm.*
+ * groups; all_layers = all of them. */
 #ifndef AQS_MODEL_QWEN_CONFIG_H
 #define AQS_MODEL_QWEN_CONFIG_H
 
@@ -144,10 +148,11 @@ typedef struct aqs_qwen_member {
 } aqs_qwen_member;
 
 typedef struct aqs_qwen_group {
-  char id[32];                  /* "lm.0.qkv", "vis.31.down", "vis.merger" */
+  char id[32];                  /* "lm.0.qkv", "vis.31.down", "vis.merger.mlp.0" */
   aqs_qwen_tower tower;
-  int layer;                    /* L or B; -1 for vis.merger */
-  char kind[12];                /* "qkv" "o" "gate_up" "down" "proj" "merger" */
+  int layer;                    /* L or B; -1 for vis.patch_embed and the merger groups */
+  char kind[12];                /* "qkv" "o" "gate_up" "down" "proj" "patch_embed" "merger.0"
+                                   "merger.2" */
   int nmembers;
   aqs_qwen_member members[AQS_QWEN_GROUP_MAX_MEMBERS];
   uint64_t weight_params;       /* sum of out*in over members (what FP8 quantizes) */
@@ -166,8 +171,8 @@ const char *aqs_qwen_scope_name(aqs_qwen_scope s);
 int aqs_qwen_group_in_scope(const aqs_qwen_group *g, aqs_qwen_scope s);
 
 /* Default disabled patterns (fnmatch globs over module names, NULL-terminated):
- * "*lm_head*", "*embed_tokens*", "*norm*", "*patch_embed*". Modules matching any stay BF16 and
- * are never group members. */
+ * "*lm_head*", "*embed_tokens*", "*norm*". Modules matching any stay BF16 (recipes add more, e.g.
+ * "*patch_embed*"). */
 extern const char *const aqs_qwen_default_disabled[];
 /* 1 if module matches one of the NULL-terminated patterns (fnmatch, no flags). */
 int aqs_qwen_module_disabled(const char *module, const char *const *patterns);
@@ -193,7 +198,8 @@ aqs_status aqs_qwen_model_from_config(const aqs_qwen_config *cfg, aqs_qwen_namin
 aqs_status aqs_qwen_detect_naming(const aqs_ckpt *c, aqs_qwen_naming *out, aqs_err *e);
 /* Checks that every non-optional expected tensor is in c with the expected shape.
  * AQS_ERR_NOT_FOUND naming the first missing tensor; AQS_ERR_MISMATCH naming the tensor, its
- * shape and the expected shape (and the config field it derives from). Extra tensors are fine. */
+ * shape and the expected shape (and the config field it derives from); AQS_ERR_MISMATCH naming
+ * num_hidden_layers (or vision depth) and a tensor of a layer beyond it. Other extra tensors are fine. */
 aqs_status aqs_qwen_model_check(const aqs_qwen_model *m, const aqs_ckpt *c, aqs_err *e);
 /* Loads <dir>/config.json, opens the checkpoint, detects naming, derives and checks.
  * On success *model_out and *ckpt_out (either may be NULL if not wanted) are owned by caller. */

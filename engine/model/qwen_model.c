@@ -9,8 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-const char *const aqs_qwen_default_disabled[] = {"*lm_head*", "*embed_tokens*", "*norm*",
-                                                 "*patch_embed*", NULL};
+const char *const aqs_qwen_default_disabled[] = {"*lm_head*", "*embed_tokens*", "*norm*", NULL};
 
 const char *aqs_qwen_lm_prefix(aqs_qwen_naming naming) {
   return naming == AQS_NAMING_HF4 ? "model." : "model.language_model.";
@@ -131,7 +130,10 @@ static aqs_qwen_group *new_group(builder *b, aqs_qwen_tower tower, int layer, co
   g->tower = tower;
   g->layer = layer;
   snprintf(g->kind, sizeof g->kind, "%s", kind);
-  if (layer < 0) snprintf(g->id, sizeof g->id, "vis.%s", kind);
+  /* stem and merger groups: vis.patch_embed, vis.merger.mlp.0, vis.merger.mlp.2 */
+  if (layer < 0 && strncmp(kind, "merger.", 7) == 0)
+    snprintf(g->id, sizeof g->id, "vis.merger.mlp.%s", kind + 7);
+  else if (layer < 0) snprintf(g->id, sizeof g->id, "vis.%s", kind);
   else snprintf(g->id, sizeof g->id, "%s.%d.%s", tower == AQS_TOWER_LM ? "lm" : "vis", layer, kind);
   return g;
 }
@@ -199,6 +201,11 @@ static void build_vision(builder *b) {
   int64_t patch[5] = {vh, v->in_channels, v->temporal_patch_size, v->patch_size, v->patch_size};
   aqs_qwen_global_name(nm, "patch_embed.proj.weight", name, sizeof name);
   add_tensor(b, name, AQS_TOWER_VISION, -1, 5, patch, 0);
+  /* the Conv3d over (channel, temporal, row, column) patches is a linear of the flattened patch */
+  snprintf(prefix, sizeof prefix, "%s", aqs_qwen_vis_prefix(nm));
+  member_def stem[] = {{"patch_embed.proj", vh,
+                        (int64_t)v->in_channels * v->temporal_patch_size * v->patch_size * v->patch_size, 0}};
+  add_group(b, AQS_TOWER_VISION, -1, "patch_embed", prefix, stem, 1);
   for (int B = 0; B < v->depth; B++) {
     aqs_qwen_vis_name(nm, B, "", prefix, sizeof prefix);
     member_def qkv[] = {{"attn.qkv", 3 * vh, vh, 1}};
@@ -221,14 +228,16 @@ static void build_vision(builder *b) {
       }
   }
   aqs_qwen_global_name(nm, "merger.", prefix, sizeof prefix);
-  member_def merger[] = {{"mlp.0", merged, merged, 1}, {"mlp.2", v->out_hidden_size, merged, 1}};
-  add_group(b, AQS_TOWER_VISION, -1, "merger", prefix, merger, 2);
+  /* ModelOpt groups only q/k/v and gate/up: the merger's two linears are one group each */
+  member_def mlp0[] = {{"mlp.0", merged, merged, 1}}, mlp2[] = {{"mlp.2", v->out_hidden_size, merged, 1}};
+  add_group(b, AQS_TOWER_VISION, -1, "merger.0", prefix, mlp0, 1);
+  add_group(b, AQS_TOWER_VISION, -1, "merger.2", prefix, mlp2, 1);
   aqs_qwen_global_name(nm, "merger.ln_q.weight", name, sizeof name);
   add_vector(b, name, AQS_TOWER_VISION, -1, vh);
-  const aqs_qwen_group *g = &b->m->groups[b->m->ngroups - 1];
-  for (int i = 0; i < g->nmembers; i++)
-    add_linear(b, g->members[i].module, AQS_TOWER_VISION, -1, g->members[i].out_features,
-               g->members[i].in_features, 1);
+  for (size_t gi = b->m->ngroups - 2; gi < b->m->ngroups; gi++) {
+    const aqs_qwen_member *mem = &b->m->groups[gi].members[0];
+    add_linear(b, mem->module, AQS_TOWER_VISION, -1, mem->out_features, mem->in_features, 1);
+  }
 }
 
 aqs_status aqs_qwen_model_from_config(const aqs_qwen_config *cfg, aqs_qwen_naming naming,
@@ -336,7 +345,37 @@ static int is_exported_fp8(const aqs_ckpt *c, const aqs_st_tensor *t) {
   return aqs_ckpt_find(c, scale) != NULL;
 }
 
+/* The layer index after prefix ("…layers.7.…" -> 7), or -1 when name does not start so. */
+static long index_after(const char *name, const char *prefix) {
+  size_t n = strlen(prefix);
+  if (strncmp(name, prefix, n) != 0 || name[n] < '0' || name[n] > '9') return -1;
+  return strtol(name + n, NULL, 10);
+}
+
+/* A checkpoint tensor of a layer or block that config.json does not have: an error naming both
+ * (the extra layers would otherwise be carried into every export silently). */
+static aqs_status check_extra_layers(const aqs_qwen_model *m, const aqs_ckpt *c, aqs_err *e) {
+  char lm[96], vis[96];
+  snprintf(lm, sizeof lm, "%slayers.", aqs_qwen_lm_prefix(m->naming));
+  snprintf(vis, sizeof vis, "%sblocks.", aqs_qwen_vis_prefix(m->naming));
+  for (size_t i = 0; i < c->ntensors; i++) {
+    const char *name = c->tensors[i]->name;
+    long L = index_after(name, lm), B = index_after(name, vis);
+    if (L >= m->cfg.text.num_layers)
+      return aqs_errf(e, AQS_ERR_MISMATCH,
+                      "%s: config.json has num_hidden_layers = %d (layers 0..%d) but the checkpoint has tensor "
+                      "\"%s\" of layer %ld", c->dir, m->cfg.text.num_layers, m->cfg.text.num_layers - 1, name, L);
+    if (B >= m->cfg.vision.depth)
+      return aqs_errf(e, AQS_ERR_MISMATCH,
+                      "%s: config.json has vision_config.depth = %d (blocks 0..%d) but the checkpoint has tensor "
+                      "\"%s\" of block %ld", c->dir, m->cfg.vision.depth, m->cfg.vision.depth - 1, name, B);
+  }
+  return AQS_OK;
+}
+
 aqs_status aqs_qwen_model_check(const aqs_qwen_model *m, const aqs_ckpt *c, aqs_err *e) {
+  aqs_status st = check_extra_layers(m, c, e);
+  if (st) return st;
   for (size_t i = 0; i < m->ntensors; i++) {
     const aqs_qwen_tensor_spec *s = &m->tensors[i];
     const aqs_st_tensor *t = aqs_ckpt_find(c, s->name);

@@ -123,8 +123,14 @@ aqs_status aqs_synth_write(const aqs_synth_opts *opts, aqs_err *e) {
     if (!aqs_qwen_find_group(model, opts->outliers[k].group_id))
       st = aqs_errf(e, AQS_ERR_NOT_FOUND,
                     "outlier group \"%s\" does not exist in preset %s (ids look like lm.0.qkv, "
-                    "lm.3.down, vis.1.proj, vis.merger)",
+                    "lm.3.down, vis.1.proj, vis.merger.mlp.0)",
                     opts->outliers[k].group_id, opts->preset);
+    else if (strcmp(aqs_qwen_find_group(model, opts->outliers[k].group_id)->kind, "merger.2") == 0 ||
+             strcmp(aqs_qwen_find_group(model, opts->outliers[k].group_id)->kind, "patch_embed") == 0)
+      st = aqs_errf(e, AQS_ERR_UNSUPPORTED,
+                    "outlier group \"%s\": outliers can only be planted where an upstream norm or "
+                    "producer compensates them (not in vis.patch_embed or vis.merger.mlp.2)",
+                    opts->outliers[k].group_id);
   if (!st) st = make_dir(opts->out_dir, e);
   if (!st) {
     char *config = aqs_qwen_config_to_json(&cfg);

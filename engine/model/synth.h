@@ -22,7 +22,7 @@ aqs_status aqs_synth_preset(const char *preset, aqs_qwen_config *cfg, aqs_err *e
 /* One planted outlier: every weight of the group's members gets AQS_SYNTH_OUTLIER_CHANNELS input
  * channels (columns) multiplied by factor, inflating the per-tensor FP8 scale amax/448 by
  * ~factor. The BF16 model stays sane because those input channels are neutralised upstream:
- *   qkv, gate_up (lm and vis), vis.merger: the RMSNorm weight of the channel (input_layernorm /
+ *   qkv, gate_up (lm and vis), vis.merger.mlp.0: the RMSNorm weight of the channel (input_layernorm /
  *     post_attention_layernorm, norm1 / norm2, merger.ln_q) is divided by factor: the BF16
  *     function is unchanged up to BF16 rounding;
  *   lm o, vis proj: the v rows producing the channel (v_proj / the v third of attn.qkv, weight
@@ -32,7 +32,8 @@ aqs_status aqs_synth_preset(const char *preset, aqs_qwen_config *cfg, aqs_err *e
  * Because E4M3 is floating point, the ordinary weights only lose precision once they fall below
  * its normal range (2^-6 of the scaled max): measured relative RMS error of the ordinary weights
  * 2.7 % at factor <= 3000, 5 % at 1e4, 15 % at 3e4, 50 % at 1e5. Use >= 3e4 (1e5 recommended) to
- * make a group clearly the most FP8-sensitive. vis.merger: only merger.mlp.0 gets outliers. */
+ * make a group clearly the most FP8-sensitive. vis.merger.mlp.2 and vis.patch_embed take no
+ * outliers (AQS_ERR_UNSUPPORTED). */
 typedef struct aqs_synth_outlier {
   char group_id[32];            /* "lm.1.down" */
   double factor;                /* > 1; see above: 1e5 makes the group clearly most sensitive */

@@ -173,7 +173,7 @@ static int plant_outlier(wt_plan *plans, size_t n, const aqs_qwen_model *model,
       rc |= add_mod(plans, n, a, 1, 2 * vh + ch[k], 0.0f);
       rc |= add_mod(plans, n, member_tensor(g, 0, "weight", a, sizeof a), 1, ch[k], F);
     }
-  } else if (strcmp(kind, "merger") == 0) {
+  } else if (strcmp(kind, "merger.0") == 0) {
     int64_t vh = c->vision.hidden_size;
     int64_t m2 = (int64_t)c->vision.spatial_merge_size * c->vision.spatial_merge_size;
     pick_channels(seed, g->id, vh, ch);
@@ -341,7 +341,7 @@ static aqs_status build_plans(const aqs_synth_opts *opts, const aqs_qwen_model *
     if (!g)
       st = aqs_errf(e, AQS_ERR_NOT_FOUND,
                     "outlier group \"%s\" does not exist in preset %s (ids look like lm.0.qkv, "
-                    "lm.3.down, vis.1.proj, vis.merger)",
+                    "lm.3.down, vis.1.proj, vis.merger.mlp.0)",
                     opts->outliers[k].group_id, opts->preset);
     else if (plant_outlier(plans, n, model, g, (float)opts->outliers[k].factor, opts->seed))
       st = aqs_errf(e, AQS_ERR_INTERNAL, "planting outliers in %s failed", g->id);

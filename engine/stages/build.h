@@ -34,6 +34,7 @@ typedef struct aqs_build_opts {
   const char *backend;           /* "cpu" (default) or "cuda" */
   int dry_run;                   /* aqs plan: look up only, explain misses */
   int skip_family_check;
+  int skip_bad;                  /* calib-set: skip bad dataset rows instead of failing */
   int progress;                  /* progress bars on stderr */
   int eval;                      /* run the eval stage for every recipe (aqs build --eval) */
   /* --rebuild: stages computed even when cached (their chunk actions too); "all" = every one. */
@@ -58,6 +59,8 @@ typedef struct aqs_build_report {
   aqs_digest build_record;                   /* valid when !dry_run */
   size_t n_groups, n_candidates, n_fp8;      /* recorded by the slice stage */
   double effective_bits;
+  char calib_note[512];                      /* "" or: the data has fewer usable rows than the
+                                                calib samples asked for, so the set uses them all */
 } aqs_build_report;
 
 /* Builds (or plans, with dry_run) each recipe; reports[i] describes recipes[i].

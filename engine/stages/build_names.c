@@ -173,10 +173,13 @@ static int dataset_of(aqs_store *s, const aqs_digest *calib_set, aqs_digest *out
   return c.found;
 }
 
-/* Appends "\n  <selector>  model <m> data <d> <when> <user>" for each candidate to msg. */
-static void list_candidates(const aqs_build_entry *const *cand, size_t n, int with_data, char *msg, size_t cap) {
+/* Appends "\n  <selector>   (model <m>, data <d>, built by <user>)" for each candidate to msg; the
+ * selector names the data too when another candidate has the same model. */
+static void list_candidates(const aqs_build_entry *const *cand, size_t n, char *msg, size_t cap) {
   size_t used = strlen(msg);
   for (size_t i = 0; i < n && used + 1 < cap; i++) {
+    int with_data = 0;
+    for (size_t j = 0; j < n; j++) with_data |= j != i && aqs_digest_eq(&cand[j]->model, &cand[i]->model);
     char m[AQS_DIGEST_STR_SIZE], d[AQS_DIGEST_STR_SIZE];
     aqs_digest_str(&cand[i]->model, m);
     aqs_digest_str(&cand[i]->data, d);
@@ -258,14 +261,12 @@ aqs_status aqs_build_resolve(aqs_store *s, const char *name, const aqs_build_sco
   if (nc == 1) {
     st = take(list, n, cand[0], out);
   } else if (nc > 1) {
-    int same_model = 1;
-    for (size_t i = 1; i < nc; i++) same_model &= aqs_digest_eq(&cand[i]->model, &cand[0]->model);
     char msg[AQS_ERR_MSG_MAX];
     snprintf(msg, sizeof msg, "'%s' names %zu builds%s; pick one:", name, nc,
              narrowed_model && narrowed_data ? " of this workspace's model and data"
              : narrowed_model                ? " of this workspace's model"
                                              : " (different models or data)");
-    list_candidates(cand, nc, same_model || data_sel, msg, sizeof msg - 100);
+    list_candidates(cand, nc, msg, sizeof msg - 100);
     size_t used = strlen(msg);
     if (!narrowed_model && !(scope && scope->has_model))
       snprintf(msg + used, sizeof msg - used, "\n(or set [model] path and [data] captions in .aqstore, or pass --model and --captions)");
@@ -276,7 +277,7 @@ aqs_status aqs_build_resolve(aqs_store *s, const char *name, const aqs_build_sco
     /* A full ref name or a build record digest. */
     aqs_digest d;
     aqs_err ignore = {0};
-    if (strchr(name, '/') && aqs_ref_get(s, name, &d, &ignore) == AQS_OK && load_entry(s, name, &d, out)) {
+    if (aqs_ref_get(s, name, &d, &ignore) == AQS_OK && load_entry(s, name, &d, out)) {
       st = AQS_OK;
     } else if (aqs_store_resolve(s, name, &d, &ignore) == AQS_OK && load_entry(s, NULL, &d, out)) {
       st = AQS_OK;

@@ -28,7 +28,8 @@ typedef struct aqs_calib_opts {
                                     (engine/calib/image_root.h) */
   const char *tokenizer_path;    /* tokenizer.json (required) */
   const char *processor_config;  /* preprocessor_config.json; NULL = Qwen2.5-VL defaults */
-  int64_t samples;               /* sequences wanted (>= 1) */
+  int64_t samples;               /* sequences wanted (>= 1); a dataset with fewer usable rows gives
+                                    them all (the key then holds that count; see result.note) */
   uint64_t seed;                 /* sampling seed */
   int32_t max_len;               /* tokens per sequence, at most (longer ones are truncated;
                                     an image prompt that does not fit is a bad row) */
@@ -51,11 +52,14 @@ typedef struct aqs_calib_result {
                               lookup_only miss) */
   int64_t rows_total;      /* rows in the dataset */
   char first_bad[512];     /* with skip_bad: the first skipped row's reason ("" if none) */
+  int64_t samples_used;    /* sequences in the set (on a lookup_only miss: those it would hold) */
+  char note[512];          /* "" or, when samples_used < opts->samples, a sentence saying so */
 } aqs_calib_result;
 
 /* Looks up the action and, on a miss, builds and records the set. Errors name the file and line
  * (or image) at fault: AQS_ERR_NOT_FOUND (missing dataset, tokenizer, image), AQS_ERR_INVALID
- * (bad caption line, bad JSONL row, corrupt image, fewer good rows than samples),
+ * (bad caption line, bad JSONL row, corrupt image, no usable row at all; blank caption lines are
+ * not rows and never an error),
  * AQS_ERR_UNSUPPORTED (absurdly large image), AQS_ERR_IO, AQS_ERR_NOMEM. */
 aqs_status aqs_calib_build(aqs_store *store, const aqs_calib_opts *opts, aqs_calib_result *res,
                            aqs_err *err);

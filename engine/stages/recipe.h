@@ -15,7 +15,15 @@
 #include "engine/model/qwen_config.h"
 
 typedef enum { AQS_MODALITY_CAPTIONS = 0, AQS_MODALITY_IMAGES = 1 } aqs_modality;
-typedef enum { AQS_CANDIDATES_ALL = 0, AQS_CANDIDATES_MLP = 1, AQS_CANDIDATES_ATTN = 2 } aqs_candidates;
+/* Candidate groups inside the scope: all, MLP kinds, attention kinds, the vision tower's groups
+ * (vis.*, "visual.*" in recipes) or the language model's (lm.*). */
+typedef enum {
+  AQS_CANDIDATES_ALL = 0,
+  AQS_CANDIDATES_MLP = 1,
+  AQS_CANDIDATES_ATTN = 2,
+  AQS_CANDIDATES_VISUAL = 3,
+  AQS_CANDIDATES_LM = 4
+} aqs_candidates;
 typedef enum {
   AQS_ORDER_LEAST_SENSITIVE_FIRST = 0,
   AQS_ORDER_MOST_SENSITIVE_FIRST = 1,

@@ -45,10 +45,11 @@ static int copy_text(const char *v, char *dst, size_t n) {
 
 static const char *const modality_names[] = {"captions", "images"};
 static const char *const scope_names[] = {"lm_only", "all_layers"};
-static const char *const candidates_names[] = {"all", "mlp", "attn"};
+static const char *const candidates_names[] = {"all", "mlp", "attn", "visual", "lm"};
 static const char *const order_names[] = {"least_sensitive_first", "most_sensitive_first", "random"};
 static const char *const template_names[] = {"none", "chat"};
-static const char *const export_names[] = {"modelopt_fp8"};
+/* "modelopt" is stored as "modelopt_fp8", the name keys have always held */
+static const char *const export_names[] = {"modelopt_fp8", "modelopt", "modelopt_mixed", "compressed_tensors"};
 #define ENUM(arr) arr, (int)(sizeof arr / sizeof arr[0])
 
 const char *aqs_modality_name(aqs_modality m) { return modality_names[m]; }
@@ -57,13 +58,17 @@ const char *aqs_order_name(aqs_order o) { return order_names[o]; }
 
 /* ---- one parser per key ---- */
 
+/* A key whose value is one of names[], stored as its index in r->field (of enum type T). */
+#define ENUM_KEY(fn, field, T, names)                \
+  static int fn(const char *v, aqs_recipe *r) {      \
+    int x;                                           \
+    if (!parse_enum(v, ENUM(names), &x)) return 0;   \
+    r->field = (T)x;                                 \
+    return 1;                                        \
+  }
+
 static int k_description(const char *v, aqs_recipe *r) { return copy_text(v, r->description, sizeof r->description); }
-static int k_modality(const char *v, aqs_recipe *r) {
-  int x;
-  if (!parse_enum(v, ENUM(modality_names), &x)) return 0;
-  r->modality = (aqs_modality)x;
-  return 1;
-}
+ENUM_KEY(k_modality, modality, aqs_modality, modality_names)
 static int k_samples(const char *v, aqs_recipe *r) { return parse_int(v, 1, 1000000, &r->calib_samples); }
 static int k_max_len(const char *v, aqs_recipe *r) { return parse_int(v, 2, 1 << 20, &r->max_len); }
 static int k_seed(const char *v, aqs_recipe *r) { return parse_int(v, 0, INT64_MAX, &r->seed); }
@@ -78,15 +83,14 @@ static int k_algorithm(const char *v, aqs_recipe *r) {
 }
 static int k_method(const char *v, aqs_recipe *r) { return aqs_sens_method_parse(v, &r->method, NULL) == AQS_OK; }
 static int k_score_samples(const char *v, aqs_recipe *r) { return parse_int(v, 1, 1000000, &r->score_samples); }
-static int k_scope(const char *v, aqs_recipe *r) {
-  int x;
-  if (!parse_enum(v, ENUM(scope_names), &x)) return 0;
-  r->scope = (aqs_qwen_scope)x;
-  return 1;
-}
+ENUM_KEY(k_scope, scope, aqs_qwen_scope, scope_names)
 static int k_candidates(const char *v, aqs_recipe *r) {
   int x;
-  if (!parse_enum(v, ENUM(candidates_names), &x)) return 0;
+  /* "visual.*" / "lm.*", as the group ids read, or the bare words */
+  char word[16];
+  snprintf(word, sizeof word, "%.*s", (int)strcspn(v, "."), v);
+  if (strcmp(v, word) != 0 && strcmp(v + strlen(word), ".*") != 0) return 0;
+  if (!parse_enum(word, ENUM(candidates_names), &x)) return 0;
   r->candidates = (aqs_candidates)x;
   return 1;
 }
@@ -105,16 +109,12 @@ static int k_effective_bits(const char *v, aqs_recipe *r) {
   r->budget_mode = true;
   return 1;
 }
-static int k_order(const char *v, aqs_recipe *r) {
-  int x;
-  if (!parse_enum(v, ENUM(order_names), &x)) return 0;
-  r->order = (aqs_order)x;
-  return 1;
-}
+ENUM_KEY(k_order, order, aqs_order, order_names)
 static int k_order_seed(const char *v, aqs_recipe *r) { return parse_int(v, 0, INT64_MAX, &r->order_seed); }
 static int k_format(const char *v, aqs_recipe *r) {
   int x;
-  return parse_enum(v, ENUM(export_names), &x) && copy_text(v, r->export_format, sizeof r->export_format);
+  return parse_enum(v, ENUM(export_names), &x) &&
+         copy_text(x == 1 ? export_names[0] : v, r->export_format, sizeof r->export_format);
 }
 static int k_kv_cache(const char *v, aqs_recipe *r) {
   if (strcmp(v, "fp8") != 0 && strcmp(v, "bf16") != 0) return 0;
@@ -144,8 +144,10 @@ static const aqs_recipe_key table[] = {
      "sequences scored: the calib set's first chunks covering them", k_score_samples},
     {"sensitivity", "scope", "lm_only or all_layers", "lm_only", "sensitivity",
      "candidate groups: the language model's, or the vision tower's too", k_scope},
-    {"sensitivity", "candidates", "all, mlp or attn", "all", "slice", "which group kinds may go to FP8",
-     k_candidates},
+    {"sensitivity", "candidates", "all, mlp, attn, visual.* or lm.*", "all", "slice",
+     "which groups may go to FP8: kinds, or one tower's", k_candidates},
+    {"slice", "candidates", "all, mlp, attn, visual.* or lm.*", "all", "slice",
+     "the same setting as [sensitivity] candidates", k_candidates},
     {"sensitivity", "formats", "fp8", "fp8", "sensitivity", "formats scored per group", k_formats},
     {"sensitivity", "disabled", "comma-separated globs", "*lm_head*,*embed_tokens*,*norm*,*patch_embed*", "slice",
      "module names kept BF16 (fnmatch over each group's members)", k_disabled},
@@ -156,7 +158,8 @@ static const aqs_recipe_key table[] = {
     {"slice", "order", "least_sensitive_first, most_sensitive_first or random", "least_sensitive_first", "slice",
      "coverage mode: which groups go to FP8 first", k_order},
     {"slice", "order_seed", "a non-negative integer", "0", "slice", "seed of the random order", k_order_seed},
-    {"export", "format", "modelopt_fp8", "modelopt_fp8", "export", "checkpoint metadata form", k_format},
+    {"export", "format", "modelopt, modelopt_mixed or compressed_tensors", "modelopt_fp8", "export",
+     "checkpoint metadata form (same FP8 codes and scales; docs/vision.md)", k_format},
     {"export", "kv_cache", "bf16 or fp8", "bf16", "export",
      "fp8: FP8 KV cache scales (calibrate then keeps the K/V amax)", k_kv_cache},
     {"eval", "samples", "an integer 1..1000000", NULL, "eval",

@@ -37,7 +37,15 @@ aqs_status aqs_stage_lookup(aqs_store *store, const char *stage, const char *ver
   aqs_action_info info;
   aqs_err miss = {0};
   st = aqs_action_lookup(store, stage, &ctx->key, &info, &miss);
-  if (st == AQS_ERR_NOT_FOUND) return AQS_OK;
+  if (st == AQS_ERR_NOT_FOUND) {
+    /* One builder computes an action; concurrent ones wait for it and reuse the result. */
+    st = aqs_action_claim(store, stage, &ctx->key, &info, &miss);
+    if (st == AQS_ERR_NOT_FOUND) {
+      ctx->store = store;
+      ctx->leased = !aqs_store_is_rdonly(store);
+      return AQS_OK;
+    }
+  }
   if (st) {
     aqs_stage_ctx_free(ctx); /* the caller sees an error and frees nothing */
     return aqs_errf(e, st, "stage %s: %s", stage, miss.msg);
@@ -53,11 +61,14 @@ aqs_status aqs_stage_record(aqs_store *store, aqs_stage_ctx *ctx, const aqs_dige
   if (!store) return AQS_OK;
   double wall = aqs_stage_now_s() - ctx->start_s;
   aqs_status st = aqs_action_put(store, ctx->key_doc, result, wall, NULL, e);
+  if (!st) ctx->leased = 0; /* the put dropped it */
   return st ? aqs_err_prefix(e, "recording stage %s", ctx->stage) : AQS_OK;
 }
 
 void aqs_stage_ctx_free(aqs_stage_ctx *ctx) {
   if (!ctx) return;
+  if (ctx->leased) aqs_lease_release(ctx->store, &ctx->key); /* a miss that was not recorded */
+  ctx->leased = 0;
   free(ctx->key_doc);
   ctx->key_doc = NULL;
 }

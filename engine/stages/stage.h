@@ -27,6 +27,8 @@ typedef struct aqs_stage_ctx {
   int hit;                  /* 1: result is valid and came from the store */
   aqs_digest result;
   double start_s;           /* monotonic clock at lookup, for the wall time of a miss */
+  aqs_store *store;         /* on a miss: the store whose lease this process holds */
+  int leased;               /* 1: the action's lease is ours until recorded or freed */
 } aqs_stage_ctx;
 
 /* What happened to one stage of a build (for reports, aqs plan and --json). */
@@ -45,15 +47,21 @@ typedef struct aqs_stage_outcome {
 /* Computes the action key of (stage, version, inputs, params) and looks it up (counting a lookup
  * and a hit or miss under the stage's name). A miss is not an error: ctx->hit = 0.
  * inputs: object name -> "sha256:<hex>"; params: any JSON (both borrowed, may be NULL).
- * store may be NULL (key only; always a miss). Errors: AQS_ERR_INVALID (bad inputs), AQS_ERR_IO. */
+ * store may be NULL (key only; always a miss). On a miss in a writable store the action is leased
+ * to this process (aqs_action_claim): a concurrent builder computing it is waited for and its
+ * result becomes a hit; aqs_stage_record or aqs_stage_ctx_free drops the lease.
+ * Errors: AQS_ERR_INVALID (bad inputs), AQS_ERR_IO. */
 aqs_status aqs_stage_lookup(aqs_store *store, const char *stage, const char *version,
                             const json_t *inputs, const json_t *params, aqs_stage_ctx *ctx,
                             aqs_err *e);
 
 /* Records a miss's result (already put in the store) under ctx's key, with the wall time since
- * the lookup as provenance; sets ctx->result and ctx->hit stays 0. */
+ * the lookup as provenance; sets ctx->result and ctx->hit stays 0. A record for the same key
+ * (a --rebuild, or another process that raced us) is replaced. store NULL: sets ctx->result only.
+ * Errors: AQS_ERR_IO (also for a read-only store), prefixed "recording stage <name>". */
 aqs_status aqs_stage_record(aqs_store *store, aqs_stage_ctx *ctx, const aqs_digest *result, aqs_err *e);
 
+/* Frees ctx's key document (ctx itself is the caller's). NULL is a no-op. */
 void aqs_stage_ctx_free(aqs_stage_ctx *ctx);
 
 /* Why key_doc (a canonical key document of `stage`) is not cached: compares it with every cached
@@ -65,7 +73,8 @@ aqs_status aqs_stage_miss_reason(aqs_store *store, const char *stage, const char
                                  char *buf, size_t buf_len, aqs_err *e);
 
 /* Puts doc's canonical JSON (store/canon_json.h) as a zstd object; manifest = 1 marks it as a
- * manifest whose "children" the store records. */
+ * manifest whose "children" the store records. doc is borrowed. Errors: those of aqs_put_mem
+ * and AQS_ERR_INVALID (a document canon_json refuses). */
 aqs_status aqs_put_json(aqs_store *store, const json_t *doc, int manifest, aqs_digest *out, aqs_err *e);
 
 /* Monotonic seconds, for timing stages. */
@@ -118,12 +127,15 @@ typedef struct aqs_stage_def {
 aqs_status aqs_stage_exec(const aqs_stage_def *def, aqs_stage_job *job, int lookup_only, aqs_stage_outcome *out,
                           aqs_err *e);
 
-/* The stage table in graph order (every stage after its inputs); *n_out = its length. */
+/* The stage table in graph order (every stage after its inputs); *n_out = its length. Static:
+ * never freed, safe from any thread. */
 const aqs_stage_def *const *aqs_stage_table(size_t *n_out);
 /* Index of a stage in the table, or -1. */
 int aqs_stage_index(const char *name);
 
-/* Result text helpers of stage files: put a text object (zstd) / get one NUL-terminated. */
+/* Result text helpers of stage files: put a NUL-terminated text as a zstd object / get an object
+ * as malloc'd NUL-terminated text (*len without the NUL; the caller frees). Errors: those of
+ * aqs_put_mem / aqs_get_mem, AQS_ERR_NOMEM. jdigest: a new JSON string "sha256:<hex>". */
 aqs_status aqs_stage_put_text(aqs_store *s, const char *text, aqs_digest *out, aqs_err *e);
 aqs_status aqs_stage_get_text(aqs_store *s, const aqs_digest *d, char **text, size_t *len, aqs_err *e);
 json_t *aqs_stage_jdigest(const aqs_digest *d);

@@ -161,6 +161,8 @@ typedef struct calib_job {
   char *root;                  /* image root */
   aqs_calib_rows rows;
   int rows_loaded;
+  int64_t samples;             /* sequences to build: opts->samples, or every usable row when the
+                                  dataset has fewer (the key holds this count) */
   int64_t window;
   int64_t *order;              /* (window) row indices in walk order */
 } calib_job;
@@ -173,10 +175,12 @@ static aqs_status job_load_rows(calib_job *job, aqs_err *err) {
   if (st != AQS_OK) return st;
   job->rows_loaded = 1;
   const char *ds = job->images ? o->images_jsonl : o->captions_path;
-  if (job->rows.n < o->samples)
-    return aqs_errf(err, AQS_ERR_INVALID, "%s: %lld usable rows (%lld bad), fewer than --samples %lld",
-                    ds, (long long)job->rows.n, (long long)job->rows.n_bad, (long long)o->samples);
-  job->window = walk_window(job->rows.n, o->samples, o->skip_bad);
+  if (job->rows.n == 0)
+    return aqs_errf(err, AQS_ERR_INVALID, "%s: no usable rows (%lld bad%s%s)", ds, (long long)job->rows.n_bad,
+                    job->rows.first_bad[0] ? ", first: " : "", job->rows.first_bad);
+  /* Fewer rows than asked for: use them all (the result says so). */
+  job->samples = job->rows.n < o->samples ? job->rows.n : o->samples;
+  job->window = walk_window(job->rows.n, job->samples, o->skip_bad);
   job->order = malloc(((size_t)job->window + 1) * sizeof *job->order);
   if (!job->order) return aqs_errf(err, AQS_ERR_NOMEM, "calib: out of memory");
   return aqs_calib_sample_order(job->rows.n, job->window, o->seed, job->order, err);
@@ -228,16 +232,17 @@ static aqs_status job_key(aqs_store *store, calib_job *job, json_t **inputs_out,
   const char *ds = job->images ? o->images_jsonl : o->captions_path;
   if ((st = aqs_hash_file_cached(store, ds, &ds_digest, NULL, err)) != AQS_OK) return st;
   if ((st = aqs_hash_file_cached(store, o->tokenizer_path, &tok_digest, NULL, err)) != AQS_OK) return st;
+  /* The rows decide the sample count that enters the key (and, for images, which files). */
+  if ((st = job_load_rows(job, err)) != AQS_OK) return st;
   json_t *inputs = json_pack("{s:s}", "dataset", aqs_digest_str(&ds_digest, buf));
   json_object_set_new(inputs, "tokenizer", json_string(aqs_digest_str(&tok_digest, buf)));
   json_t *params = json_pack("{s:s,s:I,s:I,s:i,s:s,s:i,s:b}", "modality",
-                             job->images ? "image+text" : "text", "samples", (json_int_t)o->samples,
+                             job->images ? "image+text" : "text", "samples", (json_int_t)job->samples,
                              "seed", (json_int_t)o->seed, "max_len", o->max_len, "template",
                              job->template_text, "chunk_seqs", job->chunk_seqs,
                              "skip_bad", o->skip_bad ? 1 : 0);
   if (job->images) {
-    if ((st = job_load_rows(job, err)) != AQS_OK ||
-        (st = window_images_digest(store, job, &img_digest, err)) != AQS_OK) {
+    if ((st = window_images_digest(store, job, &img_digest, err)) != AQS_OK) {
       json_decref(inputs);
       json_decref(params);
       return st;
@@ -311,12 +316,12 @@ static aqs_status job_build(aqs_store *store, calib_job *job, aqs_calib_set *set
   set->vision_start_id = vids.vision_start;
   set->vision_end_id = vids.vision_end;
   if (job->rows.first_bad[0]) snprintf(first_bad, first_bad_len, "%s", job->rows.first_bad);
-  aqs_progress *prog = o->progress ? aqs_progress_start("calib-set", (uint64_t)o->samples, "seq") : NULL;
+  aqs_progress *prog = o->progress ? aqs_progress_start("calib-set", (uint64_t)job->samples, "seq") : NULL;
   chunk_builder b;
   st = builder_init(&b, job->chunk_seqs, err);
   aqs_token_ids ids = {0};
   int64_t kept = 0, k = 0;
-  for (; k < job->window && kept < o->samples && st == AQS_OK; k++) {
+  for (; k < job->window && kept < job->samples && st == AQS_OK; k++) {
     const aqs_calib_row *row = &job->rows.rows[job->order[k]];
     aqs_qwen_pixels px = {0};
     int32_t image_start = -1;
@@ -341,12 +346,9 @@ static aqs_status job_build(aqs_store *store, calib_job *job, aqs_calib_set *set
     aqs_qwen_pixels_free(&px);
   }
   if (st == AQS_OK) st = builder_flush(store, &b, set, err);
-  if (st == AQS_OK && kept < o->samples)
-    st = aqs_errf(err, AQS_ERR_INVALID,
-                  "%s: only %lld good rows among the %lld rows the walk may visit (%lld skipped); "
-                  "fewer than --samples %lld",
-                  ds, (long long)kept, (long long)job->window, (long long)set->n_skipped,
-                  (long long)o->samples);
+  if (st == AQS_OK && kept == 0)
+    st = aqs_errf(err, AQS_ERR_INVALID, "%s: no good rows among the %lld rows the walk may visit (%lld skipped)", ds,
+                  (long long)job->window, (long long)set->n_skipped);
   set->n_seqs = kept;
   if (st == AQS_OK) aqs_progress_finish(prog);
   else aqs_progress_abort(prog);
@@ -378,6 +380,18 @@ static aqs_status opts_check(const aqs_calib_opts *o, calib_job *job, aqs_err *e
     if (!job->root) return aqs_errf(err, AQS_ERR_NOMEM, "calib: out of memory");
   }
   return AQS_OK;
+}
+
+/* When a set holds `have` < the samples asked for, says so in note ("" otherwise). Returns have. */
+static int64_t job_note(const calib_job *job, int64_t have, char *note, size_t n) {
+  const aqs_calib_opts *o = job->o;
+  note[0] = '\0';
+  if (have < o->samples)
+    snprintf(note, n, "%.300s has %lld usable row%s, fewer than the %lld samples asked for: the calib-set uses %s%lld",
+             job->images ? o->images_jsonl : o->captions_path,
+             (long long)(job->samples < o->samples ? job->rows.n : have), job->rows.n == 1 ? "" : "s",
+             (long long)o->samples, have == job->rows.n ? "all " : "", (long long)have);
+  return have;
 }
 
 static void job_free(calib_job *job) {
@@ -430,6 +444,8 @@ aqs_status aqs_calib_build(aqs_store *store, const aqs_calib_opts *opts, aqs_cal
     }
   }
   if (job.rows_loaded) res->rows_total = job.rows.n + job.rows.n_bad;
+  if (st == AQS_OK) res->samples_used = job_note(&job, res->set.n_chunks ? res->set.n_seqs : job.samples, res->note,
+                                                  sizeof res->note);
   res->key_doc = ctx.key_doc;
   job_free(&job);
   if (st != AQS_OK) aqs_calib_result_free(res);
@@ -471,9 +487,13 @@ static aqs_status calib_key(aqs_stage_job *sj, json_t **inputs, json_t **params,
   co->template_name = r->template_name;
   co->chunk_seqs = (int32_t)r->chunk_sequences;
   co->progress = bo->progress;
+  co->skip_bad = bo->skip_bad;
   cs->job.o = co;
   aqs_status st = opts_check(co, &cs->job, e);
   if (st == AQS_OK) st = job_key(sj->store, &cs->job, inputs, params, e);
+  /* The rows are read for the key: a plan and a hit say it too when the data is short. */
+  if (st == AQS_OK && sj->report)
+    job_note(&cs->job, cs->job.samples, sj->report->calib_note, sizeof sj->report->calib_note);
   return st;
 }
 

@@ -46,7 +46,16 @@ static aqs_status chunk_batch(void *ctx, size_t i, aqs_token_batch *batch, const
   aqs_chunk_cache *c = ctx;
   aqs_lm *lm = NULL;
   aqs_status st = aqs_calib_chunk_load(c->job->store, &c->set, (int32_t)i, &c->chunk, e);
-  if (!st) st = aqs_token_batch_of_chunk(&c->chunk, batch, e);
+  if (!st && c->chunk.n_images > 0) {
+    /* image+text chunk: both towers (the amax table sets the vision tower's too) */
+    aqs_vision *vis = NULL;
+    *batch = (aqs_token_batch){.n_seqs = c->chunk.n_seqs, .seq_lens = c->chunk.seq_lens,
+                               .token_ids = c->chunk.token_ids, .image_chunk = &c->chunk};
+    st = aqs_stage_env_vision(c->job->env, c->amax, &vis, e);
+    batch->vision = vis;
+  } else if (!st) {
+    st = aqs_token_batch_of_chunk(&c->chunk, batch, e);
+  }
   if (!st) st = c->amax ? aqs_stage_env_lm_amax(c->job->env, c->amax, &lm, e) : aqs_stage_env_lm(c->job->env, &lm, e);
   *lm_out = lm;
   return st ? aqs_err_prefix(e, "%s of chunk %.19s", c->stage, c->set.chunk_digests[i]) : AQS_OK;

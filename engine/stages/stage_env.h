@@ -8,6 +8,7 @@
 
 #include "common/err.h"
 #include "engine/compute/lm.h"
+#include "engine/compute/vision.h"
 #include "engine/model/qwen_config.h"
 #include "store/store.h"
 
@@ -21,6 +22,9 @@ typedef struct aqs_stage_env {
   aqs_lm *lm;
   aqs_digest lm_amax;     /* amax table currently set in lm */
   int lm_amax_set;
+  aqs_vision *vis;        /* the vision tower, loaded on the first image chunk computed */
+  aqs_digest vis_amax;    /* amax table currently set in vis */
+  int vis_amax_set;
   /* FP8 weight codes shared by the build's exports (engine/export/fp8_cache.h), made by the
    * first export that runs: a sweep quantizes and hashes each weight once. */
   struct aqs_fp8_cache *fp8;
@@ -34,6 +38,11 @@ aqs_status aqs_stage_env_lm(aqs_stage_env *env, aqs_lm **lm_out, aqs_err *e);
 
 /* The loaded model with its input amax set from the stored table `amax` (once per table). */
 aqs_status aqs_stage_env_lm_amax(aqs_stage_env *env, const aqs_digest *amax, aqs_lm **lm_out, aqs_err *e);
+
+/* The vision tower on the same backend (loaded once per build), and with its input amax set from
+ * the stored table `amax` (once per table; amax NULL: none set). */
+aqs_status aqs_stage_env_vision(aqs_stage_env *env, const aqs_digest *amax, aqs_vision **vis_out,
+                                aqs_err *e);
 
 void aqs_stage_env_free(aqs_stage_env *env);
 

@@ -101,7 +101,9 @@ static aqs_status export_run(aqs_stage_job *job, aqs_stage_ctx *ctx, aqs_digest 
     st = aqs_ckpt_load_manifest(job->store, source, "aqs-model", &source_doc, e);
     if (!st) st = aqs_ckpt_builder_new(job->store, &sink.builder, e);
     if (!st && !job->env->fp8) st = aqs_fp8_cache_new(0, &job->env->fp8, e);
-    aqs_export_opts eo = {.model_dir = o->model_dir, .amax = &t, .plan = plan, .out_dir = outdir,
+    aqs_export_format format = AQS_EXPORT_MODELOPT;
+    if (!st) st = aqs_export_format_parse(job->recipe->export_format, &format, e);
+    aqs_export_opts eo = {.model_dir = o->model_dir, .format = format, .amax = &t, .plan = plan, .out_dir = outdir,
                           .source_digest = aqs_digest_str(source, source_str), .amax_digest = amax_str,
                           .kv_cache_fp8 = job->recipe->kv_cache_fp8, .progress = o->progress, .on_file = sink_file, .on_file_ctx = &sink,
                           .source_tensor_digest = source_digest_of,

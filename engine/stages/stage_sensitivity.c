@@ -16,10 +16,6 @@
 
 static aqs_status sensitivity_key(aqs_stage_job *job, json_t **inputs, json_t **params, aqs_err *e) {
   const aqs_recipe *r = job->recipe;
-  if (r->scope == AQS_SCOPE_ALL_LAYERS)
-    return aqs_errf(e, AQS_ERR_UNSUPPORTED,
-                    "recipe %s: scope all_layers needs vision-tower sensitivity, which this version does not "
-                    "compute (use an lm_only recipe)", r->name);
   const char *method = aqs_sens_method_name(r->method);
   if (!method) return aqs_errf(e, AQS_ERR_INVALID, "recipe %s: unknown sensitivity method %d", r->name, (int)r->method);
   *inputs = json_pack("{s:o, s:o, s:o}", "source", aqs_stage_jdigest(&job->in[0]), "calib_set",
@@ -49,6 +45,8 @@ static aqs_status sensitivity_run(aqs_stage_job *job, aqs_stage_ctx *ctx, aqs_di
                        .parse = parse_scores, .to_json = scores_json};
   json_t *params = aqs_stage_compute_params(job);
   json_object_set_new(params, "method", json_string(aqs_sens_method_name(r->method)));
+  /* all_layers chunk results hold the vision groups too (lm_only chunk keys stay as they were) */
+  if (r->scope == AQS_SCOPE_ALL_LAYERS) json_object_set_new(params, "scope", json_string("all_layers"));
   aqs_batch_loop loop;
   aqs_scores total = {0};
   char *text = NULL;
@@ -64,6 +62,7 @@ static aqs_status sensitivity_run(aqs_stage_job *job, aqs_stage_ctx *ctx, aqs_di
     loop.progress_total = loop.n;
     loop.progress_batches = 1;
   }
+  loop.scope = r->scope;
   if (!st) st = aqs_sensitivity_batches(&loop, r->method, (int)r->max_len, &total, NULL, e);
   if (!st) st = scores_json(&total, &text, e);
   if (!st) st = aqs_stage_put_text(job->store, text, result, e);

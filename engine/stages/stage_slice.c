@@ -22,6 +22,8 @@ static int group_is_candidate(const aqs_qwen_group *g, const aqs_recipe *r) {
   int attn = strcmp(g->kind, "qkv") == 0 || strcmp(g->kind, "o") == 0 || strcmp(g->kind, "proj") == 0;
   if (r->candidates == AQS_CANDIDATES_MLP && attn) return 0;
   if (r->candidates == AQS_CANDIDATES_ATTN && !attn) return 0;
+  if (r->candidates == AQS_CANDIDATES_VISUAL && g->tower != AQS_TOWER_VISION) return 0;
+  if (r->candidates == AQS_CANDIDATES_LM && g->tower != AQS_TOWER_LM) return 0;
   for (int m = 0; m < g->nmembers; m++) {
     char *save = NULL;
     char copy[AQS_RECIPE_TEXT_MAX];

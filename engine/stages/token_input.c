@@ -61,9 +61,8 @@ static aqs_status rebuild_views(aqs_token_batches *tb, const batch_span *spans, 
   if (!nb) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
   tb->batches = nb;
   for (size_t i = 0; i < tb->n; i++) {
-    nb[i].n_seqs = spans[i].n_seqs;
-    nb[i].seq_lens = tb->lens + spans[i].first_seq;
-    nb[i].token_ids = tb->ids + spans[i].first_tok;
+    nb[i] = (aqs_token_batch){.n_seqs = spans[i].n_seqs, .seq_lens = tb->lens + spans[i].first_seq,
+                              .token_ids = tb->ids + spans[i].first_tok};
   }
   return AQS_OK;
 }
@@ -73,7 +72,7 @@ aqs_status aqs_token_batch_of_chunk(const aqs_calib_chunk *c, aqs_token_batch *o
     return aqs_errf(e, AQS_ERR_UNSUPPORTED,
                     "calib chunk %lld holds %d images: the compute engine runs the language model "
                     "only (text calib sets)", (long long)c->first_seq, c->n_images);
-  *out = (aqs_token_batch){c->n_seqs, c->seq_lens, c->token_ids};
+  *out = (aqs_token_batch){.n_seqs = c->n_seqs, .seq_lens = c->seq_lens, .token_ids = c->token_ids};
   return AQS_OK;
 }
 

@@ -12,6 +12,7 @@
 #define TOK_CACHE_MAX_WORD 256     /* longer pre-tokens are not cached */
 
 int tok_ids_append(aqs_token_ids *out, const int32_t *ids, size_t n) {
+  if (n == 0) return 0; /* ids may be NULL then (an empty cached result) */
   if (out->len + n > out->cap) {
     size_t cap = out->cap ? out->cap : 64;
     while (cap < out->len + n) cap *= 2;
@@ -253,7 +254,8 @@ static void cache_store(tok_bpe *bpe, tok_cache_slot *slot, uint64_t hash, const
            sizeof(int32_t)) != 0)
     return;
   memcpy(bpe->cache_keys + bpe->cache_keys_len, key, len);
-  memcpy(bpe->cache_ids + bpe->cache_ids_len, out->ids + first, n_ids * sizeof(int32_t));
+  if (n_ids) /* a word may encode to no ids (bytes outside a vocabulary without byte tokens) */
+    memcpy(bpe->cache_ids + bpe->cache_ids_len, out->ids + first, n_ids * sizeof(int32_t));
   slot->hash = hash;
   slot->key_offset = (uint32_t)bpe->cache_keys_len;
   slot->key_len = (uint32_t)len;

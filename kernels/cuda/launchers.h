@@ -113,6 +113,33 @@ aqs_status aqs_cuda_attention_bwd(float *d_dq, float *d_dk, float *d_dv, void *d
                                   const float *d_v, const int32_t *d_cu_seqlens, int B, int N, int Hq, int Hkv,
                                   int D, int rnd, aqs_err *e);
 
+/* ---- attention_full.cu (vision tower) ------------------------------------------------------ */
+/* Bidirectional MHA over packed segments (kernels/ops.h attention_full_fwd/bwd); D <= 256. */
+aqs_status aqs_cuda_attention_full_fwd(float *d_out, float *d_lse, const float *d_q, const float *d_k,
+                                       const float *d_v, const int32_t *d_cu, int B, int N, int H, int D, int rnd,
+                                       aqs_err *e);
+/* Scratch bytes for the backward (delta (N, H)). */
+size_t aqs_cuda_attention_full_bwd_scratch_bytes(int N, int H);
+aqs_status aqs_cuda_attention_full_bwd(float *d_dq, float *d_dk, float *d_dv, void *d_scratch, const float *d_dout,
+                                       const float *d_out, const float *d_lse, const float *d_q, const float *d_k,
+                                       const float *d_v, const int32_t *d_cu, int B, int N, int H, int D, int rnd,
+                                       aqs_err *e);
+
+/* ---- gather.cu ----------------------------------------------------------------------------- */
+/* scatter == 0: dst row i = src row idx[i]; else dst row idx[i] = src row i (n rows of width). */
+aqs_status aqs_cuda_gather_rows(float *d_dst, const float *d_src, const int32_t *d_idx, int n, int width,
+                                int scatter, aqs_err *e);
+
+/* ---- gelu.cu ------------------------------------------------------------------------------- */
+/* backward == 0: out = gelu(x) (d_dout unused); else out = dout * gelu'(x). */
+aqs_status aqs_cuda_gelu(float *d_out, const float *d_dout, const float *d_x, size_t n, int rnd, int backward,
+                         aqs_err *e);
+
+/* ---- vision_rope.cu ------------------------------------------------------------------------ */
+/* In place on x (N, H, D); pos (2, N) (row, column); backward: the adjoint. */
+aqs_status aqs_cuda_vision_rope(float *d_x, const int32_t *d_pos, int N, int H, int D, float theta, int rnd,
+                                int backward, aqs_err *e);
+
 /* ---- swiglu.cu ----------------------------------------------------------------------------- */
 aqs_status aqs_cuda_swiglu_fwd(float *d_out, const float *d_gate, const float *d_up, size_t n, int rnd, aqs_err *e);
 aqs_status aqs_cuda_swiglu_bwd(float *d_dgate, float *d_dup, const float *d_dout, const float *d_gate,

@@ -355,6 +355,53 @@ static void c_swiglu_bwd(aqs_backend *be, float *dgate, float *dup, const float 
   NOTE(aqs_cuda_swiglu_bwd(dgate, dup, dout, gate, up, n, rnd_of(be), &err_));
 }
 
+/* ---- vision tower ---- */
+static void c_gather_rows(aqs_backend *be, float *dst, const float *src, const int32_t *idx, int n, int width) {
+  invalidate_split(be);
+  NOTE(aqs_cuda_gather_rows(dst, src, idx, n, width, 0, &err_));
+}
+static void c_scatter_rows(aqs_backend *be, float *dst, const float *src, const int32_t *idx, int n, int width) {
+  invalidate_split(be);
+  NOTE(aqs_cuda_gather_rows(dst, src, idx, n, width, 1, &err_));
+}
+static void c_gelu_fwd(aqs_backend *be, float *out, const float *x, size_t n) {
+  invalidate_split(be);
+  NOTE(aqs_cuda_gelu(out, NULL, x, n, rnd_of(be), 0, &err_));
+}
+static void c_gelu_bwd(aqs_backend *be, float *dx, const float *dout, const float *x, size_t n) {
+  invalidate_split(be);
+  NOTE(aqs_cuda_gelu(dx, dout, x, n, rnd_of(be), 1, &err_));
+}
+static void c_vision_rope_fwd(aqs_backend *be, float *x, const int32_t *pos, int N, int H, int D, float theta) {
+  invalidate_split(be);
+  NOTE(aqs_cuda_vision_rope(x, pos, N, H, D, theta, rnd_of(be), 0, &err_));
+}
+static void c_vision_rope_bwd(aqs_backend *be, float *dx, const int32_t *pos, int N, int H, int D, float theta) {
+  invalidate_split(be);
+  NOTE(aqs_cuda_vision_rope(dx, pos, N, H, D, theta, rnd_of(be), 1, &err_));
+}
+static void c_attention_full_fwd(aqs_backend *be, float *out, float *lse, const float *q, const float *k,
+                                 const float *v, const int32_t *cu_seqlens, int B, int max_seqlen, int N, int H,
+                                 int D) {
+  invalidate_split(be);
+  (void)max_seqlen;
+  NOTE(aqs_cuda_attention_full_fwd(out, lse, q, k, v, cu_seqlens, B, N, H, D, rnd_of(be), &err_));
+}
+static void c_attention_full_bwd(aqs_backend *be, float *dq, float *dk, float *dv, const float *dout,
+                                 const float *out, const float *lse, const float *q, const float *k, const float *v,
+                                 const int32_t *cu_seqlens, int B, int max_seqlen, int N, int H, int D) {
+  invalidate_split(be);
+  (void)max_seqlen;
+  cuda_state *s = state_of(be);
+  aqs_err err;
+  aqs_status st = grow(&s->scratch2, &s->scratch2_bytes, aqs_cuda_attention_full_bwd_scratch_bytes(N, H),
+                       "the vision attention backward scratch (reduce the images per step)", &err);
+  note(be, st, &err);
+  if (st) return;
+  NOTE(aqs_cuda_attention_full_bwd(dq, dk, dv, s->scratch2, dout, out, lse, q, k, v, cu_seqlens, B, N, H, D,
+                                   rnd_of(be), &err_));
+}
+
 /* ---- losses ---- */
 static double *rows_scratch(aqs_backend *be, int N) {
   cuda_state *s = state_of(be);
@@ -451,6 +498,14 @@ static const aqs_ops aqs_cuda_ops = {
   .attention_bwd = c_attention_bwd,
   .swiglu_fwd = c_swiglu_fwd,
   .swiglu_bwd = c_swiglu_bwd,
+  .gather_rows = c_gather_rows,
+  .scatter_rows = c_scatter_rows,
+  .gelu_fwd = c_gelu_fwd,
+  .gelu_bwd = c_gelu_bwd,
+  .vision_rope_fwd = c_vision_rope_fwd,
+  .vision_rope_bwd = c_vision_rope_bwd,
+  .attention_full_fwd = c_attention_full_fwd,
+  .attention_full_bwd = c_attention_full_bwd,
   .cross_entropy = c_cross_entropy,
   .log_softmax = c_log_softmax,
   .kl_div = c_kl_div,

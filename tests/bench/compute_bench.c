@@ -176,36 +176,56 @@ typedef struct bench_opts {
   const char *model_dir, *json_path, *precision, *backend;
   int calib_seqs, calib_len, calib_steps;
   int score_seqs, score_len, score_steps;
-  int kl_steps, profile, warmup;
+  int kl_steps, profile, warmup, varied;
 } bench_opts;
 
-/* Random token batch (deterministic): n_seqs sequences of len tokens in [0, vocab). */
-static void make_tokens(int n_seqs, int len, int vocab, uint64_t seed, int32_t *ids, int32_t *lens) {
-  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1;
-  for (int i = 0; i < n_seqs; i++) lens[i] = len;
-  for (int i = 0; i < n_seqs * len; i++) {
+/* Caption-like length in tokens (COCO: mostly 8-20 words, a tail to 50): 85 % in 12..30, the
+ * rest in 31..72, at most max. The same generator as torch_peer.py --varied (same lengths). */
+static int caption_len(uint64_t *s, int max) {
+  *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+  int r = (int)(*s >> 33);
+  *s = *s * 6364136223846793005ull + 1442695040888963407ull;
+  int r2 = (int)(*s >> 33);
+  int n = r % 100 < 85 ? 12 + r2 % 19 : 31 + r2 % 42;
+  return n < max ? n : max;
+}
+
+/* Random token batch (deterministic): n_seqs sequences of len tokens (varied: caption-like
+ * lengths up to len) with ids in [0, vocab); returns the number of tokens. */
+static int make_tokens(int n_seqs, int len, int vocab, uint64_t seed, int varied, int32_t *ids, int32_t *lens) {
+  uint64_t s = seed * 0x9E3779B97F4A7C15ull + 1, ls = seed;
+  int n = 0;
+  for (int i = 0; i < n_seqs; i++) {
+    lens[i] = varied ? caption_len(&ls, len) : len;
+    n += lens[i];
+  }
+  for (int i = 0; i < n; i++) {
     s ^= s >> 12;
     s ^= s << 25;
     s ^= s >> 27;
     ids[i] = (int32_t)((s * 2685821657736338717ull >> 33) % (uint64_t)vocab);
   }
+  return n;
 }
 
-/* Forward FLOPs of one batch of n_seqs x len tokens: 2 * tokens * (linear (+ lm_head when
+/* Forward FLOPs of one batch (sequences of lens[i] tokens): 2 * tokens * (linear (+ lm_head when
  * with_head) params) plus causal attention (QK^T and PV over the lower triangle, all heads, all
  * layers). Calibration runs the layers only (its logits are not used), so it counts no lm_head. */
-static double forward_flops(const aqs_qwen_text_config *c, int n_seqs, int len, int with_head) {
+static double forward_flops(const aqs_qwen_text_config *c, const int32_t *lens, int n_seqs, int with_head) {
   double C = c->hidden_size, D = c->head_dim, Hq = c->num_heads, Hkv = c->num_kv_heads, I = c->intermediate_size;
   double per_layer_params = C * (Hq * D) + 2.0 * C * (Hkv * D) + (Hq * D) * C + 3.0 * C * I;
-  double tokens = (double)n_seqs * len;
+  double tokens = 0, pairs = 0;
+  for (int i = 0; i < n_seqs; i++) {
+    tokens += lens[i];
+    pairs += (double)lens[i] * (lens[i] + 1) / 2.0;
+  }
   double linear = 2.0 * tokens * (per_layer_params * c->num_layers + (with_head ? C * c->vocab_size : 0.0));
-  double pairs = (double)n_seqs * (double)len * (len + 1) / 2.0;
   double attn = 4.0 * pairs * D * Hq * c->num_layers;
   return linear + attn;
 }
 
 static int parse_opts(int argc, char **argv, bench_opts *o) {
-  *o = (bench_opts){NULL, NULL, "bf16", "cuda", 16, 64, 8, 8, 64, 4, 0, 1, 2};
+  *o = (bench_opts){NULL, NULL, "bf16", "cuda", 16, 64, 8, 8, 64, 4, 0, 1, 2, 0};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -223,6 +243,7 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
     else if (!strcmp(a, "--kl-steps")) NEXT_INT(o->kl_steps);
     else if (!strcmp(a, "--warmup")) NEXT_INT(o->warmup);
     else if (!strcmp(a, "--no-profile")) o->profile = 0;
+    else if (!strcmp(a, "--varied")) o->varied = 1;
     else return -1;
 #undef NEXT_INT
   }
@@ -233,7 +254,9 @@ static void usage(void) {
   fprintf(stderr,
           "usage: compute_bench --model DIR [--precision bf16|f32] [--calib-seqs 16 --calib-len 64 --calib-steps 8]\n"
           "                     [--score-seqs 8 --score-len 64 --score-steps 4] [--kl-steps 0] [--warmup 2]\n"
-          "                     [--no-profile] [--json FILE] [--backend cuda|cpu]\n"
+          "                     [--no-profile] [--varied] [--json FILE] [--backend cuda|cpu]\n"
+          "--varied: caption-like sequence lengths up to --calib-len / --score-len (packed), the lengths\n"
+          "torch_peer.py --varied uses (padded there); tokens/s count real tokens.\n"
           "Runs on the cuda backend: bf16 GEMM peak, calibration forward tokens/s + MFU, gradient scoring\n"
           "tokens/s, optional kl_div scoring, peak GPU memory, per-op breakdown.\n");
 }
@@ -318,10 +341,10 @@ int main(int argc, char **argv) {
   int32_t *lens = malloc(sizeof(int32_t) * (size_t)(o.calib_seqs > o.score_seqs ? o.calib_seqs : o.score_seqs));
   aqs_amax_table amax = {0};
   reset_peak(on_gpu);
-  double calib_s = 0;
+  double calib_s = 0, calib_tokens = 0, calib_flops = 0;
   for (int step = 0; step < o.warmup + o.calib_steps; step++) {
-    make_tokens(o.calib_seqs, o.calib_len, c->vocab_size, (uint64_t)step + 1, ids, lens);
-    aqs_token_batch tb = {o.calib_seqs, lens, ids};
+    int ntok = make_tokens(o.calib_seqs, o.calib_len, c->vocab_size, (uint64_t)step + 1, o.varied, ids, lens);
+    aqs_token_batch tb = {.n_seqs = o.calib_seqs, .seq_lens = lens, .token_ids = ids};
     aqs_amax_table part = {0};
     double s0 = now_s();
     if (aqs_calibrate_batch(lm, &tb, 0, &part, &e)) {
@@ -329,7 +352,11 @@ int main(int argc, char **argv) {
       return 1;
     }
     double dt = now_s() - s0;
-    if (step >= o.warmup) calib_s += dt;
+    if (step >= o.warmup) {
+      calib_s += dt;
+      calib_tokens += ntok;
+      calib_flops += forward_flops(c, lens, o.calib_seqs, 0);
+    }
     if (amax.n == 0) {
       amax = part;
     } else {
@@ -345,13 +372,12 @@ int main(int argc, char **argv) {
     }
   }
   size_t calib_peak = peak_bytes(be);
-  double calib_tok_s = (double)ctok * o.calib_steps / calib_s;
-  double calib_flops = forward_flops(c, o.calib_seqs, o.calib_len, 0);
-  double calib_tflops = calib_flops * o.calib_steps / calib_s / 1e12;
-  printf("calibration forward (%dx%d per step, %d steps): %.0f tokens/s, %.1f TFLOP/s model, MFU %.1f%% of the "
-         "measured peak; peak GPU memory %.2f GiB\n",
-         o.calib_seqs, o.calib_len, o.calib_steps, calib_tok_s, calib_tflops, 100.0 * calib_tflops / peak,
-         calib_peak / 1073741824.0);
+  double calib_tok_s = calib_tokens / calib_s;
+  double calib_tflops = calib_flops / calib_s / 1e12;
+  printf("calibration forward (%dx%d%s per step, %d steps, %.0f tokens/step): %.0f tokens/s, %.1f TFLOP/s model, "
+         "MFU %.1f%% of the measured peak; peak GPU memory %.2f GiB\n",
+         o.calib_seqs, o.calib_len, o.varied ? " varied" : "", o.calib_steps, calib_tokens / o.calib_steps,
+         calib_tok_s, calib_tflops, 100.0 * calib_tflops / peak, calib_peak / 1073741824.0);
 
   /* 4. gradient scoring */
   if (aqs_lm_set_amax(lm, &amax, &e)) {
@@ -359,11 +385,10 @@ int main(int argc, char **argv) {
     return 1;
   }
   reset_peak(on_gpu);
-  int stok = o.score_seqs * o.score_len;
-  double score_s = 0, loss = 0;
+  double score_s = 0, loss = 0, score_tokens = 0;
   for (int step = 0; step < o.warmup + o.score_steps; step++) {
-    make_tokens(o.score_seqs, o.score_len, c->vocab_size, (uint64_t)step + 101, ids, lens);
-    aqs_token_batch tb = {o.score_seqs, lens, ids};
+    int ntok = make_tokens(o.score_seqs, o.score_len, c->vocab_size, (uint64_t)step + 101, o.varied, ids, lens);
+    aqs_token_batch tb = {.n_seqs = o.score_seqs, .seq_lens = lens, .token_ids = ids};
     aqs_scores sc;
     double s0 = now_s();
     if (aqs_sensitivity_batch(lm, &tb, AQS_SENS_GRADIENT, 0, &sc, &loss, &e)) {
@@ -371,23 +396,26 @@ int main(int argc, char **argv) {
       return 1;
     }
     double dt = now_s() - s0;
-    if (step >= o.warmup) score_s += dt;
+    if (step >= o.warmup) {
+      score_s += dt;
+      score_tokens += ntok;
+    }
     aqs_scores_free(&sc);
   }
   size_t score_peak = peak_bytes(be);
-  double score_tok_s = (double)stok * o.score_steps / score_s;
+  double score_tok_s = score_tokens / score_s;
   /* forward twice (forward + recompute in the backward) + backward GEMMs (= forward's) + FP8 GEMMs */
-  printf("gradient scoring (%dx%d per step, %d steps): %.0f tokens/s (%.1f ms/step, loss %.3f); peak GPU memory "
-         "%.2f GiB\n",
-         o.score_seqs, o.score_len, o.score_steps, score_tok_s, 1e3 * score_s / o.score_steps, loss,
-         score_peak / 1073741824.0);
+  printf("gradient scoring (%dx%d%s per step, %d steps, %.0f tokens/step): %.0f tokens/s (%.1f ms/step, loss %.3f); "
+         "peak GPU memory %.2f GiB\n",
+         o.score_seqs, o.score_len, o.varied ? " varied" : "", o.score_steps, score_tokens / o.score_steps,
+         score_tok_s, 1e3 * score_s / o.score_steps, loss, score_peak / 1073741824.0);
 
   double kl_tok_s = 0;
   if (o.kl_steps > 0) {
-    double kl_s = 0;
+    double kl_s = 0, kl_tokens = 0;
     for (int step = 0; step < o.kl_steps; step++) {
-      make_tokens(o.score_seqs, o.score_len, c->vocab_size, (uint64_t)step + 201, ids, lens);
-      aqs_token_batch tb = {o.score_seqs, lens, ids};
+      kl_tokens += make_tokens(o.score_seqs, o.score_len, c->vocab_size, (uint64_t)step + 201, o.varied, ids, lens);
+      aqs_token_batch tb = {.n_seqs = o.score_seqs, .seq_lens = lens, .token_ids = ids};
       aqs_scores sc;
       double s0 = now_s();
       if (aqs_sensitivity_batch(lm, &tb, AQS_SENS_KL_DIV, 0, &sc, NULL, &e)) {
@@ -397,7 +425,7 @@ int main(int argc, char **argv) {
       kl_s += now_s() - s0;
       aqs_scores_free(&sc);
     }
-    kl_tok_s = (double)stok * o.kl_steps / kl_s;
+    kl_tok_s = kl_tokens / kl_s;
     printf("kl_div scoring (%dx%d per step, %d steps): %.0f tokens/s\n", o.score_seqs, o.score_len, o.kl_steps,
            kl_tok_s);
   }
@@ -410,13 +438,13 @@ int main(int argc, char **argv) {
       double s0 = now_s();
       aqs_token_batch tb;
       if (phase == 0) {
-        make_tokens(o.calib_seqs, o.calib_len, c->vocab_size, 7, ids, lens);
+        make_tokens(o.calib_seqs, o.calib_len, c->vocab_size, 7, o.varied, ids, lens);
         tb = (aqs_token_batch){o.calib_seqs, lens, ids};
         aqs_amax_table part = {0};
         if (aqs_calibrate_batch(lm, &tb, 0, &part, &e)) fprintf(stderr, "profile: %s\n", e.msg);
         aqs_amax_free(&part);
       } else {
-        make_tokens(o.score_seqs, o.score_len, c->vocab_size, 8, ids, lens);
+        make_tokens(o.score_seqs, o.score_len, c->vocab_size, 8, o.varied, ids, lens);
         tb = (aqs_token_batch){o.score_seqs, lens, ids};
         aqs_scores sc;
         if (aqs_sensitivity_batch(lm, &tb, AQS_SENS_GRADIENT, 0, &sc, NULL, &e) == AQS_OK) aqs_scores_free(&sc);

@@ -6,7 +6,9 @@ with stock tools: Qwen2_5_VLForConditionalGeneration in bf16 on the GPU, forward
 calibration of every language-model linear's input, and ModelOpt-AutoQuantize-style gradient scores
 (forward hooks compute the FP8 fake-quant output via float8_e4m3fn casts, tensor hooks catch dL/dY,
 score += clamp(G * (Y_q - Y), +-1e10)^2). Reports tokens/s for both, the bf16 matmul peak of the
-same run, and peak memory; --json writes them for the benchmark report.
+same run, and peak memory; --json writes them for the benchmark report. --varied: caption-like
+sequence lengths (compute_bench.c's generator, so the same lengths), right-padded to the batch's
+longest with an attention mask as a transformers user would; tokens/s count real tokens only.
 """
 import argparse
 import json
@@ -42,9 +44,33 @@ def lm_linears(model):
     return out
 
 
-def random_batch(seqs, length, vocab, seed):
+def caption_lens(seqs, max_len, seed):
+    """compute_bench.c caption_len: 85 % in 12..30 tokens, the rest 31..72, at most max_len."""
+    s, out, mask = seed, [], (1 << 64) - 1
+    for _ in range(seqs):
+        s = (s * 6364136223846793005 + 1442695040888963407) & mask
+        r = s >> 33
+        s = (s * 6364136223846793005 + 1442695040888963407) & mask
+        r2 = s >> 33
+        n = 12 + r2 % 19 if r % 100 < 85 else 31 + r2 % 42
+        out.append(min(n, max_len))
+    return out
+
+
+def random_batch(seqs, length, vocab, seed, varied=False):
+    """(ids, attention mask or None, labels, real tokens)."""
     g = torch.Generator(device="cpu").manual_seed(seed)
-    return torch.randint(0, vocab, (seqs, length), generator=g).cuda()
+    if not varied:
+        ids = torch.randint(0, vocab, (seqs, length), generator=g).cuda()
+        return ids, None, ids, seqs * length
+    lens = caption_lens(seqs, length, seed)
+    width = max(lens)
+    ids = torch.randint(0, vocab, (seqs, width), generator=g)
+    mask = torch.zeros(seqs, width, dtype=torch.long)
+    for i, n in enumerate(lens):
+        mask[i, :n] = 1
+    labels = ids.masked_fill(mask == 0, -100)
+    return ids.cuda(), mask.cuda(), labels.cuda(), sum(lens)
 
 
 def main():
@@ -57,6 +83,7 @@ def main():
     ap.add_argument("--score-len", type=int, default=64)
     ap.add_argument("--score-steps", type=int, default=4)
     ap.add_argument("--warmup", type=int, default=2)
+    ap.add_argument("--varied", action="store_true")
     ap.add_argument("--json")
     args = ap.parse_args()
 
@@ -83,21 +110,24 @@ def main():
             torch.maximum(amax[name], inputs[0].detach().abs().amax().float(), out=amax[name])
         handles.append(mod.register_forward_pre_hook(pre_hook))
     torch.cuda.reset_peak_memory_stats()
-    calib_s = 0.0
+    calib_s, calib_tokens = 0.0, 0
     with torch.no_grad():
         for step in range(args.warmup + args.calib_steps):
-            ids = random_batch(args.calib_seqs, args.calib_len, vocab, step + 1)
+            ids, mask, _, ntok = random_batch(args.calib_seqs, args.calib_len, vocab, step + 1, args.varied)
             torch.cuda.synchronize()
             t0 = time.perf_counter()
-            model(input_ids=ids)
+            model(input_ids=ids, attention_mask=mask)
             torch.cuda.synchronize()
             if step >= args.warmup:
                 calib_s += time.perf_counter() - t0
+                calib_tokens += ntok
     for h in handles:
         h.remove()
     calib_peak = torch.cuda.max_memory_allocated() / 2 ** 30
-    calib_tok_s = args.calib_seqs * args.calib_len * args.calib_steps / calib_s
-    print(f"calibration forward ({args.calib_seqs}x{args.calib_len}): {calib_tok_s:.0f} tokens/s, "
+    calib_tok_s = calib_tokens / calib_s
+    shape = " varied" if args.varied else ""
+    print(f"calibration forward ({args.calib_seqs}x{args.calib_len}{shape}, {calib_tokens / args.calib_steps:.0f} "
+          f"tokens/step): {calib_tok_s:.0f} tokens/s, "
           f"peak memory {calib_peak:.2f} GiB")
 
     # ---- gradient scores (ModelOpt AutoQuantize style), FP8 per-tensor fake quant
@@ -122,24 +152,26 @@ def main():
         handles.append(mod.register_forward_hook(fwd_hook))
     torch.cuda.reset_peak_memory_stats()
     embed = model.get_input_embeddings()
-    score_s = 0.0
+    score_s, score_tokens = 0.0, 0
     loss_v = float("nan")
     for step in range(args.warmup + args.score_steps):
-        ids = random_batch(args.score_seqs, args.score_len, vocab, step + 101)
+        ids, mask, labels, ntok = random_batch(args.score_seqs, args.score_len, vocab, step + 101, args.varied)
         torch.cuda.synchronize()
         t0 = time.perf_counter()
         emb = embed(ids).detach().requires_grad_(True)
-        out = model(inputs_embeds=emb, labels=ids)
+        out = model(inputs_embeds=emb, attention_mask=mask, labels=labels)
         out.loss.backward()
         torch.cuda.synchronize()
         if step >= args.warmup:
             score_s += time.perf_counter() - t0
+            score_tokens += ntok
         loss_v = out.loss.item()
     for h in handles:
         h.remove()
     score_peak = torch.cuda.max_memory_allocated() / 2 ** 30
-    score_tok_s = args.score_seqs * args.score_len * args.score_steps / score_s
-    print(f"gradient scoring ({args.score_seqs}x{args.score_len}): {score_tok_s:.0f} tokens/s "
+    score_tok_s = score_tokens / score_s
+    print(f"gradient scoring ({args.score_seqs}x{args.score_len}{shape}, {score_tokens / args.score_steps:.0f} "
+          f"tokens/step): {score_tok_s:.0f} tokens/s "
           f"({1e3 * score_s / args.score_steps:.1f} ms/step, loss {loss_v:.3f}), peak memory {score_peak:.2f} GiB")
     result = {
         "device": torch.cuda.get_device_name(), "torch": torch.__version__,

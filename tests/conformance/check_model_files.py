@@ -29,7 +29,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 OUTLIERS = ["lm.0.qkv", "lm.1.o", "lm.2.gate_up", "lm.3.down", "vis.0.qkv", "vis.0.proj",
-            "vis.1.gate_up", "vis.1.down", "vis.merger"]
+            "vis.1.gate_up", "vis.1.down", "vis.merger.mlp.0"]
 ST_NAMES = {torch.bfloat16: "BF16", torch.float16: "F16", torch.float32: "F32",
             torch.float8_e4m3fn: "F8_E4M3", torch.float8_e5m2: "F8_E5M2", torch.int32: "I32",
             torch.int64: "I64", torch.uint8: "U8", torch.bool: "BOOL"}
@@ -169,7 +169,7 @@ def fp8_group_ranking(m, ids, pixel, grid):
                     "gate_proj": "gate_up", "up_proj": "gate_up", "down_proj": "down"}[parts[-1]]
             gid = f"lm.{L}.{kind}"
         elif "merger" in parts:
-            gid = "vis.merger"
+            gid = "vis.merger.mlp." + parts[-1]
         else:
             B = parts[parts.index("blocks") + 1]
             kind = {"qkv": "qkv", "proj": "proj", "gate_proj": "gate_up", "up_proj": "gate_up",

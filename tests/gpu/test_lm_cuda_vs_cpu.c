@@ -127,7 +127,7 @@ static void run_scores(const char *preset, aqs_sens_method method, double min_sp
   int32_t ids[512], lens[8];
   int n_tokens;
   make_batch(8, lms[0]->cfg.vocab_size, ids, lens, &n_tokens);
-  aqs_token_batch tb = {8, lens, ids};
+  aqs_token_batch tb = {.n_seqs = 8, .seq_lens = lens, .token_ids = ids};
   aqs_amax_table amax[2] = {{0}, {0}};
   aqs_err e;
   for (int side = 0; side < 2; side++)

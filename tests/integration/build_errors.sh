@@ -23,7 +23,7 @@ expect_fail 1 "config.json" "${B[@]}" build --model "$TMP/recipes" --captions "$
 printf '[recipe]\nextends = fast\n[slice]\ncoverage = 2\n' >"$TMP/recipes/bad.ini"
 expect_fail 1 "$TMP/recipes/bad.ini:4: bad value '2' for [slice] coverage" "${B[@]}" plan "${BUILD_ARGS[@]}" recipe bad
 printf '[recipe]\nextends = fast\n[sensitivity]\nscope = all_layers\n' >"$TMP/recipes/vis.ini"
-expect_fail 1 "scope all_layers needs vision-tower sensitivity" "${B[@]}" build --no-checkout "${BUILD_ARGS[@]}" recipe vis
+expect_fail 1 "scope all_layers scores the vision tower: it needs an image+text calib set" "${B[@]}" build --no-checkout "${BUILD_ARGS[@]}" recipe vis
 expect_fail 1 "no build or recipe named 'fast70'" "${B[@]}" show fast70
 expect_fail 1 "no build or recipe named 'fast70'" "${B[@]}" diff fast70 fast80
 expect_fail 2 "expected NAME and DIR" "${B[@]}" checkout fast70

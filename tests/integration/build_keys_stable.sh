@@ -15,15 +15,16 @@ stat_of() { "${B[@]}" stats --json | jq -r --arg s "$1" --arg f "$2" '.stages[] 
 puts0=$("${B[@]}" stats --json | jq .puts)
 
 : >"$TMP/keys"
-for names in "k_cov50 k_kl k_bits k_rand" "k_mlp"; do
-  # shellcheck disable=SC2086
-  plan=$("${B[@]}" plan --json "${ARGS[@]}" recipe $names) || fail "plan $names"
-  expect_eq "$(jq '[.[].stages[] | select(.state != "HIT")] | length' <<<"$plan")" "0" "plan misses ($names)"
-  # shellcheck disable=SC2086
-  out=$("${B[@]}" build --json --no-checkout "${ARGS[@]}" recipe $names) || fail "build $names"
-  expect_eq "$(jq '[.[].stages[] | select(.state != "HIT")] | length' <<<"$out")" "0" "build misses ($names)"
-  jq -r '.[] | .recipe as $r | .stages[] | "\($r) \(.stage) \(.key) \(.result)"' <<<"$out" >>"$TMP/keys"
-done
+# One build of all five: k_mlp calibrates on other samples, so the family check compares it with
+# none of the others (recipes on different calibrations differ everywhere by design).
+names="k_cov50 k_kl k_bits k_rand k_mlp"
+# shellcheck disable=SC2086
+plan=$("${B[@]}" plan --json "${ARGS[@]}" recipe $names) || fail "plan $names"
+expect_eq "$(jq '[.[].stages[] | select(.state != "HIT")] | length' <<<"$plan")" "0" "plan misses"
+# shellcheck disable=SC2086
+out=$("${B[@]}" build --json --no-checkout "${ARGS[@]}" recipe $names) || fail "build $names"
+expect_eq "$(jq '[.[].stages[] | select(.state != "HIT")] | length' <<<"$out")" "0" "build misses"
+jq -r '.[] | .recipe as $r | .stages[] | "\($r) \(.stage) \(.key) \(.result)"' <<<"$out" >>"$TMP/keys"
 diff -u "$FIX/keys.golden" "$TMP/keys" || fail "action keys or results differ from the fixture's"
 expect_eq "$("${B[@]}" stats --json | jq .puts)" "$puts0" "objects stored by an all-hit build"
 pass "a store built by the previous release is all HITs: same keys, same results, nothing stored"

@@ -104,6 +104,21 @@ same_as_good "$TMP/co-par" || fail "concurrent checkouts left a wrong directory"
 [ -z "$(ls -d "$TMP"/co-par.aqs-* 2>/dev/null)" ] || fail "leftover temporary directories"
 pass "6 concurrent checkouts into one directory"
 
+# --- concurrent builders on a fresh store: each action computed once, all reuse it
+"$AQS" --store "$TMP/cstore" init >/dev/null
+pids=()
+for i in 1 2 3 4 5 6; do
+  "$AQS" --store "$TMP/cstore" build "${BUILD_ARGS[@]}" --json --no-checkout fast50 >"$TMP/cb$i.json" 2>"$TMP/cb$i.err" &
+  pids+=($!)
+done
+for i in "${!pids[@]}"; do wait "${pids[$i]}" || fail "concurrent build $i: $(cat "$TMP/cb$((i + 1)).err")"; done
+expect_eq "$(for i in 1 2 3 4 5 6; do jq -r '.[0].build_record' "$TMP/cb$i.json"; done | sort -u | wc -l)" "1" \
+  "distinct build records of 6 concurrent builds"
+expect_eq "$(cat "$TMP"/cb?.json | jq -s '[.[][0].stages[] | select(.state == "RUN")] | length')" "6" \
+  "stage runs across 6 concurrent builds (6 stages, each computed once)"
+"$AQS" --store "$TMP/cstore" verify >/dev/null || fail "verify after concurrent builds"
+pass "6 concurrent builds: all exit 0, one result, each stage computed once"
+
 # --- read-only use: another uid, store without write permission
 if [ "$(id -u)" == 0 ] && command -v setpriv >/dev/null && id nobody >/dev/null 2>&1; then
   restore

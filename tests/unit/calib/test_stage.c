@@ -223,13 +223,24 @@ static void test_caption_bad_lines(void **state) {
   o.captions_path = path;
   aqs_calib_result r;
   aqs_err err = {0};
+  /* the blank line 3 is not a caption (skipped silently); the invalid UTF-8 of line 5 is an error */
   assert_int_equal(aqs_calib_build(f->store, &o, &r, &err), AQS_ERR_INVALID);
-  assert_non_null(strstr(err.msg, "bad.txt:3: empty line"));
+  assert_non_null(strstr(err.msg, "bad.txt:5: invalid UTF-8"));
+  assert_null(strstr(err.msg, "bad.txt:3"));
   o.skip_bad = 1;
   assert_int_equal(aqs_calib_build(f->store, &o, &r, &err), AQS_OK);
-  assert_int_equal(r.set.n_skipped, 2);
-  assert_non_null(strstr(r.first_bad, "bad.txt:3:"));
+  assert_int_equal(r.set.n_skipped, 1);
+  assert_non_null(strstr(r.first_bad, "bad.txt:5:"));
   aqs_calib_result_free(&r);
+  /* blank lines alone never stop a build, with or without skip_bad */
+  static const char blanks[] = "one good caption\n\n   \ntwo good caption\r\n\r\nthree\n";
+  write_text(path, blanks, sizeof blanks - 1);
+  o.skip_bad = 0;
+  assert_int_equal(aqs_calib_build(f->store, &o, &r, &err), AQS_OK);
+  assert_int_equal(r.set.n_seqs, 3);
+  assert_int_equal(r.set.n_skipped, 0);
+  aqs_calib_result_free(&r);
+  o.skip_bad = 1;
   /* invalid UTF-8 is reported with its line and byte offset */
   static const char text2[] = "fine\nbad \xff utf8\n";
   write_text(path, text2, sizeof text2 - 1);
@@ -247,11 +258,27 @@ static void test_caption_bad_lines(void **state) {
   free(long_text);
   assert_int_equal(aqs_calib_build(f->store, &o, &r, &err), AQS_ERR_INVALID);
   assert_non_null(strstr(err.msg, "bad.txt:2: line too long"));
-  /* fewer usable rows than samples; a missing file */
+  /* fewer usable rows than samples: all of them are used, the key holds the real count (so
+   * asking for exactly that many is a hit), and the note says so; a missing file */
   o.samples = 5;
   o.skip_bad = 1;
+  assert_int_equal(aqs_calib_build(f->store, &o, &r, &err), AQS_OK);
+  assert_int_equal(r.set.n_seqs, 1);
+  assert_int_equal(r.samples_used, 1);
+  assert_non_null(strstr(r.note, "has 1 usable row, fewer than the 5 samples asked for: the calib-set uses all 1"));
+  aqs_digest five_key = r.key, five_set = r.digest;
+  aqs_calib_result_free(&r);
+  o.samples = 1;
+  assert_int_equal(aqs_calib_build(f->store, &o, &r, &err), AQS_OK);
+  assert_int_equal(r.hit, 1);
+  assert_true(aqs_digest_eq(&r.key, &five_key));
+  assert_true(aqs_digest_eq(&r.digest, &five_set));
+  assert_string_equal(r.note, "");
+  aqs_calib_result_free(&r);
+  /* nothing usable at all is an error */
+  write_text(path, "\n\n", 2);
   assert_int_equal(aqs_calib_build(f->store, &o, &r, &err), AQS_ERR_INVALID);
-  assert_non_null(strstr(err.msg, "fewer than --samples 5"));
+  assert_non_null(strstr(err.msg, "no usable rows"));
   o.captions_path = "/nonexistent/captions.txt";
   assert_int_equal(aqs_calib_build(f->store, &o, &r, &err), AQS_ERR_NOT_FOUND);
   assert_non_null(strstr(err.msg, "/nonexistent/captions.txt"));

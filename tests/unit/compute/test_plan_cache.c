@@ -1,6 +1,6 @@
 /* tests/unit/compute/test_plan_cache.c: the policy of the CUDA backend's cuBLASLt plan cache
  * (kernels/plan_cache.h), without a GPU: hits, filling free slots, least-recently-used eviction,
- * dropped slots reused first, and a stream of 5,000 distinct token counts (varied captions) that
+ * dropped slots reused first, and a stream of 1,000 distinct token counts (varied captions) that
  * never holds more than the capacity while the shapes repeated within a batch keep hitting. */
 #include "testutil.h"
 
@@ -83,7 +83,7 @@ static void test_varied_batches_bounded(void **state) {
   (void)state;
   aqs_plan_cache c;
   aqs_err e;
-  const int cap = 256, batches = 5000, calls = 200, shapes = 9;
+  const int cap = 256, batches = 1000, calls = 200, shapes = 9;
   assert_int_equal(aqs_plan_cache_init(&c, sizeof(key), cap, &e), AQS_OK);
   uint64_t seed = 7;
   for (int b = 0; b < batches; b++) {

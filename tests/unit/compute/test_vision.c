@@ -8,6 +8,7 @@
 
 #include "engine/compute/vision.h"
 #include "lm_fixture.h"
+#include "vision_probe.h"
 
 static char *model_dir;
 
@@ -324,32 +325,6 @@ static void test_window_geometry(void **state) {
 }
 
 /* ------------------------------------------------------------------ gradients */
-typedef struct vprobe {
-  int block;
-  aqs_vis_slot slot;
-  float *g;
-  const float *dir;
-  float h;
-  size_t n;
-} vprobe;
-
-static aqs_status vprobe_hook(void *ctx, const aqs_vision *vis, int block, aqs_vis_slot slot,
-                              const aqs_lm_linear *lin, const float *x, const float *y,
-                              const float *g, int rows, aqs_err *e) {
-  (void)vis;
-  (void)x;
-  (void)e;
-  vprobe *p = ctx;
-  if (block != p->block || slot != p->slot) return AQS_OK;
-  p->n = (size_t)rows * (size_t)lin->out;
-  if (g) {
-    memcpy(p->g, g, p->n * sizeof(float));
-  } else if (p->dir) {
-    float *yw = (float *)y;
-    for (size_t i = 0; i < p->n; i++) yw[i] += p->h * p->dir[i];
-  }
-  return AQS_OK;
-}
 
 /* L = <out, R> */
 static double vloss(const aqs_vision *vis, const aqs_vision_batch *b, aqs_vision_ws *ws,

@@ -373,7 +373,7 @@ static void test_all_layers_scope(void **state) {
   fx_check(aqs_ckpt_open(dir, &out, &e), &e);
   char name[256];
   snprintf(name, sizeof name, "%s.weight", fx->model->groups[fx->model->ngroups - 1].members[0].module);
-  assert_int_equal(aqs_ckpt_find(out, name)->dtype, AQS_DT_F8_E4M3); /* vis.merger */
+  assert_int_equal(aqs_ckpt_find(out, name)->dtype, AQS_DT_F8_E4M3); /* vis.merger.mlp.2 */
   aqs_ckpt_close(out);
   aqs_export_result_free(&res);
   aqs_plan_free(p);

@@ -35,7 +35,11 @@ static void test_group_ids(void **state) {
   assert_true(aqs_group_id_valid("lm.0.qkv"));
   assert_true(aqs_group_id_valid("lm.35.down"));
   assert_true(aqs_group_id_valid("vis.31.proj"));
-  assert_true(aqs_group_id_valid("vis.merger"));
+  assert_true(aqs_group_id_valid("vis.merger.mlp.0"));
+  assert_true(aqs_group_id_valid("vis.merger.mlp.2"));
+  assert_true(aqs_group_id_valid("vis.patch_embed"));
+  assert_false(aqs_group_id_valid("vis.merger"));
+  assert_false(aqs_group_id_valid("vis.merger.mlp.1"));
   assert_false(aqs_group_id_valid("lm.0.proj"));   /* proj is a vision kind */
   assert_false(aqs_group_id_valid("vis.0.o"));
   assert_false(aqs_group_id_valid("lm.01.qkv"));   /* one spelling per group */
@@ -47,8 +51,13 @@ static void test_group_ids(void **state) {
   assert_true(aqs_group_id_cmp("lm.2.o", "lm.2.gate_up") < 0);
   assert_true(aqs_group_id_cmp("lm.2.gate_up", "lm.2.down") < 0);
   assert_true(aqs_group_id_cmp("lm.35.down", "vis.0.qkv") < 0);
-  assert_true(aqs_group_id_cmp("vis.31.down", "vis.merger") < 0);
-  assert_int_equal(aqs_group_id_cmp("vis.merger", "vis.merger"), 0);
+  assert_true(aqs_group_id_cmp("vis.31.down", "vis.merger.mlp.0") < 0);
+  assert_true(aqs_group_id_cmp("vis.merger.mlp.0", "vis.merger.mlp.2") < 0);
+  assert_true(aqs_group_id_cmp("vis.merger.mlp.2", "vis.0.qkv") > 0);
+  assert_true(aqs_group_id_cmp("vis.patch_embed", "vis.0.qkv") < 0);
+  assert_true(aqs_group_id_cmp("lm.35.down", "vis.patch_embed") < 0);
+  assert_true(aqs_group_id_cmp("vis.patch_embed", "vis.merger.mlp.0") < 0);
+  assert_int_equal(aqs_group_id_cmp("vis.merger.mlp.2", "vis.merger.mlp.2"), 0);
 }
 
 static void test_set_find_count_roundtrip(void **state) {
@@ -107,7 +116,7 @@ static void test_input_forms(void **state) {
   assert_true(aqs_plan_find(p, "lm.0.o")->has_score);
   assert_string_equal(p->scope, "");
   aqs_plan_free(p);
-  p = parse_ok("{\"scope\":\"all_layers\",\"groups\":{\"vis.merger\":\"fp8\"}}");
+  p = parse_ok("{\"scope\":\"all_layers\",\"groups\":{\"vis.merger.mlp.0\":\"fp8\"}}");
   assert_string_equal(p->scope, "all_layers");
   aqs_plan_free(p);
 }
@@ -131,14 +140,14 @@ static void test_parse_errors(void **state) {
 static void test_symmetric_difference(void **state) {
   (void)state;
   aqs_plan *a = parse_ok("{\"groups\":{\"lm.0.qkv\":\"fp8\",\"lm.0.o\":\"bf16\",\"lm.1.down\":\"fp8\"}}");
-  aqs_plan *b = parse_ok("{\"groups\":{\"lm.0.qkv\":\"fp8\",\"lm.0.o\":\"fp8\",\"lm.2.o\":\"bf16\",\"vis.merger\":\"fp8\"}}");
+  aqs_plan *b = parse_ok("{\"groups\":{\"lm.0.qkv\":\"fp8\",\"lm.0.o\":\"fp8\",\"lm.2.o\":\"bf16\",\"vis.merger.mlp.2\":\"fp8\"}}");
   const char **ids;
   size_t n;
   assert_int_equal(aqs_plan_diff(a, b, &ids, &n, NULL), AQS_OK);
   assert_int_equal(n, 3);
   assert_string_equal(ids[0], "lm.0.o");
   assert_string_equal(ids[1], "lm.1.down"); /* fp8 in a, absent (= bf16) in b */
-  assert_string_equal(ids[2], "vis.merger");
+  assert_string_equal(ids[2], "vis.merger.mlp.2");
   free(ids);
   assert_int_equal(aqs_plan_diff(a, a, &ids, &n, NULL), AQS_OK);
   assert_int_equal(n, 0);

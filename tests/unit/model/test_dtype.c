@@ -69,11 +69,48 @@ static void test_f32_to_bf16_rounding(void **state) {
   assert_int_equal(aqs_f32_to_bf16(-0.0f), 0x8000);
 }
 
+/* NaN and Inf found at their index in BF16 / F16 / F32 arrays at odd (unaligned) offsets; large
+ * finite values, subnormals and -0 are finite; other dtypes are never scanned. */
+static void test_first_nonfinite(void **state) {
+  (void)state;
+  unsigned char buf[4 * 64 + 1];
+  uint16_t bf[64], hf[64];
+  float f[64];
+  for (int i = 0; i < 64; i++) {
+    f[i] = (i % 2 ? -1.0f : 1.0f) * (float)i * 1e30f;
+    bf[i] = aqs_f32_to_bf16((float)i - 32.0f);
+    hf[i] = (uint16_t)(0x3c00 + i); /* 1.0 .. in F16 */
+  }
+  bf[3] = 0x8000;                    /* -0 */
+  bf[4] = 0x0001;                    /* subnormal */
+  memcpy(buf + 1, bf, sizeof bf);
+  assert_int_equal(aqs_first_nonfinite(AQS_DT_BF16, buf + 1, 64), -1);
+  bf[40] = 0x7f80; /* +Inf */
+  bf[50] = 0x7fc0; /* NaN */
+  memcpy(buf + 1, bf, sizeof bf);
+  assert_int_equal(aqs_first_nonfinite(AQS_DT_BF16, buf + 1, 64), 40);
+  assert_int_equal(aqs_first_nonfinite(AQS_DT_BF16, buf + 1, 40), -1);
+  memcpy(buf + 1, hf, sizeof hf);
+  assert_int_equal(aqs_first_nonfinite(AQS_DT_F16, buf + 1, 64), -1);
+  hf[7] = 0xfc00; /* -Inf */
+  memcpy(buf + 1, hf, sizeof hf);
+  assert_int_equal(aqs_first_nonfinite(AQS_DT_F16, buf + 1, 64), 7);
+  memcpy(buf + 1, f, sizeof f);
+  assert_int_equal(aqs_first_nonfinite(AQS_DT_F32, buf + 1, 64), -1);
+  f[63] = NAN;
+  memcpy(buf + 1, f, sizeof f);
+  assert_int_equal(aqs_first_nonfinite(AQS_DT_F32, buf + 1, 64), 63);
+  memset(buf, 0xff, sizeof buf);
+  assert_int_equal(aqs_first_nonfinite(AQS_DT_I32, buf, 64), -1);
+  assert_int_equal(aqs_first_nonfinite(AQS_DT_F8_E4M3, buf, 64), -1);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_names_and_sizes),
     cmocka_unit_test(test_bf16_round_trip_exhaustive),
     cmocka_unit_test(test_f32_to_bf16_rounding),
+    cmocka_unit_test(test_first_nonfinite),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -208,7 +208,7 @@ static void test_naming(void **state) {
   assert_true(aqs_qwen_module_disabled("lm_head", aqs_qwen_default_disabled));
   assert_true(aqs_qwen_module_disabled("model.language_model.embed_tokens", aqs_qwen_default_disabled));
   assert_true(aqs_qwen_module_disabled("model.layers.0.input_layernorm", aqs_qwen_default_disabled));
-  assert_true(aqs_qwen_module_disabled("visual.patch_embed.proj", aqs_qwen_default_disabled));
+  assert_false(aqs_qwen_module_disabled("visual.patch_embed.proj", aqs_qwen_default_disabled));
   assert_false(aqs_qwen_module_disabled("model.layers.0.mlp.down_proj", aqs_qwen_default_disabled));
 }
 
@@ -227,8 +227,9 @@ static void check_groups(const aqs_qwen_model *m, const shape_numbers *s) {
   uint64_t vgu = 2ull * (uint64_t)s->vi * (uint64_t)s->vh, vdown = (uint64_t)s->vi * (uint64_t)s->vh;
   uint64_t merged = (uint64_t)s->vh * (uint64_t)(s->m * s->m);
   uint64_t merger = merged * merged + (uint64_t)s->out * merged;
-  uint64_t vis_total = (uint64_t)s->B * (vqkv + vproj + vgu + vdown) + merger;
-  assert_int_equal(m->ngroups, (size_t)(4 * s->L + 4 * s->B + 1));
+  uint64_t patch = (uint64_t)s->vh * 3u * 2u * 14u * 14u;
+  uint64_t vis_total = (uint64_t)s->B * (vqkv + vproj + vgu + vdown) + merger + patch;
+  assert_int_equal(m->ngroups, (size_t)(4 * s->L + 4 * s->B + 3));
   assert_int_equal(m->n_lm_groups, (size_t)(4 * s->L));
   assert_int_equal(aqs_qwen_scope_weight_params(m, AQS_SCOPE_LM_ONLY), lm_total);
   assert_int_equal(aqs_qwen_scope_weight_params(m, AQS_SCOPE_ALL_LAYERS), lm_total + vis_total);
@@ -250,10 +251,17 @@ static void check_groups(const aqs_qwen_model *m, const shape_numbers *s) {
   assert_int_equal(aqs_qwen_find_group(m, "vis.0.qkv")->weight_params, vqkv);
   assert_int_equal(aqs_qwen_find_group(m, "vis.0.proj")->weight_params, vproj);
   assert_int_equal(aqs_qwen_find_group(m, "vis.0.down")->weight_params, vdown);
-  g = aqs_qwen_find_group(m, "vis.merger");
+  g = aqs_qwen_find_group(m, "vis.merger.mlp.0");
   assert_non_null(g);
   assert_int_equal(g->layer, -1);
-  assert_int_equal(g->weight_params, merger);
+  assert_int_equal(g->nmembers, 1);
+  assert_int_equal(g->weight_params + aqs_qwen_find_group(m, "vis.merger.mlp.2")->weight_params,
+                   merger);
+  g = aqs_qwen_find_group(m, "vis.patch_embed");
+  assert_non_null(g);
+  assert_int_equal(g->members[0].in_features, 1176);
+  assert_int_equal(g->weight_params, patch);
+  assert_int_equal(g->bias_params, 0);
   snprintf(id, sizeof id, "lm.%d.qkv", s->L);
   assert_null(aqs_qwen_find_group(m, id));
   /* Scopes: lm_only holds exactly the lm.* groups. */
@@ -278,17 +286,20 @@ static void test_groups_3b(void **state) {
   assert_int_equal(aqs_qwen_model_from_config(&c, AQS_NAMING_HF4, &m, &e), AQS_OK);
   shape_numbers s = {36, 16, 2, 128, 2048, 11008, 32, 1280, 3420, 2, 2048};
   check_groups(m, &s);
-  /* Written out for the record: 144 lm groups, 2,774,532,096 lm weights; 273 groups and
-   * 3,441,197,056 weights in all_layers. */
+  /* Written out for the record: 144 lm groups, 2,774,532,096 lm weights; 275 groups and
+   * 3,442,702,336 weights in all_layers (patch_embed 1280 x 1176 = 1,505,280 of them). */
   assert_int_equal(aqs_qwen_scope_weight_params(m, AQS_SCOPE_LM_ONLY), 2774532096ull);
-  assert_int_equal(aqs_qwen_scope_weight_params(m, AQS_SCOPE_ALL_LAYERS), 3441197056ull);
+  assert_int_equal(aqs_qwen_scope_weight_params(m, AQS_SCOPE_ALL_LAYERS), 3442702336ull);
   const aqs_qwen_group *g = aqs_qwen_find_group(m, "lm.35.qkv");
   assert_string_equal(g->members[0].module, "model.layers.35.self_attn.q_proj");
   assert_string_equal(g->members[2].module, "model.layers.35.self_attn.v_proj");
   assert_int_equal(g->members[1].out_features, 256);
-  g = aqs_qwen_find_group(m, "vis.merger");
-  assert_string_equal(g->members[0].module, "visual.merger.mlp.0");
-  assert_string_equal(g->members[1].module, "visual.merger.mlp.2");
+  assert_string_equal(aqs_qwen_find_group(m, "vis.merger.mlp.0")->members[0].module,
+                      "visual.merger.mlp.0");
+  assert_string_equal(aqs_qwen_find_group(m, "vis.merger.mlp.2")->members[0].module,
+                      "visual.merger.mlp.2");
+  assert_string_equal(aqs_qwen_find_group(m, "vis.patch_embed")->members[0].module,
+                      "visual.patch_embed.proj");
   assert_ptr_equal(aqs_qwen_group_of_module(m, "model.layers.7.mlp.up_proj.weight"),
                    aqs_qwen_find_group(m, "lm.7.gate_up"));
   assert_ptr_equal(aqs_qwen_group_of_module(m, "visual.blocks.4.attn.proj"),
@@ -319,14 +330,17 @@ static void test_groups_tiny(void **state) {
   assert_int_equal(aqs_qwen_model_from_config(&c, AQS_NAMING_HF5, &m, &e), AQS_OK);
   shape_numbers s = {4, 4, 2, 16, 64, 128, 2, 32, 64, 2, 64};
   check_groups(m, &s);
-  /* Order: lm groups by layer (qkv, o, gate_up, down), then vision blocks, then the merger. */
+  /* Order: lm groups by layer (qkv, o, gate_up, down), then the patch embedding, the vision
+   * blocks, then the merger's two linears. */
   assert_string_equal(m->groups[0].id, "lm.0.qkv");
   assert_string_equal(m->groups[1].id, "lm.0.o");
   assert_string_equal(m->groups[2].id, "lm.0.gate_up");
   assert_string_equal(m->groups[3].id, "lm.0.down");
-  assert_string_equal(m->groups[16].id, "vis.0.qkv");
-  assert_string_equal(m->groups[m->ngroups - 1].id, "vis.merger");
-  assert_string_equal(m->groups[16].members[0].module, "model.visual.blocks.0.attn.qkv");
+  assert_string_equal(m->groups[16].id, "vis.patch_embed");
+  assert_string_equal(m->groups[17].id, "vis.0.qkv");
+  assert_string_equal(m->groups[m->ngroups - 2].id, "vis.merger.mlp.0");
+  assert_string_equal(m->groups[m->ngroups - 1].id, "vis.merger.mlp.2");
+  assert_string_equal(m->groups[17].members[0].module, "model.visual.blocks.0.attn.qkv");
   assert_string_equal(m->groups[4].members[1].module, "model.language_model.layers.1.self_attn.k_proj");
   aqs_qwen_model_free(m);
 }
@@ -371,7 +385,7 @@ static void test_model_check(void **state) {
   aqs_qwen_model *got;
   aqs_ckpt *c;
   if (aqs_qwen_model_open(dir, &got, &c, &e)) fail_msg("%s", e.msg);
-  assert_int_equal(got->ngroups, 25);
+  assert_int_equal(got->ngroups, 27);
   aqs_qwen_model_free(got);
   aqs_ckpt_close(c);
   /* Config says intermediate 136, tensors have 128: error names the first tensor and both shapes. */

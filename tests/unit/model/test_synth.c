@@ -394,7 +394,7 @@ static void test_cli(void **state) {
   json_error_t jerr;
   json_t *doc = json_loads(out, 0, &jerr);
   if (!doc) fail_msg("not JSON: %s", out);
-  assert_int_equal(json_integer_value(json_object_get(doc, "groups")), 25);
+  assert_int_equal(json_integer_value(json_object_get(doc, "groups")), 27);
   assert_int_equal(json_integer_value(json_object_get(doc, "seed")), 3);
   json_decref(doc);
   free(out);

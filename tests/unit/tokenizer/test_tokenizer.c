@@ -214,6 +214,12 @@ static void bytelevel_regex_prefix_space_ignore_merges_unk(void **state) {
   tok = make_tok(vocab, "[]", NULL, gpt2, ", \"unk_token\": \"<unk>\", \"fuse_unk\": true");
   EXPECT_IDS(tok, "hzzz", 2, 3, 5);       /* fused unks */
   aqs_tokenizer_free(tok);
+  /* No unk token: a pre-token made only of bytes outside the vocabulary gives no ids, and that
+   * empty result is cached (found by fuzz_tokenizer: UBSan flagged the empty cache copy). */
+  tok = make_tok(vocab, "[\"h i\"]", NULL, gpt2, ", \"ignore_merges\": true");
+  EXPECT_IDS(tok, "hello\n", 0);
+  EXPECT_IDS(tok, "hello\n", 0);          /* second time from the cache */
+  aqs_tokenizer_free(tok);
   /* Split with behavior Removed drops the matches; ByteLevel without regex keeps pieces whole */
   const char *removed = "{\"type\": \"Sequence\", \"pretokenizers\": [{\"type\": \"Split\", "
                         "\"pattern\": {\"String\": \"-\"}, \"behavior\": \"Removed\"}, {\"type\": "

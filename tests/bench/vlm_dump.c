@@ -1,0 +1,130 @@
+/* tests/bench/vlm_dump.c: conformance helper (not a test): runs the whole model on one image+text
+ * batch given as raw files and writes what tests/conformance/vision_conformance.py compares with
+ * transformers: logits (N, V) F32, the amax table and all_layers gradient scores (JSON).
+ *   vlm_dump MODEL_DIR IN_DIR OUT_DIR BACKEND PRECISION
+ * IN_DIR: lens.i32 (B), ids.i32 (N), grid.i32 (I x 3), img_seq.i32, img_start.i32 (I),
+ * patches.f32 (sum t*h*w, 1176), all little-endian. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine/compute/vlm.h"
+#include "kernels/backend.h"
+
+static void *slurp(const char *dir, const char *name, size_t *n_bytes) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "rb");
+  if (!f) {
+    fprintf(stderr, "vlm_dump: cannot open %s\n", path);
+    exit(1);
+  }
+  fseek(f, 0, SEEK_END);
+  long n = ftell(f);
+  fseek(f, 0, SEEK_SET);
+  void *p = malloc((size_t)n + 4);
+  if (!p || fread(p, 1, (size_t)n, f) != (size_t)n) {
+    fprintf(stderr, "vlm_dump: cannot read %s\n", path);
+    exit(1);
+  }
+  fclose(f);
+  *n_bytes = (size_t)n;
+  return p;
+}
+
+static void check(aqs_status st, const aqs_err *e, const char *what) {
+  if (st == AQS_OK) return;
+  fprintf(stderr, "vlm_dump: %s: %s\n", what, e->msg);
+  exit(1);
+}
+
+static void write_text(const char *dir, const char *name, const char *text) {
+  char path[4096];
+  snprintf(path, sizeof path, "%s/%s", dir, name);
+  FILE *f = fopen(path, "w");
+  if (!f || fputs(text, f) < 0 || fclose(f) != 0) {
+    fprintf(stderr, "vlm_dump: cannot write %s\n", path);
+    exit(1);
+  }
+}
+
+int main(int argc, char **argv) {
+  if (argc != 6) {
+    fprintf(stderr, "usage: vlm_dump MODEL_DIR IN_DIR OUT_DIR cpu|cuda f32|bf16\n");
+    return 2;
+  }
+  const char *model = argv[1], *in = argv[2], *out = argv[3];
+  aqs_err e = {0};
+  aqs_precision prec;
+  check(aqs_precision_parse(argv[5], &prec, &e), &e, "precision");
+  aqs_backend *be;
+  check(aqs_backend_open(argv[4], prec, &be, &e), &e, "backend");
+  aqs_vlm *m;
+  check(aqs_vlm_load(be, model, &m, &e), &e, "load");
+  size_t nb;
+  aqs_calib_chunk c;
+  memset(&c, 0, sizeof c);
+  c.seq_lens = slurp(in, "lens.i32", &nb);
+  c.n_seqs = (int32_t)(nb / 4);
+  c.token_ids = slurp(in, "ids.i32", &nb);
+  c.n_tokens = (int64_t)(nb / 4);
+  c.image_grid_thw = slurp(in, "grid.i32", &nb);
+  c.n_images = (int32_t)(nb / 12);
+  c.image_seq = slurp(in, "img_seq.i32", &nb);
+  c.image_token_start = slurp(in, "img_start.i32", &nb);
+  c.pixel_patches = slurp(in, "patches.f32", &nb);
+  c.patch_dim = AQS_CALIB_PATCH_DIM;
+  c.n_patches = (int64_t)(nb / 4 / AQS_CALIB_PATCH_DIM);
+  /* logits of the plain forward */
+  aqs_vlm_batch b;
+  check(aqs_vlm_batch_of_chunk(m, &c, 0, &b, &e), &e, "batch");
+  aqs_vision_ws *vws;
+  aqs_lm_ws *lws;
+  check(aqs_vision_ws_alloc(m->vis, &b.vis, 0, &vws, &e), &e, "vision ws");
+  check(aqs_lm_ws_alloc(m->lm, &b.lm, 0, 0, &lws, &e), &e, "lm ws");
+  check(aqs_vision_forward(m->vis, &b.vis, vws, NULL, NULL, NULL, &e), &e, "vision forward");
+  b.lm.image_embeds = aqs_vision_ws_output(vws);
+  check(aqs_lm_forward(m->lm, &b.lm, lws, NULL, NULL, &e), &e, "forward");
+  size_t nl = (size_t)b.lm.n_tokens * (size_t)m->lm->cfg.vocab_size;
+  float *logits = malloc(nl * sizeof *logits);
+  be->ops->copy_d2h(be, logits, aqs_lm_ws_logits(lws), nl * sizeof *logits);
+  check(be->ops->sync(be, &e), &e, "sync");
+  char path[4096];
+  snprintf(path, sizeof path, "%s/logits.f32", out);
+  FILE *f = fopen(path, "wb");
+  if (!f || fwrite(logits, sizeof *logits, nl, f) != nl || fclose(f) != 0) {
+    fprintf(stderr, "vlm_dump: cannot write %s\n", path);
+    return 1;
+  }
+  aqs_lm_ws_free(m->lm, lws);
+  aqs_vision_ws_free(m->vis, vws);
+  aqs_vlm_batch_free(m, &b);
+  /* amax and gradient scores (all_layers) */
+  aqs_amax_table t = {0};
+  char *text = NULL;
+  check(aqs_vlm_calibrate_chunk(m, &c, 0, &t, &e), &e, "calibrate");
+  check(aqs_amax_to_json(&t, &text, &e), &e, "amax json");
+  write_text(out, "amax.json", text);
+  free(text);
+  check(aqs_vlm_set_amax(m, &t, &e), &e, "set amax");
+  aqs_scores s;
+  double loss;
+  check(aqs_vlm_sensitivity_chunk(m, &c, AQS_SENS_GRADIENT, AQS_SCOPE_ALL_LAYERS, 0, &s, &loss, &e), &e,
+        "scores");
+  check(aqs_scores_to_json(&s, &text, &e), &e, "scores json");
+  write_text(out, "scores.json", text);
+  printf("vlm_dump: %d tokens, %d images, loss %.6f\n", (int)c.n_tokens, c.n_images, loss);
+  free(text);
+  aqs_scores_free(&s);
+  aqs_amax_free(&t);
+  free(logits);
+  free((void *)c.seq_lens);
+  free((void *)c.token_ids);
+  free((void *)c.image_grid_thw);
+  free((void *)c.image_seq);
+  free((void *)c.image_token_start);
+  free((void *)c.pixel_patches);
+  aqs_vlm_free(m);
+  aqs_backend_close(be);
+  return 0;
+}

@@ -1,0 +1,196 @@
+#!/usr/bin/env python3
+"""tests/conformance/vision_conformance.py: aqs's whole model on images against transformers.
+
+Runs on the GPU machine (torch + transformers 5.x). Writes a synthetic checkpoint with
+`aqs synth-model`, two image+text sequences (odd grids, random normalized pixels), runs
+tests/bench/vlm_dump (our CUDA backend, F32 and BF16) and transformers'
+Qwen2_5_VLForConditionalGeneration on the same inputs, and compares:
+  - logits with images, relative to the logit scale (max |logit|), F32 and BF16;
+  - the input amax of every vision linear (F32), relative difference;
+  - all_layers gradient scores (ModelOpt AutoQuantize form, torch hooks with fake quant through
+    float8_e4m3fn casts and our amax table; loss = mean CE over text targets, as ours):
+    Spearman rank correlation over groups.
+usage: vision_conformance.py AQS_BIN VLM_DUMP WORKDIR [--preset small] [--json OUT.json]
+"""
+import argparse
+import json
+import os
+import random
+import subprocess
+import sys
+
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from hf_reference import fq_act, fq_weight, scale_of, spearman  # noqa: E402
+
+GRIDS = [(1, 6, 10), (1, 22, 34)]   # patches: partial windows both ways, a large odd image
+TEXT = [(5, 7), (3, 10)]            # text tokens before / after each image
+
+
+def make_inputs(cfg, work):
+    r = random.Random(11)
+    m = cfg["vision_config"]["spatial_merge_size"]
+    seqs, img_start, patches = [], [], []
+    for (t, h, w), (pre, post) in zip(GRIDS, TEXT):
+        n = t * (h // m) * (w // m)
+        ids = [r.randrange(0, 1500) for _ in range(pre)] + [cfg["vision_start_token_id"]]
+        img_start.append(len(ids))
+        ids += [cfg["image_token_id"]] * n + [cfg["vision_end_token_id"]]
+        ids += [r.randrange(0, 1500) for _ in range(post)]
+        seqs.append(ids)
+        g = torch.Generator().manual_seed(len(patches) + 3)
+        patches.append(torch.randn(t * h * w, 1176, generator=g) * 0.8)
+    d = os.path.join(work, "in")
+    os.makedirs(d, exist_ok=True)
+    def put(name, vals, dtype):
+        torch.tensor(vals, dtype=dtype).numpy().tofile(os.path.join(d, name))
+    put("lens.i32", [len(s) for s in seqs], torch.int32)
+    put("ids.i32", [i for s in seqs for i in s], torch.int32)
+    put("grid.i32", [v for g in GRIDS for v in g], torch.int32)
+    put("img_seq.i32", list(range(len(seqs))), torch.int32)
+    put("img_start.i32", img_start, torch.int32)
+    torch.cat(patches).float().numpy().tofile(os.path.join(d, "patches.f32"))
+    return seqs, patches, d
+
+
+def targets_of(cfg, ids):
+    vis = {cfg["image_token_id"], cfg["vision_start_token_id"], cfg["vision_end_token_id"]}
+    return [ids[i + 1] if i + 1 < len(ids) and ids[i + 1] not in vis else -100 for i in range(len(ids))]
+
+
+def hf_logits(model, seqs, patches):
+    out = []
+    with torch.no_grad():
+        for ids, px, g in zip(seqs, patches, GRIDS):
+            o = model(input_ids=torch.tensor([ids], device="cuda"), pixel_values=px.cuda(),
+                      image_grid_thw=torch.tensor([g], device="cuda"), use_cache=False)
+            out.append(o.logits[0].float().cpu())
+    return torch.cat(out)
+
+
+def short(name):
+    """Module name from the vision or language tower on, whatever the naming scheme."""
+    for key in ("visual.", "layers."):
+        if key in name:
+            return name[name.index(key):]
+    return name
+
+
+def vision_amax(model, seqs, patches):
+    amax = {}
+    handles = []
+    for name, mod in model.named_modules():
+        if "visual" in name and isinstance(mod, (torch.nn.Linear, torch.nn.Conv3d)):
+            def hook(m, inp, out, name=name):
+                v = inp[0].detach().abs().max().item()
+                amax[short(name)] = max(amax.get(short(name), 0.0), v)
+            handles.append(mod.register_forward_hook(hook))
+    hf_logits(model, seqs, patches)
+    for h in handles:
+        h.remove()
+    return amax
+
+
+def gradient_scores(model, cfg, seqs, patches, amax):
+    mods = {}
+    for name, mod in model.named_modules():
+        if ("visual" in name or ".layers." in name) and isinstance(mod, (torch.nn.Linear, torch.nn.Conv3d)):
+            if short(name) in amax:
+                mods[short(name)] = mod
+    scores = {k: 0.0 for k in mods}
+    handles = []
+    for key, mod in mods.items():
+        a = amax[key]
+        sx, sw = scale_of(a["input_amax"]), scale_of(a["weight_amax"])
+        w2 = mod.weight.detach().reshape(mod.weight.shape[0], -1)
+        wq = fq_weight(w2, sw)
+
+        def hook(m, inp, out, key=key, sx=sx, wq=wq):
+            x = inp[0].detach().reshape(-1, wq.shape[1]) if isinstance(m, torch.nn.Conv3d) else inp[0].detach()
+            with torch.no_grad():
+                yq = F.linear(fq_act(x, sx), wq, None if m.bias is None else m.bias.float())
+                dy = yq.reshape(out.shape) - out.detach().float()
+
+            def ghook(g):
+                t = (g.float() * dy).clamp(-1e10, 1e10)
+                scores[key] += (t.double() ** 2).sum().item()
+            out.register_hook(ghook)
+        handles.append(mod.register_forward_hook(hook))
+    n_targets = sum(sum(1 for t in targets_of(cfg, s) if t >= 0) for s in seqs)
+    for ids, px, g in zip(seqs, patches, GRIDS):
+        o = model(input_ids=torch.tensor([ids], device="cuda"), pixel_values=px.cuda(),
+                  image_grid_thw=torch.tensor([g], device="cuda"), use_cache=False)
+        tg = torch.tensor(targets_of(cfg, ids), device="cuda")
+        loss = F.cross_entropy(o.logits[0].float(), tg, ignore_index=-100, reduction="sum") / n_targets
+        model.zero_grad(set_to_none=True)
+        loss.backward()
+    for h in handles:
+        h.remove()
+    return scores
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("aqs")
+    ap.add_argument("dump")
+    ap.add_argument("work")
+    ap.add_argument("--preset", default="small")
+    ap.add_argument("--json")
+    a = ap.parse_args()
+    from transformers import Qwen2_5_VLForConditionalGeneration
+    mdir = os.path.join(a.work, "model")
+    subprocess.run([a.aqs, "synth-model", "--preset", a.preset, "--seed", "3", "--out", mdir],
+                   check=True, stdout=subprocess.DEVNULL)
+    cfg = json.load(open(os.path.join(mdir, "config.json")))
+    seqs, patches, ind = make_inputs(cfg, a.work)
+    res = {"preset": a.preset, "grids": GRIDS, "n_tokens": sum(len(s) for s in seqs),
+           "torch": torch.__version__, "device": torch.cuda.get_device_name(0)}
+    ours = {}
+    for prec in ("f32", "bf16"):
+        od = os.path.join(a.work, "out_" + prec)
+        os.makedirs(od, exist_ok=True)
+        subprocess.run([a.dump, mdir, ind, od, "cuda", prec], check=True)
+        ours[prec] = od
+    V = cfg.get("text_config", cfg)["vocab_size"]
+    for prec, dtype in (("f32", torch.float32), ("bf16", torch.bfloat16)):
+        model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
+            mdir, dtype=dtype, attn_implementation="sdpa").cuda().eval()
+        ref = hf_logits(model, seqs, patches)
+        mine = torch.from_numpy(__import__("numpy").fromfile(os.path.join(ours[prec], "logits.f32"),
+                                                              dtype="float32")).reshape(-1, V)
+        err = (ref - mine).abs()
+        res["logits_" + prec] = {"scale": ref.abs().max().item(), "max_rel": err.max().item() / ref.abs().max().item(),
+                                 "mean_rel": err.mean().item() / ref.abs().max().item(),
+                                 "top1_agreement": (ref.argmax(-1) == mine.argmax(-1)).float().mean().item()}
+        print(prec, res["logits_" + prec], flush=True)
+        if prec == "f32":
+            our_amax = {short(k): v for k, v in json.load(open(os.path.join(ours[prec], "amax.json")))["modules"].items()}
+            hf_am = vision_amax(model, seqs, patches)
+            rel = {k: abs(hf_am[k] - our_amax[k]["input_amax"]) / hf_am[k] for k in hf_am if k in our_amax}
+            res["vision_amax_f32"] = {"n": len(rel), "max_rel": max(rel.values()),
+                                      "exact": sum(1 for v in rel.values() if v == 0.0)}
+            print("amax", res["vision_amax_f32"], flush=True)
+            sc = json.load(open(os.path.join(ours[prec], "scores.json")))
+            mod_scores = gradient_scores(model, cfg, seqs, patches, our_amax)
+            ids, a_ref, b_ours = [], [], []
+            for g in sc["groups"]:
+                s = sum(mod_scores.get(short(m["module"]), float("nan")) for m in g["members"])
+                ids.append(g["id"])
+                a_ref.append(s)
+                b_ours.append(g["formats"]["fp8"]["score"])
+            res["gradient_groups"] = {"n": len(ids), "spearman": spearman(a_ref, b_ours),
+                                      "top_ref": ids[max(range(len(ids)), key=lambda i: a_ref[i])],
+                                      "top_ours": ids[max(range(len(ids)), key=lambda i: b_ours[i])]}
+            print("scores", res["gradient_groups"], flush=True)
+        del model
+        torch.cuda.empty_cache()
+    if a.json:
+        json.dump(res, open(a.json, "w"), indent=1)
+    print(json.dumps(res, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
