@@ -59,7 +59,8 @@ int aqs_build_cli_parse(const char *cmd, int argc, char **argv, aqs_build_cli *o
       {"no-checkout", no_argument, NULL, 'n'},   {"quiet", no_argument, NULL, 'q'},
       {"allow-outside-root", no_argument, NULL, 'A'},
       {"rebuild", required_argument, NULL, 'B'}, {"samples", required_argument, NULL, 's'},
-      {"skip-bad", no_argument, NULL, 'k'},      {NULL, 0, NULL, 0}};
+      {"skip-bad", no_argument, NULL, 'k'},      {"eval", no_argument, NULL, 'E'},
+      {NULL, 0, NULL, 0}};
   optind = 1;
   opterr = 0;
   int ch;
@@ -76,6 +77,7 @@ int aqs_build_cli_parse(const char *cmd, int argc, char **argv, aqs_build_cli *o
     case 'n': out->no_checkout = 1; break;
     case 'q': out->quiet = 1; break;
     case 'A': out->allow_outside_root = 1; break;
+    case 'E': out->eval = 1; break;
     case 'B':
       if (parse_rebuild(cmd, optarg, out)) return AQS_EXIT_USAGE;
       break;
@@ -113,6 +115,7 @@ int aqs_build_cli_prepare(const char *cmd, const aqs_build_cli *cli, const aqs_w
   opts->allow_outside_root = cli->allow_outside_root;
   opts->backend = cli->backend ? cli->backend : "cpu";
   opts->progress = !cli->quiet;
+  opts->eval = cli->eval;
   opts->skip_bad = cli->skip_bad;
   opts->rebuild = cli->rebuild;
   opts->n_rebuild = (size_t)cli->n_rebuild;

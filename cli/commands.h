@@ -29,5 +29,6 @@ extern const aqs_cmd aqs_cmd_diff;
 extern const aqs_cmd aqs_cmd_eval;
 extern const aqs_cmd aqs_cmd_push;
 extern const aqs_cmd aqs_cmd_pull;
+extern const aqs_cmd aqs_cmd_report;
 
 #endif

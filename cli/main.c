@@ -39,6 +39,7 @@ static const aqs_cmd *const commands[] = {
   &aqs_cmd_eval,
   &aqs_cmd_push,
   &aqs_cmd_pull,
+  &aqs_cmd_report,
   NULL
 };
 
