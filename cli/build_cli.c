@@ -242,7 +242,13 @@ void aqs_build_cli_print(const aqs_build_report *reports, size_t n, int plan, do
         if (o->hit) reused++;
         else ran++;
       }
-      printf("  %-12s %-5s %-12s", r->stage_names[i], stage_state(r, i, plan), hex);
+      char tiered[AQS_SOURCE_MAX + 8]; /* a plan's hit from a secondary store or the remote */
+      const char *state = stage_state(r, i, plan);
+      if (plan && o->done && o->hit && o->reason[0]) {
+        snprintf(tiered, sizeof tiered, "HIT (%s)", o->reason);
+        state = tiered;
+      }
+      printf("  %-12s %-5s %-12s", r->stage_names[i], state, hex);
       if (plan && o->done && !o->hit) printf("  %s", o->reason);
       else if (plan && !o->done) printf("  needs %s first", o->blocked_by);
       else if (!plan) printf("  %.2fs%s", o->seconds, o->forced ? " (--rebuild)" : "");
@@ -273,6 +279,7 @@ json_t *aqs_build_cli_json(const aqs_build_report *reports, size_t n, int plan, 
         json_object_set_new(st, "key", json_string(aqs_digest_str(&o->key, key)));
         if (o->has_result) json_object_set_new(st, "result", json_string(aqs_digest_str(&o->result, hex)));
         if (plan && !o->hit) json_object_set_new(st, "reason", json_string(o->reason));
+        if (plan && o->hit && o->reason[0]) json_object_set_new(st, "source", json_string(o->reason));
         if (o->forced) json_object_set_new(st, "rebuilt", json_true());
         json_object_set_new(st, "seconds", json_real(o->seconds));
       } else {
