@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "store/journal.h"
 #include "store/store_internal.h"
 
 typedef struct gc_obj {
@@ -342,11 +343,11 @@ static aqs_status gc_body(wtx *w, void *ctx_, aqs_err *err) {
 }
 
 /* After the eviction committed: removes the evicted objects' files, under the writer lock and
- * only while no record names them again (a put of the same bytes since re-stored them). A kill
+ * only while no record names them again (a put of the same bytes since re-stored them), and
+ * compacts the journal. A kill
  * between the two transactions leaves orphan files, never a record without its file; the next gc
  * removes them. */
 static aqs_status unlink_body(wtx *w, void *ctx_, aqs_err *err) {
-  (void)err;
   gc_ctx *c = ctx_;
   for (size_t i = 0; i < c->n_doomed; i++) {
     MDB_val k = {AQS_DIGEST_BYTES, c->doomed[i].bytes}, v;
@@ -355,7 +356,8 @@ static aqs_status unlink_body(wtx *w, void *ctx_, aqs_err *err) {
     object_file_path(w->s, &c->doomed[i], c->doomed_kind[i], path, sizeof path);
     unlink(path);
   }
-  return AQS_OK;
+  /* The journal keeps only what the index holds now (evicted inline objects leave it). */
+  return journal_compact(w, err);
 }
 
 aqs_status aqs_gc(aqs_store *s, const aqs_gc_opts *opts, aqs_gc_fn fn, void *user,
@@ -382,7 +384,7 @@ aqs_status aqs_gc(aqs_store *s, const aqs_gc_opts *opts, aqs_gc_fn fn, void *use
     store_read_end(s, txn);
   } else {
     st = store_write(s, gc_body, &c, err);
-    if (st == AQS_OK && c.n_doomed) st = store_write(s, unlink_body, &c, err);
+    if (st == AQS_OK) st = store_write(s, unlink_body, &c, err);
   }
   free(c.doomed);
   free(c.doomed_kind);

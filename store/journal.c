@@ -97,3 +97,73 @@ aqs_status journal_sync(aqs_store *s, aqs_err *err) {
   if (rc != 0) return aqs_errno(err, AQS_ERR_IO, e, "syncing the journal %s", s->journal_path);
   return AQS_OK;
 }
+
+/* Appends one record to the open file f (compaction). 0 on success. */
+static int write_record(int fd, journal_type type, const void *a, size_t a_len, const void *b,
+                        size_t b_len) {
+  size_t len = a_len + b_len, total = JOURNAL_HEADER + len + AQS_DIGEST_BYTES;
+  uint8_t *rec = malloc(total);
+  if (!rec) return -1;
+  memcpy(rec, JOURNAL_MAGIC, 4);
+  rec[4] = (uint8_t)type;
+  rec[5] = rec[6] = rec[7] = 0;
+  put32(rec + 8, (uint32_t)len);
+  if (a_len) memcpy(rec + JOURNAL_HEADER, a, a_len);
+  if (b_len) memcpy(rec + JOURNAL_HEADER + a_len, b, b_len);
+  aqs_digest sum;
+  record_sum((uint8_t)type, rec + JOURNAL_HEADER, len, &sum);
+  memcpy(rec + JOURNAL_HEADER + len, sum.bytes, AQS_DIGEST_BYTES);
+  int rc = write(fd, rec, total) == (ssize_t)total ? 0 : -1;
+  free(rec);
+  return rc;
+}
+
+aqs_status journal_compact(wtx *w, aqs_err *err) {
+  aqs_store *s = w->s;
+  store_env *e = s->env;
+  if (s->no_journal) return AQS_OK;
+  char tmp[4300];
+  snprintf(tmp, sizeof tmp, "%s.compact", s->journal_path);
+  int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, s->cfg.shared ? 0664 : 0644);
+  if (fd < 0) return aqs_errno(err, AQS_ERR_IO, errno, "creating %s", tmp);
+  int bad = 0;
+  /* Objects first (inline bytes, file manifests), then actions, then refs: replay order. */
+  MDB_dbi dbis[3] = {e->db_obj, e->db_act, e->db_ref};
+  for (int t = 0; t < 3 && !bad; t++) {
+    MDB_cursor *cur = NULL;
+    MDB_val k, v;
+    int rc = mdb_cursor_open(w->txn, dbis[t], &cur);
+    if (rc == 0) rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+    while (rc == 0 && !bad) {
+      if (t == 0 && k.mv_size == AQS_DIGEST_BYTES) {
+        obj_rec rec;
+        if (obj_rec_decode(&v, &rec) == 0) {
+          uint8_t head[AQS_DIGEST_BYTES + 1];
+          memcpy(head, k.mv_data, AQS_DIGEST_BYTES);
+          head[AQS_DIGEST_BYTES] = rec.flags & OBJ_FLAG_MANIFEST ? 1 : 0;
+          if (rec.kind == AQS_OBJ_INLINE_ZSTD)
+            bad = write_record(fd, J_OBJ_INLINE, head, sizeof head, rec.inline_data, rec.inline_len);
+          else if (rec.flags & OBJ_FLAG_MANIFEST)
+            bad = write_record(fd, J_OBJ_FILE_MANIFEST, k.mv_data, AQS_DIGEST_BYTES, NULL, 0);
+        }
+      } else if (t == 1 && k.mv_size == AQS_DIGEST_BYTES) {
+        bad = write_record(fd, J_ACTION, k.mv_data, AQS_DIGEST_BYTES, v.mv_data, v.mv_size);
+      } else if (t == 2 && v.mv_size == AQS_DIGEST_BYTES) {
+        bad = write_record(fd, J_REF, v.mv_data, AQS_DIGEST_BYTES, k.mv_data, k.mv_size);
+      }
+      rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
+    }
+    if (cur) mdb_cursor_close(cur);
+    if (rc != 0 && rc != MDB_NOTFOUND) bad = 1;
+  }
+  int saved = errno;
+  if (!bad && fsync(fd) != 0) bad = 1;
+  close(fd);
+  /* Under the writer lock: no append can fall between the snapshot and the rename. */
+  if (bad || rename(tmp, s->journal_path) != 0) {
+    unlink(tmp);
+    return aqs_errno(err, AQS_ERR_IO, bad ? saved : errno, "compacting the journal %s",
+                     s->journal_path);
+  }
+  return AQS_OK;
+}

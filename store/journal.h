@@ -34,6 +34,11 @@ aqs_status journal_append(struct wtx *w, journal_type type, const void *a, size_
  * Errors: AQS_ERR_IO. */
 aqs_status journal_sync(aqs_store *s, aqs_err *err);
 
+/* Rewrites the journal as the index holds it now (inside w, so under the writer lock: no append
+ * interleaves), dropping what gc evicted and superseded records; written to journal.compact,
+ * fsync'd, renamed over the journal. Errors: AQS_ERR_IO. */
+aqs_status journal_compact(struct wtx *w, aqs_err *err);
+
 typedef struct journal_record {
   journal_type type;
   const uint8_t *payload; /* points into the caller's buffer */

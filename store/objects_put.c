@@ -761,7 +761,8 @@ aqs_status aqs_put_file(aqs_store *s, const char *path, const aqs_put_opts *opts
   if (!realpath(path, abs))
     return aqs_errno(err, errno == ENOENT ? AQS_ERR_NOT_FOUND : AQS_ERR_IO, errno, "opening %s",
                      path);
-  int fd = open(abs, O_RDONLY | O_CLOEXEC);
+  /* O_NONBLOCK: a FIFO is refused below instead of blocking the open (no effect on files). */
+  int fd = open(abs, O_RDONLY | O_NONBLOCK | O_CLOEXEC);
   if (fd < 0)
     return aqs_errno(err, errno == ENOENT ? AQS_ERR_NOT_FOUND : AQS_ERR_IO, errno, "opening %s",
                      path);

@@ -45,22 +45,39 @@ static aqs_status source_inputs(aqs_store *s, const char *model_dir, json_t **in
   }
   closedir(d);
   qsort(names, n, sizeof *names, cmp_str);
+  /* The files are hashed in parallel (a checkpoint's weights are a few multi-GiB shards, each one
+   * sequential SHA-256 stream); errors are reported in name order. */
+  aqs_digest *dg = calloc(n + 1, sizeof *dg);
+  aqs_status *sts = calloc(n + 1, sizeof *sts);
+  aqs_err *errs = calloc(n + 1, sizeof *errs);
+  aqs_status st = dg && sts && errs ? AQS_OK : aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  if (!st) {
+#pragma omp parallel for schedule(dynamic, 1)
+    for (long i = 0; i < (long)n; i++) {
+      char path[4096];
+      snprintf(path, sizeof path, "%s/%s", model_dir, names[i]);
+      sts[i] = aqs_hash_file_cached(s, path, &dg[i], NULL, &errs[i]);
+    }
+  }
   json_t *inputs = json_object();
-  aqs_status st = AQS_OK;
   int has_config = 0;
   for (size_t i = 0; i < n; i++) {
-    char path[4096], key[600], hex[AQS_DIGEST_STR_SIZE];
-    snprintf(path, sizeof path, "%s/%s", model_dir, names[i]);
-    aqs_digest dg;
-    if (!st) st = aqs_hash_file_cached(s, path, &dg, NULL, e);
+    char key[600], hex[AQS_DIGEST_STR_SIZE];
+    if (!st && sts[i]) {
+      st = sts[i];
+      if (e) *e = errs[i];
+    }
     if (!st) {
       snprintf(key, sizeof key, "file:%s", names[i]);
-      json_object_set_new(inputs, key, json_string(aqs_digest_str(&dg, hex)));
+      json_object_set_new(inputs, key, json_string(aqs_digest_str(&dg[i], hex)));
     }
     has_config |= strcmp(names[i], "config.json") == 0;
     free(names[i]);
   }
   free(names);
+  free(dg);
+  free(sts);
+  free(errs);
   if (!st && !has_config) st = aqs_errf(e, AQS_ERR_NOT_FOUND, "%s/config.json: no such file (not a checkpoint directory?)", model_dir);
   if (st) {
     json_decref(inputs);

@@ -134,6 +134,7 @@ class Runner:
         self.lock = threading.Lock()
         self.counts = {}
         self.first = {}   # (kind, class) -> first reason
+        self.fatal = None  # a run that could not even start (the binary vanished, ...)
         self.env = dict(os.environ, AQS_PROGRESS="never",
                         ASAN_OPTIONS="detect_leaks=1:abort_on_error=1:handle_abort=1",
                         UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1")
@@ -147,6 +148,9 @@ class Runner:
             rc, err, timed_out = p.returncode, p.stderr.decode("utf-8", "replace"), False
         except subprocess.TimeoutExpired as e:
             rc, err, timed_out = -9, (e.stderr or b"").decode("utf-8", "replace"), True
+        except OSError as e:
+            self.fatal = self.fatal or "cannot run %s: %s" % (cmd[0], e)
+            return "fatal"
         cls, why = classify(rc, err, timed_out)
         with self.lock:
             c = self.counts.setdefault(kind, dict.fromkeys(CLASSES, 0))
@@ -323,7 +327,7 @@ def run_inputs(aqs, seeds, runner, root, budget_s, base_seed, workers, only):
     deadline = time.monotonic() + budget_s
 
     def worker(w):
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not runner.fatal:
             with lock:
                 i = counter[0]
                 counter[0] += 1
@@ -387,7 +391,7 @@ def run_index(aqs, seeds, runner, root, budget_s, base_seed, workers):
     deadline = time.monotonic() + budget_s
 
     def worker(w):
-        while time.monotonic() < deadline:
+        while time.monotonic() < deadline and not runner.fatal:
             with lock:
                 i = counter[0]
                 counter[0] += 1
@@ -451,6 +455,8 @@ def main():
         n_idx = run_index(aqs, seeds, runner, root, a.index_budget_s, a.seed, a.workers) if a.index_budget_s > 0 else 0
     finally:
         shutil.rmtree(root, ignore_errors=True)
+    if runner.fatal:
+        sys.exit("campaign stopped: " + runner.fatal)
     in_table, in_tot = table({k: v for k, v in runner.counts.items() if not k.startswith("index")})
     idx_table, idx_tot = table({k: v for k, v in runner.counts.items() if k.startswith("index/")})
     print("hostile-input campaign (seed %d, %.0fs): %d mutated-input runs, %d index-damage runs"

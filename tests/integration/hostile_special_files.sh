@@ -32,7 +32,9 @@ expect_contains "$ERR_OUT" "(a FIFO)" "FIFO named as such"
 run_bounded 1 "$TMP/dir is a directory" \
   "$AQS" --store "$TMP/store" calib --captions "$TMP/dir" "${M[@]}" --samples 1
 run_bounded 1 "tokenizer $TMP/dir/tokenizer.json" "$AQS" tokenize --tokenizer "$TMP/dir"
-pass "special files as --tokenizer, --captions, --images, --tokens: clear errors"
+run_bounded 1 "$TMP/fifo is not a regular file" "$AQS" --store "$TMP/store" put "$TMP/fifo"
+run_bounded 1 "/dev/zero is not a regular file" "$AQS" --store "$TMP/store" put /dev/zero
+pass "special files as --tokenizer, --captions, --images, --tokens, put FILE: clear errors"
 
 # Model files: config.json and a weight file replaced by special files.
 echo "[1,2,3]" > "$TMP/tok.jsonl"

@@ -178,11 +178,13 @@ class Campaign:
     def damage(self):
         results = {}
         kinds = ["raw tensor file", "zstd file", "inline LMDB value", "action record"]
+        x = 50
+        base = self.new_store("damage-base", inline_max=4096)
+        self.must([self.aqs, "--store", base, "build", "--no-checkout"] + self.build_args + ["fast%d" % x])
+        reached = self.build_closure(base)
         for kind in kinds:
-            store = self.new_store("damage-" + kind.split()[0], inline_max=4096)
-            x = 50
-            self.must([self.aqs, "--store", store, "build", "--no-checkout"] + self.build_args + ["fast%d" % x])
-            reached = self.build_closure(store)
+            store = os.path.join(self.tmp, "damage-" + kind.split()[0])
+            shutil.copytree(base, store, symlinks=True)
             objs = [os.path.join(dp, f) for dp, _, fs in os.walk(os.path.join(store, "objects")) for f in fs
                     if os.path.basename(dp) + f.replace(".zst", "") in reached]
             if kind in ("raw tensor file", "zstd file"):

@@ -348,6 +348,45 @@ static void test_unindexed_files_reported(void **state) {
   free_fixture(&f);
 }
 
+static void test_gc_compacts_journal(void **state) {
+  (void)state;
+  fixture f;
+  make_fixture(&f);
+  aqs_store *s = tl_open(f.path);
+  aqs_err err;
+  aqs_err_clear(&err);
+  /* 50 unpinned inline objects, then gc evicts them all. */
+  uint8_t junk[1000];
+  aqs_put_info last;
+  for (int i = 0; i < 50; i++) {
+    tl_fill(junk, sizeof junk, 1000 + (uint64_t)i);
+    ASSERT_OK(aqs_put_mem(s, junk, sizeof junk, NULL, &last, &err));
+  }
+  char journal[4400], file[4400];
+  snprintf(journal, sizeof journal, "%s/journal", f.path);
+  struct stat before, after;
+  assert_int_equal(stat(journal, &before), 0);
+  aqs_gc_opts go = {.size_limit_bytes = 0, .orphan_grace_s = -1};
+  aqs_gc_report gr;
+  ASSERT_OK(aqs_gc(s, &go, NULL, NULL, &gr, &err));
+  assert_int_equal(gr.evicted_objects, 50);
+  assert_int_equal(stat(journal, &after), 0);
+  assert_true(after.st_size < before.st_size / 2);
+  aqs_store_close(s);
+  /* The compacted journal still restores what is pinned, and not what gc evicted. */
+  index_file(&f, file, sizeof file);
+  assert_int_equal(unlink(file), 0);
+  aqs_reindex_report r;
+  ASSERT_OK(aqs_store_reindex(f.path, &r, &err));
+  assert_int_equal(r.objects, 3);
+  assert_int_equal(r.actions, 1);
+  assert_int_equal(r.refs, 1);
+  s = tl_open(f.path);
+  assert_int_equal(aqs_object_stat(s, &last.digest, NULL, &err), AQS_ERR_NOT_FOUND);
+  aqs_store_close(s);
+  free_fixture(&f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_truncated_index),
@@ -358,6 +397,7 @@ int main(void) {
       cmocka_unit_test(test_lookup_misses_on_damage),
       cmocka_unit_test(test_dedup_repairs_damaged_object),
       cmocka_unit_test(test_unindexed_files_reported),
+      cmocka_unit_test(test_gc_compacts_journal),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
