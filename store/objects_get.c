@@ -489,6 +489,10 @@ aqs_status aqs_store_resolve(aqs_store *s, const char *text, aqs_digest *out, aq
   }
   mdb_cursor_close(cur);
   store_read_end(s, txn);
+  if (matches == 0 && n_hex == AQS_DIGEST_HEX_LEN && s->tiers) {
+    *out = prefix; /* a full digest: the read that follows consults the tiers */
+    return AQS_OK;
+  }
   if (matches == 0)
     return aqs_errf(err, AQS_ERR_NOT_FOUND, "no object matches %s in store %s", text, s->path);
   if (matches > 1) {

@@ -240,7 +240,8 @@ aqs_status aqs_object_children(aqs_store *s, const aqs_digest *d, aqs_digest **c
                                size_t *n_out, aqs_err *err);
 
 /* Expands an abbreviation ("sha256:<hex>" or "<hex>", at least 4 hex digits) to the one object
- * digest it names. A full 64-digit digest is returned as is if present.
+ * digest it names. A full 64-digit digest is returned as is if present, or when tiers are
+ * attached (store/tiers.h: the read that follows consults them).
  * Errors: AQS_ERR_INVALID (not a digest), AQS_ERR_NOT_FOUND ("no object matches <text>"),
  * AQS_ERR_AMBIGUOUS ("<text> is ambiguous: sha256:<12>..., sha256:<12>... (N matches)"). */
 aqs_status aqs_store_resolve(aqs_store *s, const char *text, aqs_digest *out, aqs_err *err);

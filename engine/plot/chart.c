@@ -191,13 +191,28 @@ void aqs_chart_lines(aqs_canvas *c, const aqs_linechart *l) {
     for (int i = 0; i < se->n; i++)
       if (!l->log_y || se->y[i] > 0) aqs_canvas_marker(c, px(&a, se->x[i]), py(&a, se->y[i]), se->marker, 13, se->rgb);
   }
-  /* legend: top right inside the plot, on white */
+  /* legend inside the plot, on white */
   int lw = 0;
   for (int s = 0; s < l->n_series; s++) {
     int w = aqs_text_width(l->series[s].label, TXT);
     if (w > lw) lw = w;
   }
-  const int row = 24, bw = lw + 64, bh = row * l->n_series + 12, bx = a.x0 + a.w - bw - 10, by = a.y0 + 10;
+  /* the corner whose box covers the fewest points (top right on ties) */
+  const int row = 24, bw = lw + 64, bh = row * l->n_series + 12;
+  const int cx[4] = {a.x0 + a.w - bw - 10, a.x0 + 10, a.x0 + a.w - bw - 10, a.x0 + 10};
+  const int cy[4] = {a.y0 + 10, a.y0 + 10, a.y0 + a.h - bh - 10, a.y0 + a.h - bh - 10};
+  int best = 0, best_n = -1;
+  for (int k = 0; k < 4; k++) {
+    int inside = 0;
+    for (int s = 0; s < l->n_series; s++)
+      for (int i = 0; i < l->series[s].n; i++) {
+        if (l->log_y && !(l->series[s].y[i] > 0)) continue;
+        int X = px(&a, l->series[s].x[i]), Y = py(&a, l->series[s].y[i]);
+        inside += X >= cx[k] - 8 && X <= cx[k] + bw + 8 && Y >= cy[k] - 8 && Y <= cy[k] + bh + 8;
+      }
+    if (best_n < 0 || inside < best_n) best = k, best_n = inside;
+  }
+  const int bx = cx[best], by = cy[best];
   aqs_canvas_fill(c, bx, by, bw, bh, 0xffffffu);
   aqs_canvas_frame(c, bx, by, bw, bh, 1, AXIS);
   for (int s = 0; s < l->n_series; s++) {

@@ -90,6 +90,14 @@ read -r NGINX_PORT PROXY_PORT2 NGINX_PID PROXY_PID <<<"$ports"
 rm -rf "$TMP/server2/data" && ln -s "$TMP/server/data" "$TMP/server2/data"
 URL="http://127.0.0.1:$PROXY_PORT2/cache"; FAULTS="$TMP/server2/faults"
 
+# Object reads read through: aqs cat of an object only the remote holds.
+workspace "$TMP/e" false "$URL"; cd "$TMP/e"
+obj=$(ls -S "$DATA/cas" | head -1)
+"$AQS" cat "sha256:$obj" > "$TMP/e/cat.out" 2>/dev/null || fail "cat through the remote"
+cmp -s "$TMP/e/cat.out" "$DATA/cas/$obj" || fail "cat through the remote: other bytes"
+expect_eq "$("$AQS" stats --json | jq .objects)" "1" "objects copied in by cat"
+pass "aqs cat of an object only the remote holds downloads it (verified) and keeps it"
+
 # --- faults: retried, or a clear error; never a corrupt store ---
 # pull_fresh [RETRIES]: a new workspace pulls fast50: $PULL_RC, $PULL_ERR, $PULL_JSON; its store must verify.
 n=0

@@ -46,6 +46,16 @@ diff -r -x .aqs-checkout "$ckpt_a" "$TMP/b/again" >/dev/null || fail "checkout w
 mv "$TMP/store-away" "$TMP/store"
 pass "copied hits stay in B"
 
+# Object reads read through too: aqs cat of an object only A holds, from a fresh store D.
+mkdir -p "$TMP/d"; printf '[store]\npath = s\n[secondary]\nstores = %s\n' "$TMP/store" > "$TMP/d/.aqstore"
+cd "$TMP/d"; "$AQS" init >/dev/null 2>&1 || fail "init D"
+big=$(find "$TMP/store/objects" -type f -printf '%s %p\n' | sort -n | tail -1 | cut -d' ' -f2)
+digest="$(basename "$(dirname "$big")")$(basename "$big")"
+"$AQS" cat "$digest" > "$TMP/d/cat.out" 2>/dev/null || fail "cat through the secondary"
+cmp -s "$TMP/d/cat.out" "$big" || fail "cat through the secondary: other bytes"
+expect_eq "$("$AQS" stats --json 2>/dev/null | jq .objects)" "1" "objects copied into D by cat"
+pass "aqs cat of an object only the secondary holds reads through (and copies it)"
+
 # Another user (no write permission anywhere in A) uses A as a secondary: runs when the test runs
 # as root with setpriv (CI), to drop to nobody.
 if [ "$(id -u)" = 0 ] && command -v setpriv >/dev/null; then
