@@ -59,7 +59,8 @@ int aqs_build_cli_parse(const char *cmd, int argc, char **argv, aqs_build_cli *o
       {"no-checkout", no_argument, NULL, 'n'},   {"quiet", no_argument, NULL, 'q'},
       {"allow-outside-root", no_argument, NULL, 'A'},
       {"rebuild", required_argument, NULL, 'B'}, {"samples", required_argument, NULL, 's'},
-      {"skip-bad", no_argument, NULL, 'k'},      {NULL, 0, NULL, 0}};
+      {"skip-bad", no_argument, NULL, 'k'},      {"eval", no_argument, NULL, 'E'},
+      {NULL, 0, NULL, 0}};
   optind = 1;
   opterr = 0;
   int ch;
@@ -76,6 +77,7 @@ int aqs_build_cli_parse(const char *cmd, int argc, char **argv, aqs_build_cli *o
     case 'n': out->no_checkout = 1; break;
     case 'q': out->quiet = 1; break;
     case 'A': out->allow_outside_root = 1; break;
+    case 'E': out->eval = 1; break;
     case 'B':
       if (parse_rebuild(cmd, optarg, out)) return AQS_EXIT_USAGE;
       break;
@@ -113,6 +115,7 @@ int aqs_build_cli_prepare(const char *cmd, const aqs_build_cli *cli, const aqs_w
   opts->allow_outside_root = cli->allow_outside_root;
   opts->backend = cli->backend ? cli->backend : "cpu";
   opts->progress = !cli->quiet;
+  opts->eval = cli->eval;
   opts->skip_bad = cli->skip_bad;
   opts->rebuild = cli->rebuild;
   opts->n_rebuild = (size_t)cli->n_rebuild;
@@ -239,7 +242,13 @@ void aqs_build_cli_print(const aqs_build_report *reports, size_t n, int plan, do
         if (o->hit) reused++;
         else ran++;
       }
-      printf("  %-12s %-5s %-12s", r->stage_names[i], stage_state(r, i, plan), hex);
+      char tiered[AQS_SOURCE_MAX + 8]; /* a plan's hit from a secondary store or the remote */
+      const char *state = stage_state(r, i, plan);
+      if (plan && o->done && o->hit && o->reason[0]) {
+        snprintf(tiered, sizeof tiered, "HIT (%s)", o->reason);
+        state = tiered;
+      }
+      printf("  %-12s %-5s %-12s", r->stage_names[i], state, hex);
       if (plan && o->done && !o->hit) printf("  %s", o->reason);
       else if (plan && !o->done) printf("  needs %s first", o->blocked_by);
       else if (!plan) printf("  %.2fs%s", o->seconds, o->forced ? " (--rebuild)" : "");
@@ -270,6 +279,7 @@ json_t *aqs_build_cli_json(const aqs_build_report *reports, size_t n, int plan, 
         json_object_set_new(st, "key", json_string(aqs_digest_str(&o->key, key)));
         if (o->has_result) json_object_set_new(st, "result", json_string(aqs_digest_str(&o->result, hex)));
         if (plan && !o->hit) json_object_set_new(st, "reason", json_string(o->reason));
+        if (plan && o->hit && o->reason[0]) json_object_set_new(st, "source", json_string(o->reason));
         if (o->forced) json_object_set_new(st, "rebuilt", json_true());
         json_object_set_new(st, "seconds", json_real(o->seconds));
       } else {

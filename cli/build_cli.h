@@ -13,7 +13,7 @@
 
 typedef struct aqs_build_cli {
   const char *model_dir, *captions, *images, *images_root, *backend, *out_dir, *recipes_dir;
-  int json, no_checkout, quiet, allow_outside_root, skip_bad;
+  int json, no_checkout, quiet, allow_outside_root, skip_bad, eval;
   int64_t samples;         /* --samples N (0: each recipe's calib samples) */
   const char *rebuild[16]; /* --rebuild STAGE|all (repeatable, or comma-separated) */
   int n_rebuild;

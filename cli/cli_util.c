@@ -3,6 +3,7 @@
 #include "cli/cli_util.h"
 
 #include "cli/cli.h"
+#include "cli/cli_tiers.h"
 #include "cli/suggest.h"
 
 #include <getopt.h>
@@ -84,6 +85,8 @@ int aqs_cli_open_store(const char *cmd, unsigned flags, aqs_workspace *ws, aqs_s
     aqs_workspace_free(ws);
     return rc;
   }
+  int probe_tiers = (flags & AQS_CLI_TIERS_PROBE) != 0;
+  flags &= ~AQS_CLI_TIERS_PROBE;
   if (flags & AQS_CLI_WRITE_IF_ALLOWED) {
     char index_dir[4200];
     snprintf(index_dir, sizeof index_dir, "%s/index", ws->store_path);
@@ -101,6 +104,12 @@ int aqs_cli_open_store(const char *cmd, unsigned flags, aqs_workspace *ws, aqs_s
     return rc;
   }
   aqs_store_set_notice(*store, print_notice, (void *)cmd);
+  if (aqs_cli_attach_tiers(cmd, ws, *store, probe_tiers)) {
+    aqs_store_close(*store);
+    aqs_workspace_free(ws);
+    *store = NULL;
+    return AQS_EXIT_FAIL;
+  }
   return AQS_EXIT_OK;
 }
 

@@ -32,6 +32,9 @@ int aqs_cli_load_workspace(const char *cmd, aqs_workspace *ws);
  *   "aqs <cmd>: no store at <path> (from <origin>); run `aqs init` to create one".
  * On success returns 0; the caller closes *store and frees ws. */
 int aqs_cli_open_store(const char *cmd, unsigned flags, aqs_workspace *ws, aqs_store **store);
+/* The workspace's [secondary] stores and [remote] are attached to the store (cli/cli_tiers.h);
+ * with this bit in flags they are only probed, never copied from (aqs plan). */
+#define AQS_CLI_TIERS_PROBE 0x100u
 
 /* Prints "aqs <cmd>: <err->msg>" and returns AQS_EXIT_FAIL. */
 int aqs_cli_fail_err(const char *cmd, const aqs_err *err);

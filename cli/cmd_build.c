@@ -35,9 +35,11 @@ static const char build_usage[] =
     "                      rows uses them all and says so (the calib-set is keyed by that count)\n"
     "  --skip-bad          skip dataset rows that cannot be used (invalid UTF-8, too long, bad\n"
     "                      image) instead of failing; blank caption lines are always skipped\n"
+    "  --eval              add the eval stage: each checkpoint against BF16 on held-out\n"
+    "                      captions (as aqs eval; a recipe [eval] samples = N does the same)\n"
     "  --rebuild STAGE     compute STAGE again instead of reusing its cached action (and its\n"
     "                      chunk actions); repeatable or comma-separated; 'all' = every stage;\n"
-    "                      stages: source, calib-set, calibrate, sensitivity, slice, export\n"
+    "                      stages: source, calib-set, calibrate, sensitivity, slice, export, eval\n"
     "  --recipes-dir DIR   workspace recipes ([recipes] path)\n"
     "  --quiet             no progress bars\n"
     "  --json              print the build reports as JSON\n";

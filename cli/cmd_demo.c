@@ -1,7 +1,8 @@
 /* cli/cmd_demo.c: `aqs demo`: the whole product on a tiny synthetic model, with nothing but the
  * project: synthesize a Qwen2.5-VL-shaped model with planted outliers and a caption file, build
- * top10 ... top100 on the CPU (one sensitivity run, ten cheap exports), prove top10 vs top50
- * differ exactly as planned, and summarize. Running it again reuses everything. */
+ * top10 ... top100 and two control orders on the CPU (one sensitivity run, cheap exports), prove
+ * top10 vs top50 differ exactly as planned, evaluate every scheme against BF16 and write the
+ * quality report. Running it again reuses everything. */
 #include "cli/cli.h"
 #include "cli/cli_util.h"
 
@@ -13,12 +14,14 @@
 #include <unistd.h>
 
 #include "cli/build_cli.h"
+#include "cli/eval_cli.h"
 #include "common/file.h"
 #include "engine/compute/scores.h"
 #include "engine/export/plan.h"
 #include "engine/model/synth.h"
 #include "engine/stages/demo_data.h"
 #include "engine/stages/family.h"
+#include "engine/stages/quality_report.h"
 
 static const char demo_usage[] =
     "usage: aqs demo [--dir DIR] [--backend cpu|cuda] [--json]\n"
@@ -26,11 +29,13 @@ static const char demo_usage[] =
     "Runs the main job end to end on a built-in tiny model: writes a synthetic Qwen2.5-VL-shaped\n"
     "checkpoint with planted outliers in two groups (lm.1.down, lm.2.qkv) and 600 synthetic\n"
     "captions into DIR (default ./aqs-demo), creates a store there, builds the recipes top10 ...\n"
-    "top100, checks that top10 and top50 differ exactly as their plans say, and prints what ran,\n"
-    "what was reused, the time, the store size and the most sensitive groups (the planted ones).\n"
-    "A second run finds every stage cached. DIR is an ordinary workspace: its .aqstore names the\n"
-    "store, the model and the captions, so `cd DIR` and every command works there (aqs ls,\n"
-    "aqs show top50, aqs diff top10 top50, aqs checkout top50 out/top50, aqs plan recipe top60).\n";
+    "top100 and the controls top50_random and top50_most_sensitive, checks that top10 and top50\n"
+    "differ exactly as their plans say, and prints what ran, what was reused, the time, the store\n"
+    "size and the most sensitive groups (the planted ones); then each scheme's quality against\n"
+    "BF16 on held-out captions (aqs eval) and the report with its figures in DIR/report\n"
+    "(aqs report). A second run finds every stage and every eval cached. DIR is an ordinary\n"
+    "workspace: its .aqstore names the store, the model and the captions, so `cd DIR` and every\n"
+    "command works there (aqs ls, aqs show top50, aqs diff top10 top50, aqs eval top50 bf16).\n";
 
 #define DEMO_OUTLIERS "lm.1.down:100000,lm.2.qkv:100000"
 
@@ -86,9 +91,10 @@ static int run_demo(int argc, char **argv) {
   aqs_store *store;
   if (aqs_store_open(store_path, 0, &store, &e) != AQS_OK) return aqs_cli_fail_err("demo", &e);
 
-  static const char *const names[] = {"top10", "top20", "top30", "top40", "top50",
-                                      "top60", "top70", "top80", "top90", "top100"};
-  enum { N = 10 };
+  /* the coverage sweep, then the two control orders the report sets beside it */
+  static const char *const names[] = {"top10", "top20", "top30", "top40", "top50", "top60", "top70",
+                                      "top80", "top90", "top100", "top50_random", "top50_most_sensitive", "bf16"};
+  enum { N = 12 };
   aqs_recipe recipes[N];
   aqs_build_report reports[N];
   int rc = AQS_EXIT_OK;
@@ -139,6 +145,16 @@ static int run_demo(int argc, char **argv) {
     aqs_plan_free(p50);
     if (st) rc = aqs_cli_fail_err("demo", &e);
   }
+  /* Quality of every scheme against BF16 (cached eval actions) and the report. */
+  aqs_eval_row rows[N + 1];
+  aqs_report_result rr = {0};
+  char report_dir[4200];
+  snprintf(report_dir, sizeof report_dir, "%s/report", dir);
+  aqs_eval_opts eo = {.store = store, .model_dir = model, .captions_path = captions, .backend = backend,
+                      .precision = AQS_PREC_BF16, .progress = !as_json};
+  if (!rc && (aqs_eval_names(&eo, names, N + 1, rows, &e) != AQS_OK ||
+              aqs_quality_report(&eo, names, N + 1, report_dir, &rr, &e) != AQS_OK))
+    rc = aqs_cli_fail_err("demo", &e);
   if (!rc) {
     int ran = 0, reused = 0;
     for (int i = 0; i < N; i++)
@@ -162,6 +178,8 @@ static int run_demo(int argc, char **argv) {
                               (json_int_t)pair.differing_groups, "differing_tensors",
                               (json_int_t)pair.differing_tensors, "builds",
                               aqs_build_cli_json(reports, N, 0, out_dirs));
+      json_object_set_new(doc, "quality", aqs_eval_rows_json(rows, N + 1));
+      json_object_set_new(doc, "report", json_string(rr.markdown_path));
       rc = aqs_cli_print_json("demo", doc);
     } else {
       char sz[32], lz[32];
@@ -180,6 +198,9 @@ static int run_demo(int argc, char **argv) {
       json_t *g;
       json_array_foreach(top, k, g) printf(" %s", json_string_value(json_object_get(g, "group")));
       printf("   (planted: %s)\n", DEMO_OUTLIERS);
+      printf("\nquality against BF16 (held-out captions):\n");
+      aqs_eval_print_table(stdout, rows, N + 1);
+      printf("report: %s\n", rr.markdown_path);
       printf("\nexplore: cd %s && aqs ls; aqs show top50; aqs diff top10 top50; aqs checkout top50 out/top50\n", dir);
       json_decref(top);
     }

@@ -35,7 +35,9 @@ static const char eval_usage[] =
     "  --json                 print the rows as JSON\n";
 
 int aqs_eval_cli_parse(const char *cmd, int argc, char **argv, aqs_eval_cli *out) {
+  int allow_out = out->allow_out;
   memset(out, 0, sizeof *out);
+  out->allow_out = allow_out;
   static const struct option longopts[] = {
       {"model", required_argument, NULL, 'm'},   {"calib-captions", required_argument, NULL, 'C'},
       {"captions", required_argument, NULL, 'c'}, {"samples", required_argument, NULL, 's'},

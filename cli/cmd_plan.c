@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "cli/build_cli.h"
+#include "store/tiers.h"
 
 static const char plan_usage[] =
     "usage: aqs plan [options] recipe NAME [NAME...]\n"
@@ -24,6 +25,18 @@ static const char plan_usage[] =
     "         --json\n"
     "         (see aqs build --help)\n";
 
+/* A hit answered by a secondary store or the remote says so: its reason holds the tier's label
+ * ("secondary /team/cache"), printed as HIT (secondary /team/cache). */
+static void note_hit_sources(aqs_store *store, aqs_build_report *reports, size_t n) {
+  for (size_t k = 0; k < n; k++)
+    for (size_t i = 0; i < reports[k].n_stages; i++) {
+      aqs_stage_outcome *o = &reports[k].stages[i];
+      if (!o->done || !o->hit) continue;
+      if (aqs_tiers_action_source(store, &o->key, o->reason, sizeof o->reason, NULL) != AQS_OK)
+        o->reason[0] = '\0';
+    }
+}
+
 static int run_plan(int argc, char **argv) {
   if (aqs_cli_wants_help(argc, argv)) {
     fputs(plan_usage, stdout);
@@ -34,7 +47,7 @@ static int run_plan(int argc, char **argv) {
   if (rc) return rc;
   aqs_workspace ws;
   aqs_store *store;
-  if (aqs_cli_open_store("plan", AQS_STORE_RDONLY, &ws, &store)) return AQS_EXIT_FAIL;
+  if (aqs_cli_open_store("plan", AQS_STORE_RDONLY | AQS_CLI_TIERS_PROBE, &ws, &store)) return AQS_EXIT_FAIL;
   aqs_build_opts opts;
   aqs_recipe *recipes = NULL;
   rc = aqs_build_cli_prepare("plan", &cli, &ws, store, &opts, &recipes);
@@ -43,12 +56,13 @@ static int run_plan(int argc, char **argv) {
   aqs_build_report *reports = calloc((size_t)cli.n_names, sizeof *reports);
   if (!rc) {
     aqs_err e = {0};
-    if (aqs_build_recipes(&opts, recipes, (size_t)cli.n_names, reports, &e) != AQS_OK)
+    if (aqs_build_recipes(&opts, recipes, (size_t)cli.n_names, reports, &e) != AQS_OK) {
       rc = aqs_cli_fail_err("plan", &e);
-    else if (cli.json)
-      rc = aqs_cli_print_json("plan", aqs_build_cli_json(reports, (size_t)cli.n_names, 1, NULL));
-    else
-      aqs_build_cli_print(reports, (size_t)cli.n_names, 1, 0, NULL);
+    } else {
+      note_hit_sources(store, reports, (size_t)cli.n_names);
+      if (cli.json) rc = aqs_cli_print_json("plan", aqs_build_cli_json(reports, (size_t)cli.n_names, 1, NULL));
+      else aqs_build_cli_print(reports, (size_t)cli.n_names, 1, 0, NULL);
+    }
   }
   free(reports);
   free(recipes);

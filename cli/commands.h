@@ -27,5 +27,8 @@ extern const aqs_cmd aqs_cmd_preprocess_image;
 extern const aqs_cmd aqs_cmd_export;
 extern const aqs_cmd aqs_cmd_diff;
 extern const aqs_cmd aqs_cmd_eval;
+extern const aqs_cmd aqs_cmd_push;
+extern const aqs_cmd aqs_cmd_pull;
+extern const aqs_cmd aqs_cmd_report;
 
 #endif

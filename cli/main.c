@@ -37,6 +37,9 @@ static const aqs_cmd *const commands[] = {
   &aqs_cmd_export,
   &aqs_cmd_diff,
   &aqs_cmd_eval,
+  &aqs_cmd_push,
+  &aqs_cmd_pull,
+  &aqs_cmd_report,
   NULL
 };
 

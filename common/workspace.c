@@ -20,7 +20,10 @@ typedef enum value_kind {
   KIND_LEVEL,      /* zstd compression level */
   KIND_SIZE,       /* byte size with optional K/M/G/T suffix */
   KIND_LINK_MODE,  /* reflink | hardlink | copy */
-  KIND_URL         /* http:// or https:// */
+  KIND_URL,        /* http:// or https:// */
+  KIND_BOOL,       /* true | false */
+  KIND_ENV_NAME,   /* an environment variable name: [A-Za-z_][A-Za-z0-9_]* */
+  KIND_COUNT       /* a small non-negative integer (0..3600) */
 } value_kind;
 
 typedef struct known_key {
@@ -38,6 +41,10 @@ static const known_key known_keys[] = {
   {"store", "inline_threshold", KIND_SIZE},
   {"secondary", "stores", KIND_PATH_LIST},
   {"remote", "url", KIND_URL},
+  {"remote", "upload", KIND_BOOL},
+  {"remote", "token_env", KIND_ENV_NAME},
+  {"remote", "timeout", KIND_COUNT},
+  {"remote", "retries", KIND_COUNT},
   {"model", "path", KIND_PATH},
   {"data", "captions", KIND_PATH},
   {"data", "images", KIND_PATH},
@@ -171,6 +178,7 @@ void aqs_workspace_free(aqs_workspace *ws) {
   for (size_t i = 0; i < ws->n_secondary_stores; i++) free(ws->secondary_stores[i]);
   free(ws->secondary_stores);
   free(ws->remote_url);
+  free(ws->remote_token_env);
   free(ws->model_path);
   free(ws->data_captions);
   free(ws->data_images);
@@ -191,6 +199,8 @@ aqs_status aqs_workspace_init_defaults(aqs_workspace *ws, aqs_err *err) {
   ws->size_limit_bytes = 0;
   ws->link_mode = AQS_LINK_REFLINK;
   ws->inline_threshold_bytes = 65536;
+  ws->remote_timeout_s = 30;
+  ws->remote_retries = 3;
   ws->root = current_dir();
   if (!ws->root) return aqs_errno(err, AQS_ERR_IO, errno, "cannot read the current directory");
   ws->store_path = join_path(ws->root, AQS_DEFAULT_STORE_DIR);
@@ -364,6 +374,33 @@ static int apply_value(parse_ctx *ctx, const known_key *k, const char *value) {
     ws->remote_url = strdup(value);
     if (!ws->remote_url) return handler_fail(ctx, "out of memory");
     return 1;
+  case KIND_BOOL:
+    if (strcmp(value, "true") == 0) ws->remote_upload = 1;
+    else if (strcmp(value, "false") == 0) ws->remote_upload = 0;
+    else return handler_fail(ctx, "[%s] %s: '%s' is not true or false", k->section, k->key, value);
+    return 1;
+  case KIND_ENV_NAME: {
+    int ok = value[0] && !(value[0] >= '0' && value[0] <= '9');
+    for (const char *c = value; ok && *c; c++)
+      ok = (*c >= 'A' && *c <= 'Z') || (*c >= 'a' && *c <= 'z') || (*c >= '0' && *c <= '9') || *c == '_';
+    if (!ok)
+      return handler_fail(ctx, "[%s] %s: '%s' is not an environment variable name (the token itself "
+                          "never goes in this file)", k->section, k->key, value);
+    free(ws->remote_token_env);
+    ws->remote_token_env = strdup(value);
+    if (!ws->remote_token_env) return handler_fail(ctx, "out of memory");
+    return 1;
+  }
+  case KIND_COUNT: {
+    char *end;
+    errno = 0;
+    long n = strtol(value, &end, 10);
+    if (!value[0] || *end || errno || n < 0 || n > 3600)
+      return handler_fail(ctx, "[%s] %s: '%s' is not a whole number 0..3600", k->section, k->key, value);
+    if (strcmp(k->key, "timeout") == 0) ws->remote_timeout_s = (int)n;
+    else ws->remote_retries = (int)n;
+    return 1;
+  }
   }
   return handler_fail(ctx, "internal: unhandled key kind");
 }

@@ -59,6 +59,10 @@ typedef struct aqs_workspace {
   size_t n_secondary_stores;
   /* [remote] url: HTTP cache (bazel-remote style /cas and /ac); NULL = none */
   char *remote_url;
+  int remote_upload;          /* [remote] upload = true|false: builds send new results; default 0 */
+  char *remote_token_env;     /* [remote] token_env: variable holding the bearer token; NULL = none */
+  int remote_timeout_s;       /* [remote] timeout: seconds without progress; default 30 */
+  int remote_retries;         /* [remote] retries: extra tries on 5xx/timeouts; default 3 */
   /* [model] path: the source checkpoint directory; NULL = none */
   char *model_path;
   /* [data] captions (JSONL/text file), images (directory or list file), images_root */

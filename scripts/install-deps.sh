@@ -5,7 +5,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config git
       liblmdb-dev libzstd-dev libssl-dev libjansson-dev libinih-dev libpcre2-dev libutf8proc-dev
       libpng-dev libjpeg62-turbo-dev libopenblas-dev libcurl4-openssl-dev libcmocka-dev
-      python3 zstd jq
+      python3 zstd jq nginx-light  # nginx: tests/integration/share_remote.sh
       clang libclang-rt-14-dev)  # tests/fuzz: libFuzzer harnesses (clang -fsanitize=fuzzer)
 missing=()
 for p in "${pkgs[@]}"; do

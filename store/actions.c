@@ -96,13 +96,30 @@ aqs_status aqs_action_put(aqs_store *s, const char *key_doc, const aqs_digest *r
   if (!record) return aqs_errf(err, AQS_ERR_NOMEM, "action put: cannot encode the record");
   p.record = record;
   st = store_write(s, act_put_body, &p, err);
+  if (st == AQS_OK && s->tiers) tiers_after_action_put(s, &p.key, result, record);
   free(record);
   if (st == AQS_OK && key_out) *key_out = p.key;
   return st;
 }
 
+aqs_status action_record_put(aqs_store *s, const aqs_digest *key, const char *record, aqs_err *err) {
+  aqs_action_info info;
+  if (action_record_decode(key, record, strlen(record), &info) != 0)
+    return aqs_errf(err, AQS_ERR_CORRUPT, "action record %s is malformed", record);
+  aqs_digest doc_key;
+  aqs_sha256_buf(info.key_doc, strlen(info.key_doc), &doc_key);
+  act_put p = {.key = *key, .result = info.result, .record = record};
+  aqs_action_info_free(&info);
+  if (!aqs_digest_eq(&doc_key, key)) {
+    char hex[AQS_DIGEST_STR_SIZE];
+    return aqs_errf(err, AQS_ERR_CORRUPT, "action record for %s has another key document",
+                    aqs_digest_str(key, hex));
+  }
+  return store_write(s, act_put_body, &p, err);
+}
+
 /* Fills info from a stored record; 0 on success. */
-static int decode_record(const aqs_digest *key, const char *text, size_t len,
+int action_record_decode(const aqs_digest *key, const char *text, size_t len,
                          aqs_action_info *info) {
   memset(info, 0, sizeof *info);
   json_error_t jerr;
@@ -230,6 +247,7 @@ aqs_status aqs_action_lookup(aqs_store *s, const char *stage, const aqs_digest *
                              aqs_action_info *info, aqs_err *err) {
   aqs_err quiet = {0};
   aqs_status st = action_lookup_quiet(s, key, info, &quiet);
+  if (st == AQS_ERR_NOT_FOUND && s->tiers && tiers_action_lookup(s, key, info) == AQS_OK) st = AQS_OK;
   if (st != AQS_OK && st != AQS_ERR_NOT_FOUND) {
     if (err) *err = quiet;
     return st;
@@ -265,7 +283,7 @@ aqs_status action_lookup_quiet(aqs_store *s, const aqs_digest *key, aqs_action_i
   aqs_action_info found;
   aqs_digest result = {0};
   int hit = 0;
-  if (text && decode_record(key, text, len, &found) == 0) {
+  if (text && action_record_decode(key, text, len, &found) == 0) {
     result = found.result;
     MDB_val rk = {AQS_DIGEST_BYTES, found.result.bytes}, rv;
     hit = mdb_get(txn, s->env->db_obj, &rk, &rv) == 0;
@@ -332,7 +350,7 @@ aqs_status aqs_action_foreach(aqs_store *s, const char *stage, aqs_action_fn fn,
   int stop = 0;
   for (size_t i = 0; i < n; i++) {
     aqs_action_info info;
-    if (!stop && st == AQS_OK && decode_record(&all[i].key, all[i].text, all[i].len, &info) == 0) {
+    if (!stop && st == AQS_OK && action_record_decode(&all[i].key, all[i].text, all[i].len, &info) == 0) {
       if (!stage || !strcmp(stage, info.stage)) stop = fn(&info, user) != 0;
       aqs_action_info_free(&info);
     }
@@ -358,4 +376,27 @@ static aqs_status act_del_body(wtx *w, void *ctx, aqs_err *err) {
 aqs_status aqs_action_delete(aqs_store *s, const aqs_digest *key, aqs_err *err) {
   aqs_digest k = *key;
   return store_write(s, act_del_body, &k, err);
+}
+
+aqs_status action_record_get(aqs_store *s, const aqs_digest *key, char **text_out, aqs_err *err) {
+  *text_out = NULL;
+  MDB_txn *txn = NULL;
+  aqs_status st = store_read_begin(s, &txn, err);
+  if (st != AQS_OK) return st;
+  MDB_val k = {AQS_DIGEST_BYTES, (void *)key->bytes}, v;
+  int rc = mdb_get(txn, s->env->db_act, &k, &v);
+  if (rc == 0) {
+    *text_out = malloc(v.mv_size + 1);
+    if (!*text_out) st = aqs_errf(err, AQS_ERR_NOMEM, "reading an action: out of memory");
+    else {
+      memcpy(*text_out, v.mv_data, v.mv_size);
+      (*text_out)[v.mv_size] = '\0';
+    }
+  } else {
+    char hex[AQS_DIGEST_STR_SIZE];
+    st = rc == MDB_NOTFOUND ? aqs_errf(err, AQS_ERR_NOT_FOUND, "no action %s", aqs_digest_str(key, hex))
+                            : store_mdb_err(s, rc, "reading an action", err);
+  }
+  store_read_end(s, txn);
+  return st;
 }

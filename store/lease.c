@@ -37,7 +37,8 @@ static uint64_t proc_start_of(pid_t pid) {
   unsigned long long start = 0;
   /* after ")": state(3) ... starttime is field 22 */
   int field = 2;
-  for (char *tok = strtok(p + 1, " "); tok; tok = strtok(NULL, " "))
+  char *save = NULL;
+  for (char *tok = strtok_r(p + 1, " ", &save); tok; tok = strtok_r(NULL, " ", &save))
     if (++field == 22) {
       start = strtoull(tok, NULL, 10);
       break;

@@ -271,6 +271,7 @@ aqs_status aqs_get_mem(aqs_store *s, const aqs_digest *d, void **data_out, size_
   *data_out = NULL;
   *size_out = 0;
   aqs_status st = read_mem(s, d, data_out, size_out, NULL, err);
+  if (st == AQS_ERR_NOT_FOUND && s->tiers) return tiers_get_mem(s, d, data_out, size_out, err);
   if (st == AQS_OK) count_get(s, d);
   return quarantine_on_corrupt(s, d, st, err);
 }
@@ -318,6 +319,8 @@ aqs_status aqs_get_fd(aqs_store *s, const aqs_digest *d, int fd, uint64_t *size_
   fd_sink f = {fd, 0};
   aqs_object_info info;
   aqs_status st = obj_stream(s, d, fd_write, &f, &info, err);
+  if (st == AQS_ERR_NOT_FOUND && s->tiers && (st = tiers_fetch_object(s, d, err)) == AQS_OK)
+    st = obj_stream(s, d, fd_write, &f, &info, err); /* a miss writes nothing: safe to retry */
   if (size_out) *size_out = f.written;
   if (st == AQS_OK) count_get(s, d);
   return quarantine_on_corrupt(s, d, st, err);
@@ -326,7 +329,10 @@ aqs_status aqs_get_fd(aqs_store *s, const aqs_digest *d, int fd, uint64_t *size_
 aqs_status aqs_object_stat(aqs_store *s, const aqs_digest *d, aqs_object_info *info,
                            aqs_err *err) {
   aqs_object_info tmp;
-  return lookup(s, d, info ? info : &tmp, NULL, NULL, err);
+  aqs_status st = lookup(s, d, info ? info : &tmp, NULL, NULL, err);
+  if (st == AQS_ERR_NOT_FOUND && s->tiers && (st = tiers_fetch_object(s, d, err)) == AQS_OK)
+    st = lookup(s, d, info ? info : &tmp, NULL, NULL, err);
+  return st;
 }
 
 int aqs_object_exists(aqs_store *s, const aqs_digest *d) {
@@ -339,6 +345,8 @@ aqs_status aqs_object_view(aqs_store *s, const aqs_digest *d, int verify, aqs_vi
   memset(view, 0, sizeof *view);
   aqs_object_info info;
   aqs_status st = lookup(s, d, &info, NULL, NULL, err);
+  if (st == AQS_ERR_NOT_FOUND && s->tiers && (st = tiers_fetch_object(s, d, err)) == AQS_OK)
+    st = lookup(s, d, &info, NULL, NULL, err);
   if (st != AQS_OK) return st;
   if (info.kind != AQS_OBJ_FILE_RAW) {
     void *data = NULL;
@@ -401,6 +409,8 @@ aqs_status aqs_object_path(aqs_store *s, const aqs_digest *d, char *path_out, si
                            aqs_err *err) {
   aqs_object_info info;
   aqs_status st = lookup(s, d, &info, NULL, NULL, err);
+  if (st == AQS_ERR_NOT_FOUND && s->tiers && (st = tiers_fetch_object(s, d, err)) == AQS_OK)
+    st = lookup(s, d, &info, NULL, NULL, err);
   if (st == AQS_OK && info.kind == AQS_OBJ_FILE_RAW) st = aqs_object_check(s, d, err);
   if (st != AQS_OK) return st;
   char text[AQS_DIGEST_STR_SIZE];
@@ -467,6 +477,10 @@ aqs_status aqs_store_resolve(aqs_store *s, const char *text, aqs_digest *out, aq
   }
   mdb_cursor_close(cur);
   store_read_end(s, txn);
+  if (matches == 0 && n_hex == AQS_DIGEST_HEX_LEN && s->tiers) {
+    *out = prefix; /* a full digest: the read that follows consults the tiers */
+    return AQS_OK;
+  }
   if (matches == 0)
     return aqs_errf(err, AQS_ERR_NOT_FOUND, "no object matches %s in store %s", text, s->path);
   if (matches > 1) {

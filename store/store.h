@@ -240,7 +240,8 @@ aqs_status aqs_object_children(aqs_store *s, const aqs_digest *d, aqs_digest **c
                                size_t *n_out, aqs_err *err);
 
 /* Expands an abbreviation ("sha256:<hex>" or "<hex>", at least 4 hex digits) to the one object
- * digest it names. A full 64-digit digest is returned as is if present.
+ * digest it names. A full 64-digit digest is returned as is if present, or when tiers are
+ * attached (store/tiers.h: the read that follows consults them).
  * Errors: AQS_ERR_INVALID (not a digest), AQS_ERR_NOT_FOUND ("no object matches <text>"),
  * AQS_ERR_AMBIGUOUS ("<text> is ambiguous: sha256:<12>..., sha256:<12>... (N matches)"). */
 aqs_status aqs_store_resolve(aqs_store *s, const char *text, aqs_digest *out, aqs_err *err);
@@ -255,6 +256,7 @@ aqs_status aqs_object_foreach(aqs_store *s, aqs_object_fn fn, void *user, aqs_er
 #define AQS_NAME_MAX 128   /* stage names, versions, users */
 #define AQS_HOST_MAX 256
 #define AQS_TIME_STR_SIZE 32
+#define AQS_SOURCE_MAX 1024
 
 /* One cached stage run. Provenance fields never enter the key. */
 typedef struct aqs_action_info {
@@ -269,6 +271,8 @@ typedef struct aqs_action_info {
   int64_t created_ns;                   /* same instant, ns since the epoch */
   double wall_seconds;                  /* provenance: how long the stage ran */
   char *key_doc;                        /* malloc'd canonical key document (see aqs_action_key) */
+  char source[AQS_SOURCE_MAX];          /* "" = this store; else the tier that answered a lookup:
+                                           "secondary <path>" or "remote <url>" (store/tiers.h) */
 } aqs_action_info;
 
 /* Frees key_doc (and zeroes the struct). NULL is a no-op. */
@@ -488,7 +492,8 @@ typedef struct aqs_reindex_report {
  * Errors: AQS_ERR_NOT_FOUND (no store), AQS_ERR_INVALID (bad aqs.conf), AQS_ERR_IO, AQS_ERR_NOMEM. */
 aqs_status aqs_store_reindex(const char *path, aqs_reindex_report *report, aqs_err *err);
 
-/* Seam for later tiers (not implemented today): read-only secondary stores and an HTTP remote
- * will be consulted by object/action reads on a local miss, through the same functions above. */
+/* Tiers: read-only secondary stores and an HTTP remote can be attached to a handle
+ * (store/tiers.h); then aqs_action_lookup, aqs_get_mem, aqs_get_fd, aqs_object_view,
+ * aqs_object_path and aqs_object_stat consult them on a local miss. */
 
 #endif

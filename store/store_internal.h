@@ -66,6 +66,7 @@ struct aqs_store {
   size_t n_atimes, cap_atimes;
   pending_counter *counters;
   size_t n_counters, cap_counters;
+  struct store_tiers *tiers;  /* secondaries and remote consulted on a miss (tiers.c); NULL = none */
 };
 
 /* ---- object records (little-endian fixed header, then inline payload) */
@@ -184,6 +185,33 @@ aqs_status action_lookup_quiet(aqs_store *s, const aqs_digest *key, aqs_action_i
                                aqs_err *err);
 /* Deletes key's lease inside w (aqs_action_put: the result is recorded, waiters may go on). */
 aqs_status lease_drop(wtx *w, const aqs_digest *key, aqs_err *err);
+
+/* ---- actions: raw records (actions.c), used by tiers.c to copy records with their provenance */
+/* Fills info from a stored JSON record; 0 on success, -1 when malformed. */
+int action_record_decode(const aqs_digest *key, const char *text, size_t len, aqs_action_info *info);
+/* The record text of key (malloc'd, NUL-terminated). Errors: AQS_ERR_NOT_FOUND, AQS_ERR_IO. */
+aqs_status action_record_get(aqs_store *s, const aqs_digest *key, char **text_out, aqs_err *err);
+/* Stores a record as is (its key document must hash to key; its result must be present).
+ * Errors: AQS_ERR_CORRUPT, AQS_ERR_NOT_FOUND, AQS_ERR_IO. */
+aqs_status action_record_put(aqs_store *s, const aqs_digest *key, const char *record, aqs_err *err);
+
+/* ---- tiers (tiers.c): consulted only when s->tiers is set */
+/* A local action miss: looks key up in the secondaries, then the remote. On a hit copies the
+ * result's closure and the record into s (or, in probe mode, only checks they exist there) and
+ * fills info (may be NULL) with source set. AQS_ERR_NOT_FOUND when no tier has it. */
+aqs_status tiers_action_lookup(aqs_store *s, const aqs_digest *key, aqs_action_info *info);
+/* A local object miss: copies d (and, for a manifest, its closure) from the first tier holding it.
+ * Errors: AQS_ERR_NOT_FOUND (no tier has it: err is left untouched, so the caller's miss message stays),
+ * AQS_ERR_CORRUPT / AQS_ERR_IO from the transfer, AQS_ERR_UNSUPPORTED in probe mode. */
+aqs_status tiers_fetch_object(aqs_store *s, const aqs_digest *d, aqs_err *err);
+/* aqs_get_mem's fallback: fetch mode copies then reads; probe mode reads from the tier directly. */
+aqs_status tiers_get_mem(aqs_store *s, const aqs_digest *d, void **data, size_t *size, aqs_err *err);
+/* After a local aqs_action_put: with [remote] upload, sends the result's closure and the record
+ * (failures are reported through the warn callback; the build goes on). */
+void tiers_after_action_put(aqs_store *s, const aqs_digest *key, const aqs_digest *result,
+                            const char *record);
+/* Closes the secondaries and the remote. */
+void tiers_free(aqs_store *s);
 
 /* Network filesystem check on dir: AQS_ERR_UNSUPPORTED with the remote-tier hint. */
 aqs_status store_check_fs(const char *dir, aqs_err *err);

@@ -365,6 +365,7 @@ fail:
 void aqs_store_close(aqs_store *s) {
   if (!s) return;
   aqs_store_flush(s, NULL);
+  tiers_free(s);
   if (s->env) env_release(s->env);
   if (s->umask_applied) umask(s->old_umask);
   pthread_mutex_destroy(&s->pending_mutex);

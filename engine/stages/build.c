@@ -54,15 +54,17 @@ static aqs_status build_one(aqs_stage_env *env, const aqs_stage_def *const *tabl
   const aqs_build_opts *o = env->o;
   memset(rep, 0, sizeof *rep);
   snprintf(rep->recipe, sizeof rep->recipe, "%s", r->name);
-  rep->n_stages = n_table;
-  for (size_t i = 0; i < n_table; i++) {
-    const aqs_stage_def *def = table[i];
-    aqs_stage_outcome *out = &rep->stages[i];
-    rep->stage_names[i] = def->name;
+  size_t i = 0; /* report slot: stages the recipe skips (def->wanted) take none */
+  for (size_t t = 0; t < n_table; t++) {
+    const aqs_stage_def *def = table[t];
     aqs_stage_job job = {.store = env->store, .env = env, .recipe = r, .report = rep,
                          .rebuild = wants_rebuild(o, def->name)};
+    if (def->wanted && !def->wanted(&job)) continue;
+    aqs_stage_outcome *out = &rep->stages[i];
+    rep->stage_names[i] = def->name;
+    rep->n_stages = ++i;
     aqs_status st = AQS_OK;
-    const char *blocked = gather_inputs(def, rep, i, &job, e, &st);
+    const char *blocked = gather_inputs(def, rep, i - 1, &job, e, &st);
     if (st) return st;
     if (blocked) {
       snprintf(out->blocked_by, sizeof out->blocked_by, "%s", blocked);

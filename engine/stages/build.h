@@ -36,6 +36,7 @@ typedef struct aqs_build_opts {
   int skip_family_check;
   int skip_bad;                  /* calib-set: skip bad dataset rows instead of failing */
   int progress;                  /* progress bars on stderr */
+  int eval;                      /* run the eval stage for every recipe (aqs build --eval) */
   /* --rebuild: stages computed even when cached (their chunk actions too); "all" = every one. */
   const char *const *rebuild;
   size_t n_rebuild;

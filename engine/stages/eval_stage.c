@@ -15,6 +15,7 @@
 #include "engine/calib/captions.h"
 #include "engine/model/safetensors.h"
 #include "engine/stages/build.h"
+#include "engine/stages/build_names.h"
 #include "engine/stages/ckpt_store.h"
 #include "engine/stages/recipe.h"
 #include "kernels/backend.h"
@@ -22,7 +23,7 @@
 #define V_EVAL "1"
 
 /* What one aqs_eval_names call shares: the source, the eval set, the loaded reference. */
-typedef struct eval_env {
+struct aqs_eval_session {
   const aqs_eval_opts *o;
   aqs_digest source;
   aqs_digest eval_set;     /* calib-set manifest */
@@ -31,7 +32,8 @@ typedef struct eval_env {
   uint64_t bf16_bytes;
   aqs_backend *be;
   aqs_lm *ref;
-} eval_env;
+};
+typedef aqs_eval_session eval_env;
 
 static json_t *jdigest(const aqs_digest *d) {
   char hex[AQS_DIGEST_STR_SIZE];
@@ -40,13 +42,8 @@ static json_t *jdigest(const aqs_digest *d) {
 
 static const char *backend_of(const aqs_eval_opts *o) { return o->backend ? o->backend : "cpu"; }
 
-/* Calibration settings of the eval set: the first built name's recipe, else lm_only's. */
-typedef struct calib_params {
-  int64_t samples, seed, max_len, chunk;
-  char template_name[32];
-} calib_params;
 
-static void params_of_record(const json_t *rp, calib_params *cp) {
+static void params_of_record(const json_t *rp, aqs_eval_calib *cp) {
   cp->samples = json_integer_value(json_object_get(rp, "calib_samples"));
   cp->seed = json_integer_value(json_object_get(rp, "seed"));
   cp->max_len = json_integer_value(json_object_get(rp, "max_len"));
@@ -55,7 +52,7 @@ static void params_of_record(const json_t *rp, calib_params *cp) {
   snprintf(cp->template_name, sizeof cp->template_name, "%s", t ? t : "none");
 }
 
-static aqs_status default_params(const aqs_eval_opts *o, calib_params *cp, aqs_err *e) {
+static aqs_status default_params(const aqs_eval_opts *o, aqs_eval_calib *cp, aqs_err *e) {
   aqs_recipe_source src = {.workspace_dir = o->recipes_dir};
   aqs_recipe r;
   aqs_status st = aqs_recipe_load(&src, "lm_only", &r, e);
@@ -69,7 +66,7 @@ static aqs_status default_params(const aqs_eval_opts *o, calib_params *cp, aqs_e
 }
 
 /* The eval set: held-out rows of the calibration captions, or a separate file's first rows. */
-static aqs_status make_eval_set(eval_env *v, const calib_params *cp, aqs_err *e) {
+static aqs_status make_eval_set(eval_env *v, const aqs_eval_calib *cp, aqs_err *e) {
   const aqs_eval_opts *o = v->o;
   const char *path = o->eval_captions ? o->eval_captions : o->captions_path;
   if (!path)
@@ -95,7 +92,8 @@ static aqs_status make_eval_set(eval_env *v, const calib_params *cp, aqs_err *e)
   aqs_calib_opts co = {.captions_path = path, .tokenizer_path = tokenizer,
                        .samples = skip + v->n_seqs, .seed = (uint64_t)cp->seed,
                        .max_len = (int32_t)cp->max_len, .template_name = cp->template_name,
-                       .chunk_seqs = (int32_t)cp->chunk, .progress = o->progress};
+                       .chunk_seqs = (int32_t)cp->chunk, .progress = o->progress,
+                       .lookup_only = o->lookup_only};
   aqs_calib_result cr;
   memset(&cr, 0, sizeof cr);
   st = aqs_calib_build(o->store, &co, &cr, e);
@@ -145,10 +143,16 @@ static aqs_status resolve(eval_env *v, const char *name, aqs_eval_row *row, json
     snprintf(row->order, sizeof row->order, "-");
     return AQS_OK;
   }
-  aqs_digest rec;
-  json_t *doc;
-  aqs_status st = aqs_build_record_load(v->o->store, name, &rec, &doc, e);
+  /* a short name picks the build of this model (and of the calibration captions when given) */
+  aqs_build_scope scope = {.has_model = 1, .model = v->source};
+  aqs_err ignore = {0};
+  if (v->o->captions_path &&
+      aqs_hash_file_cached(v->o->store, v->o->captions_path, &scope.dataset, NULL, &ignore) == AQS_OK)
+    scope.has_dataset = 1;
+  aqs_build_entry be;
+  aqs_status st = aqs_build_resolve(v->o->store, name, &scope, &be, e);
   if (st) return st;
+  json_t *doc = be.doc;
   aqs_digest src;
   if (!(st = aqs_build_record_stage(doc, "source", &src, e)) && !aqs_digest_eq(&src, &v->source)) {
     char a[AQS_DIGEST_STR_SIZE], b[AQS_DIGEST_STR_SIZE];
@@ -158,6 +162,8 @@ static aqs_status resolve(eval_env *v, const char *name, aqs_eval_row *row, json
                   name, aqs_digest_str(&src, a), v->o->model_dir, aqs_digest_str(&v->source, b));
   }
   if (!st) st = aqs_build_record_stage(doc, "export", &row->checkpoint, e);
+  if (!st) st = aqs_build_record_stage(doc, "sensitivity", &row->sensitivity, e);
+  row->has_sensitivity = !st;
   if (st) {
     json_decref(doc);
     return st;
@@ -258,13 +264,42 @@ static aqs_status load_scheme(eval_env *v, const aqs_digest *ckpt, aqs_lm **out,
   return st;
 }
 
+void aqs_eval_session_key(const aqs_eval_session *v, const aqs_digest *checkpoint, json_t **inputs,
+                          json_t **params) {
+  *inputs = json_pack("{s:o, s:o, s:o}", "checkpoint", jdigest(checkpoint), "source", jdigest(&v->source),
+                      "eval_set", jdigest(&v->eval_set));
+  *params = json_pack("{s:I, s:I, s:s, s:s}", "first_seq", (json_int_t)v->first_seq, "n_seqs",
+                      (json_int_t)v->n_seqs, "backend", backend_of(v->o), "precision",
+                      aqs_precision_name(v->o->precision));
+}
+
+aqs_status aqs_eval_session_compute(aqs_eval_session *v, const aqs_digest *checkpoint, const char *name,
+                                    const json_t *params, aqs_eval_metrics *m, aqs_digest *result, aqs_err *e) {
+  aqs_lm *scheme = NULL;
+  aqs_status st = ensure_ref(v, e);
+  if (!st && !aqs_digest_eq(checkpoint, &v->source)) st = load_scheme(v, checkpoint, &scheme, e);
+  if (!st) st = run_metrics(v, scheme ? scheme : v->ref, name, m, e);
+  aqs_lm_free(scheme);
+  if (st) return st;
+  json_t *doc = json_pack("{s:s, s:i, s:o, s:o, s:O}", "kind", "aqs-eval", "version", 1, "checkpoint",
+                          jdigest(checkpoint), "metrics", metrics_json(m), "params", params);
+  st = aqs_put_json(v->o->store, doc, 0, result, e);
+  json_decref(doc);
+  return st;
+}
+
+aqs_status aqs_eval_result_load(aqs_store *s, const aqs_digest *result, aqs_eval_metrics *m, aqs_err *e) {
+  json_t *doc;
+  aqs_status st = aqs_ckpt_load_manifest(s, result, "aqs-eval", &doc, e);
+  if (!st) st = aqs_eval_metrics_from_json(doc, m, e);
+  json_decref(doc);
+  return st;
+}
+
 static aqs_status eval_one(eval_env *v, aqs_eval_row *row, aqs_err *e) {
   const aqs_eval_opts *o = v->o;
-  json_t *inputs = json_pack("{s:o, s:o, s:o}", "checkpoint", jdigest(&row->checkpoint), "source",
-                             jdigest(&v->source), "eval_set", jdigest(&v->eval_set));
-  json_t *params = json_pack("{s:I, s:I, s:s, s:s}", "first_seq", (json_int_t)v->first_seq, "n_seqs",
-                             (json_int_t)v->n_seqs, "backend", backend_of(o), "precision",
-                             aqs_precision_name(o->precision));
+  json_t *inputs, *params;
+  aqs_eval_session_key(v, &row->checkpoint, &inputs, &params);
   aqs_stage_ctx ctx;
   double t0 = aqs_stage_now_s();
   aqs_status st = aqs_stage_lookup(o->store, AQS_EVAL_STAGE_NAME, V_EVAL, inputs, params, &ctx, e);
@@ -275,29 +310,58 @@ static aqs_status eval_one(eval_env *v, aqs_eval_row *row, aqs_err *e) {
   }
   row->key = ctx.key;
   row->hit = ctx.hit;
-  json_t *doc = NULL;
   if (ctx.hit) {
     row->result = ctx.result;
-    st = aqs_ckpt_load_manifest(o->store, &ctx.result, "aqs-eval", &doc, e);
-    if (!st) st = aqs_eval_metrics_from_json(doc, &row->m, e);
+    st = aqs_eval_result_load(o->store, &ctx.result, &row->m, e);
   } else {
-    aqs_lm *scheme = NULL;
-    st = ensure_ref(v, e);
-    if (!st && strcmp(row->name, AQS_EVAL_BASELINE) != 0) st = load_scheme(v, &row->checkpoint, &scheme, e);
-    if (!st) st = run_metrics(v, scheme ? scheme : v->ref, row->name, &row->m, e);
-    aqs_lm_free(scheme);
-    if (!st) {
-      doc = json_pack("{s:s, s:i, s:o, s:o, s:O}", "kind", "aqs-eval", "version", 1, "checkpoint",
-                      jdigest(&row->checkpoint), "metrics", metrics_json(&row->m), "params", params);
-      st = aqs_put_json(o->store, doc, 0, &row->result, e);
-    }
+    st = aqs_eval_session_compute(v, &row->checkpoint, row->name, params, &row->m, &row->result, e);
     if (!st) st = aqs_stage_record(o->store, &ctx, &row->result, e);
   }
-  json_decref(doc);
   json_decref(params);
   aqs_stage_ctx_free(&ctx);
   row->seconds = aqs_stage_now_s() - t0;
   return st ? aqs_err_prefix(e, "eval %s", row->name) : AQS_OK;
+}
+
+aqs_status aqs_eval_source(const aqs_eval_opts *o, aqs_digest *out, aqs_err *e) {
+  aqs_stage_outcome src;
+  aqs_build_opts bo = {.store = o->store, .model_dir = o->model_dir};
+  aqs_status st = aqs_build_run_stage(&bo, "source", NULL, NULL, &src, e);
+  if (!st) *out = src.result;
+  return st;
+}
+
+void aqs_eval_calib_of_recipe(const aqs_recipe *r, aqs_eval_calib *c) {
+  c->samples = r->calib_samples;
+  c->seed = r->seed;
+  c->max_len = r->max_len;
+  c->chunk = r->chunk_sequences;
+  snprintf(c->template_name, sizeof c->template_name, "%s", r->template_name);
+}
+
+aqs_status aqs_eval_session_open(const aqs_eval_opts *o, const aqs_eval_calib *c, aqs_eval_session **out,
+                                 aqs_err *e) {
+  *out = NULL;
+  aqs_eval_session *v = calloc(1, sizeof *v);
+  if (!v) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  v->o = o;
+  aqs_status st = aqs_eval_source(o, &v->source, e);
+  if (!st) st = make_eval_set(v, c, e);
+  if (st) {
+    aqs_eval_session_close(v);
+    return st;
+  }
+  v->bf16_bytes = safetensors_bytes_of_dir(o->model_dir);
+  *out = v;
+  return AQS_OK;
+}
+
+void aqs_eval_session_close(aqs_eval_session *v) {
+  if (!v) return;
+  aqs_calib_set_free(&v->set);
+  aqs_lm_free(v->ref);
+  if (v->be) aqs_backend_close(v->be);
+  free(v);
 }
 
 aqs_status aqs_eval_names(const aqs_eval_opts *o, const char *const *names, size_t n, aqs_eval_row *rows,
@@ -305,15 +369,12 @@ aqs_status aqs_eval_names(const aqs_eval_opts *o, const char *const *names, size
   if (!o->model_dir)
     return aqs_errf(e, AQS_ERR_INVALID, "no model: pass --model DIR or set [model] path in .aqstore");
   eval_env v = {.o = o};
-  aqs_stage_outcome src;
-  aqs_build_opts bo = {.store = o->store, .model_dir = o->model_dir};
-  aqs_status st = aqs_build_run_stage(&bo, "source", NULL, NULL, &src, e);
+  aqs_status st = aqs_eval_source(o, &v.source, e);
   if (st) return st;
-  v.source = src.result;
   v.bf16_bytes = safetensors_bytes_of_dir(o->model_dir);
   json_t **records = calloc(n ? n : 1, sizeof *records);
   if (!records) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
-  calib_params cp = {0};
+  aqs_eval_calib cp = {0};
   int have_cp = 0;
   for (size_t i = 0; !st && i < n; i++) {
     st = resolve(&v, names[i], &rows[i], &records[i], e);

@@ -33,6 +33,8 @@ typedef struct aqs_eval_opts {
   aqs_precision precision;       /* AQS_PREC_BF16: as served (default); F32 for reference work */
   const char *recipes_dir;       /* workspace recipes, for the baseline's calibration settings */
   int progress;
+  int lookup_only;               /* aqs plan: the eval set is looked up, never built (a miss
+                                    leaves it zero, so the eval action misses too) */
 } aqs_eval_opts;
 
 /* One evaluated name. */
@@ -48,6 +50,8 @@ typedef struct aqs_eval_row {
   uint64_t ckpt_bytes;           /* safetensors bytes of the checkpoint */
   uint64_t bf16_bytes;           /* the same for the BF16 source */
   char order[32];                /* the recipe's slice order ("least_sensitive_first", ...) */
+  int has_sensitivity;           /* built names: the build's sensitivity stage result */
+  aqs_digest sensitivity;
   double coverage;               /* recipe coverage (0..1), -1 in budget mode / bf16 */
   double seconds;
 } aqs_eval_row;
@@ -60,6 +64,34 @@ typedef struct aqs_eval_row {
  * --captions FILE"), compute errors. */
 aqs_status aqs_eval_names(const aqs_eval_opts *o, const char *const *names, size_t n,
                           aqs_eval_row *rows, aqs_err *e);
+
+/* ---- one eval set, several checkpoints (the build's eval stage, stage_eval.c) ---- */
+
+/* The calibration settings the held-out rows are chosen against. */
+typedef struct aqs_eval_calib {
+  int64_t samples, seed, max_len, chunk;
+  char template_name[32];
+} aqs_eval_calib;
+struct aqs_recipe;
+void aqs_eval_calib_of_recipe(const struct aqs_recipe *r, aqs_eval_calib *c);
+
+typedef struct aqs_eval_session aqs_eval_session;
+/* The source digest and the eval set (a cached calib-set) of c; o must outlive the session. */
+aqs_status aqs_eval_session_open(const aqs_eval_opts *o, const aqs_eval_calib *c, aqs_eval_session **out,
+                                 aqs_err *e);
+/* The eval action's key parts for a checkpoint (new references). */
+void aqs_eval_session_key(const aqs_eval_session *s, const aqs_digest *checkpoint, json_t **inputs,
+                          json_t **params);
+/* Computes checkpoint's metrics (the source digest = the BF16 baseline) and stores the result
+ * document ({"kind":"aqs-eval", "metrics", "params"}) in *result. Loads the reference once. */
+aqs_status aqs_eval_session_compute(aqs_eval_session *s, const aqs_digest *checkpoint, const char *name,
+                                    const json_t *params, aqs_eval_metrics *m, aqs_digest *result, aqs_err *e);
+void aqs_eval_session_close(aqs_eval_session *s);
+/* Metrics of a stored result document. */
+aqs_status aqs_eval_result_load(aqs_store *s, const aqs_digest *result, aqs_eval_metrics *m, aqs_err *e);
+
+/* The source stage's result for o->model_dir (runs or reuses the source stage). */
+aqs_status aqs_eval_source(const aqs_eval_opts *o, aqs_digest *out, aqs_err *e);
 
 /* The rows as JSON (caller json_decref's). */
 json_t *aqs_eval_rows_json(const aqs_eval_row *rows, size_t n);

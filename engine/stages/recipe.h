@@ -59,6 +59,8 @@ typedef struct aqs_recipe {
   /* [export] */
   char export_format[32];  /* "modelopt_fp8" */
   bool kv_cache_fp8;       /* [export] kv_cache = fp8: FP8 KV cache scales (calibrate keeps K/V amax) */
+  /* [eval] */
+  int64_t eval_samples;    /* > 0: the build evaluates the checkpoint on that many held-out rows */
 } aqs_recipe;
 
 /* Where recipes come from: the built-ins plus, optionally, one workspace directory. */

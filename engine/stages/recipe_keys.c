@@ -121,6 +121,7 @@ static int k_kv_cache(const char *v, aqs_recipe *r) {
   r->kv_cache_fp8 = strcmp(v, "fp8") == 0;
   return 1;
 }
+static int k_eval_samples(const char *v, aqs_recipe *r) { return parse_int(v, 1, 1000000, &r->eval_samples); }
 
 /* ---- the table ---- */
 
@@ -161,6 +162,8 @@ static const aqs_recipe_key table[] = {
      "checkpoint metadata form (same FP8 codes and scales; docs/vision.md)", k_format},
     {"export", "kv_cache", "bf16 or fp8", "bf16", "export",
      "fp8: FP8 KV cache scales (calibrate then keeps the K/V amax)", k_kv_cache},
+    {"eval", "samples", "an integer 1..1000000", NULL, "eval",
+     "the build evaluates the checkpoint on this many held-out captions (docs/eval.md)", k_eval_samples},
 };
 
 const aqs_recipe_key *aqs_recipe_keys(size_t *n_out) {

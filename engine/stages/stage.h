@@ -116,6 +116,9 @@ typedef struct aqs_stage_def {
   aqs_status (*record)(aqs_stage_job *job, const aqs_digest *result, aqs_err *e);
   /* Optional: frees job->state. */
   void (*release)(aqs_stage_job *job);
+  /* Optional: 0 when this recipe's build skips the stage (eval: only with an [eval] section or
+   * aqs build --eval); a skipped stage is not in the build's report or record. */
+  int (*wanted)(const aqs_stage_job *job);
 } aqs_stage_def;
 
 /* Runs def for job: key, lookup; a hit (unless job->rebuild) gives the stored result; else with

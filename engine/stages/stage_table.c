@@ -7,7 +7,7 @@
 #include "engine/stages/stage.h"
 
 extern const aqs_stage_def aqs_stage_source, aqs_stage_calib_set, aqs_stage_calibrate, aqs_stage_sensitivity,
-    aqs_stage_slice, aqs_stage_export;
+    aqs_stage_slice, aqs_stage_export, aqs_stage_eval;
 
 static const aqs_stage_def *const table[] = {
     &aqs_stage_source,      /* model files -> model manifest */
@@ -16,6 +16,7 @@ static const aqs_stage_def *const table[] = {
     &aqs_stage_sensitivity, /* source, calib-set, calibrate -> scores */
     &aqs_stage_slice,       /* source, sensitivity -> plan */
     &aqs_stage_export,      /* source, calibrate, slice -> checkpoint tree */
+    &aqs_stage_eval,        /* export (+ source, held-out captions) -> quality metrics; optional */
 };
 
 const aqs_stage_def *const *aqs_stage_table(size_t *n_out) {

@@ -439,13 +439,13 @@ int main(int argc, char **argv) {
       aqs_token_batch tb;
       if (phase == 0) {
         make_tokens(o.calib_seqs, o.calib_len, c->vocab_size, 7, o.varied, ids, lens);
-        tb = (aqs_token_batch){o.calib_seqs, lens, ids};
+        tb = (aqs_token_batch){.n_seqs = o.calib_seqs, .seq_lens = lens, .token_ids = ids};
         aqs_amax_table part = {0};
         if (aqs_calibrate_batch(lm, &tb, 0, &part, &e)) fprintf(stderr, "profile: %s\n", e.msg);
         aqs_amax_free(&part);
       } else {
         make_tokens(o.score_seqs, o.score_len, c->vocab_size, 8, o.varied, ids, lens);
-        tb = (aqs_token_batch){o.score_seqs, lens, ids};
+        tb = (aqs_token_batch){.n_seqs = o.score_seqs, .seq_lens = lens, .token_ids = ids};
         aqs_scores sc;
         if (aqs_sensitivity_batch(lm, &tb, AQS_SENS_GRADIENT, 0, &sc, NULL, &e) == AQS_OK) aqs_scores_free(&sc);
         else fprintf(stderr, "profile: %s\n", e.msg);

@@ -60,13 +60,24 @@ def targets_of(cfg, ids):
     return [ids[i + 1] if i + 1 < len(ids) and ids[i + 1] not in vis else -100 for i in range(len(ids))]
 
 
-def hf_logits(model, seqs, patches):
+def hf_forward(model, ids, px, g, image_token_id, **kw):
+    """One sequence through transformers. Newer releases (5.x) locate the image tokens for
+    get_rope_index through the processor's mm_token_type_ids (1 at image pads): pass it when the
+    forward takes it."""
+    it = torch.tensor([ids], device="cuda")
+    args = dict(input_ids=it, pixel_values=px.cuda(), image_grid_thw=torch.tensor([g], device="cuda"),
+                use_cache=False, **kw)
+    try:
+        return model(mm_token_type_ids=(it == image_token_id).int(), **args)
+    except TypeError:
+        return model(**args)
+
+
+def hf_logits(model, seqs, patches, image_token_id):
     out = []
     with torch.no_grad():
         for ids, px, g in zip(seqs, patches, GRIDS):
-            o = model(input_ids=torch.tensor([ids], device="cuda"), pixel_values=px.cuda(),
-                      image_grid_thw=torch.tensor([g], device="cuda"), use_cache=False)
-            out.append(o.logits[0].float().cpu())
+            out.append(hf_forward(model, ids, px, g, image_token_id).logits[0].float().cpu())
     return torch.cat(out)
 
 
@@ -78,7 +89,7 @@ def short(name):
     return name
 
 
-def vision_amax(model, seqs, patches):
+def vision_amax(model, seqs, patches, image_token_id):
     amax = {}
     handles = []
     for name, mod in model.named_modules():
@@ -87,7 +98,7 @@ def vision_amax(model, seqs, patches):
                 v = inp[0].detach().abs().max().item()
                 amax[short(name)] = max(amax.get(short(name), 0.0), v)
             handles.append(mod.register_forward_hook(hook))
-    hf_logits(model, seqs, patches)
+    hf_logits(model, seqs, patches, image_token_id)
     for h in handles:
         h.remove()
     return amax
@@ -120,8 +131,7 @@ def gradient_scores(model, cfg, seqs, patches, amax):
         handles.append(mod.register_forward_hook(hook))
     n_targets = sum(sum(1 for t in targets_of(cfg, s) if t >= 0) for s in seqs)
     for ids, px, g in zip(seqs, patches, GRIDS):
-        o = model(input_ids=torch.tensor([ids], device="cuda"), pixel_values=px.cuda(),
-                  image_grid_thw=torch.tensor([g], device="cuda"), use_cache=False)
+        o = hf_forward(model, ids, px, g, cfg["image_token_id"])
         tg = torch.tensor(targets_of(cfg, ids), device="cuda")
         loss = F.cross_entropy(o.logits[0].float(), tg, ignore_index=-100, reduction="sum") / n_targets
         model.zero_grad(set_to_none=True)
@@ -157,17 +167,58 @@ def main():
     for prec, dtype in (("f32", torch.float32), ("bf16", torch.bfloat16)):
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
             mdir, dtype=dtype, attn_implementation="sdpa").cuda().eval()
-        ref = hf_logits(model, seqs, patches)
+        ref = hf_logits(model, seqs, patches, cfg["image_token_id"])
         mine = torch.from_numpy(__import__("numpy").fromfile(os.path.join(ours[prec], "logits.f32"),
                                                               dtype="float32")).reshape(-1, V)
         err = (ref - mine).abs()
+        # where the logits differ: text before the first image, image rows, text after it
+        region, off = [], 0
+        for ids in seqs:
+            first = ids.index(cfg["image_token_id"])
+            last = len(ids) - 1 - ids[::-1].index(cfg["image_token_id"])
+            region += [0 if i < first else 1 if i <= last else 2 for i in range(len(ids))]
+        region = torch.tensor(region)
+        res["logits_" + prec + "_by_region"] = {
+            name: (err[region == k].max().item() / ref.abs().max().item()) if (region == k).any() else None
+            for k, name in enumerate(("before_image", "image", "after_image"))}
+        with torch.no_grad():
+            vis_ref = torch.cat([model.model.visual(px.cuda().to(dtype), grid_thw=torch.tensor([g], device="cuda"))
+                                 if not hasattr(model.model.visual(px.cuda().to(dtype), grid_thw=torch.tensor([g], device="cuda")), "pooler_output")
+                                 else model.model.visual(px.cuda().to(dtype), grid_thw=torch.tensor([g], device="cuda")).pooler_output
+                                 for px, g in zip(patches, GRIDS)]).float().cpu()
+        vis_mine = torch.from_numpy(__import__("numpy").fromfile(os.path.join(ours[prec], "vision.f32"),
+                                                                 dtype="float32")).reshape(vis_ref.shape)
+        # positions: transformers' get_rope_index against ours, and logits with our positions
+        import numpy as np
+        ours_pos = torch.from_numpy(np.fromfile(os.path.join(ours[prec], "pos.i32"), dtype="int32")).reshape(3, -1)
+        off, bad, fed = 0, 0, []
+        with torch.no_grad():
+            for ids, px, g in zip(seqs, patches, GRIDS):
+                it = torch.tensor([ids], device="cuda")
+                gt = torch.tensor([g], device="cuda")
+                mine_pos = ours_pos[:, off:off + len(ids)]
+                try:  # the signature moved between transformers releases
+                    ref_pos = model.model.get_rope_index(input_ids=it, image_grid_thw=gt)[0]
+                    bad += int((ref_pos[:, 0, :].cpu().long() != mine_pos.long()).sum())
+                except Exception as exc:  # noqa: BLE001 - report and keep going
+                    bad = repr(exc)
+                o = hf_forward(model, ids, px, g, cfg["image_token_id"],
+                               position_ids=mine_pos.long().cuda()[:, None, :])
+                fed.append(o.logits[0].float().cpu())
+                off += len(ids)
+        fed = torch.cat(fed)
+        res["positions_" + prec] = {"mismatches": bad,
+                                    "logits_with_our_positions_max_rel": (fed - mine).abs().max().item() / ref.abs().max().item()}
+        print("positions", res["positions_" + prec], flush=True)
+        res["vision_out_" + prec] = {"scale": vis_ref.abs().max().item(),
+                                     "max_rel": (vis_ref - vis_mine).abs().max().item() / vis_ref.abs().max().item()}
         res["logits_" + prec] = {"scale": ref.abs().max().item(), "max_rel": err.max().item() / ref.abs().max().item(),
                                  "mean_rel": err.mean().item() / ref.abs().max().item(),
                                  "top1_agreement": (ref.argmax(-1) == mine.argmax(-1)).float().mean().item()}
         print(prec, res["logits_" + prec], flush=True)
         if prec == "f32":
             our_amax = {short(k): v for k, v in json.load(open(os.path.join(ours[prec], "amax.json")))["modules"].items()}
-            hf_am = vision_amax(model, seqs, patches)
+            hf_am = vision_amax(model, seqs, patches, cfg["image_token_id"])
             rel = {k: abs(hf_am[k] - our_amax[k]["input_amax"]) / hf_am[k] for k in hf_am if k in our_amax}
             res["vision_amax_f32"] = {"n": len(rel), "max_rel": max(rel.values()),
                                       "exact": sum(1 for v in rel.values() if v == 0.0)}

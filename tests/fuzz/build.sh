@@ -7,7 +7,7 @@
 set -euo pipefail
 SRC=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${OUT_DIR:-$SRC/build-fuzz}
-TARGETS="png jpeg calib_chunk safetensors config tokenizer recipe aqstore"
+TARGETS="png jpeg calib_chunk safetensors config tokenizer recipe aqstore remote_response"
 mkdir -p "$OUT/gen/common"
 for t in $TARGETS; do rm -rf "$OUT/corpus_$t"; mkdir -p "$OUT/corpus_$t"; done
 printf '#define AQS_VERSION "fuzz"\n' > "$OUT/gen/common/version.h"
@@ -38,6 +38,7 @@ build recipe $COMMON "$SRC/common/ini_text.c" "$SRC"/engine/stages/recipe*.c "$O
   "$OUT/gen/sensitivity.o" -Wl,--gc-sections $(pkg-config --libs inih jansson) -lm
 wait
 build aqstore $COMMON "$SRC/common/ini_text.c" "$SRC/common/workspace.c" "$SRC/common/path.c" $(pkg-config --libs inih)
+build remote_response $COMMON "$SRC/store/remote_response.c" "$SRC/store/digest.c" $(pkg-config --libs jansson libcrypto)
 wait
 for t in $TARGETS; do [ -x "$OUT/fuzz_$t" ] || { echo "tests/fuzz/build.sh: fuzz_$t did not build" >&2; exit 1; }; done
 
@@ -48,7 +49,7 @@ cp "$SRC"/tests/fixtures/safetensors/dtypes.safetensors "$SRC"/tests/fixtures/sa
   "$OUT/corpus_safetensors/"
 cp "$SRC"/recipes/*.ini "$OUT/corpus_recipe/"
 cp "$SRC/.aqstore.example" "$OUT/corpus_aqstore/"
-for t in calib_chunk safetensors config tokenizer recipe aqstore; do
+for t in calib_chunk safetensors config tokenizer recipe aqstore remote_response; do
   [ -d "$SRC/tests/fuzz/corpus/$t" ] && cp "$SRC/tests/fuzz/corpus/$t"/* "$OUT/corpus_$t/"
 done
 echo "built: $(for t in $TARGETS; do printf '%s ' "$OUT/fuzz_$t"; done)"

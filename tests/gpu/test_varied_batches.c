@@ -40,7 +40,9 @@ static void make_batches(int vocab) {
 #undef NEXT
 }
 
-static aqs_token_batch tb_of(const batch *x) { return (aqs_token_batch){x->n_seqs, x->lens, x->ids}; }
+static aqs_token_batch tb_of(const batch *x) {
+  return (aqs_token_batch){.n_seqs = x->n_seqs, .seq_lens = x->lens, .token_ids = x->ids};
+}
 
 static int count_distinct_token_counts(void) {
   int n = 0;

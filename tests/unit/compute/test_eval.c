@@ -42,7 +42,23 @@ static int setup(void **state) {
   fx_make_batches(&evalb, 2, 5, 24, 600, 91);
   aqs_backend *be;
   aqs_lm *lm = fx_load(src_dir, &be, AQS_PREC_F32);
-  fx_calibrate(lm, &calib, &amax);
+  /* calibration (the table holds the K/V cache amax too) */
+  aqs_err e = {0};
+  for (int i = 0; i < calib.n; i++) {
+    aqs_amax_table part = {0}, next = {0};
+    const aqs_amax_table *parts[2] = {&amax, &part};
+    if (aqs_calibrate_batch(lm, &calib.b[i], 0, &part, &e) != AQS_OK ||
+        aqs_amax_reduce(parts, 2, &next, &e) != AQS_OK)
+      fail_msg("calibrate: %s", e.msg);
+    aqs_amax_free(&part);
+    aqs_amax_free(&amax);
+    amax = next;
+  }
+  /* 7 linears and K, V per layer */
+  assert_int_equal(amax.n, (size_t)lm->cfg.num_layers * (AQS_LIN_COUNT + 2));
+  const aqs_amax_entry *kc = aqs_amax_find(&amax, "model.language_model.layers.1.self_attn.k_cache");
+  const aqs_amax_entry *vc = aqs_amax_find(&amax, "model.language_model.layers.1.self_attn.v_cache");
+  assert_true(kc && vc && kc->input_amax > 0 && vc->input_amax > 0 && kc->weight_amax == 0);
   aqs_lm_free(lm);
   be->ops->close(be);
   fp8_dir = tu_mkdtemp("evalfp8");

@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# tests/conformance/run_eval_device.sh CARRY: the eval helper's run on the GPU machine, from a carry
+# folder made by scripts/device-pack.sh (plus this script and eval_conformance.py copied into it).
+#  1. gpu_test_fp8_codec (the dequantize_fp8 op of the FP8 KV cache against its CPU twin);
+#  2. conformance: a tiny sweep evaluated by aqs (--precision f32) and by transformers + torch
+#     (eval_conformance.py): perplexity and KL within 1 % relative;
+#  3. cost: the 3b synthetic model, a 10-scheme coverage sweep + controls built with --backend cuda,
+#     then `aqs eval --backend cuda` of the whole sweep (cold, then all cached).
+# Writes into $OUT: gpu_tests.txt, conformance.json, eval_tiny.json, cost.txt, eval_3b.json.
+set -uo pipefail
+carry="$(cd "$1" && pwd)"
+. "$carry/env.sh"
+W=$(mktemp -d /tmp/aqs-eval-XXXXXX)
+cd "$W"
+export AQS_PROGRESS=never
+now() { date +%s.%N; }
+secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }  # no bc on the device image
+"$carry/bin/gpu_test_fp8_codec" > "$OUT/gpu_tests.txt" 2>&1; echo "gpu_test_fp8_codec rc=$?" | tee -a "$OUT/gpu_tests.txt"
+
+# ---- 2. conformance on the tiny model ----
+aqs synth-model --preset tiny --seed 3 --outliers lm.1.down:100000,lm.2.qkv:100000 --out model >/dev/null
+python3 - <<'PY'
+import random
+random.seed(5)
+subj = ["man", "woman", "dog", "cat", "bus", "child", "bird", "horse"]
+act = ["sitting on", "next to", "riding", "looking at", "holding", "walking along"]
+obj = ["a bench", "the beach", "a street", "a field", "a table", "the snow"]
+lines = [f"A {random.choice(subj)} {random.choice(act)} {random.choice(obj)}.\n" for _ in range(232)]
+open("captions.txt", "w").writelines(lines[:200])
+open("eval.txt", "w").writelines(lines[200:])
+PY
+mkdir recipes
+printf '[recipe]\nextends = lm_only\n[calib]\nsamples = 32\nmax_len = 64\n[sensitivity]\nscore_samples = 16\n' > recipes/fast.ini
+for x in 10 50 100; do printf '[recipe]\nextends = fast\n[slice]\ncoverage = %s\n' "0.$x" > recipes/fast$x.ini; done
+printf '[recipe]\nextends = fast\n[slice]\ncoverage = 1.0\n' > recipes/fast100.ini
+printf '[recipe]\nextends = fast50\n[slice]\norder = random\norder_seed = 1\n' > recipes/fast50_random.ini
+aqs --store st init >/dev/null
+A=(--model model --recipes-dir recipes --quiet)
+for r in fast10 fast50 fast100 fast50_random; do
+  aqs --store st build "${A[@]}" --captions captions.txt --out "ck_$r" recipe $r >/dev/null || echo "build $r failed"
+done
+aqs tokenize --tokenizer model --json < eval.txt > tokens.jsonl
+aqs --store st eval --json "${A[@]}" --calib-captions captions.txt --captions eval.txt --samples 32 --precision f32 \
+  fast10 fast50 fast100 fast50_random > "$OUT/eval_tiny.json"
+python3 "$carry/eval_conformance.py" --source model --tokens tokens.jsonl --ours "$OUT/eval_tiny.json" \
+  --case fast10 ck_fast10 --case fast50 ck_fast50 --case fast100 ck_fast100 --case fast50_random ck_fast50_random \
+  --json "$OUT/conformance.json" 2>&1 | tail -6
+
+# ---- 3. cost on the 3b model ----
+{
+  t0=$(now); aqs synth-model --preset 3b --threads 16 --out m3b >/dev/null; t1=$(now)
+  echo "synth-model 3b: $(secs "$t0" "$t1") s"
+  nvidia-smi --query-gpu=name --format=csv,noheader
+  printf '[recipe]\nextends = lm_only\n[calib]\nsamples = 64\nmax_len = 128\n[sensitivity]\nscore_samples = 32\n' > recipes/b.ini
+  names=()
+  for x in 10 20 30 40 50 60 70 80 90; do printf '[recipe]\nextends = b\n[slice]\ncoverage = 0.%s\n' $x > recipes/b$x.ini; names+=(b$x); done
+  printf '[recipe]\nextends = b\n[slice]\ncoverage = 1.0\n' > recipes/b100.ini; names+=(b100)
+  printf '[recipe]\nextends = b50\n[slice]\norder = random\n' > recipes/b50_random.ini; names+=(b50_random)
+  printf '[recipe]\nextends = b50\n[slice]\norder = most_sensitive_first\n' > recipes/b50_most.ini; names+=(b50_most)
+  B=(--model m3b --recipes-dir recipes --quiet)
+  t0=$(now); aqs --store st build --no-checkout --backend cuda "${B[@]}" --captions captions.txt recipe "${names[@]}" >/dev/null; t1=$(now)
+  echo "build of ${#names[@]} schemes (cuda): $(secs "$t0" "$t1") s"
+  t0=$(now); aqs --store st eval --json --backend cuda "${B[@]}" --calib-captions captions.txt --samples 64 "${names[@]}" bf16 > "$OUT/eval_3b.json"; t1=$(now)
+  echo "eval of ${#names[@]} schemes + bf16, 64 held-out captions (cuda, bf16), cold: $(secs "$t0" "$t1") s"
+  t0=$(now); aqs --store st eval --json --backend cuda "${B[@]}" --calib-captions captions.txt --samples 64 "${names[@]}" bf16 > /dev/null; t1=$(now)
+  echo "same eval again (all cached): $(secs "$t0" "$t1") s"
+  t0=$(now); aqs --store st report --backend cuda "${B[@]}" --calib-captions captions.txt --samples 64 --out "$OUT/report_3b" "${names[@]}" bf16; t1=$(now)
+  echo "report (cached): $(secs "$t0" "$t1") s"
+} 2>&1 | tee "$OUT/cost.txt"
+rm -rf "$W"
