@@ -2,7 +2,7 @@
 # tests/fuzz/ci.sh ASAN_BUILD_DIR: the hostile-input part of .ci/run. Builds the libFuzzer
 # harnesses (tests/fuzz/build.sh) and runs each for AQS_FUZZ_SECONDS (30), then the
 # hostile-input campaign (tests/fuzz/campaign.py) against ASAN_BUILD_DIR/aqs for
-# AQS_CAMPAIGN_SECONDS (100) of mutated inputs and AQS_INDEX_SECONDS (40) of index damage.
+# AQS_CAMPAIGN_SECONDS (90) of mutated inputs and AQS_INDEX_SECONDS (35) of index damage.
 # Fails on any crash or hang. Longer by hand, e.g.:
 #   AQS_FUZZ_SECONDS=600 AQS_CAMPAIGN_SECONDS=1800 AQS_INDEX_SECONDS=900 tests/fuzz/ci.sh build-asan
 set -euo pipefail
@@ -16,7 +16,7 @@ bash "$SRC/tests/fuzz/run.sh"
 # Index damage must end in success or a clear error too (AQS_INDEX_STRICT=0 only counts it).
 index_flags=()
 [ "${AQS_INDEX_STRICT:-1}" = 1 ] && index_flags+=(--strict-index)
-python3 "$SRC/tests/fuzz/campaign.py" --aqs "$ASAN/aqs" --budget-s "${AQS_CAMPAIGN_SECONDS:-100}" \
-  --index-budget-s "${AQS_INDEX_SECONDS:-40}" --findings "$OUT_DIR/findings" \
+python3 "$SRC/tests/fuzz/campaign.py" --aqs "$ASAN/aqs" --budget-s "${AQS_CAMPAIGN_SECONDS:-90}" \
+  --index-budget-s "${AQS_INDEX_SECONDS:-35}" --findings "$OUT_DIR/findings" \
   --report "$OUT_DIR/campaign.json" "${index_flags[@]}"
 echo "fuzz: done in $((SECONDS - start))s" >&2
