@@ -16,7 +16,7 @@ static const char checkout_usage[] =
     "usage: aqs checkout [--link-mode reflink|hardlink|copy] [--model DIR] [--captions FILE] NAME DIR\n"
     "\n"
     "Writes the checkpoint of build NAME (or of a checkpoint manifest digest) into DIR: a Hugging\n"
-    "Face directory in ModelOpt's FP8 format, files read-only. NAME resolves as in aqs show (a\n"
+    "Face directory in the recipe's [export] format (ModelOpt FP8 by default), files read-only. NAME resolves as in aqs show (a\n"
     "recipe name, NAME@MODEL[+DATA], a ref, a digest). DIR is created, or replaced if it is an\n"
     "earlier aqs checkout; any other existing DIR is refused, and so is an earlier checkout that\n"
     "holds a file aqs did not write (the message names it: aqs never deletes your files). DIR\n"
