@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """tests/reliability/campaign.py: the store's reliability campaign (docs/reliability.md).
 
-  kills    SIGKILL `aqs build`, `checkout`, `gc` and `verify` at random points on one store;
+  kills    SIGKILL `aqs build`, `checkout`, `gc`, `verify`, `push` and `pull` (against nginx,
+           when installed) at random points on one store;
            after each kill `aqs verify` must pass, and at checkpoints every recipe must build and
            check out bit-identical to a checkout from a clean store.
   damage   damage one object of each kind (raw tensor file, zstd file, inline LMDB value, action
@@ -95,9 +96,48 @@ class Campaign:
         return None if r.returncode == 0 else "differs: " + r.stdout[:300]
 
     # ---- kills
+    def start_remote(self):
+        """nginx as the HTTP remote (tests/remote/start.sh), for push and pull; None without nginx."""
+        here = os.path.dirname(os.path.realpath(__file__))
+        start = os.path.join(here, "..", "remote", "start.sh")
+        token = "campaign-%d" % self.rng.randrange(1 << 30)
+        r = run(["bash", start, os.path.join(self.tmp, "server"), token])
+        if r.returncode != 0:
+            if os.environ.get("AQS_REQUIRE_NGINX") == "1":
+                raise RuntimeError("nginx is required for push/pull kills: " + r.stderr.strip())
+            print("kills: no nginx, push and pull are left out", file=sys.stderr)
+            return None
+        nport, _pport, npid, ppid = r.stdout.split()
+        self.server_pids = [int(npid), int(ppid)]
+        os.environ["AQS_CAMPAIGN_TOKEN"] = token
+        return "http://127.0.0.1:%s/cache" % nport
+
+    def stop_remote(self):
+        for pid in getattr(self, "server_pids", []):
+            try:
+                os.kill(pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+
     def kills(self, n):
         store = self.new_store("kills", inline_max=4096)
         ops = {"build": 0, "checkout": 0, "gc": 0, "verify": 0}
+        # push and pull run in a workspace whose .aqstore names the store and the remote; the
+        # remote is filled once from the clean store so that pulls have something to fetch.
+        url = self.start_remote()
+        ws = os.path.join(self.tmp, "kills-ws")
+        if url:
+            os.makedirs(ws)
+            with open(os.path.join(ws, ".aqstore"), "w") as f:
+                f.write("[store]\npath = %s\n[remote]\nurl = %s\ntoken_env = AQS_CAMPAIGN_TOKEN\n"
+                        "timeout = 5\nretries = 1\n" % (store, url))
+            clean_ws = os.path.join(self.tmp, "clean-ws")
+            os.makedirs(clean_ws)
+            with open(os.path.join(clean_ws, ".aqstore"), "w") as f:
+                f.write("[store]\npath = %s\n[remote]\nurl = %s\ntoken_env = AQS_CAMPAIGN_TOKEN\n"
+                        % (os.path.join(self.tmp, "clean"), url))
+            self.must([self.aqs, "push"] + ["fast%d" % x for x in RECIPES], cwd=clean_ws)
+            ops.update({"push": 0, "pull": 0})
         verify_clean = identical = checks = 0
         for i in range(n):
             op = self.rng.choice(list(ops))
@@ -109,10 +149,16 @@ class Campaign:
                        os.path.join(self.tmp, "co-kill-%d" % self.rng.randrange(3))]
             elif op == "gc":
                 cmd = ["gc", "--limit", "0"]
+            elif op in ("push", "pull"):
+                cmd = [op, "fast%d" % x]
             else:
                 cmd = ["verify"]
-            p = subprocess.Popen([self.aqs, "--store", store] + cmd, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL)
+            if op in ("push", "pull"):  # the workspace's .aqstore names the store and the remote
+                p = subprocess.Popen([self.aqs] + cmd, cwd=ws, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
+            else:
+                p = subprocess.Popen([self.aqs, "--store", store] + cmd, stdout=subprocess.DEVNULL,
+                                     stderr=subprocess.DEVNULL)
             time.sleep(self.rng.uniform(0, 0.6))
             p.send_signal(signal.SIGKILL)
             p.wait()
@@ -131,6 +177,7 @@ class Campaign:
                         self.fail("after %d kills, fast%d: %s" % (i + 1, x, why))
                     else:
                         identical += 1
+        self.stop_remote()
         return {"kills": n, "per_op": ops, "verify_clean": verify_clean, "builds_checked": checks,
                 "bit_identical": identical}
 
