@@ -17,7 +17,7 @@ static const char verify_usage[] =
     "manifest's children are present). Each bad object is reported on stderr with its digest and\n"
     "moved to <store>/quarantine/, so reads fail clearly and a later put of the right bytes\n"
     "repairs it. A full run also reports object files the index does not know (a lost index).\n"
-    "Exits 1 when any object was corrupt or missing, 0 when all checked were good. On a store\n"
+    "Exits 1 when any object was corrupt, missing or unindexed, 0 when all were good. On a store\n"
     "you cannot write (another user's, a read-only mount) it reports without quarantining.\n"
     "\n"
     "--reindex rebuilds a lost, empty or damaged index from objects/ (every file re-hashed; bad\n"
@@ -29,8 +29,8 @@ static const char verify_usage[] =
     "  --seed S         seed for --sample (default: from the clock)\n"
     "  --no-quarantine  report only; leave bad objects in place\n"
     "  --reindex        rebuild the index (see above) and print what was restored\n"
-    "  --json           print {checked, ok, corrupt, missing, bytes_checked, quarantined,\n"
-    "                   bad: [{digest, status, message}]} on stdout\n";
+    "  --json           print {checked, ok, corrupt, missing, unindexed, bytes_checked,\n"
+    "                   quarantined, bad: [{digest, status, message}]} on stdout\n";
 
 typedef struct verify_listing {
   json_t *bad; /* JSON array, or NULL */

@@ -259,10 +259,16 @@ static void count_get(aqs_store *s, const aqs_digest *d) {
   pending_count(s, "gets", 1);
 }
 
-/* A read found damaged bytes: quarantine them (writable handles) so the next lookup misses. */
+/* A read found damaged bytes: quarantine them (writable handles) so the next lookup misses. Only
+ * after a second read fails too: a concurrent writer replacing the object's file (a zstd object
+ * converted to a raw one) can make one read miss a good file. Returns st, or AQS_OK when the
+ * second read found the object sound. */
 static aqs_status quarantine_on_corrupt(aqs_store *s, const aqs_digest *d, aqs_status st,
                                         aqs_err *err) {
-  if (st == AQS_ERR_CORRUPT) store_quarantine(s, d, err ? err->msg : "its bytes do not match");
+  if (st != AQS_ERR_CORRUPT) return st;
+  aqs_object_info again;
+  if (obj_stream(s, d, NULL, NULL, &again, NULL) == AQS_OK) return AQS_OK;
+  store_quarantine(s, d, err ? err->msg : "its bytes do not match");
   return st;
 }
 
@@ -272,8 +278,10 @@ aqs_status aqs_get_mem(aqs_store *s, const aqs_digest *d, void **data_out, size_
   *size_out = 0;
   aqs_status st = read_mem(s, d, data_out, size_out, NULL, err);
   if (st == AQS_ERR_NOT_FOUND && s->tiers) return tiers_get_mem(s, d, data_out, size_out, err);
+  if (st == AQS_ERR_CORRUPT && quarantine_on_corrupt(s, d, st, err) == AQS_OK)
+    st = read_mem(s, d, data_out, size_out, NULL, err); /* it was a race: read it again */
   if (st == AQS_OK) count_get(s, d);
-  return quarantine_on_corrupt(s, d, st, err);
+  return st;
 }
 
 aqs_status aqs_object_check(aqs_store *s, const aqs_digest *d, aqs_err *err) {
@@ -289,8 +297,10 @@ aqs_status aqs_object_check(aqs_store *s, const aqs_digest *d, aqs_err *err) {
   aqs_err e = {0};
   st = obj_stream(s, d, NULL, NULL, &info, &e);
   if (st == AQS_OK && path[0]) stamp_record(s, d, path);
+  if (st == AQS_OK) return AQS_OK;
+  st = quarantine_on_corrupt(s, d, st, &e);
   if (err && st != AQS_OK) *err = e;
-  return quarantine_on_corrupt(s, d, st, &e);
+  return st;
 }
 
 typedef struct fd_sink {
@@ -323,7 +333,9 @@ aqs_status aqs_get_fd(aqs_store *s, const aqs_digest *d, int fd, uint64_t *size_
     st = obj_stream(s, d, fd_write, &f, &info, err); /* a miss writes nothing: safe to retry */
   if (size_out) *size_out = f.written;
   if (st == AQS_OK) count_get(s, d);
-  return quarantine_on_corrupt(s, d, st, err);
+  /* Bytes may have been written: the caller gets the error whatever the second read finds. */
+  if (st == AQS_ERR_CORRUPT) quarantine_on_corrupt(s, d, st, err);
+  return st;
 }
 
 aqs_status aqs_object_stat(aqs_store *s, const aqs_digest *d, aqs_object_info *info,

@@ -158,7 +158,7 @@ static const aqs_recipe_key table[] = {
     {"slice", "order", "least_sensitive_first, most_sensitive_first or random", "least_sensitive_first", "slice",
      "coverage mode: which groups go to FP8 first", k_order},
     {"slice", "order_seed", "a non-negative integer", "0", "slice", "seed of the random order", k_order_seed},
-    {"export", "format", "modelopt, modelopt_mixed or compressed_tensors", "modelopt_fp8", "export",
+    {"export", "format", "modelopt_fp8 (or modelopt), modelopt_mixed or compressed_tensors", "modelopt_fp8", "export",
      "checkpoint metadata form (same FP8 codes and scales; docs/vision.md)", k_format},
     {"export", "kv_cache", "bf16 or fp8", "bf16", "export",
      "fp8: FP8 KV cache scales (calibrate then keeps the K/V amax)", k_kv_cache},

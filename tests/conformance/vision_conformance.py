@@ -5,7 +5,10 @@ Runs on the GPU machine (torch + transformers 5.x). Writes a synthetic checkpoin
 `aqs synth-model`, two image+text sequences (odd grids, random normalized pixels), runs
 tests/bench/vlm_dump (our CUDA backend, F32 and BF16) and transformers'
 Qwen2_5_VLForConditionalGeneration on the same inputs, and compares:
-  - logits with images, relative to the logit scale (max |logit|), F32 and BF16;
+  - M-RoPE positions against transformers' get_rope_index (5.x: given mm_token_type_ids, 1 at
+    <|image_pad|>, as the processor returns it; without it 5.x positions the image rows
+    otherwise, reported as logits_f32_without_mm_token_type_ids_by_region);
+  - logits with images, relative to the logit scale (max |logit|), F32 and BF16, by region;
   - the input amax of every vision linear (F32), relative difference;
   - all_layers gradient scores (ModelOpt AutoQuantize form, torch hooks with fake quant through
     float8_e4m3fn casts and our amax table; loss = mean CE over text targets, as ours):
@@ -71,6 +74,32 @@ def hf_forward(model, ids, px, g, image_token_id, **kw):
         return model(mm_token_type_ids=(it == image_token_id).int(), **args)
     except TypeError:
         return model(**args)
+
+
+def rope_index(model, it, gt, image_token_id):
+    """transformers' get_rope_index positions (3, 1, L). 5.x finds the image tokens through
+    mm_token_type_ids (1 at <|image_pad|>, what the processor returns); 4.x through
+    <|vision_start|> followed by <|image_pad|>."""
+    import inspect
+    params = inspect.signature(model.model.get_rope_index).parameters
+    kw = dict(input_ids=it, image_grid_thw=gt)
+    if "mm_token_type_ids" in params:
+        kw["mm_token_type_ids"] = (it == image_token_id).int()
+    return model.model.get_rope_index(**kw)[0]
+
+
+def region_err(ref, mine, seqs, image_token_id):
+    """max |difference| relative to the logit scale: text before the first image, image rows,
+    text after the last image."""
+    err = (ref - mine).abs()
+    region = []
+    for ids in seqs:
+        first = ids.index(image_token_id)
+        last = len(ids) - 1 - ids[::-1].index(image_token_id)
+        region += [0 if i < first else 1 if i <= last else 2 for i in range(len(ids))]
+    region = torch.tensor(region)
+    return {name: (err[region == k].max().item() / ref.abs().max().item()) if (region == k).any() else None
+            for k, name in enumerate(("before_image", "image", "after_image"))}
 
 
 def hf_logits(model, seqs, patches, image_token_id):
@@ -171,16 +200,15 @@ def main():
         mine = torch.from_numpy(__import__("numpy").fromfile(os.path.join(ours[prec], "logits.f32"),
                                                               dtype="float32")).reshape(-1, V)
         err = (ref - mine).abs()
-        # where the logits differ: text before the first image, image rows, text after it
-        region, off = [], 0
-        for ids in seqs:
-            first = ids.index(cfg["image_token_id"])
-            last = len(ids) - 1 - ids[::-1].index(cfg["image_token_id"])
-            region += [0 if i < first else 1 if i <= last else 2 for i in range(len(ids))]
-        region = torch.tensor(region)
-        res["logits_" + prec + "_by_region"] = {
-            name: (err[region == k].max().item() / ref.abs().max().item()) if (region == k).any() else None
-            for k, name in enumerate(("before_image", "image", "after_image"))}
+        res["logits_" + prec + "_by_region"] = region_err(ref, mine, seqs, cfg["image_token_id"])
+        if prec == "f32":
+            # the earlier reference call: no mm_token_type_ids (5.x then lays out plain text positions)
+            with torch.no_grad():
+                plain = torch.cat([model(input_ids=torch.tensor([ids], device="cuda"), pixel_values=px.cuda(),
+                                         image_grid_thw=torch.tensor([g], device="cuda"), use_cache=False)
+                                   .logits[0].float().cpu() for ids, px, g in zip(seqs, patches, GRIDS)])
+            res["logits_f32_without_mm_token_type_ids_by_region"] = region_err(plain, mine, seqs, cfg["image_token_id"])
+            print("without mm_token_type_ids", res["logits_f32_without_mm_token_type_ids_by_region"], flush=True)
         with torch.no_grad():
             vis_ref = torch.cat([model.model.visual(px.cuda().to(dtype), grid_thw=torch.tensor([g], device="cuda"))
                                  if not hasattr(model.model.visual(px.cuda().to(dtype), grid_thw=torch.tensor([g], device="cuda")), "pooler_output")
@@ -198,8 +226,9 @@ def main():
                 gt = torch.tensor([g], device="cuda")
                 mine_pos = ours_pos[:, off:off + len(ids)]
                 try:  # the signature moved between transformers releases
-                    ref_pos = model.model.get_rope_index(input_ids=it, image_grid_thw=gt)[0]
-                    bad += int((ref_pos[:, 0, :].cpu().long() != mine_pos.long()).sum())
+                    ref_pos = rope_index(model, it, gt, cfg["image_token_id"])
+                    if isinstance(bad, int):
+                        bad += int((ref_pos[:, 0, :].cpu().long() != mine_pos.long()).sum())
                 except Exception as exc:  # noqa: BLE001 - report and keep going
                     bad = repr(exc)
                 o = hf_forward(model, ids, px, g, cfg["image_token_id"],
@@ -221,7 +250,8 @@ def main():
             hf_am = vision_amax(model, seqs, patches, cfg["image_token_id"])
             rel = {k: abs(hf_am[k] - our_amax[k]["input_amax"]) / hf_am[k] for k in hf_am if k in our_amax}
             res["vision_amax_f32"] = {"n": len(rel), "max_rel": max(rel.values()),
-                                      "exact": sum(1 for v in rel.values() if v == 0.0)}
+                                      "exact": sum(1 for v in rel.values() if v == 0.0),
+                                      "per_module": rel}
             print("amax", res["vision_amax_f32"], flush=True)
             sc = json.load(open(os.path.join(ours[prec], "scores.json")))
             mod_scores = gradient_scores(model, cfg, seqs, patches, our_amax)

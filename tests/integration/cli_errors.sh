@@ -64,7 +64,7 @@ pass "unknown digest / ambiguous abbreviation"
 head -c 200000 /dev/urandom >victim.bin
 dv="$("$AQS" --store "$S" put --raw victim.bin)"
 hex="${dv#sha256:}"
-obj="$(find "$S/objects" -type f -name "*${hex:4}*" | head -1)"
+obj="$(find "$S/objects" -type f -name "*${hex:4}*" | sed -n 1p)"
 [ -n "$obj" ] || fail "object file for $dv not found"
 chmod u+w "$obj"
 printf '\xff' | dd of="$obj" bs=1 seek=1000 conv=notrunc status=none

@@ -82,7 +82,7 @@ head -c 200000 /dev/urandom >good.bin; head -c 200000 /dev/urandom >bad.bin
 aqs put --raw good.bin >/dev/null
 dbad="$(aqs put --raw bad.bin)"
 hex="${dbad#sha256:}"
-obj="$(find "$S/objects" -type f -name "*${hex:4}*" | head -1)"
+obj="$(find "$S/objects" -type f -name "*${hex:4}*" | sed -n 1p)"
 [ -n "$obj" ] || fail "object file for $dbad not found"
 chmod u+w "$obj"; printf '\x00\x01' | dd of="$obj" bs=1 seek=4242 conv=notrunc status=none; chmod 444 "$obj"
 rc=0; out="$(aqs verify --json 2>verify.err)" || rc=$?

@@ -94,7 +94,7 @@ expect_eq "$(jqr "$kv" '.[1].kv_cache')" "fp8" "kv_cache column"
 pass "FP8 KV cache: scales exported under ModelOpt's names and evaluated"
 printf '[recipe]\nextends = fast50\n[export]\nkv_cache = fp4\n' > "$TMP/recipes/bad_kv.ini"
 expect_error 1 "bad value 'fp4' for [export] kv_cache (expected bf16 or fp8)" "${B[@]}" build "${BUILD_ARGS[@]}" recipe bad_kv
-"$AQS" ls --recipes 2>/dev/null | grep -q "top50_kv_fp8" || fail "built-in recipe top50_kv_fp8 missing"
+"$AQS" ls --recipes 2>/dev/null | grep "top50_kv_fp8" >/dev/null || fail "built-in recipe top50_kv_fp8 missing"
 pass "kv_cache is validated; built-in kv recipes listed"
 
 # aqs report: every figure decodes at a plausible size with many colours, report.md links each

@@ -43,7 +43,7 @@ rm "$TMP/m2/config.json" && mkfifo "$TMP/m2/config.json"
 run_bounded 1 "model config $TMP/m2/config.json is not a regular file" \
   "$AQS" calibrate --model "$TMP/m2" --tokens "$TMP/tok.jsonl" --out "$TMP/amax.json"
 cp -r "$TMP/model" "$TMP/m3"
-w=$(ls "$TMP/m3"/*.safetensors | head -1)
+w=$(ls "$TMP/m3"/*.safetensors | sed -n 1p)
 rm "$w" && ln -s /dev/zero "$w"
 
 run_bounded 1 "is not a regular file (a character device)" \

@@ -56,7 +56,7 @@ pass "a deleted or empty index is reported as lost; verify --reindex restores ob
 
 # --- damaged objects: never checkpoint bytes, quarantined, recomputed by the next build
 restore
-raw="$(find "$S/objects" -type f ! -name '*.zst' | sort | head -1)"
+raw="$(find "$S/objects" -type f ! -name '*.zst' | sort | sed -n 1p)"
 [ -n "$raw" ] || fail "no raw object in the tiny store"
 flip() { python3 - "$1" <<'PY'
 import os, sys

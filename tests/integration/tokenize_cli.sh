@@ -27,13 +27,13 @@ pass "encode equals the HF golden"
 "$AQS" tokenize --tokenizer "$fixtures" --json < /dev/null > /dev/null 2>&1 && fail "fixtures dir has no tokenizer.json"
 mkdir tokdir && cp "$tok" tokdir/tokenizer.json
 "$AQS" tokenize --tokenizer tokdir --json < captions.txt > ids.json
-expect_eq "$(jq -c . ids.json | head -1)" "$(sed -n 2p "$fixtures/synth_small_golden.jsonl" | jq -c .ids)" "--json line 1"
+expect_eq "$(jq -c . ids.json | sed -n 1p)" "$(sed -n 2p "$fixtures/synth_small_golden.jsonl" | jq -c .ids)" "--json line 1"
 pass "--json and a directory as --tokenizer"
 
 "$AQS" tokenize --tokenizer "$tok" --decode < ids.txt > decoded.txt
 cmp -s decoded.txt captions.txt || fail "decode(encode(x)) != x: $(diff decoded.txt captions.txt | head -5)"
 "$AQS" tokenize --tokenizer "$tok" --decode --json < ids.json > decoded.json
-expect_eq "$(jq -r . decoded.json | head -1)" "$(head -1 captions.txt)" "--decode --json"
+expect_eq "$(jq -r . decoded.json | sed -n 1p)" "$(head -1 captions.txt)" "--decode --json"
 pass "decode round trip (plain and JSON)"
 
 im_start="$(printf '<|im_start|>user\n' | "$AQS" tokenize --tokenizer "$tok" | cut -d' ' -f1)"

@@ -139,6 +139,58 @@ static void test_positions_and_targets(void **state) {
   aqs_backend_close(be);
 }
 
+/* transformers' rule (get_rope_index, Qwen2.5-VL images: temporal step 0) on layouts the fixture
+ * chunk lacks, expected positions written out by hand:
+ *   sequence 0: [2 text, VS, tall image (patches 1x6x4: merged 3 rows x 2 columns), VE, 1 text, VS,
+ *                wide strip (1x2x8: 1 x 4), VE, 3 text]: the first image sits at p = 3 and the
+ *                text after it restarts at 3 + max(3, 2) = 6 (its height, not its width); the
+ *                second at p = 9, text after at 9 + 4 = 13;
+ *   sequence 1: [VS, square image (1x4x4: 2 x 2), VE]: nothing after the image but <|vision_end|>,
+ *                at 1 + 2 = 3; positions restart at 0 in each packed sequence. */
+static void test_positions_two_images_one_sequence(void **state) {
+  (void)state;
+  aqs_backend *be;
+  aqs_vlm *m = load(plain_dir, &be, AQS_PREC_F32);
+  const aqs_qwen_config *cfg = &m->lm->model->cfg;
+  const int32_t T = 7, VS = cfg->vision_start_token_id, P = cfg->image_token_id,
+                VE = cfg->vision_end_token_id;
+  const int32_t ids[26] = {T, T, VS, P, P, P, P, P, P, VE, T, VS, P, P, P, P, VE, T, T, T,
+                           VS, P, P, P, P, VE};
+  const int32_t lens[2] = {20, 6}, seq[3] = {0, 0, 1}, start[3] = {3, 12, 1};
+  const int32_t thw[9] = {1, 6, 4, 1, 2, 8, 1, 4, 4};
+  const aqs_lm_images im = {3, seq, start, thw, m->vis->cfg.spatial_merge_size};
+  assert_int_equal(im.merge_size, 2);
+  aqs_lm_batch b;
+  aqs_err e = {0};
+  if (aqs_lm_batch_make_images(m->lm, ids, lens, 2, 64, &im, &b, &e)) fail_msg("%s", e.msg);
+  const int32_t t[26] = {0, 1, 2, 3, 3, 3, 3, 3, 3, 6, 7, 8, 9, 9, 9, 9, 13, 14, 15, 16,
+                         0, 1, 1, 1, 1, 3};
+  const int32_t h[26] = {0, 1, 2, 3, 3, 4, 4, 5, 5, 6, 7, 8, 9, 9, 9, 9, 13, 14, 15, 16,
+                         0, 1, 1, 2, 2, 3};
+  const int32_t w[26] = {0, 1, 2, 3, 4, 3, 4, 3, 4, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,
+                         0, 1, 2, 1, 2, 3};
+  int32_t pos[78], rows[14], tg[26];
+  assert_int_equal(b.n_tokens, 26);
+  be->ops->copy_d2h(be, pos, b.pos, sizeof pos);
+  be->ops->copy_d2h(be, rows, b.image_rows, sizeof rows);
+  be->ops->copy_d2h(be, tg, b.targets, sizeof tg);
+  for (int i = 0; i < 26; i++) {
+    if (pos[i] != t[i] || pos[26 + i] != h[i] || pos[52 + i] != w[i])
+      fail_msg("token %d: positions (%d, %d, %d), transformers gives (%d, %d, %d)", i, pos[i],
+               pos[26 + i], pos[52 + i], t[i], h[i], w[i]);
+  }
+  assert_int_equal(b.n_image_rows, 14);
+  const int32_t rows_want[14] = {3, 4, 5, 6, 7, 8, 12, 13, 14, 15, 21, 22, 23, 24};
+  assert_memory_equal(rows, rows_want, sizeof rows);
+  assert_int_equal(tg[9], T);  /* <|vision_end|> predicts the text after it */
+  assert_int_equal(tg[10], -1); /* the text before the second <|vision_start|> predicts nothing */
+  assert_int_equal(tg[19], -1); /* end of sequence 0 */
+  assert_int_equal(b.n_targets, 5); /* tokens 0, 9, 16, 17, 18; none in sequence 1 */
+  aqs_lm_batch_free(m->lm, &b);
+  aqs_vlm_free(m);
+  aqs_backend_close(be);
+}
+
 static void expect_bad(aqs_vlm *m, fx_chunk *f, const char *needle) {
   aqs_vlm_batch b;
   aqs_err e = {0};
@@ -406,6 +458,7 @@ static void test_scores_kl(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_positions_and_targets),
+    cmocka_unit_test(test_positions_two_images_one_sequence),
     cmocka_unit_test(test_bad_layouts),
     cmocka_unit_test(test_gradient_through_both_towers),
     cmocka_unit_test(test_calibration),

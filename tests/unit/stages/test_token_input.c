@@ -1,4 +1,4 @@
-/* tests/unit/compute/test_token_input.c: token batches for calibrate/sensitivity from JSON lines
+/* tests/unit/stages/test_token_input.c: token batches for calibrate/sensitivity from JSON lines
  * (split into batches of N sequences, errors naming file and line) and from an encoded calib
  * chunk (one batch, same tokens as the JSON lines spelling). */
 #include "testutil.h"
