@@ -38,5 +38,12 @@ expect_error() {
 # jqr JSON FILTER: the jq filter's result on JSON, raw (strings unquoted, null as "null").
 jqr() { jq -r "$2" <<<"$1"; }
 
+# flip_byte FILE OFFSET: inverts every bit of the byte at OFFSET, so the file surely changes
+# (writing a fixed byte leaves it as it was when that byte was already there: 1 time in 256).
+flip_byte() {
+  local b; b=$(od -An -tu1 -j"$2" -N1 "$1" | tr -d ' ')
+  chmod u+w "$1" && printf "\\$(printf %o $((b ^ 255)))" | dd of="$1" bs=1 seek="$2" conv=notrunc status=none
+}
+
 # sha256 FILE: "sha256:<hex>" computed independently of aqs.
 sha256() { echo "sha256:$(sha256sum "$1" | cut -d' ' -f1)"; }

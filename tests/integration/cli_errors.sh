@@ -67,7 +67,7 @@ hex="${dv#sha256:}"
 obj="$(find "$S/objects" -type f -name "*${hex:4}*" | sed -n 1p)"
 [ -n "$obj" ] || fail "object file for $dv not found"
 chmod u+w "$obj"
-printf '\xff' | dd of="$obj" bs=1 seek=1000 conv=notrunc status=none
+flip_byte "$obj" 1000
 chmod 444 "$obj"
 rc=0; "$AQS" --store "$S" cat "$dv" >cat.out 2>cat.err || rc=$?
 [ "$rc" -ne 0 ] || fail "cat of a corrupt object exited 0"

@@ -84,7 +84,7 @@ dbad="$(aqs put --raw bad.bin)"
 hex="${dbad#sha256:}"
 obj="$(find "$S/objects" -type f -name "*${hex:4}*" | sed -n 1p)"
 [ -n "$obj" ] || fail "object file for $dbad not found"
-chmod u+w "$obj"; printf '\x00\x01' | dd of="$obj" bs=1 seek=4242 conv=notrunc status=none; chmod 444 "$obj"
+flip_byte "$obj" 4242; chmod 444 "$obj"
 rc=0; out="$(aqs verify --json 2>verify.err)" || rc=$?
 expect_eq "$rc" "1" "verify exit status on corruption"
 expect_eq "$(jqr "$out" '.corrupt')" "1" "verify corrupt count"

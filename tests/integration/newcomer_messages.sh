@@ -84,7 +84,7 @@ d1=$("${S[@]}" put "$TMP/big1.bin"); d2=$("${S[@]}" put "$TMP/big2.bin")
 for d in "$d1" "$d2"; do
   f="$TMP/store/objects/${d:7:2}/${d:9}"
   [ -f "$f" ] || f=$(find "$TMP/store/objects" -name "${d:9}*" | sed -n 1p)
-  chmod u+w "$f" && printf 'X' | dd of="$f" bs=1 seek=1000 conv=notrunc 2>/dev/null
+  flip_byte "$f" 1000
 done
 rc=0; "${S[@]}" verify --no-quarantine >"$TMP/v.out" 2>"$TMP/v.err" || rc=$?
 expect_eq "$rc" "1" "verify exit on corruption"
