@@ -28,14 +28,14 @@ static void record_sum(uint8_t type, const uint8_t *payload, size_t len, aqs_dig
   aqs_sha256_free(h);
 }
 
-aqs_status journal_append(wtx *w, journal_type type, const void *a, size_t a_len,
-                          const void *b, size_t b_len, aqs_err *err) {
-  aqs_store *s = w->s;
-  if (s->no_journal) return AQS_OK;
-  w->journaled = 1;
-  size_t len = a_len + b_len, total = JOURNAL_HEADER + len + AQS_DIGEST_BYTES;
-  uint8_t *rec = malloc(total);
-  if (!rec) return aqs_errf(err, AQS_ERR_NOMEM, "journal: out of memory");
+/* Encodes one record (header, a then b, checksum) into a malloc'd buffer of *total bytes; NULL
+ * when out of memory. Appends and compaction write records only through it. */
+static uint8_t *encode_record(journal_type type, const void *a, size_t a_len, const void *b,
+                              size_t b_len, size_t *total) {
+  size_t len = a_len + b_len;
+  *total = JOURNAL_HEADER + len + AQS_DIGEST_BYTES;
+  uint8_t *rec = malloc(*total);
+  if (!rec) return NULL;
   memcpy(rec, JOURNAL_MAGIC, 4);
   rec[4] = (uint8_t)type;
   rec[5] = rec[6] = rec[7] = 0;
@@ -45,6 +45,17 @@ aqs_status journal_append(wtx *w, journal_type type, const void *a, size_t a_len
   aqs_digest sum;
   record_sum((uint8_t)type, rec + JOURNAL_HEADER, len, &sum);
   memcpy(rec + JOURNAL_HEADER + len, sum.bytes, AQS_DIGEST_BYTES);
+  return rec;
+}
+
+aqs_status journal_append(wtx *w, journal_type type, const void *a, size_t a_len,
+                          const void *b, size_t b_len, aqs_err *err) {
+  aqs_store *s = w->s;
+  if (s->no_journal) return AQS_OK;
+  w->journaled = 1;
+  size_t total;
+  uint8_t *rec = encode_record(type, a, a_len, b, b_len, &total);
+  if (!rec) return aqs_errf(err, AQS_ERR_NOMEM, "journal: out of memory");
   aqs_status st = AQS_OK;
   int fd = open(s->journal_path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC,
                 s->cfg.shared ? 0664 : 0644);
@@ -101,18 +112,9 @@ aqs_status journal_sync(aqs_store *s, aqs_err *err) {
 /* Appends one record to the open file f (compaction). 0 on success. */
 static int write_record(int fd, journal_type type, const void *a, size_t a_len, const void *b,
                         size_t b_len) {
-  size_t len = a_len + b_len, total = JOURNAL_HEADER + len + AQS_DIGEST_BYTES;
-  uint8_t *rec = malloc(total);
+  size_t total;
+  uint8_t *rec = encode_record(type, a, a_len, b, b_len, &total);
   if (!rec) return -1;
-  memcpy(rec, JOURNAL_MAGIC, 4);
-  rec[4] = (uint8_t)type;
-  rec[5] = rec[6] = rec[7] = 0;
-  put32(rec + 8, (uint32_t)len);
-  if (a_len) memcpy(rec + JOURNAL_HEADER, a, a_len);
-  if (b_len) memcpy(rec + JOURNAL_HEADER + a_len, b, b_len);
-  aqs_digest sum;
-  record_sum((uint8_t)type, rec + JOURNAL_HEADER, len, &sum);
-  memcpy(rec + JOURNAL_HEADER + len, sum.bytes, AQS_DIGEST_BYTES);
   int rc = write(fd, rec, total) == (ssize_t)total ? 0 : -1;
   free(rec);
   return rc;
