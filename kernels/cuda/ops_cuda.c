@@ -326,22 +326,20 @@ static void c_rope_bwd(aqs_backend *be, float *dx, const int32_t *pos, int N, in
 static void c_attention_fwd(aqs_backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
                             const int32_t *cu_seqlens, int B, int max_seqlen, int N, int Hq, int Hkv, int D) {
   invalidate_split(be);
-  (void)max_seqlen;
-  NOTE(aqs_cuda_attention_fwd(out, lse, q, k, v, cu_seqlens, B, N, Hq, Hkv, D, rnd_of(be), &err_));
+  NOTE(aqs_cuda_attention_fwd(out, lse, q, k, v, cu_seqlens, B, max_seqlen, N, Hq, Hkv, D, rnd_of(be), &err_));
 }
 static void c_attention_bwd(aqs_backend *be, float *dq, float *dk, float *dv, const float *dout, const float *out,
                             const float *lse, const float *q, const float *k, const float *v,
                             const int32_t *cu_seqlens, int B, int max_seqlen, int N, int Hq, int Hkv, int D) {
   invalidate_split(be);
-  (void)max_seqlen;
   cuda_state *s = state_of(be);
   aqs_err err;
   aqs_status st = grow(&s->scratch2, &s->scratch2_bytes, aqs_cuda_attention_bwd_scratch_bytes(N, Hq, D),
                        "the attention backward scratch (reduce the tokens per step)", &err);
   note(be, st, &err);
   if (st) return;
-  NOTE(aqs_cuda_attention_bwd(dq, dk, dv, s->scratch2, dout, out, lse, q, k, v, cu_seqlens, B, N, Hq, Hkv,
-                              D, rnd_of(be), &err_));
+  NOTE(aqs_cuda_attention_bwd(dq, dk, dv, s->scratch2, dout, out, lse, q, k, v, cu_seqlens, B, max_seqlen, N,
+                              Hq, Hkv, D, rnd_of(be), &err_));
 }
 
 /* ---- SwiGLU ---- */
@@ -384,22 +382,20 @@ static void c_attention_full_fwd(aqs_backend *be, float *out, float *lse, const 
                                  const float *v, const int32_t *cu_seqlens, int B, int max_seqlen, int N, int H,
                                  int D) {
   invalidate_split(be);
-  (void)max_seqlen;
-  NOTE(aqs_cuda_attention_full_fwd(out, lse, q, k, v, cu_seqlens, B, N, H, D, rnd_of(be), &err_));
+  NOTE(aqs_cuda_attention_full_fwd(out, lse, q, k, v, cu_seqlens, B, max_seqlen, N, H, D, rnd_of(be), &err_));
 }
 static void c_attention_full_bwd(aqs_backend *be, float *dq, float *dk, float *dv, const float *dout,
                                  const float *out, const float *lse, const float *q, const float *k, const float *v,
                                  const int32_t *cu_seqlens, int B, int max_seqlen, int N, int H, int D) {
   invalidate_split(be);
-  (void)max_seqlen;
   cuda_state *s = state_of(be);
   aqs_err err;
   aqs_status st = grow(&s->scratch2, &s->scratch2_bytes, aqs_cuda_attention_full_bwd_scratch_bytes(N, H),
                        "the vision attention backward scratch (reduce the images per step)", &err);
   note(be, st, &err);
   if (st) return;
-  NOTE(aqs_cuda_attention_full_bwd(dq, dk, dv, s->scratch2, dout, out, lse, q, k, v, cu_seqlens, B, N, H, D,
-                                   rnd_of(be), &err_));
+  NOTE(aqs_cuda_attention_full_bwd(dq, dk, dv, s->scratch2, dout, out, lse, q, k, v, cu_seqlens, B, max_seqlen,
+                                   N, H, D, rnd_of(be), &err_));
 }
 
 /* ---- losses ---- */

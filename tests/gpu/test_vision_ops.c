@@ -116,6 +116,7 @@ static void test_attention_full(void **state) {
   run_attention_full(AQS_PREC_F32, windows, 5, 16, 80);
   run_attention_full(AQS_PREC_F32, frames, 2, 2, 16);
   run_attention_full(AQS_PREC_BF16, windows, 5, 16, 80);
+  run_attention_full(AQS_PREC_BF16, frames, 2, 4, 80); /* tensor-core tiles over a 1256-patch frame */
 }
 
 /* ---- the whole tower ---- */
