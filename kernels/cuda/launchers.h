@@ -152,6 +152,8 @@ aqs_status aqs_cuda_cross_entropy(float *d_dlogits, const float *d_logits, const
 aqs_status aqs_cuda_log_softmax(float *d_out, const float *d_logits, int N, int V, aqs_err *e);
 aqs_status aqs_cuda_kl_div(const float *d_logp_ref, const float *d_logits, int N, int V, double *d_rows,
                            double *h_kl_sum, aqs_err *e);
+aqs_status aqs_cuda_kl_argmax_rows(const float *d_logp_ref, const float *d_logits, int N, int V,
+                                   double *d_rows, double *h_row_kl, int32_t *h_argmax, aqs_err *e);
 
 /* ---- reduce.cu ----------------------------------------------------------------------------- */
 /* Bytes of device scratch the two reductions below need. */

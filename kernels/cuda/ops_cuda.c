@@ -423,6 +423,11 @@ static void c_kl_div(aqs_backend *be, const float *logp_ref, const float *logits
   double *rows = rows_scratch(be, N);
   if (rows) NOTE(aqs_cuda_kl_div(logp_ref, logits, N, V, rows, kl_sum_host, &err_));
 }
+static void c_kl_argmax_rows(aqs_backend *be, const float *logp_ref, const float *logits, int N, int V,
+                             double *row_kl_host, int32_t *argmax_host) {
+  double *rows = rows_scratch(be, 2 * N);
+  if (rows) NOTE(aqs_cuda_kl_argmax_rows(logp_ref, logits, N, V, rows, row_kl_host, argmax_host, &err_));
+}
 
 /* ---- reductions ---- */
 static void *reduce_scratch(aqs_backend *be) {
@@ -505,6 +510,7 @@ static const aqs_ops aqs_cuda_ops = {
   .cross_entropy = c_cross_entropy,
   .log_softmax = c_log_softmax,
   .kl_div = c_kl_div,
+  .kl_argmax_rows = c_kl_argmax_rows,
   .amax_f32 = c_amax_f32,
   .amax_f32_async = c_amax_f32_async,
   .amax_bf16 = c_amax_bf16,
