@@ -1,7 +1,8 @@
 /* tests/gpu/test_vision_ops.c: the vision tower's CUDA ops against their CPU twins (row gather and
  * scatter, GELU forward/backward, 2-D rotary forward/adjoint, bidirectional segment attention
  * forward/backward), F32 and BF16; then the whole tower (tiny and small synthetic checkpoints, odd
- * image sizes): output and per-linear gradients of the cuda backend against the cpu backend. */
+ * image sizes): output and per-linear gradients of the cuda backend against the cpu backend, and
+ * the output with every linear FP8 fake-quantized (the odd vision MLP shapes in BF16). */
 #include "gpu_util.h"
 
 #include "engine/compute/vision.h"
@@ -219,6 +220,60 @@ static void run_tower(const char *dir, aqs_precision prec, double tol_out, doubl
   }
 }
 
+/* The tower with every linear FP8 fake-quantized (input amax fixed, so both sides share scales):
+ * in BF16 this runs the CUDA FP8 GEMM on the odd vision MLP shapes (small: 64 <-> 172), which
+ * take the decoded-BF16 path. */
+static void run_tower_fp8(const char *dir, aqs_precision prec, double tol_out) {
+  static const int32_t grids[][3] = {{1, 6, 10}, {1, 22, 34}};
+  const int n_images = 2;
+  aqs_backend *bes[2] = {g_cpu, g_gpu};
+  float *outs[2] = {NULL, NULL};
+  size_t n_out = 0;
+  aqs_err e;
+  for (int side = 0; side < 2; side++) {
+    aqs_backend *be = bes[side];
+    be->precision = prec;
+    aqs_vision *vis;
+    if (aqs_vision_load_dir(be, dir, &vis, &e)) fail_msg("load %s: %s", dir, e.msg);
+    vis->patch_embed.input_amax = 2.1f;
+    vis->merger[0].input_amax = vis->merger[1].input_amax = 6.0f;
+    for (int blk = 0; blk < vis->cfg.depth; blk++)
+      for (int s = 0; s < AQS_VIS_BLOCK_SLOTS; s++) vis->blocks[blk].lin[s].input_amax = 6.0f;
+    size_t nq = (size_t)(vis->cfg.depth + 1) * AQS_VIS_SLOT_COUNT;
+    unsigned char *quant = malloc(nq);
+    memset(quant, 1, nq);
+    int N = 0;
+    for (int i = 0; i < n_images; i++) N += grids[i][0] * grids[i][1] * grids[i][2];
+    rng_seed(41);
+    float *patches = malloc((size_t)N * vis->patch_dim * sizeof *patches);
+    for (size_t i = 0; i < (size_t)N * vis->patch_dim; i++) patches[i] = rng_uniform(-1.8f, 2.1f);
+    aqs_vision_batch b;
+    aqs_vision_ws *ws;
+    assert_int_equal(aqs_vision_batch_make(vis, &grids[0][0], n_images, patches, &b, &e), AQS_OK);
+    assert_int_equal(aqs_vision_ws_alloc(vis, &b, 0, &ws, &e), AQS_OK);
+    if (aqs_vision_forward(vis, &b, ws, quant, NULL, NULL, &e)) fail_msg("fp8 forward: %s", e.msg);
+    n_out = (size_t)b.n_merged * vis->cfg.out_hidden_size;
+    outs[side] = malloc(n_out * sizeof(float));
+    be->ops->copy_d2h(be, outs[side], aqs_vision_ws_output(ws), n_out * sizeof(float));
+    if (be->ops->sync(be, &e)) fail_msg("fp8 forward sync: %s", e.msg);
+    free(quant);
+    free(patches);
+    aqs_vision_ws_free(vis, ws);
+    aqs_vision_batch_free(vis, &b);
+    aqs_vision_free(vis);
+  }
+  double scale = 1e-30, err = 0;
+  for (size_t i = 0; i < n_out; i++) {
+    scale = fmax(scale, fabs(outs[0][i]));
+    err = fmax(err, fabs(outs[0][i] - outs[1][i]));
+  }
+  printf("vision tower %s %s, every linear FP8: output n=%zu max|ref| %.4g rel err %.3g\n", dir,
+         aqs_precision_name(prec), n_out, scale, err / scale);
+  assert_true(err / scale <= tol_out);
+  free(outs[0]);
+  free(outs[1]);
+}
+
 static void test_tower(void **state) {
   (void)state;
   g_tmp = tu_mkdtemp("gpu-vision");
@@ -227,6 +282,9 @@ static void test_tower(void **state) {
   run_tower(tiny, AQS_PREC_BF16, 3e-2, 6e-2);
   const char *small = synth("small");
   run_tower(small, AQS_PREC_F32, 1e-4, 1e-3);
+  run_tower(small, AQS_PREC_BF16, 3e-2, 6e-2);
+  run_tower_fp8(small, AQS_PREC_BF16, 6e-2);
+  run_tower_fp8(small, AQS_PREC_F32, 2e-2);
   tu_rm_rf(g_tmp);
   free(g_tmp);
 }
