@@ -59,23 +59,35 @@ __device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&c0)[4],
   a[3] = pack2(c1[2], c1[3]);
 }
 
-/* rows x D of F32 rows (row r at src + r*stride, 16-byte aligned) -> BF16 tile dst[r][c] (stride ld);
- * rows >= valid are zero. T: dst is transposed, dst[c][r] with stride ld. */
-template <int D, bool T>
-__device__ __forceinline__ void stage(bf16 *dst, int ld, const float *src, size_t stride, int rows, int valid) {
-  constexpr int C4 = D / 4;
-  for (int i = threadIdx.x; i < rows * C4; i += FL_THREADS) {
-    const int r = i / C4, c = (i % C4) * 4;
-    float4 f = make_float4(0.f, 0.f, 0.f, 0.f);
-    if (r < valid) f = *reinterpret_cast<const float4 *>(src + (size_t)r * stride + c);
-    if (T) {
-      dst[(size_t)(c + 0) * ld + r] = __float2bfloat16_rn(f.x);
-      dst[(size_t)(c + 1) * ld + r] = __float2bfloat16_rn(f.y);
-      dst[(size_t)(c + 2) * ld + r] = __float2bfloat16_rn(f.z);
-      dst[(size_t)(c + 3) * ld + r] = __float2bfloat16_rn(f.w);
-    } else {
-      uint2 u = make_uint2(pack2(f.x, f.y), pack2(f.z, f.w));
-      *reinterpret_cast<uint2 *>(dst + (size_t)r * ld + c) = u;
+/* ROWS x D of F32 rows (row r at src + r*stride, 16-byte aligned) -> BF16 tiles; rows >= valid are
+ * zero. dst[r][c] (stride ld) when dst is not NULL, dstT[c][r] (stride ldt, transposed) when dstT
+ * is not NULL: one read of global memory serves both. Loads go out in groups of FL_LOADS before
+ * their first use, so their latencies overlap (one at a time made the forward latency-bound). */
+#define FL_LOADS 8
+template <int D, int ROWS>
+__device__ __forceinline__ void stage(bf16 *dst, int ld, bf16 *dstT, int ldt, const float *src, size_t stride,
+                                      int valid) {
+  constexpr int C4 = D / 4, TOTAL = ROWS * C4, PER = (TOTAL + FL_THREADS - 1) / FL_THREADS;
+#pragma unroll
+  for (int j0 = 0; j0 < PER; j0 += FL_LOADS) {
+    float4 f[FL_LOADS];
+#pragma unroll
+    for (int u = 0; u < FL_LOADS; u++) {
+      const int i = threadIdx.x + (j0 + u) * FL_THREADS, r = i / C4, c = (i % C4) * 4;
+      f[u] = make_float4(0.f, 0.f, 0.f, 0.f);
+      if (j0 + u < PER && i < TOTAL && r < valid) f[u] = *reinterpret_cast<const float4 *>(src + (size_t)r * stride + c);
+    }
+#pragma unroll
+    for (int u = 0; u < FL_LOADS; u++) {
+      const int i = threadIdx.x + (j0 + u) * FL_THREADS, r = i / C4, c = (i % C4) * 4;
+      if (j0 + u >= PER || i >= TOTAL) continue;
+      if (dst) *reinterpret_cast<uint2 *>(dst + (size_t)r * ld + c) = make_uint2(pack2(f[u].x, f[u].y), pack2(f[u].z, f[u].w));
+      if (dstT) {
+        dstT[(size_t)(c + 0) * ldt + r] = __float2bfloat16_rn(f[u].x);
+        dstT[(size_t)(c + 1) * ldt + r] = __float2bfloat16_rn(f[u].y);
+        dstT[(size_t)(c + 2) * ldt + r] = __float2bfloat16_rn(f[u].z);
+        dstT[(size_t)(c + 3) * ldt + r] = __float2bfloat16_rn(f[u].w);
+      }
     }
   }
 }
@@ -94,11 +106,7 @@ __global__ void __launch_bounds__(FL_THREADS) flash_fwd_kernel(float *out, float
   if (q0 >= len) return;
   const int kh = h / (Hq / Hkv), warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
-  stage<D, false>(Qs, LD, q + (size_t)(start + q0) * qs + (size_t)h * D, qs, BM, min(BM, len - q0));
-  __syncthreads();
-  uint32_t qf[KS][4];
-#pragma unroll
-  for (int kk = 0; kk < KS; kk++) frag_a(qf[kk], Qs, LD, warp * 16, kk * 16, lane);
+  stage<D, BM>(Qs, LD, NULL, 0, q + (size_t)(start + q0) * qs + (size_t)h * D, qs, min(BM, len - q0));
   const int g = lane >> 2, t2 = (lane & 3) * 2;
   const int row0 = q0 + warp * 16 + g, row1 = row0 + 8; /* this thread's two query rows */
   const float sl2 = scale * FL_LOG2E;
@@ -109,20 +117,23 @@ __global__ void __launch_bounds__(FL_THREADS) flash_fwd_kernel(float *out, float
   const float *kb = k + (size_t)start * ks + (size_t)kh * D, *vb = v + (size_t)start * ks + (size_t)kh * D;
   for (int k0 = 0; k0 < kend; k0 += BN) {
     __syncthreads(); /* the previous tile is consumed */
-    stage<D, false>(Ks, LD, kb + (size_t)k0 * ks, ks, BN, min(BN, len - k0));
-    stage<D, true>(Vt, LDT, vb + (size_t)k0 * ks, ks, BN, min(BN, len - k0));
+    stage<D, BN>(Ks, LD, NULL, 0, kb + (size_t)k0 * ks, ks, min(BN, len - k0));
+    stage<D, BN>(NULL, 0, Vt, LDT, vb + (size_t)k0 * ks, ks, min(BN, len - k0));
     __syncthreads();
     float sc[ST][4];
 #pragma unroll
     for (int nt = 0; nt < ST; nt++) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
 #pragma unroll
-    for (int kk = 0; kk < KS; kk++)
+    for (int kk = 0; kk < KS; kk++) {
+      uint32_t qf[4]; /* from shared memory each time: registers go to the accumulators */
+      frag_a(qf, Qs, LD, warp * 16, kk * 16, lane);
 #pragma unroll
       for (int nt = 0; nt < ST; nt++) {
         uint32_t b0, b1;
         frag_b(b0, b1, Ks, LD, nt * 8, kk * 16, lane);
-        mma16816(sc[nt], qf[kk], b0, b1);
+        mma16816(sc[nt], qf, b0, b1);
       }
+    }
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int nt = 0; nt < ST; nt++)
@@ -218,8 +229,8 @@ __global__ void __launch_bounds__(FL_THREADS) flash_bwd_dq_kernel(float *dq, con
   const int kh = h / (Hq / Hkv), warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
   const int qvalid = min(BM, len - q0);
-  stage<D, false>(Qs, LD, q + (size_t)(start + q0) * qs + (size_t)h * D, qs, BM, qvalid);
-  stage<D, false>(dOs, LD, dout + (size_t)(start + q0) * qs + (size_t)h * D, qs, BM, qvalid);
+  stage<D, BM>(Qs, LD, NULL, 0, q + (size_t)(start + q0) * qs + (size_t)h * D, qs, qvalid);
+  stage<D, BM>(dOs, LD, NULL, 0, dout + (size_t)(start + q0) * qs + (size_t)h * D, qs, qvalid);
   const int g = lane >> 2, t2 = (lane & 3) * 2;
   const int row0 = q0 + warp * 16 + g, row1 = row0 + 8;
   const float sl2 = scale * FL_LOG2E;
@@ -239,9 +250,8 @@ __global__ void __launch_bounds__(FL_THREADS) flash_bwd_dq_kernel(float *dq, con
   for (int k0 = 0; k0 < kend; k0 += BN) {
     __syncthreads();
     const int kvalid = min(BN, len - k0);
-    stage<D, false>(Ks, LD, kb + (size_t)k0 * ks, ks, BN, kvalid);
-    stage<D, false>(Vs, LD, vb + (size_t)k0 * ks, ks, BN, kvalid);
-    stage<D, true>(Kt, LDT, kb + (size_t)k0 * ks, ks, BN, kvalid);
+    stage<D, BN>(Ks, LD, Kt, LDT, kb + (size_t)k0 * ks, ks, kvalid);
+    stage<D, BN>(Vs, LD, NULL, 0, vb + (size_t)k0 * ks, ks, kvalid);
     __syncthreads();
     float sc[ST][4], dp[ST][4];
 #pragma unroll
@@ -315,8 +325,8 @@ __global__ void __launch_bounds__(FL_THREADS) flash_bwd_dkv_kernel(float *dk, fl
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
   const int kvalid = min(BN, len - k0);
-  stage<D, false>(Ks, LD, k + (size_t)(start + k0) * ks + (size_t)kh * D, ks, BN, kvalid);
-  stage<D, false>(Vs, LD, v + (size_t)(start + k0) * ks + (size_t)kh * D, ks, BN, kvalid);
+  stage<D, BN>(Ks, LD, NULL, 0, k + (size_t)(start + k0) * ks + (size_t)kh * D, ks, kvalid);
+  stage<D, BN>(Vs, LD, NULL, 0, v + (size_t)(start + k0) * ks + (size_t)kh * D, ks, kvalid);
   const int g = lane >> 2, t2 = (lane & 3) * 2;
   const int key0 = k0 + warp * 16 + g, key1 = key0 + 8; /* this thread's two key rows */
   const float sl2 = scale * FL_LOG2E;
@@ -333,10 +343,8 @@ __global__ void __launch_bounds__(FL_THREADS) flash_bwd_dkv_kernel(float *dk, fl
       const int qvalid = min(BQ, len - i0);
       const float *qrow = q + (size_t)(start + i0) * qs + (size_t)h * D;
       const float *drow = dout + (size_t)(start + i0) * qs + (size_t)h * D;
-      stage<D, false>(Qs, LD, qrow, qs, BQ, qvalid);
-      stage<D, false>(dOs, LD, drow, qs, BQ, qvalid);
-      stage<D, true>(Qt, LDT, qrow, qs, BQ, qvalid);
-      stage<D, true>(dOt, LDT, drow, qs, BQ, qvalid);
+      stage<D, BQ>(Qs, LD, Qt, LDT, qrow, qs, qvalid);
+      stage<D, BQ>(dOs, LD, dOt, LDT, drow, qs, qvalid);
       if (threadIdx.x < BQ) {
         const int i = i0 + threadIdx.x;
         const size_t idx = (size_t)(start + min(i, len - 1)) * Hq + h;
