@@ -60,7 +60,7 @@ int aqs_build_cli_parse(const char *cmd, int argc, char **argv, aqs_build_cli *o
       {"allow-outside-root", no_argument, NULL, 'A'},
       {"rebuild", required_argument, NULL, 'B'}, {"samples", required_argument, NULL, 's'},
       {"skip-bad", no_argument, NULL, 'k'},      {"eval", no_argument, NULL, 'E'},
-      {NULL, 0, NULL, 0}};
+      {"devices", required_argument, NULL, 'D'}, {NULL, 0, NULL, 0}};
   optind = 1;
   opterr = 0;
   int ch;
@@ -82,6 +82,12 @@ int aqs_build_cli_parse(const char *cmd, int argc, char **argv, aqs_build_cli *o
       if (parse_rebuild(cmd, optarg, out)) return AQS_EXIT_USAGE;
       break;
     case 'k': out->skip_bad = 1; break;
+    case 'D': {
+      aqs_err e = {0};
+      if (aqs_devices_parse(optarg, &out->devices_parsed, &e)) return aqs_cli_usage_error(cmd, "%s", e.msg);
+      out->devices = optarg;
+      break;
+    }
     case 's': {
       uint64_t v;
       if (aqs_cli_parse_u64(optarg, &v) || v < 1 || v > 100000000)
@@ -99,12 +105,21 @@ int aqs_build_cli_parse(const char *cmd, int argc, char **argv, aqs_build_cli *o
   out->n_names = argc - i;
   if (out->backend && strcmp(out->backend, "cpu") != 0 && strcmp(out->backend, "cuda") != 0)
     return aqs_cli_usage_error(cmd, "bad --backend '%s' (cpu or cuda)", out->backend);
+  int cuda = out->backend && strcmp(out->backend, "cuda") == 0;
+  if (out->devices && out->devices_parsed.is_cpu && cuda)
+    return aqs_cli_usage_error(cmd, "--devices %s names CPU workers but the backend is cuda (give GPU indices)",
+                               out->devices);
+  if (out->devices && !out->devices_parsed.is_cpu && !cuda)
+    return aqs_cli_usage_error(cmd, "--devices %s names GPUs: add --backend cuda (or give cpu,cpu for CPU workers)",
+                               out->devices);
   if (out->out_dir && out->n_names > 1)
     return aqs_cli_usage_error(cmd, "--out needs exactly one recipe (several go to quantized/<recipe>_<data>)");
   return 0;
 }
 
-int aqs_build_cli_prepare(const char *cmd, const aqs_build_cli *cli, const aqs_workspace *ws, aqs_store *store,
+void aqs_build_cli_free(aqs_build_cli *cli) { aqs_chunk_worker_free(&cli->worker); }
+
+int aqs_build_cli_prepare(const char *cmd, aqs_build_cli *cli, const aqs_workspace *ws, aqs_store *store,
                           aqs_build_opts *opts, aqs_recipe **recipes_out) {
   memset(opts, 0, sizeof *opts);
   opts->store = store;
@@ -119,6 +134,22 @@ int aqs_build_cli_prepare(const char *cmd, const aqs_build_cli *cli, const aqs_w
   opts->skip_bad = cli->skip_bad;
   opts->rebuild = cli->rebuild;
   opts->n_rebuild = (size_t)cli->n_rebuild;
+  if (cli->devices) {
+    opts->devices = &cli->devices_parsed;
+    opts->argv = aqs_cli.argv;
+    char index[16];
+    snprintf(index, sizeof index, "%d", cli->devices_parsed.index[0]);
+    /* one GPU: this process uses it; several: each worker gets its own (chunk_workers.c) */
+    if (cli->devices_parsed.n == 1 && !cli->devices_parsed.is_cpu) setenv("AQS_CUDA_DEVICE", index, 1);
+  }
+  if (strcmp(cmd, "build") == 0) {
+    aqs_err e = {0};
+    if (aqs_chunk_worker_from_env(&cli->worker, &cli->is_worker, &e)) return aqs_cli_fail_err(cmd, &e);
+    if (cli->is_worker) {
+      opts->worker = &cli->worker;
+      opts->progress = 0;
+    }
+  }
   opts->export_hook_recipe = getenv("AQS_TEST_BREAK_EXPORT");
   if (opts->export_hook_recipe) opts->export_hook = break_export;
   if (!opts->model_dir) {

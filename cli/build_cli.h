@@ -10,6 +10,7 @@
 #include "common/path.h"
 #include "common/workspace.h"
 #include "engine/stages/build.h"
+#include "engine/stages/chunk_workers.h"
 
 typedef struct aqs_build_cli {
   const char *model_dir, *captions, *images, *images_root, *backend, *out_dir, *recipes_dir;
@@ -20,6 +21,10 @@ typedef struct aqs_build_cli {
   char rebuild_buf[512];
   char **names;     /* recipe names (argv) */
   int n_names;
+  const char *devices;     /* --devices LIST (chunk_workers.h) */
+  aqs_devices devices_parsed;
+  aqs_chunk_worker worker; /* this process is a chunk worker (AQS_CHUNK_WORKER; build only) */
+  int is_worker;
 } aqs_build_cli;
 
 /* Option table shared by build and plan (long options only). Returns 0, or the usage exit
@@ -28,8 +33,10 @@ int aqs_build_cli_parse(const char *cmd, int argc, char **argv, aqs_build_cli *o
 
 /* Fills opts from the parsed options and workspace defaults; loads every recipe into *recipes
  * (malloc'd). Returns 0 or AQS_EXIT_FAIL after printing the error. */
-int aqs_build_cli_prepare(const char *cmd, const aqs_build_cli *cli, const aqs_workspace *ws, aqs_store *store,
+int aqs_build_cli_prepare(const char *cmd, aqs_build_cli *cli, const aqs_workspace *ws, aqs_store *store,
                           aqs_build_opts *opts, aqs_recipe **recipes);
+/* Frees what parse and prepare kept in cli. */
+void aqs_build_cli_free(aqs_build_cli *cli);
 
 /* Where checkpoints go: --out (one recipe), else <out_root>/<model>-<model digest 8 hex>/<recipe>_<data>. */
 typedef struct aqs_build_checkout {

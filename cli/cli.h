@@ -16,6 +16,7 @@ typedef struct aqs_cmd {
 /* Global options parsed by main before dispatch. */
 typedef struct aqs_cli_globals {
   const char *store_override; /* --store DIR, else NULL */
+  char **argv;                /* main's whole command line (chunk workers run it again) */
 } aqs_cli_globals;
 
 extern aqs_cli_globals aqs_cli;

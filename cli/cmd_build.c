@@ -28,6 +28,10 @@ static const char build_usage[] =
     "  --images JSONL      image+caption rows ([data] images), with --root DIR\n"
     "  --allow-outside-root  let image rows be absolute or leave --root (trusted data only)\n"
     "  --backend cpu|cuda  compute backend for calibration and sensitivity (cpu)\n"
+    "  --devices LIST      compute calibration and sensitivity chunks on several workers at\n"
+    "                      once, one process per entry: CUDA device indices (0,1; 0,0 = two\n"
+    "                      workers on GPU 0) or cpu entries for CPU workers (cpu,cpu); same\n"
+    "                      bits as one device. One GPU index selects that GPU\n"
     "  --out DIR           where to write the checkpoint (one recipe only)\n"
     "  --no-checkout       build into the store only\n"
     "  --samples N         calibration sequences for every recipe named (default: the recipe's\n"
@@ -69,6 +73,8 @@ static int run_build(int argc, char **argv) {
     aqs_build_checkout co = {.out_dir = cli.out_dir, .out_root = out_root, .link_mode = ws.link_mode};
     if (aqs_build_recipes(&opts, recipes, n, reports, &e) != AQS_OK)
       rc = aqs_cli_fail_err("build", &e);
+    else if (cli.is_worker)
+      ; /* a chunk worker: its chunks are recorded, the build that started it does the rest */
     else if (!cli.no_checkout)
       rc = aqs_build_cli_checkout("build", store, &opts, &co, recipes, reports, n, out_dirs);
     if (rc) {
@@ -81,6 +87,7 @@ static int run_build(int argc, char **argv) {
   free(out_dirs);
   free(reports);
   free(recipes);
+  aqs_build_cli_free(&cli);
   aqs_store_close(store);
   aqs_workspace_free(&ws);
   return rc;

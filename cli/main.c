@@ -102,6 +102,7 @@ static int unknown_command(const char *name) {
 }
 
 int main(int argc, char **argv) {
+  aqs_cli.argv = argv;
   int i = 1;
   for (; i < argc && argv[i][0] == '-'; i++) {
     if (strcmp(argv[i], "--version") == 0) {

@@ -261,6 +261,18 @@ aqs_status aqs_action_lookup(aqs_store *s, const char *stage, const aqs_digest *
   return AQS_OK;
 }
 
+int aqs_action_recorded(aqs_store *s, const aqs_digest *key) {
+  aqs_err quiet = {0};
+  aqs_action_info info;
+  aqs_status st = action_lookup_quiet(s, key, &info, &quiet);
+  if (st == AQS_OK) aqs_action_info_free(&info);
+  else if (st == AQS_ERR_NOT_FOUND && s->tiers && tiers_action_lookup(s, key, &info) == AQS_OK) {
+    aqs_action_info_free(&info);
+    st = AQS_OK;
+  }
+  return st == AQS_OK;
+}
+
 aqs_status action_lookup_quiet(aqs_store *s, const aqs_digest *key, aqs_action_info *info,
                                aqs_err *err) {
   if (info) memset(info, 0, sizeof *info);

@@ -298,6 +298,10 @@ aqs_status aqs_action_put(aqs_store *s, const char *key_doc, const aqs_digest *r
 aqs_status aqs_action_lookup(aqs_store *s, const char *stage, const aqs_digest *key,
                              aqs_action_info *info, aqs_err *err);
 
+/* Whether aqs_action_lookup would hit, counting nothing (a scheduler asking what is left to
+ * compute, e.g. engine/stages/chunk_workers.h). Errors count as "not recorded". */
+int aqs_action_recorded(aqs_store *s, const aqs_digest *key);
+
 /* After a miss: makes sure only one process computes the action. Takes the action's lease (a
  * record: pid, host, process start, time) and returns AQS_ERR_NOT_FOUND: this process computes it
  * and aqs_action_put releases the lease (or aqs_lease_release on failure). While another live

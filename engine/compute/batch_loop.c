@@ -43,6 +43,7 @@ static aqs_status run_loop(const aqs_batch_loop *loop, const part_ops *ops, cons
   aqs_status st = AQS_OK;
   for (size_t i = 0; !st && i < loop->n; i++) {
     int found = 0;
+    if (loop->skip && loop->skip(loop->ctx, i)) continue;
     if (loop->cached) st = loop->cached(loop->ctx, i, part, &found, e);
     if (!st && !found) {
       aqs_token_batch b;
@@ -57,7 +58,7 @@ static aqs_status run_loop(const aqs_batch_loop *loop, const part_ops *ops, cons
       if (!st && loss_sum) *loss_sum += loss;
       if (!st && loop->computed) st = loop->computed(loop->ctx, i, part, e);
     }
-    if (!st) st = ops->fold(total, part, i == 0, e);
+    if (!st && !loop->skip) st = ops->fold(total, part, i == 0, e);
     if (!st) aqs_progress_add(prog, loop->progress_batches ? 1 : (uint64_t)ops->tokens(part));
     ops->free(part);
   }

@@ -48,6 +48,10 @@ typedef struct aqs_batch_loop {
   void (*batch_done)(void *ctx, size_t i);
   /* Optional: part i was computed (a cache stores it). */
   aqs_status (*computed)(void *ctx, size_t i, const void *part, aqs_err *e);
+  /* Optional, for a worker that computes some of the batches for a cache (engine/stages/
+   * chunk_workers.h): batch i is not its own (no hook is called for it). With skip set the loop
+   * folds nothing: the total stays empty. */
+  int (*skip)(void *ctx, size_t i);
 } aqs_batch_loop;
 
 #endif

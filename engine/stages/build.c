@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "engine/stages/chunk_workers.h"
 #include "engine/stages/ckpt_store.h"
 #include "engine/stages/family.h"
 #include "engine/stages/stage_env.h"
@@ -72,8 +73,9 @@ static aqs_status build_one(aqs_stage_env *env, const aqs_stage_def *const *tabl
     }
     if ((st = aqs_stage_exec(def, &job, o->dry_run, out, e))) return aqs_err_prefix(e, "recipe %s", r->name);
     out->done = 1;
+    if (o->worker && o->worker->done) return AQS_OK;
   }
-  return o->dry_run ? AQS_OK : aqs_build_record_put(env->store, r, rep, e);
+  return o->dry_run || o->worker ? AQS_OK : aqs_build_record_put(env->store, r, rep, e);
 }
 
 static int same_result(const aqs_build_report *a, const aqs_build_report *b, const char *stage) {
@@ -140,8 +142,13 @@ aqs_status aqs_build_recipes(const aqs_build_opts *opts, const aqs_recipe *recip
   }
   aqs_stage_env env = {.o = opts, .store = opts->store};
   aqs_status st = aqs_qwen_model_open(opts->model_dir, &env.model, NULL, e);
-  for (size_t i = 0; !st && i < n; i++) st = build_one(&env, table, n_table, &recipes[i], &reports[i], e);
-  if (!st && !opts->dry_run && !opts->skip_family_check && n >= 2) st = family_check(&env, recipes, n, reports, e);
+  aqs_chunk_worker *w = opts->worker;
+  for (size_t i = 0; !st && i < n && !(w && w->done); i++)
+    st = build_one(&env, table, n_table, &recipes[i], &reports[i], e);
+  if (!st && w && !w->done)
+    st = aqs_errf(e, AQS_ERR_INTERNAL, "chunk worker: the build never reached its %s stage", w->stage);
+  if (!st && !w && !opts->dry_run && !opts->skip_family_check && n >= 2)
+    st = family_check(&env, recipes, n, reports, e);
   aqs_stage_env_free(&env);
   return st;
 }

@@ -46,6 +46,13 @@ typedef struct aqs_build_opts {
   const char *export_hook_recipe;
   aqs_status (*export_hook)(void *ctx, const char *file_name, const char *path, aqs_err *e);
   void *export_hook_ctx;
+  /* --devices (engine/stages/chunk_workers.h): with two entries or more, the chunks a chunked
+   * stage misses are computed by one worker process per entry, each running argv again. */
+  const struct aqs_devices *devices;
+  char *const *argv;             /* this build's command line, NULL-terminated */
+  /* Set in a chunk worker (AQS_CHUNK_WORKER): every stage before its target must hit; it computes
+   * its chunks of the target, then the build stops (nothing recorded, checked or checked out). */
+  struct aqs_chunk_worker *worker;
   /* The graph to walk; NULL = aqs_stage_table(). */
   const aqs_stage_def *const *table;
   size_t n_table;

@@ -1,6 +1,10 @@
 /* engine/stages/stage.c: cached stage actions and the explanation of misses (see stage.h). */
 #include "engine/stages/stage.h"
 
+#include "engine/stages/build.h"
+#include "engine/stages/chunk_workers.h"
+#include "engine/stages/stage_env.h"
+
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -233,12 +237,49 @@ aqs_status aqs_stage_get_text(aqs_store *s, const aqs_digest *d, char **text, si
   return AQS_OK;
 }
 
+/* A chunk worker (chunk_workers.h) walks the graph without claiming anything: its target stage runs
+ * (computing only the worker's chunks) and every other stage must already be recorded. */
+static aqs_status worker_exec(const aqs_stage_def *def, aqs_stage_job *job, aqs_chunk_worker *w, const json_t *inputs,
+                              const json_t *params, aqs_stage_outcome *out, aqs_err *e) {
+  char *doc = NULL;
+  aqs_status st = aqs_action_key(def->name, def->version, inputs, params, &out->key, &doc, e);
+  free(doc);
+  if (st) return st;
+  if (strcmp(def->name, w->stage) == 0 && aqs_digest_eq(&out->key, &w->key)) {
+    aqs_stage_ctx ctx = {.stage = def->name, .key = out->key, .start_s = aqs_stage_now_s()};
+    aqs_digest unused;
+    st = def->run(job, &ctx, &unused, e);
+    if (!st) w->done = 1;
+    return st;
+  }
+  aqs_action_info info;
+  aqs_err miss = {0};
+  st = aqs_action_lookup(job->store, def->name, &out->key, &info, &miss);
+  if (st == AQS_ERR_NOT_FOUND)
+    return aqs_errf(e, AQS_ERR_INTERNAL, "chunk worker: stage %s is not recorded before the %s chunks", def->name,
+                    w->stage);
+  if (st) return aqs_errf(e, st, "stage %s: %s", def->name, miss.msg);
+  out->hit = out->has_result = 1;
+  out->result = info.result;
+  aqs_action_info_free(&info);
+  return def->record ? def->record(job, &out->result, e) : AQS_OK;
+}
+
 aqs_status aqs_stage_exec(const aqs_stage_def *def, aqs_stage_job *job, int lookup_only, aqs_stage_outcome *out,
                           aqs_err *e) {
   double t0 = aqs_stage_now_s();
   json_t *inputs = NULL, *params = NULL;
   aqs_stage_ctx ctx = {0};
   aqs_status st = def->key(job, &inputs, &params, e);
+  aqs_chunk_worker *w = job->env && job->env->o ? job->env->o->worker : NULL;
+  if (!st && w) {
+    st = worker_exec(def, job, w, inputs, params, out, e);
+    json_decref(inputs);
+    json_decref(params);
+    if (def->release) def->release(job);
+    out->seconds = aqs_stage_now_s() - t0;
+    return st;
+  }
   if (!st) st = aqs_stage_lookup(job->store, def->name, def->version, inputs, params, &ctx, e);
   json_decref(inputs);
   json_decref(params);

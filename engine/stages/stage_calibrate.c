@@ -57,7 +57,6 @@ static aqs_status amax_json_lin(const void *part, char **text, aqs_err *e) { ret
 static aqs_status amax_json_kv(const void *part, char **text, aqs_err *e) { return stored_json(part, 1, text, e); }
 
 static aqs_status calibrate_run(aqs_stage_job *job, aqs_stage_ctx *ctx, aqs_digest *result, aqs_err *e) {
-  (void)ctx;
   int kv = job->recipe->kv_cache_fp8;
   aqs_chunk_cache c = {.job = job, .stage = "calibrate-chunk", .version = VERSION, .parse = parse_amax,
                        .to_json = kv ? amax_json_kv : amax_json_lin};
@@ -69,9 +68,12 @@ static aqs_status calibrate_run(aqs_stage_job *job, aqs_stage_ctx *ctx, aqs_dige
     loop.progress_label = "calibrate";
     loop.progress_total = (uint64_t)c.set.n_tokens;
   }
+  if (!st) st = aqs_chunk_cache_spread(&c, &loop, "calibrate", &ctx->key, e);
   if (!st) st = aqs_calibrate_batches(&loop, (int)job->recipe->max_len, &total, e);
+  if (aqs_chunk_cache_is_worker(&c)) goto out; /* its chunks are recorded; the build reduces them */
   if (!st) st = stored_json(&total, kv, &text, e);
   if (!st) st = aqs_stage_put_text(job->store, text, result, e);
+out:
   free(text);
   aqs_amax_free(&total);
   aqs_chunk_cache_close(&c);

@@ -27,6 +27,7 @@ typedef struct aqs_chunk_cache {
   aqs_calib_chunk chunk;    /* the chunk being computed */
   aqs_stage_ctx ctx;        /* its lookup, recorded once computed */
   int have_ctx;
+  uint8_t *by_worker;       /* chunks chunk workers just computed: hits even under --rebuild */
 } aqs_chunk_cache;
 
 /* Loads the calib set (the stage's input calib_set) and fills loop's hooks for its first n
@@ -35,6 +36,16 @@ typedef struct aqs_chunk_cache {
 aqs_status aqs_chunk_cache_open(aqs_chunk_cache *c, const aqs_digest *calib_set, json_t *params, int32_t n,
                                 aqs_batch_loop *loop, aqs_err *e);
 void aqs_chunk_cache_close(aqs_chunk_cache *c);
+
+/* With --devices naming two workers or more (engine/stages/chunk_workers.h): has the chunks of
+ * loop (its final n) that miss computed by worker processes and waits for them, so that the
+ * loop then finds every chunk cached. stage_key: the calling stage's action key. A no-op with one
+ * device, in a worker, or when fewer than two chunks miss. Errors: a worker's failure. */
+aqs_status aqs_chunk_cache_spread(aqs_chunk_cache *c, const aqs_batch_loop *loop, const char *stage,
+                                  const aqs_digest *stage_key, aqs_err *e);
+
+/* In a chunk worker: whether the stage only computes the worker's chunks (and stores no total). */
+int aqs_chunk_cache_is_worker(const aqs_chunk_cache *c);
 
 /* The params every compute key holds: backend, precision, max_len (new reference). */
 json_t *aqs_stage_compute_params(aqs_stage_job *job);

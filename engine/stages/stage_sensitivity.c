@@ -39,7 +39,6 @@ static aqs_status scores_json(const void *part, char **text, aqs_err *e) {
 }
 
 static aqs_status sensitivity_run(aqs_stage_job *job, aqs_stage_ctx *ctx, aqs_digest *result, aqs_err *e) {
-  (void)ctx;
   const aqs_recipe *r = job->recipe;
   aqs_chunk_cache c = {.job = job, .stage = "sensitivity-chunk", .version = VERSION, .amax = &job->in[2],
                        .parse = parse_scores, .to_json = scores_json};
@@ -63,9 +62,12 @@ static aqs_status sensitivity_run(aqs_stage_job *job, aqs_stage_ctx *ctx, aqs_di
     loop.progress_batches = 1;
   }
   loop.scope = r->scope;
+  if (!st) st = aqs_chunk_cache_spread(&c, &loop, "sensitivity", &ctx->key, e);
   if (!st) st = aqs_sensitivity_batches(&loop, r->method, (int)r->max_len, &total, NULL, e);
+  if (aqs_chunk_cache_is_worker(&c)) goto out; /* its chunks are recorded; the build reduces them */
   if (!st) st = scores_json(&total, &text, e);
   if (!st) st = aqs_stage_put_text(job->store, text, result, e);
+out:
   free(text);
   aqs_scores_free(&total);
   aqs_chunk_cache_close(&c);

@@ -62,9 +62,12 @@ aqs_status aqs_cuda_gemm_bf16_nn(const uint16_t *d_x, const uint16_t *d_w, void 
                                  int M, int N, int K, aqs_err *e);
 /* Y[M,N] (BF16 or F32) = (x_scale * Xq[M,K]) · (w_scale * Wq[N,K])^T (+ bias BF16), F8 E4M3
  * operands, the product of the two per-tensor scales applied to the F32 accumulator (alpha).
- * K and N must be multiples of 16. */
+ * K and N must be multiples of 16 (aqs_cuda_gemm_fp8_shape_ok); other shapes are AQS_ERR_UNSUPPORTED. */
 aqs_status aqs_cuda_gemm_fp8(const uint8_t *d_xq, const uint8_t *d_wq, float x_scale, float w_scale,
                              const uint16_t *d_bias, void *d_y, int y_f32, int M, int N, int K, aqs_err *e);
+/* 1 when aqs_cuda_gemm_fp8 takes an N x K weight (cuBLASLt's FP8 tensor cores need both multiples
+ * of 16); callers decode other shapes to BF16 instead. */
+int aqs_cuda_gemm_fp8_shape_ok(int N, int K);
 /* The plan cache's counters since the process started (plans are cached per exact shape, at most
  * capacity at once, least recently used replaced; a lookup is one GEMM call). */
 typedef struct aqs_cuda_plan_stats {
@@ -152,6 +155,8 @@ aqs_status aqs_cuda_cross_entropy(float *d_dlogits, const float *d_logits, const
 aqs_status aqs_cuda_log_softmax(float *d_out, const float *d_logits, int N, int V, aqs_err *e);
 aqs_status aqs_cuda_kl_div(const float *d_logp_ref, const float *d_logits, int N, int V, double *d_rows,
                            double *h_kl_sum, aqs_err *e);
+aqs_status aqs_cuda_kl_argmax_rows(const float *d_logp_ref, const float *d_logits, int N, int V,
+                                   double *d_rows, double *h_row_kl, int32_t *h_argmax, aqs_err *e);
 
 /* ---- reduce.cu ----------------------------------------------------------------------------- */
 /* Bytes of device scratch the two reductions below need. */
