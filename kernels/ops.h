@@ -225,6 +225,11 @@ struct aqs_ops {
    * logp_ref = -Inf contribute 0. logits is not modified. */
   void (*kl_div)(aqs_backend *be, const float *logp_ref, const float *logits, int N, int V,
                  double *kl_sum_host);
+  /* Eval's per-row comparison in one pass: row_kl_host[r] = the KL term kl_div sums for row r
+   * (same math, same bits), argmax_host[r] = the first index of the largest logits[r, v] (NaN
+   * never wins). Host outputs (N each), synchronized. logits is not modified. */
+  void (*kl_argmax_rows)(aqs_backend *be, const float *logp_ref, const float *logits, int N, int V,
+                         double *row_kl_host, int32_t *argmax_host);
 
   /* ---------------- reductions for calibration and scoring ---------------- */
   /* *amax_host = max |x[i]| over n elements (0 for n == 0); NaN if any element is NaN, +Inf if

@@ -1,5 +1,6 @@
-/* engine/compute/eval.c: one eval batch (reference forward, scheme forward, per-position KL on
- * the backend; argmax and last-token logits on the host) and the final metrics. */
+/* engine/compute/eval.c: the reference side of an eval set (forward once, log-probs kept on the
+ * backend), each scheme's batches (forward, cross-entropy, per-row KL + argmax on the backend, the
+ * last-token logits copied back) and the final metrics. */
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,13 +15,6 @@ static int same_shape(const aqs_qwen_text_config *a, const aqs_qwen_text_config 
          a->intermediate_size == b->intermediate_size;
 }
 
-static size_t argmax_row(const float *x, int V) {
-  size_t best = 0;
-  for (int v = 1; v < V; v++)
-    if (x[v] > x[best]) best = (size_t)v;
-  return best;
-}
-
 static aqs_status grow_kl(aqs_eval_acc *acc, size_t need, aqs_err *e) {
   if (need <= acc->kl_cap) return AQS_OK;
   size_t cap = acc->kl_cap ? acc->kl_cap : 1024;
@@ -32,73 +26,182 @@ static aqs_status grow_kl(aqs_eval_acc *acc, size_t need, aqs_err *e) {
   return AQS_OK;
 }
 
-aqs_status aqs_eval_batch(const aqs_lm *ref, const aqs_lm *scheme, const aqs_token_batch *batch,
-                          int max_seq_len, aqs_eval_acc *acc, aqs_err *e) {
-  if (ref->be != scheme->be || !same_shape(&ref->cfg, &scheme->cfg))
-    return aqs_errf(e, AQS_ERR_MISMATCH,
-                    "the scheme and its reference differ in backend or model shape: a checkpoint "
-                    "is evaluated against its own BF16 source");
+/* One batch of the reference. */
+typedef struct ref_batch {
+  aqs_lm_batch b;
+  float *logp_ref;     /* backend (N, V) */
+  double ce;           /* reference cross-entropy sum */
+  int32_t *top1;       /* host (N) reference argmax */
+  float *last;         /* host (B, V) reference logits at each sequence's last token */
+} ref_batch;
+
+struct aqs_eval_ref {
+  const aqs_lm *ref;
+  int max_seq_len;
+  ref_batch *batches;
+  int n, cap;
+  size_t max_tokens;   /* largest batch (host scratch of a scheme run) */
+};
+
+aqs_status aqs_eval_ref_new(const aqs_lm *ref, int max_seq_len, aqs_eval_ref **out, aqs_err *e) {
+  *out = calloc(1, sizeof **out);
+  if (!*out) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  (*out)->ref = ref;
+  (*out)->max_seq_len = max_seq_len;
+  return AQS_OK;
+}
+
+static void ref_batch_free(const aqs_lm *ref, ref_batch *rb) {
+  ref->be->ops->free(ref->be, rb->logp_ref);
+  free(rb->top1);
+  free(rb->last);
+  if (rb->b.cu_seqlens || rb->b.ids) aqs_lm_batch_free(ref, &rb->b);
+  memset(rb, 0, sizeof *rb);
+}
+
+void aqs_eval_ref_free(aqs_eval_ref *r) {
+  if (!r) return;
+  for (int i = 0; i < r->n; i++) ref_batch_free(r->ref, &r->batches[i]);
+  free(r->batches);
+  free(r);
+}
+
+/* Copies the logits of each sequence's last token (device) into last (host, B x V). */
+static void copy_last_rows(const aqs_lm *lm, const aqs_lm_batch *b, const float *dev_logits, float *last) {
+  const size_t V = (size_t)lm->cfg.vocab_size;
+  for (int s = 0; s < b->n_seqs; s++)
+    lm->be->ops->copy_d2h(lm->be, last + (size_t)s * V, dev_logits + (size_t)(b->host_cu_seqlens[s + 1] - 1) * V,
+                          V * sizeof(float));
+}
+
+aqs_status aqs_eval_ref_add(aqs_eval_ref *r, const aqs_token_batch *batch, aqs_err *e) {
+  const aqs_lm *ref = r->ref;
   aqs_backend *be = ref->be;
   const aqs_ops *op = be->ops;
   const int V = ref->cfg.vocab_size;
-  aqs_lm_batch b;
+  if (r->n == r->cap) {
+    int cap = r->cap ? 2 * r->cap : 8;
+    ref_batch *p = realloc(r->batches, (size_t)cap * sizeof *p);
+    if (!p) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+    r->batches = p;
+    r->cap = cap;
+  }
+  ref_batch *rb = &r->batches[r->n];
+  memset(rb, 0, sizeof *rb);
   aqs_lm_ws *ws = NULL;
-  float *ref_logits = NULL, *logits = NULL;
-  aqs_status st = aqs_lm_batch_make(ref, batch->token_ids, batch->seq_lens, batch->n_seqs,
-                                    max_seq_len, &b, e);
+  double *row_kl = NULL;
+  aqs_status st = aqs_lm_batch_make(ref, batch->token_ids, batch->seq_lens, batch->n_seqs, r->max_seq_len,
+                                    &rb->b, e);
   if (st != AQS_OK) return st;
-  const size_t NV = (size_t)b.n_tokens * (size_t)V;
-  if ((st = aqs_lm_ws_alloc(ref, &b, 0, 1, &ws, e)) != AQS_OK) goto done;
-  ref_logits = malloc(NV * sizeof *ref_logits);
-  logits = malloc(NV * sizeof *logits);
-  if (!ref_logits || !logits) {
-    st = aqs_errf(e, AQS_ERR_NOMEM, "out of memory (2 x %zu logits on the host)", NV);
+  const size_t N = (size_t)rb->b.n_tokens, NV = N * (size_t)V;
+  if ((st = aqs_lm_ws_alloc(ref, &rb->b, 0, 0, &ws, e)) != AQS_OK) goto done;
+  if ((st = op->alloc(be, NV * sizeof(float), (void **)&rb->logp_ref, e)) != AQS_OK) {
+    aqs_err_prefix(e, "reference log-probabilities of %zu tokens", N);
     goto done;
   }
-  if ((st = grow_kl(acc, (size_t)(acc->n_targets + b.n_targets), e)) != AQS_OK) goto done;
+  rb->top1 = malloc(N * sizeof *rb->top1);
+  rb->last = malloc((size_t)rb->b.n_seqs * (size_t)V * sizeof *rb->last);
+  row_kl = malloc(N * sizeof *row_kl);
+  if (!rb->top1 || !rb->last || !row_kl) {
+    st = aqs_errf(e, AQS_ERR_NOMEM, "out of memory (reference results of %zu tokens)", N);
+    goto done;
+  }
+  if ((st = aqs_lm_forward(ref, &rb->b, ws, NULL, NULL, e)) != AQS_OK) goto done;
   float *dev_logits = aqs_lm_ws_logits(ws);
-  double ref_ce = 0.0, ce = 0.0;
-  if ((st = aqs_lm_forward(ref, &b, ws, NULL, NULL, e)) != AQS_OK) goto done;
-  op->copy_d2h(be, ref_logits, dev_logits, NV * sizeof(float));
-  op->cross_entropy(be, NULL, dev_logits, b.targets, b.n_tokens, V, 0.0f, &ref_ce);
-  if ((st = aqs_lm_save_logp_ref(ref, &b, ws, e)) != AQS_OK) goto done;
-  if (scheme != ref && (st = aqs_lm_forward(scheme, &b, ws, NULL, NULL, e)) != AQS_OK) goto done;
-  op->cross_entropy(be, NULL, dev_logits, b.targets, b.n_tokens, V, 0.0f, &ce);
-  op->copy_d2h(be, logits, dev_logits, NV * sizeof(float));
-  /* per-position KL, positions with a target only, in token order */
-  const float *logp_ref = ws->logp_ref;
+  op->cross_entropy(be, NULL, dev_logits, rb->b.targets, rb->b.n_tokens, V, 0.0f, &rb->ce);
+  op->log_softmax(be, rb->logp_ref, dev_logits, rb->b.n_tokens, V);
+  op->kl_argmax_rows(be, rb->logp_ref, dev_logits, rb->b.n_tokens, V, row_kl, rb->top1);
+  copy_last_rows(ref, &rb->b, dev_logits, rb->last);
+  st = op->sync(be, e);
+done:
+  free(row_kl);
+  aqs_lm_ws_free(ref, ws);
+  if (st != AQS_OK) {
+    ref_batch_free(ref, rb);
+    return st;
+  }
+  if (N > r->max_tokens) r->max_tokens = N;
+  r->n++;
+  return AQS_OK;
+}
+
+/* The scheme over one reference batch; row_kl, top1 (N) and last (B x V) are host scratch. */
+static aqs_status scheme_batch(const aqs_eval_ref *r, const ref_batch *rb, const aqs_lm *scheme, double *row_kl,
+                               int32_t *top1, float *last, aqs_eval_acc *acc, aqs_err *e) {
+  aqs_backend *be = scheme->be;
+  const aqs_ops *op = be->ops;
+  const int V = scheme->cfg.vocab_size;
+  const aqs_lm_batch *b = &rb->b;
+  aqs_lm_ws *ws = NULL;
+  aqs_status st = aqs_lm_ws_alloc(r->ref, b, 0, 0, &ws, e);
+  if (st == AQS_OK) st = grow_kl(acc, (size_t)(acc->n_targets + b->n_targets), e);
+  if (st == AQS_OK) st = aqs_lm_forward(scheme, b, ws, NULL, NULL, e);
+  if (st != AQS_OK) {
+    aqs_lm_ws_free(r->ref, ws);
+    return st;
+  }
+  float *dev_logits = aqs_lm_ws_logits(ws);
+  double ce = 0.0;
+  op->cross_entropy(be, NULL, dev_logits, b->targets, b->n_tokens, V, 0.0f, &ce);
+  op->kl_argmax_rows(be, rb->logp_ref, dev_logits, b->n_tokens, V, row_kl, top1);
+  copy_last_rows(scheme, b, dev_logits, last);
+  st = op->sync(be, e);
+  aqs_lm_ws_free(r->ref, ws);
+  if (st != AQS_OK) return st;
+  /* positions with a target only, in token order */
   size_t k = (size_t)acc->n_targets;
   int64_t agree = 0;
   double kl_sum = 0.0, mse_sum = 0.0;
-  for (int s = 0; s < b.n_seqs; s++) {
-    int start = b.host_cu_seqlens[s], end = b.host_cu_seqlens[s + 1];
+  for (int s = 0; s < b->n_seqs; s++) {
+    int start = b->host_cu_seqlens[s], end = b->host_cu_seqlens[s + 1];
     for (int t = start; t < end - 1; t++) {
-      double kl;
-      size_t off = (size_t)t * (size_t)V;
-      op->kl_div(be, logp_ref + off, dev_logits + off, 1, V, &kl);
-      acc->kl_tok[k++] = kl;
-      kl_sum += kl;
-      agree += argmax_row(ref_logits + off, V) == argmax_row(logits + off, V);
+      acc->kl_tok[k++] = row_kl[t];
+      kl_sum += row_kl[t];
+      agree += rb->top1[t] == top1[t];
     }
-    const float *a = ref_logits + (size_t)(end - 1) * (size_t)V, *q = logits + (size_t)(end - 1) * (size_t)V;
+    const float *a = rb->last + (size_t)s * (size_t)V, *q = last + (size_t)s * (size_t)V;
     double se = 0.0;
     for (int v = 0; v < V; v++) se += ((double)q[v] - a[v]) * ((double)q[v] - a[v]);
     mse_sum += se / V;
   }
-  if ((st = op->sync(be, e)) != AQS_OK) goto done;
-  acc->n_seqs += b.n_seqs;
-  acc->n_tokens += b.n_tokens;
-  acc->n_targets += b.n_targets;
+  acc->n_seqs += b->n_seqs;
+  acc->n_tokens += b->n_tokens;
+  acc->n_targets += b->n_targets;
   acc->ce_sum += ce;
-  acc->ref_ce_sum += ref_ce;
+  acc->ref_ce_sum += rb->ce;
   acc->kl_sum += kl_sum;
   acc->top1_agree += agree;
   acc->mse_sum += mse_sum;
-done:
-  free(ref_logits);
-  free(logits);
-  aqs_lm_ws_free(ref, ws);
-  aqs_lm_batch_free(ref, &b);
+  return AQS_OK;
+}
+
+aqs_status aqs_eval_ref_run(const aqs_eval_ref *r, const aqs_lm *scheme, aqs_eval_acc *acc, aqs_err *e) {
+  if (r->ref->be != scheme->be || !same_shape(&r->ref->cfg, &scheme->cfg))
+    return aqs_errf(e, AQS_ERR_MISMATCH,
+                    "the scheme and its reference differ in backend or model shape: a checkpoint "
+                    "is evaluated against its own BF16 source");
+  size_t max_seqs = 0;
+  for (int i = 0; i < r->n; i++)
+    if ((size_t)r->batches[i].b.n_seqs > max_seqs) max_seqs = (size_t)r->batches[i].b.n_seqs;
+  double *row_kl = malloc((r->max_tokens + 1) * sizeof *row_kl);
+  int32_t *top1 = malloc((r->max_tokens + 1) * sizeof *top1);
+  float *last = malloc((max_seqs + 1) * (size_t)scheme->cfg.vocab_size * sizeof *last);
+  aqs_status st = row_kl && top1 && last ? AQS_OK : aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  for (int i = 0; st == AQS_OK && i < r->n; i++)
+    st = scheme_batch(r, &r->batches[i], scheme, row_kl, top1, last, acc, e);
+  free(row_kl);
+  free(top1);
+  free(last);
+  return st;
+}
+
+aqs_status aqs_eval_batch(const aqs_lm *ref, const aqs_lm *scheme, const aqs_token_batch *batch,
+                          int max_seq_len, aqs_eval_acc *acc, aqs_err *e) {
+  aqs_eval_ref *r;
+  aqs_status st = aqs_eval_ref_new(ref, max_seq_len, &r, e);
+  if (st != AQS_OK) return st;
+  if ((st = aqs_eval_ref_add(r, batch, e)) == AQS_OK) st = aqs_eval_ref_run(r, scheme, acc, e);
+  aqs_eval_ref_free(r);
   return st;
 }
 

@@ -8,6 +8,7 @@
  *   last-token MSE  mean over sequences of mean_v (logit_scheme - logit_ref)^2 at the last token
  * Sums are accumulated in double in a fixed order, so a result does not depend on how the
  * sequences were split into batches only through that order (same batches -> same bits).
+ * The reference runs once per eval set (aqs_eval_ref), however many schemes are compared with it.
  * Threads: one accumulator per thread; the models' backend is not thread-safe. */
 #ifndef AQS_COMPUTE_EVAL_H
 #define AQS_COMPUTE_EVAL_H
@@ -38,10 +39,24 @@ typedef struct aqs_eval_metrics {
   double last_mse;
 } aqs_eval_metrics;
 
-/* Runs ref (the BF16 source) and scheme over one batch (host token ids) and adds to acc.
- * ref and scheme must share a backend and a config (AQS_ERR_MISMATCH otherwise); scheme may be
- * ref itself (the baseline: KL 0, top-1 1). max_seq_len as aqs_lm_batch_make. Errors: those of
- * the forward (AQS_ERR_NUMERIC naming the layer), AQS_ERR_NOMEM. */
+/* The BF16 reference's side of an eval set, computed once and reused for every scheme evaluated
+ * against it (a sweep): per batch, the packed batch on the backend, the reference's log-softmax
+ * (backend memory, N x vocab floats: 4 * vocab bytes per token is what the reuse costs), its
+ * cross-entropy, its argmax per position and its logits at each sequence's last token (host).
+ * Threads: one call at a time (the backend is not thread-safe). */
+typedef struct aqs_eval_ref aqs_eval_ref;
+/* ref must outlive *out. max_seq_len as aqs_lm_batch_make. Errors: AQS_ERR_NOMEM. */
+aqs_status aqs_eval_ref_new(const aqs_lm *ref, int max_seq_len, aqs_eval_ref **out, aqs_err *e);
+/* Runs the reference over one batch (host token ids) and keeps its results. Errors: those of
+ * the forward (AQS_ERR_NUMERIC naming the layer), of aqs_lm_batch_make, AQS_ERR_NOMEM. */
+aqs_status aqs_eval_ref_add(aqs_eval_ref *r, const aqs_token_batch *batch, aqs_err *e);
+/* Runs scheme over every batch of r in order and adds to acc: one forward, one cross-entropy and
+ * one per-row KL + argmax pass per batch. scheme must share r's backend and config
+ * (AQS_ERR_MISMATCH otherwise); it may be the reference itself (the baseline: KL 0, top-1 1). */
+aqs_status aqs_eval_ref_run(const aqs_eval_ref *r, const aqs_lm *scheme, aqs_eval_acc *acc, aqs_err *e);
+void aqs_eval_ref_free(aqs_eval_ref *r);
+
+/* One batch without reuse: aqs_eval_ref_new + add + run + free. */
 aqs_status aqs_eval_batch(const aqs_lm *ref, const aqs_lm *scheme, const aqs_token_batch *batch,
                           int max_seq_len, aqs_eval_acc *acc, aqs_err *e);
 

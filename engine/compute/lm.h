@@ -65,6 +65,8 @@ typedef struct aqs_lm {
   size_t weight_bytes;   /* backend bytes held by the weights */
   int n_served_fp8;      /* linears loaded as FP8 (wq) */
   int kv_fp8;            /* 1 when any layer has k_scale/v_scale */
+  const struct aqs_lm *base; /* aqs_lm_load_served_over: the model whose BF16 weights, biases,
+                                norms and config this one borrows (it owns only its FP8 codes) */
 } aqs_lm;
 
 /* Loads the language model of the checkpoint in model_dir onto be: config.json, shape checks
@@ -80,6 +82,14 @@ typedef struct aqs_lm {
  * k_scale / v_scale. Such a model is for forward passes (eval); weight_amax of an FP8 linear is
  * the max |dequantized weight|. */
 aqs_status aqs_lm_load(aqs_backend *be, const char *model_dir, aqs_lm **out, aqs_err *e);
+/* A served scheme of base's model without reading or uploading what it shares with base: diff
+ * holds only the tensors the scheme changed (the FP8 weights, their scales, KV cache scales:
+ * engine/stages/ckpt_view.h); every other language-model tensor is base's (borrowed: base must
+ * outlive *out and must be a BF16 model loaded by aqs_lm_load). FP8 linears, fused requantization
+ * and KV scales as aqs_lm_load. A changed tensor the language model reads in BF16 (a weight, norm,
+ * bias or embedding that differs from base) is AQS_ERR_UNSUPPORTED naming it; tensors of the
+ * vision tower are ignored. */
+aqs_status aqs_lm_load_served_over(const aqs_lm *base, const aqs_ckpt *diff, aqs_lm **out, aqs_err *e);
 void aqs_lm_free(aqs_lm *lm);
 
 /* A packed batch of token sequences on the backend. */

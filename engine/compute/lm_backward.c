@@ -4,6 +4,23 @@
 #include <stdio.h>
 
 #include "engine/compute/lm_internal.h"
+#include "engine/compute/mlp_backward.h"
+
+/* The MLP half's hook: maps its linears onto the layer's slots for the caller's hook. */
+typedef struct layer_hook_ctx {
+  aqs_lm_linear_hook hook;
+  void *ctx;
+  const aqs_lm *lm;
+  int layer, N;
+} layer_hook_ctx;
+
+static aqs_status mlp_hook(void *ctx, aqs_mlp_linear which, const float *x, const float *y, const float *g,
+                           aqs_err *e) {
+  static const aqs_lin_slot slot[] = {[AQS_MLP_DOWN] = AQS_LIN_DOWN, [AQS_MLP_GATE] = AQS_LIN_GATE,
+                                      [AQS_MLP_UP] = AQS_LIN_UP};
+  const layer_hook_ctx *h = ctx;
+  return h->hook(h->ctx, h->lm, h->layer, slot[which], x, y, g, h->N, e);
+}
 
 /* Backward through layer l: ws->d_x holds dL/d(layer output) on entry, dL/d(layer input) on
  * return. The layer's intermediates must be those of its forward on x_in. */
@@ -18,18 +35,16 @@ static aqs_status layer_bwd(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *
             Hkv = c->num_kv_heads, I = c->intermediate_size;
   const size_t NC = (size_t)N * (size_t)C;
   aqs_status st;
+  /* MLP */
+  const aqs_mlp_bwd_io mlp = {.hmid = ws->hmid, .rstd2 = ws->rstd2, .ln2 = ws->ln2, .gate = ws->gate,
+                              .up = ws->up, .act = ws->act, .down = ws->down, .norm2 = L->ln2,
+                              .w_gate = lin[AQS_LIN_GATE].w, .w_up = lin[AQS_LIN_UP].w,
+                              .w_down = lin[AQS_LIN_DOWN].w, .d_out = ws->d_x, .d_h = ws->d_h,
+                              .d_ln = ws->d_ln, .d_act = ws->d_act, .d_gate = ws->d_gate, .d_up = ws->d_up};
+  layer_hook_ctx hctx = {hook, ctx, lm, l, N};
+  if ((st = aqs_mlp_swiglu_bwd(be, &mlp, N, C, I, hook ? mlp_hook : NULL, &hctx, e)) != AQS_OK) return st;
 #define HOOK(slot, x, y, g) \
   if (hook && (st = hook(ctx, lm, l, slot, x, y, g, N, e)) != AQS_OK) return st
-  /* MLP */
-  HOOK(AQS_LIN_DOWN, ws->act, ws->down, ws->d_x);
-  op->linear_bwd_input(be, ws->d_act, ws->d_x, lin[AQS_LIN_DOWN].w, N, I, C, 0);
-  op->swiglu_bwd(be, ws->d_gate, ws->d_up, ws->d_act, ws->gate, ws->up, (size_t)N * (size_t)I);
-  HOOK(AQS_LIN_GATE, ws->ln2, ws->gate, ws->d_gate);
-  HOOK(AQS_LIN_UP, ws->ln2, ws->up, ws->d_up);
-  op->linear_bwd_input(be, ws->d_ln, ws->d_gate, lin[AQS_LIN_GATE].w, N, C, I, 0);
-  op->linear_bwd_input(be, ws->d_ln, ws->d_up, lin[AQS_LIN_UP].w, N, C, I, 1);
-  op->copy_d2d(be, ws->d_h, ws->d_x, NC * sizeof(float));
-  op->rmsnorm_bwd(be, ws->d_h, ws->d_ln, ws->hmid, ws->rstd2, L->ln2, N, C, 1);
   /* attention */
   HOOK(AQS_LIN_O, ws->attn, ws->o, ws->d_h);
   op->linear_bwd_input(be, ws->d_attn, ws->d_h, lin[AQS_LIN_O].w, N, Hq * D, C, 0);

@@ -114,6 +114,13 @@ fail:
 void aqs_lm_free(aqs_lm *lm) {
   if (!lm) return;
   aqs_backend *be = lm->be;
+  if (lm->base) { /* aqs_lm_load_served_over: only the FP8 codes are this model's */
+    for (int l = 0; lm->layers && l < lm->cfg.num_layers; l++)
+      for (int s = 0; s < AQS_LIN_COUNT; s++) be->ops->free(be, lm->layers[l].lin[s].wq);
+    free(lm->layers);
+    free(lm);
+    return;
+  }
   if (lm->layers) {
     for (int l = 0; l < lm->cfg.num_layers; l++) {
       aqs_lm_layer *L = &lm->layers[l];

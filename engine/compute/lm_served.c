@@ -39,14 +39,25 @@ int aqs_lm_weight_is_fp8(const aqs_ckpt *ck, const char *module) {
 
 /* vLLM requantize_with_max_scale: each member's codes are dequantized in float16
  * (code * own scale, rounded to half) and quantized again with the fused GEMM's scale
- * (multiplied by its float reciprocal, E4M3 round to nearest even, saturated). */
-static void requantize(uint8_t *q, size_t n, float own_scale, float max_scale) {
-  if (own_scale == max_scale) return;
+ * (multiplied by its float reciprocal, E4M3 round to nearest even, saturated). A code maps to one
+ * code, so the 256 answers are computed once and looked up. */
+static void requantize_table(uint8_t lut[256], float own_scale, float max_scale) {
   const float inv = 1.0f / max_scale;
-  for (size_t i = 0; i < n; i++) {
-    _Float16 dq = (_Float16)(aqs_fp8_e4m3_to_f32(q[i]) * own_scale);
-    q[i] = aqs_fp8_e4m3_from_f32((float)dq * inv, AQS_FP8_E4M3_NAN_CODE);
+  for (int c = 0; c < 256; c++) {
+    _Float16 dq = (_Float16)(aqs_fp8_e4m3_to_f32((uint8_t)c) * own_scale);
+    lut[c] = aqs_fp8_e4m3_from_f32((float)dq * inv, AQS_FP8_E4M3_NAN_CODE);
   }
+}
+
+/* max |code| over E4M3 codes: magnitude grows with the low 7 bits, 0x7f is NaN. Returns the
+ * largest magnitude pattern, or 0x7f when a NaN code is present. */
+static uint8_t max_magnitude_code(const uint8_t *q, size_t n) {
+  uint8_t m = 0;
+  for (size_t i = 0; i < n; i++) {
+    uint8_t a = q[i] & 0x7f;
+    m = a > m ? a : m;
+  }
+  return m;
 }
 
 /* Uploads the FP8 linears [first, first + n) of layer l (one fused GEMM). Either all members are
@@ -82,16 +93,17 @@ static aqs_status load_fused(aqs_lm *lm, const aqs_ckpt *ck, int l, int first, i
     if (t->numel != numel)
       return aqs_errf(e, AQS_ERR_MISMATCH, "%s: tensor %s has %llu elements, config implies %zu",
                       ck->dir, name, (unsigned long long)t->numel, numel);
-    uint8_t *host = malloc(numel ? numel : 1);
-    if (!host) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory loading %s", name);
-    memcpy(host, t->data, numel);
-    requantize(host, numel, w_scale[s], w_max);
-    float amax = 0.0f;
-    for (size_t i = 0; i < numel; i++) {
-      float v = fabsf(aqs_fp8_e4m3_to_f32(host[i]));
-      if (!(v <= amax)) amax = v; /* NaN codes propagate */
+    const uint8_t *codes = t->data;
+    uint8_t *host = NULL;
+    if (w_scale[s] != w_max) {
+      uint8_t lut[256];
+      requantize_table(lut, w_scale[s], w_max);
+      if (!(host = malloc(numel ? numel : 1))) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory loading %s", name);
+      for (size_t i = 0; i < numel; i++) host[i] = lut[codes[i]];
+      codes = host;
     }
-    if (isnan(amax)) {
+    uint8_t max_code = max_magnitude_code(codes, numel);
+    if (max_code == 0x7f) {
       free(host);
       return aqs_errf(e, AQS_ERR_NUMERIC, "%s: tensor %s holds NaN codes", ck->dir, name);
     }
@@ -100,15 +112,16 @@ static aqs_status load_fused(aqs_lm *lm, const aqs_ckpt *ck, int l, int first, i
       free(host);
       return aqs_err_prefix(e, "loading %s", name);
     }
-    be->ops->copy_h2d(be, p, host, numel);
+    be->ops->copy_h2d(be, p, codes, numel);
     st = be->ops->sync(be, e);
     free(host);
     lin->wq = p;
+    lin->w = NULL; /* a served FP8 linear runs only from its codes */
     if (st != AQS_OK) return st;
     lm->weight_bytes += numel;
     lin->w_scale = w_max;
     lin->x_scale = x_max;
-    lin->weight_amax = amax * w_max;
+    lin->weight_amax = aqs_fp8_e4m3_to_f32(max_code) * w_max;
     lm->n_served_fp8++;
   }
   return AQS_OK;
@@ -129,5 +142,60 @@ aqs_status aqs_lm_load_served_layer(aqs_lm *lm, const aqs_ckpt *ck, int l, aqs_e
   if ((L->k_scale > 0.0f) != (L->v_scale > 0.0f))
     return aqs_errf(e, AQS_ERR_INVALID, "%s: layer %d has only one of k_scale / v_scale", ck->dir, l);
   if (L->k_scale > 0.0f) lm->kv_fp8 = 1;
+  return AQS_OK;
+}
+
+/* 1 when name is a tensor the language model reads (its prefix, or lm_head). */
+static int read_by_lm(const aqs_lm *lm, const char *name) {
+  char prefix[128];
+  aqs_qwen_global_name(lm->model->naming, "", prefix, sizeof prefix);
+  return strncmp(name, prefix, strlen(prefix)) == 0 || strncmp(name, "lm_head.", 8) == 0;
+}
+
+/* 1 when name is what the served loader reads: an FP8 weight or a scale. */
+static int served_tensor(const aqs_st_tensor *t) {
+  static const char *const suffixes[] = {".weight_scale", ".input_scale", ".k_scale", ".v_scale"};
+  size_t n = strlen(t->name);
+  if (n > 7 && strcmp(t->name + n - 7, ".weight") == 0) return t->dtype == AQS_DT_F8_E4M3;
+  for (size_t i = 0; i < sizeof suffixes / sizeof suffixes[0]; i++) {
+    size_t k = strlen(suffixes[i]);
+    if (n > k && strcmp(t->name + n - k, suffixes[i]) == 0) return 1;
+  }
+  return 0;
+}
+
+aqs_status aqs_lm_load_served_over(const aqs_lm *base, const aqs_ckpt *diff, aqs_lm **out, aqs_err *e) {
+  *out = NULL;
+  if (base->base || base->n_served_fp8 || base->kv_fp8)
+    return aqs_errf(e, AQS_ERR_INVALID, "a served scheme is loaded over a BF16 model, not over another scheme");
+  for (size_t i = 0; i < diff->ntensors; i++) {
+    const aqs_st_tensor *t = diff->tensors[i];
+    if (read_by_lm(base, t->name) && !served_tensor(t))
+      return aqs_errf(e, AQS_ERR_UNSUPPORTED,
+                      "%s: tensor %s (%s) differs from the BF16 source; eval runs a scheme whose "
+                      "BF16 tensors are the source's",
+                      diff->dir, t->name, aqs_dtype_name(t->dtype));
+  }
+  aqs_lm *lm = malloc(sizeof *lm);
+  aqs_lm_layer *layers = malloc((size_t)base->cfg.num_layers * sizeof *layers);
+  if (!lm || !layers) {
+    free(lm);
+    free(layers);
+    return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  }
+  *lm = *base;
+  memcpy(layers, base->layers, (size_t)base->cfg.num_layers * sizeof *layers);
+  for (int l = 0; l < base->cfg.num_layers; l++)
+    for (int s = 0; s < AQS_LIN_COUNT; s++) layers[l].lin[s].w_fake = NULL;
+  lm->layers = layers;
+  lm->base = base;
+  lm->weight_bytes = 0;
+  aqs_status st = AQS_OK;
+  for (int l = 0; st == AQS_OK && l < lm->cfg.num_layers; l++) st = aqs_lm_load_served_layer(lm, diff, l, e);
+  if (st != AQS_OK) {
+    aqs_lm_free(lm);
+    return st;
+  }
+  *out = lm;
   return AQS_OK;
 }

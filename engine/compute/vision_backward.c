@@ -3,7 +3,25 @@
  * and differentiated; the hook sees every linear's input x, output y and gradient g = dL/dy. */
 #include <stdio.h>
 
+#include "engine/compute/mlp_backward.h"
 #include "engine/compute/vision_internal.h"
+
+/* The MLP half's hook: maps its linears onto the block's slots for the caller's hook. */
+typedef struct block_hook_ctx {
+  aqs_vision_hook hook;
+  void *ctx;
+  const aqs_vision *vis;
+  int blk, N;
+} block_hook_ctx;
+
+static aqs_status mlp_hook(void *ctx, aqs_mlp_linear which, const float *x, const float *y, const float *g,
+                           aqs_err *e) {
+  static const aqs_vis_slot slot[] = {[AQS_MLP_DOWN] = AQS_VIS_DOWN, [AQS_MLP_GATE] = AQS_VIS_GATE,
+                                      [AQS_MLP_UP] = AQS_VIS_UP};
+  const block_hook_ctx *h = ctx;
+  return h->hook(h->ctx, h->vis, h->blk, slot[which], &h->vis->blocks[h->blk].lin[slot[which]], x, y, g, h->N,
+                 e);
+}
 
 /* Backward through block blk: ws->d_x holds dL/d(block output) on entry, dL/d(block input) on
  * return. The block intermediates must be those of its forward on x_in. */
@@ -21,17 +39,15 @@ static aqs_status block_bwd(const aqs_vision *vis, const aqs_vision_batch *b, aq
   int full = 0;
   for (int i = 0; i < c->n_fullatt; i++) full |= c->fullatt_block_indexes[i] == blk;
   aqs_status st;
+  const aqs_mlp_bwd_io mlp = {.hmid = ws->hmid, .rstd2 = ws->rstd2, .ln2 = ws->ln2, .gate = ws->gate,
+                              .up = ws->up, .act = ws->act, .down = ws->down, .norm2 = B->norm2,
+                              .w_gate = lin[AQS_VIS_GATE].w, .w_up = lin[AQS_VIS_UP].w,
+                              .w_down = lin[AQS_VIS_DOWN].w, .d_out = ws->d_x, .d_h = ws->d_h,
+                              .d_ln = ws->d_ln, .d_act = ws->d_act, .d_gate = ws->d_gate, .d_up = ws->d_up};
+  block_hook_ctx hctx = {hook, ctx, vis, blk, N};
+  if ((st = aqs_mlp_swiglu_bwd(be, &mlp, N, C, I, hook ? mlp_hook : NULL, &hctx, e)) != AQS_OK) return st;
 #define HOOK(slot, x, y, g) \
   if (hook && (st = hook(ctx, vis, blk, slot, &lin[slot], x, y, g, N, e)) != AQS_OK) return st
-  HOOK(AQS_VIS_DOWN, ws->act, ws->down, ws->d_x);
-  op->linear_bwd_input(be, ws->d_act, ws->d_x, lin[AQS_VIS_DOWN].w, N, I, C, 0);
-  op->swiglu_bwd(be, ws->d_gate, ws->d_up, ws->d_act, ws->gate, ws->up, (size_t)N * (size_t)I);
-  HOOK(AQS_VIS_GATE, ws->ln2, ws->gate, ws->d_gate);
-  HOOK(AQS_VIS_UP, ws->ln2, ws->up, ws->d_up);
-  op->linear_bwd_input(be, ws->d_ln, ws->d_gate, lin[AQS_VIS_GATE].w, N, C, I, 0);
-  op->linear_bwd_input(be, ws->d_ln, ws->d_up, lin[AQS_VIS_UP].w, N, C, I, 1);
-  op->copy_d2d(be, ws->d_h, ws->d_x, NC * sizeof(float));
-  op->rmsnorm_bwd(be, ws->d_h, ws->d_ln, ws->hmid, ws->rstd2, B->norm2, N, C, 1);
   HOOK(AQS_VIS_PROJ, ws->attn, ws->proj, ws->d_h);
   op->linear_bwd_input(be, ws->d_attn, ws->d_h, lin[AQS_VIS_PROJ].w, N, C, C, 0);
   if (full)

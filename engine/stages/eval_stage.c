@@ -17,6 +17,7 @@
 #include "engine/stages/build.h"
 #include "engine/stages/build_names.h"
 #include "engine/stages/ckpt_store.h"
+#include "engine/stages/ckpt_view.h"
 #include "engine/stages/recipe.h"
 #include "kernels/backend.h"
 
@@ -32,6 +33,7 @@ struct aqs_eval_session {
   uint64_t bf16_bytes;
   aqs_backend *be;
   aqs_lm *ref;
+  aqs_eval_ref *ref_results; /* the reference over the eval set, shared by every scheme */
 };
 typedef aqs_eval_session eval_env;
 
@@ -213,22 +215,16 @@ aqs_status aqs_eval_metrics_from_json(const json_t *doc, aqs_eval_metrics *m, aq
   return AQS_OK;
 }
 
+/* The reference model and its results over the eval set [first_seq, first_seq + n_seqs), made
+ * once per session (every scheme of a sweep is compared with the same reference results). */
 static aqs_status ensure_ref(eval_env *v, aqs_err *e) {
-  if (v->ref) return AQS_OK;
-  aqs_status st = aqs_backend_open(backend_of(v->o), v->o->precision, &v->be, e);
-  if (!st) st = aqs_lm_load(v->be, v->o->model_dir, &v->ref, e);
-  return st;
-}
-
-/* Runs ref and scheme over the eval sequences [first_seq, first_seq + n_seqs). */
-static aqs_status run_metrics(eval_env *v, const aqs_lm *scheme, const char *name, aqs_eval_metrics *m,
-                              aqs_err *e) {
-  aqs_eval_acc acc = {0};
+  if (v->ref_results) return AQS_OK;
   aqs_status st = AQS_OK;
+  if (!v->be) st = aqs_backend_open(backend_of(v->o), v->o->precision, &v->be, e);
+  if (!st && !v->ref) st = aqs_lm_load(v->be, v->o->model_dir, &v->ref, e);
+  if (!st) st = aqs_eval_ref_new(v->ref, 0, &v->ref_results, e);
   const int64_t first = v->first_seq, last = v->first_seq + v->n_seqs;
-  char label[96];
-  snprintf(label, sizeof label, "eval %s", name);
-  aqs_progress *p = v->o->progress ? aqs_progress_start(label, (uint64_t)v->n_seqs, "seq") : NULL;
+  aqs_progress *p = !st && v->o->progress ? aqs_progress_start("eval bf16 reference", (uint64_t)v->n_seqs, "seq") : NULL;
   for (int32_t c = 0; !st && c < v->set.n_chunks; c++) {
     int64_t c0 = (int64_t)c * v->set.chunk_seqs;
     if (c0 + v->set.chunk_seqs <= first || c0 >= last) continue;
@@ -239,28 +235,50 @@ static aqs_status run_metrics(eval_env *v, const aqs_lm *scheme, const char *nam
     if (s1 > s0) {
       aqs_token_batch tb = {.n_seqs = (int)(s1 - s0), .seq_lens = chunk.seq_lens + s0,
                             .token_ids = chunk.token_ids + chunk.seq_offsets[s0]};
-      st = aqs_eval_batch(v->ref, scheme, &tb, 0, &acc, e);
+      st = aqs_eval_ref_add(v->ref_results, &tb, e);
       if (p) aqs_progress_add(p, (uint64_t)(s1 - s0));
     }
     aqs_calib_chunk_free(&chunk);
   }
-  if (!st) st = aqs_eval_finish(&acc, m, e);
   if (p) {
     if (st) aqs_progress_abort(p);
     else aqs_progress_finish(p);
+  }
+  if (st) {
+    aqs_eval_ref_free(v->ref_results);
+    v->ref_results = NULL;
+  }
+  return st;
+}
+
+/* Runs scheme over the eval set against the reference results. */
+static aqs_status run_metrics(eval_env *v, const aqs_lm *scheme, const char *name, aqs_eval_metrics *m,
+                              aqs_err *e) {
+  aqs_eval_acc acc = {0};
+  char label[96];
+  snprintf(label, sizeof label, "eval %s", name);
+  aqs_progress *p = v->o->progress ? aqs_progress_start(label, (uint64_t)v->n_seqs, "seq") : NULL;
+  aqs_status st = aqs_eval_ref_run(v->ref_results, scheme, &acc, e);
+  if (!st) st = aqs_eval_finish(&acc, m, e);
+  if (p) {
+    if (st) aqs_progress_abort(p);
+    else {
+      aqs_progress_add(p, (uint64_t)v->n_seqs);
+      aqs_progress_finish(p);
+    }
   }
   aqs_eval_acc_free(&acc);
   return st;
 }
 
-/* The scheme's checkpoint, materialized under the store's tmp/ and loaded as served. */
+/* The scheme straight from the store: the tensors its export changed (FP8 weights and scales)
+ * are read from their objects, everything else is the loaded reference's. */
 static aqs_status load_scheme(eval_env *v, const aqs_digest *ckpt, aqs_lm **out, aqs_err *e) {
-  char dir[4200];
-  aqs_status st = aqs_store_mkdtemp(v->o->store, "eval", dir, sizeof dir, e);
+  aqs_ckpt_view *view;
+  aqs_status st = aqs_ckpt_view_open(v->o->store, ckpt, &v->source, &view, e);
   if (st) return st;
-  st = aqs_ckpt_materialize(v->o->store, ckpt, dir, AQS_LINK_REFLINK, e);
-  if (!st) st = aqs_lm_load(v->be, dir, out, e);
-  aqs_rm_flat_dir(dir);
+  st = aqs_lm_load_served_over(v->ref, aqs_ckpt_view_ckpt(view), out, e);
+  aqs_ckpt_view_close(view);
   return st;
 }
 
@@ -358,6 +376,7 @@ aqs_status aqs_eval_session_open(const aqs_eval_opts *o, const aqs_eval_calib *c
 
 void aqs_eval_session_close(aqs_eval_session *v) {
   if (!v) return;
+  aqs_eval_ref_free(v->ref_results);
   aqs_calib_set_free(&v->set);
   aqs_lm_free(v->ref);
   if (v->be) aqs_backend_close(v->be);
@@ -388,6 +407,7 @@ aqs_status aqs_eval_names(const aqs_eval_opts *o, const char *const *names, size
   for (size_t i = 0; !st && i < n; i++) st = eval_one(&v, &rows[i], e);
   for (size_t i = 0; i < n; i++) json_decref(records[i]);
   free(records);
+  aqs_eval_ref_free(v.ref_results);
   aqs_calib_set_free(&v.set);
   aqs_lm_free(v.ref);
   if (v.be) aqs_backend_close(v.be);

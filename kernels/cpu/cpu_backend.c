@@ -49,6 +49,7 @@ const aqs_ops aqs_cpu_ops = {
   .cross_entropy = cpu_cross_entropy,
   .log_softmax = cpu_log_softmax,
   .kl_div = cpu_kl_div,
+  .kl_argmax_rows = cpu_kl_argmax_rows,
   .amax_f32 = cpu_amax_f32,
   .amax_f32_async = cpu_amax_f32, /* CPU memory is host memory */
   .amax_bf16 = cpu_amax_bf16,

@@ -112,6 +112,8 @@ void cpu_cross_entropy(aqs_backend *be, float *dlogits, const float *logits,
 void cpu_log_softmax(aqs_backend *be, float *out, const float *logits, int N, int V);
 void cpu_kl_div(aqs_backend *be, const float *logp_ref, const float *logits, int N, int V,
                 double *kl_sum);
+void cpu_kl_argmax_rows(aqs_backend *be, const float *logp_ref, const float *logits, int N, int V,
+                        double *row_kl, int32_t *argmax);
 /* reduce.c */
 void cpu_amax_f32(aqs_backend *be, const float *x, size_t n, float *amax);
 void cpu_amax_bf16(aqs_backend *be, const aqs_bf16 *x, size_t n, float *amax);

@@ -55,25 +55,42 @@ void cpu_log_softmax(aqs_backend *be, float *out, const float *logits, int N, in
   }
 }
 
+/* KL(p_ref || softmax(lr)) of one row: F32 terms, double sum in column order. */
+static double row_kl(const float *pr, const float *lr, int V) {
+  float lse = row_lse(lr, V);
+  double acc = 0.0;
+  for (int v = 0; v < V; v++) {
+    if (pr[v] == -INFINITY) continue;
+    float lq = lr[v] - lse;
+    acc += (double)(expf(pr[v]) * (pr[v] - lq));
+  }
+  return acc;
+}
+
 void cpu_kl_div(aqs_backend *be, const float *logp_ref, const float *logits, int N, int V,
                 double *kl_sum) {
   (void)be;
-  double *row_kl = malloc(((size_t)N + 1) * sizeof *row_kl);
-  if (!row_kl) abort();
+  double *rows = malloc(((size_t)N + 1) * sizeof *rows);
+  if (!rows) abort();
+#pragma omp parallel for schedule(static) if ((size_t)N * (size_t)V >= CPU_PAR_MIN)
+  for (int r = 0; r < N; r++)
+    rows[r] = row_kl(logp_ref + (size_t)r * (size_t)V, logits + (size_t)r * (size_t)V, V);
+  double sum = 0.0;
+  for (int r = 0; r < N; r++) sum += rows[r];
+  free(rows);
+  *kl_sum = sum;
+}
+
+void cpu_kl_argmax_rows(aqs_backend *be, const float *logp_ref, const float *logits, int N, int V,
+                        double *row_kl_out, int32_t *argmax) {
+  (void)be;
 #pragma omp parallel for schedule(static) if ((size_t)N * (size_t)V >= CPU_PAR_MIN)
   for (int r = 0; r < N; r++) {
-    const float *lr = logits + (size_t)r * (size_t)V, *pr = logp_ref + (size_t)r * (size_t)V;
-    float lse = row_lse(lr, V);
-    double acc = 0.0;
-    for (int v = 0; v < V; v++) {
-      if (pr[v] == -INFINITY) continue;
-      float lq = lr[v] - lse;
-      acc += (double)(expf(pr[v]) * (pr[v] - lq));
-    }
-    row_kl[r] = acc;
+    const float *lr = logits + (size_t)r * (size_t)V;
+    row_kl_out[r] = row_kl(logp_ref + (size_t)r * (size_t)V, lr, V);
+    int best = 0;
+    for (int v = 1; v < V; v++)
+      if (lr[v] > lr[best]) best = v;
+    argmax[r] = best;
   }
-  double sum = 0.0;
-  for (int r = 0; r < N; r++) sum += row_kl[r];
-  free(row_kl);
-  *kl_sum = sum;
 }

@@ -1,11 +1,13 @@
-/* kernels/cuda/attention.cu: causal grouped-query attention over packed variable-length sequences
- * (no padding), forward with an online softmax (flash-style: the score matrix never exists in
- * memory) saving the log-sum-exp, and backward recomputing the probabilities.
- * One warp per (token, head); lane l owns head columns l, l+32, ... (D <= 256), so every row load
+/* kernels/cuda/attention.cu: attention over packed variable-length sequences (no padding): the
+ * language model's causal grouped-query attention and the vision tower's bidirectional windows and
+ * frames (causal = 0), forward with an online softmax saving the log-sum-exp, backward recomputing
+ * the probabilities. BF16 mode with head_dim 64/80/128 runs the tensor-core tiles of
+ * attention_flash.cu; the rest (F32 mode, other shapes) runs the kernels here:
+ * one warp per (token, head); lane l owns head columns l, l+32, ... (D <= 256), so every row load
  * is coalesced; ATT_UNROLL keys per step keep that many independent dot-product reductions in
  * flight. dK/dV are gathered per (key, head) into partials and summed over the group's heads in
  * order (no atomics): every result is the same bits on every run. CPU twin: kernels/cpu/attention.c. */
-#include "kernels/cuda/cuda_common.cuh"
+#include "kernels/cuda/attention_flash.cuh"
 
 #define ATT_MAX_PER_LANE 8 /* D <= 256 */
 #define ATT_MAX_D (32 * ATT_MAX_PER_LANE)
@@ -54,25 +56,26 @@ __device__ __forceinline__ void warp_sum_n(float (&v)[U]) {
 }
 
 /* out (N, Hq*D), lse (N, Hq); q (N, Hq*D); k, v (N, Hkv*D). One warp per (token t, head h);
- * online softmax over the keys start..t, one key per step (measured faster here than unrolled
- * steps: at 64-token sequences the forward is latency-bound either way). */
+ * online softmax over the keys start..t (causal) or the whole segment, one key per step (measured
+ * faster here than unrolled steps: at 64-token sequences the forward is latency-bound either way). */
 __global__ void __launch_bounds__(32 * ATT_WARPS) attention_fwd_kernel(float *out, float *lse, const float *q,
                                                                         const float *k, const float *v,
                                                                         const int32_t *cu, int B, int N, int Hq,
-                                                                        int Hkv, int D, float scale, int rnd) {
+                                                                        int Hkv, int D, float scale, int rnd,
+                                                                        int causal) {
   const int lane = threadIdx.x & 31;
   const size_t task = (size_t)blockIdx.x * ATT_WARPS + (threadIdx.x >> 5);
   if (task >= (size_t)N * (size_t)Hq) return;
   const int t = (int)(task / (size_t)Hq), h = (int)(task % (size_t)Hq);
   const int kh = h / (Hq / Hkv);
-  const int start = cu[seq_of(cu, B, t)];
+  const int sq = seq_of(cu, B, t), start = cu[sq], last = causal ? t : cu[sq + 1] - 1;
   const size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
   float qr[ATT_MAX_PER_LANE], acc[ATT_MAX_PER_LANE];
   load_cols(qr, q + (size_t)t * qs + (size_t)h * D, D, lane);
 #pragma unroll
   for (int i = 0; i < ATT_MAX_PER_LANE; i++) acc[i] = 0.0f;
   float m = -INFINITY, l = 0.0f;
-  for (int j = start; j <= t; j++) {
+  for (int j = start; j <= last; j++) {
     const float *kj = k + (size_t)j * ks + (size_t)kh * D, *vj = v + (size_t)j * ks + (size_t)kh * D;
     float s = warp_sum(part_dot(qr, kj, D, lane)) * scale;
     float m_new = fmaxf(m, s);
@@ -102,13 +105,13 @@ __global__ void __launch_bounds__(32 * ATT_WARPS) attention_fwd_kernel(float *ou
  * dO_i . O_i for the dk/dv pass. */
 __global__ void __launch_bounds__(32 * ATT_WARPS) attention_bwd_dq_kernel(
     float *dq, float *delta, const float *dout, const float *out, const float *lse, const float *q, const float *k,
-    const float *v, const int32_t *cu, int B, int N, int Hq, int Hkv, int D, float scale, int rnd) {
+    const float *v, const int32_t *cu, int B, int N, int Hq, int Hkv, int D, float scale, int rnd, int causal) {
   const int lane = threadIdx.x & 31;
   const size_t task = (size_t)blockIdx.x * ATT_WARPS + (threadIdx.x >> 5);
   if (task >= (size_t)N * (size_t)Hq) return;
   const int t = (int)(task / (size_t)Hq), h = (int)(task % (size_t)Hq);
   const int kh = h / (Hq / Hkv);
-  const int start = cu[seq_of(cu, B, t)];
+  const int sq = seq_of(cu, B, t), start = cu[sq], last = causal ? t : cu[sq + 1] - 1;
   const size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D, qoff = (size_t)t * qs + (size_t)h * D;
   const float *kbase = k + (size_t)kh * D, *vbase = v + (size_t)kh * D;
   float qr[ATT_MAX_PER_LANE], dor[ATT_MAX_PER_LANE], acc[ATT_MAX_PER_LANE];
@@ -118,8 +121,8 @@ __global__ void __launch_bounds__(32 * ATT_WARPS) attention_bwd_dq_kernel(
   const float li = lse[(size_t)t * Hq + h];
 #pragma unroll
   for (int i = 0; i < ATT_MAX_PER_LANE; i++) acc[i] = 0.0f;
-  for (int j0 = start; j0 <= t; j0 += ATT_UNROLL) {
-    const int cnt = min(ATT_UNROLL, t - j0 + 1);
+  for (int j0 = start; j0 <= last; j0 += ATT_UNROLL) {
+    const int cnt = min(ATT_UNROLL, last - j0 + 1);
     float r[2 * ATT_UNROLL]; /* scores then dO.V */
 #pragma unroll
     for (int u = 0; u < ATT_UNROLL; u++) {
@@ -355,19 +358,20 @@ static bool launch_gqa(bool fwd, int D, float *o, float *l_or_delta, const float
   }
 }
 
-/* Partial dk, dv of one (key token j, query head h) over the later tokens of the sequence:
+/* Partial dk, dv of one (key token j, query head h) over the later tokens of the sequence (causal)
+ * or the whole segment:
  * pdk_jh = scale sum_i dS_ij Q_i, pdv_jh = sum_i P_ij dO_i, written to (N, Hq, D) scratch; the
  * reduce below sums the group's heads in head order (deterministic, and Hq/Hkv times more warps
- * than one per kv head). */
+ * than one per kv head). With Hq == Hkv the partials are dk/dv themselves (rnd: rounded). */
 __global__ void __launch_bounds__(32 * ATT_WARPS) attention_bwd_dkv_kernel(
     float *pdk, float *pdv, const float *delta, const float *dout, const float *lse, const float *q, const float *k,
-    const float *v, const int32_t *cu, int B, int N, int Hq, int Hkv, int D, float scale) {
+    const float *v, const int32_t *cu, int B, int N, int Hq, int Hkv, int D, float scale, int rnd, int causal) {
   const int lane = threadIdx.x & 31;
   const size_t task = (size_t)blockIdx.x * ATT_WARPS + (threadIdx.x >> 5);
   if (task >= (size_t)N * (size_t)Hq) return;
   const int j = (int)(task / (size_t)Hq), h = (int)(task % (size_t)Hq);
   const int kh = h / (Hq / Hkv);
-  const int end = cu[seq_of(cu, B, j) + 1];
+  const int sq = seq_of(cu, B, j), first = causal ? j : cu[sq], end = cu[sq + 1];
   const size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D, koff = (size_t)j * ks + (size_t)kh * D;
   float kr[ATT_MAX_PER_LANE], vr[ATT_MAX_PER_LANE], dka[ATT_MAX_PER_LANE], dva[ATT_MAX_PER_LANE];
   load_cols(kr, k + koff, D, lane);
@@ -375,7 +379,7 @@ __global__ void __launch_bounds__(32 * ATT_WARPS) attention_bwd_dkv_kernel(
 #pragma unroll
   for (int i = 0; i < ATT_MAX_PER_LANE; i++) dka[i] = dva[i] = 0.0f;
   const float *qbase = q + (size_t)h * D, *dobase = dout + (size_t)h * D;
-  for (int i0 = j; i0 < end; i0 += ATT_UNROLL) {
+  for (int i0 = first; i0 < end; i0 += ATT_UNROLL) {
     const int cnt = min(ATT_UNROLL, end - i0);
     float r[2 * ATT_UNROLL];
 #pragma unroll
@@ -412,8 +416,8 @@ __global__ void __launch_bounds__(32 * ATT_WARPS) attention_bwd_dkv_kernel(
   for (int x = 0; x < ATT_MAX_PER_LANE; x++) {
     int c = lane + 32 * x;
     if (c < D) {
-      pdk[poff + c] = dka[x];
-      pdv[poff + c] = dva[x];
+      pdk[poff + c] = rnd ? round_bf16(dka[x]) : dka[x];
+      pdv[poff + c] = rnd ? round_bf16(dva[x]) : dva[x];
     }
   }
 }
@@ -448,49 +452,95 @@ static aqs_status check_shape(int Hq, int Hkv, int D, aqs_err *e) {
 static unsigned blocks_for(size_t tasks) { return (unsigned)((tasks + ATT_WARPS - 1) / ATT_WARPS); }
 
 /* ---- launchers ---- */
-extern "C" aqs_status aqs_cuda_attention_fwd(float *d_out, float *d_lse, const float *d_q, const float *d_k,
-                                             const float *d_v, const int32_t *d_cu_seqlens, int B, int N, int Hq,
-                                             int Hkv, int D, int rnd, aqs_err *e) {
+/* Forward of both kinds: tensor-core tiles when BF16 mode and the shape allow, else per-row warps. */
+static aqs_status attention_fwd_any(float *d_out, float *d_lse, const float *d_q, const float *d_k, const float *d_v,
+                                    const int32_t *cu, int B, int max_seqlen, int N, int Hq, int Hkv, int D,
+                                    int rnd, int causal, aqs_err *e) {
   aqs_status st = check_shape(Hq, Hkv, D, e);
   if (st || N <= 0 || B <= 0) return st;
+  const void *const ptrs[8] = {d_out, d_lse, d_q, d_k, d_v, NULL, NULL, NULL};
+  if (rnd && aqs_flash_supported(D, Hq, Hkv, B, max_seqlen, ptrs, 5))
+    return aqs_flash_attention_fwd(d_out, d_lse, d_q, d_k, d_v, cu, B, max_seqlen, Hq, Hkv, D, causal, e);
   float scale = 1.0f / sqrtf((float)D);
   cudaStream_t s = (cudaStream_t)aqs_cuda_stream();
-  unsigned blocks = blocks_for((size_t)N * Hq);
-  if (!launch_gqa(true, D, d_out, d_lse, NULL, NULL, NULL, d_q, d_k, d_v, d_cu_seqlens, B, N, Hq, Hkv, scale, rnd))
-    attention_fwd_kernel<<<blocks, 32 * ATT_WARPS, 0, s>>>(d_out, d_lse, d_q, d_k, d_v, d_cu_seqlens, B, N, Hq, Hkv,
-                                                           D, scale, rnd);
+  if (!causal ||
+      !launch_gqa(true, D, d_out, d_lse, NULL, NULL, NULL, d_q, d_k, d_v, cu, B, N, Hq, Hkv, scale, rnd))
+    attention_fwd_kernel<<<blocks_for((size_t)N * Hq), 32 * ATT_WARPS, 0, s>>>(d_out, d_lse, d_q, d_k, d_v, cu, B,
+                                                                               N, Hq, Hkv, D, scale, rnd, causal);
   AQS_CUDA_LAUNCH_CHECK(e, "attention_fwd_kernel");
   return AQS_OK;
 }
 
-/* Bytes of scratch aqs_cuda_attention_bwd needs: delta (N, Hq) and the dk/dv partials (N, Hq, D). */
+/* Bytes of scratch the backward needs: delta (N, Hq) and the dk/dv partials (N, Hq, D). */
 extern "C" size_t aqs_cuda_attention_bwd_scratch_bytes(int N, int Hq, int D) {
   size_t delta = ((size_t)N * Hq + 63) & ~(size_t)63;
   return (delta + 2 * (size_t)N * Hq * D) * sizeof(float);
 }
 
-extern "C" aqs_status aqs_cuda_attention_bwd(float *d_dq, float *d_dk, float *d_dv, void *d_scratch,
-                                             const float *d_dout, const float *d_out, const float *d_lse,
-                                             const float *d_q, const float *d_k, const float *d_v,
-                                             const int32_t *d_cu_seqlens, int B, int N, int Hq, int Hkv, int D,
-                                             int rnd, aqs_err *e) {
+static aqs_status attention_bwd_any(float *d_dq, float *d_dk, float *d_dv, void *d_scratch, const float *d_dout,
+                                    const float *d_out, const float *d_lse, const float *d_q, const float *d_k,
+                                    const float *d_v, const int32_t *cu, int B, int max_seqlen, int N, int Hq,
+                                    int Hkv, int D, int rnd, int causal, aqs_err *e) {
   aqs_status st = check_shape(Hq, Hkv, D, e);
   if (st || N <= 0 || B <= 0) return st;
+  float *delta = (float *)d_scratch;
+  const void *const ptrs[8] = {d_dq, d_dk, d_dv, d_dout, d_out, d_q, d_k, d_v};
+  if (rnd && aqs_flash_supported(D, Hq, Hkv, B, max_seqlen, ptrs, 8))
+    return aqs_flash_attention_bwd(d_dq, d_dk, d_dv, delta, d_dout, d_out, d_lse, d_q, d_k, d_v, cu, B, max_seqlen,
+                                   N, Hq, Hkv, D, causal, e);
   float scale = 1.0f / sqrtf((float)D);
   cudaStream_t s = (cudaStream_t)aqs_cuda_stream();
-  float *delta = (float *)d_scratch;
-  float *pdk = delta + (((size_t)N * Hq + 63) & ~(size_t)63), *pdv = pdk + (size_t)N * Hq * D;
+  /* one query head per kv head: the partials are the result (no reduce, no partials scratch) */
+  const bool direct = Hq == Hkv;
+  float *pdk = direct ? d_dk : delta + (((size_t)N * Hq + 63) & ~(size_t)63);
+  float *pdv = direct ? d_dv : pdk + (size_t)N * Hq * D;
   unsigned bq = blocks_for((size_t)N * Hq);
-  if (!launch_gqa(false, D, d_dq, delta, d_dout, d_out, d_lse, d_q, d_k, d_v, d_cu_seqlens, B, N, Hq, Hkv, scale,
-                  rnd))
-    attention_bwd_dq_kernel<<<bq, 32 * ATT_WARPS, 0, s>>>(d_dq, delta, d_dout, d_out, d_lse, d_q, d_k, d_v,
-                                                          d_cu_seqlens, B, N, Hq, Hkv, D, scale, rnd);
+  if (!causal || !launch_gqa(false, D, d_dq, delta, d_dout, d_out, d_lse, d_q, d_k, d_v, cu, B, N, Hq, Hkv, scale,
+                             rnd))
+    attention_bwd_dq_kernel<<<bq, 32 * ATT_WARPS, 0, s>>>(d_dq, delta, d_dout, d_out, d_lse, d_q, d_k, d_v, cu, B, N,
+                                                          Hq, Hkv, D, scale, rnd, causal);
   AQS_CUDA_LAUNCH_CHECK(e, "attention_bwd_dq_kernel");
-  attention_bwd_dkv_kernel<<<bq, 32 * ATT_WARPS, 0, s>>>(pdk, pdv, delta, d_dout, d_lse, d_q, d_k, d_v, d_cu_seqlens,
-                                                         B, N, Hq, Hkv, D, scale);
+  attention_bwd_dkv_kernel<<<bq, 32 * ATT_WARPS, 0, s>>>(pdk, pdv, delta, d_dout, d_lse, d_q, d_k, d_v, cu, B, N, Hq,
+                                                         Hkv, D, scale, direct ? rnd : 0, causal);
   AQS_CUDA_LAUNCH_CHECK(e, "attention_bwd_dkv_kernel");
+  if (direct) return AQS_OK;
   size_t total = (size_t)N * Hkv * D;
   attention_bwd_dkv_reduce_kernel<<<grid_for(total, 256), 256, 0, s>>>(d_dk, d_dv, pdk, pdv, N, Hq, Hkv, D, rnd);
   AQS_CUDA_LAUNCH_CHECK(e, "attention_bwd_dkv_reduce_kernel");
   return AQS_OK;
+}
+
+extern "C" aqs_status aqs_cuda_attention_fwd(float *d_out, float *d_lse, const float *d_q, const float *d_k,
+                                             const float *d_v, const int32_t *d_cu_seqlens, int B, int max_seqlen,
+                                             int N, int Hq, int Hkv, int D, int rnd, aqs_err *e) {
+  return attention_fwd_any(d_out, d_lse, d_q, d_k, d_v, d_cu_seqlens, B, max_seqlen, N, Hq, Hkv, D, rnd, 1, e);
+}
+
+extern "C" aqs_status aqs_cuda_attention_bwd(float *d_dq, float *d_dk, float *d_dv, void *d_scratch,
+                                             const float *d_dout, const float *d_out, const float *d_lse,
+                                             const float *d_q, const float *d_k, const float *d_v,
+                                             const int32_t *d_cu_seqlens, int B, int max_seqlen, int N, int Hq,
+                                             int Hkv, int D, int rnd, aqs_err *e) {
+  return attention_bwd_any(d_dq, d_dk, d_dv, d_scratch, d_dout, d_out, d_lse, d_q, d_k, d_v, d_cu_seqlens, B,
+                           max_seqlen, N, Hq, Hkv, D, rnd, 1, e);
+}
+
+extern "C" aqs_status aqs_cuda_attention_full_fwd(float *d_out, float *d_lse, const float *d_q, const float *d_k,
+                                                  const float *d_v, const int32_t *d_cu, int B, int max_seqlen, int N,
+                                                  int H, int D, int rnd, aqs_err *e) {
+  if (N == 0 || H == 0) return AQS_OK;
+  return attention_fwd_any(d_out, d_lse, d_q, d_k, d_v, d_cu, B, max_seqlen, N, H, H, D, rnd, 0, e);
+}
+
+/* Only delta (N, H): with one query head per kv head the backward needs no partials. */
+extern "C" size_t aqs_cuda_attention_full_bwd_scratch_bytes(int N, int H) { return (size_t)N * H * sizeof(float); }
+
+extern "C" aqs_status aqs_cuda_attention_full_bwd(float *d_dq, float *d_dk, float *d_dv, void *d_scratch,
+                                                  const float *d_dout, const float *d_out, const float *d_lse,
+                                                  const float *d_q, const float *d_k, const float *d_v,
+                                                  const int32_t *d_cu, int B, int max_seqlen, int N, int H, int D,
+                                                  int rnd, aqs_err *e) {
+  if (N == 0 || H == 0) return AQS_OK;
+  return attention_bwd_any(d_dq, d_dk, d_dv, d_scratch, d_dout, d_out, d_lse, d_q, d_k, d_v, d_cu, B, max_seqlen, N,
+                           H, H, D, rnd, 0, e);
 }

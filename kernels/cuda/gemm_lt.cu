@@ -218,11 +218,13 @@ extern "C" aqs_status aqs_cuda_gemm_bf16_nn(const uint16_t *d_x, const uint16_t 
 extern "C" aqs_status aqs_cuda_gemm_fp8(const uint8_t *d_xq, const uint8_t *d_wq, float x_scale, float w_scale,
                                         const uint16_t *d_bias, void *d_y, int y_f32, int M, int N, int K,
                                         aqs_err *e) {
-  if (K % 16 != 0 || N % 16 != 0)
+  if (!aqs_cuda_gemm_fp8_shape_ok(N, K))
     return aqs_errf(e, AQS_ERR_UNSUPPORTED, "FP8 GEMM needs K and N multiples of 16 (got N=%d K=%d)", N, K);
   /* The per-tensor scales multiply the F32 accumulator: alpha = x_scale * w_scale. */
   return run_gemm(GEMM_FP8_NT, d_wq, d_xq, x_scale * w_scale, d_bias, d_y, y_f32, 0, M, N, K, e);
 }
+
+extern "C" int aqs_cuda_gemm_fp8_shape_ok(int N, int K) { return K % 16 == 0 && N % 16 == 0; }
 
 extern "C" void aqs_cuda_gemm_plan_stats(aqs_cuda_plan_stats *out) {
   pthread_mutex_lock(&g_plan_lock);

@@ -62,9 +62,12 @@ aqs_status aqs_cuda_gemm_bf16_nn(const uint16_t *d_x, const uint16_t *d_w, void 
                                  int M, int N, int K, aqs_err *e);
 /* Y[M,N] (BF16 or F32) = (x_scale * Xq[M,K]) · (w_scale * Wq[N,K])^T (+ bias BF16), F8 E4M3
  * operands, the product of the two per-tensor scales applied to the F32 accumulator (alpha).
- * K and N must be multiples of 16. */
+ * K and N must be multiples of 16 (aqs_cuda_gemm_fp8_shape_ok); other shapes are AQS_ERR_UNSUPPORTED. */
 aqs_status aqs_cuda_gemm_fp8(const uint8_t *d_xq, const uint8_t *d_wq, float x_scale, float w_scale,
                              const uint16_t *d_bias, void *d_y, int y_f32, int M, int N, int K, aqs_err *e);
+/* 1 when aqs_cuda_gemm_fp8 takes an N x K weight (cuBLASLt's FP8 tensor cores need both multiples
+ * of 16); callers decode other shapes to BF16 instead. */
+int aqs_cuda_gemm_fp8_shape_ok(int N, int K);
 /* The plan cache's counters since the process started (plans are cached per exact shape, at most
  * capacity at once, least recently used replaced; a lookup is one GEMM call). */
 typedef struct aqs_cuda_plan_stats {
@@ -101,29 +104,29 @@ aqs_status aqs_cuda_rmsnorm_bwd(float *d_dx, const float *d_dout, const float *d
 aqs_status aqs_cuda_rope(float *d_x, const int32_t *d_pos, const float *d_inv_freq, int N, int H, int D,
                          const int mrope_section[3], int rnd, int backward, aqs_err *e);
 
-/* ---- attention.cu -------------------------------------------------------------------------- */
-/* Causal GQA over packed sequences (kernels/ops.h attention_fwd/bwd); D <= 256. */
+/* ---- attention.cu (+ attention_flash.cu) --------------------------------------------------- */
+/* Causal GQA over packed sequences (kernels/ops.h attention_fwd/bwd); D <= 256. BF16 mode with
+ * head_dim 64/80/128 runs the tensor-core kernels, otherwise the F32 warp-per-row kernels. */
 aqs_status aqs_cuda_attention_fwd(float *d_out, float *d_lse, const float *d_q, const float *d_k,
-                                  const float *d_v, const int32_t *d_cu_seqlens, int B, int N, int Hq, int Hkv,
-                                  int D, int rnd, aqs_err *e);
+                                  const float *d_v, const int32_t *d_cu_seqlens, int B, int max_seqlen, int N,
+                                  int Hq, int Hkv, int D, int rnd, aqs_err *e);
 /* Scratch bytes for the backward (delta (N, Hq) and per-head dk/dv partials (N, Hq, D)). */
 size_t aqs_cuda_attention_bwd_scratch_bytes(int N, int Hq, int D);
 aqs_status aqs_cuda_attention_bwd(float *d_dq, float *d_dk, float *d_dv, void *d_scratch, const float *d_dout,
                                   const float *d_out, const float *d_lse, const float *d_q, const float *d_k,
-                                  const float *d_v, const int32_t *d_cu_seqlens, int B, int N, int Hq, int Hkv,
-                                  int D, int rnd, aqs_err *e);
-
-/* ---- attention_full.cu (vision tower) ------------------------------------------------------ */
-/* Bidirectional MHA over packed segments (kernels/ops.h attention_full_fwd/bwd); D <= 256. */
+                                  const float *d_v, const int32_t *d_cu_seqlens, int B, int max_seqlen, int N,
+                                  int Hq, int Hkv, int D, int rnd, aqs_err *e);
+/* Bidirectional MHA over packed segments, the vision tower's windows and frames (kernels/ops.h
+ * attention_full_fwd/bwd): the same kernels as above with every token of a segment visible. */
 aqs_status aqs_cuda_attention_full_fwd(float *d_out, float *d_lse, const float *d_q, const float *d_k,
-                                       const float *d_v, const int32_t *d_cu, int B, int N, int H, int D, int rnd,
-                                       aqs_err *e);
+                                       const float *d_v, const int32_t *d_cu, int B, int max_seqlen, int N, int H,
+                                       int D, int rnd, aqs_err *e);
 /* Scratch bytes for the backward (delta (N, H)). */
 size_t aqs_cuda_attention_full_bwd_scratch_bytes(int N, int H);
 aqs_status aqs_cuda_attention_full_bwd(float *d_dq, float *d_dk, float *d_dv, void *d_scratch, const float *d_dout,
                                        const float *d_out, const float *d_lse, const float *d_q, const float *d_k,
-                                       const float *d_v, const int32_t *d_cu, int B, int N, int H, int D, int rnd,
-                                       aqs_err *e);
+                                       const float *d_v, const int32_t *d_cu, int B, int max_seqlen, int N, int H,
+                                       int D, int rnd, aqs_err *e);
 
 /* ---- gather.cu ----------------------------------------------------------------------------- */
 /* scatter == 0: dst row i = src row idx[i]; else dst row idx[i] = src row i (n rows of width). */
@@ -152,6 +155,8 @@ aqs_status aqs_cuda_cross_entropy(float *d_dlogits, const float *d_logits, const
 aqs_status aqs_cuda_log_softmax(float *d_out, const float *d_logits, int N, int V, aqs_err *e);
 aqs_status aqs_cuda_kl_div(const float *d_logp_ref, const float *d_logits, int N, int V, double *d_rows,
                            double *h_kl_sum, aqs_err *e);
+aqs_status aqs_cuda_kl_argmax_rows(const float *d_logp_ref, const float *d_logits, int N, int V,
+                                   double *d_rows, double *h_row_kl, int32_t *h_argmax, aqs_err *e);
 
 /* ---- reduce.cu ----------------------------------------------------------------------------- */
 /* Bytes of device scratch the two reductions below need. */

@@ -250,16 +250,19 @@ static void c_linear_fp8(aqs_backend *be, float *y, const uint8_t *xq, float x_s
   invalidate_split(be);
   if (N <= 0 || M <= 0) return;
   size_t yn = (size_t)N * (size_t)M;
-  if (rnd_of(be)) {
+  if (rnd_of(be) && aqs_cuda_gemm_fp8_shape_ok(M, K)) {
     uint16_t *yb = bf16_out_scratch(be, yn);
     if (!yb) return;
     NOTE(aqs_cuda_gemm_fp8(xq, wq, x_scale, w_scale, bias, yb, 0, N, M, K, &err_));
     NOTE(aqs_cuda_cast_bf16_to_f32(y, yb, yn, &err_));
     return;
   }
-  /* F32 mode (the reference): Hopper's FP8 tensor cores do not accumulate in full F32 (about
-   * 2^-11 relative error), so decode the codes to BF16 (exact) and run a BF16 GEMM, whose
-   * products are exact and accumulation F32, with alpha = x_scale * w_scale as the CPU twin. */
+  /* F32 mode (the reference), and BF16 mode on shapes the FP8 tensor cores refuse (in or out
+   * features not a multiple of 16: the vision MLP's 172 / 3420, the patch embedding's 1176):
+   * decode the codes to BF16 (exact) and run a BF16 GEMM, whose products are exact and
+   * accumulation F32, with alpha = x_scale * w_scale as the CPU twin; BF16 mode then rounds once
+   * after the bias, as the FP8 GEMM's BF16 output does. (Hopper's FP8 tensor cores do not
+   * accumulate in full F32, about 2^-11 relative, so F32 mode always takes this path.) */
   cuda_state *s = state_of(be);
   size_t xn = (size_t)N * (size_t)K, wn = (size_t)M * (size_t)K, w_off = (xn + 127) & ~(size_t)127;
   aqs_err err;
@@ -271,7 +274,7 @@ static void c_linear_fp8(aqs_backend *be, float *y, const uint8_t *xq, float x_s
   NOTE(aqs_cuda_fp8_to_bf16(xb, xq, xn, &err_));
   NOTE(aqs_cuda_fp8_to_bf16(wb, wq, wn, &err_));
   NOTE(aqs_cuda_gemm_bf16_alpha(xb, wb, x_scale * w_scale, y, N, M, K, &err_));
-  NOTE(aqs_cuda_bias_round(y, bias, N, M, 0, &err_));
+  NOTE(aqs_cuda_bias_round(y, bias, N, M, rnd_of(be), &err_));
 }
 
 static void c_dequantize_fp8(aqs_backend *be, float *out, const uint8_t *q, size_t n, float scale) {
@@ -326,22 +329,20 @@ static void c_rope_bwd(aqs_backend *be, float *dx, const int32_t *pos, int N, in
 static void c_attention_fwd(aqs_backend *be, float *out, float *lse, const float *q, const float *k, const float *v,
                             const int32_t *cu_seqlens, int B, int max_seqlen, int N, int Hq, int Hkv, int D) {
   invalidate_split(be);
-  (void)max_seqlen;
-  NOTE(aqs_cuda_attention_fwd(out, lse, q, k, v, cu_seqlens, B, N, Hq, Hkv, D, rnd_of(be), &err_));
+  NOTE(aqs_cuda_attention_fwd(out, lse, q, k, v, cu_seqlens, B, max_seqlen, N, Hq, Hkv, D, rnd_of(be), &err_));
 }
 static void c_attention_bwd(aqs_backend *be, float *dq, float *dk, float *dv, const float *dout, const float *out,
                             const float *lse, const float *q, const float *k, const float *v,
                             const int32_t *cu_seqlens, int B, int max_seqlen, int N, int Hq, int Hkv, int D) {
   invalidate_split(be);
-  (void)max_seqlen;
   cuda_state *s = state_of(be);
   aqs_err err;
   aqs_status st = grow(&s->scratch2, &s->scratch2_bytes, aqs_cuda_attention_bwd_scratch_bytes(N, Hq, D),
                        "the attention backward scratch (reduce the tokens per step)", &err);
   note(be, st, &err);
   if (st) return;
-  NOTE(aqs_cuda_attention_bwd(dq, dk, dv, s->scratch2, dout, out, lse, q, k, v, cu_seqlens, B, N, Hq, Hkv,
-                              D, rnd_of(be), &err_));
+  NOTE(aqs_cuda_attention_bwd(dq, dk, dv, s->scratch2, dout, out, lse, q, k, v, cu_seqlens, B, max_seqlen, N,
+                              Hq, Hkv, D, rnd_of(be), &err_));
 }
 
 /* ---- SwiGLU ---- */
@@ -384,22 +385,20 @@ static void c_attention_full_fwd(aqs_backend *be, float *out, float *lse, const 
                                  const float *v, const int32_t *cu_seqlens, int B, int max_seqlen, int N, int H,
                                  int D) {
   invalidate_split(be);
-  (void)max_seqlen;
-  NOTE(aqs_cuda_attention_full_fwd(out, lse, q, k, v, cu_seqlens, B, N, H, D, rnd_of(be), &err_));
+  NOTE(aqs_cuda_attention_full_fwd(out, lse, q, k, v, cu_seqlens, B, max_seqlen, N, H, D, rnd_of(be), &err_));
 }
 static void c_attention_full_bwd(aqs_backend *be, float *dq, float *dk, float *dv, const float *dout,
                                  const float *out, const float *lse, const float *q, const float *k, const float *v,
                                  const int32_t *cu_seqlens, int B, int max_seqlen, int N, int H, int D) {
   invalidate_split(be);
-  (void)max_seqlen;
   cuda_state *s = state_of(be);
   aqs_err err;
   aqs_status st = grow(&s->scratch2, &s->scratch2_bytes, aqs_cuda_attention_full_bwd_scratch_bytes(N, H),
                        "the vision attention backward scratch (reduce the images per step)", &err);
   note(be, st, &err);
   if (st) return;
-  NOTE(aqs_cuda_attention_full_bwd(dq, dk, dv, s->scratch2, dout, out, lse, q, k, v, cu_seqlens, B, N, H, D,
-                                   rnd_of(be), &err_));
+  NOTE(aqs_cuda_attention_full_bwd(dq, dk, dv, s->scratch2, dout, out, lse, q, k, v, cu_seqlens, B, max_seqlen,
+                                   N, H, D, rnd_of(be), &err_));
 }
 
 /* ---- losses ---- */
@@ -426,6 +425,11 @@ static void c_kl_div(aqs_backend *be, const float *logp_ref, const float *logits
   *kl_sum_host = NAN;
   double *rows = rows_scratch(be, N);
   if (rows) NOTE(aqs_cuda_kl_div(logp_ref, logits, N, V, rows, kl_sum_host, &err_));
+}
+static void c_kl_argmax_rows(aqs_backend *be, const float *logp_ref, const float *logits, int N, int V,
+                             double *row_kl_host, int32_t *argmax_host) {
+  double *rows = rows_scratch(be, 2 * N);
+  if (rows) NOTE(aqs_cuda_kl_argmax_rows(logp_ref, logits, N, V, rows, row_kl_host, argmax_host, &err_));
 }
 
 /* ---- reductions ---- */
@@ -509,6 +513,7 @@ static const aqs_ops aqs_cuda_ops = {
   .cross_entropy = c_cross_entropy,
   .log_softmax = c_log_softmax,
   .kl_div = c_kl_div,
+  .kl_argmax_rows = c_kl_argmax_rows,
   .amax_f32 = c_amax_f32,
   .amax_f32_async = c_amax_f32_async,
   .amax_bf16 = c_amax_bf16,

@@ -11,27 +11,7 @@
 
 #include "engine/compute/vlm.h"
 #include "kernels/backend.h"
-
-static void *slurp(const char *dir, const char *name, size_t *n_bytes) {
-  char path[4096];
-  snprintf(path, sizeof path, "%s/%s", dir, name);
-  FILE *f = fopen(path, "rb");
-  if (!f) {
-    fprintf(stderr, "vlm_dump: cannot open %s\n", path);
-    exit(1);
-  }
-  fseek(f, 0, SEEK_END);
-  long n = ftell(f);
-  fseek(f, 0, SEEK_SET);
-  void *p = malloc((size_t)n + 4);
-  if (!p || fread(p, 1, (size_t)n, f) != (size_t)n) {
-    fprintf(stderr, "vlm_dump: cannot read %s\n", path);
-    exit(1);
-  }
-  fclose(f);
-  *n_bytes = (size_t)n;
-  return p;
-}
+#include "vlm_chunk_files.h"
 
 static void check(aqs_status st, const aqs_err *e, const char *what) {
   if (st == AQS_OK) return;
@@ -62,20 +42,8 @@ int main(int argc, char **argv) {
   check(aqs_backend_open(argv[4], prec, &be, &e), &e, "backend");
   aqs_vlm *m;
   check(aqs_vlm_load(be, model, &m, &e), &e, "load");
-  size_t nb;
   aqs_calib_chunk c;
-  memset(&c, 0, sizeof c);
-  c.seq_lens = slurp(in, "lens.i32", &nb);
-  c.n_seqs = (int32_t)(nb / 4);
-  c.token_ids = slurp(in, "ids.i32", &nb);
-  c.n_tokens = (int64_t)(nb / 4);
-  c.image_grid_thw = slurp(in, "grid.i32", &nb);
-  c.n_images = (int32_t)(nb / 12);
-  c.image_seq = slurp(in, "img_seq.i32", &nb);
-  c.image_token_start = slurp(in, "img_start.i32", &nb);
-  c.pixel_patches = slurp(in, "patches.f32", &nb);
-  c.patch_dim = AQS_CALIB_PATCH_DIM;
-  c.n_patches = (int64_t)(nb / 4 / AQS_CALIB_PATCH_DIM);
+  vlm_chunk_files_read(in, &c);
   /* logits of the plain forward */
   aqs_vlm_batch b;
   check(aqs_vlm_batch_of_chunk(m, &c, 0, &b, &e), &e, "batch");
@@ -148,12 +116,7 @@ int main(int argc, char **argv) {
   aqs_scores_free(&s);
   aqs_amax_free(&t);
   free(logits);
-  free((void *)c.seq_lens);
-  free((void *)c.token_ids);
-  free((void *)c.image_grid_thw);
-  free((void *)c.image_seq);
-  free((void *)c.image_token_start);
-  free((void *)c.pixel_patches);
+  vlm_chunk_files_free(&c);
   aqs_vlm_free(m);
   aqs_backend_close(be);
   return 0;

@@ -9,7 +9,9 @@ Qwen2_5_VLForConditionalGeneration on the same inputs, and compares:
     <|image_pad|>, as the processor returns it; without it 5.x positions the image rows
     otherwise, reported as logits_f32_without_mm_token_type_ids_by_region);
   - logits with images, relative to the logit scale (max |logit|), F32 and BF16, by region;
-  - the input amax of every vision linear (F32), relative difference;
+  - the input amax of every vision linear (F32), relative difference in forward order and the
+    first module that differs, with torch's TF32 defaults and with TF32 off (every other F32
+    comparison runs with TF32 off);
   - all_layers gradient scores (ModelOpt AutoQuantize form, torch hooks with fake quant through
     float8_e4m3fn casts and our amax table; loss = mean CE over text targets, as ours):
     Spearman rank correlation over groups.
@@ -32,11 +34,14 @@ GRIDS = [(1, 6, 10), (1, 22, 34)]   # patches: partial windows both ways, a larg
 TEXT = [(5, 7), (3, 10)]            # text tokens before / after each image
 
 
-def make_inputs(cfg, work):
-    r = random.Random(11)
+def write_chunk(cfg, d, grids, texts, seed=11):
+    """One image+text chunk as vlm_dump / vlm_bench read it (tests/bench/vlm_chunk_files.h), a
+    sequence per image: `pre` text tokens, <|vision_start|>, the image pads, <|vision_end|>, `post`
+    text tokens (random ids below 1500), random normalized pixels. Returns (seqs, patches)."""
+    r = random.Random(seed)
     m = cfg["vision_config"]["spatial_merge_size"]
     seqs, img_start, patches = [], [], []
-    for (t, h, w), (pre, post) in zip(GRIDS, TEXT):
+    for (t, h, w), (pre, post) in zip(grids, texts):
         n = t * (h // m) * (w // m)
         ids = [r.randrange(0, 1500) for _ in range(pre)] + [cfg["vision_start_token_id"]]
         img_start.append(len(ids))
@@ -45,16 +50,22 @@ def make_inputs(cfg, work):
         seqs.append(ids)
         g = torch.Generator().manual_seed(len(patches) + 3)
         patches.append(torch.randn(t * h * w, 1176, generator=g) * 0.8)
-    d = os.path.join(work, "in")
     os.makedirs(d, exist_ok=True)
+
     def put(name, vals, dtype):
         torch.tensor(vals, dtype=dtype).numpy().tofile(os.path.join(d, name))
     put("lens.i32", [len(s) for s in seqs], torch.int32)
     put("ids.i32", [i for s in seqs for i in s], torch.int32)
-    put("grid.i32", [v for g in GRIDS for v in g], torch.int32)
+    put("grid.i32", [v for g in grids for v in g], torch.int32)
     put("img_seq.i32", list(range(len(seqs))), torch.int32)
     put("img_start.i32", img_start, torch.int32)
     torch.cat(patches).float().numpy().tofile(os.path.join(d, "patches.f32"))
+    return seqs, patches
+
+
+def make_inputs(cfg, work):
+    d = os.path.join(work, "in")
+    seqs, patches = write_chunk(cfg, d, GRIDS, TEXT)
     return seqs, patches, d
 
 
@@ -133,6 +144,31 @@ def vision_amax(model, seqs, patches, image_token_id):
     return amax
 
 
+def set_tf32(on):
+    """torch's TF32 switches: cuDNN convolutions (the patch embedding's Conv3d) default to TF32,
+    cuBLAS F32 matmuls not; both off makes every F32 op of the reference full F32."""
+    torch.backends.cuda.matmul.allow_tf32 = on
+    torch.backends.cudnn.allow_tf32 = on
+
+
+def amax_report(hf_am, our_amax):
+    """Relative differences per vision linear in forward order, and the first module that differs."""
+    rel = {k: abs(hf_am[k] - our_amax[k]["input_amax"]) / hf_am[k] for k in hf_am if k in our_amax}
+    first = next((k for k, v in rel.items() if v > 0), None)
+    first_1e5 = next((k for k, v in rel.items() if v > 1e-5), None)
+    return {"n": len(rel), "max_rel": max(rel.values()), "exact": sum(1 for v in rel.values() if v == 0.0),
+            "first_differing": first, "first_over_1e-5": first_1e5, "per_module": rel}
+
+
+def vision_out(model, patches, dtype):
+    outs = []
+    with torch.no_grad():
+        for px, g in zip(patches, GRIDS):
+            o = model.model.visual(px.cuda().to(dtype), grid_thw=torch.tensor([g], device="cuda"))
+            outs.append(o.pooler_output if hasattr(o, "pooler_output") else o)
+    return torch.cat(outs).float().cpu()
+
+
 def gradient_scores(model, cfg, seqs, patches, amax):
     mods = {}
     for name, mod in model.named_modules():
@@ -192,10 +228,30 @@ def main():
         os.makedirs(od, exist_ok=True)
         subprocess.run([a.dump, mdir, ind, od, "cuda", prec], check=True)
         ours[prec] = od
+    # our CPU backend too (F32): which side a residual comes from
+    ours["cpu_f32"] = os.path.join(a.work, "out_cpu_f32")
+    os.makedirs(ours["cpu_f32"], exist_ok=True)
+    subprocess.run([a.dump, mdir, ind, ours["cpu_f32"], "cpu", "f32"], check=True)
     V = cfg.get("text_config", cfg)["vocab_size"]
+    res["tf32_defaults"] = {"cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
+                            "cudnn.allow_tf32": torch.backends.cudnn.allow_tf32}
     for prec, dtype in (("f32", torch.float32), ("bf16", torch.bfloat16)):
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
             mdir, dtype=dtype, attn_implementation="sdpa").cuda().eval()
+        if prec == "f32":
+            # torch's defaults first (what the earlier figures used), then every F32 comparison
+            # below with TF32 off
+            our_amax = {short(k): v for k, v in json.load(open(os.path.join(ours[prec], "amax.json")))["modules"].items()}
+            vis_tf32 = vision_out(model, patches, dtype)
+            vis_mine0 = torch.from_numpy(__import__("numpy").fromfile(os.path.join(ours[prec], "vision.f32"),
+                                                                      dtype="float32")).reshape(vis_tf32.shape)
+            res["vision_out_f32_tf32_default"] = {
+                "max_rel": (vis_tf32 - vis_mine0).abs().max().item() / vis_tf32.abs().max().item()}
+            res["vision_amax_f32_tf32_default"] = amax_report(
+                vision_amax(model, seqs, patches, cfg["image_token_id"]), our_amax)
+            print("amax, torch TF32 defaults", {k: v for k, v in res["vision_amax_f32_tf32_default"].items()
+                                                 if k != "per_module"}, flush=True)
+            set_tf32(False)
         ref = hf_logits(model, seqs, patches, cfg["image_token_id"])
         mine = torch.from_numpy(__import__("numpy").fromfile(os.path.join(ours[prec], "logits.f32"),
                                                               dtype="float32")).reshape(-1, V)
@@ -209,11 +265,7 @@ def main():
                                    .logits[0].float().cpu() for ids, px, g in zip(seqs, patches, GRIDS)])
             res["logits_f32_without_mm_token_type_ids_by_region"] = region_err(plain, mine, seqs, cfg["image_token_id"])
             print("without mm_token_type_ids", res["logits_f32_without_mm_token_type_ids_by_region"], flush=True)
-        with torch.no_grad():
-            vis_ref = torch.cat([model.model.visual(px.cuda().to(dtype), grid_thw=torch.tensor([g], device="cuda"))
-                                 if not hasattr(model.model.visual(px.cuda().to(dtype), grid_thw=torch.tensor([g], device="cuda")), "pooler_output")
-                                 else model.model.visual(px.cuda().to(dtype), grid_thw=torch.tensor([g], device="cuda")).pooler_output
-                                 for px, g in zip(patches, GRIDS)]).float().cpu()
+        vis_ref = vision_out(model, patches, dtype)
         vis_mine = torch.from_numpy(__import__("numpy").fromfile(os.path.join(ours[prec], "vision.f32"),
                                                                  dtype="float32")).reshape(vis_ref.shape)
         # positions: transformers' get_rope_index against ours, and logits with our positions
@@ -246,13 +298,18 @@ def main():
                                  "top1_agreement": (ref.argmax(-1) == mine.argmax(-1)).float().mean().item()}
         print(prec, res["logits_" + prec], flush=True)
         if prec == "f32":
-            our_amax = {short(k): v for k, v in json.load(open(os.path.join(ours[prec], "amax.json")))["modules"].items()}
             hf_am = vision_amax(model, seqs, patches, cfg["image_token_id"])
-            rel = {k: abs(hf_am[k] - our_amax[k]["input_amax"]) / hf_am[k] for k in hf_am if k in our_amax}
-            res["vision_amax_f32"] = {"n": len(rel), "max_rel": max(rel.values()),
-                                      "exact": sum(1 for v in rel.values() if v == 0.0),
-                                      "per_module": rel}
-            print("amax", res["vision_amax_f32"], flush=True)
+            res["vision_amax_f32"] = amax_report(hf_am, our_amax)
+            print("amax, TF32 off", res["vision_amax_f32"], flush=True)
+            cpu_amax = {short(k): v for k, v in
+                        json.load(open(os.path.join(ours["cpu_f32"], "amax.json")))["modules"].items()}
+            res["vision_amax_f32_ours_cpu"] = amax_report(hf_am, cpu_amax)
+            res["vision_amax_f32_ours_cpu_vs_cuda"] = amax_report(
+                {k: v["input_amax"] for k, v in cpu_amax.items() if k in hf_am}, our_amax)
+            print("amax, ours on the CPU", {k: v for k, v in res["vision_amax_f32_ours_cpu"].items()
+                                             if k != "per_module"},
+                  "cpu vs cuda", {k: v for k, v in res["vision_amax_f32_ours_cpu_vs_cuda"].items()
+                                  if k != "per_module"}, flush=True)
             sc = json.load(open(os.path.join(ours[prec], "scores.json")))
             mod_scores = gradient_scores(model, cfg, seqs, patches, our_amax)
             ids, a_ref, b_ours = [], [], []
@@ -266,6 +323,8 @@ def main():
                                       "top_ours": ids[max(range(len(ids)), key=lambda i: b_ours[i])]}
             print("scores", res["gradient_groups"], flush=True)
         del model
+        torch.backends.cuda.matmul.allow_tf32 = res["tf32_defaults"]["cuda.matmul.allow_tf32"]
+        torch.backends.cudnn.allow_tf32 = res["tf32_defaults"]["cudnn.allow_tf32"]
         torch.cuda.empty_cache()
     if a.json:
         json.dump(res, open(a.json, "w"), indent=1)

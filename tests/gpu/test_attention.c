@@ -1,6 +1,7 @@
 /* tests/gpu/test_attention.c: CUDA causal GQA attention over packed variable-length sequences
- * (forward + log-sum-exp, backward dq/dk/dv) against the CPU twin, F32 and BF16 modes; sequences
- * of length 1, odd and longer than a warp; determinism of the backward (same bits twice). */
+ * (forward + log-sum-exp, backward dq/dk/dv) against the CPU twin, F32 and BF16 modes (BF16: the
+ * tensor-core tiles of attention_flash.cu); sequences of length 1, odd, on and around the 64-token
+ * tile edges and up to 512, mixed in one batch; determinism of the backward (same bits twice). */
 #include "gpu_util.h"
 
 typedef struct att_case {
@@ -84,6 +85,9 @@ static void test_attention_f32(void **state) {
   /* group 3 and head_dim 192: the per-head kernels (no GQA-shared instantiation) */
   att_case d = {2, {50, 20}, 6, 2, 192};
   run_attention(AQS_PREC_F32, &d);
+  /* caption-like and tile-edge lengths mixed in one packed batch */
+  att_case e = {8, {1, 7, 63, 64, 65, 500, 511, 512}, 4, 2, 64};
+  run_attention(AQS_PREC_F32, &e);
 }
 
 static void test_attention_bf16(void **state) {
@@ -91,6 +95,17 @@ static void test_attention_bf16(void **state) {
   rng_seed(32);
   att_case a = {4, {1, 7, 33, 64}, 16, 2, 128};
   run_attention(AQS_PREC_BF16, &a);
+  /* the tensor-core tiles (64 queries x 64/32 keys): lengths on, below and above tile edges, one
+   * packed batch; the 3b model's 16:2 heads of 128 */
+  att_case b = {8, {1, 7, 63, 64, 65, 500, 511, 512}, 16, 2, 128};
+  run_attention(AQS_PREC_BF16, &b);
+  /* head_dim 64 and 80, group 1 and 4; head_dim 192 (no tile instantiation: per-row kernels) */
+  att_case c = {5, {130, 1, 64, 33, 97}, 4, 4, 64};
+  run_attention(AQS_PREC_BF16, &c);
+  att_case d = {3, {200, 17, 65}, 8, 2, 80};
+  run_attention(AQS_PREC_BF16, &d);
+  att_case f = {2, {50, 20}, 6, 2, 192};
+  run_attention(AQS_PREC_BF16, &f);
 }
 
 /* A head_dim the kernel does not support is reported at sync, not silently wrong. */

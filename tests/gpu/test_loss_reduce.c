@@ -1,5 +1,5 @@
 /* tests/gpu/test_loss_reduce.c: CUDA cross-entropy (loss + gradient, ignored rows, in place),
- * log-softmax, KL divergence, amax (sync and async; NaN/Inf propagation) and the AutoQuantize gradient score
+ * log-softmax, KL divergence, eval's per-row KL + argmax, amax (sync and async; NaN/Inf propagation) and the AutoQuantize gradient score
  * (clamp at +-1e10) against the CPU twins; the sums are the same bits on repeated runs. */
 #include "gpu_util.h"
 
@@ -66,6 +66,56 @@ static void test_log_softmax_kl(void **state) {
   /* log_softmax in place */
   FOR_BOTH { be->ops->log_softmax(be, P(ref), P(ref), N, V); }
   compare_f32("log_softmax in place", &ref, (size_t)N * V, 1e-6);
+  mirror_free(&ref);
+  mirror_free(&logits);
+  mirror_free(&logp);
+}
+
+/* kl_argmax_rows: per-row KL as kl_div's terms (their sum is kl_div's, same bits on each side),
+ * argmax the first index of the row maximum (ties and a -inf row included), identical on both. */
+static void test_kl_argmax_rows(void **state) {
+  (void)state;
+  gpu_set_precision(AQS_PREC_F32);
+  rng_seed(57);
+  const int N = 41, V = 151936 / 4;
+  mirror ref = mirror_random_f32((size_t)N * V, 2.0f, 0), logits = mirror_random_f32((size_t)N * V, 2.0f, 0);
+  mirror logp = mirror_new(NULL, (size_t)N * V * 4);
+  float big = 50.0f, *minf_row = malloc((size_t)V * sizeof(float));
+  for (int v = 0; v < V; v++) minf_row[v] = -INFINITY;
+  FOR_BOTH {
+    be->ops->log_softmax(be, P(logp), P(ref), N, V);
+    /* row 3: a tie at 7 and 9000 (7 wins); row 4: the max in the last column; row 5: all -inf */
+    be->ops->copy_h2d(be, (float *)P(logits) + 3 * (size_t)V + 9000, &big, 4);
+    be->ops->copy_h2d(be, (float *)P(logits) + 3 * (size_t)V + 7, &big, 4);
+    be->ops->copy_h2d(be, (float *)P(logits) + 4 * (size_t)V + V - 1, &big, 4);
+    be->ops->copy_h2d(be, (float *)P(logits) + 5 * (size_t)V, minf_row, (size_t)V * sizeof(float));
+  }
+  free(minf_row);
+  double *kl[2], sum[2];
+  int32_t *am[2];
+  for (int side = 0; side < 2; side++) {
+    kl[side] = malloc((size_t)N * sizeof(double));
+    am[side] = malloc((size_t)N * sizeof(int32_t));
+  }
+  const int M = 5; /* rows 0..4 (row 5 has no finite logit: its KL is not a number) */
+  FOR_BOTH {
+    be->ops->kl_argmax_rows(be, P(logp), P(logits), N, V, kl[side], am[side]);
+    be->ops->kl_div(be, P(logp), P(logits), M, V, &sum[side]);
+    double row_sum = 0.0;
+    for (int r = 0; r < M; r++) row_sum += kl[side][r];
+    compare_scalar("kl_argmax_rows sum vs kl_div (same side)", sum[side], row_sum, 1e-12);
+  }
+  for (int r = 0; r < N; r++)
+    if (r != 5) compare_scalar("kl_argmax_rows row KL", kl[0][r], kl[1][r], 1e-5);
+  assert_memory_equal(am[0], am[1], (size_t)N * sizeof(int32_t));
+  assert_int_equal(am[1][3], 7);
+  assert_int_equal(am[1][4], V - 1);
+  assert_int_equal(am[1][5], 0);
+  printf("kl_argmax_rows: %d rows, argmax identical, row KL within 1e-5\n", N);
+  for (int side = 0; side < 2; side++) {
+    free(kl[side]);
+    free(am[side]);
+  }
   mirror_free(&ref);
   mirror_free(&logits);
   mirror_free(&logp);
@@ -156,6 +206,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_cross_entropy),
       cmocka_unit_test(test_log_softmax_kl),
+      cmocka_unit_test(test_kl_argmax_rows),
       cmocka_unit_test(test_amax),
       cmocka_unit_test(test_grad_score),
   };

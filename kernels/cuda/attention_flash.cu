@@ -1,0 +1,506 @@
+/* kernels/cuda/attention_flash.cu: tiled (flash-style) attention on tensor cores for BF16 mode, shared
+ * by the causal GQA attention of the language model and the vision tower's bidirectional windows.
+ * Q/K/V/dO tiles are staged in shared memory as BF16 (exact: BF16 mode hands attention BF16 values);
+ * scores, softmax, log-sum-exp and every accumulation stay F32 (mma.sync m16n8k16, F32 accumulate);
+ * probabilities and dS are rounded to BF16 as operands of the second product, as sdpa on bf16 does.
+ * Each output element is written by one block in a fixed order: same bits on every run. */
+#include <cuda_bf16.h>
+
+#include "kernels/cuda/attention_flash.cuh"
+
+#define FL_THREADS 128 /* 4 warps, 16 rows each */
+#define FL_LOG2E 1.4426950408889634f
+
+typedef __nv_bfloat16 bf16;
+
+/* c += a (16x16, row-major fragment) * b (16x8, column fragment), BF16 in, F32 accumulate. */
+__device__ __forceinline__ void mma16816(float (&c)[4], const uint32_t (&a)[4], uint32_t b0, uint32_t b1) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  __trap(); /* never launched: aqs_flash_supported checks the built architecture */
+#else
+  asm volatile(
+      "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+      "{%0,%1,%2,%3};\n"
+      : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+      : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+#endif
+}
+
+/* Two F32 -> one register of two BF16 (lo in the low half: the lower column of the fragment). */
+__device__ __forceinline__ uint32_t pack2(float lo, float hi) {
+  __nv_bfloat162 v = __floats2bfloat162_rn(lo, hi);
+  return *reinterpret_cast<uint32_t *>(&v);
+}
+
+__device__ __forceinline__ uint32_t ld32(const bf16 *p) { return *reinterpret_cast<const uint32_t *>(p); }
+
+/* A fragment (16 rows x 16 k) of a row-major tile X[row][k] with row stride ld (elements). */
+__device__ __forceinline__ void frag_a(uint32_t (&a)[4], const bf16 *x, int ld, int row0, int k0, int lane) {
+  const int g = lane >> 2, t2 = (lane & 3) * 2;
+  const bf16 *p = x + (size_t)(row0 + g) * ld + k0 + t2;
+  a[0] = ld32(p);
+  a[1] = ld32(p + 8 * ld);
+  a[2] = ld32(p + 8);
+  a[3] = ld32(p + 8 * ld + 8);
+}
+
+/* B fragment (16 k x 8 n) from a tile stored n-major, Y[n][k] (e.g. K[key][d] for Q K^T). */
+__device__ __forceinline__ void frag_b(uint32_t &b0, uint32_t &b1, const bf16 *y, int ld, int n0, int k0, int lane) {
+  const bf16 *p = y + (size_t)(n0 + (lane >> 2)) * ld + k0 + (lane & 3) * 2;
+  b0 = ld32(p);
+  b1 = ld32(p + 8);
+}
+
+/* A fragment for keys [16kk, 16kk+16) from the accumulators of two adjacent 8-column score tiles. */
+__device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&c0)[4], const float (&c1)[4]) {
+  a[0] = pack2(c0[0], c0[1]);
+  a[1] = pack2(c0[2], c0[3]);
+  a[2] = pack2(c1[0], c1[1]);
+  a[3] = pack2(c1[2], c1[3]);
+}
+
+/* rows x D of F32 rows (row r at src + r*stride, 16-byte aligned) -> BF16 tile dst[r][c] (stride ld);
+ * rows >= valid are zero. T: dst is transposed, dst[c][r] with stride ld. */
+template <int D, bool T>
+__device__ __forceinline__ void stage(bf16 *dst, int ld, const float *src, size_t stride, int rows, int valid) {
+  constexpr int C4 = D / 4;
+  for (int i = threadIdx.x; i < rows * C4; i += FL_THREADS) {
+    const int r = i / C4, c = (i % C4) * 4;
+    float4 f = make_float4(0.f, 0.f, 0.f, 0.f);
+    if (r < valid) f = *reinterpret_cast<const float4 *>(src + (size_t)r * stride + c);
+    if (T) {
+      dst[(size_t)(c + 0) * ld + r] = __float2bfloat16_rn(f.x);
+      dst[(size_t)(c + 1) * ld + r] = __float2bfloat16_rn(f.y);
+      dst[(size_t)(c + 2) * ld + r] = __float2bfloat16_rn(f.z);
+      dst[(size_t)(c + 3) * ld + r] = __float2bfloat16_rn(f.w);
+    } else {
+      uint2 u = make_uint2(pack2(f.x, f.y), pack2(f.z, f.w));
+      *reinterpret_cast<uint2 *>(dst + (size_t)r * ld + c) = u;
+    }
+  }
+}
+
+/* ---- forward: block = 64 queries of one sequence and one query head; key tiles of 64 ---- */
+template <int D, bool CAUSAL>
+__global__ void __launch_bounds__(FL_THREADS) flash_fwd_kernel(float *out, float *lse, const float *q, const float *k,
+                                                               const float *v, const int32_t *cu, int Hq, int Hkv,
+                                                               float scale) {
+  constexpr int BM = 64, BN = 64, LD = D + 8, LDT = BN + 8, KS = D / 16, NT = D / 8, ST = BN / 8;
+  extern __shared__ uint4 fl_smem[];
+  bf16 *Qs = reinterpret_cast<bf16 *>(fl_smem), *Ks = Qs + BM * LD, *Vt = Ks + BN * LD;
+  const int s = blockIdx.z, h = blockIdx.y;
+  const int start = cu[s], len = cu[s + 1] - start;
+  const int q0 = (gridDim.x - 1 - blockIdx.x) * BM; /* longest causal rows first */
+  if (q0 >= len) return;
+  const int kh = h / (Hq / Hkv), warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
+  stage<D, false>(Qs, LD, q + (size_t)(start + q0) * qs + (size_t)h * D, qs, BM, min(BM, len - q0));
+  __syncthreads();
+  uint32_t qf[KS][4];
+#pragma unroll
+  for (int kk = 0; kk < KS; kk++) frag_a(qf[kk], Qs, LD, warp * 16, kk * 16, lane);
+  const int g = lane >> 2, t2 = (lane & 3) * 2;
+  const int row0 = q0 + warp * 16 + g, row1 = row0 + 8; /* this thread's two query rows */
+  const float sl2 = scale * FL_LOG2E;
+  float o[NT][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
+#pragma unroll
+  for (int nt = 0; nt < NT; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.f;
+  const int kend = CAUSAL ? min(len, q0 + BM) : len;
+  const float *kb = k + (size_t)start * ks + (size_t)kh * D, *vb = v + (size_t)start * ks + (size_t)kh * D;
+  for (int k0 = 0; k0 < kend; k0 += BN) {
+    __syncthreads(); /* the previous tile is consumed */
+    stage<D, false>(Ks, LD, kb + (size_t)k0 * ks, ks, BN, min(BN, len - k0));
+    stage<D, true>(Vt, LDT, vb + (size_t)k0 * ks, ks, BN, min(BN, len - k0));
+    __syncthreads();
+    float sc[ST][4];
+#pragma unroll
+    for (int nt = 0; nt < ST; nt++) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < KS; kk++)
+#pragma unroll
+      for (int nt = 0; nt < ST; nt++) {
+        uint32_t b0, b1;
+        frag_b(b0, b1, Ks, LD, nt * 8, kk * 16, lane);
+        mma16816(sc[nt], qf[kk], b0, b1);
+      }
+    float mx[2] = {-INFINITY, -INFINITY};
+#pragma unroll
+    for (int nt = 0; nt < ST; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int col = k0 + nt * 8 + t2 + (e & 1), row = e < 2 ? row0 : row1;
+        const bool ok = col < len && (!CAUSAL || col <= row);
+        sc[nt][e] = ok ? sc[nt][e] * sl2 : -INFINITY;
+        mx[e >> 1] = fmaxf(mx[e >> 1], sc[nt][e]);
+      }
+    float corr[2], ms[2];
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 1));
+      mx[r] = fmaxf(mx[r], __shfl_xor_sync(0xffffffffu, mx[r], 2));
+      const float mn = fmaxf(m[r], mx[r]);
+      ms[r] = mn == -INFINITY ? 0.f : mn;
+      corr[r] = exp2f(m[r] - ms[r]);
+      m[r] = mn;
+      l[r] *= corr[r];
+    }
+#pragma unroll
+    for (int nt = 0; nt < ST; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        sc[nt][e] = exp2f(sc[nt][e] - ms[e >> 1]);
+        l[e >> 1] += sc[nt][e];
+      }
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) {
+      o[nt][0] *= corr[0];
+      o[nt][1] *= corr[0];
+      o[nt][2] *= corr[1];
+      o[nt][3] *= corr[1];
+    }
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; kk++) {
+      uint32_t a[4];
+      acc_to_a(a, sc[2 * kk], sc[2 * kk + 1]);
+#pragma unroll
+      for (int nt = 0; nt < NT; nt++) {
+        uint32_t b0, b1;
+        frag_b(b0, b1, Vt, LDT, nt * 8, kk * 16, lane);
+        mma16816(o[nt], a, b0, b1);
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 1);
+    l[r] += __shfl_xor_sync(0xffffffffu, l[r], 2);
+  }
+  const float inv[2] = {div_exact(1.0f, l[0]), div_exact(1.0f, l[1])};
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    const int row = r ? row1 : row0;
+    if (row >= len) continue;
+    float *orow = out + (size_t)(start + row) * qs + (size_t)h * D;
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) {
+      float2 w = make_float2(round_bf16(o[nt][2 * r] * inv[r]), round_bf16(o[nt][2 * r + 1] * inv[r]));
+      *reinterpret_cast<float2 *>(orow + nt * 8 + t2) = w;
+    }
+    if (lse && (lane & 3) == 0) lse[(size_t)(start + row) * Hq + h] = (m[r] + log2f(l[r])) * (1.0f / FL_LOG2E);
+  }
+}
+
+/* delta (N, H) = dO . O per (token, head); rows of D floats. One warp per row. */
+__global__ void flash_delta_kernel(float *delta, const float *dout, const float *out, size_t rows, int D) {
+  const int lane = threadIdx.x & 31;
+  const size_t row = (size_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+  if (row >= rows) return;
+  float s = 0.f;
+  for (int c = lane; c < D; c += 32) s += dout[row * D + c] * out[row * D + c];
+  s = warp_sum(s);
+  if (lane == 0) delta[row] = s;
+}
+
+/* ---- backward dQ: block = 64 queries of one (sequence, query head); key tiles of 32 ---- */
+template <int D, bool CAUSAL>
+__global__ void __launch_bounds__(FL_THREADS) flash_bwd_dq_kernel(float *dq, const float *delta, const float *dout,
+                                                                  const float *lse, const float *q, const float *k,
+                                                                  const float *v, const int32_t *cu, int Hq, int Hkv,
+                                                                  float scale) {
+  constexpr int BM = 64, BN = 32, LD = D + 8, LDT = BN + 8, KS = D / 16, NT = D / 8, ST = BN / 8;
+  extern __shared__ uint4 fl_smem[];
+  bf16 *Qs = reinterpret_cast<bf16 *>(fl_smem), *dOs = Qs + BM * LD, *Ks = dOs + BM * LD, *Vs = Ks + BN * LD,
+       *Kt = Vs + BN * LD;
+  const int s = blockIdx.z, h = blockIdx.y;
+  const int start = cu[s], len = cu[s + 1] - start;
+  const int q0 = (gridDim.x - 1 - blockIdx.x) * BM;
+  if (q0 >= len) return;
+  const int kh = h / (Hq / Hkv), warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
+  const int qvalid = min(BM, len - q0);
+  stage<D, false>(Qs, LD, q + (size_t)(start + q0) * qs + (size_t)h * D, qs, BM, qvalid);
+  stage<D, false>(dOs, LD, dout + (size_t)(start + q0) * qs + (size_t)h * D, qs, BM, qvalid);
+  const int g = lane >> 2, t2 = (lane & 3) * 2;
+  const int row0 = q0 + warp * 16 + g, row1 = row0 + 8;
+  const float sl2 = scale * FL_LOG2E;
+  float lrow[2], drow[2];
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    const int row = r ? row1 : row0;
+    const size_t i = (size_t)(start + min(row, len - 1)) * Hq + h;
+    lrow[r] = lse[i] * FL_LOG2E;
+    drow[r] = delta[i];
+  }
+  float acc[NT][4];
+#pragma unroll
+  for (int nt = 0; nt < NT; nt++) acc[nt][0] = acc[nt][1] = acc[nt][2] = acc[nt][3] = 0.f;
+  const int kend = CAUSAL ? min(len, q0 + BM) : len;
+  const float *kb = k + (size_t)start * ks + (size_t)kh * D, *vb = v + (size_t)start * ks + (size_t)kh * D;
+  for (int k0 = 0; k0 < kend; k0 += BN) {
+    __syncthreads();
+    const int kvalid = min(BN, len - k0);
+    stage<D, false>(Ks, LD, kb + (size_t)k0 * ks, ks, BN, kvalid);
+    stage<D, false>(Vs, LD, vb + (size_t)k0 * ks, ks, BN, kvalid);
+    stage<D, true>(Kt, LDT, kb + (size_t)k0 * ks, ks, BN, kvalid);
+    __syncthreads();
+    float sc[ST][4], dp[ST][4];
+#pragma unroll
+    for (int nt = 0; nt < ST; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) sc[nt][e] = dp[nt][e] = 0.f;
+#pragma unroll
+    for (int kk = 0; kk < KS; kk++) {
+      uint32_t aq[4], ad[4];
+      frag_a(aq, Qs, LD, warp * 16, kk * 16, lane);
+      frag_a(ad, dOs, LD, warp * 16, kk * 16, lane);
+#pragma unroll
+      for (int nt = 0; nt < ST; nt++) {
+        uint32_t b0, b1;
+        frag_b(b0, b1, Ks, LD, nt * 8, kk * 16, lane);
+        mma16816(sc[nt], aq, b0, b1);
+        frag_b(b0, b1, Vs, LD, nt * 8, kk * 16, lane);
+        mma16816(dp[nt], ad, b0, b1);
+      }
+    }
+#pragma unroll
+    for (int nt = 0; nt < ST; nt++)
+#pragma unroll
+      for (int e = 0; e < 4; e++) {
+        const int col = k0 + nt * 8 + t2 + (e & 1), row = e < 2 ? row0 : row1;
+        const bool ok = col < len && row < len && (!CAUSAL || col <= row);
+        const float p = exp2f(sc[nt][e] * sl2 - lrow[e >> 1]);
+        sc[nt][e] = ok ? p * (dp[nt][e] - drow[e >> 1]) : 0.f; /* dS (scale applied at the end) */
+      }
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; kk++) {
+      uint32_t a[4];
+      acc_to_a(a, sc[2 * kk], sc[2 * kk + 1]);
+#pragma unroll
+      for (int nt = 0; nt < NT; nt++) {
+        uint32_t b0, b1;
+        frag_b(b0, b1, Kt, LDT, nt * 8, kk * 16, lane);
+        mma16816(acc[nt], a, b0, b1);
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    const int row = r ? row1 : row0;
+    if (row >= len) continue;
+    float *drow_out = dq + (size_t)(start + row) * qs + (size_t)h * D;
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) {
+      float2 w = make_float2(round_bf16(acc[nt][2 * r] * scale), round_bf16(acc[nt][2 * r + 1] * scale));
+      *reinterpret_cast<float2 *>(drow_out + nt * 8 + t2) = w;
+    }
+  }
+}
+
+/* ---- backward dK, dV: block = 64 keys of one (sequence, kv head), summing the group's query
+ * heads in order; query tiles of 32 ---- */
+template <int D, bool CAUSAL>
+__global__ void __launch_bounds__(FL_THREADS) flash_bwd_dkv_kernel(float *dk, float *dv, const float *delta,
+                                                                   const float *dout, const float *lse,
+                                                                   const float *q, const float *k, const float *v,
+                                                                   const int32_t *cu, int Hq, int Hkv, float scale) {
+  constexpr int BN = 64, BQ = 32, LD = D + 8, LDT = BQ + 8, KS = D / 16, NT = D / 8, ST = BQ / 8;
+  extern __shared__ uint4 fl_smem[];
+  bf16 *Ks = reinterpret_cast<bf16 *>(fl_smem), *Vs = Ks + BN * LD, *Qs = Vs + BN * LD, *dOs = Qs + BQ * LD,
+       *Qt = dOs + BQ * LD, *dOt = Qt + D * LDT;
+  float *ls = reinterpret_cast<float *>(dOt + D * LDT), *ds = ls + BQ;
+  const int s = blockIdx.z, kh = blockIdx.y, group = Hq / Hkv;
+  const int start = cu[s], len = cu[s + 1] - start;
+  const int k0 = blockIdx.x * BN;
+  if (k0 >= len) return;
+  const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
+  const int kvalid = min(BN, len - k0);
+  stage<D, false>(Ks, LD, k + (size_t)(start + k0) * ks + (size_t)kh * D, ks, BN, kvalid);
+  stage<D, false>(Vs, LD, v + (size_t)(start + k0) * ks + (size_t)kh * D, ks, BN, kvalid);
+  const int g = lane >> 2, t2 = (lane & 3) * 2;
+  const int key0 = k0 + warp * 16 + g, key1 = key0 + 8; /* this thread's two key rows */
+  const float sl2 = scale * FL_LOG2E;
+  float ak[NT][4], av[NT][4];
+#pragma unroll
+  for (int nt = 0; nt < NT; nt++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) ak[nt][e] = av[nt][e] = 0.f;
+  const int qbeg = CAUSAL ? (k0 / BQ) * BQ : 0;
+  for (int hh = 0; hh < group; hh++) {
+    const int h = kh * group + hh;
+    for (int i0 = qbeg; i0 < len; i0 += BQ) {
+      __syncthreads();
+      const int qvalid = min(BQ, len - i0);
+      const float *qrow = q + (size_t)(start + i0) * qs + (size_t)h * D;
+      const float *drow = dout + (size_t)(start + i0) * qs + (size_t)h * D;
+      stage<D, false>(Qs, LD, qrow, qs, BQ, qvalid);
+      stage<D, false>(dOs, LD, drow, qs, BQ, qvalid);
+      stage<D, true>(Qt, LDT, qrow, qs, BQ, qvalid);
+      stage<D, true>(dOt, LDT, drow, qs, BQ, qvalid);
+      if (threadIdx.x < BQ) {
+        const int i = i0 + threadIdx.x;
+        const size_t idx = (size_t)(start + min(i, len - 1)) * Hq + h;
+        ls[threadIdx.x] = lse[idx] * FL_LOG2E;
+        ds[threadIdx.x] = delta[idx];
+      }
+      __syncthreads();
+      float st[ST][4], dpt[ST][4];
+#pragma unroll
+      for (int nt = 0; nt < ST; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) st[nt][e] = dpt[nt][e] = 0.f;
+#pragma unroll
+      for (int kk = 0; kk < KS; kk++) {
+        uint32_t akf[4], avf[4];
+        frag_a(akf, Ks, LD, warp * 16, kk * 16, lane);
+        frag_a(avf, Vs, LD, warp * 16, kk * 16, lane);
+#pragma unroll
+        for (int nt = 0; nt < ST; nt++) {
+          uint32_t b0, b1;
+          frag_b(b0, b1, Qs, LD, nt * 8, kk * 16, lane);
+          mma16816(st[nt], akf, b0, b1);
+          frag_b(b0, b1, dOs, LD, nt * 8, kk * 16, lane);
+          mma16816(dpt[nt], avf, b0, b1);
+        }
+      }
+      /* st -> P^T, dpt -> dS^T (rows = keys, columns = queries) */
+#pragma unroll
+      for (int nt = 0; nt < ST; nt++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+          const int cq = nt * 8 + t2 + (e & 1), qi = i0 + cq, key = e < 2 ? key0 : key1;
+          const bool ok = qi < len && key < len && (!CAUSAL || key <= qi);
+          const float p = ok ? exp2f(st[nt][e] * sl2 - ls[cq]) : 0.f;
+          st[nt][e] = p;
+          dpt[nt][e] = p * (dpt[nt][e] - ds[cq]);
+        }
+#pragma unroll
+      for (int kk = 0; kk < BQ / 16; kk++) {
+        uint32_t ap[4], ad[4];
+        acc_to_a(ap, st[2 * kk], st[2 * kk + 1]);
+        acc_to_a(ad, dpt[2 * kk], dpt[2 * kk + 1]);
+#pragma unroll
+        for (int nt = 0; nt < NT; nt++) {
+          uint32_t b0, b1;
+          frag_b(b0, b1, dOt, LDT, nt * 8, kk * 16, lane);
+          mma16816(av[nt], ap, b0, b1);
+          frag_b(b0, b1, Qt, LDT, nt * 8, kk * 16, lane);
+          mma16816(ak[nt], ad, b0, b1);
+        }
+      }
+    }
+  }
+#pragma unroll
+  for (int r = 0; r < 2; r++) {
+    const int key = r ? key1 : key0;
+    if (key >= len) continue;
+    const size_t off = (size_t)(start + key) * ks + (size_t)kh * D;
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) {
+      *reinterpret_cast<float2 *>(dk + off + nt * 8 + t2) =
+          make_float2(round_bf16(ak[nt][2 * r] * scale), round_bf16(ak[nt][2 * r + 1] * scale));
+      *reinterpret_cast<float2 *>(dv + off + nt * 8 + t2) =
+          make_float2(round_bf16(av[nt][2 * r]), round_bf16(av[nt][2 * r + 1]));
+    }
+  }
+}
+
+/* ---- dispatch ---- */
+static size_t fwd_smem(int D) { return (size_t)(64 * (D + 8) * 2 + D * 72) * sizeof(bf16); }
+static size_t dq_smem(int D) { return (size_t)(64 * (D + 8) * 2 + 32 * (D + 8) * 2 + D * 40) * sizeof(bf16); }
+static size_t dkv_smem(int D) {
+  return (size_t)(64 * (D + 8) * 2 + 32 * (D + 8) * 2 + D * 40 * 2) * sizeof(bf16) + 64 * sizeof(float);
+}
+
+static bool aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
+
+/* 1 when the kernels were built for sm_80 or later (BF16 mma.sync) for the current device. */
+static int arch_ok(void) {
+  static int ok = -1;
+  if (ok < 0) {
+    cudaFuncAttributes a;
+    ok = cudaFuncGetAttributes(&a, flash_fwd_kernel<64, true>) == cudaSuccess && a.binaryVersion >= 80;
+  }
+  return ok;
+}
+
+extern "C" int aqs_flash_supported(int D, int Hq, int Hkv, int B, int max_seqlen, const void *const *ptrs, int n) {
+  if (!arch_ok()) return 0;
+  if (D != 64 && D != 80 && D != 128) return 0;
+  if (Hkv <= 0 || Hq % Hkv != 0 || Hq > 65535 || B <= 0 || B > 65535 || max_seqlen <= 0) return 0;
+  for (int i = 0; i < n; i++)
+    if (ptrs[i] && !aligned16(ptrs[i])) return 0;
+  return 1;
+}
+
+/* Opts a kernel into more than 48 KiB of dynamic shared memory (once per instantiation). */
+template <typename K>
+static cudaError_t allow_smem(K kernel, size_t bytes, bool &done) {
+  if (done) return cudaSuccess;
+  cudaError_t rc = cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)bytes);
+  if (rc == cudaSuccess) done = true;
+  return rc;
+}
+
+template <int D, bool CAUSAL>
+static aqs_status fwd_t(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *cu,
+                        int B, int max_seqlen, int Hq, int Hkv, aqs_err *e) {
+  static bool ok = false;
+  const size_t sm = fwd_smem(D);
+  if (allow_smem(flash_fwd_kernel<D, CAUSAL>, sm, ok) != cudaSuccess)
+    return aqs_errf(e, AQS_ERR_IO, "cuda attention: cannot reserve %zu bytes of shared memory", sm);
+  dim3 grid((unsigned)((max_seqlen + 63) / 64), (unsigned)Hq, (unsigned)B);
+  flash_fwd_kernel<D, CAUSAL><<<grid, FL_THREADS, sm, (cudaStream_t)aqs_cuda_stream()>>>(
+      out, lse, q, k, v, cu, Hq, Hkv, 1.0f / sqrtf((float)D));
+  AQS_CUDA_LAUNCH_CHECK(e, "flash_fwd_kernel");
+  return AQS_OK;
+}
+
+template <int D, bool CAUSAL>
+static aqs_status bwd_t(float *dq, float *dk, float *dv, float *delta, const float *dout, const float *out,
+                        const float *lse, const float *q, const float *k, const float *v, const int32_t *cu, int B,
+                        int max_seqlen, int N, int Hq, int Hkv, aqs_err *e) {
+  static bool ok_dq = false, ok_dkv = false;
+  const float scale = 1.0f / sqrtf((float)D);
+  cudaStream_t st = (cudaStream_t)aqs_cuda_stream();
+  const size_t rows = (size_t)N * Hq;
+  flash_delta_kernel<<<(unsigned)((rows + 7) / 8), 256, 0, st>>>(delta, dout, out, rows, D);
+  AQS_CUDA_LAUNCH_CHECK(e, "flash_delta_kernel");
+  if (allow_smem(flash_bwd_dq_kernel<D, CAUSAL>, dq_smem(D), ok_dq) != cudaSuccess ||
+      allow_smem(flash_bwd_dkv_kernel<D, CAUSAL>, dkv_smem(D), ok_dkv) != cudaSuccess)
+    return aqs_errf(e, AQS_ERR_IO, "cuda attention: cannot reserve %zu bytes of shared memory", dkv_smem(D));
+  const unsigned tiles = (unsigned)((max_seqlen + 63) / 64);
+  flash_bwd_dq_kernel<D, CAUSAL><<<dim3(tiles, (unsigned)Hq, (unsigned)B), FL_THREADS, dq_smem(D), st>>>(
+      dq, delta, dout, lse, q, k, v, cu, Hq, Hkv, scale);
+  AQS_CUDA_LAUNCH_CHECK(e, "flash_bwd_dq_kernel");
+  flash_bwd_dkv_kernel<D, CAUSAL><<<dim3(tiles, (unsigned)Hkv, (unsigned)B), FL_THREADS, dkv_smem(D), st>>>(
+      dk, dv, delta, dout, lse, q, k, v, cu, Hq, Hkv, scale);
+  AQS_CUDA_LAUNCH_CHECK(e, "flash_bwd_dkv_kernel");
+  return AQS_OK;
+}
+
+#define FL_DISPATCH(CALL)                                             \
+  switch (D) {                                                        \
+    case 64: return causal ? CALL(64, true) : CALL(64, false);        \
+    case 80: return causal ? CALL(80, true) : CALL(80, false);        \
+    case 128: return causal ? CALL(128, true) : CALL(128, false);     \
+    default:                                                          \
+      return aqs_errf(e, AQS_ERR_UNSUPPORTED, "cuda flash attention: head_dim %d", D); \
+  }
+
+extern "C" aqs_status aqs_flash_attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
+                                              const int32_t *cu, int B, int max_seqlen, int Hq, int Hkv, int D,
+                                              int causal, aqs_err *e) {
+#define FWD(DD, CC) fwd_t<DD, CC>(out, lse, q, k, v, cu, B, max_seqlen, Hq, Hkv, e)
+  FL_DISPATCH(FWD)
+#undef FWD
+}
+
+extern "C" aqs_status aqs_flash_attention_bwd(float *dq, float *dk, float *dv, float *delta, const float *dout,
+                                              const float *out, const float *lse, const float *q, const float *k,
+                                              const float *v, const int32_t *cu, int B, int max_seqlen, int N,
+                                              int Hq, int Hkv, int D, int causal, aqs_err *e) {
+#define BWD(DD, CC) bwd_t<DD, CC>(dq, dk, dv, delta, dout, out, lse, q, k, v, cu, B, max_seqlen, N, Hq, Hkv, e)
+  FL_DISPATCH(BWD)
+#undef BWD
+}
