@@ -15,6 +15,7 @@
 set -uo pipefail
 carry="$(cd "$1" && pwd)"
 src="$(pwd)"
+OLD=${OLD:+$(cd "$OLD" && pwd)}  # before the cd below: OLD may be relative
 . "$carry/env.sh"
 W=$(mktemp -d /tmp/aqs-vision-XXXXXX)
 cd "$W"
@@ -25,7 +26,6 @@ secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }
 (aqs synth-model --preset 3b --threads 12 --out m3b >/dev/null 2>synth.err; echo $? >synth.rc) &
 synth=$!
 STEPS=${STEPS:-tests conformance sweep bench}
-OLD=${OLD:+$(cd "$OLD" && pwd)}
 has() { [[ " $STEPS " == *" $1 "* ]]; }
 if has tests; then
   for t in gpu_test_linear gpu_test_vision_ops; do
