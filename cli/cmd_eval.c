@@ -18,7 +18,10 @@ static const char eval_usage[] =
     "the unquantized source) as the serving engine does -- FP8 weights with static per-tensor\n"
     "input scales, FP8 GEMM with F32 accumulation, BF16 layers in BF16, the KV cache in FP8 when\n"
     "the scheme says so -- and compares it with the BF16 source on held-out captions: the rows\n"
-    "of the caption file that calibration did not use (same seed), or --captions FILE.\n"
+    "of the caption file that calibration did not use (same seed), or --captions FILE. Schemes\n"
+    "calibrated on image+caption rows (all_layers) are evaluated on the image rows calibration\n"
+    "did not use: both towers run, the scheme's FP8 vision linears as served, metrics on the\n"
+    "caption tokens.\n"
     "Metrics: perplexity, mean and p99 per-token KL(BF16 || scheme) in nats, top-1 agreement with\n"
     "BF16, last-token logit MSE; effective bits and checkpoint size beside them. Every result is\n"
     "cached (keyed by checkpoint, eval set, backend and precision): a second run computes nothing.\n"
@@ -27,6 +30,9 @@ static const char eval_usage[] =
     "  --model DIR            the BF16 source the schemes were built from ([model] path)\n"
     "  --calib-captions FILE  calibration's caption file ([data] captions)\n"
     "  --captions FILE        a separate eval caption file (default: held-out calibration rows)\n"
+    "  --images JSONL         calibration's image+caption rows ([data] images), for image schemes\n"
+    "  --root DIR             the images' root directory ([data] images_root; default: the JSONL's)\n"
+    "  --allow-outside-root   let image rows be absolute or leave --root (trusted data only)\n"
     "  --samples N            eval sequences (32)\n"
     "  --backend cpu|cuda     compute backend (cpu)\n"
     "  --precision bf16|f32   bf16 rounds like the served model (default); f32 for reference work\n"
@@ -44,6 +50,8 @@ int aqs_eval_cli_parse(const char *cmd, int argc, char **argv, aqs_eval_cli *out
       {"backend", required_argument, NULL, 'b'}, {"precision", required_argument, NULL, 'p'},
       {"recipes-dir", required_argument, NULL, 'R'}, {"json", no_argument, NULL, 'j'},
       {"quiet", no_argument, NULL, 'q'},          {"out", required_argument, NULL, 'o'},
+      {"images", required_argument, NULL, 'I'},  {"root", required_argument, NULL, 'r'},
+      {"allow-outside-root", no_argument, NULL, 'A'},
       {NULL, 0, NULL, 0}};
   optind = 1;
   opterr = 0;
@@ -62,6 +70,9 @@ int aqs_eval_cli_parse(const char *cmd, int argc, char **argv, aqs_eval_cli *out
     case 'b': out->backend = optarg; break;
     case 'p': out->precision = optarg; break;
     case 'R': out->recipes_dir = optarg; break;
+    case 'I': out->images = optarg; break;
+    case 'r': out->images_root = optarg; break;
+    case 'A': out->allow_outside_root = 1; break;
     case 'j': out->json = 1; break;
     case 'q': out->quiet = 1; break;
     case 'o':
@@ -86,6 +97,9 @@ void aqs_eval_cli_opts(const aqs_eval_cli *cli, const aqs_workspace *ws, aqs_sto
   o->model_dir = cli->model_dir ? cli->model_dir : ws->model_path;
   o->captions_path = cli->calib_captions ? cli->calib_captions : ws->data_captions;
   o->eval_captions = cli->captions;
+  o->images_path = cli->images ? cli->images : ws->data_images;
+  o->images_root = cli->images_root ? cli->images_root : ws->data_images_root;
+  o->allow_outside_root = cli->allow_outside_root;
   o->samples = cli->samples;
   o->backend = cli->backend ? cli->backend : "cpu";
   o->precision = cli->precision && strcmp(cli->precision, "f32") == 0 ? AQS_PREC_F32 : AQS_PREC_BF16;
@@ -107,8 +121,9 @@ void aqs_eval_print_table(FILE *f, const aqs_eval_row *rows, size_t n) {
             size, r->hit ? "(cached)" : "");
   }
   if (n)
-    fprintf(f, "%lld held-out sequences, %lld predicted tokens; BF16 source: ppl %.4f, %s\n",
-            (long long)rows[0].m.n_seqs, (long long)rows[0].m.n_targets, rows[0].m.ref_ppl,
+    fprintf(f, "%lld held-out %s, %lld predicted tokens; BF16 source: ppl %.4f, %s\n",
+            (long long)rows[0].m.n_seqs, rows[0].eval_images ? "image+caption rows" : "sequences",
+            (long long)rows[0].m.n_targets, rows[0].m.ref_ppl,
             aqs_cli_bytes((char[32]){0}, 32, rows[0].bf16_bytes));
 }
 

@@ -20,7 +20,8 @@ static const char report_usage[] =
     "report evaluates nothing.\n"
     "\n"
     "options: --out DIR (required), and those of aqs eval (--model, --calib-captions, --captions,\n"
-    "--samples, --backend, --precision, --recipes-dir, --quiet, --json).\n";
+    "--images, --root, --allow-outside-root, --samples, --backend, --precision, --recipes-dir,\n"
+    "--quiet, --json).\n";
 
 static int run_report(int argc, char **argv) {
   if (aqs_cli_wants_help(argc, argv)) {

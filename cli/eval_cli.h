@@ -12,6 +12,8 @@
 
 typedef struct aqs_eval_cli {
   const char *model_dir, *calib_captions, *captions, *backend, *precision, *recipes_dir;
+  const char *images, *images_root;
+  int allow_outside_root;
   int64_t samples;
   int json, quiet;
   int allow_out;          /* set by the caller (report): --out DIR is accepted */

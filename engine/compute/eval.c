@@ -29,6 +29,8 @@ static aqs_status grow_kl(aqs_eval_acc *acc, size_t need, aqs_err *e) {
 /* One batch of the reference. */
 typedef struct ref_batch {
   aqs_lm_batch b;
+  aqs_vision_batch vis; /* image batches: the images on the backend (n_images 0 otherwise) */
+  int32_t *targets;    /* host (N) next-token targets (-1: no metric at that position) */
   float *logp_ref;     /* backend (N, V) */
   double ce;           /* reference cross-entropy sum */
   int32_t *top1;       /* host (N) reference argmax */
@@ -36,23 +38,28 @@ typedef struct ref_batch {
 } ref_batch;
 
 struct aqs_eval_ref {
-  const aqs_lm *ref;
+  aqs_eval_model model;
+  const aqs_lm *ref;   /* model.lm */
   int max_seq_len;
   ref_batch *batches;
   int n, cap;
   size_t max_tokens;   /* largest batch (host scratch of a scheme run) */
 };
 
-aqs_status aqs_eval_ref_new(const aqs_lm *ref, int max_seq_len, aqs_eval_ref **out, aqs_err *e) {
+aqs_status aqs_eval_ref_new(const aqs_eval_model *ref, int max_seq_len, aqs_eval_ref **out, aqs_err *e) {
   *out = calloc(1, sizeof **out);
   if (!*out) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
-  (*out)->ref = ref;
+  (*out)->model = *ref;
+  (*out)->ref = ref->lm;
   (*out)->max_seq_len = max_seq_len;
   return AQS_OK;
 }
 
-static void ref_batch_free(const aqs_lm *ref, ref_batch *rb) {
+static void ref_batch_free(const aqs_eval_ref *r, ref_batch *rb) {
+  const aqs_lm *ref = r->ref;
   ref->be->ops->free(ref->be, rb->logp_ref);
+  if (rb->vis.patches) aqs_vision_batch_free(r->model.vis, &rb->vis);
+  free(rb->targets);
   free(rb->top1);
   free(rb->last);
   if (rb->b.cu_seqlens || rb->b.ids) aqs_lm_batch_free(ref, &rb->b);
@@ -61,7 +68,7 @@ static void ref_batch_free(const aqs_lm *ref, ref_batch *rb) {
 
 void aqs_eval_ref_free(aqs_eval_ref *r) {
   if (!r) return;
-  for (int i = 0; i < r->n; i++) ref_batch_free(r->ref, &r->batches[i]);
+  for (int i = 0; i < r->n; i++) ref_batch_free(r, &r->batches[i]);
   free(r->batches);
   free(r);
 }
@@ -74,50 +81,75 @@ static void copy_last_rows(const aqs_lm *lm, const aqs_lm_batch *b, const float 
                           V * sizeof(float));
 }
 
-aqs_status aqs_eval_ref_add(aqs_eval_ref *r, const aqs_token_batch *batch, aqs_err *e) {
+/* m's forward over rb into ws: on an image batch the tower first, its features at the
+ * <|image_pad|> rows. */
+static aqs_status model_forward(const aqs_eval_model *m, const ref_batch *rb, aqs_lm_ws *ws, aqs_err *e) {
+  aqs_lm_batch b = rb->b;
+  aqs_vision_ws *vws = NULL;
+  aqs_status st = AQS_OK;
+  if (rb->vis.n_images > 0) {
+    if ((st = aqs_vision_ws_alloc(m->vis, &rb->vis, 0, &vws, e)) == AQS_OK &&
+        (st = aqs_vision_forward(m->vis, &rb->vis, vws, NULL, NULL, NULL, e)) == AQS_OK)
+      b.image_embeds = aqs_vision_ws_output(vws);
+  }
+  if (st == AQS_OK) st = aqs_lm_forward(m->lm, &b, ws, NULL, NULL, e);
+  aqs_vision_ws_free(m->vis, vws);
+  return st;
+}
+
+/* Grows the batch table; the new slot is zeroed. */
+static ref_batch *next_batch(aqs_eval_ref *r, aqs_err *e) {
+  if (r->n == r->cap) {
+    int cap = r->cap ? 2 * r->cap : 8;
+    ref_batch *p = realloc(r->batches, (size_t)cap * sizeof *p);
+    if (!p) {
+      aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+      return NULL;
+    }
+    r->batches = p;
+    r->cap = cap;
+  }
+  memset(&r->batches[r->n], 0, sizeof r->batches[r->n]);
+  return &r->batches[r->n];
+}
+
+/* The reference's results over rb, whose batch (and images) are made; r->n grows on success,
+ * rb is freed on failure. */
+static aqs_status ref_results(aqs_eval_ref *r, ref_batch *rb, aqs_err *e) {
   const aqs_lm *ref = r->ref;
   aqs_backend *be = ref->be;
   const aqs_ops *op = be->ops;
   const int V = ref->cfg.vocab_size;
-  if (r->n == r->cap) {
-    int cap = r->cap ? 2 * r->cap : 8;
-    ref_batch *p = realloc(r->batches, (size_t)cap * sizeof *p);
-    if (!p) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
-    r->batches = p;
-    r->cap = cap;
-  }
-  ref_batch *rb = &r->batches[r->n];
-  memset(rb, 0, sizeof *rb);
   aqs_lm_ws *ws = NULL;
   double *row_kl = NULL;
-  aqs_status st = aqs_lm_batch_make(ref, batch->token_ids, batch->seq_lens, batch->n_seqs, r->max_seq_len,
-                                    &rb->b, e);
-  if (st != AQS_OK) return st;
   const size_t N = (size_t)rb->b.n_tokens, NV = N * (size_t)V;
-  if ((st = aqs_lm_ws_alloc(ref, &rb->b, 0, 0, &ws, e)) != AQS_OK) goto done;
+  aqs_status st = aqs_lm_ws_alloc(ref, &rb->b, 0, 0, &ws, e);
+  if (st != AQS_OK) goto done;
   if ((st = op->alloc(be, NV * sizeof(float), (void **)&rb->logp_ref, e)) != AQS_OK) {
     aqs_err_prefix(e, "reference log-probabilities of %zu tokens", N);
     goto done;
   }
+  rb->targets = malloc(N * sizeof *rb->targets);
   rb->top1 = malloc(N * sizeof *rb->top1);
   rb->last = malloc((size_t)rb->b.n_seqs * (size_t)V * sizeof *rb->last);
   row_kl = malloc(N * sizeof *row_kl);
-  if (!rb->top1 || !rb->last || !row_kl) {
+  if (!rb->targets || !rb->top1 || !rb->last || !row_kl) {
     st = aqs_errf(e, AQS_ERR_NOMEM, "out of memory (reference results of %zu tokens)", N);
     goto done;
   }
-  if ((st = aqs_lm_forward(ref, &rb->b, ws, NULL, NULL, e)) != AQS_OK) goto done;
+  if ((st = model_forward(&r->model, rb, ws, e)) != AQS_OK) goto done;
   float *dev_logits = aqs_lm_ws_logits(ws);
   op->cross_entropy(be, NULL, dev_logits, rb->b.targets, rb->b.n_tokens, V, 0.0f, &rb->ce);
   op->log_softmax(be, rb->logp_ref, dev_logits, rb->b.n_tokens, V);
   op->kl_argmax_rows(be, rb->logp_ref, dev_logits, rb->b.n_tokens, V, row_kl, rb->top1);
   copy_last_rows(ref, &rb->b, dev_logits, rb->last);
+  op->copy_d2h(be, rb->targets, rb->b.targets, N * sizeof *rb->targets);
   st = op->sync(be, e);
 done:
   free(row_kl);
   aqs_lm_ws_free(ref, ws);
   if (st != AQS_OK) {
-    ref_batch_free(ref, rb);
+    ref_batch_free(r, rb);
     return st;
   }
   if (N > r->max_tokens) r->max_tokens = N;
@@ -125,9 +157,38 @@ done:
   return AQS_OK;
 }
 
+aqs_status aqs_eval_ref_add(aqs_eval_ref *r, const aqs_token_batch *batch, aqs_err *e) {
+  ref_batch *rb = next_batch(r, e);
+  if (!rb) return AQS_ERR_NOMEM;
+  aqs_status st = aqs_lm_batch_make(r->ref, batch->token_ids, batch->seq_lens, batch->n_seqs, r->max_seq_len,
+                                    &rb->b, e);
+  return st != AQS_OK ? st : ref_results(r, rb, e);
+}
+
+aqs_status aqs_eval_ref_add_images(aqs_eval_ref *r, const aqs_token_batch *batch, const aqs_lm_images *images,
+                                   const float *patches, aqs_err *e) {
+  if (!r->model.vis)
+    return aqs_errf(e, AQS_ERR_INVALID, "an image+text eval batch needs the reference's vision tower");
+  ref_batch *rb = next_batch(r, e);
+  if (!rb) return AQS_ERR_NOMEM;
+  aqs_status st = aqs_lm_batch_make_images(r->ref, batch->token_ids, batch->seq_lens, batch->n_seqs,
+                                           r->max_seq_len, images, &rb->b, e);
+  if (st != AQS_OK) return st;
+  st = aqs_vision_batch_make(r->model.vis, images->image_grid_thw, images->n_images, patches, &rb->vis, e);
+  if (st == AQS_OK && rb->vis.n_merged != rb->b.n_image_rows)
+    st = aqs_errf(e, AQS_ERR_INVALID, "%d image tokens but the images make %d features", rb->b.n_image_rows,
+                  rb->vis.n_merged);
+  if (st != AQS_OK) {
+    ref_batch_free(r, rb);
+    return st;
+  }
+  return ref_results(r, rb, e);
+}
+
 /* The scheme over one reference batch; row_kl, top1 (N) and last (B x V) are host scratch. */
-static aqs_status scheme_batch(const aqs_eval_ref *r, const ref_batch *rb, const aqs_lm *scheme, double *row_kl,
-                               int32_t *top1, float *last, aqs_eval_acc *acc, aqs_err *e) {
+static aqs_status scheme_batch(const aqs_eval_ref *r, const ref_batch *rb, const aqs_eval_model *model,
+                               double *row_kl, int32_t *top1, float *last, aqs_eval_acc *acc, aqs_err *e) {
+  const aqs_lm *scheme = model->lm;
   aqs_backend *be = scheme->be;
   const aqs_ops *op = be->ops;
   const int V = scheme->cfg.vocab_size;
@@ -135,7 +196,7 @@ static aqs_status scheme_batch(const aqs_eval_ref *r, const ref_batch *rb, const
   aqs_lm_ws *ws = NULL;
   aqs_status st = aqs_lm_ws_alloc(r->ref, b, 0, 0, &ws, e);
   if (st == AQS_OK) st = grow_kl(acc, (size_t)(acc->n_targets + b->n_targets), e);
-  if (st == AQS_OK) st = aqs_lm_forward(scheme, b, ws, NULL, NULL, e);
+  if (st == AQS_OK) st = model_forward(model, rb, ws, e);
   if (st != AQS_OK) {
     aqs_lm_ws_free(r->ref, ws);
     return st;
@@ -154,7 +215,8 @@ static aqs_status scheme_batch(const aqs_eval_ref *r, const ref_batch *rb, const
   double kl_sum = 0.0, mse_sum = 0.0;
   for (int s = 0; s < b->n_seqs; s++) {
     int start = b->host_cu_seqlens[s], end = b->host_cu_seqlens[s + 1];
-    for (int t = start; t < end - 1; t++) {
+    for (int t = start; t < end; t++) {
+      if (rb->targets[t] < 0) continue;
       acc->kl_tok[k++] = row_kl[t];
       kl_sum += row_kl[t];
       agree += rb->top1[t] == top1[t];
@@ -175,11 +237,15 @@ static aqs_status scheme_batch(const aqs_eval_ref *r, const ref_batch *rb, const
   return AQS_OK;
 }
 
-aqs_status aqs_eval_ref_run(const aqs_eval_ref *r, const aqs_lm *scheme, aqs_eval_acc *acc, aqs_err *e) {
+aqs_status aqs_eval_ref_run(const aqs_eval_ref *r, const aqs_eval_model *model, aqs_eval_acc *acc, aqs_err *e) {
+  const aqs_lm *scheme = model->lm;
   if (r->ref->be != scheme->be || !same_shape(&r->ref->cfg, &scheme->cfg))
     return aqs_errf(e, AQS_ERR_MISMATCH,
                     "the scheme and its reference differ in backend or model shape: a checkpoint "
                     "is evaluated against its own BF16 source");
+  for (int i = 0; i < r->n; i++)
+    if (r->batches[i].vis.n_images > 0 && !model->vis)
+      return aqs_errf(e, AQS_ERR_MISMATCH, "the eval set holds images but the scheme has no vision tower");
   size_t max_seqs = 0;
   for (int i = 0; i < r->n; i++)
     if ((size_t)r->batches[i].b.n_seqs > max_seqs) max_seqs = (size_t)r->batches[i].b.n_seqs;
@@ -188,7 +254,7 @@ aqs_status aqs_eval_ref_run(const aqs_eval_ref *r, const aqs_lm *scheme, aqs_eva
   float *last = malloc((max_seqs + 1) * (size_t)scheme->cfg.vocab_size * sizeof *last);
   aqs_status st = row_kl && top1 && last ? AQS_OK : aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
   for (int i = 0; st == AQS_OK && i < r->n; i++)
-    st = scheme_batch(r, &r->batches[i], scheme, row_kl, top1, last, acc, e);
+    st = scheme_batch(r, &r->batches[i], model, row_kl, top1, last, acc, e);
   free(row_kl);
   free(top1);
   free(last);
@@ -198,9 +264,10 @@ aqs_status aqs_eval_ref_run(const aqs_eval_ref *r, const aqs_lm *scheme, aqs_eva
 aqs_status aqs_eval_batch(const aqs_lm *ref, const aqs_lm *scheme, const aqs_token_batch *batch,
                           int max_seq_len, aqs_eval_acc *acc, aqs_err *e) {
   aqs_eval_ref *r;
-  aqs_status st = aqs_eval_ref_new(ref, max_seq_len, &r, e);
+  const aqs_eval_model ref_model = {ref, NULL}, scheme_model = {scheme, NULL};
+  aqs_status st = aqs_eval_ref_new(&ref_model, max_seq_len, &r, e);
   if (st != AQS_OK) return st;
-  if ((st = aqs_eval_ref_add(r, batch, e)) == AQS_OK) st = aqs_eval_ref_run(r, scheme, acc, e);
+  if ((st = aqs_eval_ref_add(r, batch, e)) == AQS_OK) st = aqs_eval_ref_run(r, &scheme_model, acc, e);
   aqs_eval_ref_free(r);
   return st;
 }

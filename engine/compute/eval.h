@@ -19,6 +19,7 @@
 #include "common/err.h"
 #include "engine/compute/calibrate.h"
 #include "engine/compute/lm.h"
+#include "engine/compute/vision.h"
 
 /* Running sums over batches. Zero-initialize; free with aqs_eval_acc_free. */
 typedef struct aqs_eval_acc {
@@ -45,15 +46,28 @@ typedef struct aqs_eval_metrics {
  * cross-entropy, its argmax per position and its logits at each sequence's last token (host).
  * Threads: one call at a time (the backend is not thread-safe). */
 typedef struct aqs_eval_ref aqs_eval_ref;
-/* ref must outlive *out. max_seq_len as aqs_lm_batch_make. Errors: AQS_ERR_NOMEM. */
-aqs_status aqs_eval_ref_new(const aqs_lm *ref, int max_seq_len, aqs_eval_ref **out, aqs_err *e);
+/* What a batch runs through: the language model and, for image+text batches, the vision tower
+ * whose features fill the <|image_pad|> rows (NULL for text-only eval). */
+typedef struct aqs_eval_model {
+  const aqs_lm *lm;
+  const aqs_vision *vis;
+} aqs_eval_model;
+/* ref's models must outlive *out. max_seq_len as aqs_lm_batch_make. Errors: AQS_ERR_NOMEM. */
+aqs_status aqs_eval_ref_new(const aqs_eval_model *ref, int max_seq_len, aqs_eval_ref **out, aqs_err *e);
 /* Runs the reference over one batch (host token ids) and keeps its results. Errors: those of
  * the forward (AQS_ERR_NUMERIC naming the layer), of aqs_lm_batch_make, AQS_ERR_NOMEM. */
 aqs_status aqs_eval_ref_add(aqs_eval_ref *r, const aqs_token_batch *batch, aqs_err *e);
-/* Runs scheme over every batch of r in order and adds to acc: one forward, one cross-entropy and
- * one per-row KL + argmax pass per batch. scheme must share r's backend and config
- * (AQS_ERR_MISMATCH otherwise); it may be the reference itself (the baseline: KL 0, top-1 1). */
-aqs_status aqs_eval_ref_run(const aqs_eval_ref *r, const aqs_lm *scheme, aqs_eval_acc *acc, aqs_err *e);
+/* The same for an image+text batch: images as aqs_lm_batch_make_images takes them, patches
+ * (host, processor order) as aqs_vision_batch_make. Metrics count the positions that predict a
+ * text token (aqs_lm_batch_make_images' targets: the caption). Needs the reference's tower
+ * (AQS_ERR_INVALID otherwise); errors of both batch makers. */
+aqs_status aqs_eval_ref_add_images(aqs_eval_ref *r, const aqs_token_batch *batch, const aqs_lm_images *images,
+                                   const float *patches, aqs_err *e);
+/* Runs scheme over every batch of r in order and adds to acc: one forward (the tower first on
+ * image batches), one cross-entropy and one per-row KL + argmax pass per batch. scheme must share
+ * r's backend and config, and have a tower when r has image batches (AQS_ERR_MISMATCH
+ * otherwise); it may be the reference itself (the baseline: KL 0, top-1 1). */
+aqs_status aqs_eval_ref_run(const aqs_eval_ref *r, const aqs_eval_model *scheme, aqs_eval_acc *acc, aqs_err *e);
 void aqs_eval_ref_free(aqs_eval_ref *r);
 
 /* One batch without reuse: aqs_eval_ref_new + add + run + free. */

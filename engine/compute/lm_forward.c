@@ -25,6 +25,12 @@ void aqs_linear_fp8(aqs_backend *be, const aqs_lm_linear *lin, float *yq, const 
   op->linear_fp8(be, yq, scratch_xq, xs, wq, wsc, lin->b, N, lin->in, lin->out);
 }
 
+void aqs_linear_served_fp8(aqs_backend *be, const aqs_lm_linear *lin, float *y, const float *x, int N,
+                           uint8_t *scratch_xq) {
+  be->ops->quantize_fp8_f32(be, scratch_xq, x, (size_t)N * (size_t)lin->in, lin->x_scale);
+  be->ops->linear_fp8(be, y, scratch_xq, lin->x_scale, lin->wq, lin->w_scale, lin->b, N, lin->in, lin->out);
+}
+
 aqs_status aqs_lm_fake_quant_weights(const aqs_lm *lm, aqs_err *e) {
   aqs_backend *be = lm->be;
   for (int l = 0; l < lm->cfg.num_layers; l++)
@@ -63,12 +69,9 @@ static aqs_status run_linear(const aqs_lm *lm, aqs_lm_ws *ws, int l, aqs_lin_slo
                              const float *x, unsigned quant_mask, aqs_lm_linear_hook hook,
                              void *ctx, aqs_err *e) {
   const aqs_lm_linear *lin = &lm->layers[l].lin[s];
-  if (lin->wq) { /* served FP8: static input scale, the checkpoint's codes */
-    const aqs_ops *op = lm->be->ops;
-    op->quantize_fp8_f32(lm->be, ws->xq, x, (size_t)ws->N * (size_t)lin->in, lin->x_scale);
-    op->linear_fp8(lm->be, y, ws->xq, lin->x_scale, lin->wq, lin->w_scale, lin->b, ws->N, lin->in,
-                   lin->out);
-  } else if (quant_mask & (1u << s))
+  if (lin->wq) /* served FP8: static input scale, the checkpoint's codes */
+    aqs_linear_served_fp8(lm->be, lin, y, x, ws->N, ws->xq);
+  else if (quant_mask & (1u << s))
     aqs_lm_linear_fp8(lm, lin, y, x, ws->N, ws->xq, ws->wq);
   else
     lm->be->ops->linear(lm->be, y, x, lin->w, lin->b, ws->N, lin->in, lin->out);

@@ -49,6 +49,15 @@ aqs_status aqs_lm_layer_fwd(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *
 void aqs_lm_head_fwd(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws, const float *x);
 /* lm_served.c: 1 when <module>.weight is F8_E4M3 in ck. */
 int aqs_lm_weight_is_fp8(const aqs_ckpt *ck, const char *module);
+/* lm_served.c: loads the FP8 linears lin[0..n) of one fused GEMM (n <= AQS_LIN_COUNT; none FP8:
+ * nothing; some: AQS_ERR_UNSUPPORTED) as vLLM serves them: the checkpoint's codes (members
+ * requantized to the largest weight scale), the largest input scale; adds to *weight_bytes and
+ * *n_served. Errors name the tensor. */
+aqs_status aqs_served_load_fused(aqs_backend *be, const aqs_ckpt *ck, aqs_lm_linear *const *lin, int n,
+                                 size_t *weight_bytes, int *n_served, aqs_err *e);
+/* lm_served.c: 1 when t is what a served loader reads from a scheme: an F8_E4M3 weight or a
+ * weight / input / KV cache scale. */
+int aqs_served_tensor(const aqs_st_tensor *t);
 /* lm_served.c: loads layer l's FP8 linears (wq, scales; fused members requantized to one
  * scale) and its KV cache scales. Module names of the layer must be set. */
 aqs_status aqs_lm_load_served_layer(aqs_lm *lm, const aqs_ckpt *ck, int l, aqs_err *e);

@@ -60,36 +60,33 @@ static uint8_t max_magnitude_code(const uint8_t *q, size_t n) {
   return m;
 }
 
-/* Uploads the FP8 linears [first, first + n) of layer l (one fused GEMM). Either all members are
- * FP8 or none (vLLM refuses a partly quantized fused layer). */
-static aqs_status load_fused(aqs_lm *lm, const aqs_ckpt *ck, int l, int first, int n, aqs_err *e) {
-  aqs_lm_layer *L = &lm->layers[l];
+aqs_status aqs_served_load_fused(aqs_backend *be, const aqs_ckpt *ck, aqs_lm_linear *const *lin, int n,
+                                 size_t *weight_bytes, int *n_served, aqs_err *e) {
   int n_fp8 = 0;
-  for (int s = first; s < first + n; s++) n_fp8 += aqs_lm_weight_is_fp8(ck, L->lin[s].module);
+  for (int s = 0; s < n; s++) n_fp8 += aqs_lm_weight_is_fp8(ck, lin[s]->module);
   if (n_fp8 == 0) return AQS_OK;
   if (n_fp8 != n)
     return aqs_errf(e, AQS_ERR_UNSUPPORTED,
-                    "%s: layer %d: %s is FP8 but a member of its fused GEMM is not (vLLM fuses "
-                    "q/k/v and gate/up and needs all members in one format)",
-                    ck->dir, l, L->lin[first].module);
-  float w_max = 0.0f, x_max = 0.0f, w_scale[AQS_LIN_COUNT], x_scale[AQS_LIN_COUNT];
+                    "%s: %s is FP8 but a member of its fused GEMM is not (vLLM fuses q/k/v and "
+                    "gate/up and needs all members in one format)",
+                    ck->dir, lin[0]->module);
+  float w_max = 0.0f, x_max = 0.0f, w_scale[AQS_LIN_COUNT];
   char name[192];
   aqs_status st;
-  for (int s = first; s < first + n; s++) {
-    snprintf(name, sizeof name, "%s.weight_scale", L->lin[s].module);
+  for (int s = 0; s < n; s++) {
+    float x_scale;
+    snprintf(name, sizeof name, "%s.weight_scale", lin[s]->module);
     if ((st = read_scale(ck, name, 1, &w_scale[s], e)) != AQS_OK) return st;
-    snprintf(name, sizeof name, "%s.input_scale", L->lin[s].module);
-    if ((st = read_scale(ck, name, 1, &x_scale[s], e)) != AQS_OK) return st;
+    snprintf(name, sizeof name, "%s.input_scale", lin[s]->module);
+    if ((st = read_scale(ck, name, 1, &x_scale, e)) != AQS_OK) return st;
     w_max = fmaxf(w_max, w_scale[s]);
-    x_max = fmaxf(x_max, x_scale[s]);
+    x_max = fmaxf(x_max, x_scale);
   }
-  aqs_backend *be = lm->be;
-  for (int s = first; s < first + n; s++) {
-    aqs_lm_linear *lin = &L->lin[s];
+  for (int s = 0; s < n; s++) {
     const aqs_st_tensor *t;
-    snprintf(name, sizeof name, "%s.weight", lin->module);
+    snprintf(name, sizeof name, "%s.weight", lin[s]->module);
     if ((st = aqs_ckpt_get(ck, name, &t, e)) != AQS_OK) return st;
-    size_t numel = (size_t)lin->out * (size_t)lin->in;
+    size_t numel = (size_t)lin[s]->out * (size_t)lin[s]->in;
     if (t->numel != numel)
       return aqs_errf(e, AQS_ERR_MISMATCH, "%s: tensor %s has %llu elements, config implies %zu",
                       ck->dir, name, (unsigned long long)t->numel, numel);
@@ -115,16 +112,23 @@ static aqs_status load_fused(aqs_lm *lm, const aqs_ckpt *ck, int l, int first, i
     be->ops->copy_h2d(be, p, codes, numel);
     st = be->ops->sync(be, e);
     free(host);
-    lin->wq = p;
-    lin->w = NULL; /* a served FP8 linear runs only from its codes */
+    lin[s]->wq = p;
+    lin[s]->w = NULL; /* a served FP8 linear runs only from its codes */
     if (st != AQS_OK) return st;
-    lm->weight_bytes += numel;
-    lin->w_scale = w_max;
-    lin->x_scale = x_max;
-    lin->weight_amax = aqs_fp8_e4m3_to_f32(max_code) * w_max;
-    lm->n_served_fp8++;
+    *weight_bytes += numel;
+    lin[s]->w_scale = w_max;
+    lin[s]->x_scale = x_max;
+    lin[s]->weight_amax = aqs_fp8_e4m3_to_f32(max_code) * w_max;
+    (*n_served)++;
   }
   return AQS_OK;
+}
+
+/* The FP8 linears [first, first + n) of layer l as one fused GEMM. */
+static aqs_status load_fused(aqs_lm *lm, const aqs_ckpt *ck, int l, int first, int n, aqs_err *e) {
+  aqs_lm_linear *members[AQS_LIN_COUNT];
+  for (int s = 0; s < n; s++) members[s] = &lm->layers[l].lin[first + s];
+  return aqs_served_load_fused(lm->be, ck, members, n, &lm->weight_bytes, &lm->n_served_fp8, e);
 }
 
 aqs_status aqs_lm_load_served_layer(aqs_lm *lm, const aqs_ckpt *ck, int l, aqs_err *e) {
@@ -147,13 +151,11 @@ aqs_status aqs_lm_load_served_layer(aqs_lm *lm, const aqs_ckpt *ck, int l, aqs_e
 
 /* 1 when name is a tensor the language model reads (its prefix, or lm_head). */
 static int read_by_lm(const aqs_lm *lm, const char *name) {
-  char prefix[128];
-  aqs_qwen_global_name(lm->model->naming, "", prefix, sizeof prefix);
+  const char *prefix = aqs_qwen_lm_prefix(lm->model->naming);
   return strncmp(name, prefix, strlen(prefix)) == 0 || strncmp(name, "lm_head.", 8) == 0;
 }
 
-/* 1 when name is what the served loader reads: an FP8 weight or a scale. */
-static int served_tensor(const aqs_st_tensor *t) {
+int aqs_served_tensor(const aqs_st_tensor *t) {
   static const char *const suffixes[] = {".weight_scale", ".input_scale", ".k_scale", ".v_scale"};
   size_t n = strlen(t->name);
   if (n > 7 && strcmp(t->name + n - 7, ".weight") == 0) return t->dtype == AQS_DT_F8_E4M3;
@@ -170,7 +172,7 @@ aqs_status aqs_lm_load_served_over(const aqs_lm *base, const aqs_ckpt *diff, aqs
     return aqs_errf(e, AQS_ERR_INVALID, "a served scheme is loaded over a BF16 model, not over another scheme");
   for (size_t i = 0; i < diff->ntensors; i++) {
     const aqs_st_tensor *t = diff->tensors[i];
-    if (read_by_lm(base, t->name) && !served_tensor(t))
+    if (read_by_lm(base, t->name) && !aqs_served_tensor(t))
       return aqs_errf(e, AQS_ERR_UNSUPPORTED,
                       "%s: tensor %s (%s) differs from the BF16 source; eval runs a scheme whose "
                       "BF16 tensors are the source's",

@@ -58,6 +58,9 @@ typedef struct aqs_vision {
   aqs_bf16 *ln_q;              /* (C) */
   aqs_lm_linear merger[2];     /* mlp.0, mlp.2 */
   size_t weight_bytes;
+  int n_served_fp8;            /* linears run as served FP8 (wq: aqs_vision_load_served_over) */
+  const struct aqs_vision *base; /* aqs_vision_load_served_over: the tower whose BF16 tensors this
+                                    one borrows (it owns only its FP8 codes) */
 } aqs_vision;
 
 /* Loads the vision tower of the checkpoint ck (already checked against model by
@@ -67,6 +70,13 @@ aqs_status aqs_vision_load(aqs_backend *be, const aqs_qwen_model *model, const a
 /* Opens model_dir (config + checkpoint) and loads its vision tower. */
 aqs_status aqs_vision_load_dir(aqs_backend *be, const char *model_dir, aqs_vision **out,
                                aqs_err *e);
+/* A served scheme's tower over base (engine/compute/vision_served.c), as aqs_lm_load_served_over
+ * for the language model: diff holds only what the scheme changed; an F8_E4M3 linear weight with
+ * its weight_scale / input_scale becomes a served FP8 linear (gate/up share one weight and input
+ * scale, as vLLM fuses them); every other tensor is base's (borrowed: base must outlive *out). A
+ * changed tensor the tower reads in BF16 is AQS_ERR_UNSUPPORTED naming it. */
+aqs_status aqs_vision_load_served_over(const aqs_vision *base, const aqs_ckpt *diff, aqs_vision **out,
+                                       aqs_err *e);
 void aqs_vision_free(aqs_vision *vis);
 
 /* The linear of (block, slot): block in [0, depth) for block slots, -1 for the others; NULL for

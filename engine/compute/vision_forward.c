@@ -16,7 +16,9 @@ static aqs_status run_linear(const aqs_vision *vis, aqs_vision_ws *ws, int blk, 
                              float *y, const float *x, int rows, const unsigned char *quant,
                              aqs_vision_hook hook, void *ctx, aqs_err *e) {
   const aqs_lm_linear *lin = aqs_vision_linear((aqs_vision *)vis, blk, s);
-  if (quant && quant[aqs_vision_quant_index(blk, s)])
+  if (lin->wq) /* served FP8 (aqs_vision_load_served_over) */
+    aqs_linear_served_fp8(vis->be, lin, y, x, rows, ws->xq);
+  else if (quant && quant[aqs_vision_quant_index(blk, s)])
     aqs_linear_fp8(vis->be, lin, y, x, rows, ws->xq, ws->wq);
   else
     vis->be->ops->linear(vis->be, y, x, lin->w, lin->b, rows, lin->in, lin->out);

@@ -139,6 +139,16 @@ static void free_linear(aqs_backend *be, aqs_lm_linear *lin) {
 void aqs_vision_free(aqs_vision *vis) {
   if (!vis) return;
   aqs_backend *be = vis->be;
+  if (vis->base) { /* aqs_vision_load_served_over: only the FP8 codes are this tower's */
+    for (int b = -1; vis->blocks && b < vis->cfg.depth; b++)
+      for (int s = 0; s < AQS_VIS_SLOT_COUNT; s++) {
+        aqs_lm_linear *lin = aqs_vision_linear(vis, b, (aqs_vis_slot)s);
+        if (lin) be->ops->free(be, lin->wq);
+      }
+    free(vis->blocks);
+    free(vis);
+    return;
+  }
   if (vis->blocks) {
     for (int b = 0; b < vis->cfg.depth; b++) {
       be->ops->free(be, vis->blocks[b].norm1);

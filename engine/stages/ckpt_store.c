@@ -222,17 +222,23 @@ static aqs_status builder_add_locked(aqs_ckpt_builder *b, const char *path, cons
 }
 
 /* The SHA-256 of the file a shard manifest describes, cached as an action (shard -> a small
- * object holding the digest text): computing it means hashing every byte of the shard. */
+ * object holding the digest text): computing it means hashing every byte of the shard. No lease
+ * is taken (unlike a stage): two builders hashing one shard at once cost less than the two index
+ * writes a lease takes for every shard of every export. */
 static aqs_status shard_file_digest(aqs_store *s, const aqs_digest *shard, const uint8_t *header, size_t header_bytes,
                                     const aqs_ckpt_mem_tensor *t, size_t n, aqs_digest *out, aqs_err *e) {
   json_t *inputs = json_pack("{s:o}", "shard", digest_json(shard));
-  aqs_stage_ctx ctx;
-  aqs_status st = aqs_stage_lookup(s, "shard-sha256", "1", inputs, NULL, &ctx, e);
+  aqs_digest key;
+  char *key_doc = NULL;
+  aqs_action_info info = {0};
+  aqs_status st = aqs_action_key("shard-sha256", "1", inputs, NULL, &key, &key_doc, e);
   json_decref(inputs);
-  if (!st && ctx.hit) {
+  aqs_err miss = {0};
+  int hit = !st && aqs_action_lookup(s, "shard-sha256", &key, &info, &miss) == AQS_OK;
+  if (hit) {
     void *text;
     size_t len;
-    st = aqs_get_mem(s, &ctx.result, &text, &len, e);
+    st = aqs_get_mem(s, &info.result, &text, &len, e);
     if (!st) {
       char buf[AQS_DIGEST_STR_SIZE] = "";
       memcpy(buf, text, len < sizeof buf - 1 ? len : sizeof buf - 1);
@@ -240,6 +246,7 @@ static aqs_status shard_file_digest(aqs_store *s, const aqs_digest *shard, const
       st = aqs_digest_parse(buf, out, e);
     }
   } else if (!st) {
+    /* a miss (or a record whose result is gone): hash the shard */
     aqs_sha256 *h = aqs_sha256_new();
     if (!h) st = aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
     if (!st) {
@@ -250,12 +257,13 @@ static aqs_status shard_file_digest(aqs_store *s, const aqs_digest *shard, const
       char text[AQS_DIGEST_STR_SIZE];
       aqs_digest_str(out, text);
       aqs_put_opts opts = {.compress = AQS_COMPRESS_ZSTD};
-      aqs_put_info info;
-      st = aqs_put_mem(s, text, strlen(text), &opts, &info, e);
-      if (!st) st = aqs_stage_record(s, &ctx, &info.digest, e);
+      aqs_put_info put;
+      st = aqs_put_mem(s, text, strlen(text), &opts, &put, e);
+      if (!st) st = aqs_action_put(s, key_doc, &put.digest, 0.0, NULL, e);
     }
   }
-  aqs_stage_ctx_free(&ctx);
+  aqs_action_info_free(&info);
+  free(key_doc);
   return st;
 }
 
@@ -284,12 +292,18 @@ aqs_status aqs_ckpt_builder_add_shard_mem(aqs_ckpt_builder *b, const char *name,
     file_bytes += t[i].nbytes;
   }
   /* Tensors the store has already (copied BF16 tensors, FP8 groups another scheme shares) and
-   * that check sound are neither hashed nor written again; the others are put from memory, in parallel. */
+   * that check sound (a damaged copy is quarantined here, and ours replaces it) are neither hashed
+   * nor written again: checked one by one (a stamp lookup each), while the others are put from
+   * memory in parallel. In a sweep most tensors are present, and a team of threads per shard (the
+   * exporter stores several shards at once) would cost more than the checks. */
+  size_t *todo = calloc(n + 1, sizeof *todo), n_todo = 0;
+  if (!st && !todo) st = aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  for (size_t i = 0; !st && i < n; i++)
+    if (aqs_object_check(b->s, t[i].digest, NULL) != AQS_OK) todo[n_todo++] = i;
   if (!st) {
-#pragma omp parallel for schedule(dynamic, 1)
-    for (long i = 0; i < (long)n; i++) {
-      /* Present and sound (a damaged copy is quarantined here, and ours replaces it). */
-      if (aqs_object_check(b->s, t[i].digest, NULL) == AQS_OK) continue;
+#pragma omp parallel for schedule(dynamic, 1) if (n_todo > 1)
+    for (long k = 0; k < (long)n_todo; k++) {
+      size_t i = todo[k];
       sts[i] = aqs_put_mem(b->s, t[i].data, t[i].nbytes, t[i].nbytes >= AQS_CKPT_RAW_MIN_BYTES ? &raw : &small,
                            &infos[i], &errs[i]);
       if (!sts[i] && !aqs_digest_eq(&infos[i].digest, t[i].digest))
@@ -319,6 +333,7 @@ aqs_status aqs_ckpt_builder_add_shard_mem(aqs_ckpt_builder *b, const char *name,
                                                   "size", (json_int_t)file_bytes));
     pthread_mutex_unlock(&b->lock);
   }
+  free(todo);
   free(names);
   free(digests);
   free(sizes);

@@ -13,6 +13,7 @@
 #include "common/progress.h"
 #include "engine/stages/calib_set.h"
 #include "engine/calib/captions.h"
+#include "engine/calib/rows.h"
 #include "engine/model/safetensors.h"
 #include "engine/stages/build.h"
 #include "engine/stages/build_names.h"
@@ -33,6 +34,7 @@ struct aqs_eval_session {
   uint64_t bf16_bytes;
   aqs_backend *be;
   aqs_lm *ref;
+  aqs_vision *ref_vis;     /* image eval sets only */
   aqs_eval_ref *ref_results; /* the reference over the eval set, shared by every scheme */
 };
 typedef aqs_eval_session eval_env;
@@ -52,6 +54,8 @@ static void params_of_record(const json_t *rp, aqs_eval_calib *cp) {
   cp->chunk = json_integer_value(json_object_get(rp, "chunk_sequences"));
   const char *t = json_string_value(json_object_get(rp, "template"));
   snprintf(cp->template_name, sizeof cp->template_name, "%s", t ? t : "none");
+  const char *modality = json_string_value(json_object_get(rp, "modality"));
+  cp->images = modality && strcmp(modality, "images") == 0;
 }
 
 static aqs_status default_params(const aqs_eval_opts *o, aqs_eval_calib *cp, aqs_err *e) {
@@ -67,35 +71,63 @@ static aqs_status default_params(const aqs_eval_opts *o, aqs_eval_calib *cp, aqs
   return AQS_OK;
 }
 
-/* The eval set: held-out rows of the calibration captions, or a separate file's first rows. */
-static aqs_status make_eval_set(eval_env *v, const aqs_eval_calib *cp, aqs_err *e) {
-  const aqs_eval_opts *o = v->o;
-  const char *path = o->eval_captions ? o->eval_captions : o->captions_path;
-  if (!path)
-    return aqs_errf(e, AQS_ERR_INVALID,
-                    "no eval captions: pass --captions FILE or set [data] captions in .aqstore");
-  int64_t want = o->samples > 0 ? o->samples : AQS_EVAL_DEFAULT_SAMPLES;
+/* Usable rows of the eval set's dataset (caption lines, or JSONL rows of an image set). */
+static aqs_status count_rows(const char *path, int images, int64_t *n, aqs_err *e) {
+  if (images) {
+    aqs_calib_rows rows;
+    aqs_status st = aqs_calib_read_jsonl(path, 0, &rows, e);
+    if (st) return st;
+    *n = rows.n;
+    aqs_calib_rows_free(&rows);
+    return AQS_OK;
+  }
   aqs_captions caps;
   aqs_caption_read_opts ro = {0};
   aqs_status st = aqs_captions_read(path, &ro, &caps, e);
   if (st) return st;
-  int64_t usable = caps.n;
+  *n = caps.n;
   aqs_captions_free(&caps);
+  return AQS_OK;
+}
+
+/* The eval set: held-out rows of the calibration captions (or image rows), or a separate
+ * caption file's first rows. */
+static aqs_status make_eval_set(eval_env *v, const aqs_eval_calib *cp, aqs_err *e) {
+  const aqs_eval_opts *o = v->o;
+  const int images = cp->images && !o->eval_captions;
+  const char *path = o->eval_captions ? o->eval_captions : images ? o->images_path : o->captions_path;
+  if (!path)
+    return aqs_errf(e, AQS_ERR_INVALID,
+                    images ? "no eval images: the schemes were calibrated on image+caption rows; pass "
+                             "--images FILE (and --root DIR) or set [data] images in .aqstore"
+                           : "no eval captions: pass --captions FILE or set [data] captions in .aqstore");
+  int64_t want = o->samples > 0 ? o->samples : AQS_EVAL_DEFAULT_SAMPLES, usable;
+  aqs_status st = count_rows(path, images, &usable, e);
+  if (st) return st;
   int64_t skip = o->eval_captions ? 0 : cp->samples;
   if (usable - skip < 1)
     return aqs_errf(e, AQS_ERR_INVALID,
-                    "%s has %lld usable captions and calibration uses %lld of them: none is left "
+                    "%s has %lld usable %s and calibration uses %lld of them: none is left "
                     "for eval; pass --captions FILE with held-out captions",
-                    path, (long long)usable, (long long)skip);
+                    path, (long long)usable, images ? "rows" : "captions", (long long)skip);
   v->first_seq = skip;
   v->n_seqs = usable - skip < want ? usable - skip : want;
-  char tokenizer[4200];
+  char tokenizer[4200], processor[4200];
   snprintf(tokenizer, sizeof tokenizer, "%s/tokenizer.json", o->model_dir);
-  aqs_calib_opts co = {.captions_path = path, .tokenizer_path = tokenizer,
+  snprintf(processor, sizeof processor, "%s/preprocessor_config.json", o->model_dir);
+  aqs_calib_opts co = {.tokenizer_path = tokenizer,
                        .samples = skip + v->n_seqs, .seed = (uint64_t)cp->seed,
                        .max_len = (int32_t)cp->max_len, .template_name = cp->template_name,
                        .chunk_seqs = (int32_t)cp->chunk, .progress = o->progress,
                        .lookup_only = o->lookup_only};
+  if (images) { /* the options calibration's calib-set used, so its rows come first */
+    co.images_jsonl = path;
+    co.images_root = o->images_root;
+    co.allow_outside_root = o->allow_outside_root;
+    co.processor_config = access(processor, R_OK) == 0 ? processor : NULL;
+  } else {
+    co.captions_path = path;
+  }
   aqs_calib_result cr;
   memset(&cr, 0, sizeof cr);
   st = aqs_calib_build(o->store, &co, &cr, e);
@@ -103,8 +135,12 @@ static aqs_status make_eval_set(eval_env *v, const aqs_eval_calib *cp, aqs_err *
     v->eval_set = cr.digest;
     v->set = cr.set;
     memset(&cr.set, 0, sizeof cr.set);
+    if (cr.samples_used < skip + v->n_seqs) v->n_seqs = cr.samples_used > skip ? cr.samples_used - skip : 0;
   }
   aqs_calib_result_free(&cr);
+  if (!st && v->n_seqs < 1)
+    return aqs_errf(e, AQS_ERR_INVALID, "%s: no usable row is left for eval after calibration's %lld", path,
+                    (long long)skip);
   return st ? aqs_err_prefix(e, "eval set") : AQS_OK;
 }
 
@@ -215,6 +251,33 @@ aqs_status aqs_eval_metrics_from_json(const json_t *doc, aqs_eval_metrics *m, aq
   return AQS_OK;
 }
 
+/* Sequences [s0, s1) of an image chunk (tb) with their images to the reference results: the
+ * chunk's images are sorted by sequence, so theirs are one run, renumbered from s0. */
+static aqs_status add_image_seqs(eval_env *v, const aqs_calib_chunk *c, const aqs_token_batch *tb, int s0, int s1,
+                                 aqs_err *e) {
+  if (c->patch_dim != v->ref_vis->patch_dim)
+    return aqs_errf(e, AQS_ERR_MISMATCH, "eval chunk at sequence %lld has %d values per patch; the vision tower takes %d",
+                    (long long)c->first_seq, c->patch_dim, v->ref_vis->patch_dim);
+  int i0 = 0, i1;
+  while (i0 < c->n_images && c->image_seq[i0] < s0) i0++;
+  for (i1 = i0; i1 < c->n_images && c->image_seq[i1] < s1; i1++)
+    if (i1 > i0 && c->image_seq[i1] < c->image_seq[i1 - 1])
+      return aqs_errf(e, AQS_ERR_CORRUPT, "eval chunk at sequence %lld: images are not sorted by sequence",
+                      (long long)c->first_seq);
+  if (i1 == i0) return aqs_eval_ref_add(v->ref_results, tb, e);
+  int32_t *seq = malloc((size_t)(i1 - i0) * sizeof *seq);
+  if (!seq) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  for (int i = i0; i < i1; i++) seq[i - i0] = c->image_seq[i] - s0;
+  aqs_lm_images im = {i1 - i0, seq, c->image_token_start + i0, c->image_grid_thw + 3 * (size_t)i0,
+                      v->ref_vis->cfg.spatial_merge_size};
+  aqs_status st = aqs_eval_ref_add_images(v->ref_results, tb, &im,
+                                          c->pixel_patches + (size_t)c->image_patch_offsets[i0] * (size_t)c->patch_dim, e);
+  free(seq);
+  return st ? aqs_err_prefix(e, "eval sequences %lld..%lld", (long long)(c->first_seq + s0),
+                             (long long)(c->first_seq + s1 - 1))
+            : AQS_OK;
+}
+
 /* The reference model and its results over the eval set [first_seq, first_seq + n_seqs), made
  * once per session (every scheme of a sweep is compared with the same reference results). */
 static aqs_status ensure_ref(eval_env *v, aqs_err *e) {
@@ -222,7 +285,9 @@ static aqs_status ensure_ref(eval_env *v, aqs_err *e) {
   aqs_status st = AQS_OK;
   if (!v->be) st = aqs_backend_open(backend_of(v->o), v->o->precision, &v->be, e);
   if (!st && !v->ref) st = aqs_lm_load(v->be, v->o->model_dir, &v->ref, e);
-  if (!st) st = aqs_eval_ref_new(v->ref, 0, &v->ref_results, e);
+  if (!st && v->set.n_images > 0 && !v->ref_vis) st = aqs_vision_load_dir(v->be, v->o->model_dir, &v->ref_vis, e);
+  const aqs_eval_model ref_model = {v->ref, v->ref_vis};
+  if (!st) st = aqs_eval_ref_new(&ref_model, 0, &v->ref_results, e);
   const int64_t first = v->first_seq, last = v->first_seq + v->n_seqs;
   aqs_progress *p = !st && v->o->progress ? aqs_progress_start("eval bf16 reference", (uint64_t)v->n_seqs, "seq") : NULL;
   for (int32_t c = 0; !st && c < v->set.n_chunks; c++) {
@@ -235,7 +300,8 @@ static aqs_status ensure_ref(eval_env *v, aqs_err *e) {
     if (s1 > s0) {
       aqs_token_batch tb = {.n_seqs = (int)(s1 - s0), .seq_lens = chunk.seq_lens + s0,
                             .token_ids = chunk.token_ids + chunk.seq_offsets[s0]};
-      st = aqs_eval_ref_add(v->ref_results, &tb, e);
+      st = chunk.n_images > 0 ? add_image_seqs(v, &chunk, &tb, (int)s0, (int)s1, e)
+                              : aqs_eval_ref_add(v->ref_results, &tb, e);
       if (p) aqs_progress_add(p, (uint64_t)(s1 - s0));
     }
     aqs_calib_chunk_free(&chunk);
@@ -252,7 +318,7 @@ static aqs_status ensure_ref(eval_env *v, aqs_err *e) {
 }
 
 /* Runs scheme over the eval set against the reference results. */
-static aqs_status run_metrics(eval_env *v, const aqs_lm *scheme, const char *name, aqs_eval_metrics *m,
+static aqs_status run_metrics(eval_env *v, const aqs_eval_model *scheme, const char *name, aqs_eval_metrics *m,
                               aqs_err *e) {
   aqs_eval_acc acc = {0};
   char label[96];
@@ -273,11 +339,12 @@ static aqs_status run_metrics(eval_env *v, const aqs_lm *scheme, const char *nam
 
 /* The scheme straight from the store: the tensors its export changed (FP8 weights and scales)
  * are read from their objects, everything else is the loaded reference's. */
-static aqs_status load_scheme(eval_env *v, const aqs_digest *ckpt, aqs_lm **out, aqs_err *e) {
+static aqs_status load_scheme(eval_env *v, const aqs_digest *ckpt, aqs_lm **lm, aqs_vision **vis, aqs_err *e) {
   aqs_ckpt_view *view;
   aqs_status st = aqs_ckpt_view_open(v->o->store, ckpt, &v->source, &view, e);
   if (st) return st;
-  st = aqs_lm_load_served_over(v->ref, aqs_ckpt_view_ckpt(view), out, e);
+  st = aqs_lm_load_served_over(v->ref, aqs_ckpt_view_ckpt(view), lm, e);
+  if (!st && v->ref_vis) st = aqs_vision_load_served_over(v->ref_vis, aqs_ckpt_view_ckpt(view), vis, e);
   aqs_ckpt_view_close(view);
   return st;
 }
@@ -294,9 +361,12 @@ void aqs_eval_session_key(const aqs_eval_session *v, const aqs_digest *checkpoin
 aqs_status aqs_eval_session_compute(aqs_eval_session *v, const aqs_digest *checkpoint, const char *name,
                                     const json_t *params, aqs_eval_metrics *m, aqs_digest *result, aqs_err *e) {
   aqs_lm *scheme = NULL;
+  aqs_vision *scheme_vis = NULL;
   aqs_status st = ensure_ref(v, e);
-  if (!st && !aqs_digest_eq(checkpoint, &v->source)) st = load_scheme(v, checkpoint, &scheme, e);
-  if (!st) st = run_metrics(v, scheme ? scheme : v->ref, name, m, e);
+  if (!st && !aqs_digest_eq(checkpoint, &v->source)) st = load_scheme(v, checkpoint, &scheme, &scheme_vis, e);
+  const aqs_eval_model model = {scheme ? scheme : v->ref, scheme_vis ? scheme_vis : v->ref_vis};
+  if (!st) st = run_metrics(v, &model, name, m, e);
+  aqs_vision_free(scheme_vis);
   aqs_lm_free(scheme);
   if (st) return st;
   json_t *doc = json_pack("{s:s, s:i, s:o, s:o, s:O}", "kind", "aqs-eval", "version", 1, "checkpoint",
@@ -350,6 +420,7 @@ aqs_status aqs_eval_source(const aqs_eval_opts *o, aqs_digest *out, aqs_err *e) 
 }
 
 void aqs_eval_calib_of_recipe(const aqs_recipe *r, aqs_eval_calib *c) {
+  c->images = r->modality == AQS_MODALITY_IMAGES;
   c->samples = r->calib_samples;
   c->seed = r->seed;
   c->max_len = r->max_len;
@@ -378,6 +449,7 @@ void aqs_eval_session_close(aqs_eval_session *v) {
   if (!v) return;
   aqs_eval_ref_free(v->ref_results);
   aqs_calib_set_free(&v->set);
+  aqs_vision_free(v->ref_vis);
   aqs_lm_free(v->ref);
   if (v->be) aqs_backend_close(v->be);
   free(v);
@@ -404,11 +476,15 @@ aqs_status aqs_eval_names(const aqs_eval_opts *o, const char *const *names, size
   }
   if (!st && !have_cp) st = default_params(o, &cp, e);
   if (!st) st = make_eval_set(&v, &cp, e);
-  for (size_t i = 0; !st && i < n; i++) st = eval_one(&v, &rows[i], e);
+  for (size_t i = 0; !st && i < n; i++) {
+    rows[i].eval_images = v.set.n_images > 0;
+    st = eval_one(&v, &rows[i], e);
+  }
   for (size_t i = 0; i < n; i++) json_decref(records[i]);
   free(records);
   aqs_eval_ref_free(v.ref_results);
   aqs_calib_set_free(&v.set);
+  aqs_vision_free(v.ref_vis);
   aqs_lm_free(v.ref);
   if (v.be) aqs_backend_close(v.be);
   return st;
@@ -427,6 +503,7 @@ json_t *aqs_eval_rows_json(const aqs_eval_row *rows, size_t n) {
     json_object_set_new(j, "fp8_groups", json_integer(r->n_fp8));
     json_object_set_new(j, "candidate_groups", json_integer(r->n_candidates));
     json_object_set_new(j, "kv_cache", json_string(r->kv_fp8 ? "fp8" : "bf16"));
+    json_object_set_new(j, "eval_set", json_string(r->eval_images ? "image+caption" : "caption"));
     json_object_set_new(j, "checkpoint_bytes", json_integer((json_int_t)r->ckpt_bytes));
     json_object_set_new(j, "bf16_bytes", json_integer((json_int_t)r->bf16_bytes));
     json_object_set_new(j, "order", json_string(r->order));

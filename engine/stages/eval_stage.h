@@ -7,7 +7,10 @@
  * The eval set: the caption file's calib-set built with calibration's seed and settings for
  * calib_samples + samples rows; the rows after calibration's are held out (the sample order is
  * prefix-stable, engine/calib/calibset.h). With eval_captions (a separate file) its first
- * `samples` rows are used instead. Threads: one call at a time per store handle. */
+ * `samples` rows are used instead. Schemes calibrated on image+caption rows (recipe modality
+ * images) are evaluated the same way on the held-out rows of the image JSONL: both towers run,
+ * the scheme's FP8 vision linears as served, metrics on the caption tokens.
+ * Threads: one call at a time per store handle. */
 #ifndef AQS_STAGES_EVAL_STAGE_H
 #define AQS_STAGES_EVAL_STAGE_H
 
@@ -28,6 +31,9 @@ typedef struct aqs_eval_opts {
   const char *model_dir;         /* the BF16 source every name was built from (required) */
   const char *captions_path;     /* calibration's caption file (held-out rows are used) */
   const char *eval_captions;     /* or: a separate eval caption file (NULL = held out) */
+  const char *images_path;       /* calibration's image+caption JSONL (image schemes) */
+  const char *images_root;       /* its image root (NULL = the JSONL's directory) */
+  int allow_outside_root;        /* image rows may leave images_root */
   int64_t samples;               /* eval sequences; 0 = AQS_EVAL_DEFAULT_SAMPLES */
   const char *backend;           /* "cpu" (default) or "cuda" */
   aqs_precision precision;       /* AQS_PREC_BF16: as served (default); F32 for reference work */
@@ -47,6 +53,7 @@ typedef struct aqs_eval_row {
   double effective_bits;         /* 16 for bf16 */
   int64_t n_fp8, n_candidates;
   int kv_fp8;
+  int eval_images;               /* 1: the eval set holds image+caption rows */
   uint64_t ckpt_bytes;           /* safetensors bytes of the checkpoint */
   uint64_t bf16_bytes;           /* the same for the BF16 source */
   char order[32];                /* the recipe's slice order ("least_sensitive_first", ...) */
@@ -58,7 +65,8 @@ typedef struct aqs_eval_row {
 
 /* Evaluates names[0..n) (each a built recipe, ref or build digest, or "bf16") into rows[0..n).
  * The eval set follows the first built name's calibration (seed, samples, max_len, template);
- * with only "bf16" the built-in lm_only recipe's. Errors: AQS_ERR_NOT_FOUND (no such build),
+ * with only "bf16" the built-in lm_only recipe's. Errors: AQS_ERR_INVALID (image schemes and no
+ * images_path: "pass --images FILE"), AQS_ERR_NOT_FOUND (no such build),
  * AQS_ERR_MISMATCH (a build of another source than model_dir), AQS_ERR_INVALID (no held-out
  * captions left: "captions.txt has 64 usable captions and calibration uses 64 of them; pass
  * --captions FILE"), compute errors. */
@@ -71,6 +79,7 @@ aqs_status aqs_eval_names(const aqs_eval_opts *o, const char *const *names, size
 typedef struct aqs_eval_calib {
   int64_t samples, seed, max_len, chunk;
   char template_name[32];
+  int images;                    /* calibrated on image+caption rows */
 } aqs_eval_calib;
 struct aqs_recipe;
 void aqs_eval_calib_of_recipe(const struct aqs_recipe *r, aqs_eval_calib *c);

@@ -27,6 +27,8 @@ static aqs_status eval_key(aqs_stage_job *job, json_t **inputs, json_t **params,
   if (!es) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
   job->state = es;
   es->opts = (aqs_eval_opts){.store = job->store, .model_dir = o->model_dir, .captions_path = o->captions_path,
+                             .images_path = o->images_path, .images_root = o->images_root,
+                             .allow_outside_root = o->allow_outside_root,
                              .samples = job->recipe->eval_samples, .backend = aqs_stage_env_backend(job->env),
                              .precision = AQS_PREC_BF16, .progress = o->progress,
                              .lookup_only = o->dry_run};

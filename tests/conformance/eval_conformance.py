@@ -9,7 +9,10 @@ as vLLM's modelopt loader does) and its input fake-quantized to E4M3 with the st
 scale (a forward pre-hook). On the same token sequences it computes, independently of aqs:
   perplexity = exp(mean next-token cross-entropy), mean per-position KL(p_bf16 || p_scheme),
 and compares them with aqs eval --json rows (run with --precision f32) within 1 % relative.
-The FP8 KV cache is not modelled here (schemes with kv_cache fp8 are refused).
+A scheme with an FP8 KV cache (self_attn.k_proj.k_scale / v_proj.v_scale in the checkpoint) runs
+through an attention function registered with transformers' AttentionInterface: K after RoPE and
+V are fake-quantized to E4M3 with the layer's scale (x / scale, saturated at 448, times scale)
+before SDPA, as a served FP8 KV cache stores and reads them back.
 
 usage: eval_conformance.py --source MODEL_DIR --tokens TOKENS.jsonl --ours EVAL.json
        [--case NAME CKPT_DIR ...] [--json OUT.json]
@@ -34,10 +37,10 @@ def read_tokens(path):
         return [json.loads(line) for line in f if line.strip()]
 
 
-def load_model(model_dir):
+def load_model(model_dir, attn="sdpa"):
     from transformers import Qwen2_5_VLForConditionalGeneration
     m = Qwen2_5_VLForConditionalGeneration.from_pretrained(model_dir, dtype=torch.float32,
-                                                           attn_implementation="sdpa")
+                                                           attn_implementation=attn)
     return m.cuda().eval()
 
 
@@ -100,12 +103,37 @@ def hf_module_name(ckpt_module, model):
     raise KeyError(ckpt_module)
 
 
+def fake_quant(x, scale):
+    q = (x.float() / scale).clamp(-448.0, 448.0).to(torch.float8_e4m3fn)
+    return (q.float() * scale).to(x.dtype)
+
+
+KV_SCALES = {}  # id(attention module) -> (k_scale, v_scale) tensors on the GPU
+
+
+def fp8_kv_attention(module, query, key, value, attention_mask, **kwargs):
+    """SDPA on K and V as an FP8 KV cache returns them (per-tensor E4M3 fake quant)."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+    scales = KV_SCALES.get(id(module))
+    if scales is not None:
+        key, value = fake_quant(key, scales[0]), fake_quant(value, scales[1])
+    return sdpa_attention_forward(module, query, key, value, attention_mask, **kwargs)
+
+
+def register_fp8_kv():
+    from transformers import AttentionInterface
+    AttentionInterface.register("aqs_fp8_kv", fp8_kv_attention)
+
+
 def make_scheme(source_dir, ckpt_dir):
     tensors = read_safetensors(ckpt_dir)
-    if any(n.endswith(".k_scale") for n in tensors):
-        raise SystemExit(f"{ckpt_dir}: FP8 KV cache schemes are not modelled by this check")
-    model = load_model(source_dir)
+    kv = sorted(n[:-len(".k_proj.k_scale")] for n in tensors if n.endswith(".self_attn.k_proj.k_scale"))
+    model = load_model(source_dir, "aqs_fp8_kv" if kv else "sdpa")
     names = dict(model.named_modules())
+    for attn in kv:
+        module = names[hf_module_name(attn, model)]
+        KV_SCALES[id(module)] = tuple(torch.tensor(float(tensors[f"{attn}.{p}_proj.{p}_scale"].float().reshape(())),
+                                                   dtype=torch.float32, device="cuda") for p in "kv")
     hooks = []
     for module, (w, xs) in served_weights(tensors).items():
         lin = names[hf_module_name(module, model)]
@@ -115,10 +143,9 @@ def make_scheme(source_dir, ckpt_dir):
 
         def pre(mod, args, scale=scale):
             x = args[0]
-            q = (x.float() / scale).clamp(-448.0, 448.0).to(torch.float8_e4m3fn)
-            return (q.float() * scale,) + tuple(args[1:])
+            return (fake_quant(x, scale),) + tuple(args[1:])
         hooks.append(lin.register_forward_pre_hook(pre))
-    return model, len(hooks)
+    return model, len(hooks), len(kv)
 
 
 @torch.no_grad()
@@ -154,13 +181,15 @@ def main():
     a = ap.parse_args()
     seqs = read_tokens(a.tokens)
     ours = {r["name"]: r for r in json.load(open(a.ours))}
+    register_fp8_kv()
     ref = load_model(a.source)
     results, ok = [], True
     for name, ckpt in a.case:
-        scheme, n_fp8 = make_scheme(a.source, ckpt)
+        scheme, n_fp8, n_kv = make_scheme(a.source, ckpt)
         got = metrics(ref, scheme, seqs)
         mine = ours[name]
-        r = {"case": name, "fp8_linears": n_fp8, "n_targets": got["n_targets"], "ours_n_targets": mine["n_targets"]}
+        r = {"case": name, "fp8_linears": n_fp8, "fp8_kv_layers": n_kv, "n_targets": got["n_targets"],
+             "ours_n_targets": mine["n_targets"]}
         for key in ("ppl", "kl_mean"):
             rel = abs(mine[key] - got[key]) / abs(got[key])
             r[key] = {"torch": got[key], "aqs": mine[key], "rel_err": rel, "pass": rel <= REL_TOL}

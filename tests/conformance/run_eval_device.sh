@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # tests/conformance/run_eval_device.sh CARRY: the eval helper's run on the GPU machine, from a carry
 # folder made by scripts/device-pack.sh (plus this script and eval_conformance.py copied into it).
-#  1. gpu_test_fp8_codec (the dequantize_fp8 op of the FP8 KV cache against its CPU twin);
-#  2. conformance: a tiny sweep evaluated by aqs (--precision f32) and by transformers + torch
-#     (eval_conformance.py): perplexity and KL within 1 % relative;
+#  1. gpu_test_fp8_codec (the dequantize_fp8 op of the FP8 KV cache) and gpu_test_loss_reduce
+#     (eval's kl_argmax_rows among the losses) against their CPU twins;
+#  2. conformance: a tiny sweep with an FP8 KV cache scheme, evaluated by aqs (--precision f32) and
+#     by transformers + torch (eval_conformance.py): perplexity and KL within 1 % relative;
 #  3. cost: the 3b synthetic model, a 10-scheme coverage sweep + controls built with --backend cuda,
-#     then `aqs eval --backend cuda` of the whole sweep (cold, then all cached).
+#     then `aqs eval --backend cuda` of the whole sweep (cold, then all cached); each row's
+#     "seconds" is that scheme's cost (the first row's includes the BF16 reference).
 # Writes into $OUT: gpu_tests.txt, conformance.json, eval_tiny.json, cost.txt, eval_3b.json.
 set -uo pipefail
 carry="$(cd "$1" && pwd)"
@@ -15,7 +17,9 @@ cd "$W"
 export AQS_PROGRESS=never
 now() { date +%s.%N; }
 secs() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.1f", b - a }'; }  # no bc on the device image
-"$carry/bin/gpu_test_fp8_codec" > "$OUT/gpu_tests.txt" 2>&1; echo "gpu_test_fp8_codec rc=$?" | tee -a "$OUT/gpu_tests.txt"
+for t in gpu_test_fp8_codec gpu_test_loss_reduce; do
+  "$carry/bin/$t" >> "$OUT/gpu_tests.txt" 2>&1; echo "$t rc=$?" | tee -a "$OUT/gpu_tests.txt"
+done
 
 # ---- 2. conformance on the tiny model ----
 aqs synth-model --preset tiny --seed 3 --outliers lm.1.down:100000,lm.2.qkv:100000 --out model >/dev/null
@@ -34,16 +38,18 @@ printf '[recipe]\nextends = lm_only\n[calib]\nsamples = 32\nmax_len = 64\n[sensi
 for x in 10 50 100; do printf '[recipe]\nextends = fast\n[slice]\ncoverage = %s\n' "0.$x" > recipes/fast$x.ini; done
 printf '[recipe]\nextends = fast\n[slice]\ncoverage = 1.0\n' > recipes/fast100.ini
 printf '[recipe]\nextends = fast50\n[slice]\norder = random\norder_seed = 1\n' > recipes/fast50_random.ini
+printf '[recipe]\nextends = fast50\n[export]\nkv_cache = fp8\n' > recipes/fast50_kv.ini
 aqs --store st init >/dev/null
 A=(--model model --recipes-dir recipes --quiet)
-for r in fast10 fast50 fast100 fast50_random; do
+for r in fast10 fast50 fast100 fast50_random fast50_kv; do
   aqs --store st build "${A[@]}" --captions captions.txt --out "ck_$r" recipe $r >/dev/null || echo "build $r failed"
 done
 aqs tokenize --tokenizer model --json < eval.txt > tokens.jsonl
 aqs --store st eval --json "${A[@]}" --calib-captions captions.txt --captions eval.txt --samples 32 --precision f32 \
-  fast10 fast50 fast100 fast50_random > "$OUT/eval_tiny.json"
+  fast10 fast50 fast100 fast50_random fast50_kv > "$OUT/eval_tiny.json"
 python3 "$carry/eval_conformance.py" --source model --tokens tokens.jsonl --ours "$OUT/eval_tiny.json" \
   --case fast10 ck_fast10 --case fast50 ck_fast50 --case fast100 ck_fast100 --case fast50_random ck_fast50_random \
+  --case fast50_kv ck_fast50_kv \
   --json "$OUT/conformance.json" 2>&1 | tail -6
 
 # ---- 3. cost on the 3b model ----
@@ -64,7 +70,10 @@ python3 "$carry/eval_conformance.py" --source model --tokens tokens.jsonl --ours
   echo "eval of ${#names[@]} schemes + bf16, 64 held-out captions (cuda, bf16), cold: $(secs "$t0" "$t1") s"
   t0=$(now); aqs --store st eval --json --backend cuda "${B[@]}" --calib-captions captions.txt --samples 64 "${names[@]}" bf16 > /dev/null; t1=$(now)
   echo "same eval again (all cached): $(secs "$t0" "$t1") s"
-  t0=$(now); aqs --store st report --backend cuda "${B[@]}" --calib-captions captions.txt --samples 64 --out "$OUT/report_3b" "${names[@]}" bf16; t1=$(now)
-  echo "report (cached): $(secs "$t0" "$t1") s"
+  python3 - "$OUT/eval_3b.json" <<'PY'
+import json, sys
+for r in json.load(open(sys.argv[1])):
+    print(f"{r['name']:12s} {r['seconds']:7.2f} s  kl {r['kl_mean']:.3e}  ppl {r['ppl']:.4f}  top1 {r['top1']:.4f}")
+PY
 } 2>&1 | tee "$OUT/cost.txt"
 rm -rf "$W"

@@ -1,0 +1,59 @@
+#!/bin/bash
+# tests/integration/eval_images.sh: `aqs eval` of all_layers schemes on image+caption rows (tiny
+# synthetic model, vision group vis.0.gate_up planted as the outlier, the fixture images at their
+# odd sizes): the eval set is the rows calibration did not use, KL grows with coverage and jumps
+# only when the planted vision group is quantized (left for last), FP8 vision linears run as
+# served (a vision-only scheme moves image eval but not caption eval), results are cached.
+source "$(dirname "$0")/cli_common.bash"
+
+"$AQS" synth-model --preset tiny --seed 3 --outliers vis.0.gate_up:100000 --out "$TMP/model" >/dev/null \
+  || fail "synth-model"
+mkdir -p "$TMP/data/imgs" "$TMP/recipes"
+n=0
+for f in "$AQS_SOURCE_DIR"/tests/fixtures/images/*.png "$AQS_SOURCE_DIR"/tests/fixtures/images/*.jpg; do
+  b=$(basename "$f")
+  cp "$f" "$TMP/data/imgs/$b"
+  for k in 1 2; do
+    n=$((n + 1))
+    echo "{\"image\": \"imgs/$b\", \"caption\": \"picture $n shows a scene with $k things in it\"}" >>"$TMP/data/rows.jsonl"
+  done
+done
+[ "$n" -ge 30 ] || fail "only $n rows"
+sweep=(t10 t50 t90 t100)
+for x in 10 50 90 100; do
+  printf '[recipe]\nextends = all_layers_top%s\n[calib]\nsamples = 24\nmax_len = 256\n[sensitivity]\nscore_samples = 16\n' \
+    "$x" >"$TMP/recipes/t$x.ini"
+done
+printf '[recipe]\nextends = t50\n[slice]\ncandidates = visual.*\n' >"$TMP/recipes/t50_vis.ini"
+"$AQS" --store "$TMP/store" init >/dev/null || fail "init"
+B=("$AQS" --store "$TMP/store")
+ARGS=(--model "$TMP/model" --images "$TMP/data/rows.jsonl" --root "$TMP/data" --recipes-dir "$TMP/recipes" --quiet)
+"${B[@]}" build --no-checkout "${ARGS[@]}" recipe "${sweep[@]}" t50_vis >/dev/null || fail "sweep build"
+
+out=$("${B[@]}" eval --json "${ARGS[@]}" "${sweep[@]}" t50_vis bf16) || fail "eval"
+expect_eq "$(jqr "$out" '[.[] | .eval_set] | unique | join(",")')" "image+caption" "eval set kind"
+expect_eq "$(jqr "$out" '[.[] | .n_seqs] | unique | join(",")')" "$((n - 24))" "held-out image rows"
+jqr "$out" '[.[0:4][] | .kl_mean]' | python3 -c '
+import json, sys
+kl = json.load(sys.stdin)
+assert kl[0] > 0 and all(a < b for a, b in zip(kl, kl[1:])), kl
+assert kl[3] > 5 * kl[2], kl  # the planted vision group, left for last, is in t100 only' \
+  || fail "KL over t10..t100 on image rows: $(jqr "$out" '[.[] | .kl_mean]')"
+expect_eq "$(jqr "$out" '.[5] | "\(.kl_mean) \(.top1) \(.ppl == .ref_ppl)"')" "0 1 true" "bf16 row"
+pass "image rows held out; KL grows with coverage and jumps at the planted vision group"
+
+# FP8 vision linears run as served: the vision-only scheme changes image eval, not caption eval
+# (the language model is the source's, and text has no image to run the tower on).
+expect_eq "$(jqr "$out" '.[4].kl_mean > 0')" "true" "vision-only scheme on image rows"
+printf 'a caption with %s words in it\n' one two three four five six seven eight nine ten > "$TMP/caps.txt"
+cap=$("${B[@]}" eval --json "${ARGS[@]}" --captions "$TMP/caps.txt" t50_vis) || fail "eval --captions"
+expect_eq "$(jqr "$cap" '.[0] | "\(.eval_set) \(.kl_mean) \(.n_seqs)"')" "caption 0 10" "vision-only scheme on captions"
+pass "a vision-only scheme moves image eval and leaves caption eval at KL 0"
+
+again=$("${B[@]}" eval --json "${ARGS[@]}" "${sweep[@]}" t50_vis bf16) || fail "eval again"
+expect_eq "$(jqr "$again" '[.[] | select(.cached | not)] | length')" "0" "rows computed by a second eval"
+expect_eq "$(jqr "$again" '[.[] | .kl_mean]')" "$(jqr "$out" '[.[] | .kl_mean]')" "cached metrics"
+table=$("${B[@]}" eval "${ARGS[@]}" t50 bf16) || fail "eval table"
+expect_contains "$table" "$((n - 24)) held-out image+caption rows" "table footer"
+expect_error 1 "pass --images FILE" "${B[@]}" eval --model "$TMP/model" --recipes-dir "$TMP/recipes" --quiet t50
+pass "image eval cached; a missing image file is named"
