@@ -691,6 +691,53 @@ static aqs_status swap_into_place(const char *tmp, const char *out_dir, const ch
   return AQS_OK;
 }
 
+/* One file of a checkpoint manifest written into dir tmp (materialize runs them concurrently). */
+static aqs_status materialize_file(aqs_store *s, const json_t *f, size_t i, const char *tmp, aqs_link_mode mode,
+                                   aqs_err *e) {
+  aqs_status st = AQS_OK;
+  const char *name = json_string_value(json_object_get(f, "name"));
+  const char *type = json_string_value(json_object_get(f, "type"));
+  if (!name || !type || strchr(name, '/') || name[0] == '.')
+    return aqs_errf(e, AQS_ERR_CORRUPT, "checkpoint manifest: bad file entry %zu", i);
+  char path[AQS_PATH_MAX];
+  if (aqs_path_join(path, sizeof path, tmp, name)) return aqs_errf(e, AQS_ERR_INVALID, "path too long: %s/%s", tmp, name);
+  aqs_digest d;
+  if ((st = parse_digest_field(json_object_get(f, "digest"), name, &d, e))) return st;
+  if (strcmp(type, "shard") == 0) {
+    json_t *shard;
+    if ((st = aqs_ckpt_load_manifest(s, &d, "aqs-shard", &shard, e))) return st;
+    if (mode == AQS_LINK_HARDLINK) {
+      char scratch[AQS_PATH_MAX];
+      aqs_path_fmt(scratch, sizeof scratch, "%s/.%s.scratch", tmp, name);
+      aqs_digest file_digest;
+      st = shard_file_object(s, &d, shard, scratch, &file_digest, e);
+      aqs_err link_err = {0};
+      if (st == AQS_ERR_UNSUPPORTED) {
+        /* A read-only store cannot make the shard object: copy instead. */
+        aqs_err_clear(e);
+        st = write_shard(s, shard, path, AQS_LINK_REFLINK, e);
+      } else if (!st && aqs_object_link(s, &file_digest, path, &link_err) != AQS_OK) {
+        /* Another filesystem or no permission: fall back to a copy-on-write/kernel copy. */
+        st = write_shard(s, shard, path, AQS_LINK_REFLINK, e);
+      }
+    } else {
+      st = write_shard(s, shard, path, mode, e);
+    }
+    json_decref(shard);
+  } else {
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) return aqs_errno(e, AQS_ERR_IO, errno, "%s", path);
+    st = aqs_get_fd(s, &d, fd, NULL, e);
+    close(fd);
+  }
+  if (st) return st;
+  /* Only when needed: a chmod of a hardlinked store object would change its ctime, which other
+   * checkouts' markers recorded. */
+  struct stat fsb;
+  if (stat(path, &fsb) == 0 && (fsb.st_mode & 07777) != 0444) chmod(path, 0444);
+  return AQS_OK;
+}
+
 aqs_status aqs_ckpt_materialize(aqs_store *s, const aqs_digest *manifest, const char *out_dir_arg,
                                 aqs_link_mode mode, aqs_err *e) {
   if (!out_dir_arg || !out_dir_arg[0])
@@ -732,58 +779,25 @@ aqs_status aqs_ckpt_materialize(aqs_store *s, const aqs_digest *manifest, const 
     json_decref(doc);
     return aqs_errno(e, AQS_ERR_IO, errno, "creating %s", tmp);
   }
-  size_t i;
-  json_t *f;
-  json_array_foreach(json_object_get(doc, "files"), i, f) {
-    const char *name = json_string_value(json_object_get(f, "name"));
-    const char *type = json_string_value(json_object_get(f, "type"));
-    if (!name || !type || strchr(name, '/') || name[0] == '.') {
-      st = aqs_errf(e, AQS_ERR_CORRUPT, "checkpoint manifest: bad file entry %zu", i);
-      break;
-    }
-    char path[AQS_PATH_MAX];
-    if (aqs_path_join(path, sizeof path, tmp, name)) {
-      st = aqs_errf(e, AQS_ERR_INVALID, "path too long: %s/%s", tmp, name);
-      break;
-    }
-    aqs_digest d;
-    if ((st = parse_digest_field(json_object_get(f, "digest"), name, &d, e))) break;
-    if (strcmp(type, "shard") == 0) {
-      json_t *shard;
-      if ((st = aqs_ckpt_load_manifest(s, &d, "aqs-shard", &shard, e))) break;
-      if (mode == AQS_LINK_HARDLINK) {
-        char scratch[AQS_PATH_MAX];
-        aqs_path_fmt(scratch, sizeof scratch, "%s/.%s.scratch", tmp, name);
-        aqs_digest file_digest;
-        st = shard_file_object(s, &d, shard, scratch, &file_digest, e);
-        aqs_err link_err = {0};
-        if (st == AQS_ERR_UNSUPPORTED) {
-          /* A read-only store cannot make the shard object: copy instead. */
-          aqs_err_clear(e);
-          st = write_shard(s, shard, path, AQS_LINK_REFLINK, e);
-        } else if (!st && aqs_object_link(s, &file_digest, path, &link_err) != AQS_OK) {
-          /* Another filesystem or no permission: fall back to a copy-on-write/kernel copy. */
-          st = write_shard(s, shard, path, AQS_LINK_REFLINK, e);
-        }
-      } else {
-        st = write_shard(s, shard, path, mode, e);
-      }
-      json_decref(shard);
-    } else {
-      int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-      if (fd < 0) {
-        st = aqs_errno(e, AQS_ERR_IO, errno, "%s", path);
-        break;
-      }
-      st = aqs_get_fd(s, &d, fd, NULL, e);
-      close(fd);
-    }
-    if (st) break;
-    /* Only when needed: a chmod of a hardlinked store object would change its ctime, which other
-     * checkouts' markers recorded. */
-    struct stat fsb;
-    if (stat(path, &fsb) == 0 && (fsb.st_mode & 07777) != 0444) chmod(path, 0444);
+  json_t *files = json_object_get(doc, "files");
+  long n_files = (long)json_array_size(files);
+  aqs_status *sts = calloc((size_t)n_files + 1, sizeof *sts);
+  aqs_err *errs = calloc((size_t)n_files + 1, sizeof *errs);
+  if (!sts || !errs) st = aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  /* Files are written concurrently (each one is copied, then fsync'd before the directory is
+   * renamed into place: the flushes of several files overlap); the first error in file order wins. */
+  if (!st) {
+#pragma omp parallel for schedule(dynamic, 1)
+    for (long i = 0; i < n_files; i++)
+      sts[i] = materialize_file(s, json_array_get(files, (size_t)i), (size_t)i, tmp, mode, &errs[i]);
   }
+  for (long i = 0; !st && i < n_files; i++)
+    if (sts[i]) {
+      st = sts[i];
+      if (e) *e = errs[i];
+    }
+  free(sts);
+  free(errs);
   if (!st) write_marker(tmp, manifest, doc);
   json_decref(doc);
   if (!st) st = swap_into_place(tmp, out_dir, old, e);

@@ -9,7 +9,8 @@
 #   checkout  `aqs checkout` against `cp -r` of the checkout it wrote, page cache cold and warm.
 # "cold" = the files' pages dropped with `dd iflag=nocache count=0` (no root needed; fincore shows
 # what stayed when present). Environment: MODEL=DIR (an existing checkpoint; else a synthetic one
-# of PRESET, default small), RECIPE (top50), SAMPLES (the recipe's calib samples if unset).
+# of PRESET, default small), RECIPE (top50), RECIPES_DIR, SAMPLES (the recipe's calib samples if
+# unset), STORE=DIR (a store where RECIPE is built already: no cold build, so no export vs dd).
 # Prints one line per measurement and a JSON summary on the last line.
 set -euo pipefail
 AQS=$(realpath "$1"); W=$(realpath -m "$2"); BACKEND=${3:-cpu}
@@ -45,6 +46,7 @@ nfiles=$(ls "$M"/*.safetensors | wc -l)
 echo "model: $M, $nfiles safetensors files, $model_bytes bytes (largest $largest_bytes); $(nproc) cores; disk: $(df -h --output=source,fstype "$W" | tail -1)"
 ARGS=(--model "$M" --captions "$W/captions.txt" --backend "$BACKEND" --quiet)
 [ -n "${SAMPLES:-}" ] && ARGS+=(--samples "$SAMPLES")
+[ -n "${RECIPES_DIR:-}" ] && ARGS+=(--recipes-dir "$RECIPES_DIR")
 
 # ---- hashing the source ----
 rm -rf "$W/h" && "$AQS" --store "$W/h" init >/dev/null
@@ -60,22 +62,26 @@ t=$(now); sha256sum "$largest" >/dev/null; sha_s=$(since "$t")
 echo "sha256sum of the largest file (page cache warm): ${sha_s}s = $(gbps "$largest_bytes" "$sha_s") GB/s (one stream: the floor of a file digest)"
 
 # ---- a cold build: the source stage's two passes and the export ----
-rm -rf "$W/s" && "$AQS" --store "$W/s" init >/dev/null
-AQS_SOURCE_TIMING=1 AQS_EXPORT_TIMING=1 "$AQS" --store "$W/s" build --json --no-checkout "${ARGS[@]}" recipe "$RECIPE" \
-  >"$W/build.json" 2>"$W/build.err"
-grep -E '^(source|export)' "$W/build.err" || true
-stage_s() { jq -r --arg s "$1" '.[0].stages[] | select(.stage == $s) | .seconds' "$W/build.json"; }
-source_s=$(stage_s source); export_s=$(stage_s export)
-echo "cold build: source stage ${source_s}s, export stage ${export_s}s"
-t=$(now); AQS_SOURCE_TIMING=1 "$AQS" --store "$W/s" plan "${ARGS[@]}" recipe "$RECIPE" >/dev/null 2>"$W/plan_statcache.err"; plan_stat=$(since "$t")
+S=${STORE:-$W/s}
+source_s=null; export_s=null
+if [ -z "${STORE:-}" ]; then
+  rm -rf "$S" && "$AQS" --store "$S" init >/dev/null
+  AQS_SOURCE_TIMING=1 AQS_EXPORT_TIMING=1 "$AQS" --store "$S" build --json --no-checkout "${ARGS[@]}" recipe "$RECIPE" \
+    >"$W/build.json" 2>"$W/build.err"
+  grep -E '^(source|export)' "$W/build.err" || true
+  stage_s() { jq -r --arg s "$1" '.[0].stages[] | select(.stage == $s) | .seconds' "$W/build.json"; }
+  source_s=$(stage_s source); export_s=$(stage_s export)
+  echo "cold build: source stage ${source_s}s, export stage ${export_s}s"
+fi
+t=$(now); AQS_SOURCE_TIMING=1 "$AQS" --store "$S" plan "${ARGS[@]}" recipe "$RECIPE" >/dev/null 2>"$W/plan_statcache.err"; plan_stat=$(since "$t")
 echo "hash, warm store (stat-cache): plan ${plan_stat}s wall in all"
 
 # ---- checkout vs cp (the checkout also gives the checkpoint's bytes for dd) ----
 rm -rf "$W/ck1" "$W/ck2" "$W/cp1" "$W/cp2"
-drop "$W/s/objects"
-t=$(now); "$AQS" --store "$W/s" checkout "$RECIPE" "$W/ck1" >/dev/null; co_cold=$(since "$t")
+drop "$S/objects"
+t=$(now); "$AQS" --store "$S" checkout "$RECIPE" "$W/ck1" >/dev/null; co_cold=$(since "$t")
 ckpt_bytes=$(du -sb "$W/ck1" | cut -f1)
-t=$(now); "$AQS" --store "$W/s" checkout "$RECIPE" "$W/ck2" >/dev/null; co_warm=$(since "$t")
+t=$(now); "$AQS" --store "$S" checkout "$RECIPE" "$W/ck2" >/dev/null; co_warm=$(since "$t")
 drop "$W/ck1"
 t=$(now); cp -r "$W/ck1" "$W/cp1"; sync -f "$W/cp1"; cp_cold=$(since "$t")
 t=$(now); cp -r "$W/ck1" "$W/cp2"; sync -f "$W/cp2"; cp_warm=$(since "$t")
@@ -85,11 +91,14 @@ echo "checkout speed / cp speed: cold $(ratio "$cp_cold" "$co_cold"), warm $(rat
 
 # ---- export vs dd: the same bytes from the model files into the store's directory ----
 # (the cold build read the model just before its export, so the source was in the page cache: so is dd's)
+dd_s=null
+if [ -z "${STORE:-}" ]; then
 t=$(now)
-{ cat "$M"/*.safetensors || true; } | head -c "$ckpt_bytes" | dd of="$W/s/tmp/dd.bin" bs=16M iflag=fullblock conv=fsync status=none
-dd_s=$(since "$t"); rm -f "$W/s/tmp/dd.bin"
+{ cat "$M"/*.safetensors || true; } | head -c "$ckpt_bytes" | dd of="$S/tmp/dd.bin" bs=16M iflag=fullblock conv=fsync status=none
+dd_s=$(since "$t"); rm -f "$S/tmp/dd.bin"
 echo "export stage: $ckpt_bytes bytes in ${export_s}s = $(gbps "$ckpt_bytes" "$export_s") GB/s; dd (page cache warm, conv=fsync): ${dd_s}s = $(gbps "$ckpt_bytes" "$dd_s") GB/s"
 echo "export speed / dd speed: $(ratio "$dd_s" "$export_s") (target >= 0.80)"
+fi
 printf '{"model_bytes": %s, "largest_file_bytes": %s, "plan_cold_cache_s": %s, "plan_warm_cache_s": %s, "plan_statcache_s": %s, "sha256sum_largest_s": %s, "source_stage_s": %s, "export_s": %s, "dd_s": %s, "ckpt_bytes": %s, "checkout_cold_s": %s, "checkout_warm_s": %s, "cp_cold_s": %s, "cp_warm_s": %s}\n' \
   "$model_bytes" "$largest_bytes" "$plan_cold" "$plan_warm" "$plan_stat" "$sha_s" "$source_s" "$export_s" "$dd_s" \
   "$ckpt_bytes" "$co_cold" "$co_warm" "$cp_cold" "$cp_warm"
