@@ -151,7 +151,9 @@ struct aqs_ops {
    * of its own sequence only. Query head h uses kv head h / (Hq/Hkv). Scale 1/sqrt(D).
    * out (N, Hq*D); lse (N, Hq) (host-agnostic F32 log-sum-exp of the scaled scores, natural
    * log) saved for backward when not NULL. max_seqlen = longest sequence (host int).
-   * Softmax and accumulation in F32. BF16 mode: out rounded (sdpa on bf16). */
+   * Softmax and accumulation in F32. BF16 mode: out rounded (sdpa on bf16); the CUDA backend's
+   * tensor-core path also rounds the probabilities (and, backward, dS) to BF16 as operands of the
+   * second product, as sdpa does (tolerances in docs/cuda.md). */
   void (*attention_fwd)(aqs_backend *be, float *out, float *lse, const float *q, const float *k,
                         const float *v, const int32_t *cu_seqlens, int B, int max_seqlen, int N,
                         int Hq, int Hkv, int D);

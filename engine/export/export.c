@@ -396,6 +396,19 @@ static void settle_cache(export_ctx *x, out_tensor *outs, size_t nout, int keep)
   }
 }
 
+/* Whether the shard's preparation reads source tensor t: not when the build's cache answers
+ * for it (FP8 codes already made, or a copied tensor already checked finite). */
+static int reads_source(export_ctx *x, const aqs_st_tensor *t) {
+  aqs_fp8_cache *cache = x->o->fp8_cache;
+  aqs_digest src;
+  int member;
+  if (!cache || !x->o->source_tensor_digest ||
+      x->o->source_tensor_digest(x->o->source_tensor_digest_ctx, t->name, &src) != 1)
+    return 1;
+  if (fp8_member(x, t->name, &member)) return !aqs_fp8_cache_has(cache, &src, (int)x->o->fp8_ref);
+  return !aqs_fp8_cache_is_finite(cache, &src);
+}
+
 /* Maps the source pages of t in one call (they are read at least twice: amax/quantize or hash,
  * then write); page faults one by one cost more than the work in a VM. Best effort. */
 static void populate(const aqs_st_tensor *t) {
@@ -486,7 +499,7 @@ static aqs_status prepare_shard(export_ctx *x, shard_job *j, aqs_err *e) {
   for (size_t i = 0; i < j->nsrc; i++) {
     int member;
     if (fp8_member(x, j->src[i]->name, &member)) arena_need += j->src[i]->numel;
-    populate(j->src[i]);
+    if (reads_source(x, j->src[i])) populate(j->src[i]);
   }
   if (arena_need > j->arena_bytes) {
     free(j->arena);
@@ -508,22 +521,27 @@ static aqs_status prepare_shard(export_ctx *x, shard_job *j, aqs_err *e) {
         add_scalar(&outs[j->nout++], module, "weight_scale", gs->weight_scale[member], x->o->format);
       if (!st) add_scalar(&outs[j->nout++], module, "input_scale", gs->input_scale, x->o->format);
     } else {
-      /* Copied as is: still never a NaN or Inf into a checkpoint (vision and norms included). */
-      int64_t bad = aqs_first_nonfinite(t->dtype, t->data, t->numel);
-      if (bad >= 0) {
-        st = aqs_errf(e, AQS_ERR_NUMERIC, "tensor %s contains NaN or Inf (element %lld); refusing to export it",
-                      t->name, (long long)bad);
-        break;
-      }
+      /* Copied as is: still never a NaN or Inf into a checkpoint (vision and norms included);
+       * scanned once per build (the cache remembers the source digests found finite). */
       out_tensor *o = &outs[j->nout++];
+      if (x->o->source_tensor_digest)
+        o->hashed = x->o->source_tensor_digest(x->o->source_tensor_digest_ctx, t->name, &o->digest) == 1;
+      aqs_fp8_cache *cache = o->hashed ? x->o->fp8_cache : NULL;
+      if (!cache || !aqs_fp8_cache_is_finite(cache, &o->digest)) {
+        int64_t bad = aqs_first_nonfinite(t->dtype, t->data, t->numel);
+        if (bad >= 0) {
+          st = aqs_errf(e, AQS_ERR_NUMERIC, "tensor %s contains NaN or Inf (element %lld); refusing to export it",
+                        t->name, (long long)bad);
+          break;
+        }
+        if (cache) aqs_fp8_cache_mark_finite(cache, &o->digest);
+      }
       snprintf(o->name, sizeof o->name, "%s", t->name);
       o->dtype = t->dtype;
       o->ndim = t->ndim;
       memcpy(o->shape, t->shape, sizeof o->shape);
       o->data = t->data;
       o->nbytes = t->nbytes;
-      if (x->o->source_tensor_digest)
-        o->hashed = x->o->source_tensor_digest(x->o->source_tensor_digest_ctx, t->name, &o->digest) == 1;
     }
   }
   x->res->seconds_quantize += now_s() - t0;
@@ -535,8 +553,10 @@ static aqs_status prepare_shard(export_ctx *x, shard_job *j, aqs_err *e) {
   for (size_t i = 0; i < j->nout; i++)
     if (outs[i].is_scalar) outs[i].data = &outs[i].scalar;
   t0 = now_s();
-  size_t nout = j->nout;
-#pragma omp parallel for schedule(dynamic, 1)
+  size_t nout = j->nout, unhashed = 0;
+  for (size_t i = 0; i < nout; i++) unhashed += !outs[i].hashed;
+  /* (in a sweep most digests are known: no thread team for none or one) */
+#pragma omp parallel for schedule(dynamic, 1) if (unhashed > 1)
   for (size_t i = 0; i < nout; i++)
     if (!outs[i].hashed) aqs_sha256_buf(outs[i].data, outs[i].nbytes, &outs[i].digest);
   x->res->seconds_hash += now_s() - t0;

@@ -12,6 +12,8 @@ struct aqs_fp8_cache {
   size_t n, cap, pending; /* pending: buffers handed out, each with a slot reserved in entries */
   uint64_t max_bytes, bytes; /* bytes: held plus handed out by alloc */
   uint64_t hits;
+  aqs_digest *finite;     /* source tensors checked free of NaN and Inf */
+  size_t n_finite, cap_finite;
 };
 
 aqs_status aqs_fp8_cache_new(uint64_t max_bytes, aqs_fp8_cache **out, aqs_err *e) {
@@ -29,6 +31,7 @@ void aqs_fp8_cache_free(aqs_fp8_cache *c) {
   if (!c) return;
   for (size_t i = 0; i < c->n; i++) free((void *)c->entries[i].codes);
   free(c->entries);
+  free(c->finite);
   free(c);
 }
 
@@ -43,6 +46,28 @@ const aqs_fp8_cached *aqs_fp8_cache_find(aqs_fp8_cache *c, const aqs_digest *sou
   aqs_fp8_cached *hit = lookup(c, source, ref);
   c->hits += hit != NULL;
   return hit;
+}
+
+int aqs_fp8_cache_has(const aqs_fp8_cache *c, const aqs_digest *source, int ref) {
+  return lookup(c, source, ref) != NULL;
+}
+
+int aqs_fp8_cache_is_finite(const aqs_fp8_cache *c, const aqs_digest *source) {
+  for (size_t i = 0; i < c->n_finite; i++)
+    if (memcmp(&c->finite[i], source, sizeof *source) == 0) return 1;
+  return 0;
+}
+
+void aqs_fp8_cache_mark_finite(aqs_fp8_cache *c, const aqs_digest *source) {
+  if (aqs_fp8_cache_is_finite(c, source)) return;
+  if (c->n_finite == c->cap_finite) {
+    size_t cap = c->cap_finite ? 2 * c->cap_finite : 256;
+    aqs_digest *grown = realloc(c->finite, cap * sizeof *grown);
+    if (!grown) return;
+    c->finite = grown;
+    c->cap_finite = cap;
+  }
+  c->finite[c->n_finite++] = *source;
 }
 
 uint8_t *aqs_fp8_cache_alloc(aqs_fp8_cache *c, uint64_t n) {

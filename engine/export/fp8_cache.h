@@ -4,6 +4,8 @@
  * reference (the weight scale is a function of the tensor's bytes); holds amax, scale, the codes
  * and their SHA-256, so a hit gives exactly the bytes a fresh quantization would.
  * Bounded by a byte budget: past it, codes are not kept (the exporter quantizes again).
+ * It also remembers which source tensors were found free of NaN and Inf, so that a tensor copied
+ * unchanged by every scheme is scanned (read) by the first export only.
  * Ownership: the cache owns every code buffer; entries live until aqs_fp8_cache_free.
  * Threads: find/alloc/insert/release from one thread at a time (the exporter's main thread); an
  * entry's codes never change once inserted and may be read by any thread until the cache is freed. */
@@ -33,6 +35,12 @@ aqs_status aqs_fp8_cache_new(uint64_t max_bytes, aqs_fp8_cache **out, aqs_err *e
 void aqs_fp8_cache_free(aqs_fp8_cache *c);
 /* The entry for (source, ref), or NULL (counts a hit). */
 const aqs_fp8_cached *aqs_fp8_cache_find(aqs_fp8_cache *c, const aqs_digest *source, int ref);
+/* Whether (source, ref) has an entry, counting nothing. */
+int aqs_fp8_cache_has(const aqs_fp8_cache *c, const aqs_digest *source, int ref);
+/* Source tensors whose bytes were checked finite: mark (best effort: out of memory forgets it)
+ * and ask. */
+void aqs_fp8_cache_mark_finite(aqs_fp8_cache *c, const aqs_digest *source);
+int aqs_fp8_cache_is_finite(const aqs_fp8_cache *c, const aqs_digest *source);
 /* A buffer of n bytes counted against the budget, for codes about to be inserted; NULL when the
  * budget is spent or memory is short (the caller quantizes into its own memory instead). */
 uint8_t *aqs_fp8_cache_alloc(aqs_fp8_cache *c, uint64_t n);

@@ -222,17 +222,23 @@ static aqs_status builder_add_locked(aqs_ckpt_builder *b, const char *path, cons
 }
 
 /* The SHA-256 of the file a shard manifest describes, cached as an action (shard -> a small
- * object holding the digest text): computing it means hashing every byte of the shard. */
+ * object holding the digest text): computing it means hashing every byte of the shard. No lease
+ * is taken (unlike a stage): two builders hashing one shard at once cost less than the two index
+ * writes a lease takes for every shard of every export. */
 static aqs_status shard_file_digest(aqs_store *s, const aqs_digest *shard, const uint8_t *header, size_t header_bytes,
                                     const aqs_ckpt_mem_tensor *t, size_t n, aqs_digest *out, aqs_err *e) {
   json_t *inputs = json_pack("{s:o}", "shard", digest_json(shard));
-  aqs_stage_ctx ctx;
-  aqs_status st = aqs_stage_lookup(s, "shard-sha256", "1", inputs, NULL, &ctx, e);
+  aqs_digest key;
+  char *key_doc = NULL;
+  aqs_action_info info = {0};
+  aqs_status st = aqs_action_key("shard-sha256", "1", inputs, NULL, &key, &key_doc, e);
   json_decref(inputs);
-  if (!st && ctx.hit) {
+  aqs_err miss = {0};
+  int hit = !st && aqs_action_lookup(s, "shard-sha256", &key, &info, &miss) == AQS_OK;
+  if (hit) {
     void *text;
     size_t len;
-    st = aqs_get_mem(s, &ctx.result, &text, &len, e);
+    st = aqs_get_mem(s, &info.result, &text, &len, e);
     if (!st) {
       char buf[AQS_DIGEST_STR_SIZE] = "";
       memcpy(buf, text, len < sizeof buf - 1 ? len : sizeof buf - 1);
@@ -240,6 +246,7 @@ static aqs_status shard_file_digest(aqs_store *s, const aqs_digest *shard, const
       st = aqs_digest_parse(buf, out, e);
     }
   } else if (!st) {
+    /* a miss (or a record whose result is gone): hash the shard */
     aqs_sha256 *h = aqs_sha256_new();
     if (!h) st = aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
     if (!st) {
@@ -250,12 +257,13 @@ static aqs_status shard_file_digest(aqs_store *s, const aqs_digest *shard, const
       char text[AQS_DIGEST_STR_SIZE];
       aqs_digest_str(out, text);
       aqs_put_opts opts = {.compress = AQS_COMPRESS_ZSTD};
-      aqs_put_info info;
-      st = aqs_put_mem(s, text, strlen(text), &opts, &info, e);
-      if (!st) st = aqs_stage_record(s, &ctx, &info.digest, e);
+      aqs_put_info put;
+      st = aqs_put_mem(s, text, strlen(text), &opts, &put, e);
+      if (!st) st = aqs_action_put(s, key_doc, &put.digest, 0.0, NULL, e);
     }
   }
-  aqs_stage_ctx_free(&ctx);
+  aqs_action_info_free(&info);
+  free(key_doc);
   return st;
 }
 
@@ -284,12 +292,18 @@ aqs_status aqs_ckpt_builder_add_shard_mem(aqs_ckpt_builder *b, const char *name,
     file_bytes += t[i].nbytes;
   }
   /* Tensors the store has already (copied BF16 tensors, FP8 groups another scheme shares) and
-   * that check sound are neither hashed nor written again; the others are put from memory, in parallel. */
+   * that check sound (a damaged copy is quarantined here, and ours replaces it) are neither hashed
+   * nor written again: checked one by one (a stamp lookup each), while the others are put from
+   * memory in parallel. In a sweep most tensors are present, and a team of threads per shard (the
+   * exporter stores several shards at once) would cost more than the checks. */
+  size_t *todo = calloc(n + 1, sizeof *todo), n_todo = 0;
+  if (!st && !todo) st = aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  for (size_t i = 0; !st && i < n; i++)
+    if (aqs_object_check(b->s, t[i].digest, NULL) != AQS_OK) todo[n_todo++] = i;
   if (!st) {
-#pragma omp parallel for schedule(dynamic, 1)
-    for (long i = 0; i < (long)n; i++) {
-      /* Present and sound (a damaged copy is quarantined here, and ours replaces it). */
-      if (aqs_object_check(b->s, t[i].digest, NULL) == AQS_OK) continue;
+#pragma omp parallel for schedule(dynamic, 1) if (n_todo > 1)
+    for (long k = 0; k < (long)n_todo; k++) {
+      size_t i = todo[k];
       sts[i] = aqs_put_mem(b->s, t[i].data, t[i].nbytes, t[i].nbytes >= AQS_CKPT_RAW_MIN_BYTES ? &raw : &small,
                            &infos[i], &errs[i]);
       if (!sts[i] && !aqs_digest_eq(&infos[i].digest, t[i].digest))
@@ -319,6 +333,7 @@ aqs_status aqs_ckpt_builder_add_shard_mem(aqs_ckpt_builder *b, const char *name,
                                                   "size", (json_int_t)file_bytes));
     pthread_mutex_unlock(&b->lock);
   }
+  free(todo);
   free(names);
   free(digests);
   free(sizes);
@@ -676,6 +691,53 @@ static aqs_status swap_into_place(const char *tmp, const char *out_dir, const ch
   return AQS_OK;
 }
 
+/* One file of a checkpoint manifest written into dir tmp (materialize runs them concurrently). */
+static aqs_status materialize_file(aqs_store *s, const json_t *f, size_t i, const char *tmp, aqs_link_mode mode,
+                                   aqs_err *e) {
+  aqs_status st = AQS_OK;
+  const char *name = json_string_value(json_object_get(f, "name"));
+  const char *type = json_string_value(json_object_get(f, "type"));
+  if (!name || !type || strchr(name, '/') || name[0] == '.')
+    return aqs_errf(e, AQS_ERR_CORRUPT, "checkpoint manifest: bad file entry %zu", i);
+  char path[AQS_PATH_MAX];
+  if (aqs_path_join(path, sizeof path, tmp, name)) return aqs_errf(e, AQS_ERR_INVALID, "path too long: %s/%s", tmp, name);
+  aqs_digest d;
+  if ((st = parse_digest_field(json_object_get(f, "digest"), name, &d, e))) return st;
+  if (strcmp(type, "shard") == 0) {
+    json_t *shard;
+    if ((st = aqs_ckpt_load_manifest(s, &d, "aqs-shard", &shard, e))) return st;
+    if (mode == AQS_LINK_HARDLINK) {
+      char scratch[AQS_PATH_MAX];
+      aqs_path_fmt(scratch, sizeof scratch, "%s/.%s.scratch", tmp, name);
+      aqs_digest file_digest;
+      st = shard_file_object(s, &d, shard, scratch, &file_digest, e);
+      aqs_err link_err = {0};
+      if (st == AQS_ERR_UNSUPPORTED) {
+        /* A read-only store cannot make the shard object: copy instead. */
+        aqs_err_clear(e);
+        st = write_shard(s, shard, path, AQS_LINK_REFLINK, e);
+      } else if (!st && aqs_object_link(s, &file_digest, path, &link_err) != AQS_OK) {
+        /* Another filesystem or no permission: fall back to a copy-on-write/kernel copy. */
+        st = write_shard(s, shard, path, AQS_LINK_REFLINK, e);
+      }
+    } else {
+      st = write_shard(s, shard, path, mode, e);
+    }
+    json_decref(shard);
+  } else {
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
+    if (fd < 0) return aqs_errno(e, AQS_ERR_IO, errno, "%s", path);
+    st = aqs_get_fd(s, &d, fd, NULL, e);
+    close(fd);
+  }
+  if (st) return st;
+  /* Only when needed: a chmod of a hardlinked store object would change its ctime, which other
+   * checkouts' markers recorded. */
+  struct stat fsb;
+  if (stat(path, &fsb) == 0 && (fsb.st_mode & 07777) != 0444) chmod(path, 0444);
+  return AQS_OK;
+}
+
 aqs_status aqs_ckpt_materialize(aqs_store *s, const aqs_digest *manifest, const char *out_dir_arg,
                                 aqs_link_mode mode, aqs_err *e) {
   if (!out_dir_arg || !out_dir_arg[0])
@@ -717,58 +779,25 @@ aqs_status aqs_ckpt_materialize(aqs_store *s, const aqs_digest *manifest, const 
     json_decref(doc);
     return aqs_errno(e, AQS_ERR_IO, errno, "creating %s", tmp);
   }
-  size_t i;
-  json_t *f;
-  json_array_foreach(json_object_get(doc, "files"), i, f) {
-    const char *name = json_string_value(json_object_get(f, "name"));
-    const char *type = json_string_value(json_object_get(f, "type"));
-    if (!name || !type || strchr(name, '/') || name[0] == '.') {
-      st = aqs_errf(e, AQS_ERR_CORRUPT, "checkpoint manifest: bad file entry %zu", i);
-      break;
-    }
-    char path[AQS_PATH_MAX];
-    if (aqs_path_join(path, sizeof path, tmp, name)) {
-      st = aqs_errf(e, AQS_ERR_INVALID, "path too long: %s/%s", tmp, name);
-      break;
-    }
-    aqs_digest d;
-    if ((st = parse_digest_field(json_object_get(f, "digest"), name, &d, e))) break;
-    if (strcmp(type, "shard") == 0) {
-      json_t *shard;
-      if ((st = aqs_ckpt_load_manifest(s, &d, "aqs-shard", &shard, e))) break;
-      if (mode == AQS_LINK_HARDLINK) {
-        char scratch[AQS_PATH_MAX];
-        aqs_path_fmt(scratch, sizeof scratch, "%s/.%s.scratch", tmp, name);
-        aqs_digest file_digest;
-        st = shard_file_object(s, &d, shard, scratch, &file_digest, e);
-        aqs_err link_err = {0};
-        if (st == AQS_ERR_UNSUPPORTED) {
-          /* A read-only store cannot make the shard object: copy instead. */
-          aqs_err_clear(e);
-          st = write_shard(s, shard, path, AQS_LINK_REFLINK, e);
-        } else if (!st && aqs_object_link(s, &file_digest, path, &link_err) != AQS_OK) {
-          /* Another filesystem or no permission: fall back to a copy-on-write/kernel copy. */
-          st = write_shard(s, shard, path, AQS_LINK_REFLINK, e);
-        }
-      } else {
-        st = write_shard(s, shard, path, mode, e);
-      }
-      json_decref(shard);
-    } else {
-      int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0644);
-      if (fd < 0) {
-        st = aqs_errno(e, AQS_ERR_IO, errno, "%s", path);
-        break;
-      }
-      st = aqs_get_fd(s, &d, fd, NULL, e);
-      close(fd);
-    }
-    if (st) break;
-    /* Only when needed: a chmod of a hardlinked store object would change its ctime, which other
-     * checkouts' markers recorded. */
-    struct stat fsb;
-    if (stat(path, &fsb) == 0 && (fsb.st_mode & 07777) != 0444) chmod(path, 0444);
+  json_t *files = json_object_get(doc, "files");
+  long n_files = (long)json_array_size(files);
+  aqs_status *sts = calloc((size_t)n_files + 1, sizeof *sts);
+  aqs_err *errs = calloc((size_t)n_files + 1, sizeof *errs);
+  if (!sts || !errs) st = aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+  /* Files are written concurrently (each one is copied, then fsync'd before the directory is
+   * renamed into place: the flushes of several files overlap); the first error in file order wins. */
+  if (!st) {
+#pragma omp parallel for schedule(dynamic, 1)
+    for (long i = 0; i < n_files; i++)
+      sts[i] = materialize_file(s, json_array_get(files, (size_t)i), (size_t)i, tmp, mode, &errs[i]);
   }
+  for (long i = 0; !st && i < n_files; i++)
+    if (sts[i]) {
+      st = sts[i];
+      if (e) *e = errs[i];
+    }
+  free(sts);
+  free(errs);
   if (!st) write_marker(tmp, manifest, doc);
   json_decref(doc);
   if (!st) st = swap_into_place(tmp, out_dir, old, e);

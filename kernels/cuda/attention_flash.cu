@@ -59,25 +59,90 @@ __device__ __forceinline__ void acc_to_a(uint32_t (&a)[4], const float (&c0)[4],
   a[3] = pack2(c1[2], c1[3]);
 }
 
-/* rows x D of F32 rows (row r at src + r*stride, 16-byte aligned) -> BF16 tile dst[r][c] (stride ld);
- * rows >= valid are zero. T: dst is transposed, dst[c][r] with stride ld. */
-template <int D, bool T>
-__device__ __forceinline__ void stage(bf16 *dst, int ld, const float *src, size_t stride, int rows, int valid) {
-  constexpr int C4 = D / 4;
-  for (int i = threadIdx.x; i < rows * C4; i += FL_THREADS) {
-    const int r = i / C4, c = (i % C4) * 4;
-    float4 f = make_float4(0.f, 0.f, 0.f, 0.f);
-    if (r < valid) f = *reinterpret_cast<const float4 *>(src + (size_t)r * stride + c);
-    if (T) {
-      dst[(size_t)(c + 0) * ld + r] = __float2bfloat16_rn(f.x);
-      dst[(size_t)(c + 1) * ld + r] = __float2bfloat16_rn(f.y);
-      dst[(size_t)(c + 2) * ld + r] = __float2bfloat16_rn(f.z);
-      dst[(size_t)(c + 3) * ld + r] = __float2bfloat16_rn(f.w);
-    } else {
-      uint2 u = make_uint2(pack2(f.x, f.y), pack2(f.z, f.w));
-      *reinterpret_cast<uint2 *>(dst + (size_t)r * ld + c) = u;
+/* ROWS x D of F32 rows (row r at src + r*stride, 16-byte aligned) -> BF16 tiles; rows >= valid are
+ * zero. dst[r][c] (stride ld) when dst is not NULL, dstT[c][r] (stride ldt, transposed) when dstT
+ * is not NULL: one read of global memory serves both. Loads go out in groups of FL_LOADS before
+ * their first use, so their latencies overlap (one at a time made the forward latency-bound). */
+#define FL_LOADS 8
+template <int D, int ROWS>
+__device__ __forceinline__ void stage(bf16 *dst, int ld, bf16 *dstT, int ldt, const float *src, size_t stride,
+                                      int valid) {
+  constexpr int C4 = D / 4, TOTAL = ROWS * C4, PER = (TOTAL + FL_THREADS - 1) / FL_THREADS;
+#pragma unroll
+  for (int j0 = 0; j0 < PER; j0 += FL_LOADS) {
+    float4 f[FL_LOADS];
+#pragma unroll
+    for (int u = 0; u < FL_LOADS; u++) {
+      const int i = threadIdx.x + (j0 + u) * FL_THREADS, r = i / C4, c = (i % C4) * 4;
+      f[u] = make_float4(0.f, 0.f, 0.f, 0.f);
+      if (j0 + u < PER && i < TOTAL && r < valid) f[u] = *reinterpret_cast<const float4 *>(src + (size_t)r * stride + c);
+    }
+#pragma unroll
+    for (int u = 0; u < FL_LOADS; u++) {
+      const int i = threadIdx.x + (j0 + u) * FL_THREADS, r = i / C4, c = (i % C4) * 4;
+      if (j0 + u >= PER || i >= TOTAL) continue;
+      if (dst) *reinterpret_cast<uint2 *>(dst + (size_t)r * ld + c) = make_uint2(pack2(f[u].x, f[u].y), pack2(f[u].z, f[u].w));
+      if (dstT) {
+        dstT[(size_t)(c + 0) * ldt + r] = __float2bfloat16_rn(f[u].x);
+        dstT[(size_t)(c + 1) * ldt + r] = __float2bfloat16_rn(f[u].y);
+        dstT[(size_t)(c + 2) * ldt + r] = __float2bfloat16_rn(f[u].z);
+        dstT[(size_t)(c + 3) * ldt + r] = __float2bfloat16_rn(f[u].w);
+      }
     }
   }
+}
+
+/* Two score-shaped products of one warp's 16 rows over the head dimension, sharing the loop:
+ * c1 = A1[row0..+16] . B1^T and c2 = A2[row0..+16] . B2^T (B tiles n-major, ST tiles of 8 columns). */
+template <int D, int ST>
+__device__ __forceinline__ void dual_scores(float (&c1)[ST][4], float (&c2)[ST][4], const bf16 *A1, const bf16 *A2,
+                                            const bf16 *B1, const bf16 *B2, int ld, int row0, int lane) {
+#pragma unroll
+  for (int nt = 0; nt < ST; nt++)
+#pragma unroll
+    for (int e = 0; e < 4; e++) c1[nt][e] = c2[nt][e] = 0.f;
+#pragma unroll
+  for (int kk = 0; kk < D / 16; kk++) {
+    uint32_t a1[4], a2[4];
+    frag_a(a1, A1, ld, row0, kk * 16, lane);
+    frag_a(a2, A2, ld, row0, kk * 16, lane);
+#pragma unroll
+    for (int nt = 0; nt < ST; nt++) {
+      uint32_t b0, b1;
+      frag_b(b0, b1, B1, ld, nt * 8, kk * 16, lane);
+      mma16816(c1[nt], a1, b0, b1);
+      frag_b(b0, b1, B2, ld, nt * 8, kk * 16, lane);
+      mma16816(c2[nt], a2, b0, b1);
+    }
+  }
+}
+
+/* acc (16 rows x D) += p (16 rows x 16*KT, score accumulators rounded to BF16) . T, with T stored
+ * transposed (Tt[d][k], stride ldt): P.V, dS.K, P^T.dO, dS^T.Q. */
+template <int D, int KT>
+__device__ __forceinline__ void acc_product(float (&acc)[D / 8][4], const float (&p)[2 * KT][4], const bf16 *Tt,
+                                            int ldt, int lane) {
+#pragma unroll
+  for (int kk = 0; kk < KT; kk++) {
+    uint32_t a[4];
+    acc_to_a(a, p[2 * kk], p[2 * kk + 1]);
+#pragma unroll
+    for (int nt = 0; nt < D / 8; nt++) {
+      uint32_t b0, b1;
+      frag_b(b0, b1, Tt, ldt, nt * 8, kk * 16, lane);
+      mma16816(acc[nt], a, b0, b1);
+    }
+  }
+}
+
+/* Writes row r (0: group row, 1: group row + 8) of a 16 x D accumulator times mul, rounded to
+ * BF16, to dst (that row's D floats; this thread's column pairs). */
+template <int D>
+__device__ __forceinline__ void store_row(float *dst, const float (&acc)[D / 8][4], int r, float mul, int t2) {
+#pragma unroll
+  for (int nt = 0; nt < D / 8; nt++)
+    *reinterpret_cast<float2 *>(dst + nt * 8 + t2) =
+        make_float2(round_bf16(acc[nt][2 * r] * mul), round_bf16(acc[nt][2 * r + 1] * mul));
 }
 
 /* ---- forward: block = 64 queries of one sequence and one query head; key tiles of 64 ---- */
@@ -94,11 +159,7 @@ __global__ void __launch_bounds__(FL_THREADS) flash_fwd_kernel(float *out, float
   if (q0 >= len) return;
   const int kh = h / (Hq / Hkv), warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
-  stage<D, false>(Qs, LD, q + (size_t)(start + q0) * qs + (size_t)h * D, qs, BM, min(BM, len - q0));
-  __syncthreads();
-  uint32_t qf[KS][4];
-#pragma unroll
-  for (int kk = 0; kk < KS; kk++) frag_a(qf[kk], Qs, LD, warp * 16, kk * 16, lane);
+  stage<D, BM>(Qs, LD, NULL, 0, q + (size_t)(start + q0) * qs + (size_t)h * D, qs, min(BM, len - q0));
   const int g = lane >> 2, t2 = (lane & 3) * 2;
   const int row0 = q0 + warp * 16 + g, row1 = row0 + 8; /* this thread's two query rows */
   const float sl2 = scale * FL_LOG2E;
@@ -109,20 +170,23 @@ __global__ void __launch_bounds__(FL_THREADS) flash_fwd_kernel(float *out, float
   const float *kb = k + (size_t)start * ks + (size_t)kh * D, *vb = v + (size_t)start * ks + (size_t)kh * D;
   for (int k0 = 0; k0 < kend; k0 += BN) {
     __syncthreads(); /* the previous tile is consumed */
-    stage<D, false>(Ks, LD, kb + (size_t)k0 * ks, ks, BN, min(BN, len - k0));
-    stage<D, true>(Vt, LDT, vb + (size_t)k0 * ks, ks, BN, min(BN, len - k0));
+    stage<D, BN>(Ks, LD, NULL, 0, kb + (size_t)k0 * ks, ks, min(BN, len - k0));
+    stage<D, BN>(NULL, 0, Vt, LDT, vb + (size_t)k0 * ks, ks, min(BN, len - k0));
     __syncthreads();
     float sc[ST][4];
 #pragma unroll
     for (int nt = 0; nt < ST; nt++) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
 #pragma unroll
-    for (int kk = 0; kk < KS; kk++)
+    for (int kk = 0; kk < KS; kk++) {
+      uint32_t qf[4]; /* from shared memory each time: registers go to the accumulators */
+      frag_a(qf, Qs, LD, warp * 16, kk * 16, lane);
 #pragma unroll
       for (int nt = 0; nt < ST; nt++) {
         uint32_t b0, b1;
         frag_b(b0, b1, Ks, LD, nt * 8, kk * 16, lane);
-        mma16816(sc[nt], qf[kk], b0, b1);
+        mma16816(sc[nt], qf, b0, b1);
       }
+    }
     float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
     for (int nt = 0; nt < ST; nt++)
@@ -158,17 +222,7 @@ __global__ void __launch_bounds__(FL_THREADS) flash_fwd_kernel(float *out, float
       o[nt][2] *= corr[1];
       o[nt][3] *= corr[1];
     }
-#pragma unroll
-    for (int kk = 0; kk < BN / 16; kk++) {
-      uint32_t a[4];
-      acc_to_a(a, sc[2 * kk], sc[2 * kk + 1]);
-#pragma unroll
-      for (int nt = 0; nt < NT; nt++) {
-        uint32_t b0, b1;
-        frag_b(b0, b1, Vt, LDT, nt * 8, kk * 16, lane);
-        mma16816(o[nt], a, b0, b1);
-      }
-    }
+    acc_product<D, BN / 16>(o, sc, Vt, LDT, lane);
   }
 #pragma unroll
   for (int r = 0; r < 2; r++) {
@@ -180,12 +234,7 @@ __global__ void __launch_bounds__(FL_THREADS) flash_fwd_kernel(float *out, float
   for (int r = 0; r < 2; r++) {
     const int row = r ? row1 : row0;
     if (row >= len) continue;
-    float *orow = out + (size_t)(start + row) * qs + (size_t)h * D;
-#pragma unroll
-    for (int nt = 0; nt < NT; nt++) {
-      float2 w = make_float2(round_bf16(o[nt][2 * r] * inv[r]), round_bf16(o[nt][2 * r + 1] * inv[r]));
-      *reinterpret_cast<float2 *>(orow + nt * 8 + t2) = w;
-    }
+    store_row<D>(out + (size_t)(start + row) * qs + (size_t)h * D, o, r, inv[r], t2);
     if (lse && (lane & 3) == 0) lse[(size_t)(start + row) * Hq + h] = (m[r] + log2f(l[r])) * (1.0f / FL_LOG2E);
   }
 }
@@ -207,7 +256,7 @@ __global__ void __launch_bounds__(FL_THREADS) flash_bwd_dq_kernel(float *dq, con
                                                                   const float *lse, const float *q, const float *k,
                                                                   const float *v, const int32_t *cu, int Hq, int Hkv,
                                                                   float scale) {
-  constexpr int BM = 64, BN = 32, LD = D + 8, LDT = BN + 8, KS = D / 16, NT = D / 8, ST = BN / 8;
+  constexpr int BM = 64, BN = 32, LD = D + 8, LDT = BN + 8, NT = D / 8, ST = BN / 8;
   extern __shared__ uint4 fl_smem[];
   bf16 *Qs = reinterpret_cast<bf16 *>(fl_smem), *dOs = Qs + BM * LD, *Ks = dOs + BM * LD, *Vs = Ks + BN * LD,
        *Kt = Vs + BN * LD;
@@ -218,8 +267,8 @@ __global__ void __launch_bounds__(FL_THREADS) flash_bwd_dq_kernel(float *dq, con
   const int kh = h / (Hq / Hkv), warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
   const int qvalid = min(BM, len - q0);
-  stage<D, false>(Qs, LD, q + (size_t)(start + q0) * qs + (size_t)h * D, qs, BM, qvalid);
-  stage<D, false>(dOs, LD, dout + (size_t)(start + q0) * qs + (size_t)h * D, qs, BM, qvalid);
+  stage<D, BM>(Qs, LD, NULL, 0, q + (size_t)(start + q0) * qs + (size_t)h * D, qs, qvalid);
+  stage<D, BM>(dOs, LD, NULL, 0, dout + (size_t)(start + q0) * qs + (size_t)h * D, qs, qvalid);
   const int g = lane >> 2, t2 = (lane & 3) * 2;
   const int row0 = q0 + warp * 16 + g, row1 = row0 + 8;
   const float sl2 = scale * FL_LOG2E;
@@ -239,29 +288,11 @@ __global__ void __launch_bounds__(FL_THREADS) flash_bwd_dq_kernel(float *dq, con
   for (int k0 = 0; k0 < kend; k0 += BN) {
     __syncthreads();
     const int kvalid = min(BN, len - k0);
-    stage<D, false>(Ks, LD, kb + (size_t)k0 * ks, ks, BN, kvalid);
-    stage<D, false>(Vs, LD, vb + (size_t)k0 * ks, ks, BN, kvalid);
-    stage<D, true>(Kt, LDT, kb + (size_t)k0 * ks, ks, BN, kvalid);
+    stage<D, BN>(Ks, LD, Kt, LDT, kb + (size_t)k0 * ks, ks, kvalid);
+    stage<D, BN>(Vs, LD, NULL, 0, vb + (size_t)k0 * ks, ks, kvalid);
     __syncthreads();
     float sc[ST][4], dp[ST][4];
-#pragma unroll
-    for (int nt = 0; nt < ST; nt++)
-#pragma unroll
-      for (int e = 0; e < 4; e++) sc[nt][e] = dp[nt][e] = 0.f;
-#pragma unroll
-    for (int kk = 0; kk < KS; kk++) {
-      uint32_t aq[4], ad[4];
-      frag_a(aq, Qs, LD, warp * 16, kk * 16, lane);
-      frag_a(ad, dOs, LD, warp * 16, kk * 16, lane);
-#pragma unroll
-      for (int nt = 0; nt < ST; nt++) {
-        uint32_t b0, b1;
-        frag_b(b0, b1, Ks, LD, nt * 8, kk * 16, lane);
-        mma16816(sc[nt], aq, b0, b1);
-        frag_b(b0, b1, Vs, LD, nt * 8, kk * 16, lane);
-        mma16816(dp[nt], ad, b0, b1);
-      }
-    }
+    dual_scores<D, ST>(sc, dp, Qs, dOs, Ks, Vs, LD, warp * 16, lane);
 #pragma unroll
     for (int nt = 0; nt < ST; nt++)
 #pragma unroll
@@ -271,28 +302,13 @@ __global__ void __launch_bounds__(FL_THREADS) flash_bwd_dq_kernel(float *dq, con
         const float p = exp2f(sc[nt][e] * sl2 - lrow[e >> 1]);
         sc[nt][e] = ok ? p * (dp[nt][e] - drow[e >> 1]) : 0.f; /* dS (scale applied at the end) */
       }
-#pragma unroll
-    for (int kk = 0; kk < BN / 16; kk++) {
-      uint32_t a[4];
-      acc_to_a(a, sc[2 * kk], sc[2 * kk + 1]);
-#pragma unroll
-      for (int nt = 0; nt < NT; nt++) {
-        uint32_t b0, b1;
-        frag_b(b0, b1, Kt, LDT, nt * 8, kk * 16, lane);
-        mma16816(acc[nt], a, b0, b1);
-      }
-    }
+    acc_product<D, BN / 16>(acc, sc, Kt, LDT, lane);
   }
 #pragma unroll
   for (int r = 0; r < 2; r++) {
     const int row = r ? row1 : row0;
     if (row >= len) continue;
-    float *drow_out = dq + (size_t)(start + row) * qs + (size_t)h * D;
-#pragma unroll
-    for (int nt = 0; nt < NT; nt++) {
-      float2 w = make_float2(round_bf16(acc[nt][2 * r] * scale), round_bf16(acc[nt][2 * r + 1] * scale));
-      *reinterpret_cast<float2 *>(drow_out + nt * 8 + t2) = w;
-    }
+    store_row<D>(dq + (size_t)(start + row) * qs + (size_t)h * D, acc, r, scale, t2);
   }
 }
 
@@ -303,7 +319,7 @@ __global__ void __launch_bounds__(FL_THREADS) flash_bwd_dkv_kernel(float *dk, fl
                                                                    const float *dout, const float *lse,
                                                                    const float *q, const float *k, const float *v,
                                                                    const int32_t *cu, int Hq, int Hkv, float scale) {
-  constexpr int BN = 64, BQ = 32, LD = D + 8, LDT = BQ + 8, KS = D / 16, NT = D / 8, ST = BQ / 8;
+  constexpr int BN = 64, BQ = 32, LD = D + 8, LDT = BQ + 8, NT = D / 8, ST = BQ / 8;
   extern __shared__ uint4 fl_smem[];
   bf16 *Ks = reinterpret_cast<bf16 *>(fl_smem), *Vs = Ks + BN * LD, *Qs = Vs + BN * LD, *dOs = Qs + BQ * LD,
        *Qt = dOs + BQ * LD, *dOt = Qt + D * LDT;
@@ -315,8 +331,8 @@ __global__ void __launch_bounds__(FL_THREADS) flash_bwd_dkv_kernel(float *dk, fl
   const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
   const int kvalid = min(BN, len - k0);
-  stage<D, false>(Ks, LD, k + (size_t)(start + k0) * ks + (size_t)kh * D, ks, BN, kvalid);
-  stage<D, false>(Vs, LD, v + (size_t)(start + k0) * ks + (size_t)kh * D, ks, BN, kvalid);
+  stage<D, BN>(Ks, LD, NULL, 0, k + (size_t)(start + k0) * ks + (size_t)kh * D, ks, kvalid);
+  stage<D, BN>(Vs, LD, NULL, 0, v + (size_t)(start + k0) * ks + (size_t)kh * D, ks, kvalid);
   const int g = lane >> 2, t2 = (lane & 3) * 2;
   const int key0 = k0 + warp * 16 + g, key1 = key0 + 8; /* this thread's two key rows */
   const float sl2 = scale * FL_LOG2E;
@@ -333,10 +349,8 @@ __global__ void __launch_bounds__(FL_THREADS) flash_bwd_dkv_kernel(float *dk, fl
       const int qvalid = min(BQ, len - i0);
       const float *qrow = q + (size_t)(start + i0) * qs + (size_t)h * D;
       const float *drow = dout + (size_t)(start + i0) * qs + (size_t)h * D;
-      stage<D, false>(Qs, LD, qrow, qs, BQ, qvalid);
-      stage<D, false>(dOs, LD, drow, qs, BQ, qvalid);
-      stage<D, true>(Qt, LDT, qrow, qs, BQ, qvalid);
-      stage<D, true>(dOt, LDT, drow, qs, BQ, qvalid);
+      stage<D, BQ>(Qs, LD, Qt, LDT, qrow, qs, qvalid);
+      stage<D, BQ>(dOs, LD, dOt, LDT, drow, qs, qvalid);
       if (threadIdx.x < BQ) {
         const int i = i0 + threadIdx.x;
         const size_t idx = (size_t)(start + min(i, len - 1)) * Hq + h;
@@ -345,24 +359,7 @@ __global__ void __launch_bounds__(FL_THREADS) flash_bwd_dkv_kernel(float *dk, fl
       }
       __syncthreads();
       float st[ST][4], dpt[ST][4];
-#pragma unroll
-      for (int nt = 0; nt < ST; nt++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) st[nt][e] = dpt[nt][e] = 0.f;
-#pragma unroll
-      for (int kk = 0; kk < KS; kk++) {
-        uint32_t akf[4], avf[4];
-        frag_a(akf, Ks, LD, warp * 16, kk * 16, lane);
-        frag_a(avf, Vs, LD, warp * 16, kk * 16, lane);
-#pragma unroll
-        for (int nt = 0; nt < ST; nt++) {
-          uint32_t b0, b1;
-          frag_b(b0, b1, Qs, LD, nt * 8, kk * 16, lane);
-          mma16816(st[nt], akf, b0, b1);
-          frag_b(b0, b1, dOs, LD, nt * 8, kk * 16, lane);
-          mma16816(dpt[nt], avf, b0, b1);
-        }
-      }
+      dual_scores<D, ST>(st, dpt, Ks, Vs, Qs, dOs, LD, warp * 16, lane);
       /* st -> P^T, dpt -> dS^T (rows = keys, columns = queries) */
 #pragma unroll
       for (int nt = 0; nt < ST; nt++)
@@ -374,20 +371,8 @@ __global__ void __launch_bounds__(FL_THREADS) flash_bwd_dkv_kernel(float *dk, fl
           st[nt][e] = p;
           dpt[nt][e] = p * (dpt[nt][e] - ds[cq]);
         }
-#pragma unroll
-      for (int kk = 0; kk < BQ / 16; kk++) {
-        uint32_t ap[4], ad[4];
-        acc_to_a(ap, st[2 * kk], st[2 * kk + 1]);
-        acc_to_a(ad, dpt[2 * kk], dpt[2 * kk + 1]);
-#pragma unroll
-        for (int nt = 0; nt < NT; nt++) {
-          uint32_t b0, b1;
-          frag_b(b0, b1, dOt, LDT, nt * 8, kk * 16, lane);
-          mma16816(av[nt], ap, b0, b1);
-          frag_b(b0, b1, Qt, LDT, nt * 8, kk * 16, lane);
-          mma16816(ak[nt], ad, b0, b1);
-        }
-      }
+      acc_product<D, BQ / 16>(av, st, dOt, LDT, lane);
+      acc_product<D, BQ / 16>(ak, dpt, Qt, LDT, lane);
     }
   }
 #pragma unroll
@@ -395,13 +380,8 @@ __global__ void __launch_bounds__(FL_THREADS) flash_bwd_dkv_kernel(float *dk, fl
     const int key = r ? key1 : key0;
     if (key >= len) continue;
     const size_t off = (size_t)(start + key) * ks + (size_t)kh * D;
-#pragma unroll
-    for (int nt = 0; nt < NT; nt++) {
-      *reinterpret_cast<float2 *>(dk + off + nt * 8 + t2) =
-          make_float2(round_bf16(ak[nt][2 * r] * scale), round_bf16(ak[nt][2 * r + 1] * scale));
-      *reinterpret_cast<float2 *>(dv + off + nt * 8 + t2) =
-          make_float2(round_bf16(av[nt][2 * r]), round_bf16(av[nt][2 * r + 1]));
-    }
+    store_row<D>(dk + off, ak, r, scale, t2);
+    store_row<D>(dv + off, av, r, 1.0f, t2);
   }
 }
 

@@ -2,7 +2,8 @@
 # tests/bench/build_bench.sh AQS WORKDIR [BACKEND]: the build benchmark of issue 6 on the 3b
 # synthetic model (run on the GPU machine): cold single scheme, cold 10-scheme sweep, warm
 # rebuild, top60 after top50, one checkout, and the sweep's store size against the BF16 model.
-# Environment: PRESET (3b), CAPTIONS=varied (default, COCO-like lengths) | fixed.
+# Environment: PRESET (3b), CAPTIONS=varied (default, COCO-like lengths) | fixed, MODEL=DIR (use
+# that checkpoint instead of making one), QUICK=1 (only the cold single scheme and the cold sweep).
 # Prints one line per measurement and a JSON summary on the last line.
 set -euo pipefail
 AQS=$(realpath "$1"); W=$2; BACKEND=${3:-cuda}
@@ -12,8 +13,12 @@ now() { date +%s.%N; }
 since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.2f", b-a}'; }
 
 t=$(now)
-"$AQS" synth-model --preset "${PRESET:-3b}" --seed 1 --outliers lm.5.down:100000,lm.6.qkv:100000 --out "$W/model" >/dev/null
-echo "synth-model 3b: $(since "$t")s"
+if [ -n "${MODEL:-}" ]; then
+  rm -rf "$W/model" && ln -s "$(realpath "$MODEL")" "$W/model"
+else
+  "$AQS" synth-model --preset "${PRESET:-3b}" --seed 1 --outliers lm.5.down:100000,lm.6.qkv:100000 --out "$W/model" >/dev/null
+  echo "synth-model ${PRESET:-3b}: $(since "$t")s"
+fi
 # Captions: COCO-like lengths by default (90 % of 8-20 words, peaking near 10-12, a tail to 50),
 # so every batch has its own token count; CAPTIONS=fixed gives the old near-constant 12-word ones.
 python3 - "$W/captions.txt" "${CAPTIONS:-varied}" <<'PY'
@@ -44,16 +49,23 @@ sweep=(top10 top20 top30 top40 top50 top60 top70 top80 top90 top100)
 "$AQS" --store "$W/s1" init >/dev/null
 t=$(now); "$AQS" --store "$W/s1" build "${ARGS[@]}" recipe top50 >"$W/single.txt"; single=$(since "$t")
 echo "cold single scheme (top50): ${single}s"
-t=$(now); "$AQS" --store "$W/s1" build "${ARGS[@]}" recipe top60 >"$W/top60.txt"; top60=$(since "$t")
-echo "top60 after top50: ${top60}s"
+top60=null; warm=null; checkout=null
+if [ -z "${QUICK:-}" ]; then
+  t=$(now); "$AQS" --store "$W/s1" build "${ARGS[@]}" recipe top60 >"$W/top60.txt"; top60=$(since "$t")
+  echo "top60 after top50: ${top60}s"
+fi
 "$AQS" --store "$W/s2" init >/dev/null
 t=$(now); "$AQS" --store "$W/s2" build "${ARGS[@]}" recipe "${sweep[@]}" >"$W/sweep.txt"; sweep_s=$(since "$t")
 echo "cold 10-scheme sweep: ${sweep_s}s"
-t=$(now); "$AQS" --store "$W/s2" build "${ARGS[@]}" recipe "${sweep[@]}" >"$W/warm.txt"; warm=$(since "$t")
-echo "warm rebuild of the sweep: ${warm}s"
+if [ -z "${QUICK:-}" ]; then
+  t=$(now); "$AQS" --store "$W/s2" build "${ARGS[@]}" recipe "${sweep[@]}" >"$W/warm.txt"; warm=$(since "$t")
+  echo "warm rebuild of the sweep: ${warm}s"
+fi
 stored=$("$AQS" --store "$W/s2" stats --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes_stored"])')
-t=$(now); "$AQS" --store "$W/s2" checkout top50 "$W/ck50" >/dev/null; checkout=$(since "$t")
-echo "checkout top50 (reflink mode): ${checkout}s"
+if [ -z "${QUICK:-}" ]; then
+  t=$(now); "$AQS" --store "$W/s2" checkout top50 "$W/ck50" >/dev/null; checkout=$(since "$t")
+  echo "checkout top50 (reflink mode): ${checkout}s"
+fi
 ratio=$(awk -v a="$stored" -v b="$model_bytes" 'BEGIN{printf "%.3f", a/b}')
 sweep_ratio=$(awk -v a="$sweep_s" -v b="$single" 'BEGIN{printf "%.2f", a/b}')
 echo "store after the sweep: $stored bytes for a $model_bytes-byte BF16 model: ${ratio}x"

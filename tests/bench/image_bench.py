@@ -13,7 +13,8 @@ hooks compute the FP8 fake-quant output, tensor hooks catch dL/dY; pixel_values 
 the gradient reaches the vision tower). tokens/s count real tokens (text and image), images/s the
 images of the chunk; each side times `steps` steps after `warmup`.
 usage: image_bench.py AQS_BIN VLM_BENCH WORKDIR [--model DIR | --preset 3b] [--images N] [--steps N]
-                      [--json OUT]
+                      [--side LABEL,VLM_BENCH,PRECISION ...] [--json OUT]
+A side that fails (or the peer) is reported in the JSON and the others still run.
 """
 import argparse
 import json
@@ -157,8 +158,12 @@ def main():
     ap.add_argument("--images", type=int, default=8)
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--steps", type=int, default=3)
+    ap.add_argument("--side", action="append", metavar="LABEL,BIN,PRECISION",
+                    help="an aqs side to time (repeatable; default: VLM_BENCH in bf16 and in f32)")
     ap.add_argument("--json")
     a = ap.parse_args()
+    sides = [tuple(x.split(",")) for x in a.side] if a.side else \
+        [("aqs bf16", a.vlm_bench, "bf16"), ("aqs f32", a.vlm_bench, "f32")]
     mdir = a.model or os.path.join(a.work, "model")
     if not a.model:
         subprocess.run([a.aqs, "synth-model", "--preset", a.preset, "--seed", "3", "--out", mdir],
@@ -173,19 +178,30 @@ def main():
     res = {"model": a.model or "synthetic " + a.preset, "device": torch.cuda.get_device_name(0),
            "sizes_wxh": sizes, "grids": grids, "tokens": n_tokens, "images": n_images,
            "patches": sum(t * h * w for t, h, w in grids), "steps": a.steps, "warmup": a.warmup, "sides": []}
-    for prec in ("bf16", "f32"):
-        out = os.path.join(a.work, "vlm_bench_%s.json" % prec)
-        subprocess.run([a.vlm_bench, "--model", mdir, "--in", ind, "--backend", "cuda", "--precision", prec,
-                        "--warmup", str(a.warmup), "--steps", str(a.steps), "--json", out], check=True)
-        res["sides"].append(json.load(open(out)))
-    res["sides"].append(torch_peer(mdir, cfg, seqs, patches, grids, a.warmup, a.steps))
+    for i, (label, binary, prec) in enumerate(sides):
+        out = os.path.join(a.work, "vlm_bench_%d.json" % i)
+        r = subprocess.run([binary, "--model", mdir, "--in", ind, "--backend", "cuda", "--precision", prec,
+                            "--warmup", str(a.warmup), "--steps", str(a.steps), "--json", out],
+                           stderr=subprocess.PIPE, text=True)
+        if r.returncode != 0:  # reported, the other sides still run
+            res["sides"].append({"side": label, "failed": r.stderr.strip()[-400:]})
+            print(label, "failed:", r.stderr.strip()[-400:], flush=True)
+            continue
+        res["sides"].append(dict(json.load(open(out)), side=label))
+    try:
+        res["sides"].append(dict(torch_peer(mdir, cfg, seqs, patches, grids, a.warmup, a.steps), side="torch bf16"))
+    except Exception as exc:  # noqa: BLE001 - reported with the aqs sides
+        res["sides"].append({"side": "torch bf16", "failed": repr(exc)[-400:]})
+        print("torch peer failed:", repr(exc)[-400:], flush=True)
     for side in res["sides"]:
+        if "failed" in side:
+            continue
         for key in ("calib", "score_gradient_all_layers"):
             s = side[key]["s_per_step"]
             side[key]["tokens_per_s"] = n_tokens / s
             side[key]["images_per_s"] = n_images / s
-        name = side["side"] + (" " + side["precision"] if "precision" in side else " bf16")
-        print("%-10s calibration %8.0f tokens/s %7.1f images/s | all_layers gradient scores %8.0f tokens/s "
+        name = side["side"]
+        print("%-22s calibration %8.0f tokens/s %7.1f images/s | all_layers gradient scores %8.0f tokens/s "
               "%7.1f images/s" % (name, side["calib"]["tokens_per_s"], side["calib"]["images_per_s"],
                                   side["score_gradient_all_layers"]["tokens_per_s"],
                                   side["score_gradient_all_layers"]["images_per_s"]), flush=True)

@@ -215,6 +215,7 @@ def main():
     ap.add_argument("--json")
     a = ap.parse_args()
     from transformers import Qwen2_5_VLForConditionalGeneration
+    os.makedirs(a.work, exist_ok=True)
     mdir = os.path.join(a.work, "model")
     subprocess.run([a.aqs, "synth-model", "--preset", a.preset, "--seed", "3", "--out", mdir],
                    check=True, stdout=subprocess.DEVNULL)
@@ -226,8 +227,12 @@ def main():
     for prec in ("f32", "bf16"):
         od = os.path.join(a.work, "out_" + prec)
         os.makedirs(od, exist_ok=True)
-        subprocess.run([a.dump, mdir, ind, od, "cuda", prec], check=True)
-        ours[prec] = od
+        r = subprocess.run([a.dump, mdir, ind, od, "cuda", prec], stderr=subprocess.PIPE, text=True)
+        if r.returncode == 0:
+            ours[prec] = od
+        else:  # reported, and that precision's comparisons skipped
+            res["dump_failed_" + prec] = r.stderr.strip()[-400:]
+            print("vlm_dump", prec, "failed:", res["dump_failed_" + prec], flush=True)
     # our CPU backend too (F32): which side a residual comes from
     ours["cpu_f32"] = os.path.join(a.work, "out_cpu_f32")
     os.makedirs(ours["cpu_f32"], exist_ok=True)
@@ -236,6 +241,8 @@ def main():
     res["tf32_defaults"] = {"cuda.matmul.allow_tf32": torch.backends.cuda.matmul.allow_tf32,
                             "cudnn.allow_tf32": torch.backends.cudnn.allow_tf32}
     for prec, dtype in (("f32", torch.float32), ("bf16", torch.bfloat16)):
+        if prec not in ours:
+            continue
         model = Qwen2_5_VLForConditionalGeneration.from_pretrained(
             mdir, dtype=dtype, attn_implementation="sdpa").cuda().eval()
         if prec == "f32":

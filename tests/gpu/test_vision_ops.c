@@ -257,7 +257,10 @@ static void test_tower(void **state) {
   const char *small = synth("small");
   run_tower(small, AQS_PREC_F32, 0, 1e-4, 1e-3);
   run_tower(small, AQS_PREC_BF16, 0, 3e-2, 6e-2);
-  run_tower(small, AQS_PREC_BF16, 1, 6e-2, 0);
+  /* 8e-2 (was 6e-2): BF16-mode attention runs on tensor cores with the probabilities rounded to
+   * BF16 as sdpa does (the CPU twin keeps them F32), and FP8 on every linear turns such last-bit
+   * differences into whole E4M3 steps; measured 0.0621 on the H200 */
+  run_tower(small, AQS_PREC_BF16, 1, 8e-2, 0);
   run_tower(small, AQS_PREC_F32, 1, 2e-2, 0);
   tu_rm_rf(g_tmp);
   free(g_tmp);
