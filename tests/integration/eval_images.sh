@@ -3,7 +3,8 @@
 # synthetic model, vision group vis.0.gate_up planted as the outlier, the fixture images at their
 # odd sizes): the eval set is the rows calibration did not use, KL grows with coverage and jumps
 # only when the planted vision group is quantized (left for last), FP8 vision linears run as
-# served (a vision-only scheme moves image eval but not caption eval), results are cached.
+# served (a vision-only scheme moves image eval but not caption eval), results are cached and
+# shared with the build's eval stage.
 source "$(dirname "$0")/cli_common.bash"
 
 "$AQS" synth-model --preset tiny --seed 3 --outliers vis.0.gate_up:100000 --out "$TMP/model" >/dev/null \
@@ -57,3 +58,11 @@ table=$("${B[@]}" eval "${ARGS[@]}" t50 bf16) || fail "eval table"
 expect_contains "$table" "$((n - 24)) held-out image+caption rows" "table footer"
 expect_error 1 "pass --images FILE" "${B[@]}" eval --model "$TMP/model" --recipes-dir "$TMP/recipes" --quiet t50
 pass "image eval cached; a missing image file is named"
+
+# The build's eval stage of an image recipe uses the same held-out image rows and key.
+printf '[recipe]\nextends = t50\n[slice]\ncoverage = 0.3\n[eval]\nsamples = 6\n' >"$TMP/recipes/t30e.ini"
+b=$("${B[@]}" build --json --no-checkout "${ARGS[@]}" recipe t30e) || fail "build t30e"
+expect_eq "$(jq -r '.[0].stages[-1] | "\(.stage) \(.state)"' <<<"$b")" "eval RUN" "eval stage of an image recipe"
+e6=$("${B[@]}" eval --json "${ARGS[@]}" --samples 6 t30e) || fail "eval t30e"
+expect_eq "$(jqr "$e6" '.[0] | "\(.cached) \(.eval_set) \(.n_seqs)"')" "true image+caption 6" "aqs eval finds the build's image eval"
+pass "build [eval] on an image recipe shares aqs eval's action"

@@ -1,7 +1,8 @@
 /* tests/unit/compute/test_eval.c: eval metrics of a served FP8 checkpoint (exported by aqs) on
  * the tiny model against a slow double-precision forward written here from the Qwen2 equations
  * (its own weight reading, RMSNorm, RoPE, GQA attention, SwiGLU, FP8 emulation and metrics);
- * the BF16 baseline; served-model loading errors; the FP8 KV cache. */
+ * the BF16 baseline; served-model loading errors; the FP8 KV cache; a scheme loaded over the
+ * reference (only its changed tensors) and the reference reused across schemes give the same bits. */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -526,12 +527,92 @@ static void test_bad_scales(void **state) {
   be->ops->close(be);
 }
 
+/* The tensors of ck that are not BF16 (what an export changes: FP8 codes and scales), plus
+ * `extra` when not NULL, as a checkpoint (tensors point into ck). */
+static aqs_ckpt diff_of(const aqs_ckpt *ck, const char *extra, const aqs_st_tensor **buf) {
+  aqs_ckpt d = {.dir = ck->dir, .tensors = buf};
+  for (size_t i = 0; i < ck->ntensors; i++)
+    if (ck->tensors[i]->dtype != AQS_DT_BF16 || (extra && strcmp(ck->tensors[i]->name, extra) == 0))
+      buf[d.ntensors++] = ck->tensors[i];
+  return d;
+}
+
+static void assert_same_metrics(const aqs_eval_metrics *a, const aqs_eval_metrics *b) {
+  assert_true(a->n_targets == b->n_targets && a->n_seqs == b->n_seqs);
+  assert_memory_equal(&a->ppl, &b->ppl, sizeof a->ppl);
+  assert_memory_equal(&a->kl_mean, &b->kl_mean, sizeof a->kl_mean);
+  assert_memory_equal(&a->kl_p99, &b->kl_p99, sizeof a->kl_p99);
+  assert_memory_equal(&a->top1, &b->top1, sizeof a->top1);
+  assert_memory_equal(&a->last_mse, &b->last_mse, sizeof a->last_mse);
+}
+
+/* Eval loads a scheme over the reference from its changed tensors only: same bits as the whole
+ * checkpoint loaded on its own; the reference's results, made once and reused for two schemes,
+ * give the same bits as a fresh reference per batch; a changed BF16 tensor is refused by name. */
+static void test_served_over_reference(void **state) {
+  (void)state;
+  aqs_backend *be;
+  aqs_lm *ref = fx_load(src_dir, &be, AQS_PREC_BF16), *full, *over, *kv_over;
+  aqs_err e = {0};
+  aqs_ckpt *ck, *kvck;
+  assert_int_equal(aqs_ckpt_open(fp8_dir, &ck, &e), AQS_OK);
+  assert_int_equal(aqs_ckpt_open(kv_dir, &kvck, &e), AQS_OK);
+  const aqs_st_tensor **buf = malloc((2 * ck->ntensors + kvck->ntensors) * sizeof *buf);
+  aqs_ckpt d = diff_of(ck, NULL, buf), dkv = diff_of(kvck, NULL, buf + ck->ntensors);
+  assert_true(d.ntensors > 0 && d.ntensors < ck->ntensors);
+  if (aqs_lm_load(be, fp8_dir, &full, &e) != AQS_OK) fail_msg("load: %s", e.msg);
+  if (aqs_lm_load_served_over(ref, &d, &over, &e) != AQS_OK) fail_msg("load over: %s", e.msg);
+  if (aqs_lm_load_served_over(ref, &dkv, &kv_over, &e) != AQS_OK) fail_msg("load over: %s", e.msg);
+  assert_int_equal(over->n_served_fp8, full->n_served_fp8);
+  assert_int_equal(kv_over->kv_fp8, 1);
+  assert_int_equal(over->kv_fp8, 0);
+  aqs_eval_metrics m_full = engine_metrics(ref, full, &evalb), m_over = engine_metrics(ref, over, &evalb);
+  assert_true(m_full.kl_mean > 1e-6);
+  assert_same_metrics(&m_full, &m_over);
+  /* one reference for both schemes and the baseline */
+  aqs_eval_metrics m_kv = engine_metrics(ref, kv_over, &evalb);
+  aqs_eval_ref *r;
+  const aqs_eval_model rm = {ref, NULL};
+  assert_int_equal(aqs_eval_ref_new(&rm, 0, &r, &e), AQS_OK);
+  for (int i = 0; i < evalb.n; i++) assert_int_equal(aqs_eval_ref_add(r, &evalb.b[i], &e), AQS_OK);
+  const aqs_lm *order[] = {kv_over, over, ref};
+  for (int k = 0; k < 3; k++) {
+    aqs_eval_acc acc = {0};
+    aqs_eval_metrics m;
+    const aqs_eval_model sm = {order[k], NULL};
+    assert_int_equal(aqs_eval_ref_run(r, &sm, &acc, &e), AQS_OK);
+    assert_int_equal(aqs_eval_finish(&acc, &m, &e), AQS_OK);
+    aqs_eval_acc_free(&acc);
+    if (k == 0) assert_same_metrics(&m, &m_kv);
+    if (k == 1) assert_same_metrics(&m, &m_over);
+    if (k == 2) assert_true(m.kl_mean == 0.0 && m.top1 == 1.0 && m.ppl == m.ref_ppl);
+  }
+  aqs_eval_ref_free(r);
+  /* a BF16 tensor that differs from the source, and a scheme over a scheme, are refused */
+  aqs_lm *bad = NULL;
+  const char *norm = "model.language_model.layers.1.input_layernorm.weight";
+  aqs_ckpt dbad = diff_of(ck, norm, buf + ck->ntensors + kvck->ntensors);
+  assert_int_equal(aqs_lm_load_served_over(ref, &dbad, &bad, &e), AQS_ERR_UNSUPPORTED);
+  assert_non_null(strstr(e.msg, norm));
+  assert_null(bad);
+  assert_int_equal(aqs_lm_load_served_over(over, &d, &bad, &e), AQS_ERR_INVALID);
+  free(buf);
+  aqs_ckpt_close(ck);
+  aqs_ckpt_close(kvck);
+  aqs_lm_free(kv_over);
+  aqs_lm_free(over);
+  aqs_lm_free(full);
+  aqs_lm_free(ref);
+  be->ops->close(be);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_served_fp8_vs_double_reference),
       cmocka_unit_test(test_baseline),
       cmocka_unit_test(test_kv_cache_fp8),
       cmocka_unit_test(test_bad_scales),
+      cmocka_unit_test(test_served_over_reference),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
