@@ -466,9 +466,10 @@ static json_t *shape_json(const out_tensor *o) {
   return a;
 }
 
-/* One shard in flight. The main thread prepares it (quantize, sort, per-tensor SHA-256); a
- * writer thread then writes the file and its digest while the main thread prepares the next
- * shard, so CPU work and disk writes overlap. Two slots alternate; each keeps its FP8 arena. */
+/* One shard in flight. The main thread prepares it (quantize, sort); a thread of its own then
+ * hashes its fresh FP8 codes and writes (or stores) the shard and its file digest while the main
+ * thread prepares the next shards, so CPU work and disk writes overlap. Slots are reused in turn;
+ * each keeps its FP8 arena. */
 typedef struct shard_job {
   export_ctx *x;
   char shard[128];
@@ -552,19 +553,24 @@ static aqs_status prepare_shard(export_ctx *x, shard_job *j, aqs_err *e) {
   qsort(outs, j->nout, sizeof *outs, out_tensor_cmp);
   for (size_t i = 0; i < j->nout; i++)
     if (outs[i].is_scalar) outs[i].data = &outs[i].scalar;
-  t0 = now_s();
-  size_t nout = j->nout, unhashed = 0;
-  for (size_t i = 0; i < nout; i++) unhashed += !outs[i].hashed;
-  /* (in a sweep most digests are known: no thread team for none or one) */
-#pragma omp parallel for schedule(dynamic, 1) if (unhashed > 1)
-  for (size_t i = 0; i < nout; i++)
-    if (!outs[i].hashed) aqs_sha256_buf(outs[i].data, outs[i].nbytes, &outs[i].digest);
-  x->res->seconds_hash += now_s() - t0;
-  settle_cache(x, outs, nout, 1);
+  /* The new codes are hashed by the shard's own thread (hash_outs), not here: the main thread
+   * goes on to the next shard; finish_shard hands them to the cache. */
   char shard[sizeof j->shard];
   memcpy(shard, j->shard, sizeof shard);
   snprintf(j->path, sizeof j->path, "%s/%s", x->o->out_dir, shard);
   return AQS_OK;
+}
+
+/* SHA-256 of the shard's tensors whose digest is not known yet (fresh FP8 codes), in the shard's
+ * thread: several shards are in flight, so one stream each keeps the cores busy. */
+static void hash_outs(shard_job *j) {
+  double t0 = now_s();
+  for (size_t i = 0; i < j->nout; i++)
+    if (!j->outs[i].hashed) {
+      aqs_sha256_buf(j->outs[i].data, j->outs[i].nbytes, &j->outs[i].digest);
+      j->outs[i].hashed = 1;
+    }
+  j->seconds_hash += now_s() - t0;
 }
 
 /* Writer thread body: the safetensors file, then its digest. Touches only the job. */
@@ -573,6 +579,7 @@ static void *write_shard_thread(void *arg) {
   aqs_st_writer *w = NULL;
   aqs_err *e = &j->err;
   aqs_status st;
+  hash_outs(j);
   double t0 = now_s();
   if ((st = aqs_st_writer_open(j->path, &w, e))) goto done;
   if ((st = aqs_st_writer_set_meta(w, "format", "pt", e))) goto done;
@@ -588,7 +595,7 @@ static void *write_shard_thread(void *arg) {
   if (st) goto done;
   t0 = now_s();
   st = shard_file_digest(j->path, j->outs, j->nout, &j->file_digest, &j->file_bytes, e);
-  j->seconds_hash = now_s() - t0;
+  j->seconds_hash += now_s() - t0;
 done:
   if (w) aqs_st_writer_abort(w);
   j->st = st;
@@ -639,6 +646,7 @@ static aqs_status sink_shard_body(export_ctx *x, shard_job *j, aqs_err *e) {
  * prepares the next one (the job's bytes stay valid until finish_shard joins it). */
 static void *sink_shard_thread(void *arg) {
   shard_job *j = arg;
+  hash_outs(j);
   j->st = sink_shard_body(j->x, j, &j->err);
   return NULL;
 }
@@ -660,6 +668,7 @@ static aqs_status finish_shard(export_ctx *x, shard_job *j, aqs_progress *prog, 
   j->running = 0;
   x->res->seconds_write += j->seconds_write;
   x->res->seconds_hash += j->seconds_hash;
+  settle_cache(x, j->outs, j->nout, j->st == AQS_OK);
   if (j->st) {
     if (e) *e = j->err;
     return j->st;
@@ -735,11 +744,12 @@ static int shard_tensor_cmp(const void *a, const void *b) {
   return c ? c : strcmp(ta->name, tb->name);
 }
 
-/* Shards in flight at once: AQS_EXPORT_SLOTS, else one per core, 2 to 8. */
+/* Shards in flight at once: AQS_EXPORT_SLOTS, else one per core, 2 to 16 (each one hashes its
+ * shard file in one sequential stream: a sweep's later exports are mostly that). */
 static int export_slots(void) {
   const char *env = getenv("AQS_EXPORT_SLOTS");
   long n = env && *env ? strtol(env, NULL, 10) : sysconf(_SC_NPROCESSORS_ONLN);
-  return n < 2 ? 2 : n > 8 ? 8 : (int)n;
+  return n < 2 ? 2 : n > 16 ? 16 : (int)n;
 }
 
 static aqs_status write_shards(export_ctx *x, aqs_err *e) {
@@ -776,7 +786,10 @@ static aqs_status write_shards(export_ctx *x, aqs_err *e) {
     j->nsrc = k - i;
     i = k;
     st = prepare_shard(x, j, e);
-    if (!st) st = x->o->shard_sink ? start_sink(j, e) : start_writer(j, e);
+    if (!st) {
+      st = x->o->shard_sink ? start_sink(j, e) : start_writer(j, e);
+      if (st) settle_cache(x, j->outs, j->nout, 0); /* no thread: its codes go back */
+    }
   }
   for (int s = 0; s < nslots; s++) {
     aqs_status last = finish_shard(x, &jobs[(slot + s) % nslots], prog, st ? NULL : e);

@@ -11,8 +11,8 @@
  * both schemes quantize) is stored once, whatever shard it sits in: a top10..top100 sweep stores
  * each tensor at most twice (BF16 and FP8).
  *
- * Materialization rebuilds each file from its objects into a temporary directory beside the
- * target, makes the files read-only and renames the directory into place (a reader never sees a
+ * Materialization rebuilds each file from its objects (several files at once) into a temporary
+ * directory beside the target, makes the files read-only and renames the directory into place (a reader never sees a
  * half-written checkpoint). Link modes (workspace [store] link_mode):
  *   reflink  — tensors are copied with copy_file_range, which clones extents on filesystems that
  *              can (XFS, btrfs) and copies in the kernel elsewhere;

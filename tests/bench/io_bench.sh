@@ -23,7 +23,7 @@ since() { awk -v a="$1" -v b="$(now)" 'BEGIN{printf "%.3f", b-a}'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN{printf "%.2f", (b > 0 ? a / b : 0)}'; }
 gbps() { awk -v n="$1" -v s="$2" 'BEGIN{printf "%.2f", (s > 0 ? n / s / 1e9 : 0)}'; }
 drop() { find "$@" -type f -exec dd if={} iflag=nocache count=0 status=none \; ; }
-cached() { command -v fincore >/dev/null && fincore -b -n -o RES,SIZE "$@" 2>/dev/null | awk '{r+=$1; s+=$2} END{printf "%d%% of %d bytes in page cache", (s ? 100*r/s : 0), s}' || echo "fincore missing"; }
+cached() { command -v fincore >/dev/null && fincore -b -n -o RES,SIZE "$@" 2>/dev/null | awk '{r+=$1; s+=$2} END{printf "%.0f%% of %.0f bytes in page cache", (s ? 100*r/s : 0), s}' || echo "fincore missing"; }
 
 if [ -n "${MODEL:-}" ]; then
   M=$(realpath "$MODEL")

@@ -42,6 +42,7 @@ expect_error 2 "names GPUs: add --backend cuda" "${B[@]}" build --devices 0,1 "$
 expect_error 2 "bad entry 'x'" "${B[@]}" build --devices 0,x --backend cuda "${ARGS[@]}" recipe fast50
 expect_error 1 "expected STAGE:sha256:HEX" env AQS_CHUNK_WORKER=calibrate:1 "${B[@]}" build "${ARGS[@]}" recipe fast50
 zero=sha256:$(printf '0%.0s' $(seq 64))
+# (every stage of that build is recorded, none is the target: the worker says so)
 expect_error 1 "never reached its calibrate stage" env AQS_CHUNK_WORKER="calibrate:$zero:0" \
-  "${B[@]}" build "${ARGS[@]}" recipe fast50
+  "${B[@]}" build "${ONE[@]}" "${ARGS[@]}" recipe fast50
 pass "${TWO[*]}: same amax, scores and checkpoint as one process; bad lists refused"
