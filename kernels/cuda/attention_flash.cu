@@ -394,12 +394,15 @@ static size_t dkv_smem(int D) {
 
 static bool aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
 
-/* 1 when the kernels were built for sm_80 or later (BF16 mma.sync) for the current device. */
+/* 1 when the kernels were built for sm_80 or later (BF16 mma.sync) for the current device. Both
+ * versions count: PTX from compute_75 JIT-compiled on a Hopper has binaryVersion 90 but was compiled
+ * with __CUDA_ARCH__ 750, i.e. with the __trap() above (seen on an H200 with an sm_75 build). */
 static int arch_ok(void) {
   static int ok = -1;
   if (ok < 0) {
     cudaFuncAttributes a;
-    ok = cudaFuncGetAttributes(&a, flash_fwd_kernel<64, true>) == cudaSuccess && a.binaryVersion >= 80;
+    ok = cudaFuncGetAttributes(&a, flash_fwd_kernel<64, true>) == cudaSuccess && a.binaryVersion >= 80 &&
+         a.ptxVersion >= 80;
   }
   return ok;
 }
