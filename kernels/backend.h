@@ -22,8 +22,8 @@ void aqs_backend_close(aqs_backend *be);
 /* True when this build has the CUDA backend compiled in. */
 int aqs_backend_cuda_compiled(void);
 
-/* Per-backend constructors (called by aqs_backend_open). The CPU one never fails except for
- * memory. aqs_backend_cuda_open is defined in the CUDA module (kernels/cuda/ops_cuda.c), found
+/* Per-backend constructors (called by aqs_backend_open). The CPU one fails only for memory or
+ * when OpenBLAS cannot be loaded (kernels/cpu/blas.h). aqs_backend_cuda_open is defined in the CUDA module (kernels/cuda/ops_cuda.c), found
  * through aqs_backend_open; it returns AQS_ERR_UNSUPPORTED with a clear message when no GPU is
  * usable. */
 aqs_status aqs_backend_cpu_open(aqs_backend **out, aqs_err *e);

@@ -44,6 +44,15 @@ done | sort -u | while read -r soname path; do
   fi
 done
 
+# OpenBLAS is opened by kernels/cpu/blas.c (dlopen), so ldd does not list it: carry it too.
+blas=$(ldconfig -p | awk '$1 == "libopenblas.so.0" {print $NF; exit}')
+[ -n "$blas" ] || { echo "device-pack: libopenblas.so.0 not found (ldconfig -p)" >&2; exit 1; }
+cp -L "$blas" "$carry/lib-fallback/libopenblas.so.0"
+for dep in $(ldd "$blas" | awk '/=> \// {print $1 "=" $3}'); do
+  so=${dep%%=*}
+  [[ "$so" =~ $skip_re ]] || [ -e "$carry/lib-fallback/$so" ] || cp -L "${dep#*=}" "$carry/lib-fallback/$so"
+done
+
 # Large fallbacks travel gzip'd (the carry folder and the tree share a 64 MiB limit).
 for f in "$carry"/lib-fallback/*; do
   if [ "$(stat -c %s "$f")" -gt 4000000 ]; then gzip -9 "$f"; fi

@@ -1,11 +1,11 @@
 /* kernels/cpu/cpu_backend.c: the CPU backend's op table and constructor. The CPU ops are the
  * reference (specification) of kernels/ops.h: plain loops, OpenMP across rows, OpenBLAS sgemm. */
-#include <cblas.h>
 #include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 
 #include "kernels/backend.h"
+#include "kernels/cpu/blas.h"
 #include "kernels/cpu/cpu_backend.h"
 #include "kernels/cpu/cpu_common.h"
 
@@ -67,11 +67,16 @@ aqs_status aqs_backend_cpu_open(aqs_backend **out, aqs_err *e) {
     return aqs_errf(e, AQS_ERR_NOMEM, "cpu: out of memory opening the backend");
   }
   /* GEMMs are parallelized over fixed row blocks by OpenMP (kernels/cpu/linear.c): OpenBLAS
-   * itself runs single-threaded so results do not depend on the thread count. */
-  openblas_set_num_threads(1);
+   * itself runs single-threaded, with one kernel set on every CPU model (kernels/cpu/blas.c). */
+  aqs_status bst = aqs_blas_load(e);
+  if (bst != AQS_OK) {
+    free(be);
+    free(st);
+    return bst;
+  }
   be->ops = &aqs_cpu_ops;
   be->name = "cpu";
-  snprintf(be->device, sizeof be->device, "cpu, %d OpenMP threads", omp_get_max_threads());
+  snprintf(be->device, sizeof be->device, "cpu, %d OpenMP threads, %s", omp_get_max_threads(), aqs_blas_kernels());
   be->precision = AQS_PREC_F32;
   be->impl = st;
   *out = be;

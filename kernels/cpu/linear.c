@@ -2,9 +2,9 @@
  * dx = dy W, via OpenBLAS sgemm on BF16 weights upcast to F32 (exact), F32 accumulation.
  * Rows are cut into fixed blocks of CPU_GEMM_ROWS, each one single-threaded sgemm call, spread
  * over OpenMP threads: the bits do not depend on the thread count. */
-#include <cblas.h>
 #include <stdlib.h>
 
+#include "kernels/cpu/blas.h"
 #include "kernels/cpu/cpu_common.h"
 
 /* Upcasts w (n BF16) to a malloc'd F32 array; NULL on OOM. */
@@ -26,9 +26,8 @@ void cpu_sgemm_rows(int trans_b, int N, int M, int K, float alpha, const float *
 #pragma omp parallel for schedule(dynamic, 1) if ((size_t)N * (size_t)M * (size_t)K >= CPU_PAR_MIN * 512)
   for (int blk = 0; blk < nblocks; blk++) {
     int r0 = blk * CPU_GEMM_ROWS, rows = N - r0 < CPU_GEMM_ROWS ? N - r0 : CPU_GEMM_ROWS;
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, rows, M, K,
-                alpha, A + (size_t)r0 * (size_t)K, K, B, trans_b ? K : M, beta,
-                C + (size_t)r0 * (size_t)M, M);
+    aqs_blas_sgemm(trans_b, rows, M, K, alpha, A + (size_t)r0 * (size_t)K, K, B, trans_b ? K : M, beta,
+                   C + (size_t)r0 * (size_t)M, M);
   }
 }
 
