@@ -5,20 +5,7 @@
 # only when the planted vision group is quantized (left for last), FP8 vision linears run as
 # served (a vision-only scheme moves image eval but not caption eval), results are cached and
 # shared with the build's eval stage.
-source "$(dirname "$0")/cli_common.bash"
-
-"$AQS" synth-model --preset tiny --seed 3 --outliers vis.0.gate_up:100000 --out "$TMP/model" >/dev/null \
-  || fail "synth-model"
-mkdir -p "$TMP/data/imgs" "$TMP/recipes"
-n=0
-for f in "$AQS_SOURCE_DIR"/tests/fixtures/images/*.png "$AQS_SOURCE_DIR"/tests/fixtures/images/*.jpg; do
-  b=$(basename "$f")
-  cp "$f" "$TMP/data/imgs/$b"
-  for k in 1 2; do
-    n=$((n + 1))
-    echo "{\"image\": \"imgs/$b\", \"caption\": \"picture $n shows a scene with $k things in it\"}" >>"$TMP/data/rows.jsonl"
-  done
-done
+source "$(dirname "$0")/vision_common.bash"
 [ "$n" -ge 30 ] || fail "only $n rows"
 sweep=(t10 t50 t90 t100)
 for x in 10 50 90 100; do

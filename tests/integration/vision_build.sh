@@ -5,20 +5,7 @@
 # the planted vision group is left for last, vision and language groups are ranked together, the
 # three export formats share their tensors and carry the consumer verdict, candidates can be
 # restricted to visual.* / lm.*, and bad rows are named (or skipped and counted).
-source "$(dirname "$0")/cli_common.bash"
-
-"$AQS" synth-model --preset tiny --seed 3 --outliers vis.0.gate_up:100000 --out "$TMP/model" >/dev/null \
-  || fail "synth-model"
-mkdir -p "$TMP/data/imgs" "$TMP/recipes"
-n=0
-for f in "$AQS_SOURCE_DIR"/tests/fixtures/images/*.png "$AQS_SOURCE_DIR"/tests/fixtures/images/*.jpg; do
-  b=$(basename "$f")
-  cp "$f" "$TMP/data/imgs/$b"
-  for k in 1 2; do
-    n=$((n + 1))
-    echo "{\"image\": \"imgs/$b\", \"caption\": \"picture $n shows a scene with $k things in it\"}" >>"$TMP/data/rows.jsonl"
-  done
-done
+source "$(dirname "$0")/vision_common.bash"
 [ "$n" -ge 24 ] || fail "only $n rows"
 # Small sample counts: 24 calibration rows, 16 scored.
 for r in all_layers_top10 all_layers_top50 all_layers_top90 all_layers_top100; do
