@@ -87,7 +87,7 @@ static void usage(FILE *out) {
   fprintf(out, "\nplumbing (the store and single stages, for scripts):\n");
   for (size_t i = 0; commands[i]; i++)
     if (!is_porcelain(commands[i]->name)) fprintf(out, "  %-16s %s\n", commands[i]->name, commands[i]->summary);
-  fprintf(out, "\n`aqs <command> --help` describes one command; docs/cli.md has them all.\n");
+  fprintf(out, "\n`aqs <command> --help` describes one command; docs/cli.md says where each is documented.\n");
 }
 
 /* "aqs: unknown command 'bulid'; did you mean 'build'? (see aqs --help)" */
