@@ -87,9 +87,13 @@ aqs_status aqs_served_load_fused(aqs_backend *be, const aqs_ckpt *ck, aqs_lm_lin
     snprintf(name, sizeof name, "%s.weight", lin[s]->module);
     if ((st = aqs_ckpt_get(ck, name, &t, e)) != AQS_OK) return st;
     size_t numel = (size_t)lin[s]->out * (size_t)lin[s]->in;
-    if (t->numel != numel)
-      return aqs_errf(e, AQS_ERR_MISMATCH, "%s: tensor %s has %llu elements, config implies %zu",
-                      ck->dir, name, (unsigned long long)t->numel, numel);
+    /* rows first, not only the count: a transposed (in, out) weight would run as wrong numbers
+     * (a conv weight, the vision patch embedding, is (out, C, T, P, P)) */
+    if (t->numel != numel || t->ndim < 2 || t->shape[0] != lin[s]->out)
+      return aqs_errf(e, AQS_ERR_MISMATCH,
+                      "%s: tensor %s has %llu elements, %lld rows; config implies %zu elements, %d rows",
+                      ck->dir, name, (unsigned long long)t->numel, (long long)(t->ndim ? t->shape[0] : 0), numel,
+                      lin[s]->out);
     const uint8_t *codes = t->data;
     uint8_t *host = NULL;
     if (w_scale[s] != w_max) {

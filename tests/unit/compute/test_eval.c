@@ -596,6 +596,21 @@ static void test_served_over_reference(void **state) {
   assert_non_null(strstr(e.msg, norm));
   assert_null(bad);
   assert_int_equal(aqs_lm_load_served_over(over, &d, &bad, &e), AQS_ERR_INVALID);
+  /* an FP8 weight stored transposed (same element count) is refused, not run as wrong numbers;
+   * the last by name, so that codes loaded before it are freed on the error path */
+  const aqs_st_tensor *fp8_w = NULL;
+  for (size_t i = 0; i < d.ntensors; i++)
+    if (d.tensors[i]->dtype == AQS_DT_F8_E4M3 && d.tensors[i]->shape[0] != d.tensors[i]->shape[1]) fp8_w = d.tensors[i];
+  assert_non_null(fp8_w);
+  aqs_st_tensor transposed = *fp8_w;
+  transposed.shape[0] = fp8_w->shape[1];
+  transposed.shape[1] = fp8_w->shape[0];
+  aqs_ckpt dt = diff_of(ck, NULL, buf + ck->ntensors + kvck->ntensors);
+  for (size_t i = 0; i < dt.ntensors; i++)
+    if (dt.tensors[i] == fp8_w) dt.tensors[i] = &transposed;
+  assert_int_equal(aqs_lm_load_served_over(ref, &dt, &bad, &e), AQS_ERR_MISMATCH);
+  assert_non_null(strstr(e.msg, fp8_w->name));
+  assert_null(bad);
   free(buf);
   aqs_ckpt_close(ck);
   aqs_ckpt_close(kvck);
