@@ -170,6 +170,24 @@ int aqs_served_tensor(const aqs_st_tensor *t) {
   return 0;
 }
 
+int aqs_served_reads(const aqs_lm_linear *lin, const char *name, const char *kv_suffix) {
+  size_t m = strlen(lin->module);
+  if (strncmp(name, lin->module, m) != 0) return 0;
+  const char *sfx = name + m;
+  if (kv_suffix && strcmp(sfx, kv_suffix) == 0) return 1;
+  return lin->wq && (!strcmp(sfx, ".weight") || !strcmp(sfx, ".weight_scale") || !strcmp(sfx, ".input_scale"));
+}
+
+/* 1 when a linear of lm (loaded) or its KV cache reads name. */
+static int lm_reads(const aqs_lm *lm, const char *name) {
+  for (int l = 0; l < lm->cfg.num_layers; l++)
+    for (int s = 0; s < AQS_LIN_COUNT; s++) {
+      const char *kv = !lm->kv_fp8 ? NULL : s == AQS_LIN_K ? ".k_scale" : s == AQS_LIN_V ? ".v_scale" : NULL;
+      if (aqs_served_reads(&lm->layers[l].lin[s], name, kv)) return 1;
+    }
+  return 0;
+}
+
 aqs_status aqs_lm_load_served_over(const aqs_lm *base, const aqs_ckpt *diff, aqs_lm **out, aqs_err *e) {
   *out = NULL;
   if (base->base || base->n_served_fp8 || base->kv_fp8)
@@ -198,6 +216,12 @@ aqs_status aqs_lm_load_served_over(const aqs_lm *base, const aqs_ckpt *diff, aqs
   lm->weight_bytes = 0;
   aqs_status st = AQS_OK;
   for (int l = 0; st == AQS_OK && l < lm->cfg.num_layers; l++) st = aqs_lm_load_served_layer(lm, diff, l, e);
+  /* a changed tensor no served linear reads (an FP8 lm_head, a module the config lacks) would
+   * leave the source's BF16 tensor in its place: refused */
+  for (size_t i = 0; st == AQS_OK && i < diff->ntensors; i++)
+    if (read_by_lm(base, diff->tensors[i]->name) && !lm_reads(lm, diff->tensors[i]->name))
+      st = aqs_errf(e, AQS_ERR_UNSUPPORTED, "%s: tensor %s (%s) is read by no served linear of the model",
+                    diff->dir, diff->tensors[i]->name, aqs_dtype_name(diff->tensors[i]->dtype));
   if (st != AQS_OK) {
     aqs_lm_free(lm);
     return st;

@@ -21,6 +21,12 @@ expect_eq "$(jqr "$one" '[.[] | .n_seqs] | join(" ")')" "1 1" "rows of a 1-row e
 expect_eq "$(jqr "$one" '.[0].kl_mean > 0 and .[0].kl_p99 <= .[0].kl_max and .[1].kl_max == 0')" "true" "1-row metrics"
 pass "a 1-row eval set"
 
+# a caption far longer than calibration's max_len (64 tokens) is cut to it, as calibration cuts
+{ printf 'a long caption'; for i in $(seq 400); do printf ' word%s' "$i"; done; printf '\nA dog on a bench.\n'; } >"$TMP/long.txt"
+long=$("${B[@]}" eval --json "${EVAL_ARGS[@]}" --captions "$TMP/long.txt" fast50) || fail "eval of a long caption"
+expect_eq "$(jqr "$long" '.[0] | "\(.n_seqs) \(.n_tokens <= 128) \(.n_tokens > 64) \(.kl_mean > 0)"')" "2 true true true" "long caption"
+pass "a caption longer than max_len is cut to it"
+
 cp -a "$TMP/store" "$TMP/sound"  # an undamaged copy
 
 # a damaged FP8 weight object: eval names the tensor and fails (exit 1), nothing cached

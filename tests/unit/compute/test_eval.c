@@ -13,6 +13,8 @@
 
 #include "lm_fixture.h"
 #include "engine/compute/eval.h"
+#include "engine/compute/vision.h"
+#include "engine/model/qwen_config.h"
 #include "engine/export/export.h"
 #include "engine/model/safetensors.h"
 #include "kernels/fp8.h"
@@ -611,12 +613,52 @@ static void test_served_over_reference(void **state) {
   assert_int_equal(aqs_lm_load_served_over(ref, &dt, &bad, &e), AQS_ERR_MISMATCH);
   assert_non_null(strstr(e.msg, fp8_w->name));
   assert_null(bad);
+  /* an FP8 tensor no served linear reads (an FP8 lm_head) is refused, not left as the BF16 one */
+  aqs_st_tensor stray = *fp8_w;
+  stray.name = "lm_head.weight";
+  const aqs_st_tensor **sbuf = malloc((d.ntensors + 1) * sizeof *sbuf);
+  sbuf[0] = &stray; /* "lm_head." sorts before "model." */
+  memcpy(sbuf + 1, d.tensors, d.ntensors * sizeof *sbuf);
+  aqs_ckpt ds = {.dir = ck->dir, .tensors = sbuf, .ntensors = d.ntensors + 1};
+  assert_int_equal(aqs_lm_load_served_over(ref, &ds, &bad, &e), AQS_ERR_UNSUPPORTED);
+  assert_non_null(strstr(e.msg, "lm_head.weight (F8_E4M3) is read by no served linear"));
+  assert_null(bad);
+  free(sbuf);
   free(buf);
   aqs_ckpt_close(ck);
   aqs_ckpt_close(kvck);
   aqs_lm_free(kv_over);
   aqs_lm_free(over);
   aqs_lm_free(full);
+  aqs_lm_free(ref);
+  be->ops->close(be);
+}
+
+/* The vision tower over its BF16 base: a tower tensor no served linear reads (an input scale of a
+ * linear whose weight stayed BF16) is refused by name, not ignored; with nothing changed the tower
+ * serves nothing. */
+static void test_vision_served_over(void **state) {
+  (void)state;
+  aqs_backend *be;
+  aqs_lm *ref = fx_load(src_dir, &be, AQS_PREC_F32);
+  aqs_vision *base, *over = NULL;
+  aqs_err e = {0};
+  if (aqs_vision_load_dir(be, src_dir, &base, &e) != AQS_OK) fail_msg("vision load: %s", e.msg);
+  aqs_ckpt none = {.dir = "scheme"};
+  assert_int_equal(aqs_vision_load_served_over(base, &none, &over, &e), AQS_OK);
+  assert_int_equal(over->n_served_fp8, 0);
+  aqs_vision_free(over);
+  over = NULL;
+  char name[256];
+  snprintf(name, sizeof name, "%s.input_scale", aqs_vision_linear(base, 0, AQS_VIS_QKV)->module);
+  static const float one = 1.0f;
+  aqs_st_tensor t = {.name = name, .dtype = AQS_DT_F32, .ndim = 0, .numel = 1, .nbytes = 4, .data = (void *)&one};
+  const aqs_st_tensor *tp = &t;
+  aqs_ckpt stray = {.dir = "scheme", .tensors = &tp, .ntensors = 1};
+  assert_int_equal(aqs_vision_load_served_over(base, &stray, &over, &e), AQS_ERR_UNSUPPORTED);
+  assert_non_null(strstr(e.msg, name));
+  assert_null(over);
+  aqs_vision_free(base);
   aqs_lm_free(ref);
   be->ops->close(be);
 }
@@ -628,6 +670,7 @@ int main(void) {
       cmocka_unit_test(test_kv_cache_fp8),
       cmocka_unit_test(test_bad_scales),
       cmocka_unit_test(test_served_over_reference),
+      cmocka_unit_test(test_vision_served_over),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
