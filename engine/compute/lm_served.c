@@ -216,6 +216,12 @@ aqs_status aqs_lm_load_served_over(const aqs_lm *base, const aqs_ckpt *diff, aqs
   lm->weight_bytes = 0;
   aqs_status st = AQS_OK;
   for (int l = 0; st == AQS_OK && l < lm->cfg.num_layers; l++) st = aqs_lm_load_served_layer(lm, diff, l, e);
+  /* vLLM runs every layer's KV cache in FP8 once the checkpoint says so (scale 1 where none is
+   * stored); a checkpoint with scales for some layers only is refused, not half evaluated */
+  for (int l = 0; st == AQS_OK && lm->kv_fp8 && l < lm->cfg.num_layers; l++)
+    if (!(lm->layers[l].k_scale > 0.0f))
+      st = aqs_errf(e, AQS_ERR_INVALID, "%s: layer %d has no %s.k_scale / v_scale while other layers do",
+                    diff->dir, l, lm->layers[l].lin[AQS_LIN_K].module);
   /* a changed tensor no served linear reads (an FP8 lm_head, a module the config lacks) would
    * leave the source's BF16 tensor in its place: refused */
   for (size_t i = 0; st == AQS_OK && i < diff->ntensors; i++)

@@ -624,6 +624,18 @@ static void test_served_over_reference(void **state) {
   assert_non_null(strstr(e.msg, "lm_head.weight (F8_E4M3) is read by no served linear"));
   assert_null(bad);
   free(sbuf);
+  /* KV cache scales for some layers only: refused naming the first layer without them */
+  const aqs_st_tensor **kbuf = malloc(dkv.ntensors * sizeof *kbuf);
+  aqs_ckpt dk = {.dir = kvck->dir, .tensors = kbuf};
+  for (size_t i = 0; i < dkv.ntensors; i++)
+    if (!strstr(dkv.tensors[i]->name, "layers.1.self_attn.k_proj.k_scale") &&
+        !strstr(dkv.tensors[i]->name, "layers.1.self_attn.v_proj.v_scale"))
+      kbuf[dk.ntensors++] = dkv.tensors[i];
+  assert_int_equal(dk.ntensors, dkv.ntensors - 2);
+  assert_int_equal(aqs_lm_load_served_over(ref, &dk, &bad, &e), AQS_ERR_INVALID);
+  assert_non_null(strstr(e.msg, "layer 1 has no model.language_model.layers.1.self_attn.k_proj.k_scale"));
+  assert_null(bad);
+  free(kbuf);
   free(buf);
   aqs_ckpt_close(ck);
   aqs_ckpt_close(kvck);
