@@ -34,6 +34,7 @@ chmod u+w "$obj"
 printf '\xff\xff\xff\xff' | dd of="$obj" bs=1 seek=40 conv=notrunc status=none
 expect_error 1 "$w" "${B[@]}" eval --json "${EVAL_ARGS[@]}" --samples 4 fast50
 expect_contains "$ERR_OUT" "${wd:7:12}" "the damaged object is named"
+expect_contains "$ERR_OUT" "(aqs build fast50 exports the checkpoint again)" "the repair"
 pass "a damaged tensor object is named, eval fails"
 
 # the object gone (quarantined above, or deleted): the same clear error
@@ -48,3 +49,11 @@ after=$("${B[@]}" eval --json "${EVAL_ARGS[@]}" --samples 4 fast50) || fail "eva
 sound=$("$AQS" --store "$TMP/sound" eval --json "${EVAL_ARGS[@]}" --samples 4 fast50) || fail "eval of the sound copy"
 expect_eq "$(jqr "$after" '.[0] | "\(.cached) \(.kl_mean)"')" "false $(jqr "$sound" '.[0].kl_mean')" "KL after the repair"
 pass "aqs build repairs the checkpoint; eval is back to its numbers"
+
+# the checkpoint manifest itself gone: the scheme is named, and so is the repair
+rm -f "$TMP/store/objects/${ckpt:7:2}/${ckpt:9}"*
+expect_error 1 "fast50: checkpoint: object ${ckpt}" "${B[@]}" eval --json "${EVAL_ARGS[@]}" --samples 5 fast50
+expect_contains "$ERR_OUT" "(aqs build fast50 exports the checkpoint again)" "the repair"
+"${B[@]}" build --no-checkout "${BUILD_ARGS[@]}" recipe fast50 >/dev/null || fail "rebuild fast50"
+"${B[@]}" eval --json "${EVAL_ARGS[@]}" --samples 5 fast50 >/dev/null || fail "eval after the manifest's repair"
+pass "a missing checkpoint manifest names the scheme and its repair"
