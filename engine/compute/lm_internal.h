@@ -58,6 +58,10 @@ aqs_status aqs_served_load_fused(aqs_backend *be, const aqs_ckpt *ck, aqs_lm_lin
 /* lm_served.c: 1 when t is what a served loader reads from a scheme: an F8_E4M3 weight or a
  * weight / input / KV cache scale. */
 int aqs_served_tensor(const aqs_st_tensor *t);
+/* lm_served.c: 1 when the loaded linear lin reads tensor name from a scheme: its FP8 weight or
+ * weight / input scale when it is served, or <module><kv_suffix> (".k_scale" / ".v_scale", NULL:
+ * none) when it carries the FP8 KV cache's scale. */
+int aqs_served_reads(const aqs_lm_linear *lin, const char *name, const char *kv_suffix);
 /* lm_served.c: loads layer l's FP8 linears (wq, scales; fused members requantized to one
  * scale) and its KV cache scales. Module names of the layer must be set. */
 aqs_status aqs_lm_load_served_layer(aqs_lm *lm, const aqs_ckpt *ck, int l, aqs_err *e);

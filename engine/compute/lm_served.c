@@ -87,9 +87,13 @@ aqs_status aqs_served_load_fused(aqs_backend *be, const aqs_ckpt *ck, aqs_lm_lin
     snprintf(name, sizeof name, "%s.weight", lin[s]->module);
     if ((st = aqs_ckpt_get(ck, name, &t, e)) != AQS_OK) return st;
     size_t numel = (size_t)lin[s]->out * (size_t)lin[s]->in;
-    if (t->numel != numel)
-      return aqs_errf(e, AQS_ERR_MISMATCH, "%s: tensor %s has %llu elements, config implies %zu",
-                      ck->dir, name, (unsigned long long)t->numel, numel);
+    /* rows first, not only the count: a transposed (in, out) weight would run as wrong numbers
+     * (a conv weight, the vision patch embedding, is (out, C, T, P, P)) */
+    if (t->numel != numel || t->ndim < 2 || t->shape[0] != lin[s]->out)
+      return aqs_errf(e, AQS_ERR_MISMATCH,
+                      "%s: tensor %s has %llu elements, %lld rows; config implies %zu elements, %d rows",
+                      ck->dir, name, (unsigned long long)t->numel, (long long)(t->ndim ? t->shape[0] : 0), numel,
+                      lin[s]->out);
     const uint8_t *codes = t->data;
     uint8_t *host = NULL;
     if (w_scale[s] != w_max) {
@@ -166,6 +170,24 @@ int aqs_served_tensor(const aqs_st_tensor *t) {
   return 0;
 }
 
+int aqs_served_reads(const aqs_lm_linear *lin, const char *name, const char *kv_suffix) {
+  size_t m = strlen(lin->module);
+  if (strncmp(name, lin->module, m) != 0) return 0;
+  const char *sfx = name + m;
+  if (kv_suffix && strcmp(sfx, kv_suffix) == 0) return 1;
+  return lin->wq && (!strcmp(sfx, ".weight") || !strcmp(sfx, ".weight_scale") || !strcmp(sfx, ".input_scale"));
+}
+
+/* 1 when a linear of lm (loaded) or its KV cache reads name. */
+static int lm_reads(const aqs_lm *lm, const char *name) {
+  for (int l = 0; l < lm->cfg.num_layers; l++)
+    for (int s = 0; s < AQS_LIN_COUNT; s++) {
+      const char *kv = !lm->kv_fp8 ? NULL : s == AQS_LIN_K ? ".k_scale" : s == AQS_LIN_V ? ".v_scale" : NULL;
+      if (aqs_served_reads(&lm->layers[l].lin[s], name, kv)) return 1;
+    }
+  return 0;
+}
+
 aqs_status aqs_lm_load_served_over(const aqs_lm *base, const aqs_ckpt *diff, aqs_lm **out, aqs_err *e) {
   *out = NULL;
   if (base->base || base->n_served_fp8 || base->kv_fp8)
@@ -194,6 +216,18 @@ aqs_status aqs_lm_load_served_over(const aqs_lm *base, const aqs_ckpt *diff, aqs
   lm->weight_bytes = 0;
   aqs_status st = AQS_OK;
   for (int l = 0; st == AQS_OK && l < lm->cfg.num_layers; l++) st = aqs_lm_load_served_layer(lm, diff, l, e);
+  /* vLLM runs every layer's KV cache in FP8 once the checkpoint says so (scale 1 where none is
+   * stored); a checkpoint with scales for some layers only is refused, not half evaluated */
+  for (int l = 0; st == AQS_OK && lm->kv_fp8 && l < lm->cfg.num_layers; l++)
+    if (!(lm->layers[l].k_scale > 0.0f))
+      st = aqs_errf(e, AQS_ERR_INVALID, "%s: layer %d has no %s.k_scale / v_scale while other layers do",
+                    diff->dir, l, lm->layers[l].lin[AQS_LIN_K].module);
+  /* a changed tensor no served linear reads (an FP8 lm_head, a module the config lacks) would
+   * leave the source's BF16 tensor in its place: refused */
+  for (size_t i = 0; st == AQS_OK && i < diff->ntensors; i++)
+    if (read_by_lm(base, diff->tensors[i]->name) && !lm_reads(lm, diff->tensors[i]->name))
+      st = aqs_errf(e, AQS_ERR_UNSUPPORTED, "%s: tensor %s (%s) is read by no served linear of the model",
+                    diff->dir, diff->tensors[i]->name, aqs_dtype_name(diff->tensors[i]->dtype));
   if (st != AQS_OK) {
     aqs_lm_free(lm);
     return st;

@@ -52,6 +52,20 @@ aqs_status aqs_vision_load_served_over(const aqs_vision *base, const aqs_ckpt *d
   aqs_lm_linear *stem[] = {&vis->patch_embed, &vis->merger[0], &vis->merger[1]};
   for (int g = 0; st == AQS_OK && g < 3; g++)
     st = aqs_served_load_fused(vis->be, diff, &stem[g], 1, &vis->weight_bytes, &vis->n_served_fp8, e);
+  /* a changed tower tensor no served linear reads would leave the BF16 one in its place: refused */
+  for (size_t i = 0; st == AQS_OK && i < diff->ntensors; i++) {
+    const char *name = diff->tensors[i]->name;
+    if (strncmp(name, prefix, strlen(prefix)) != 0) continue;
+    int read = 0;
+    for (int b = -1; !read && b < vis->cfg.depth; b++)
+      for (int s = 0; !read && s < AQS_VIS_SLOT_COUNT; s++) {
+        const aqs_lm_linear *lin = aqs_vision_linear(vis, b, (aqs_vis_slot)s);
+        read = lin && aqs_served_reads(lin, name, NULL);
+      }
+    if (!read)
+      st = aqs_errf(e, AQS_ERR_UNSUPPORTED, "%s: tensor %s (%s) is read by no served linear of the vision tower",
+                    diff->dir, name, aqs_dtype_name(diff->tensors[i]->dtype));
+  }
   if (st != AQS_OK) {
     aqs_vision_free(vis);
     return st;

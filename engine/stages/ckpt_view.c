@@ -19,6 +19,7 @@ struct aqs_ckpt_view {
 
 typedef struct source_tensor {
   const char *name, *digest;
+  int in_ckpt; /* the checkpoint has a tensor of this name */
 } source_tensor;
 
 static int by_name(const void *a, const void *b) {
@@ -39,6 +40,7 @@ static aqs_status source_tensors(const json_t *doc, source_tensor **out, size_t 
   json_array_foreach(arr, i, row) {
     t[i].name = json_string_value(json_array_get(row, 0));
     t[i].digest = json_string_value(json_array_get(row, 3));
+    t[i].in_ckpt = 0;
     if (!t[i].name || !t[i].digest) {
       free(t);
       return aqs_errf(e, AQS_ERR_CORRUPT, "source manifest: tensor entry %zu is malformed", i);
@@ -50,9 +52,11 @@ static aqs_status source_tensors(const json_t *doc, source_tensor **out, size_t 
   return AQS_OK;
 }
 
-static int same_as_source(const source_tensor *src, size_t n, const char *name, const char *digest) {
+/* 1 when the source holds name with this digest; marks the source tensor as present. */
+static int same_as_source(source_tensor *src, size_t n, const char *name, const char *digest) {
   source_tensor key = {.name = name};
-  const source_tensor *hit = bsearch(&key, src, n, sizeof *src, by_name);
+  source_tensor *hit = bsearch(&key, src, n, sizeof *src, by_name);
+  if (hit) hit->in_ckpt = 1;
   return hit && strcmp(hit->digest, digest) == 0;
 }
 
@@ -136,7 +140,7 @@ static aqs_status add_tensor(aqs_store *s, aqs_ckpt_view *v, const json_t *hdr, 
   return AQS_OK;
 }
 
-static aqs_status add_shard(aqs_store *s, aqs_ckpt_view *v, const json_t *file, const source_tensor *src,
+static aqs_status add_shard(aqs_store *s, aqs_ckpt_view *v, const json_t *file, source_tensor *src,
                             size_t n_src, aqs_err *e) {
   char what[256];
   snprintf(what, sizeof what, "%s: %s", v->ck.dir, json_string_value(json_object_get(file, "name")));
@@ -185,6 +189,10 @@ aqs_status aqs_ckpt_view_open(aqs_store *s, const aqs_digest *ckpt, const aqs_di
     const char *type = json_string_value(json_object_get(f, "type"));
     if (type && strcmp(type, "shard") == 0) st = add_shard(s, v, f, src, n_src, e);
   }
+  /* a tensor the checkpoint lacks would silently be the source's in the view: refused */
+  for (size_t k = 0; !st && k < n_src; k++)
+    if (!src[k].in_ckpt)
+      st = aqs_errf(e, AQS_ERR_INVALID, "%s lacks tensor %s of its BF16 source", v->ck.dir, src[k].name);
   free(src);
   json_decref(src_doc);
   json_decref(doc);

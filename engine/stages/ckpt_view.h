@@ -15,8 +15,9 @@ typedef struct aqs_ckpt_view aqs_ckpt_view;
 /* Opens the tensors of checkpoint manifest ckpt whose name is absent from the model manifest
  * source (the source stage's result) or whose digest differs there. Their dtype and shape come
  * from the stored shard headers. Errors: AQS_ERR_NOT_FOUND / AQS_ERR_CORRUPT (a manifest or object
- * missing or damaged, named), AQS_ERR_INVALID (a header entry that does not describe the tensor),
- * AQS_ERR_NOMEM. The view and everything it points into live until aqs_ckpt_view_close.
+ * missing or damaged, named), AQS_ERR_INVALID (a header entry that does not describe the tensor,
+ * or a source tensor the checkpoint lacks: the view would otherwise serve the source's in its
+ * place; named), AQS_ERR_NOMEM. The view and everything it points into live until aqs_ckpt_view_close.
  * Threads: one caller per store handle, as store.h. */
 aqs_status aqs_ckpt_view_open(aqs_store *s, const aqs_digest *ckpt, const aqs_digest *source,
                               aqs_ckpt_view **out, aqs_err *e);

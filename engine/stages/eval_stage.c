@@ -167,6 +167,15 @@ static uint64_t safetensors_bytes_of_manifest(const json_t *m) {
   return n;
 }
 
+/* A checkpoint object missing or damaged (quarantined by the store): says what repairs it. */
+static aqs_status repair_hint(aqs_status st, const char *name, aqs_err *e) {
+  if (e && (st == AQS_ERR_NOT_FOUND || st == AQS_ERR_CORRUPT)) {
+    size_t n = strlen(e->msg);
+    snprintf(e->msg + n, sizeof e->msg - n, " (aqs build %s exports the checkpoint again)", name);
+  }
+  return st;
+}
+
 /* Fills row's checkpoint and scheme description from a name. */
 static aqs_status resolve(eval_env *v, const char *name, aqs_eval_row *row, json_t **record, aqs_err *e) {
   *record = NULL;
@@ -224,7 +233,7 @@ static aqs_status resolve(eval_env *v, const char *name, aqs_eval_row *row, json
     json_decref(ck);
   }
   *record = doc;
-  return st;
+  return st ? repair_hint(aqs_err_prefix(e, "%s: checkpoint", name), name, e) : AQS_OK;
 }
 
 static json_t *metrics_json(const aqs_eval_metrics *m) {
@@ -339,10 +348,11 @@ static aqs_status run_metrics(eval_env *v, const aqs_eval_model *scheme, const c
 
 /* The scheme straight from the store: the tensors its export changed (FP8 weights and scales)
  * are read from their objects, everything else is the loaded reference's. */
-static aqs_status load_scheme(eval_env *v, const aqs_digest *ckpt, aqs_lm **lm, aqs_vision **vis, aqs_err *e) {
+static aqs_status load_scheme(eval_env *v, const aqs_digest *ckpt, const char *name, aqs_lm **lm, aqs_vision **vis,
+                              aqs_err *e) {
   aqs_ckpt_view *view;
   aqs_status st = aqs_ckpt_view_open(v->o->store, ckpt, &v->source, &view, e);
-  if (st) return st;
+  if (st) return repair_hint(st, name, e);
   st = aqs_lm_load_served_over(v->ref, aqs_ckpt_view_ckpt(view), lm, e);
   if (!st && v->ref_vis) st = aqs_vision_load_served_over(v->ref_vis, aqs_ckpt_view_ckpt(view), vis, e);
   aqs_ckpt_view_close(view);
@@ -363,7 +373,7 @@ aqs_status aqs_eval_session_compute(aqs_eval_session *v, const aqs_digest *check
   aqs_lm *scheme = NULL;
   aqs_vision *scheme_vis = NULL;
   aqs_status st = ensure_ref(v, e);
-  if (!st && !aqs_digest_eq(checkpoint, &v->source)) st = load_scheme(v, checkpoint, &scheme, &scheme_vis, e);
+  if (!st && !aqs_digest_eq(checkpoint, &v->source)) st = load_scheme(v, checkpoint, name, &scheme, &scheme_vis, e);
   const aqs_eval_model model = {scheme ? scheme : v->ref, scheme_vis ? scheme_vis : v->ref_vis};
   if (!st) st = run_metrics(v, &model, name, m, e);
   aqs_vision_free(scheme_vis);

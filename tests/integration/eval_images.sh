@@ -53,3 +53,12 @@ expect_eq "$(jq -r '.[0].stages[-1] | "\(.stage) \(.state)"' <<<"$b")" "eval RUN
 e6=$("${B[@]}" eval --json "${ARGS[@]}" --samples 6 t30e) || fail "eval t30e"
 expect_eq "$(jqr "$e6" '.[0] | "\(.cached) \(.eval_set) \(.n_seqs)"')" "true image+caption 6" "aqs eval finds the build's image eval"
 pass "build [eval] on an image recipe shares aqs eval's action"
+
+# Every held-out image unreadable: the eval set is an error naming the JSONL line and the image
+# (exit 1, nothing on stdout), not an empty or text-only eval; one image row is enough to eval.
+one=$("${B[@]}" eval --json "${ARGS[@]}" --samples 1 t50) || fail "eval of one image row"
+expect_eq "$(jqr "$one" '.[0] | "\(.n_seqs) \(.eval_set) \(.kl_mean > 0)"')" "1 image+caption true" "1-row image eval"
+rm "$TMP"/data/imgs/*
+expect_error 1 "rows.jsonl:" "${B[@]}" eval --json "${ARGS[@]}" --samples 3 t50
+expect_contains "$ERR_OUT" "cannot open image" "unreadable image rows"
+pass "a 1-row image eval; unreadable image rows are named"

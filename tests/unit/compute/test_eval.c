@@ -13,6 +13,8 @@
 
 #include "lm_fixture.h"
 #include "engine/compute/eval.h"
+#include "engine/compute/vision.h"
+#include "engine/model/qwen_config.h"
 #include "engine/export/export.h"
 #include "engine/model/safetensors.h"
 #include "kernels/fp8.h"
@@ -596,12 +598,79 @@ static void test_served_over_reference(void **state) {
   assert_non_null(strstr(e.msg, norm));
   assert_null(bad);
   assert_int_equal(aqs_lm_load_served_over(over, &d, &bad, &e), AQS_ERR_INVALID);
+  /* an FP8 weight stored transposed (same element count) is refused, not run as wrong numbers;
+   * the last by name, so that codes loaded before it are freed on the error path */
+  const aqs_st_tensor *fp8_w = NULL;
+  for (size_t i = 0; i < d.ntensors; i++)
+    if (d.tensors[i]->dtype == AQS_DT_F8_E4M3 && d.tensors[i]->shape[0] != d.tensors[i]->shape[1]) fp8_w = d.tensors[i];
+  assert_non_null(fp8_w);
+  aqs_st_tensor transposed = *fp8_w;
+  transposed.shape[0] = fp8_w->shape[1];
+  transposed.shape[1] = fp8_w->shape[0];
+  aqs_ckpt dt = diff_of(ck, NULL, buf + ck->ntensors + kvck->ntensors);
+  for (size_t i = 0; i < dt.ntensors; i++)
+    if (dt.tensors[i] == fp8_w) dt.tensors[i] = &transposed;
+  assert_int_equal(aqs_lm_load_served_over(ref, &dt, &bad, &e), AQS_ERR_MISMATCH);
+  assert_non_null(strstr(e.msg, fp8_w->name));
+  assert_null(bad);
+  /* an FP8 tensor no served linear reads (an FP8 lm_head) is refused, not left as the BF16 one */
+  aqs_st_tensor stray = *fp8_w;
+  stray.name = "lm_head.weight";
+  const aqs_st_tensor **sbuf = malloc((d.ntensors + 1) * sizeof *sbuf);
+  sbuf[0] = &stray; /* "lm_head." sorts before "model." */
+  memcpy(sbuf + 1, d.tensors, d.ntensors * sizeof *sbuf);
+  aqs_ckpt ds = {.dir = ck->dir, .tensors = sbuf, .ntensors = d.ntensors + 1};
+  assert_int_equal(aqs_lm_load_served_over(ref, &ds, &bad, &e), AQS_ERR_UNSUPPORTED);
+  assert_non_null(strstr(e.msg, "lm_head.weight (F8_E4M3) is read by no served linear"));
+  assert_null(bad);
+  free(sbuf);
+  /* KV cache scales for some layers only: refused naming the first layer without them */
+  const aqs_st_tensor **kbuf = malloc(dkv.ntensors * sizeof *kbuf);
+  aqs_ckpt dk = {.dir = kvck->dir, .tensors = kbuf};
+  for (size_t i = 0; i < dkv.ntensors; i++)
+    if (!strstr(dkv.tensors[i]->name, "layers.1.self_attn.k_proj.k_scale") &&
+        !strstr(dkv.tensors[i]->name, "layers.1.self_attn.v_proj.v_scale"))
+      kbuf[dk.ntensors++] = dkv.tensors[i];
+  assert_int_equal(dk.ntensors, dkv.ntensors - 2);
+  assert_int_equal(aqs_lm_load_served_over(ref, &dk, &bad, &e), AQS_ERR_INVALID);
+  assert_non_null(strstr(e.msg, "layer 1 has no model.language_model.layers.1.self_attn.k_proj.k_scale"));
+  assert_null(bad);
+  free(kbuf);
   free(buf);
   aqs_ckpt_close(ck);
   aqs_ckpt_close(kvck);
   aqs_lm_free(kv_over);
   aqs_lm_free(over);
   aqs_lm_free(full);
+  aqs_lm_free(ref);
+  be->ops->close(be);
+}
+
+/* The vision tower over its BF16 base: a tower tensor no served linear reads (an input scale of a
+ * linear whose weight stayed BF16) is refused by name, not ignored; with nothing changed the tower
+ * serves nothing. */
+static void test_vision_served_over(void **state) {
+  (void)state;
+  aqs_backend *be;
+  aqs_lm *ref = fx_load(src_dir, &be, AQS_PREC_F32);
+  aqs_vision *base, *over = NULL;
+  aqs_err e = {0};
+  if (aqs_vision_load_dir(be, src_dir, &base, &e) != AQS_OK) fail_msg("vision load: %s", e.msg);
+  aqs_ckpt none = {.dir = "scheme"};
+  assert_int_equal(aqs_vision_load_served_over(base, &none, &over, &e), AQS_OK);
+  assert_int_equal(over->n_served_fp8, 0);
+  aqs_vision_free(over);
+  over = NULL;
+  char name[256];
+  snprintf(name, sizeof name, "%s.input_scale", aqs_vision_linear(base, 0, AQS_VIS_QKV)->module);
+  static const float one = 1.0f;
+  aqs_st_tensor t = {.name = name, .dtype = AQS_DT_F32, .ndim = 0, .numel = 1, .nbytes = 4, .data = (void *)&one};
+  const aqs_st_tensor *tp = &t;
+  aqs_ckpt stray = {.dir = "scheme", .tensors = &tp, .ntensors = 1};
+  assert_int_equal(aqs_vision_load_served_over(base, &stray, &over, &e), AQS_ERR_UNSUPPORTED);
+  assert_non_null(strstr(e.msg, name));
+  assert_null(over);
+  aqs_vision_free(base);
   aqs_lm_free(ref);
   be->ops->close(be);
 }
@@ -613,6 +682,7 @@ int main(void) {
       cmocka_unit_test(test_kv_cache_fp8),
       cmocka_unit_test(test_bad_scales),
       cmocka_unit_test(test_served_over_reference),
+      cmocka_unit_test(test_vision_served_over),
   };
   return cmocka_run_group_tests(tests, setup, teardown);
 }
