@@ -4,10 +4,14 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -16,6 +20,7 @@
 extern char **environ;
 
 #define WORKER_ENV "AQS_CHUNK_WORKER"
+#define PARENT_ENV "AQS_CHUNK_WORKER_PARENT" /* the build's pid: a worker dies with it */
 
 aqs_status aqs_devices_parse(const char *list, aqs_devices *out, aqs_err *e) {
   memset(out, 0, sizeof *out);
@@ -92,6 +97,14 @@ aqs_status aqs_chunk_worker_from_env(aqs_chunk_worker *out, int *found, aqs_err 
     out->chunks[out->n_chunks++] = (size_t)v;
     p = end;
   }
+  /* A worker must not outlive the build that reduces its chunks (killed, or interrupted):
+   * SIGTERM when its parent exits, and no start at all when the parent is already gone. */
+  const char *parent = getenv(PARENT_ENV);
+  if (!st && parent) {
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != (pid_t)atol(parent))
+      st = aqs_errf(e, AQS_ERR_IO, "chunk worker: the build that started it (pid %s) has exited", parent);
+  }
   if (st) aqs_chunk_worker_free(out);
   else *found = 1;
   return st;
@@ -154,16 +167,18 @@ static char *assignment(const aqs_chunk_spread *s, size_t w, size_t n) {
 
 /* Starts worker w on device d; *pid on success. */
 static aqs_status spawn_worker(const aqs_chunk_spread *s, size_t w, size_t n, pid_t *pid, aqs_err *e) {
-  char exe[AQS_PATH_MAX], device[24], threads[24];
+  char exe[AQS_PATH_MAX], device[24], threads[24], parent[24];
   ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
   if (len <= 0) return aqs_errno(e, AQS_ERR_IO, errno, "cannot find this executable to start chunk workers");
   exe[len] = '\0';
   int dev = s->devices->index[w];
-  char *extra[4] = {NULL, NULL, NULL, NULL}, *value = assignment(s, w, n);
+  char *extra[5] = {NULL, NULL, NULL, NULL, NULL}, *value = assignment(s, w, n);
   size_t n_extra = 1;
   extra[0] = value ? env_entry(WORKER_ENV, value) : NULL;
   free(value);
   extra[n_extra++] = env_entry("AQS_PROGRESS", "never");
+  snprintf(parent, sizeof parent, "%ld", (long)getpid());
+  extra[n_extra++] = env_entry(PARENT_ENV, parent);
   if (dev >= 0) {
     snprintf(device, sizeof device, "%d", dev);
     extra[n_extra++] = env_entry("AQS_CUDA_DEVICE", device);
@@ -196,20 +211,55 @@ static void device_name(const aqs_devices *d, size_t w, char *buf, size_t n) {
   else snprintf(buf, n, "cuda:%d", d->index[w]);
 }
 
+/* Stops the workers still running (SIGCONT too: a stopped one would hold SIGTERM pending). */
+static void stop_workers(const pid_t *pids, const int *running, size_t n) {
+  for (size_t w = 0; w < n; w++)
+    if (running[w]) {
+      kill(pids[w], SIGTERM);
+      kill(pids[w], SIGCONT);
+    }
+}
+
+/* Reaps the next worker to end, whichever it is (pidfds: other children of this process are left
+ * alone); in start order where pidfds are missing. Returns its index, *status its wait status. */
+static size_t reap_next(const pid_t *pids, int *running, struct pollfd *fds, size_t n, int *status) {
+  size_t w = n;
+  int polled = 0;
+  for (size_t k = 0; k < n; k++) polled |= running[k] && fds[k].fd >= 0;
+  while (polled && w == n) {
+    if (poll(fds, (nfds_t)n, -1) < 0 && errno != EINTR) break;
+    for (size_t k = 0; k < n && w == n; k++)
+      if (running[k] && fds[k].fd >= 0 && fds[k].revents) w = k;
+  }
+  for (size_t k = 0; k < n && w == n; k++)
+    if (running[k]) w = k;
+  while (waitpid(pids[w], status, 0) < 0 && errno == EINTR) {
+  }
+  running[w] = 0;
+  if (fds[w].fd >= 0) close(fds[w].fd);
+  fds[w].fd = -1;
+  return w;
+}
+
 aqs_status aqs_chunk_spread_run(const aqs_chunk_spread *s, aqs_err *e) {
   size_t n = (size_t)s->devices->n < s->n_missing ? (size_t)s->devices->n : s->n_missing;
   pid_t pids[AQS_DEVICES_MAX];
+  int running[AQS_DEVICES_MAX] = {0};
+  struct pollfd fds[AQS_DEVICES_MAX];
   size_t started = 0;
   aqs_status st = AQS_OK;
   for (; started < n && !st; started++) {
     st = spawn_worker(s, started, n, &pids[started], e);
     if (st) break;
+    running[started] = 1;
+    fds[started] = (struct pollfd){.fd = pidfd_open(pids[started], 0), .events = POLLIN};
   }
-  /* Wait for every worker started, even after a failure: none outlives the build. */
-  for (size_t w = 0; w < started; w++) {
+  /* The first worker to fail ends the others (their chunks are wasted work): reaped in the order
+   * they end, and waited for all the same: none outlives the build. */
+  if (st) stop_workers(pids, running, started);
+  for (size_t left = started; left > 0; left--) {
     int status = 0;
-    while (waitpid(pids[w], &status, 0) < 0 && errno == EINTR) {
-    }
+    size_t w = reap_next(pids, running, fds, started, &status);
     if (st) continue;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
       char dev[16];
@@ -220,6 +270,7 @@ aqs_status aqs_chunk_spread_run(const aqs_chunk_spread *s, aqs_err *e) {
       else
         st = aqs_errf(e, AQS_ERR_IO, "%s: chunk worker %zu (%s) failed (exit status %d; its error is above)",
                       s->stage, w, dev, WEXITSTATUS(status));
+      stop_workers(pids, running, started);
     }
   }
   return st;

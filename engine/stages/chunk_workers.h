@@ -40,7 +40,9 @@ typedef struct aqs_chunk_worker {
   int done;            /* set once its chunks are recorded: the build stops there */
 } aqs_chunk_worker;
 
-/* Parses $AQS_CHUNK_WORKER into *out (*found = 0 when unset). AQS_ERR_INVALID when malformed. */
+/* Parses $AQS_CHUNK_WORKER into *out (*found = 0 when unset). AQS_ERR_INVALID when malformed.
+ * Started by aqs_chunk_spread_run, the worker also asks for SIGTERM when the build exits
+ * (Linux PR_SET_PDEATHSIG); AQS_ERR_IO when that build has already exited. */
 aqs_status aqs_chunk_worker_from_env(aqs_chunk_worker *out, int *found, aqs_err *e);
 void aqs_chunk_worker_free(aqs_chunk_worker *w);
 /* Whether chunk i is the worker's. */
@@ -49,7 +51,8 @@ int aqs_chunk_worker_owns(const aqs_chunk_worker *w, size_t i);
 /* Parent side: runs argv (argv[0] is replaced by this executable) once per device, each worker
  * computing missing[k] for k = w, w + n_workers, ...; waits for all of them. Workers' stdout is
  * discarded, their stderr is the parent's (their errors show as they happen). A worker that fails
- * is AQS_ERR_IO naming the stage, the worker and its device. */
+ * is AQS_ERR_IO naming the stage, the worker and its device; the others are then sent SIGTERM and
+ * reaped (none outlives the call). Workers end with the build if it is killed (see above). */
 typedef struct aqs_chunk_spread {
   const char *stage;            /* stage name, e.g. "calibrate" */
   const aqs_digest *key;        /* its action key */
