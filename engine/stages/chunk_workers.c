@@ -15,7 +15,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "common/path.h"
 
 extern char **environ;
 
@@ -167,10 +166,10 @@ static char *assignment(const aqs_chunk_spread *s, size_t w, size_t n) {
 
 /* Starts worker w on device d; *pid on success. */
 static aqs_status spawn_worker(const aqs_chunk_spread *s, size_t w, size_t n, pid_t *pid, aqs_err *e) {
-  char exe[AQS_PATH_MAX], device[24], threads[24], parent[24];
-  ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (len <= 0) return aqs_errno(e, AQS_ERR_IO, errno, "cannot find this executable to start chunk workers");
-  exe[len] = '\0';
+  /* Resolved in the new process, which still runs this program: the same code even once its file
+   * was replaced or deleted (a path would start the new binary, or nothing). */
+  const char *exe = "/proc/self/exe";
+  char device[24], threads[24], parent[24];
   int dev = s->devices->index[w];
   char *extra[5] = {NULL, NULL, NULL, NULL, NULL}, *value = assignment(s, w, n);
   size_t n_extra = 1;

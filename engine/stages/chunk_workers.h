@@ -48,7 +48,7 @@ void aqs_chunk_worker_free(aqs_chunk_worker *w);
 /* Whether chunk i is the worker's. */
 int aqs_chunk_worker_owns(const aqs_chunk_worker *w, size_t i);
 
-/* Parent side: runs argv (argv[0] is replaced by this executable) once per device, each worker
+/* Parent side: runs argv (run as this very program, /proc/self/exe) once per device, each worker
  * computing missing[k] for k = w, w + n_workers, ...; waits for all of them. Workers' stdout is
  * discarded, their stderr is the parent's (their errors show as they happen). A worker that fails
  * is AQS_ERR_IO naming the stage, the worker and its device; the others are then sent SIGTERM and

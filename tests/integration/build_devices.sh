@@ -3,7 +3,8 @@
 # sensitivity chunks in two worker processes (engine/stages/chunk_workers.h) and gets the same
 # amax, scores and checkpoint digests as a one-process build; so does --rebuild with workers.
 # Bad --devices lists and a bad worker assignment are clear errors. A killed worker fails the build
-# (naming it) and ends the other worker; a killed build ends its workers.
+# (naming it) and ends the other worker; a killed build ends its workers; workers run the build's own
+# program even once its file is deleted.
 # AQS_DEVICES_BACKEND=cuda (GPU machine): `--devices 0,0` (two workers on GPU 0) against
 # `--devices 0`, on the CUDA backend.
 source "$(dirname "$0")/build_common.bash"
@@ -92,4 +93,15 @@ read -r w0 w1 <<<"$(workers_of $build)"
 kill -TERM "$build"
 wait "$build" || true
 for w in $w0 $w1; do gone "$w" 5 || { kill -KILL "$w0" "$w1"; fail "worker $w outlived its build (SIGTERM)"; }; done
+
+# The aqs binary replaced while a build runs (a rebuild, an upgrade): the sensitivity workers, started
+# after that, are the build's own program still.
+cp "$AQS" "$TMP/aqs-old"
+AQS_PROGRESS=never "$TMP/aqs-old" --store "$TMP/kill" build "${TWO[@]}" "${LONG[@]}" --samples 400 \
+  recipe fast50 >/dev/null 2>"$TMP/replaced.err" &
+build=$!
+workers_of $build >/dev/null
+rm "$TMP/aqs-old"
+wait "$build" || fail "build whose binary was deleted: $(cat "$TMP/replaced.err")"
+grep -q "^sensitivity: 2 chunks on 2 workers" "$TMP/replaced.err" || fail "no sensitivity workers: $(cat "$TMP/replaced.err")"
 pass "${TWO[*]}: same amax, scores and checkpoint as one process; bad lists refused; workers end with a failed or killed build"
