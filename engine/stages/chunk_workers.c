@@ -61,7 +61,7 @@ aqs_status aqs_chunk_worker_from_env(aqs_chunk_worker *out, int *found, aqs_err 
   *found = 0;
   const char *env = getenv(WORKER_ENV);
   if (!env || !*env) return AQS_OK;
-  /* <stage>:sha256:<hex>:<i,j,...> */
+  /* <stage>:sha256:<hex>:<i,j-k,...> (j-k: every chunk from j to k) */
   const char *colon = strchr(env, ':');
   size_t slen = colon ? (size_t)(colon - env) : 0;
   if (!colon || slen == 0 || slen >= sizeof out->stage || strlen(colon + 1) < AQS_DIGEST_STR_SIZE)
@@ -80,20 +80,28 @@ aqs_status aqs_chunk_worker_from_env(aqs_chunk_worker *out, int *found, aqs_err 
     sep = ',';
     char *end;
     errno = 0;
-    unsigned long v = strtoul(p, &end, 10);
-    if (end == p || errno || (*end && *end != ',') || (out->n_chunks && v <= out->chunks[out->n_chunks - 1])) {
+    unsigned long v = strtoul(p, &end, 10), last = v;
+    int bad = end == p || errno;
+    if (!bad && *end == '-') {
+      const char *q = end + 1;
+      last = strtoul(q, &end, 10);
+      bad = end == q || errno || last < v || last - v > 100000000;
+    }
+    if (bad || (*end && *end != ',') || (out->n_chunks && v <= out->chunks[out->n_chunks - 1])) {
       st = aqs_errf(e, AQS_ERR_INVALID, "%s: bad chunk list at '%s' (ascending indices)", WORKER_ENV, p);
       break;
     }
-    if (out->n_chunks == cap) {
-      size_t *grown = realloc(out->chunks, (cap = cap ? 2 * cap : 16) * sizeof *grown);
-      if (!grown) {
-        st = aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
-        break;
+    for (unsigned long i = v; !st && i <= last; i++) {
+      if (out->n_chunks == cap) {
+        size_t *grown = realloc(out->chunks, (cap = cap ? 2 * cap : 16) * sizeof *grown);
+        if (!grown) {
+          st = aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+          break;
+        }
+        out->chunks = grown;
       }
-      out->chunks = grown;
+      out->chunks[out->n_chunks++] = (size_t)i;
     }
-    out->chunks[out->n_chunks++] = (size_t)v;
     p = end;
   }
   /* A worker must not outlive the build that reduces its chunks (killed, or interrupted):
@@ -153,14 +161,21 @@ static char **worker_env(char **extra, size_t n_extra) {
   return env;
 }
 
-/* AQS_CHUNK_WORKER's value for worker w of n. */
-static char *assignment(const aqs_chunk_spread *s, size_t w, size_t n) {
-  size_t cap = strlen(s->stage) + AQS_DIGEST_STR_SIZE + 8 + 21 * (s->n_missing / n + 1);
+char *aqs_chunk_assignment(const aqs_chunk_spread *s, size_t w, size_t n) {
+  /* a block of the missing chunks: runs of consecutive indices are written j-k, so a worker's
+   * value stays short (one environment string is capped at 128 KiB) */
+  size_t lo = w * s->n_missing / n, hi = (w + 1) * s->n_missing / n;
+  size_t cap = strlen(s->stage) + AQS_DIGEST_STR_SIZE + 8 + 42 * (hi - lo + 1);
   char *text = malloc(cap), key[AQS_DIGEST_STR_SIZE];
   if (!text) return NULL;
   size_t len = (size_t)snprintf(text, cap, "%s:%s:", s->stage, aqs_digest_str(s->key, key));
-  for (size_t k = w; k < s->n_missing; k += n)
-    len += (size_t)snprintf(text + len, cap - len, "%s%zu", k == w ? "" : ",", s->missing[k]);
+  for (size_t k = lo; k < hi;) {
+    size_t run = k;
+    while (run + 1 < hi && s->missing[run + 1] == s->missing[run] + 1) run++;
+    len += (size_t)snprintf(text + len, cap - len, "%s%zu", k == lo ? "" : ",", s->missing[k]);
+    if (run > k) len += (size_t)snprintf(text + len, cap - len, "-%zu", s->missing[run]);
+    k = run + 1;
+  }
   return text;
 }
 
@@ -171,7 +186,7 @@ static aqs_status spawn_worker(const aqs_chunk_spread *s, size_t w, size_t n, pi
   const char *exe = "/proc/self/exe";
   char device[24], threads[24], parent[24];
   int dev = s->devices->index[w];
-  char *extra[5] = {NULL, NULL, NULL, NULL, NULL}, *value = assignment(s, w, n);
+  char *extra[5] = {NULL, NULL, NULL, NULL, NULL}, *value = aqs_chunk_assignment(s, w, n);
   size_t n_extra = 1;
   extra[0] = value ? env_entry(WORKER_ENV, value) : NULL;
   free(value);

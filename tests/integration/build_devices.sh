@@ -51,17 +51,16 @@ expect_error 1 "never reached its calibrate stage" env AQS_CHUNK_WORKER="calibra
 # Worker lifetimes, on a calibration long enough (the small model, 1000 captions) to catch its
 # two workers running. alive PID: running (not a zombie).
 alive() { local s; s=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null); [ -n "$s" ] && [ "$s" != Z ]; }
-# workers_of PID: "W0 W1", the pids of PID's chunk workers 0 and 1 once both run.
+# workers_of PID: "W0 W1", the pids of PID's chunk workers 0 and 1 once both run (nothing after 30 s).
 workers_of() {
   local k w0= w1=
   for _ in $(seq 300); do
     for k in $(pgrep -P "$1"); do
-      if tr '\0' '\n' <"/proc/$k/environ" 2>/dev/null | grep -q '^AQS_CHUNK_WORKER=.*:0,'; then w0=$k; else w1=$k; fi
+      if tr '\0' '\n' <"/proc/$k/environ" 2>/dev/null | grep -Eq '^AQS_CHUNK_WORKER=[a-z]+:sha256:[0-9a-f]+:0([-,]|$)'; then w0=$k; else w1=$k; fi
     done
     [ -n "$w0" ] && [ -n "$w1" ] && { echo "$w0 $w1"; return; }
     sleep 0.1
   done
-  fail "no two chunk workers under pid $1"
 }
 # gone PID SECONDS: PID has ended within SECONDS.
 gone() { for _ in $(seq $(($2 * 10))); do alive "$1" || return 0; sleep 0.1; done; return 1; }
@@ -77,6 +76,7 @@ LONG=(--model "$TMP/small" --captions "$TMP/long.txt" --recipes-dir "$TMP/recipe
 AQS_PROGRESS=never "$AQS" --store "$TMP/kill" build "${TWO[@]}" "${LONG[@]}" recipe fast50 >/dev/null 2>"$TMP/kill.err" &
 build=$!
 read -r w0 w1 <<<"$(workers_of $build)"
+[ -n "$w1" ] || fail "no two chunk workers under the build"
 kill -STOP "$w0"
 kill -KILL "$w1"
 gone "$build" 30 || { kill -KILL "$w0" "$build"; fail "the build waited for its stopped worker 0 after worker 1 was killed"; }
@@ -90,6 +90,7 @@ grep -q "calibrate: chunk worker 1 (.*) was killed by signal 9" "$TMP/kill.err" 
 AQS_PROGRESS=never "$AQS" --store "$TMP/kill" build "${TWO[@]}" "${LONG[@]}" recipe fast50 >/dev/null 2>&1 &
 build=$!
 read -r w0 w1 <<<"$(workers_of $build)"
+[ -n "$w1" ] || fail "no two chunk workers under the build"
 kill -TERM "$build"
 wait "$build" || true
 for w in $w0 $w1; do gone "$w" 5 || { kill -KILL "$w0" "$w1"; fail "worker $w outlived its build (SIGTERM)"; }; done
@@ -100,7 +101,7 @@ cp "$AQS" "$TMP/aqs-old"
 AQS_PROGRESS=never "$TMP/aqs-old" --store "$TMP/kill" build "${TWO[@]}" "${LONG[@]}" --samples 400 \
   recipe fast50 >/dev/null 2>"$TMP/replaced.err" &
 build=$!
-workers_of $build >/dev/null
+[ -n "$(workers_of $build)" ] || fail "no two chunk workers under the build"
 rm "$TMP/aqs-old"
 wait "$build" || fail "build whose binary was deleted: $(cat "$TMP/replaced.err")"
 grep -q "^sensitivity: 2 chunks on 2 workers" "$TMP/replaced.err" || fail "no sensitivity workers: $(cat "$TMP/replaced.err")"
