@@ -4,8 +4,8 @@
  *
  * How: when a chunked stage misses two chunks or more, the build (the parent) starts one worker per
  * device before its own chunk loop: each worker is this same program run again with the parent's
- * arguments and AQS_CHUNK_WORKER=<stage>:<stage key>:<chunk indices, runs as i-j> (plus AQS_CUDA_DEVICE for a
- * GPU). A worker walks the same graph (every stage before the target hits), computes and records
+ * arguments and AQS_CHUNK_WORKER=<stage>:<stage key>:<chunk indices, runs as i-j> (plus
+ * AQS_CUDA_DEVICE for a GPU). A worker walks the same graph (every stage before the target hits), computes and records
  * only its chunks as ordinary chunk actions, and exits. The parent then runs its loop as always:
  * every chunk hits and is reduced in chunk order, so the result cannot depend on who computed
  * what. Processes, not threads: each worker has its own backend (a CUDA context, an OpenMP pool)
