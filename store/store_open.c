@@ -232,6 +232,10 @@ static aqs_status env_acquire(aqs_store *s, const char *index_path, aqs_err *err
   if (rc != 0) {
     st = store_mdb_err(s, rc, "opening", err);
   } else {
+    /* LMDB opens data.mdb without O_CLOEXEC: a program this process starts (a chunk worker)
+     * would hold it open for its whole life. */
+    int data_mdb_fd;
+    if (mdb_env_get_fd(e->env, &data_mdb_fd) == 0) fcntl(data_mdb_fd, F_SETFD, FD_CLOEXEC);
     int dead = 0;
     if (!(e->rdonly && !lock_writable(index_path))) mdb_reader_check(e->env, &dead);
     s->env = e;

@@ -4,18 +4,22 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
+#include <signal.h>
 #include <spawn.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/pidfd.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "common/path.h"
 
 extern char **environ;
 
 #define WORKER_ENV "AQS_CHUNK_WORKER"
+#define PARENT_ENV "AQS_CHUNK_WORKER_PARENT" /* the build's pid: a worker dies with it */
 
 aqs_status aqs_devices_parse(const char *list, aqs_devices *out, aqs_err *e) {
   memset(out, 0, sizeof *out);
@@ -57,7 +61,7 @@ aqs_status aqs_chunk_worker_from_env(aqs_chunk_worker *out, int *found, aqs_err 
   *found = 0;
   const char *env = getenv(WORKER_ENV);
   if (!env || !*env) return AQS_OK;
-  /* <stage>:sha256:<hex>:<i,j,...> */
+  /* <stage>:sha256:<hex>:<i,j-k,...> (j-k: every chunk from j to k) */
   const char *colon = strchr(env, ':');
   size_t slen = colon ? (size_t)(colon - env) : 0;
   if (!colon || slen == 0 || slen >= sizeof out->stage || strlen(colon + 1) < AQS_DIGEST_STR_SIZE)
@@ -76,21 +80,37 @@ aqs_status aqs_chunk_worker_from_env(aqs_chunk_worker *out, int *found, aqs_err 
     sep = ',';
     char *end;
     errno = 0;
-    unsigned long v = strtoul(p, &end, 10);
-    if (end == p || errno || (*end && *end != ',') || (out->n_chunks && v <= out->chunks[out->n_chunks - 1])) {
+    unsigned long v = strtoul(p, &end, 10), last = v;
+    int bad = end == p || errno;
+    if (!bad && *end == '-') {
+      const char *q = end + 1;
+      last = strtoul(q, &end, 10);
+      bad = end == q || errno || last < v || last - v > 100000000;
+    }
+    if (bad || (*end && *end != ',') || (out->n_chunks && v <= out->chunks[out->n_chunks - 1])) {
       st = aqs_errf(e, AQS_ERR_INVALID, "%s: bad chunk list at '%s' (ascending indices)", WORKER_ENV, p);
       break;
     }
-    if (out->n_chunks == cap) {
-      size_t *grown = realloc(out->chunks, (cap = cap ? 2 * cap : 16) * sizeof *grown);
-      if (!grown) {
-        st = aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
-        break;
+    for (unsigned long i = v; !st && i <= last; i++) {
+      if (out->n_chunks == cap) {
+        size_t *grown = realloc(out->chunks, (cap = cap ? 2 * cap : 16) * sizeof *grown);
+        if (!grown) {
+          st = aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
+          break;
+        }
+        out->chunks = grown;
       }
-      out->chunks = grown;
+      out->chunks[out->n_chunks++] = (size_t)i;
     }
-    out->chunks[out->n_chunks++] = (size_t)v;
     p = end;
+  }
+  /* A worker must not outlive the build that reduces its chunks (killed, or interrupted):
+   * SIGTERM when its parent exits, and no start at all when the parent is already gone. */
+  const char *parent = getenv(PARENT_ENV);
+  if (!st && parent) {
+    prctl(PR_SET_PDEATHSIG, SIGTERM);
+    if (getppid() != (pid_t)atol(parent))
+      st = aqs_errf(e, AQS_ERR_IO, "chunk worker: the build that started it (pid %s) has exited", parent);
   }
   if (st) aqs_chunk_worker_free(out);
   else *found = 1;
@@ -141,29 +161,38 @@ static char **worker_env(char **extra, size_t n_extra) {
   return env;
 }
 
-/* AQS_CHUNK_WORKER's value for worker w of n. */
-static char *assignment(const aqs_chunk_spread *s, size_t w, size_t n) {
-  size_t cap = strlen(s->stage) + AQS_DIGEST_STR_SIZE + 8 + 21 * (s->n_missing / n + 1);
+char *aqs_chunk_assignment(const aqs_chunk_spread *s, size_t w, size_t n) {
+  /* a block of the missing chunks: runs of consecutive indices are written j-k, so a worker's
+   * value stays short (one environment string is capped at 128 KiB) */
+  size_t lo = w * s->n_missing / n, hi = (w + 1) * s->n_missing / n;
+  size_t cap = strlen(s->stage) + AQS_DIGEST_STR_SIZE + 8 + 42 * (hi - lo + 1);
   char *text = malloc(cap), key[AQS_DIGEST_STR_SIZE];
   if (!text) return NULL;
   size_t len = (size_t)snprintf(text, cap, "%s:%s:", s->stage, aqs_digest_str(s->key, key));
-  for (size_t k = w; k < s->n_missing; k += n)
-    len += (size_t)snprintf(text + len, cap - len, "%s%zu", k == w ? "" : ",", s->missing[k]);
+  for (size_t k = lo; k < hi;) {
+    size_t run = k;
+    while (run + 1 < hi && s->missing[run + 1] == s->missing[run] + 1) run++;
+    len += (size_t)snprintf(text + len, cap - len, "%s%zu", k == lo ? "" : ",", s->missing[k]);
+    if (run > k) len += (size_t)snprintf(text + len, cap - len, "-%zu", s->missing[run]);
+    k = run + 1;
+  }
   return text;
 }
 
 /* Starts worker w on device d; *pid on success. */
 static aqs_status spawn_worker(const aqs_chunk_spread *s, size_t w, size_t n, pid_t *pid, aqs_err *e) {
-  char exe[AQS_PATH_MAX], device[24], threads[24];
-  ssize_t len = readlink("/proc/self/exe", exe, sizeof exe - 1);
-  if (len <= 0) return aqs_errno(e, AQS_ERR_IO, errno, "cannot find this executable to start chunk workers");
-  exe[len] = '\0';
+  /* Resolved in the new process, which still runs this program: the same code even once its file
+   * was replaced or deleted (a path would start the new binary, or nothing). */
+  const char *exe = "/proc/self/exe";
+  char device[24], threads[24], parent[24];
   int dev = s->devices->index[w];
-  char *extra[4] = {NULL, NULL, NULL, NULL}, *value = assignment(s, w, n);
+  char *extra[5] = {NULL, NULL, NULL, NULL, NULL}, *value = aqs_chunk_assignment(s, w, n);
   size_t n_extra = 1;
   extra[0] = value ? env_entry(WORKER_ENV, value) : NULL;
   free(value);
   extra[n_extra++] = env_entry("AQS_PROGRESS", "never");
+  snprintf(parent, sizeof parent, "%ld", (long)getpid());
+  extra[n_extra++] = env_entry(PARENT_ENV, parent);
   if (dev >= 0) {
     snprintf(device, sizeof device, "%d", dev);
     extra[n_extra++] = env_entry("AQS_CUDA_DEVICE", device);
@@ -196,20 +225,55 @@ static void device_name(const aqs_devices *d, size_t w, char *buf, size_t n) {
   else snprintf(buf, n, "cuda:%d", d->index[w]);
 }
 
+/* Stops the workers still running (SIGCONT too: a stopped one would hold SIGTERM pending). */
+static void stop_workers(const pid_t *pids, const int *running, size_t n) {
+  for (size_t w = 0; w < n; w++)
+    if (running[w]) {
+      kill(pids[w], SIGTERM);
+      kill(pids[w], SIGCONT);
+    }
+}
+
+/* Reaps the next worker to end, whichever it is (pidfds: other children of this process are left
+ * alone); in start order where pidfds are missing. Returns its index, *status its wait status. */
+static size_t reap_next(const pid_t *pids, int *running, struct pollfd *fds, size_t n, int *status) {
+  size_t w = n;
+  int polled = 0;
+  for (size_t k = 0; k < n; k++) polled |= running[k] && fds[k].fd >= 0;
+  while (polled && w == n) {
+    if (poll(fds, (nfds_t)n, -1) < 0 && errno != EINTR) break;
+    for (size_t k = 0; k < n && w == n; k++)
+      if (running[k] && fds[k].fd >= 0 && fds[k].revents) w = k;
+  }
+  for (size_t k = 0; k < n && w == n; k++)
+    if (running[k]) w = k;
+  while (waitpid(pids[w], status, 0) < 0 && errno == EINTR) {
+  }
+  running[w] = 0;
+  if (fds[w].fd >= 0) close(fds[w].fd);
+  fds[w].fd = -1;
+  return w;
+}
+
 aqs_status aqs_chunk_spread_run(const aqs_chunk_spread *s, aqs_err *e) {
   size_t n = (size_t)s->devices->n < s->n_missing ? (size_t)s->devices->n : s->n_missing;
   pid_t pids[AQS_DEVICES_MAX];
+  int running[AQS_DEVICES_MAX] = {0};
+  struct pollfd fds[AQS_DEVICES_MAX];
   size_t started = 0;
   aqs_status st = AQS_OK;
   for (; started < n && !st; started++) {
     st = spawn_worker(s, started, n, &pids[started], e);
     if (st) break;
+    running[started] = 1;
+    fds[started] = (struct pollfd){.fd = pidfd_open(pids[started], 0), .events = POLLIN};
   }
-  /* Wait for every worker started, even after a failure: none outlives the build. */
-  for (size_t w = 0; w < started; w++) {
+  /* The first worker to fail ends the others (their chunks are wasted work): reaped in the order
+   * they end, and waited for all the same: none outlives the build. */
+  if (st) stop_workers(pids, running, started);
+  for (size_t left = started; left > 0; left--) {
     int status = 0;
-    while (waitpid(pids[w], &status, 0) < 0 && errno == EINTR) {
-    }
+    size_t w = reap_next(pids, running, fds, started, &status);
     if (st) continue;
     if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
       char dev[16];
@@ -220,6 +284,7 @@ aqs_status aqs_chunk_spread_run(const aqs_chunk_spread *s, aqs_err *e) {
       else
         st = aqs_errf(e, AQS_ERR_IO, "%s: chunk worker %zu (%s) failed (exit status %d; its error is above)",
                       s->stage, w, dev, WEXITSTATUS(status));
+      stop_workers(pids, running, started);
     }
   }
   return st;

@@ -1,6 +1,8 @@
 /* tests/unit/store/test_meta.c: actions (put, lookup with per-stage hit/miss counters, iteration,
  * provenance), refs and their reflog, the stat-cache, and opening errors: missing store,
- * malformed aqs.conf (line number), network filesystem refusal (injected), shared init. */
+ * malformed aqs.conf (line number), network filesystem refusal (injected), shared init, and the
+ * index descriptors being close-on-exec. */
+#include <dirent.h>
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -299,11 +301,38 @@ static void test_shared_init(void **state) {
   free(dir);
 }
 
+/* Every descriptor the store holds on its index is close-on-exec (LMDB opens data.mdb without it):
+ * a program the build starts (a chunk worker) must not inherit them. */
+static void test_index_fds_cloexec(void **state) {
+  (void)state;
+  char *dir;
+  char *path = tl_new_store("cloexec", &dir, 0);
+  aqs_store *s = tl_open(path);
+  DIR *fds = opendir("/proc/self/fd");
+  assert_non_null(fds);
+  int n_index = 0;
+  for (struct dirent *d; (d = readdir(fds));) {
+    char link[300], target[4400];
+    snprintf(link, sizeof link, "/proc/self/fd/%s", d->d_name);
+    ssize_t len = readlink(link, target, sizeof target - 1);
+    if (len <= 0) continue;
+    target[len] = '\0';
+    if (!strstr(target, "/store/index/")) continue;
+    n_index++;
+    int flags = fcntl(atoi(d->d_name), F_GETFD);
+    if (flags < 0 || !(flags & FD_CLOEXEC)) fail_msg("fd %s -> %s is not close-on-exec", d->d_name, target);
+  }
+  closedir(fds);
+  assert_true(n_index >= 2); /* data.mdb and lock.mdb at least */
+  aqs_store_close(s);
+  tl_cleanup(dir, path);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_actions),     cmocka_unit_test(test_refs),
       cmocka_unit_test(test_stat_cache),  cmocka_unit_test(test_open_errors),
-      cmocka_unit_test(test_shared_init),
+      cmocka_unit_test(test_shared_init), cmocka_unit_test(test_index_fds_cloexec),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
