@@ -262,6 +262,12 @@ aqs_status aqs_chunk_spread_run(const aqs_chunk_spread *s, aqs_err *e) {
   struct pollfd fds[AQS_DEVICES_MAX];
   size_t started = 0;
   aqs_status st = AQS_OK;
+  /* SIGCHLD ignored (inherited from a caller, or SA_NOCLDWAIT) makes the kernel reap the workers:
+   * their exit status would be lost and a failed worker taken for a finished one. */
+  struct sigaction chld, dfl = {.sa_handler = SIG_DFL};
+  sigemptyset(&dfl.sa_mask);
+  int reset = sigaction(SIGCHLD, NULL, &chld) == 0 && (chld.sa_handler == SIG_IGN || (chld.sa_flags & SA_NOCLDWAIT));
+  if (reset) sigaction(SIGCHLD, &dfl, NULL);
   for (; started < n && !st; started++) {
     st = spawn_worker(s, started, n, &pids[started], e);
     if (st) break;
@@ -287,5 +293,6 @@ aqs_status aqs_chunk_spread_run(const aqs_chunk_spread *s, aqs_err *e) {
       stop_workers(pids, running, started);
     }
   }
+  if (reset) sigaction(SIGCHLD, &chld, NULL);
   return st;
 }

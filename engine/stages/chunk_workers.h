@@ -52,7 +52,8 @@ int aqs_chunk_worker_owns(const aqs_chunk_worker *w, size_t i);
  * n computing the block missing[w * n_missing / n .. (w + 1) * n_missing / n); waits for all of them. Workers' stdout is
  * discarded, their stderr is the parent's (their errors show as they happen). A worker that fails
  * is AQS_ERR_IO naming the stage, the worker and its device; the others are then sent SIGTERM and
- * reaped (none outlives the call). Workers end with the build if it is killed (see above). */
+ * reaped (none outlives the call). Workers end with the build if it is killed (see above).
+ * SIGCHLD is set to its default while they run when it was ignored (restored before returning). */
 typedef struct aqs_chunk_spread {
   const char *stage;            /* stage name, e.g. "calibrate" */
   const aqs_digest *key;        /* its action key */
