@@ -30,7 +30,7 @@ import torch.nn.functional as F
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 sys.path.insert(0, os.path.join(HERE, "..", "conformance"))
-from torch_peer import caption_lens, fake_quant_fp8  # noqa: E402
+from torch_peer import amax_hooks, caption_lens, fake_quant_fp8  # noqa: E402
 from vision_conformance import targets_of, write_chunk  # noqa: E402
 
 # (width, height) of camera / web photos, odd sizes included; the first N are used
@@ -95,12 +95,7 @@ def torch_peer(model_dir, cfg, seqs, patches, grids, warmup, steps):
     load_s = time.perf_counter() - t0
     batch = peer_batch(cfg, seqs, patches, grids)
     linears = peer_linears(model)
-    amax = {n: torch.zeros((), device="cuda") for n, _ in linears}
-    handles = []
-    for name, mod in linears:
-        def pre_hook(m, inputs, name=name):
-            torch.maximum(amax[name], inputs[0].detach().abs().amax().float(), out=amax[name])
-        handles.append(mod.register_forward_pre_hook(pre_hook))
+    amax, handles = amax_hooks(linears)
     torch.cuda.reset_peak_memory_stats()
 
     def calib():

@@ -44,6 +44,18 @@ def lm_linears(model):
     return out
 
 
+def amax_hooks(linears):
+    """Pre-hooks recording max |input| of every (name, module) into F32 scalars kept on the GPU
+    (no sync per hook). Returns (amax by name, hook handles)."""
+    amax = {name: torch.zeros((), device="cuda", dtype=torch.float32) for name, _ in linears}
+    handles = []
+    for name, mod in linears:
+        def pre_hook(m, inputs, name=name):
+            torch.maximum(amax[name], inputs[0].detach().abs().amax().float(), out=amax[name])
+        handles.append(mod.register_forward_pre_hook(pre_hook))
+    return amax, handles
+
+
 def caption_lens(seqs, max_len, seed):
     """compute_bench.c caption_len: 85 % in 12..30 tokens, the rest 31..72, at most max_len."""
     s, out, mask = seed, [], (1 << 64) - 1
@@ -103,12 +115,7 @@ def main():
     print(f"loaded {args.model} in {load_s:.1f} s; {len(linears)} language-model linears")
 
     # ---- calibration: max |input| of every linear, amax kept on the GPU (no sync per hook)
-    amax = {name: torch.zeros((), device="cuda", dtype=torch.float32) for name, _ in linears}
-    handles = []
-    for name, mod in linears:
-        def pre_hook(m, inputs, name=name):
-            torch.maximum(amax[name], inputs[0].detach().abs().amax().float(), out=amax[name])
-        handles.append(mod.register_forward_pre_hook(pre_hook))
+    amax, handles = amax_hooks(linears)
     torch.cuda.reset_peak_memory_stats()
     calib_s, calib_tokens = 0.0, 0
     with torch.no_grad():
