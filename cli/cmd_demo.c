@@ -118,29 +118,14 @@ static int run_demo(int argc, char **argv) {
   aqs_scores scores = {0};
   if (!rc) {
     aqs_plan *p10 = NULL, *p50 = NULL;
-    void *bytes;
-    size_t len;
-    char what[AQS_DIGEST_STR_SIZE];
     aqs_status st = aqs_qwen_model_open(model, &qm, NULL, &e);
-    if (!st) st = aqs_get_mem(store, aqs_build_report_result(&reports[0], "slice"), &bytes, &len, &e);
-    if (!st) {
-      st = aqs_plan_parse(bytes, len, "top10 plan", &p10, &e);
-      free(bytes);
-    }
-    if (!st) st = aqs_get_mem(store, aqs_build_report_result(&reports[4], "slice"), &bytes, &len, &e);
-    if (!st) {
-      st = aqs_plan_parse(bytes, len, "top50 plan", &p50, &e);
-      free(bytes);
-    }
+    if (!st) st = aqs_build_load_plan(store, aqs_build_report_result(&reports[0], "slice"), &p10, &e);
+    if (!st) st = aqs_build_load_plan(store, aqs_build_report_result(&reports[4], "slice"), &p50, &e);
     if (!st)
       st = aqs_family_check(store, qm, "top10", aqs_build_report_result(&reports[0], "export"), p10, "top50",
                             aqs_build_report_result(&reports[4], "export"), p50, &pair, &e);
     if (!st) st = aqs_store_stats_get(store, &stats, &e);
-    if (!st) st = aqs_get_mem(store, aqs_build_report_result(&reports[0], "sensitivity"), &bytes, &len, &e);
-    if (!st) {
-      st = aqs_scores_from_json(bytes, len, aqs_digest_str(aqs_build_report_result(&reports[0], "sensitivity"), what), &scores, &e);
-      free(bytes);
-    }
+    if (!st) st = aqs_build_load_scores(store, aqs_build_report_result(&reports[0], "sensitivity"), &scores, &e);
     aqs_plan_free(p10);
     aqs_plan_free(p50);
     if (st) rc = aqs_cli_fail_err("demo", &e);

@@ -115,3 +115,13 @@ int tu_run(const char *cmd, char **output) {
   if (output) *output = buf; else free(buf);
   return WIFEXITED(st) ? WEXITSTATUS(st) : 128 + (WIFSIGNALED(st) ? WTERMSIG(st) : 0);
 }
+
+int tu_synth_model(const char *preset, int seed, const char *dir) {
+  char cmd[1400];
+  snprintf(cmd, sizeof cmd, "'%s' synth-model --preset %s --seed %d --out '%s'", tu_aqs_bin(), preset, seed, dir);
+  char *out = NULL;
+  int rc = tu_run(cmd, &out);
+  if (rc != 0) printf("%s failed (%d): %s\n", cmd, rc, out ? out : "");
+  free(out);
+  return rc;
+}

@@ -28,5 +28,8 @@ void tu_write_file(const char *path, const void *data, size_t len);
 char *tu_read_file(const char *path, size_t *len_out);
 /* Runs a shell command, captures stdout+stderr (malloc'd) and returns the exit status. */
 int tu_run(const char *cmd, char **output);
+/* Writes the synthetic checkpoint `preset` (seed) into dir with the aqs binary; returns 0, or
+ * prints the command and its output and returns its exit status. */
+int tu_synth_model(const char *preset, int seed, const char *dir);
 
 #endif

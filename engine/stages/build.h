@@ -19,7 +19,9 @@
 #include <stddef.h>
 
 #include "common/err.h"
+#include "engine/compute/scores.h"
 #include "engine/export/plan.h"
+#include "engine/model/amax.h"
 #include "engine/stages/recipe.h"
 #include "engine/stages/stage.h"
 #include "store/store.h"
@@ -107,5 +109,9 @@ aqs_status aqs_build_sensitivity_docs(aqs_store *s, const json_t *record, char *
 
 /* A stored plan (the slice stage's result). */
 aqs_status aqs_build_load_plan(aqs_store *s, const aqs_digest *d, aqs_plan **plan, aqs_err *e);
+/* Stored scores (the sensitivity stage's result) into *sc (aqs_scores_free). */
+aqs_status aqs_build_load_scores(aqs_store *s, const aqs_digest *d, aqs_scores *sc, aqs_err *e);
+/* A stored amax table (the calibrate stage's result) into *t (aqs_amax_free). */
+aqs_status aqs_build_load_amax(aqs_store *s, const aqs_digest *d, aqs_amax_table *t, aqs_err *e);
 
 #endif

@@ -12,6 +12,7 @@
 #include "common/file.h"
 #include "engine/compute/scores.h"
 #include "engine/plot/plot.h"
+#include "engine/stages/build.h"
 #include "engine/stages/build_names.h"
 #include "engine/stages/ckpt_store.h"
 
@@ -62,17 +63,6 @@ static aqs_status save(aqs_canvas *c, const char *dir, const char *name, aqs_err
   return st;
 }
 
-static aqs_status load_scores(aqs_store *s, const aqs_digest *d, aqs_scores *sc, aqs_err *e) {
-  void *bytes;
-  size_t len;
-  aqs_status st = aqs_get_mem(s, d, &bytes, &len, e);
-  if (st) return st;
-  char what[AQS_DIGEST_STR_SIZE];
-  st = aqs_scores_from_json(bytes, len, aqs_digest_str(d, what), sc, e);
-  free(bytes);
-  return st;
-}
-
 /* Heat map of the first built row's sensitivity: layers x group kind; the most sensitive 10 %
  * of the groups (at least one) outlined. */
 static aqs_status figure_heatmap(const aqs_eval_opts *o, const aqs_eval_row *rows, size_t n, const char *dir,
@@ -82,7 +72,7 @@ static aqs_status figure_heatmap(const aqs_eval_opts *o, const aqs_eval_row *row
     if (rows[i].has_sensitivity) r = &rows[i];
   aqs_scores sc = {0};
   int L = 0;
-  aqs_status st = r ? load_scores(o->store, &r->sensitivity, &sc, e) : AQS_OK;
+  aqs_status st = r ? aqs_build_load_scores(o->store, &r->sensitivity, &sc, e) : AQS_OK;
   if (st) return st;
   for (size_t g = 0; g < sc.ngroups; g++)
     if (strncmp(sc.groups[g].id, "lm.", 3) == 0 && sc.groups[g].layer + 1 > L) L = sc.groups[g].layer + 1;

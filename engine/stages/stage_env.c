@@ -28,17 +28,6 @@ aqs_status aqs_stage_env_lm(aqs_stage_env *env, aqs_lm **lm_out, aqs_err *e) {
   return st;
 }
 
-static aqs_status load_amax(aqs_stage_env *env, const aqs_digest *amax, aqs_amax_table *t, aqs_err *e) {
-  char *text = NULL;
-  size_t len = 0;
-  aqs_status st = aqs_stage_get_text(env->store, amax, &text, &len, e);
-  if (st) return st;
-  char what[AQS_DIGEST_STR_SIZE];
-  st = aqs_amax_from_json(text, len, aqs_digest_str(amax, what), t, e);
-  free(text);
-  return st;
-}
-
 aqs_status aqs_stage_env_vision(aqs_stage_env *env, const aqs_digest *amax, aqs_vision **vis_out,
                                 aqs_err *e) {
   aqs_lm *lm;
@@ -47,7 +36,7 @@ aqs_status aqs_stage_env_vision(aqs_stage_env *env, const aqs_digest *amax, aqs_
   *vis_out = env->vis;
   if (st || !amax || (env->vis_amax_set && aqs_digest_eq(&env->vis_amax, amax))) return st;
   aqs_amax_table t = {0};
-  st = load_amax(env, amax, &t, e);
+  st = aqs_build_load_amax(env->store, amax, &t, e);
   aqs_vlm m = {env->lm, env->vis};
   if (!st) st = aqs_vlm_set_amax(&m, &t, e);
   aqs_amax_free(&t);
@@ -62,7 +51,7 @@ aqs_status aqs_stage_env_lm_amax(aqs_stage_env *env, const aqs_digest *amax, aqs
   aqs_status st = aqs_stage_env_lm(env, lm_out, e);
   if (st || (env->lm_amax_set && aqs_digest_eq(&env->lm_amax, amax))) return st;
   aqs_amax_table t = {0};
-  st = load_amax(env, amax, &t, e);
+  st = aqs_build_load_amax(env->store, amax, &t, e);
   if (!st) st = aqs_lm_set_amax(env->lm, &t, e);
   aqs_amax_free(&t);
   if (!st) {

@@ -84,13 +84,10 @@ static aqs_status export_run(aqs_stage_job *job, aqs_stage_ctx *ctx, aqs_digest 
   const aqs_digest *source = &job->in[0], *amax = &job->in[1];
   aqs_plan *plan = NULL;
   aqs_amax_table t = {0};
-  char *text = NULL;
-  size_t len;
   char staging[AQS_PATH_MAX], outdir[AQS_PATH_MAX + 8], amax_str[AQS_DIGEST_STR_SIZE],
       source_str[AQS_DIGEST_STR_SIZE];
   aqs_status st = aqs_build_load_plan(job->store, &job->in[2], &plan, e);
-  if (!st) st = aqs_stage_get_text(job->store, amax, &text, &len, e);
-  if (!st) st = aqs_amax_from_json(text, len, aqs_digest_str(amax, amax_str), &t, e);
+  if (!st) st = aqs_build_load_amax(job->store, amax, &t, e);
   if (!st) st = aqs_store_mkdtemp(job->store, "export", staging, sizeof staging, e);
   if (!st) {
     snprintf(outdir, sizeof outdir, "%s/ckpt", staging);
@@ -104,7 +101,7 @@ static aqs_status export_run(aqs_stage_job *job, aqs_stage_ctx *ctx, aqs_digest 
     aqs_export_format format = AQS_EXPORT_MODELOPT;
     if (!st) st = aqs_export_format_parse(job->recipe->export_format, &format, e);
     aqs_export_opts eo = {.model_dir = o->model_dir, .format = format, .amax = &t, .plan = plan, .out_dir = outdir,
-                          .source_digest = aqs_digest_str(source, source_str), .amax_digest = amax_str,
+                          .source_digest = aqs_digest_str(source, source_str), .amax_digest = aqs_digest_str(amax, amax_str),
                           .kv_cache_fp8 = job->recipe->kv_cache_fp8, .progress = o->progress, .on_file = sink_file, .on_file_ctx = &sink,
                           .source_tensor_digest = source_digest_of,
                           .source_tensor_digest_ctx = json_object_get(source_doc, "tensors"),
@@ -126,7 +123,6 @@ static aqs_status export_run(aqs_stage_job *job, aqs_stage_ctx *ctx, aqs_digest 
     aqs_rm_flat_dir(outdir);
     rmdir(staging);
   }
-  free(text);
   aqs_amax_free(&t);
   aqs_plan_free(plan);
   return st;

@@ -61,6 +61,28 @@ aqs_status aqs_build_load_plan(aqs_store *s, const aqs_digest *d, aqs_plan **pla
   return st;
 }
 
+aqs_status aqs_build_load_scores(aqs_store *s, const aqs_digest *d, aqs_scores *sc, aqs_err *e) {
+  char *text = NULL;
+  size_t len = 0;
+  aqs_status st = aqs_stage_get_text(s, d, &text, &len, e);
+  if (st) return st;
+  char what[AQS_DIGEST_STR_SIZE];
+  st = aqs_scores_from_json(text, len, aqs_digest_str(d, what), sc, e);
+  free(text);
+  return st;
+}
+
+aqs_status aqs_build_load_amax(aqs_store *s, const aqs_digest *d, aqs_amax_table *t, aqs_err *e) {
+  char *text = NULL;
+  size_t len = 0;
+  aqs_status st = aqs_stage_get_text(s, d, &text, &len, e);
+  if (st) return st;
+  char what[AQS_DIGEST_STR_SIZE];
+  st = aqs_amax_from_json(text, len, aqs_digest_str(d, what), t, e);
+  free(text);
+  return st;
+}
+
 static aqs_status slice_key(aqs_stage_job *job, json_t **inputs, json_t **params, aqs_err *e) {
   (void)e;
   *inputs = json_pack("{s:o, s:o}", "source", aqs_stage_jdigest(&job->in[0]), "sensitivity",
@@ -111,17 +133,12 @@ static const double *score_in_plan(const void *ctx, const char *group) {
 static aqs_status slice_run(aqs_stage_job *job, aqs_stage_ctx *ctx, aqs_digest *result, aqs_err *e) {
   (void)ctx;
   const aqs_recipe *r = job->recipe;
-  char *text = NULL;
-  size_t len = 0;
   aqs_scores sc = {0};
   aqs_slice_group *groups = NULL;
   size_t m = 0;
   bool *fp8 = NULL;
   aqs_plan *plan = NULL;
-  char what[AQS_DIGEST_STR_SIZE];
-  aqs_status st = aqs_stage_get_text(job->store, &job->in[1], &text, &len, e);
-  if (!st) st = aqs_scores_from_json(text, len, aqs_digest_str(&job->in[1], what), &sc, e);
-  free(text);
+  aqs_status st = aqs_build_load_scores(job->store, &job->in[1], &sc, e);
   if (!st) st = slice_groups(job, score_in_scores, &sc, &groups, &m, e);
   if (!st && !(fp8 = calloc(m + 1, sizeof *fp8))) st = aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
   aqs_slice_params sp = {.budget_mode = r->budget_mode, .coverage = r->coverage, .effective_bits = r->effective_bits,

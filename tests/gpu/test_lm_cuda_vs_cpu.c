@@ -15,12 +15,7 @@ static const char *synth(const char *preset) {
   static char dirs[2][512];
   char *dir = dirs[strcmp(preset, "tiny") == 0 ? 0 : 1];
   snprintf(dir, 512, "%s/%s", g_tmp, preset);
-  char cmd[1200];
-  snprintf(cmd, sizeof cmd, "'%s' synth-model --preset %s --seed 3 --out '%s'", tu_aqs_bin(), preset, dir);
-  char *out = NULL;
-  int rc = tu_run(cmd, &out);
-  if (rc != 0) fail_msg("%s failed (%d): %s", cmd, rc, out ? out : "");
-  free(out);
+  if (tu_synth_model(preset, 3, dir) != 0) fail_msg("synth-model %s failed", preset);
   return dir;
 }
 

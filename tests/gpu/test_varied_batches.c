@@ -176,15 +176,9 @@ static void test_plan_cache_bounded(void **state) {
 int main(void) {
   gpu_open_or_skip();
   g_tmp = tu_mkdtemp("varied-batches");
-  char dir[600], cmd[1400];
+  char dir[600];
   snprintf(dir, sizeof dir, "%s/tiny", g_tmp);
-  snprintf(cmd, sizeof cmd, "'%s' synth-model --preset tiny --seed 4 --out '%s'", tu_aqs_bin(), dir);
-  char *out = NULL;
-  if (tu_run(cmd, &out) != 0) {
-    printf("%s failed: %s\n", cmd, out ? out : "");
-    return 1;
-  }
-  free(out);
+  if (tu_synth_model("tiny", 4, dir) != 0) return 1;
   aqs_backend *be[2] = {g_cpu, g_gpu};
   for (int side = 0; side < 2; side++) {
     aqs_err e;
