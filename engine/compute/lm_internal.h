@@ -58,6 +58,9 @@ aqs_status aqs_served_load_fused(aqs_backend *be, const aqs_ckpt *ck, aqs_lm_lin
 /* lm_served.c: 1 when t is what a served loader reads from a scheme: an F8_E4M3 weight or a
  * weight / input / KV cache scale. */
 int aqs_served_tensor(const aqs_st_tensor *t);
+/* lm_served.c: AQS_ERR_UNSUPPORTED naming the first tensor of diff under one of the n prefixes
+ * that a served loader does not read (a BF16 tensor that differs from the source); else AQS_OK. */
+aqs_status aqs_served_check_diff(const aqs_ckpt *diff, const char *const *prefixes, int n, aqs_err *e);
 /* lm_served.c: 1 when the loaded linear lin reads tensor name from a scheme: its FP8 weight or
  * weight / input scale when it is served, or <module><kv_suffix> (".k_scale" / ".v_scale", NULL:
  * none) when it carries the FP8 KV cache's scale. */

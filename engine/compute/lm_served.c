@@ -170,6 +170,19 @@ int aqs_served_tensor(const aqs_st_tensor *t) {
   return 0;
 }
 
+aqs_status aqs_served_check_diff(const aqs_ckpt *diff, const char *const *prefixes, int n, aqs_err *e) {
+  for (size_t i = 0; i < diff->ntensors; i++) {
+    const aqs_st_tensor *t = diff->tensors[i];
+    for (int p = 0; p < n; p++)
+      if (strncmp(t->name, prefixes[p], strlen(prefixes[p])) == 0 && !aqs_served_tensor(t))
+        return aqs_errf(e, AQS_ERR_UNSUPPORTED,
+                        "%s: tensor %s (%s) differs from the BF16 source; eval runs a scheme whose "
+                        "BF16 tensors are the source's",
+                        diff->dir, t->name, aqs_dtype_name(t->dtype));
+  }
+  return AQS_OK;
+}
+
 int aqs_served_reads(const aqs_lm_linear *lin, const char *name, const char *kv_suffix) {
   size_t m = strlen(lin->module);
   if (strncmp(name, lin->module, m) != 0) return 0;
@@ -192,14 +205,9 @@ aqs_status aqs_lm_load_served_over(const aqs_lm *base, const aqs_ckpt *diff, aqs
   *out = NULL;
   if (base->base || base->n_served_fp8 || base->kv_fp8)
     return aqs_errf(e, AQS_ERR_INVALID, "a served scheme is loaded over a BF16 model, not over another scheme");
-  for (size_t i = 0; i < diff->ntensors; i++) {
-    const aqs_st_tensor *t = diff->tensors[i];
-    if (read_by_lm(base, t->name) && !aqs_served_tensor(t))
-      return aqs_errf(e, AQS_ERR_UNSUPPORTED,
-                      "%s: tensor %s (%s) differs from the BF16 source; eval runs a scheme whose "
-                      "BF16 tensors are the source's",
-                      diff->dir, t->name, aqs_dtype_name(t->dtype));
-  }
+  const char *const lm_prefixes[] = {aqs_qwen_lm_prefix(base->model->naming), "lm_head."};
+  aqs_status cst = aqs_served_check_diff(diff, lm_prefixes, 2, e);
+  if (cst) return cst;
   aqs_lm *lm = malloc(sizeof *lm);
   aqs_lm_layer *layers = malloc((size_t)base->cfg.num_layers * sizeof *layers);
   if (!lm || !layers) {

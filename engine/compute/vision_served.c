@@ -12,15 +12,9 @@ aqs_status aqs_vision_load_served_over(const aqs_vision *base, const aqs_ckpt *d
   *out = NULL;
   if (base->base || base->n_served_fp8)
     return aqs_errf(e, AQS_ERR_INVALID, "a served scheme is loaded over a BF16 tower, not over another scheme");
-  const char *prefix = aqs_qwen_vis_prefix(base->naming);
-  for (size_t i = 0; i < diff->ntensors; i++) {
-    const aqs_st_tensor *t = diff->tensors[i];
-    if (strncmp(t->name, prefix, strlen(prefix)) == 0 && !aqs_served_tensor(t))
-      return aqs_errf(e, AQS_ERR_UNSUPPORTED,
-                      "%s: tensor %s (%s) differs from the BF16 source; eval runs a scheme whose "
-                      "BF16 tensors are the source's",
-                      diff->dir, t->name, aqs_dtype_name(t->dtype));
-  }
+  const char *const prefix = aqs_qwen_vis_prefix(base->naming);
+  aqs_status cst = aqs_served_check_diff(diff, &prefix, 1, e);
+  if (cst) return cst;
   aqs_vision *vis = malloc(sizeof *vis);
   aqs_vision_block *blocks = malloc((size_t)base->cfg.depth * sizeof *blocks);
   if (!vis || !blocks) {
