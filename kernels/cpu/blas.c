@@ -4,9 +4,9 @@
  * kernels gave different amax for the same build inputs. Action keys name the backend, not the
  * CPU, so a store shared by two CPU kinds would hold whichever bits were computed first. OpenBLAS
  * reads OPENBLAS_CORETYPE only in its load-time constructor, so the library is not linked but
- * opened here after setting it: Prescott (SSE3, every x86-64 CPU) or ARMV8 (every arm64 one). It
- * is the kernel set OpenBLAS chose on the machine that made the key fixtures, so cached CPU
- * results stay valid. OpenBLAS runs single-threaded: the rows are spread by OpenMP (linear.c). */
+ * opened here after setting it: Prescott (SSE3, every x86-64 CPU) or ARMV8 (every arm64 one).
+ * Prescott is what OpenBLAS already chose on the machine the tests run on, so results computed
+ * there stay valid. OpenBLAS runs single-threaded: the rows are spread by OpenMP (linear.c). */
 #include "kernels/cpu/blas.h"
 
 #include <cblas.h>
