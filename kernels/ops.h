@@ -249,6 +249,37 @@ struct aqs_ops {
   /* grad_score without a synchronization: the sum (same bits) goes to out[0] in BACKEND memory. */
   void (*grad_score_async)(aqs_backend *be, const float *g, const float *y, const float *y_q,
                            size_t n, double *out);
+
+  /* ---------------- BF16 activation storage (forward passes in BF16 semantics) ----------------
+   * In AQS_PREC_BF16 every op output is a BF16 value already, so a forward that needs no
+   * gradient (calibration) can keep its activations as BF16 arrays: half the bytes, no cast
+   * before or after a GEMM. Each op below is DEFINED as its F32-buffer twin above run in
+   * AQS_PREC_BF16, with BF16 inputs upcast exactly and the (BF16-valued) outputs stored as BF16:
+   * same values, bit for bit. They ignore be->precision. The residual stream (x, a, out of
+   * add_b) stays F32 holding BF16 values.
+   * amax (may be NULL) is BACKEND memory: *amax = max(*amax, max |output|) without a sync, NaN
+   * wins over everything, +Inf over finite values (the start value must be >= 0, e.g. zeroed):
+   * the op's output amax fused into the pass that writes it. */
+  void (*rmsnorm_fwd_b)(aqs_backend *be, aqs_bf16 *out, float *rstd, const float *x,
+                        const aqs_bf16 *w, int N, int C, float eps, float *amax);
+  /* y (N, M) = x (N, K) @ w (M, K)^T + bias, F32 accumulation, rounded once to BF16. */
+  void (*linear_b)(aqs_backend *be, aqs_bf16 *y, const aqs_bf16 *x, const aqs_bf16 *w,
+                   const aqs_bf16 *bias, int N, int K, int M);
+  /* rope_fwd in place on BF16 x; amax of the rotated x. */
+  void (*rope_fwd_b)(aqs_backend *be, aqs_bf16 *x, const int32_t *pos, int N, int H, int D,
+                     const int mrope_section[3], float theta, float *amax);
+  /* attention_fwd on BF16 q, k, v with a BF16 out (lse F32, may be NULL). */
+  void (*attention_fwd_b)(aqs_backend *be, aqs_bf16 *out, float *lse, const aqs_bf16 *q,
+                          const aqs_bf16 *k, const aqs_bf16 *v, const int32_t *cu_seqlens, int B,
+                          int max_seqlen, int N, int Hq, int Hkv, int D);
+  /* out[i] = bf16(a[i] + b[i]) (F32 out, may alias a); amax of out. */
+  void (*add_b)(aqs_backend *be, float *out, const float *a, const aqs_bf16 *b, size_t n,
+                float *amax);
+  /* swiglu_fwd on BF16 gate/up into BF16 out (out may alias gate or up); amax of out. */
+  void (*swiglu_fwd_b)(aqs_backend *be, aqs_bf16 *out, const aqs_bf16 *gate, const aqs_bf16 *up,
+                       size_t n, float *amax);
+  /* *amax = max(*amax, max |x|) as above (no sync). */
+  void (*amax_bf16_async)(aqs_backend *be, const aqs_bf16 *x, size_t n, float *amax);
 };
 
 #endif
