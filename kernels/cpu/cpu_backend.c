@@ -55,6 +55,8 @@ const aqs_ops aqs_cpu_ops = {
   .amax_bf16 = cpu_amax_bf16,
   .grad_score = cpu_grad_score,
   .grad_score_async = cpu_grad_score,
+  /* flash */
+  .attention_fwd_b = cpu_attention_fwd_b,
 };
 
 aqs_status aqs_backend_cpu_open(aqs_backend **out, aqs_err *e) {

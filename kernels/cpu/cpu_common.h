@@ -120,4 +120,9 @@ void cpu_amax_bf16(aqs_backend *be, const aqs_bf16 *x, size_t n, float *amax);
 void cpu_grad_score(aqs_backend *be, const float *g, const float *y, const float *y_q, size_t n,
                     double *sum);
 
+/* flash: attention on BF16 activations (attention.c) */
+void cpu_attention_fwd_b(aqs_backend *be, aqs_bf16 *out, float *lse, const aqs_bf16 *q,
+                         const aqs_bf16 *k, const aqs_bf16 *v, const int32_t *cu_seqlens, int B,
+                         int max_seqlen, int N, int Hq, int Hkv, int D);
+
 #endif

@@ -182,6 +182,19 @@ aqs_status aqs_cuda_fp8_to_bf16(uint16_t *d_out, const uint8_t *d_q, size_t n, a
 /* out = float(q) * scale (F32 multiply). */
 aqs_status aqs_cuda_dequantize_fp8(float *d_out, const uint8_t *d_q, size_t n, float scale, aqs_err *e);
 
+/* ---- attention.cu: BF16 activation storage (flash) ------------------------------------------- */
+/* kernels/ops.h attention_fwd_b: BF16 q, k, v (bits) -> BF16 out, F32 lse (may be NULL); causal = 0:
+ * bidirectional segments (as attention_full_fwd). Same bits as aqs_cuda_attention_fwd (or _full_fwd)
+ * with rnd on the same values. d_scratch: aqs_cuda_attention_fwd_b_scratch_bytes for the same
+ * arguments (0, NULL allowed, when the tensor-core kernels read the BF16 tensors directly; else F32
+ * copies for the per-row kernels). */
+size_t aqs_cuda_attention_fwd_b_scratch_bytes(const uint16_t *d_out, const float *d_lse, const uint16_t *d_q,
+                                              const uint16_t *d_k, const uint16_t *d_v, int B, int max_seqlen, int N,
+                                              int Hq, int Hkv, int D);
+aqs_status aqs_cuda_attention_fwd_b(uint16_t *d_out, float *d_lse, const uint16_t *d_q, const uint16_t *d_k,
+                                    const uint16_t *d_v, const int32_t *d_cu, int B, int max_seqlen, int N, int Hq,
+                                    int Hkv, int D, int causal, void *d_scratch, aqs_err *e);
+
 #ifdef __cplusplus
 }
 #endif
