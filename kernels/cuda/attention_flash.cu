@@ -252,9 +252,11 @@ __global__ void __launch_bounds__(FL_THREADS * HPB, 2) flash_fwd_kernel(T *out, 
   constexpr bool ASYNC = sizeof(T) == 2;
   extern __shared__ uint4 fl_smem[];
   bf16 *Qs = reinterpret_cast<bf16 *>(fl_smem), *Ks = Qs + BM * LDQ, *Vs = Ks + 2 * BN * LD; /* K, V: 2 buffers */
-  const int s = blockIdx.z, h0 = blockIdx.y * HPB;
+  /* grid (head blocks, sequences, query tiles): the tiles with the most keys (causal) go out first,
+   * for every head and sequence, and the short ones fill in behind them */
+  const int s = blockIdx.y, h0 = blockIdx.x * HPB;
   const int start = cu[s], len = cu[s + 1] - start;
-  const int q0 = (gridDim.x - 1 - blockIdx.x) * BM; /* longest causal rows first */
+  const int q0 = (gridDim.z - 1 - blockIdx.z) * BM;
   if (q0 >= len) return;
   const int kh = h0 / (Hq / Hkv), warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int hw = warp >> 2, wr = (warp & 3) * 16, h = h0 + hw; /* this warp's head and first row */
@@ -545,7 +547,9 @@ static int arch_ok(void) {
 extern "C" int aqs_flash_supported(int D, int Hq, int Hkv, int B, int max_seqlen, const void *const *ptrs, int n) {
   if (!arch_ok()) return 0;
   if (D != 64 && D != 80 && D != 128) return 0;
-  if (Hkv <= 0 || Hq % Hkv != 0 || Hq > 65535 || B <= 0 || B > 65535 || max_seqlen <= 0) return 0;
+  if (Hkv <= 0 || Hq % Hkv != 0 || Hq > 65535 || B <= 0 || B > 65535 || max_seqlen <= 0 ||
+      max_seqlen > 64 * 65535)
+    return 0;
   for (int i = 0; i < n; i++)
     if (ptrs[i] && !aligned16(ptrs[i])) return 0;
   return 1;
@@ -560,15 +564,19 @@ static cudaError_t allow_smem(K kernel, size_t bytes, bool &done) {
   return rc;
 }
 
-/* Query heads per forward block: 2 (sharing each K/V tile) when a GQA group holds an even number of
- * heads, else 1. AQS_FLASH_HEADS=1 forces 1 (benchmarks compare both; the results are the same bits). */
-static int fwd_heads(int Hq, int Hkv) {
+/* Query heads per forward block. F32 inputs: 2 (one converted K/V tile serves both) when a GQA group
+ * holds an even number of heads. BF16 inputs: 1; sharing measured no faster there (the 2-head block
+ * is held to 128 registers a thread; docs/cuda.md). AQS_FLASH_HEADS=1 or 2 overrides (benchmarks;
+ * 2 only where the group is even). The results are the same bits either way. */
+static int fwd_heads(int Hq, int Hkv, bool f32) {
   static int forced = -1;
   if (forced < 0) {
     const char *env = getenv("AQS_FLASH_HEADS");
-    forced = env && atoi(env) == 1 ? 1 : 0;
+    forced = env ? atoi(env) : 0;
   }
-  return !forced && (Hq / Hkv) % 2 == 0 ? 2 : 1;
+  const bool even = (Hq / Hkv) % 2 == 0;
+  if (forced == 1 || forced == 2) return forced == 2 && even ? 2 : 1;
+  return f32 && even ? 2 : 1;
 }
 
 template <typename T, int D, bool CAUSAL, int HPB>
@@ -578,7 +586,7 @@ static aqs_status fwd_launch(T *out, float *lse, const T *q, const T *k, const T
   const size_t sm = fwd_smem(D, HPB);
   if (allow_smem(flash_fwd_kernel<T, D, CAUSAL, HPB>, sm, ok) != cudaSuccess)
     return aqs_errf(e, AQS_ERR_IO, "cuda attention: cannot reserve %zu bytes of shared memory", sm);
-  dim3 grid((unsigned)((max_seqlen + 63) / 64), (unsigned)(Hq / HPB), (unsigned)B);
+  dim3 grid((unsigned)(Hq / HPB), (unsigned)B, (unsigned)((max_seqlen + 63) / 64));
   flash_fwd_kernel<T, D, CAUSAL, HPB><<<grid, FL_THREADS * HPB, sm, (cudaStream_t)aqs_cuda_stream()>>>(
       out, lse, q, k, v, cu, Hq, Hkv, 1.0f / sqrtf((float)D));
   AQS_CUDA_LAUNCH_CHECK(e, "flash_fwd_kernel");
@@ -588,7 +596,8 @@ static aqs_status fwd_launch(T *out, float *lse, const T *q, const T *k, const T
 template <typename T, int D, bool CAUSAL>
 static aqs_status fwd_t(T *out, float *lse, const T *q, const T *k, const T *v, const int32_t *cu, int B,
                         int max_seqlen, int Hq, int Hkv, aqs_err *e) {
-  if (fwd_heads(Hq, Hkv) == 2) return fwd_launch<T, D, CAUSAL, 2>(out, lse, q, k, v, cu, B, max_seqlen, Hq, Hkv, e);
+  if (fwd_heads(Hq, Hkv, sizeof(T) == 4) == 2)
+    return fwd_launch<T, D, CAUSAL, 2>(out, lse, q, k, v, cu, B, max_seqlen, Hq, Hkv, e);
   return fwd_launch<T, D, CAUSAL, 1>(out, lse, q, k, v, cu, B, max_seqlen, Hq, Hkv, e);
 }
 
