@@ -224,6 +224,13 @@ int main(int argc, char **argv) {
   sb = time_it(rope_b, &c);
   sf = time_it(rope_f, &c);
   report("rope q (N, Hq, D) + amax", sb, c.n * 4.0, sf, c.n * 12.0, 0);
+  int hq = c.Hq;
+  c.Hq = c.Hkv;
+  c.n = (size_t)c.N * c.Hkv * c.D;
+  sb = time_it(rope_b, &c);
+  sf = time_it(rope_f, &c);
+  report("rope k (N, Hkv, D) + amax", sb, c.n * 4.0, sf, c.n * 12.0, 0);
+  c.Hq = hq;
 
   c.n = NC;
   sb = time_it(add_b, &c);
