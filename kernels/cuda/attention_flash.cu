@@ -155,25 +155,22 @@ __device__ __forceinline__ void store_row(float *dst, const float (&acc)[D / 8][
  * Each row's arithmetic (order included) does not depend on T, HPB or the grid order: same bits for
  * all of them (attention_fwd_b's promise). */
 
-/* ldmatrix x4: four 8x8 BF16 matrices; lane l gives the address of row l % 8 of matrix l / 8. */
+/* ldmatrix x4: four 8x8 BF16 matrices; lane l gives the address of row l % 8 of matrix l / 8.
+ * TRANS: each matrix transposed (the V^T operand from row-major V). */
+template <bool TRANS>
 __device__ __forceinline__ void ldsm4(uint32_t (&r)[4], const bf16 *p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
   __trap();
 #else
   const unsigned a = (unsigned)__cvta_generic_to_shared(p);
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(a));
-#endif
-}
-__device__ __forceinline__ void ldsm4_t(uint32_t (&r)[4], const bf16 *p) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
-  __trap();
-#else
-  const unsigned a = (unsigned)__cvta_generic_to_shared(p);
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(a));
+  if (TRANS)
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+  else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
 #endif
 }
 
@@ -301,11 +298,11 @@ __global__ void __launch_bounds__(FL_THREADS * HPB, 2) flash_fwd_kernel(T *out, 
 #pragma unroll
     for (int kk = 0; kk < KS; kk++) {
       uint32_t qf[4]; /* from shared memory each time: registers go to the accumulators */
-      ldsm4(qf, qa + kk * 16);
+      ldsm4<false>(qf, qa + kk * 16);
 #pragma unroll
       for (int nt = 0; nt < ST; nt += 2) {
         uint32_t b[4];
-        ldsm4(b, Kt + nt * 8 * LD + kk * 16 + kofs);
+        ldsm4<false>(b, Kt + nt * 8 * LD + kk * 16 + kofs);
         mma16816(sc[nt], qf, b[0], b[1]);
         mma16816(sc[nt + 1], qf, b[2], b[3]);
       }
@@ -353,7 +350,7 @@ __global__ void __launch_bounds__(FL_THREADS * HPB, 2) flash_fwd_kernel(T *out, 
 #pragma unroll
       for (int nt = 0; nt < NT; nt += 2) {
         uint32_t b[4];
-        ldsm4_t(b, Vt + kk * 16 * LD + nt * 8 + vofs);
+        ldsm4<true>(b, Vt + kk * 16 * LD + nt * 8 + vofs);
         mma16816(o[nt], a, b[0], b[1]);
         mma16816(o[nt + 1], a, b[2], b[3]);
       }
