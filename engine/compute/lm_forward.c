@@ -161,6 +161,12 @@ aqs_status aqs_lm_forward_layers(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm
     if ((st = aqs_lm_layer_fwd(lm, b, ws, l, x_in, x_out, 0, hook, ctx, e)) != AQS_OK) return st;
     lm->be->ops->amax_f32_async(lm->be, x_out, NC, ws->layer_amax + l);
   }
+  return aqs_lm_check_layer_amax(lm, ws, e);
+}
+
+aqs_status aqs_lm_check_layer_amax(const aqs_lm *lm, aqs_lm_ws *ws, aqs_err *e) {
+  const aqs_qwen_text_config *c = &lm->cfg;
+  aqs_status st;
   float *amax = malloc((size_t)c->num_layers * sizeof *amax);
   if (!amax) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
   lm->be->ops->copy_d2h(lm->be, amax, ws->layer_amax, (size_t)c->num_layers * sizeof *amax);

@@ -45,6 +45,19 @@ struct aqs_lm_ws {
 aqs_status aqs_lm_layer_fwd(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws, int l,
                             const float *x_in, float *x_out, unsigned quant_mask,
                             aqs_lm_linear_hook hook, void *ctx, aqs_err *e);
+/* Reads ws->layer_amax (L entries, written during the forward without a sync) once: AQS_ERR_NUMERIC
+ * naming the first layer whose output holds NaN/Inf. Syncs. */
+aqs_status aqs_lm_check_layer_amax(const aqs_lm *lm, aqs_lm_ws *ws, aqs_err *e);
+/* lm_calib_b.c: 1 when the calibration forward can run on BF16 activation storage: BF16 precision,
+ * the backend has the BF16-storage ops, no served FP8 linear and no FP8 KV cache. */
+int aqs_lm_calib_b_applies(const aqs_lm *lm);
+/* lm_calib_b.c: embedding + decoder layers as aqs_lm_forward_layers would run them for
+ * calibrate.c in BF16 mode (same bits), on BF16 activations. Writes the input amaxes of Q, O, GATE
+ * and DOWN into d_amax (L, AQS_LIN_COUNT) and K-after-RoPE / V into d_kv_amax (L, 2) (may be NULL),
+ * both BACKEND memory taken as max with what is there (start zeroed). Ends like
+ * aqs_lm_forward_layers: AQS_ERR_NUMERIC names the first layer whose output is not finite. */
+aqs_status aqs_lm_calib_layers_b(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws, float *d_amax,
+                                 float *d_kv_amax, aqs_err *e);
 /* Final norm + lm_head on x (N, C) into ws->logits. */
 void aqs_lm_head_fwd(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws, const float *x);
 /* lm_served.c: 1 when <module>.weight is F8_E4M3 in ck. */
