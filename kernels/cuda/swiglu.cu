@@ -1,6 +1,7 @@
 /* kernels/cuda/swiglu.cu: the SwiGLU MLP activation silu(gate) * up and its backward, elementwise.
  * exp is taken in double and rounded to F32 (close to glibc's expf; immune to --use_fast_math).
- * CPU twin: kernels/cpu/swiglu.c (same formulas and rounding points). */
+ * The forward also runs on BF16 storage with a fused amax (swiglu_fwd_b).
+ * CPU twins: kernels/cpu/swiglu.c (same formulas and rounding points), bf16_store.c. */
 #include "kernels/cuda/cuda_common.cuh"
 
 __device__ __forceinline__ float exp_f32(float x) { return (float)exp((double)x); }
@@ -24,6 +25,37 @@ __global__ void swiglu_fwd_x4_kernel(float4 *out, const float4 *gate, const floa
     out[i] = make_float4(swiglu_one(g.x, u.x, rnd), swiglu_one(g.y, u.y, rnd), swiglu_one(g.z, u.z, rnd),
                          swiglu_one(g.w, u.w, rnd));
   }
+}
+
+/* BF16 storage (swiglu_fwd_b, rnd always on): 8 elements per thread with 16-byte loads/stores for
+ * the bulk when vec (all three pointers 16-byte aligned), the tail one per thread; out may alias
+ * gate or up (each element is read before it is written, by the same thread). */
+__global__ void swiglu_fwd_b_kernel(uint16_t *out, const uint16_t *gate, const uint16_t *up, size_t n, int vec,
+                                    float *amax) {
+  int m = 0;
+  size_t i0 = blockIdx.x * (size_t)blockDim.x + threadIdx.x, stride = (size_t)gridDim.x * blockDim.x, done = 0;
+  if (vec) {
+    const uint4 *g8 = (const uint4 *)gate, *u8 = (const uint4 *)up;
+    uint4 *o8 = (uint4 *)out;
+    for (size_t i = i0; i < n / 8; i += stride) {
+      uint4 g = g8[i], u = u8[i];
+      uint32_t gw[4] = {g.x, g.y, g.z, g.w}, uw[4] = {u.x, u.y, u.z, u.w}, ow[4];
+#pragma unroll
+      for (int k = 0; k < 4; k++) {
+        float lo = swiglu_one(bf16_lo(gw[k]), bf16_lo(uw[k]), 1), hi = swiglu_one(bf16_hi(gw[k]), bf16_hi(uw[k]), 1);
+        ow[k] = pack_bf16x2(lo, hi);
+        m = max(m, max(abs_bits(lo), abs_bits(hi)));
+      }
+      o8[i] = make_uint4(ow[0], ow[1], ow[2], ow[3]);
+    }
+    done = n / 8 * 8;
+  }
+  for (size_t i = done + i0; i < n; i += stride) {
+    float o = swiglu_one(bf16_bits_to_f32(gate[i]), bf16_bits_to_f32(up[i]), 1);
+    out[i] = f32_to_bf16_bits(o);
+    m = max(m, abs_bits(o));
+  }
+  if (amax) block_fold_amax(m, amax);
 }
 
 /* dgate = dout*up*silu'(gate), dup = dout*silu(gate); silu'(g) = s*(1 + g*(1-s)), s = sigmoid(g). */
@@ -58,6 +90,16 @@ extern "C" aqs_status aqs_cuda_swiglu_fwd(float *d_out, const float *d_gate, con
   }
   swiglu_fwd_kernel<<<grid_for(n, 256), 256, 0, (cudaStream_t)aqs_cuda_stream()>>>(d_out, d_gate, d_up, n, rnd);
   AQS_CUDA_LAUNCH_CHECK(e, "swiglu_fwd_kernel");
+  return AQS_OK;
+}
+
+extern "C" aqs_status aqs_cuda_swiglu_fwd_b(uint16_t *d_out, const uint16_t *d_gate, const uint16_t *d_up, size_t n,
+                                            float *d_amax, aqs_err *e) {
+  if (n == 0) return AQS_OK;
+  int vec = ((((uintptr_t)d_out) | ((uintptr_t)d_gate) | ((uintptr_t)d_up)) & 15u) == 0;
+  swiglu_fwd_b_kernel<<<fold_grid(vec ? n / 8 + 1 : n, 256), 256, 0, (cudaStream_t)aqs_cuda_stream()>>>(
+      d_out, d_gate, d_up, n, vec, d_amax);
+  AQS_CUDA_LAUNCH_CHECK(e, "swiglu_fwd_b_kernel");
   return AQS_OK;
 }
 
