@@ -8,6 +8,11 @@
 #include "engine/compute/lm.h"
 #include "engine/model/safetensors.h"
 
+/* One decoder layer's forward intermediates (the fields of aqs_lm_ws of the same names). */
+typedef struct aqs_lm_acts {
+  float *ln1, *rstd1, *q, *k, *v, *qr, *kr, *attn, *lse, *o, *hmid, *ln2, *rstd2, *gate, *up, *act, *down;
+} aqs_lm_acts;
+
 struct aqs_lm_ws {
   int N;
   float *ckpt;                 /* (L + 1, N, C) residual stream at each layer input; [L] = final */
@@ -34,6 +39,12 @@ struct aqs_lm_ws {
   float *yq;                   /* (N, max_out) */
   float *kv_amax;              /* backend (L, 2) or NULL: aqs_lm_ws_track_kv_amax */
   float *layer_amax;           /* backend (L): amax of each layer's output (finite check) */
+  /* Kept activations (lm_backward.c, when memory allows): while kept != NULL, layer l's forward
+   * writes its intermediates into kept[l] (aqs_lm_ws_select_layer), and the backward reads them
+   * there instead of recomputing the layer. base = the workspace's own set. */
+  aqs_lm_acts *kept;
+  void *kept_mem;
+  aqs_lm_acts base;
   /* every allocation, for free */
   int nbufs;
   void *bufs[48];
@@ -45,6 +56,8 @@ struct aqs_lm_ws {
 aqs_status aqs_lm_layer_fwd(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws, int l,
                             const float *x_in, float *x_out, unsigned quant_mask,
                             aqs_lm_linear_hook hook, void *ctx, aqs_err *e);
+/* Points ws's intermediates at kept[l] (l >= 0 and kept set) or back at its own set (l < 0). */
+void aqs_lm_ws_select_layer(aqs_lm_ws *ws, int l);
 /* Reads ws->layer_amax (L entries, written during the forward without a sync) once: AQS_ERR_NUMERIC
  * naming the first layer whose output holds NaN/Inf. Syncs. */
 aqs_status aqs_lm_check_layer_amax(const aqs_lm *lm, aqs_lm_ws *ws, aqs_err *e);
