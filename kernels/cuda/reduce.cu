@@ -225,7 +225,7 @@ extern "C" aqs_status aqs_cuda_amax_async(const float *d_x, size_t n, void *d_sc
 
 /* max(*d_amax, max |x|) for BF16 x, stream-ordered, no scratch, no synchronization. */
 extern "C" aqs_status aqs_cuda_amax_bf16_fold(const uint16_t *d_x, size_t n, float *d_amax, aqs_err *e) {
-  if (n == 0) return AQS_OK;
+  if (n == 0 || !d_amax) return AQS_OK;
   int vec = ((uintptr_t)d_x & 15u) == 0;
   amax_bf16_fold_kernel<<<fold_grid(vec ? n / 8 + 1 : n, RED_THREADS), RED_THREADS, 0,
                           (cudaStream_t)aqs_cuda_stream()>>>(d_x, n, vec, d_amax);

@@ -9,6 +9,22 @@
 __device__ __forceinline__ void store_out(float *o, int c, float v) { o[c] = v; }
 __device__ __forceinline__ void store_out(uint16_t *o, int c, float v) { o[c] = f32_to_bf16_bits(v); }
 
+/* o[c] = w[c] * rnd(xc * rs), rounded in BF16 mode; returns its abs_bits for the amax. */
+template <typename OutT>
+__device__ __forceinline__ int rmsnorm_store(OutT *o, int c, float xc, float rs, const uint16_t *w, int rnd) {
+  float h = xc * rs;
+  if (rnd) h = round_bf16(h);
+  float v = bf16_bits_to_f32(w[c]) * h;
+  if (rnd) v = round_bf16(v);
+  store_out(o, c, v);
+  return abs_bits(v);
+}
+
+/* Rows of up to RMS_CACHE * RMS_THREADS columns stay in registers between the two passes, their loads
+ * issued together (unrolled); the sum of squares keeps the order of the plain loop (thread t adds
+ * columns t, t + 256, ... in turn), so the bits do not depend on the path. */
+#define RMS_CACHE 16
+
 /* out = w * rnd(x * rstd); rstd = 1/sqrt(mean(x^2) + eps). OutT uint16_t: BF16 storage (rnd set),
  * the same bits as the F32 output in BF16 mode; amax (may be NULL) folds max |out|. */
 template <typename OutT>
@@ -18,18 +34,32 @@ __global__ void rmsnorm_fwd_kernel(OutT *out, float *rstd, const float *x, const
   const size_t row = blockIdx.x;
   const float *xr = x + row * (size_t)C;
   OutT *o = out + row * (size_t)C;
+  const int cached = C <= RMS_CACHE * (int)blockDim.x;
+  float xv[RMS_CACHE];
   float ss = 0.0f;
-  for (int c = threadIdx.x; c < C; c += blockDim.x) ss += xr[c] * xr[c];
+  if (cached) {
+#pragma unroll
+    for (int k = 0; k < RMS_CACHE; k++) {
+      int c = threadIdx.x + k * blockDim.x;
+      xv[k] = c < C ? xr[c] : 0.0f;
+    }
+#pragma unroll
+    for (int k = 0; k < RMS_CACHE; k++)
+      if (threadIdx.x + k * blockDim.x < C) ss += xv[k] * xv[k];
+  } else {
+    for (int c = threadIdx.x; c < C; c += blockDim.x) ss += xr[c] * xr[c];
+  }
   ss = block_sum(ss, scratch);
   float rs = div_exact(1.0f, __fsqrt_rn(div_exact(ss, (float)C) + eps));
   int m = 0;
-  for (int c = threadIdx.x; c < C; c += blockDim.x) {
-    float h = xr[c] * rs;
-    if (rnd) h = round_bf16(h);
-    float v = bf16_bits_to_f32(w[c]) * h;
-    if (rnd) v = round_bf16(v);
-    store_out(o, c, v);
-    m = max(m, abs_bits(v));
+  if (cached) {
+#pragma unroll
+    for (int k = 0; k < RMS_CACHE; k++) {
+      int c = threadIdx.x + k * blockDim.x;
+      if (c < C) m = max(m, rmsnorm_store(o, c, xv[k], rs, w, rnd));
+    }
+  } else {
+    for (int c = threadIdx.x; c < C; c += blockDim.x) m = max(m, rmsnorm_store(o, c, xr[c], rs, w, rnd));
   }
   if (rstd && threadIdx.x == 0) rstd[row] = rs;
   if (amax) block_fold_amax(m, amax);

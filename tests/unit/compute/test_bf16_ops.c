@@ -5,30 +5,22 @@
 #include "testutil.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "kernels/backend.h"
 #include "kernels/bf16.h"
 
-static aqs_backend *be;
+static aqs_backend *be; /* cpu, F32 precision on purpose: the _b ops must ignore be->precision */
 
-static int setup(void **state) {
-  (void)state;
-  aqs_err e = {0};
-  /* F32 precision on purpose: the _b ops must ignore be->precision */
-  return aqs_backend_open("cpu", AQS_PREC_F32, &be, &e) == AQS_OK ? 0 : -1;
-}
-static int teardown(void **state) {
-  (void)state;
-  aqs_backend_close(be);
-  return 0;
-}
-
+/* xorshift64; uniform in [-1, 1). */
 static uint64_t rng_state = 0x2545F4914F6CDD1Dull;
-static float urand(void) { /* uniform [-1, 1) */
-  rng_state = rng_state * 6364136223846793005ull + 1442695040888963407ull;
-  return (float)((rng_state >> 40) / (double)(1ull << 24)) * 2.0f - 1.0f;
+static float urand(void) {
+  rng_state ^= rng_state << 13;
+  rng_state ^= rng_state >> 7;
+  rng_state ^= rng_state << 17;
+  return (float)((double)(rng_state >> 11) * 0x1p-52) - 1.0f;
 }
 static aqs_bf16 *rand_bf16(size_t n, float scale) {
   aqs_bf16 *b = malloc((n ? n : 1) * sizeof *b);
@@ -284,5 +276,12 @@ int main(void) {
     cmocka_unit_test(test_swiglu_b),  cmocka_unit_test(test_amax_fold),
     cmocka_unit_test(test_fused_amax_nonfinite),
   };
-  return cmocka_run_group_tests(tests, setup, teardown);
+  aqs_err e = {0};
+  if (aqs_backend_open("cpu", AQS_PREC_F32, &be, &e) != AQS_OK) {
+    fprintf(stderr, "test_bf16_ops: %s\n", e.msg);
+    return 1;
+  }
+  int rc = cmocka_run_group_tests(tests, NULL, NULL);
+  aqs_backend_close(be);
+  return rc;
 }
