@@ -195,7 +195,8 @@ aqs_status aqs_cuda_rope_fwd_b(uint16_t *d_x, const int32_t *d_pos, const float 
                                const int mrope_section[3], float *d_amax, aqs_err *e);
 /* elementwise.cu: out (F32, may alias a) = bf16(a + b), b BF16. */
 aqs_status aqs_cuda_add_b(float *d_out, const float *d_a, const uint16_t *d_b, size_t n, float *d_amax, aqs_err *e);
-/* swiglu.cu: out = bf16(bf16(silu(gate)) * up), all BF16; out may alias gate or up. */
+/* swiglu.cu: out = bf16(bf16(silu(gate)) * up), all BF16; out may alias gate or up. The first call
+ * on a device also fills its silu table (16 KB of device memory, never freed; thread-safe). */
 aqs_status aqs_cuda_swiglu_fwd_b(uint16_t *d_out, const uint16_t *d_gate, const uint16_t *d_up, size_t n,
                                  float *d_amax, aqs_err *e);
 /* reduce.cu: only the fold of max |x| (d_amax not NULL). */
