@@ -203,6 +203,11 @@ typedef struct bench_opts {
   const char *storage; /* calibration activations: "bf16", "f32" or "both" (f32 then bf16, same process) */
 } bench_opts;
 
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
+
 /* Caption-like length in tokens (COCO: mostly 8-20 words, a tail to 50): 85 % in 12..30, the
  * rest in 31..72, at most max. The same generator as torch_peer.py --varied (same lengths). */
 static int caption_len(uint64_t *s, int max) {
@@ -396,6 +401,8 @@ int main(int argc, char **argv) {
     }
     reset_peak(on_gpu);
     calib_s = calib_tokens = calib_flops = 0;
+    double step_ms[64];
+    int n_step_ms = 0;
     for (int step = 0; step < o.warmup + o.calib_steps; step++) {
       int ntok = make_tokens(o.calib_seqs, o.calib_len, c->vocab_size, (uint64_t)step + 1, o.varied, ids, lens);
       aqs_token_batch tb = {.n_seqs = o.calib_seqs, .seq_lens = lens, .token_ids = ids};
@@ -410,6 +417,7 @@ int main(int argc, char **argv) {
         calib_s += dt;
         calib_tokens += ntok;
         calib_flops += forward_flops(c, lens, o.calib_seqs, 0);
+        if (n_step_ms < 64) step_ms[n_step_ms++] = dt * 1e3;
       }
       if (amax.n == 0) {
         amax = part;
@@ -432,6 +440,10 @@ int main(int argc, char **argv) {
            "%.1f TFLOP/s model, MFU %.1f%% of the measured peak; peak GPU memory %.2f GiB\n",
            o.calib_seqs, o.calib_len, o.varied ? " varied" : "", o.calib_steps, calib_tokens / o.calib_steps,
            storage_name, calib_tok_s, calib_tflops, 100.0 * calib_tflops / peak, calib_peak / 1073741824.0);
+    qsort(step_ms, (size_t)n_step_ms, sizeof *step_ms, cmp_double);
+    if (n_step_ms > 0)
+      printf("  step times: min %.2f ms, median %.2f ms, max %.2f ms (%d steps)\n", step_ms[0], step_ms[n_step_ms / 2],
+             step_ms[n_step_ms - 1], n_step_ms);
   }
   if (both) {
     size_t same = 0;
