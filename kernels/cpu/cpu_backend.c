@@ -62,6 +62,8 @@ const aqs_ops aqs_cpu_ops = {
   .add_b = cpu_add_b,
   .swiglu_fwd_b = cpu_swiglu_fwd_b,
   .amax_bf16_async = cpu_amax_bf16_async,
+  /* flash */
+  .attention_fwd_b = cpu_attention_fwd_b,
 };
 
 aqs_status aqs_backend_cpu_open(aqs_backend **out, aqs_err *e) {

@@ -17,6 +17,12 @@ extern "C" aqs_status aqs_flash_attention_fwd(float *out, float *lse, const floa
                                               const int32_t *cu, int B, int max_seqlen, int Hq, int Hkv, int D,
                                               int causal, aqs_err *e);
 
+/* The same on BF16 q, k, v (bits) into a BF16 out: same values, bit for bit (kernels/ops.h
+ * attention_fwd_b). */
+extern "C" aqs_status aqs_flash_attention_fwd_b(uint16_t *out, float *lse, const uint16_t *q, const uint16_t *k,
+                                                const uint16_t *v, const int32_t *cu, int B, int max_seqlen, int Hq,
+                                                int Hkv, int D, int causal, aqs_err *e);
+
 /* dq, dk, dv as attention_bwd, rounded to BF16; delta: (N, Hq) floats of scratch. */
 extern "C" aqs_status aqs_flash_attention_bwd(float *dq, float *dk, float *dv, float *delta, const float *dout,
                                               const float *out, const float *lse, const float *q, const float *k,

@@ -202,6 +202,19 @@ aqs_status aqs_cuda_swiglu_fwd_b(uint16_t *d_out, const uint16_t *d_gate, const 
 /* reduce.cu: only the fold of max |x| (d_amax not NULL). */
 aqs_status aqs_cuda_amax_bf16_fold(const uint16_t *d_x, size_t n, float *d_amax, aqs_err *e);
 
+/* ---- attention.cu: BF16 activation storage (flash) ------------------------------------------- */
+/* kernels/ops.h attention_fwd_b: BF16 q, k, v (bits) -> BF16 out, F32 lse (may be NULL); causal = 0:
+ * bidirectional segments (as attention_full_fwd). Same bits as aqs_cuda_attention_fwd (or _full_fwd)
+ * with rnd on the same values. d_scratch: aqs_cuda_attention_fwd_b_scratch_bytes for the same
+ * arguments (0, NULL allowed, when the tensor-core kernels read the BF16 tensors directly; else F32
+ * copies for the per-row kernels). */
+size_t aqs_cuda_attention_fwd_b_scratch_bytes(const uint16_t *d_out, const float *d_lse, const uint16_t *d_q,
+                                              const uint16_t *d_k, const uint16_t *d_v, int B, int max_seqlen, int N,
+                                              int Hq, int Hkv, int D);
+aqs_status aqs_cuda_attention_fwd_b(uint16_t *d_out, float *d_lse, const uint16_t *d_q, const uint16_t *d_k,
+                                    const uint16_t *d_v, const int32_t *d_cu, int B, int max_seqlen, int N, int Hq,
+                                    int Hkv, int D, int causal, void *d_scratch, aqs_err *e);
+
 #ifdef __cplusplus
 }
 #endif

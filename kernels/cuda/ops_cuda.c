@@ -507,6 +507,23 @@ static void c_amax_bf16_async(aqs_backend *be, const aqs_bf16 *x, size_t n, floa
   NOTE(aqs_cuda_amax_bf16_fold(x, n, amax, &err_));
 }
 
+/* ---- flash: attention on BF16 activations ---- */
+static void c_attention_fwd_b(aqs_backend *be, aqs_bf16 *out, float *lse, const aqs_bf16 *q, const aqs_bf16 *k,
+                              const aqs_bf16 *v, const int32_t *cu_seqlens, int B, int max_seqlen, int N, int Hq,
+                              int Hkv, int D) {
+  invalidate_split(be);
+  cuda_state *s = state_of(be);
+  size_t bytes = aqs_cuda_attention_fwd_b_scratch_bytes(out, lse, q, k, v, B, max_seqlen, N, Hq, Hkv, D);
+  if (bytes) {
+    aqs_err err;
+    aqs_status st = grow(&s->scratch2, &s->scratch2_bytes, bytes,
+                         "the attention F32 copies of q, k, v (reduce the tokens per step)", &err);
+    note(be, st, &err);
+    if (st) return;
+  }
+  NOTE(aqs_cuda_attention_fwd_b(out, lse, q, k, v, cu_seqlens, B, max_seqlen, N, Hq, Hkv, D, 1, s->scratch2, &err_));
+}
+
 static const aqs_ops aqs_cuda_ops = {
   .alloc = c_alloc,
   .free = c_free,
@@ -559,6 +576,8 @@ static const aqs_ops aqs_cuda_ops = {
   .add_b = c_add_b,
   .swiglu_fwd_b = c_swiglu_fwd_b,
   .amax_bf16_async = c_amax_bf16_async,
+  /* flash */
+  .attention_fwd_b = c_attention_fwd_b,
 };
 
 aqs_status aqs_backend_cuda_open(aqs_backend **out, aqs_err *e) {
