@@ -147,22 +147,3 @@ void cpu_attention_full_bwd(aqs_backend *be, float *dq, float *dk, float *dv, co
                             int N, int H, int D) {
   attention_bwd(be, 0, dq, dk, dv, dout, out, lse, q, k, v, cu_seqlens, B, max_seqlen, N, H, H, D);
 }
-
-/* attention_fwd_b: DEFINED as attention_fwd in BF16 mode on the exactly upcast q, k, v, with the
- * (BF16-valued) out stored as BF16, whatever be->precision. */
-void cpu_attention_fwd_b(aqs_backend *be, aqs_bf16 *out, float *lse, const aqs_bf16 *q,
-                         const aqs_bf16 *k, const aqs_bf16 *v, const int32_t *cu_seqlens, int B,
-                         int max_seqlen, int N, int Hq, int Hkv, int D) {
-  const size_t nq = (size_t)N * (size_t)Hq * (size_t)D, nk = (size_t)N * (size_t)Hkv * (size_t)D;
-  float *buf = malloc((2 * nq + 2 * nk + 1) * sizeof *buf);
-  if (!buf) abort(); /* the CPU backend treats scratch OOM as fatal */
-  float *qf = buf, *kf = qf + nq, *vf = kf + nk, *of = vf + nk;
-  cpu_cast_bf16_to_f32(be, qf, q, nq);
-  cpu_cast_bf16_to_f32(be, kf, k, nk);
-  cpu_cast_bf16_to_f32(be, vf, v, nk);
-  aqs_backend bf16_mode = *be;
-  bf16_mode.precision = AQS_PREC_BF16;
-  attention_fwd(&bf16_mode, 1, of, lse, qf, kf, vf, cu_seqlens, B, max_seqlen, N, Hq, Hkv, D);
-  cpu_cast_f32_to_bf16(be, out, of, nq);
-  free(buf);
-}

@@ -1,7 +1,8 @@
 /* kernels/cpu/bf16_store.c: the BF16 activation storage ops of kernels/ops.h (rmsnorm_fwd_b,
- * linear_b, rope_fwd_b, add_b, swiglu_fwd_b, amax_bf16_async) as their definition says: the F32
- * twin run in AQS_PREC_BF16 on exactly upcast inputs, the outputs stored as BF16, plus the fused
- * amax fold. Plain and slow on purpose (F32 temporaries): the specification the CUDA kernels match. */
+ * linear_b, rope_fwd_b, add_b, swiglu_fwd_b, amax_bf16_async, attention_fwd_b) as their definition
+ * says: the F32 twin run in AQS_PREC_BF16 on exactly upcast inputs, the outputs stored as BF16,
+ * plus the fused amax fold. Plain and slow on purpose (F32 temporaries): the specification the
+ * CUDA kernels match. */
 #include <stdlib.h>
 
 #include "kernels/cpu/cpu_common.h"
@@ -99,4 +100,19 @@ void cpu_amax_bf16_async(aqs_backend *be, const aqs_bf16 *x, size_t n, float *am
   float m;
   cpu_amax_bf16(be, x, n, &m);
   amax_fold(amax, m);
+}
+
+/* flash */
+void cpu_attention_fwd_b(aqs_backend *be, aqs_bf16 *out, float *lse, const aqs_bf16 *q,
+                         const aqs_bf16 *k, const aqs_bf16 *v, const int32_t *cu_seqlens, int B,
+                         int max_seqlen, int N, int Hq, int Hkv, int D) {
+  aqs_backend b = bf16_mode(be);
+  const size_t nq = (size_t)N * (size_t)Hq * (size_t)D, nk = (size_t)N * (size_t)Hkv * (size_t)D;
+  float *qf = upcast(q, nq), *kf = upcast(k, nk), *vf = upcast(v, nk), *of = scratch_f32(nq);
+  cpu_attention_fwd(&b, of, lse, qf, kf, vf, cu_seqlens, B, max_seqlen, N, Hq, Hkv, D);
+  store_bf16(out, of, nq, NULL);
+  free(qf);
+  free(kf);
+  free(vf);
+  free(of);
 }

@@ -132,7 +132,7 @@ void cpu_swiglu_fwd_b(aqs_backend *be, aqs_bf16 *out, const aqs_bf16 *gate, cons
                       size_t n, float *amax);
 void cpu_amax_bf16_async(aqs_backend *be, const aqs_bf16 *x, size_t n, float *amax);
 
-/* flash: attention on BF16 activations (attention.c) */
+/* bf16_store.c (flash) */
 void cpu_attention_fwd_b(aqs_backend *be, aqs_bf16 *out, float *lse, const aqs_bf16 *q,
                          const aqs_bf16 *k, const aqs_bf16 *v, const int32_t *cu_seqlens, int B,
                          int max_seqlen, int N, int Hq, int Hkv, int D);

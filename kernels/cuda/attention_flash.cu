@@ -9,7 +9,7 @@
 
 #include "kernels/cuda/attention_flash.cuh"
 
-#define FL_THREADS 128 /* 4 warps, 16 rows each */
+#define FL_THREADS 128 /* 4 warps (per query head in the forward), 16 rows each */
 #define FL_LOG2E 1.4426950408889634f
 
 typedef __nv_bfloat16 bf16;
@@ -152,27 +152,25 @@ __device__ __forceinline__ void store_row(float *dst, const float (&acc)[D / 8][
  * sit row-major in shared memory (row stride D + 8: ldmatrix reads 8 rows in 8 distinct bank
  * quads); V^T fragments come from ldmatrix.trans. BF16 inputs are copied with cp.async, two tile
  * buffers deep (tile j + 1 loads while tile j is computed); F32 inputs are converted on the way in.
- * Each row's arithmetic (order included) does not depend on T or HPB: same bits for all of them. */
+ * Each row's arithmetic (order included) does not depend on T, HPB or the grid order: same bits for
+ * all of them (attention_fwd_b's promise). */
 
-/* ldmatrix x4: four 8x8 BF16 matrices; lane l gives the address of row l % 8 of matrix l / 8. */
+/* ldmatrix x4: four 8x8 BF16 matrices; lane l gives the address of row l % 8 of matrix l / 8.
+ * TRANS: each matrix transposed (the V^T operand from row-major V). */
+template <bool TRANS>
 __device__ __forceinline__ void ldsm4(uint32_t (&r)[4], const bf16 *p) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
   __trap();
 #else
   const unsigned a = (unsigned)__cvta_generic_to_shared(p);
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(a));
-#endif
-}
-__device__ __forceinline__ void ldsm4_t(uint32_t (&r)[4], const bf16 *p) {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
-  __trap();
-#else
-  const unsigned a = (unsigned)__cvta_generic_to_shared(p);
-  asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
-               : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
-               : "r"(a));
+  if (TRANS)
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+  else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
 #endif
 }
 
@@ -252,11 +250,12 @@ __global__ void __launch_bounds__(FL_THREADS * HPB, 2) flash_fwd_kernel(T *out, 
   constexpr bool ASYNC = sizeof(T) == 2;
   extern __shared__ uint4 fl_smem[];
   bf16 *Qs = reinterpret_cast<bf16 *>(fl_smem), *Ks = Qs + BM * LDQ, *Vs = Ks + 2 * BN * LD; /* K, V: 2 buffers */
-  /* grid (head blocks, sequences, query tiles): the tiles with the most keys (causal) go out first,
-   * for every head and sequence, and the short ones fill in behind them */
-  const int s = blockIdx.y, h0 = blockIdx.x * HPB;
+  /* causal grid (head blocks, sequences, query tiles): the tiles with the most keys go out first for
+   * every head and sequence, the short ones fill in behind them; bidirectional grid (query tiles,
+   * head blocks, sequences): the tiles of one head and segment run together (K/V stay in L2) */
+  const int s = CAUSAL ? blockIdx.y : blockIdx.z, h0 = (CAUSAL ? blockIdx.x : blockIdx.y) * HPB;
   const int start = cu[s], len = cu[s + 1] - start;
-  const int q0 = (gridDim.z - 1 - blockIdx.z) * BM;
+  const int q0 = CAUSAL ? (gridDim.z - 1 - blockIdx.z) * BM : blockIdx.x * BM;
   if (q0 >= len) return;
   const int kh = h0 / (Hq / Hkv), warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
   const int hw = warp >> 2, wr = (warp & 3) * 16, h = h0 + hw; /* this warp's head and first row */
@@ -299,11 +298,11 @@ __global__ void __launch_bounds__(FL_THREADS * HPB, 2) flash_fwd_kernel(T *out, 
 #pragma unroll
     for (int kk = 0; kk < KS; kk++) {
       uint32_t qf[4]; /* from shared memory each time: registers go to the accumulators */
-      ldsm4(qf, qa + kk * 16);
+      ldsm4<false>(qf, qa + kk * 16);
 #pragma unroll
       for (int nt = 0; nt < ST; nt += 2) {
         uint32_t b[4];
-        ldsm4(b, Kt + nt * 8 * LD + kk * 16 + kofs);
+        ldsm4<false>(b, Kt + nt * 8 * LD + kk * 16 + kofs);
         mma16816(sc[nt], qf, b[0], b[1]);
         mma16816(sc[nt + 1], qf, b[2], b[3]);
       }
@@ -351,7 +350,7 @@ __global__ void __launch_bounds__(FL_THREADS * HPB, 2) flash_fwd_kernel(T *out, 
 #pragma unroll
       for (int nt = 0; nt < NT; nt += 2) {
         uint32_t b[4];
-        ldsm4_t(b, Vt + kk * 16 * LD + nt * 8 + vofs);
+        ldsm4<true>(b, Vt + kk * 16 * LD + nt * 8 + vofs);
         mma16816(o[nt], a, b[0], b[1]);
         mma16816(o[nt + 1], a, b[2], b[3]);
       }
@@ -564,11 +563,11 @@ static cudaError_t allow_smem(K kernel, size_t bytes, bool &done) {
   return rc;
 }
 
-/* Query heads per forward block. F32 inputs: 2 (one converted K/V tile serves both) when a GQA group
- * holds an even number of heads. BF16 inputs: 1; sharing measured no faster there (the 2-head block
- * is held to 128 registers a thread; docs/cuda.md). AQS_FLASH_HEADS=1 or 2 overrides (benchmarks;
- * 2 only where the group is even). The results are the same bits either way. */
-static int fwd_heads(int Hq, int Hkv, bool f32) {
+/* Query heads per forward block: 2 (one K/V tile serves both) when a GQA group holds an even number
+ * of heads, except for BF16 inputs with one key tile per sequence, where 1 measured faster (more
+ * blocks; the 2-head block is held to 128 registers a thread; docs/cuda.md). AQS_FLASH_HEADS=1 or 2
+ * overrides (benchmarks; 2 only where the group is even). The results are the same bits either way. */
+static int fwd_heads(int Hq, int Hkv, bool f32, int max_seqlen) {
   static int forced = -1;
   if (forced < 0) {
     const char *env = getenv("AQS_FLASH_HEADS");
@@ -576,7 +575,7 @@ static int fwd_heads(int Hq, int Hkv, bool f32) {
   }
   const bool even = (Hq / Hkv) % 2 == 0;
   if (forced == 1 || forced == 2) return forced == 2 && even ? 2 : 1;
-  return f32 && even ? 2 : 1;
+  return even && (f32 || max_seqlen > 64) ? 2 : 1;
 }
 
 template <typename T, int D, bool CAUSAL, int HPB>
@@ -586,7 +585,8 @@ static aqs_status fwd_launch(T *out, float *lse, const T *q, const T *k, const T
   const size_t sm = fwd_smem(D, HPB);
   if (allow_smem(flash_fwd_kernel<T, D, CAUSAL, HPB>, sm, ok) != cudaSuccess)
     return aqs_errf(e, AQS_ERR_IO, "cuda attention: cannot reserve %zu bytes of shared memory", sm);
-  dim3 grid((unsigned)(Hq / HPB), (unsigned)B, (unsigned)((max_seqlen + 63) / 64));
+  const unsigned tiles = (unsigned)((max_seqlen + 63) / 64), hb = (unsigned)(Hq / HPB);
+  const dim3 grid = CAUSAL ? dim3(hb, (unsigned)B, tiles) : dim3(tiles, hb, (unsigned)B);
   flash_fwd_kernel<T, D, CAUSAL, HPB><<<grid, FL_THREADS * HPB, sm, (cudaStream_t)aqs_cuda_stream()>>>(
       out, lse, q, k, v, cu, Hq, Hkv, 1.0f / sqrtf((float)D));
   AQS_CUDA_LAUNCH_CHECK(e, "flash_fwd_kernel");
@@ -596,7 +596,7 @@ static aqs_status fwd_launch(T *out, float *lse, const T *q, const T *k, const T
 template <typename T, int D, bool CAUSAL>
 static aqs_status fwd_t(T *out, float *lse, const T *q, const T *k, const T *v, const int32_t *cu, int B,
                         int max_seqlen, int Hq, int Hkv, aqs_err *e) {
-  if (fwd_heads(Hq, Hkv, sizeof(T) == 4) == 2)
+  if (fwd_heads(Hq, Hkv, sizeof(T) == 4, max_seqlen) == 2)
     return fwd_launch<T, D, CAUSAL, 2>(out, lse, q, k, v, cu, B, max_seqlen, Hq, Hkv, e);
   return fwd_launch<T, D, CAUSAL, 1>(out, lse, q, k, v, cu, B, max_seqlen, Hq, Hkv, e);
 }

@@ -7,7 +7,7 @@
 #include "kernels/cuda/cuda_common.cuh"
 
 /* 1 when the flash kernels handle this shape: head_dim 64, 80 or 128, Hq a multiple of Hkv, B and
- * Hq <= 65535 (grid dimensions), every non-NULL pointer of ptrs[0..n) 16-byte aligned, and the
+ * Hq <= 65535, max_seqlen <= 64 * 65535 (grid dimensions), every non-NULL pointer of ptrs[0..n) 16-byte aligned, and the
  * kernels built for sm_80 or later (BF16 mma.sync; a PTX-only sm_75 build falls back). */
 extern "C" int aqs_flash_supported(int D, int Hq, int Hkv, int B, int max_seqlen, const void *const *ptrs, int n);
 

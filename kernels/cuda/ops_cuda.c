@@ -4,7 +4,8 @@
  * Linear layers: cuBLASLt BF16 GEMMs on BF16 operands. In BF16 mode activations are already BF16
  * values (every op rounds its outputs), so one GEMM is exact; in F32 mode the F32 operand is split
  * into AQS_CUDA_F32_SPLITS BF16 terms (3 = exact for normal floats) and the GEMMs accumulate in F32.
- * The BF16 storage ops (*_b) need neither splits nor casts nor scratch: their operands are BF16. */
+ * The BF16 storage ops (*_b) need neither splits nor casts nor scratch: their operands are BF16
+ * (attention_fwd_b excepted for shapes the tensor-core attention does not take: F32 copies). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>

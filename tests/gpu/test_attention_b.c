@@ -29,13 +29,8 @@ static mirror random_bf16_at(size_t n, size_t off, float scale) {
 
 static void run_case(const att_case *c) {
   int32_t cu[9];
-  cu[0] = 0;
-  int max_len = 0;
-  for (int s = 0; s < c->B; s++) {
-    cu[s + 1] = cu[s] + c->lens[s];
-    if (c->lens[s] > max_len) max_len = c->lens[s];
-  }
-  const int N = cu[c->B];
+  int max_len;
+  const int N = packed_cu(cu, c->lens, c->B, &max_len);
   const size_t nq = (size_t)N * c->Hq * c->D, nk = (size_t)N * c->Hkv * c->D, nl = (size_t)N * c->Hq;
   const size_t off = (size_t)c->offset;
   mirror cum = mirror_new(cu, (size_t)(c->B + 1) * sizeof(int32_t));

@@ -1,6 +1,6 @@
 /* tests/unit/compute/test_bf16_ops.c: the CPU backend's BF16 activation storage ops (kernels/ops.h
- * rmsnorm_fwd_b, linear_b, rope_fwd_b, add_b, swiglu_fwd_b, amax_bf16_async) against their
- * definition: the F32-buffer twin in AQS_PREC_BF16 on the upcast inputs, bit for bit, on odd sizes;
+ * rmsnorm_fwd_b, linear_b, rope_fwd_b, add_b, swiglu_fwd_b, amax_bf16_async, attention_fwd_b)
+ * against their definition: the F32-buffer twin in AQS_PREC_BF16 on the upcast inputs, bit for bit, on odd sizes;
  * the fused amax equals the output's amax, folds into the value already there, NaN/Inf win. */
 #include "testutil.h"
 
@@ -269,12 +269,49 @@ static void test_fused_amax_nonfinite(void **state) {
   free(a); free(out); free(b); free(ob); free(gate); free(up);
 }
 
+/* attention_fwd_b: out and lse of attention_fwd in BF16 mode, on packed sequences on and around the
+ * 64-token tile edges, GQA. */
+static void check_attention(int B, const int *lens, int Hq, int Hkv, int D, float scale) {
+  int32_t cu[16] = {0};
+  int max_len = 0;
+  for (int s = 0; s < B; s++) {
+    cu[s + 1] = cu[s] + lens[s];
+    if (lens[s] > max_len) max_len = lens[s];
+  }
+  const int N = cu[B];
+  const size_t nq = (size_t)N * Hq * D, nk = (size_t)N * Hkv * D, nl = (size_t)N * Hq;
+  aqs_bf16 *q = rand_bf16(nq, scale), *k = rand_bf16(nk, scale), *v = rand_bf16(nk, 1.0f);
+  float *qf = upcast(q, nq), *kf = upcast(k, nk), *vf = upcast(v, nk);
+  float *want = malloc(nq * sizeof *want), *want_lse = malloc(nl * 4), *lse = malloc(nl * 4);
+  aqs_bf16 *out = malloc(nq * sizeof *out), *out2 = malloc(nq * sizeof *out2);
+  be->precision = AQS_PREC_BF16;
+  be->ops->attention_fwd(be, want, want_lse, qf, kf, vf, cu, B, max_len, N, Hq, Hkv, D);
+  be->precision = AQS_PREC_F32;
+  be->ops->attention_fwd_b(be, out, lse, q, k, v, cu, B, max_len, N, Hq, Hkv, D);
+  be->ops->attention_fwd_b(be, out2, NULL, q, k, v, cu, B, max_len, N, Hq, Hkv, D);
+  assert_bf16_equals_f32("attention_fwd_b", out, want, nq);
+  assert_memory_equal(lse, want_lse, nl * 4);
+  assert_memory_equal(out, out2, nq * sizeof *out); /* lse NULL: same out */
+  free(q); free(k); free(v); free(qf); free(kf); free(vf);
+  free(want); free(want_lse); free(lse); free(out); free(out2);
+}
+
+static void test_attention_b(void **state) {
+  (void)state;
+  const int mixed[8] = {1, 7, 63, 64, 65, 130, 33, 2};
+  check_attention(8, mixed, 4, 2, 64, 2.0f);
+  const int lm[3] = {65, 1, 40}; /* the 3b model's heads: 16 query, 2 kv, 128 wide */
+  check_attention(3, lm, 16, 2, 128, 3.0f);
+  const int vis[2] = {64, 17}; /* the vision tower's head_dim, one query head per kv head */
+  check_attention(2, vis, 2, 2, 80, 2.0f);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_rmsnorm_b), cmocka_unit_test(test_linear_b),
     cmocka_unit_test(test_rope_b),    cmocka_unit_test(test_add_b),
     cmocka_unit_test(test_swiglu_b),  cmocka_unit_test(test_amax_fold),
-    cmocka_unit_test(test_fused_amax_nonfinite),
+    cmocka_unit_test(test_fused_amax_nonfinite), cmocka_unit_test(test_attention_b),
   };
   aqs_err e = {0};
   if (aqs_backend_open("cpu", AQS_PREC_F32, &be, &e) != AQS_OK) {
