@@ -1,13 +1,17 @@
 /* tests/unit/compute/test_vlm.c: the whole model on image+text chunks (engine/compute/vlm.h) on
  * the CPU: M-RoPE positions and targets written out by hand from transformers' get_rope_index,
  * bad image token layouts, the gradient through both towers against finite differences,
- * calibration of the vision linears, and scores of every all_layers group with a planted vision
+ * calibration of the vision linears (and, in BF16 mode, of the language model on BF16 storage with
+ * image features in its residual stream), and scores of every all_layers group with a planted vision
  * outlier ranked most sensitive by both methods. */
 #include "testutil.h"
 
 #include <math.h>
 
+#include "engine/compute/calibrate.h"
+#include "engine/compute/lm_internal.h"
 #include "engine/compute/vlm.h"
+#include "kernels/bf16.h"
 #include "lm_fixture.h"
 #include "vision_probe.h"
 
@@ -334,6 +338,52 @@ static void test_calibration(void **state) {
   aqs_backend_close(be);
 }
 
+/* BF16 mode on an image+text chunk: the vision tower's output is BF16 values (its last linear
+ * rounds), so the BF16-storage calibration (lm_calib_b.c), which stores the residual stream with the
+ * image features in it as BF16, gives the F32-buffer forward's amax table bit for bit. */
+static void test_calibration_bf16_storage(void **state) {
+  (void)state;
+  aqs_backend *be;
+  aqs_vlm *m = load(plain_dir, &be, AQS_PREC_BF16);
+  assert_int_equal(aqs_lm_calib_b_applies(m->lm), 1);
+  aqs_err e = {0};
+  for (uint32_t seed = 7; seed < 9; seed++) {
+    fx_chunk f;
+    make_chunk(&f, &m->lm->model->cfg, seed);
+    aqs_vlm_batch b;
+    aqs_vision_ws *vws;
+    assert_int_equal(aqs_vlm_batch_of_chunk(m, &f.c, 0, &b, &e), AQS_OK);
+    assert_int_equal(aqs_vision_ws_alloc(m->vis, &b.vis, 0, &vws, &e), AQS_OK);
+    assert_int_equal(aqs_vision_forward(m->vis, &b.vis, vws, NULL, NULL, NULL, &e), AQS_OK);
+    b.lm.image_embeds = aqs_vision_ws_output(vws);
+    const size_t n = (size_t)b.lm.n_image_rows * (size_t)m->lm->cfg.hidden_size;
+    float *feat = malloc(n * sizeof *feat);
+    be->ops->copy_d2h(be, feat, b.lm.image_embeds, n * sizeof *feat);
+    assert_int_equal(be->ops->sync(be, &e), AQS_OK);
+    for (size_t i = 0; i < n; i++) assert_true(aqs_bf16_to_f32(aqs_f32_to_bf16(feat[i])) == feat[i]);
+    aqs_amax_table tb = {0}, tf = {0};
+    assert_int_equal(aqs_calibrate_lm_batch_storage(m->lm, &b.lm, 1, &tb, &e), AQS_OK);
+    assert_int_equal(aqs_calibrate_lm_batch_storage(m->lm, &b.lm, 0, &tf, &e), AQS_OK);
+    assert_int_equal(tb.n, tf.n);
+    assert_int_equal(tb.n, (size_t)m->lm->cfg.num_layers * (AQS_LIN_COUNT + 2));
+    for (size_t j = 0; j < tb.n; j++) {
+      assert_string_equal(tb.entries[j].module, tf.entries[j].module);
+      if (memcmp(&tb.entries[j].input_amax, &tf.entries[j].input_amax, sizeof(float)) != 0)
+        fail_msg("%s: input amax %.9g on BF16 storage, %.9g on F32 buffers", tb.entries[j].module,
+                 (double)tb.entries[j].input_amax, (double)tf.entries[j].input_amax);
+      assert_true(tb.entries[j].input_amax > 0);
+    }
+    aqs_amax_free(&tb);
+    aqs_amax_free(&tf);
+    free(feat);
+    aqs_vision_ws_free(m->vis, vws);
+    aqs_vlm_batch_free(m, &b);
+    free(f.patches);
+  }
+  aqs_vlm_free(m);
+  aqs_backend_close(be);
+}
+
 static void check_scores(aqs_sens_method method) {
   aqs_backend *be;
   aqs_vlm *m = load(outlier_dir, &be, AQS_PREC_F32);
@@ -462,6 +512,7 @@ int main(void) {
     cmocka_unit_test(test_bad_layouts),
     cmocka_unit_test(test_gradient_through_both_towers),
     cmocka_unit_test(test_calibration),
+    cmocka_unit_test(test_calibration_bf16_storage),
     cmocka_unit_test(test_vision_score_by_hand),
     cmocka_unit_test(test_scores_gradient),
     cmocka_unit_test(test_scores_kl),
