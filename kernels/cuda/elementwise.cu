@@ -82,34 +82,9 @@ __global__ void add_x4_kernel(float4 *out, const float4 *a, const float4 *b, siz
   }
 }
 /* BF16 storage (add_b): out = bf16(a + b), all BF16, the F32 add in BF16 mode (add_one, rnd on);
- * 8 elements per thread with 16-byte loads/stores for the bulk when vec (all three pointers 16-byte
- * aligned), the tail (and everything when not vec) one element per thread. out may alias a or b:
- * each element is read before it is written, by the same thread. Folds max |out|. */
+ * 16-byte loads when vec, tail and aliasing as bf16_map2 says. Folds max |out|. */
 __global__ void add_b_kernel(uint16_t *out, const uint16_t *a, const uint16_t *b, size_t n, int vec, float *amax) {
-  int m = 0;
-  size_t i0 = blockIdx.x * (size_t)blockDim.x + threadIdx.x, stride = (size_t)gridDim.x * blockDim.x, done = 0;
-  if (vec) {
-    const uint4 *a8 = (const uint4 *)a, *b8 = (const uint4 *)b;
-    uint4 *o8 = (uint4 *)out;
-    for (size_t i = i0; i < n / 8; i += stride) {
-      uint4 x = a8[i], y = b8[i];
-      uint32_t xw[4] = {x.x, x.y, x.z, x.w}, yw[4] = {y.x, y.y, y.z, y.w}, ow[4];
-#pragma unroll
-      for (int k = 0; k < 4; k++) {
-        float lo = add_one(bf16_lo(xw[k]), bf16_lo(yw[k]), 1), hi = add_one(bf16_hi(xw[k]), bf16_hi(yw[k]), 1);
-        ow[k] = pack_bf16x2(lo, hi);
-        m = max(m, max(abs_bits(lo), abs_bits(hi)));
-      }
-      o8[i] = make_uint4(ow[0], ow[1], ow[2], ow[3]);
-    }
-    done = n / 8 * 8;
-  }
-  for (size_t i = done + i0; i < n; i += stride) {
-    float s = add_one(bf16_bits_to_f32(a[i]), bf16_bits_to_f32(b[i]), 1);
-    out[i] = f32_to_bf16_bits(s);
-    m = max(m, abs_bits(s));
-  }
-  if (amax) block_fold_amax(m, amax);
+  bf16_map2(out, a, b, n, vec, amax, [](float x, float y) { return add_one(x, y, 1); });
 }
 
 static int aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
