@@ -62,17 +62,26 @@ static double loss_with(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws, 
   return sum / b->n_targets;
 }
 
+/* The model in F32 on the CPU, a batch of n_seqs pseudo-random sequences (fx_make_batches) and a
+ * workspace with gradients for it. */
+static aqs_lm *load_batch_ws(aqs_backend **be, int n_seqs, int len_spread, uint32_t seed, aqs_lm_batch *b,
+                             aqs_lm_ws **ws) {
+  aqs_lm *lm = fx_load(model_dir, be, AQS_PREC_F32);
+  fx_batches fb;
+  fx_make_batches(&fb, 1, n_seqs, len_spread, lm->cfg.vocab_size, seed);
+  aqs_err e = {0};
+  assert_int_equal(aqs_lm_batch_make(lm, fb.b[0].token_ids, fb.b[0].seq_lens, n_seqs, 0, b, &e), AQS_OK);
+  assert_int_equal(aqs_lm_ws_alloc(lm, b, 1, 0, ws, &e), AQS_OK);
+  return lm;
+}
+
 static void test_gradient_vs_finite_differences(void **state) {
   (void)state;
   aqs_backend *be;
-  aqs_lm *lm = fx_load(model_dir, &be, AQS_PREC_F32);
-  fx_batches fb;
-  fx_make_batches(&fb, 1, 3, 6, lm->cfg.vocab_size, 11);
-  aqs_err e = {0};
   aqs_lm_batch b;
   aqs_lm_ws *ws;
-  assert_int_equal(aqs_lm_batch_make(lm, fb.b[0].token_ids, fb.b[0].seq_lens, 3, 0, &b, &e), AQS_OK);
-  assert_int_equal(aqs_lm_ws_alloc(lm, &b, 1, 0, &ws, &e), AQS_OK);
+  aqs_lm *lm = load_batch_ws(&be, 3, 6, 11, &b, &ws);
+  aqs_err e = {0};
   size_t maxn = (size_t)b.n_tokens * (size_t)lm->cfg.intermediate_size;
   float *g = malloc(maxn * sizeof *g), *dir = malloc(maxn * sizeof *dir);
   /* every slot of the first and last layer */
@@ -213,16 +222,12 @@ static void test_kept_activations_same_bits(void **state) {
  * is finite, the loss is not) gives the kept sets back and leaves the workspace on its own set. */
 static void test_kept_activations_released_on_error(void **state) {
   (void)state;
-  aqs_backend *be;
-  aqs_lm *lm = fx_load(model_dir, &be, AQS_PREC_F32);
-  fx_batches fb;
-  fx_make_batches(&fb, 1, 3, 20, lm->cfg.vocab_size, 9);
+  unsetenv("AQS_KEEP_ACTIVATIONS"); /* kept when they fit: the tiny model's do */
   aqs_err e = {0};
+  aqs_backend *be;
   aqs_lm_batch b;
-  assert_int_equal(aqs_lm_batch_make(lm, fb.b[0].token_ids, fb.b[0].seq_lens, 3, 0, &b, &e), AQS_OK);
   aqs_lm_ws *ws;
-  assert_int_equal(aqs_lm_ws_alloc(lm, &b, 1, 0, &ws, &e), AQS_OK);
-  unsetenv("AQS_KEEP_ACTIVATIONS");
+  aqs_lm *lm = load_batch_ws(&be, 3, 20, 9, &b, &ws);
   lm->final_norm[0] = 0x7FC0;
   size_t before, after;
   be->ops->mem_stats(be, &before, NULL);
