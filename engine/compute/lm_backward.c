@@ -108,11 +108,13 @@ static void keep_activations(const aqs_lm *lm, aqs_lm_ws *ws) {
   }
   float *p = mem;
   for (int l = 0; l < L; l++) {
-    float **f = (float **)&kept[l];
+    float *f[17];
     for (int i = 0; i < 17; i++) {
       f[i] = p;
       p += (part[i] + 63) / 64 * 64;
     }
+    kept[l] = (aqs_lm_acts){f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8],
+                            f[9], f[10], f[11], f[12], f[13], f[14], f[15], f[16]};
   }
   ws->kept = kept;
   ws->kept_mem = mem;
