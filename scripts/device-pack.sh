@@ -13,7 +13,7 @@ cmake -S "$src" -B "$build" -DAQS_CUDA=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/de
 targets=(aqs)
 # gpu tests and benchmarks are named after their source files (tests/CMakeLists.txt)
 for f in "$src"/tests/gpu/test_*.c; do [ -e "$f" ] && targets+=("gpu_$(basename "$f" .c)"); done
-targets+=(compute_bench attention_bench)  # the benchmarks this pack exists for (others build their own)
+targets+=(compute_bench attention_bench bf16_ops_bench)  # the benchmarks this pack exists for (others build their own)
 cmake --build "$build" -j"$jobs" --target "${targets[@]}" aqs_cuda
 
 rm -rf "$carry"
