@@ -255,12 +255,12 @@ struct aqs_ops {
    * gradient (calibration) can keep its activations as BF16 arrays: half the bytes, no cast
    * before or after a GEMM. Each op below is DEFINED as its F32-buffer twin above run in
    * AQS_PREC_BF16, with BF16 inputs upcast exactly and the (BF16-valued) outputs stored as BF16:
-   * same values, bit for bit. They ignore be->precision. The residual stream (x, a, out of
-   * add_b) stays F32 holding BF16 values.
+   * same values, bit for bit. They ignore be->precision. The residual stream (x of rmsnorm_fwd_b,
+   * a, b and out of add_b) is BF16 too: its values are BF16 values in BF16 mode.
    * amax (may be NULL) is BACKEND memory: *amax = max(*amax, max |output|) without a sync, NaN
    * wins over everything, +Inf over finite values (the start value must be >= 0, e.g. zeroed):
    * the op's output amax fused into the pass that writes it. */
-  void (*rmsnorm_fwd_b)(aqs_backend *be, aqs_bf16 *out, float *rstd, const float *x,
+  void (*rmsnorm_fwd_b)(aqs_backend *be, aqs_bf16 *out, float *rstd, const aqs_bf16 *x,
                         const aqs_bf16 *w, int N, int C, float eps, float *amax);
   /* y (N, M) = x (N, K) @ w (M, K)^T + bias, F32 accumulation, rounded once to BF16. */
   void (*linear_b)(aqs_backend *be, aqs_bf16 *y, const aqs_bf16 *x, const aqs_bf16 *w,
@@ -272,8 +272,8 @@ struct aqs_ops {
   void (*attention_fwd_b)(aqs_backend *be, aqs_bf16 *out, float *lse, const aqs_bf16 *q,
                           const aqs_bf16 *k, const aqs_bf16 *v, const int32_t *cu_seqlens, int B,
                           int max_seqlen, int N, int Hq, int Hkv, int D);
-  /* out[i] = bf16(a[i] + b[i]) (F32 out, may alias a); amax of out. */
-  void (*add_b)(aqs_backend *be, float *out, const float *a, const aqs_bf16 *b, size_t n,
+  /* out[i] = bf16(a[i] + b[i]), all BF16 (out may alias a or b); amax of out. */
+  void (*add_b)(aqs_backend *be, aqs_bf16 *out, const aqs_bf16 *a, const aqs_bf16 *b, size_t n,
                 float *amax);
   /* swiglu_fwd on BF16 gate/up into BF16 out (out may alias gate or up); amax of out. */
   void (*swiglu_fwd_b)(aqs_backend *be, aqs_bf16 *out, const aqs_bf16 *gate, const aqs_bf16 *up,

@@ -108,7 +108,8 @@ typedef struct aqs_lm_batch {
   int32_t *image_rows;   /* backend (n_image_rows): their packed rows, image by image */
   const float *image_embeds; /* backend (n_image_rows, C), set by the caller before a forward:
                                 the vision tower's output, placed at image_rows after the
-                                token embedding (not owned) */
+                                token embedding (not owned); in BF16 mode BF16 values (the
+                                BF16-storage calibration, lm_calib_b.c, stores them as BF16) */
 } aqs_lm_batch;
 
 /* Uploads sequences: ids (host, sum(seq_lens)) packed back to back, seq_lens (host, n_seqs).

@@ -42,13 +42,14 @@ static void store_bf16(aqs_bf16 *out, const float *f, size_t n, float *amax) {
   }
 }
 
-void cpu_rmsnorm_fwd_b(aqs_backend *be, aqs_bf16 *out, float *rstd, const float *x,
+void cpu_rmsnorm_fwd_b(aqs_backend *be, aqs_bf16 *out, float *rstd, const aqs_bf16 *x,
                        const aqs_bf16 *w, int N, int C, float eps, float *amax) {
   aqs_backend b = bf16_mode(be);
   size_t n = (size_t)N * (size_t)C;
-  float *f = scratch_f32(n);
-  cpu_rmsnorm_fwd(&b, f, rstd, x, w, N, C, eps);
+  float *xf = upcast(x, n), *f = scratch_f32(n);
+  cpu_rmsnorm_fwd(&b, f, rstd, xf, w, N, C, eps);
   store_bf16(out, f, n, amax);
+  free(xf);
   free(f);
 }
 
@@ -73,17 +74,14 @@ void cpu_rope_fwd_b(aqs_backend *be, aqs_bf16 *x, const int32_t *pos, int N, int
   free(f);
 }
 
-void cpu_add_b(aqs_backend *be, float *out, const float *a, const aqs_bf16 *bv, size_t n,
+void cpu_add_b(aqs_backend *be, aqs_bf16 *out, const aqs_bf16 *a, const aqs_bf16 *bv, size_t n,
                float *amax) {
   aqs_backend b = bf16_mode(be);
-  float *f = upcast(bv, n);
-  cpu_add(&b, out, a, f, n);
-  free(f);
-  if (amax) {
-    float m;
-    cpu_amax_f32(NULL, out, n, &m);
-    amax_fold(amax, m);
-  }
+  float *af = upcast(a, n), *bf = upcast(bv, n); /* copies: out may alias a or b */
+  cpu_add(&b, af, af, bf, n);
+  store_bf16(out, af, n, amax);
+  free(af);
+  free(bf);
 }
 
 void cpu_swiglu_fwd_b(aqs_backend *be, aqs_bf16 *out, const aqs_bf16 *gate, const aqs_bf16 *up,

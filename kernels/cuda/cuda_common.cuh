@@ -75,6 +75,40 @@ __device__ __forceinline__ void block_fold_amax(int bits, float *amax) {
     if (lane == 0 && t > 0) atomicMax((int *)amax, t);
   }
 }
+/* The body of an elementwise BF16-storage kernel with two inputs (add_b, swiglu_fwd_b), over a
+ * grid-stride loop: out[i] = bf16(f(x[i], y[i])), f returning a BF16 value (upcast); 8 elements a
+ * thread with 16-byte loads/stores when vec (out, x, y all 16-byte aligned), the rest (all of it when
+ * not vec) one element a thread. out may alias x or y: each element is read, then written, by the
+ * same thread. amax (may be NULL) folds max |out|; every thread of the block must call it. */
+template <typename F>
+__device__ __forceinline__ void bf16_map2(uint16_t *out, const uint16_t *x, const uint16_t *y, size_t n, int vec,
+                                          float *amax, F f) {
+  int m = 0;
+  size_t i0 = blockIdx.x * (size_t)blockDim.x + threadIdx.x, stride = (size_t)gridDim.x * blockDim.x, done = 0;
+  if (vec) {
+    const uint4 *x8 = (const uint4 *)x, *y8 = (const uint4 *)y;
+    uint4 *o8 = (uint4 *)out;
+    for (size_t i = i0; i < n / 8; i += stride) {
+      uint4 a = x8[i], b = y8[i];
+      uint32_t aw[4] = {a.x, a.y, a.z, a.w}, bw[4] = {b.x, b.y, b.z, b.w}, ow[4];
+#pragma unroll
+      for (int k = 0; k < 4; k++) {
+        float lo = f(bf16_lo(aw[k]), bf16_lo(bw[k])), hi = f(bf16_hi(aw[k]), bf16_hi(bw[k]));
+        ow[k] = pack_bf16x2(lo, hi);
+        m = max(m, max(abs_bits(lo), abs_bits(hi)));
+      }
+      o8[i] = make_uint4(ow[0], ow[1], ow[2], ow[3]);
+    }
+    done = n / 8 * 8;
+  }
+  for (size_t i = done + i0; i < n; i += stride) {
+    float o = f(bf16_bits_to_f32(x[i]), bf16_bits_to_f32(y[i]));
+    out[i] = f32_to_bf16_bits(o);
+    m = max(m, abs_bits(o));
+  }
+  if (amax) block_fold_amax(m, amax);
+}
+
 /* Grid for a grid-stride loop over n items of an amax-fusing kernel: capped so that the atomics
  * (one per block) stay few. */
 static inline unsigned fold_grid(size_t n, unsigned threads) {

@@ -187,14 +187,15 @@ aqs_status aqs_cuda_dequantize_fp8(float *d_out, const uint8_t *d_q, size_t n, f
  * bits. d_amax (may be NULL): one float of device memory that gets max(*d_amax, max |output|)
  * through an atomic on its bits (NaN wins, then +Inf; start value +0 or more), no synchronization.
  * linear_b needs no launcher of its own: aqs_cuda_gemm_bf16 with y_f32 = 0 writes BF16 y. */
-/* rmsnorm.cu: out (N, C) BF16; rstd may be NULL. */
-aqs_status aqs_cuda_rmsnorm_fwd_b(uint16_t *d_out, float *d_rstd, const float *d_x, const uint16_t *d_w, int N, int C,
+/* rmsnorm.cu: x and out (N, C) BF16; rstd may be NULL. */
+aqs_status aqs_cuda_rmsnorm_fwd_b(uint16_t *d_out, float *d_rstd, const uint16_t *d_x, const uint16_t *d_w, int N, int C,
                                   float eps, float *d_amax, aqs_err *e);
 /* rope.cu: forward in place on BF16 x (N, H, D). */
 aqs_status aqs_cuda_rope_fwd_b(uint16_t *d_x, const int32_t *d_pos, const float *d_inv_freq, int N, int H, int D,
                                const int mrope_section[3], float *d_amax, aqs_err *e);
-/* elementwise.cu: out (F32, may alias a) = bf16(a + b), b BF16. */
-aqs_status aqs_cuda_add_b(float *d_out, const float *d_a, const uint16_t *d_b, size_t n, float *d_amax, aqs_err *e);
+/* elementwise.cu: out = bf16(a + b), all BF16; out may alias a or b (any alignment). */
+aqs_status aqs_cuda_add_b(uint16_t *d_out, const uint16_t *d_a, const uint16_t *d_b, size_t n, float *d_amax,
+                          aqs_err *e);
 /* swiglu.cu: out = bf16(bf16(silu(gate)) * up), all BF16; out may alias gate or up. The first call
  * on a device also fills its silu table (16 KB of device memory, never freed; thread-safe). */
 aqs_status aqs_cuda_swiglu_fwd_b(uint16_t *d_out, const uint16_t *d_gate, const uint16_t *d_up, size_t n,

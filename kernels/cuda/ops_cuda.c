@@ -476,7 +476,7 @@ static void c_grad_score(aqs_backend *be, const float *g, const float *y, const 
 }
 
 /* ---- BF16 activation storage (bf16ops): kernels/ops.h *_b, no casts, no scratch ---- */
-static void c_rmsnorm_fwd_b(aqs_backend *be, aqs_bf16 *out, float *rstd, const float *x, const aqs_bf16 *w, int N,
+static void c_rmsnorm_fwd_b(aqs_backend *be, aqs_bf16 *out, float *rstd, const aqs_bf16 *x, const aqs_bf16 *w, int N,
                             int C, float eps, float *amax) {
   invalidate_split(be);
   NOTE(aqs_cuda_rmsnorm_fwd_b(out, rstd, x, w, N, C, eps, amax, &err_));
@@ -494,7 +494,7 @@ static void c_rope_fwd_b(aqs_backend *be, aqs_bf16 *x, const int32_t *pos, int N
   const float *f = inv_freq_table(be, D, theta);
   if (f) NOTE(aqs_cuda_rope_fwd_b(x, pos, f, N, H, D, mrope_section, amax, &err_));
 }
-static void c_add_b(aqs_backend *be, float *out, const float *a, const aqs_bf16 *b, size_t n, float *amax) {
+static void c_add_b(aqs_backend *be, aqs_bf16 *out, const aqs_bf16 *a, const aqs_bf16 *b, size_t n, float *amax) {
   invalidate_split(be);
   NOTE(aqs_cuda_add_b(out, a, b, n, amax, &err_));
 }

@@ -61,31 +61,7 @@ __global__ void swiglu_fwd_b_kernel(uint16_t *out, const uint16_t *gate, const u
   for (unsigned k = threadIdx.x; k < 2 * SILU_SPAN / 8; k += blockDim.x)
     ((uint4 *)table)[k] = ((const uint4 *)g_silu_table)[k];
   __syncthreads();
-  int m = 0;
-  size_t i0 = blockIdx.x * (size_t)blockDim.x + threadIdx.x, stride = (size_t)gridDim.x * blockDim.x, done = 0;
-  if (vec) {
-    const uint4 *g8 = (const uint4 *)gate, *u8 = (const uint4 *)up;
-    uint4 *o8 = (uint4 *)out;
-    for (size_t i = i0; i < n / 8; i += stride) {
-      uint4 g = g8[i], u = u8[i];
-      uint32_t gw[4] = {g.x, g.y, g.z, g.w}, uw[4] = {u.x, u.y, u.z, u.w}, ow[4];
-#pragma unroll
-      for (int k = 0; k < 4; k++) {
-        float lo = swiglu_out(silu_act_b(bf16_lo(gw[k]), table), bf16_lo(uw[k]), 1);
-        float hi = swiglu_out(silu_act_b(bf16_hi(gw[k]), table), bf16_hi(uw[k]), 1);
-        ow[k] = pack_bf16x2(lo, hi);
-        m = max(m, max(abs_bits(lo), abs_bits(hi)));
-      }
-      o8[i] = make_uint4(ow[0], ow[1], ow[2], ow[3]);
-    }
-    done = n / 8 * 8;
-  }
-  for (size_t i = done + i0; i < n; i += stride) {
-    float o = swiglu_out(silu_act_b(bf16_bits_to_f32(gate[i]), table), bf16_bits_to_f32(up[i]), 1);
-    out[i] = f32_to_bf16_bits(o);
-    m = max(m, abs_bits(o));
-  }
-  if (amax) block_fold_amax(m, amax);
+  bf16_map2(out, gate, up, n, vec, amax, [&](float g, float u) { return swiglu_out(silu_act_b(g, table), u, 1); });
 }
 
 /* dgate = dout*up*silu'(gate), dup = dout*silu(gate); silu'(g) = s*(1 + g*(1-s)), s = sigmoid(g). */

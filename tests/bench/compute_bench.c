@@ -121,7 +121,7 @@ WRAP(grad_score_async, OP_grad_score,
      (aqs_backend *be, const float *g, const float *y, const float *yq, size_t n, double *s), (be, g, y, yq, n, s))
 /* BF16 activation storage (kernels/ops.h): counted with their F32-buffer twins */
 WRAP(rmsnorm_fwd_b, OP_rmsnorm_fwd,
-     (aqs_backend *be, aqs_bf16 *o, float *r, const float *x, const aqs_bf16 *w, int N, int C, float eps, float *a),
+     (aqs_backend *be, aqs_bf16 *o, float *r, const aqs_bf16 *x, const aqs_bf16 *w, int N, int C, float eps, float *a),
      (be, o, r, x, w, N, C, eps, a))
 WRAP(linear_b, OP_linear,
      (aqs_backend *be, aqs_bf16 *y, const aqs_bf16 *x, const aqs_bf16 *w, const aqs_bf16 *b, int N, int K, int M),
@@ -132,7 +132,7 @@ WRAP(rope_fwd_b, OP_rope_fwd,
 WRAP(attention_fwd_b, OP_attention_fwd,
      (aqs_backend *be, aqs_bf16 *o, float *l, const aqs_bf16 *q, const aqs_bf16 *k, const aqs_bf16 *v,
       const int32_t *cu, int B, int ms, int N, int Hq, int Hkv, int D), (be, o, l, q, k, v, cu, B, ms, N, Hq, Hkv, D))
-WRAP(add_b, OP_add, (aqs_backend *be, float *o, const float *a, const aqs_bf16 *b, size_t n, float *m),
+WRAP(add_b, OP_add, (aqs_backend *be, aqs_bf16 *o, const aqs_bf16 *a, const aqs_bf16 *b, size_t n, float *m),
      (be, o, a, b, n, m))
 WRAP(swiglu_fwd_b, OP_swiglu_fwd,
      (aqs_backend *be, aqs_bf16 *o, const aqs_bf16 *g, const aqs_bf16 *u, size_t n, float *a), (be, o, g, u, n, a))

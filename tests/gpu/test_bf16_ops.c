@@ -118,13 +118,14 @@ static void check_amax(const char *what, const mirror *amax, const mirror *out, 
 
 static void run_rmsnorm(int N, int C, size_t off) {
   size_t n = (size_t)N * C;
-  mirror x = mirror_random_f32(n + 8, 2.0f, 1), w = mirror_random_bf16((size_t)C + 8, 1.0f);
+  mirror x = mirror_random_bf16(n + 8, 2.0f), w = mirror_random_bf16((size_t)C + 8, 1.0f);
   mirror out = mirror_new(NULL, n * 2 + 16), rstd = mirror_new(NULL, (size_t)N * 4 + 16);
-  mirror twin = mirror_new(NULL, n * 4), amax = mirror_new(NULL, 4);
+  mirror xf = mirror_new(NULL, n * 4), twin = mirror_new(NULL, n * 4), amax = mirror_new(NULL, 4);
   gpu_set_precision(AQS_PREC_F32); /* the _b ops ignore it */
-  FOR_BOTH { be->ops->rmsnorm_fwd_b(be, PO(out, off), P(rstd), PO(x, 2 * off), PO(w, off), N, C, 1e-6f, P(amax)); }
+  FOR_BOTH { be->ops->rmsnorm_fwd_b(be, PO(out, off), P(rstd), PO(x, off), PO(w, off), N, C, 1e-6f, P(amax)); }
   gpu_set_precision(AQS_PREC_BF16);
-  g_gpu->ops->rmsnorm_fwd(g_gpu, twin.gpu, NULL, at(x.gpu, 2 * off), at(w.gpu, off), N, C, 1e-6f);
+  g_gpu->ops->cast_bf16_to_f32(g_gpu, xf.gpu, at(x.gpu, off), n);
+  g_gpu->ops->rmsnorm_fwd(g_gpu, twin.gpu, NULL, xf.gpu, at(w.gpu, off), N, C, 1e-6f);
   gpu_set_precision(AQS_PREC_F32);
   gpu_sync_ok();
   char what[96];
@@ -137,7 +138,8 @@ static void run_rmsnorm(int N, int C, size_t off) {
   compare_f32_sides("  rstd", &rstd, 0, (size_t)N, 1e-5);
   check_amax(what, &amax, &out, off, n, 1, 0);
   free(b); free(f);
-  mirror_free(&x); mirror_free(&w); mirror_free(&out); mirror_free(&rstd); mirror_free(&twin); mirror_free(&amax);
+  mirror_free(&x); mirror_free(&w); mirror_free(&out); mirror_free(&rstd); mirror_free(&xf); mirror_free(&twin);
+  mirror_free(&amax);
 }
 
 static void test_rmsnorm_b(void **state) {
@@ -146,7 +148,7 @@ static void test_rmsnorm_b(void **state) {
   run_rmsnorm(67, 2048, 0);
   run_rmsnorm(5, 1001, 0);
   run_rmsnorm(1, 37, 2); /* unaligned x, w, out */
-  run_rmsnorm(33, 333, 2);
+  run_rmsnorm(33, 333, 2); /* odd C: every other row of x and out starts 2 bytes off 4 */
   run_rmsnorm(3, 5000, 0); /* wider than the register-cached rows */
 }
 
@@ -227,41 +229,64 @@ static void test_rope_b(void **state) {
   run_rope(7, 1, 12, sec12, 0);
 }
 
-static void run_add(size_t n, size_t off, int in_place) {
-  mirror a = mirror_random_f32(n + 8, 3.0f, 1), b = mirror_random_bf16(n + 8, 3.0f);
-  mirror out = mirror_new(NULL, n * 4 + 32), twin = mirror_new(NULL, n * 4), bf = mirror_new(NULL, n * 4);
-  mirror amax = mirror_new(NULL, 4);
+/* a at byte offset oa, b at ob, out at oo (alias 1: out = a, 2: out = b, in place). The 16-byte path
+ * runs only when all three are 16-byte aligned; otherwise every element is scalar. */
+static void run_add(size_t n, size_t oa, size_t ob, size_t oo, int alias) {
+  mirror a = mirror_random_bf16(n + 24, 3.0f), b = mirror_random_bf16(n + 24, 3.0f);
+  mirror out = mirror_new(NULL, n * 2 + 48), af = mirror_new(NULL, n * 4), bf = mirror_new(NULL, n * 4);
+  mirror twin = mirror_new(NULL, n * 4), amax = mirror_new(NULL, 4);
   gpu_set_precision(AQS_PREC_BF16);
-  g_gpu->ops->cast_bf16_to_f32(g_gpu, bf.gpu, at(b.gpu, off / 2), n);
-  g_gpu->ops->add(g_gpu, twin.gpu, at(a.gpu, off), bf.gpu, n);
+  g_gpu->ops->cast_bf16_to_f32(g_gpu, af.gpu, at(a.gpu, oa), n);
+  g_gpu->ops->cast_bf16_to_f32(g_gpu, bf.gpu, at(b.gpu, ob), n);
+  g_gpu->ops->add(g_gpu, twin.gpu, af.gpu, bf.gpu, n);
   gpu_set_precision(AQS_PREC_F32);
-  mirror *dst = in_place ? &a : &out;
-  FOR_BOTH { be->ops->add_b(be, PO(*dst, off), PO(a, off), PO(b, off / 2), n, P(amax)); }
+  mirror *dst = alias == 1 ? &a : alias == 2 ? &b : &out;
+  size_t od = alias == 1 ? oa : alias == 2 ? ob : oo;
+  FOR_BOTH { be->ops->add_b(be, PO(*dst, od), PO(a, oa), PO(b, ob), n, P(amax)); }
   gpu_sync_ok();
   char what[96];
-  snprintf(what, sizeof what, "add_b n=%zu off=%zu%s", n, off, in_place ? " in place" : "");
-  float *got = fetch_f32(dst, 1, off, n), *f = fetch_f32(&twin, 1, 0, n);
-  if (memcmp(got, f, n * 4) != 0) fail_msg("%s: differs from the cuda F32 twin in BF16 mode", what);
-  printf("%-44s n=%-9zu bit-exact with the cuda F32 twin (BF16 mode)\n", what, n);
-  compare_f32_sides(what, dst, off, n, 0);
-  check_amax(what, &amax, dst, off, n, 0, 1);
+  snprintf(what, sizeof what, "add_b n=%zu off=%zu/%zu/%zu%s", n, oa, ob, od,
+           alias == 1 ? " out=a" : alias == 2 ? " out=b" : "");
+  uint16_t *got = fetch_bf16(dst, 1, od, n);
+  float *f = fetch_f32(&twin, 1, 0, n);
+  assert_cuda_twin(what, got, f, n);
+  compare_bf16_sides(what, dst, od, n, 0); /* the same IEEE add and rounding: bit-exact with cpu */
+  check_amax(what, &amax, dst, od, n, 1, 1);
   free(got); free(f);
-  mirror_free(&a); mirror_free(&b); mirror_free(&out); mirror_free(&twin); mirror_free(&bf); mirror_free(&amax);
+  mirror_free(&a); mirror_free(&b); mirror_free(&out); mirror_free(&af); mirror_free(&bf); mirror_free(&twin);
+  mirror_free(&amax);
 }
 
 static void test_add_b(void **state) {
   (void)state;
   rng_seed(64);
-  run_add(67 * 2048 + 3, 0, 0);
-  run_add(67 * 2048 + 3, 0, 1);
-  run_add(1001, 4, 0); /* a and out 4 bytes off 16, b 2 bytes off 8: the scalar path */
-  run_add(5, 0, 1);
-  /* subnormal sums: the CPU does not flush them, nor must cuda (add_exact under --use_fast_math) */
-  float ha[4] = {0x1p-126f, -0x1p-126f, 0x1p-130f, 1.0f};
-  uint16_t hb[4] = {aqs_f32_to_bf16(-0x1.8p-127f), aqs_f32_to_bf16(0x1p-133f), aqs_f32_to_bf16(0x1p-130f), 0};
+  run_add(67 * 2048 + 3, 0, 0, 0, 0); /* 16-byte bulk and a 3-element tail */
+  run_add(67 * 2048 + 3, 0, 0, 0, 1);
+  run_add(67 * 2048 + 3, 0, 0, 0, 2);
+  run_add(1001, 16, 32, 48, 0);       /* aligned at other offsets: 16-byte path */
+  run_add(1001, 2, 2, 2, 0);          /* all 2 bytes off: the scalar path */
+  run_add(1001, 0, 8, 0, 0);          /* b 8 bytes off 16 only: the scalar path */
+  run_add(8 * 37 + 7, 6, 6, 6, 2);    /* odd length, unaligned, in place on b */
+  run_add(5, 0, 0, 0, 1);             /* the tail only */
+  /* rounding (a tie stays even, above it goes up), subnormal sums (the CPU does not flush them, nor
+   * must cuda: add_exact under --use_fast_math), the sign of an exact zero, and a finite F32 sum
+   * that rounds past the largest BF16 to Inf; 11 elements: 8 in the 16-byte path, 3 in the tail */
+  const float fa[11] = {1.0f, 1.0f, 0x1p-130f, -0x1p-126f, -0.0f, 0x1.fep127f, 0x1p-126f, 1.0f,
+                        0x1p-130f, -0x1p-126f, 1.0f};
+  const float fb[11] = {0x1p-8f, 0x1.8p-8f, 0x1p-130f, 0x1p-127f, -0.0f, 0x1p120f, -0x1.8p-127f, 0.0f,
+                        0x1p-130f, 0x1p-127f, 0x1p-8f};
+  uint16_t ha[11], hb[11];
+  for (int i = 0; i < 11; i++) {
+    ha[i] = aqs_f32_to_bf16(fa[i]);
+    hb[i] = aqs_f32_to_bf16(fb[i]);
+  }
   mirror a = mirror_new(ha, sizeof ha), b = mirror_new(hb, sizeof hb), out = mirror_new(NULL, sizeof ha);
-  FOR_BOTH { be->ops->add_b(be, P(out), P(a), P(b), 4, NULL); }
-  compare_f32_sides("add_b subnormal sums", &out, 0, 4, 0);
+  FOR_BOTH { be->ops->add_b(be, P(out), P(a), P(b), 11, NULL); }
+  compare_bf16_sides("add_b rounding, subnormal and overflow sums", &out, 0, 11, 0);
+  uint16_t *g = fetch_bf16(&out, 1, 0, 11);
+  if (g[0] != 0x3f80u || g[1] != 0x3f81u || g[2] != 0x0010u || g[3] != 0x8040u || g[4] != 0x8000u || g[5] != 0x7f80u)
+    fail_msg("add_b special sums: cuda %04x %04x %04x %04x %04x %04x", g[0], g[1], g[2], g[3], g[4], g[5]);
+  free(g);
   mirror_free(&a); mirror_free(&b); mirror_free(&out);
 }
 
@@ -398,14 +423,14 @@ static void test_fused_nonfinite(void **state) {
   (void)state;
   rng_seed(66);
   const size_t n = 2053;
-  mirror a = mirror_random_f32(n, 1.0f, 1), b = mirror_random_bf16(n, 1.0f), out = mirror_new(NULL, n * 4);
+  mirror a = mirror_random_bf16(n, 1.0f), b = mirror_random_bf16(n, 1.0f), out = mirror_new(NULL, n * 2);
   mirror ob = mirror_new(NULL, n * 2), amax = mirror_new(NULL, 4);
-  float inf = INFINITY, nan = NAN;
+  uint16_t inf = aqs_f32_to_bf16(INFINITY), nan = aqs_f32_to_bf16(NAN);
   for (int k = 0; k < 2; k++) {
-    FOR_BOTH { be->ops->copy_h2d(be, (char *)P(a) + 1500 * 4, k ? &nan : &inf, 4); }
+    FOR_BOTH { be->ops->copy_h2d(be, (char *)P(a) + 1500 * 2, k ? &nan : &inf, 2); }
     reset_amax(&amax, 1.0f);
     FOR_BOTH { be->ops->add_b(be, P(out), P(a), P(b), n, P(amax)); }
-    check_amax(k ? "add_b NaN" : "add_b Inf", &amax, &out, 0, n, 0, 1);
+    check_amax(k ? "add_b NaN" : "add_b Inf", &amax, &out, 0, n, 1, 1);
     gpu_sync_ok();
     float g = fetch_amax(&amax, 1);
     assert_true(k ? isnan(g) : isinf(g));

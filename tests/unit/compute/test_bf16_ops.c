@@ -32,14 +32,6 @@ static float *upcast(const aqs_bf16 *b, size_t n) {
   for (size_t i = 0; i < n; i++) f[i] = aqs_bf16_to_f32(b[i]);
   return f;
 }
-/* F32 values that are BF16 values (the residual stream in BF16 mode). */
-static float *rand_f32_bf16(size_t n, float scale) {
-  aqs_bf16 *b = rand_bf16(n, scale);
-  float *f = upcast(b, n);
-  free(b);
-  return f;
-}
-
 /* The F32 twin's output (BF16 mode) must be the _b op's output, bit for bit. */
 static void assert_bf16_equals_f32(const char *what, const aqs_bf16 *got, const float *want, size_t n) {
   for (size_t i = 0; i < n; i++) {
@@ -71,11 +63,12 @@ static void assert_amax(const char *what, float got, float want) {
 
 static void check_rmsnorm(int N, int C) {
   size_t n = (size_t)N * (size_t)C;
-  float *x = rand_f32_bf16(n, 3.0f), *want = malloc(n * sizeof *want), *rstd_want = malloc((size_t)N * 4);
+  aqs_bf16 *x = rand_bf16(n, 3.0f);
+  float *xf = upcast(x, n), *want = malloc(n * sizeof *want), *rstd_want = malloc((size_t)N * 4);
   float *rstd = malloc((size_t)N * 4);
   aqs_bf16 *w = rand_bf16((size_t)C, 1.5f), *out = malloc(n * sizeof *out);
   be->precision = AQS_PREC_BF16;
-  be->ops->rmsnorm_fwd(be, want, rstd_want, x, w, N, C, 1e-6f);
+  be->ops->rmsnorm_fwd(be, want, rstd_want, xf, w, N, C, 1e-6f);
   be->precision = AQS_PREC_F32;
   float amax = 0.0f;
   be->ops->rmsnorm_fwd_b(be, out, rstd, x, w, N, C, 1e-6f, &amax);
@@ -85,7 +78,7 @@ static void check_rmsnorm(int N, int C) {
   memset(out, 0, n * sizeof *out);
   be->ops->rmsnorm_fwd_b(be, out, NULL, x, w, N, C, 1e-6f, NULL); /* rstd and amax optional */
   assert_bf16_equals_f32("rmsnorm_fwd_b (no rstd)", out, want, n);
-  free(x); free(want); free(rstd_want); free(rstd); free(w); free(out);
+  free(x); free(xf); free(want); free(rstd_want); free(rstd); free(w); free(out);
 }
 
 static void test_rmsnorm_b(void **state) {
@@ -142,31 +135,43 @@ static void test_rope_b(void **state) {
   check_rope(1, 1, 12, sec12);
 }
 
-static void check_add(size_t n, int in_place) {
-  float *a = rand_f32_bf16(n, 4.0f), *want = malloc(n * sizeof *want), *out = malloc(n * sizeof *out);
-  aqs_bf16 *b = rand_bf16(n, 4.0f);
-  float *bf = upcast(b, n);
+/* alias: 0 a separate out, 1 out = a, 2 out = b (the residual add in place on either operand). */
+static void check_add(size_t n, int alias) {
+  aqs_bf16 *a = rand_bf16(n, 4.0f), *b = rand_bf16(n, 4.0f), *out = malloc(n * sizeof *out);
+  float *af = upcast(a, n), *bf = upcast(b, n), *want = malloc(n * sizeof *want);
   be->precision = AQS_PREC_BF16;
-  be->ops->add(be, want, a, bf, n);
+  be->ops->add(be, want, af, bf, n);
   be->precision = AQS_PREC_F32;
   float amax = 0.0f;
-  float *dst = in_place ? a : out;
+  aqs_bf16 *dst = alias == 1 ? a : alias == 2 ? b : out;
   be->ops->add_b(be, dst, a, b, n, &amax);
-  assert_memory_equal(dst, want, n * sizeof *want);
+  assert_bf16_equals_f32(alias ? "add_b (in place)" : "add_b", dst, want, n);
   assert_amax("add_b", amax, amax_of(want, n));
-  free(a); free(want); free(out); free(b); free(bf);
+  free(a); free(b); free(out); free(af); free(bf); free(want);
 }
 
 static void test_add_b(void **state) {
   (void)state;
   check_add(1001, 0);
   check_add(1001, 1);
+  check_add(1001, 2);
   check_add(7, 1);
-  /* not already BF16 values in a: the sum is still rounded once */
-  float a[3] = {1.0f + 0x1p-20f, -3.0f, 0.0f}, out[3];
-  aqs_bf16 b[3] = {aqs_f32_to_bf16(1.0f), aqs_f32_to_bf16(1.5f), aqs_f32_to_bf16(-0.25f)};
-  be->ops->add_b(be, out, a, b, 3, NULL);
-  assert_true(out[0] == 2.0f && out[1] == -1.5f && out[2] == -0.25f);
+  /* the sum is rounded to nearest even (a tie stays at 1, above it goes up), subnormal sums are
+   * not flushed, and the sign of an exact zero is IEEE's */
+  const float fa[5] = {1.0f, 1.0f, 0x1p-130f, -0x1p-126f, -0.0f};
+  const float fb[5] = {0x1p-8f, 0x1.8p-8f, 0x1p-130f, 0x1p-127f, -0.0f};
+  const float fw[5] = {1.0f, 0x1.02p0f, 0x1p-129f, -0x1p-127f, -0.0f};
+  aqs_bf16 a[5], b[5], out[5];
+  for (int i = 0; i < 5; i++) {
+    a[i] = aqs_f32_to_bf16(fa[i]);
+    b[i] = aqs_f32_to_bf16(fb[i]);
+  }
+  be->ops->add_b(be, out, a, b, 5, NULL);
+  for (int i = 0; i < 5; i++) {
+    float g = aqs_bf16_to_f32(out[i]);
+    if (memcmp(&g, &fw[i], sizeof g) != 0)
+      fail_msg("add_b %a + %a: %a, want %a", (double)fa[i], (double)fb[i], (double)g, (double)fw[i]);
+  }
 }
 
 static void check_swiglu(size_t n, int alias) {
@@ -231,15 +236,21 @@ static void test_amax_fold(void **state) {
 static void test_fused_amax_nonfinite(void **state) {
   (void)state;
   const size_t n = 37;
-  float *a = rand_f32_bf16(n, 1.0f), *out = malloc(n * sizeof *out);
+  aqs_bf16 *a = rand_bf16(n, 1.0f), *out = malloc(n * sizeof *out);
   aqs_bf16 *b = rand_bf16(n, 1.0f), *ob = malloc(n * sizeof *ob);
   float m = 3.0f;
-  a[5] = INFINITY;
+  a[5] = aqs_f32_to_bf16(INFINITY);
   be->ops->add_b(be, out, a, b, n, &m);
-  assert_true(isinf(out[5]) && isinf(m));
-  a[6] = NAN;
+  assert_true(isinf(aqs_bf16_to_f32(out[5])) && isinf(m));
+  a[6] = aqs_f32_to_bf16(NAN);
   be->ops->add_b(be, out, a, b, n, &m);
-  assert_true(isnan(out[6]) && isnan(m));
+  assert_true(isnan(aqs_bf16_to_f32(out[6])) && isnan(m));
+  /* a finite F32 sum that rounds up past the largest BF16 (a tie, odd mantissa) is +Inf */
+  a[7] = aqs_f32_to_bf16(0x1.fep127f);
+  b[7] = aqs_f32_to_bf16(0x1p120f);
+  m = 0.0f;
+  be->ops->add_b(be, out + 7, a + 7, b + 7, 1, &m);
+  assert_true(isinf(aqs_bf16_to_f32(out[7])) && isinf(m));
   /* swiglu: NaN gate -> NaN out and amax; a huge up overflows BF16 -> Inf */
   aqs_bf16 *gate = rand_bf16(n, 1.0f), *up = rand_bf16(n, 1.0f);
   gate[3] = aqs_f32_to_bf16(4.0f);
@@ -254,8 +265,8 @@ static void test_fused_amax_nonfinite(void **state) {
   /* rmsnorm: a NaN in a row makes that row NaN and the amax NaN */
   aqs_bf16 w[37];
   for (size_t i = 0; i < n; i++) w[i] = aqs_f32_to_bf16(1.0f);
-  a[6] = 1.0f;
-  a[5] = NAN;
+  a[6] = aqs_f32_to_bf16(1.0f);
+  a[5] = aqs_f32_to_bf16(NAN);
   m = 0.0f;
   be->ops->rmsnorm_fwd_b(be, ob, NULL, a, w, 1, (int)n, 1e-6f, &m);
   assert_true(isnan(m));

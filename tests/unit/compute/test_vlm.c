@@ -1,7 +1,8 @@
 /* tests/unit/compute/test_vlm.c: the whole model on image+text chunks (engine/compute/vlm.h) on
  * the CPU: M-RoPE positions and targets written out by hand from transformers' get_rope_index,
  * bad image token layouts, the gradient through both towers against finite differences,
- * calibration of the vision linears, and scores of every all_layers group with a planted vision
+ * calibration of the vision linears (and, in BF16 mode, of the language model on BF16 storage with
+ * image features in its residual stream), and scores of every all_layers group with a planted vision
  * outlier ranked most sensitive by both methods. */
 #include "testutil.h"
 
@@ -10,6 +11,7 @@
 #include "engine/compute/calibrate.h"
 #include "engine/compute/lm_internal.h"
 #include "engine/compute/vlm.h"
+#include "kernels/bf16.h"
 #include "lm_fixture.h"
 #include "vision_probe.h"
 
@@ -354,6 +356,11 @@ static void test_calibration_storage_b(void **state) {
   assert_int_equal(aqs_vision_ws_alloc(m->vis, &b.vis, 0, &vws, &e), AQS_OK);
   assert_int_equal(aqs_vision_forward(m->vis, &b.vis, vws, NULL, NULL, NULL, &e), AQS_OK);
   b.lm.image_embeds = aqs_vision_ws_output(vws);
+  /* BF16 values (the merger's last linear rounds): the BF16-storage forward casts them into its
+   * BF16 residual stream exactly */
+  const size_t nfeat = (size_t)b.lm.n_image_rows * (size_t)m->lm->cfg.hidden_size;
+  for (size_t i = 0; i < nfeat; i++)
+    assert_true(aqs_bf16_to_f32(aqs_f32_to_bf16(b.lm.image_embeds[i])) == b.lm.image_embeds[i]);
   aqs_amax_table t[2];
   for (int sb = 0; sb < 2; sb++) {
     memset(&t[sb], 0, sizeof t[sb]);
