@@ -17,6 +17,13 @@ static aqs_digest digest_of(int v) {
   return d;
 }
 
+static aqs_fp8_cache *new_cache(uint64_t max_bytes) {
+  aqs_fp8_cache *c = NULL;
+  aqs_err e;
+  assert_int_equal(aqs_fp8_cache_new(max_bytes, &c, &e), AQS_OK);
+  return c;
+}
+
 static void put(aqs_fp8_cache *c, int src, int ref, uint64_t n, uint8_t fill) {
   aqs_digest d = digest_of(src);
   aqs_fp8_cached hit;
@@ -30,9 +37,7 @@ static void put(aqs_fp8_cache *c, int src, int ref, uint64_t n, uint8_t fill) {
 
 static void test_find_by_source_and_ref(void **state) {
   (void)state;
-  aqs_fp8_cache *c;
-  aqs_err e;
-  assert_int_equal(aqs_fp8_cache_new(1000, &c, &e), AQS_OK);
+  aqs_fp8_cache *c = new_cache(1000);
   put(c, 1, 0, 100, 7);
   put(c, 2, 0, 100, 8);
   aqs_digest d1 = digest_of(1), d2 = digest_of(2), d3 = digest_of(3);
@@ -58,9 +63,7 @@ static void test_find_by_source_and_ref(void **state) {
 
 static void test_budget(void **state) {
   (void)state;
-  aqs_fp8_cache *c;
-  aqs_err e;
-  assert_int_equal(aqs_fp8_cache_new(250, &c, &e), AQS_OK);
+  aqs_fp8_cache *c = new_cache(250);
   put(c, 1, 0, 100, 1);
   aqs_digest d2 = digest_of(2), d3 = digest_of(3);
   aqs_fp8_cached h;
@@ -84,9 +87,7 @@ static void test_budget(void **state) {
  * is FULL (never a wait on itself); once inserted, it is a hit. Many entries grow the table. */
 static void test_same_key_twice_and_growth(void **state) {
   (void)state;
-  aqs_fp8_cache *c;
-  aqs_err e;
-  assert_int_equal(aqs_fp8_cache_new(1 << 20, &c, &e), AQS_OK);
+  aqs_fp8_cache *c = new_cache(1 << 20);
   aqs_digest d5 = digest_of(5);
   aqs_fp8_cached h;
   uint8_t *first = NULL, *second = NULL;
@@ -128,9 +129,7 @@ static void *claim_in_thread(void *arg) {
  * (it never gets a claim of its own: the weight is quantized once); a released claim passes on. */
 static void test_claim_waits_for_other_thread(void **state) {
   (void)state;
-  aqs_fp8_cache *c;
-  aqs_err e;
-  assert_int_equal(aqs_fp8_cache_new(1 << 20, &c, &e), AQS_OK);
+  aqs_fp8_cache *c = new_cache(1 << 20);
   aqs_digest d9 = digest_of(9);
   aqs_fp8_cached h;
   uint8_t *codes = NULL;
@@ -150,7 +149,7 @@ static void test_claim_waits_for_other_thread(void **state) {
   assert_true(aqs_digest_eq(&w.hit.digest, &d77));
   aqs_fp8_cache_free(c);
 
-  assert_int_equal(aqs_fp8_cache_new(1 << 20, &c, &e), AQS_OK);
+  c = new_cache(1 << 20);
   assert_int_equal(aqs_fp8_cache_claim(c, &d9, 0, 64, &h, &codes), AQS_FP8_CLAIMED);
   w = (waiter){.c = c, .got = -1};
   assert_int_equal(pthread_create(&t, NULL, claim_in_thread, &w), 0);
