@@ -23,8 +23,8 @@ typedef struct aqs_pool_item {
   int started;
 } aqs_pool_item;
 
-/* Threads for n items: AQS_EXPORT_SCHEMES when set (1 = one after another), else half the cores,
- * 2 to 8; never more than n. */
+/* Threads for n items: AQS_EXPORT_SCHEMES when set, else 1 (one after another: build_pool.c
+ * says why); never more than n. */
 int aqs_build_pool_threads(size_t n);
 
 /* Runs the n items (pointers into the caller's array) on `threads` threads. progress_label: a
