@@ -13,7 +13,7 @@ cmake -S "$src" -B "$build" -DAQS_CUDA=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo >/de
 targets=(aqs)
 # gpu tests and benchmarks are named after their source files (tests/CMakeLists.txt)
 for f in "$src"/tests/gpu/test_*.c; do [ -e "$f" ] && targets+=("gpu_$(basename "$f" .c)"); done
-targets+=(compute_bench)  # the benchmark this pack exists for (others build their own)
+targets+=(compute_bench attention_bench bf16_ops_bench)  # the benchmarks this pack exists for (others build their own)
 cmake --build "$build" -j"$jobs" --target "${targets[@]}" aqs_cuda
 
 rm -rf "$carry"
@@ -32,7 +32,7 @@ strip --strip-debug "$carry/bin/libaqs_cuda.so" 2>/dev/null || true
 # everything else that is not glibc/CUDA -> lib-fallback/, linked into lib/ there only when that
 # machine's ldconfig does not know the soname (so its own copies win where they exist).
 always_re='liblmdb|libinih|libINIReader|libutf8proc|libcmocka|libjpeg\.so\.62'
-skip_re='^(linux-vdso|ld-linux|libc\.so|libm\.so|libdl\.so|librt\.so|libpthread\.so|libcuda\.so|libcudart|libcublas|libnvidia)'
+skip_re='^(linux-vdso|ld-linux|libc\.so|libm\.so|libdl\.so|librt\.so|libpthread\.so|libcuda\.so|libcudart|libcublas|libnvidia|libaqs_cuda)'
 for exe in "$carry"/bin/*; do
   ldd "$exe" | awk '/=> \// {print $1, $3}'
 done | sort -u | while read -r soname path; do
@@ -58,9 +58,13 @@ for f in "$carry"/lib-fallback/*; do
   if [ "$(stat -c %s "$f")" -gt 4000000 ]; then gzip -9 "$f"; fi
 done
 
+# The CUDA module (three architectures) travels gzip'd too; env.sh unpacks it.
+gzip -9 "$carry/bin/libaqs_cuda.so"
+
 cat >"$carry/env.sh" <<'EOF'
 # source .devcarry-cuda/env.sh on the GPU machine: library path for the carried binaries.
 carry="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+[ -e "$carry/bin/libaqs_cuda.so" ] || gzip -dc "$carry/bin/libaqs_cuda.so.gz" >"$carry/bin/libaqs_cuda.so"
 for f in "$carry"/lib-fallback/*; do
   so=$(basename "$f" .gz)
   ldconfig -p | grep -q "^[[:space:]]*$so " && continue

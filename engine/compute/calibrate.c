@@ -5,6 +5,7 @@
 #include <stdlib.h>
 
 #include "engine/compute/calibrate.h"
+#include "engine/compute/lm_internal.h"
 
 /* The batch's amaxes stay on the backend (amax_f32_async) and come back in one copy after the
  * forward: no synchronization per linear. Layout of the backend table: (L, AQS_LIN_COUNT) input
@@ -29,6 +30,11 @@ static aqs_status calib_hook(void *ctx, const aqs_lm *lm, int layer, aqs_lin_slo
 
 aqs_status aqs_calibrate_lm_batch(const aqs_lm *lm, const aqs_lm_batch *b, aqs_amax_table *out,
                                   aqs_err *e) {
+  return aqs_calibrate_lm_batch_storage(lm, b, 1, out, e);
+}
+
+aqs_status aqs_calibrate_lm_batch_storage(const aqs_lm *lm, const aqs_lm_batch *b, int storage_b,
+                                          aqs_amax_table *out, aqs_err *e) {
   const int L = lm->cfg.num_layers;
   const size_t n_in = (size_t)L * AQS_LIN_COUNT, n_all = n_in + 2 * (size_t)L;
   aqs_backend *be = lm->be;
@@ -40,12 +46,17 @@ aqs_status aqs_calibrate_lm_batch(const aqs_lm *lm, const aqs_lm_batch *b, aqs_a
   if ((st = be->ops->alloc(be, n_all * sizeof(float), (void **)&cc.d_amax, e)) != AQS_OK) goto done;
   be->ops->zero(be, cc.d_amax, n_all * sizeof(float));
   if ((st = aqs_lm_ws_alloc_layers(lm, b, &ws, e)) != AQS_OK) goto done;
-  aqs_lm_ws_track_kv_amax(ws, cc.d_amax + n_in);
   /* A non-finite layer output (AQS_ERR_NUMERIC) is reported below by the first linear whose
    * input it reached, which names the module; other errors stop here. */
   aqs_err fwd_err;
   aqs_err_clear(&fwd_err);
-  aqs_status fwd = aqs_lm_forward_layers(lm, b, ws, calib_hook, &cc, &fwd_err);
+  aqs_status fwd;
+  if (storage_b && aqs_lm_calib_b_applies(lm)) {
+    fwd = aqs_lm_calib_layers_b(lm, b, ws, cc.d_amax, cc.d_amax + n_in, &fwd_err);
+  } else {
+    aqs_lm_ws_track_kv_amax(ws, cc.d_amax + n_in);
+    fwd = aqs_lm_forward_layers(lm, b, ws, calib_hook, &cc, &fwd_err);
+  }
   if (fwd != AQS_OK && fwd != AQS_ERR_NUMERIC) {
     st = fwd;
     if (e) *e = fwd_err;

@@ -20,6 +20,11 @@ aqs_status aqs_calibrate_batch(const aqs_lm *lm, const aqs_token_batch *batch, i
 /* The same on a batch already on the backend (text or image+text with image_embeds set). */
 aqs_status aqs_calibrate_lm_batch(const aqs_lm *lm, const aqs_lm_batch *b, aqs_amax_table *out,
                                   aqs_err *e);
+/* The same with the forward chosen: storage_b = 1 runs it on BF16 activation storage where that
+ * applies (BF16 precision, the backend has the ops: engine/compute/lm_calib_b.c), 0 always on F32
+ * buffers. Both give the same bits; aqs_calibrate_lm_batch passes 1. Tests compare the two. */
+aqs_status aqs_calibrate_lm_batch_storage(const aqs_lm *lm, const aqs_lm_batch *b, int storage_b,
+                                          aqs_amax_table *out, aqs_err *e);
 /* The amax table of every batch of loop, max-reduced in batch order into *out (empty on entry).
  * Errors: those of the hooks and of aqs_calibrate_batch. */
 aqs_status aqs_calibrate_batches(const aqs_batch_loop *loop, int max_seq_len, aqs_amax_table *out, aqs_err *e);

@@ -2,6 +2,9 @@
  * (no weight gradients). Each layer is recomputed from its residual checkpoint, then
  * differentiated; the hook sees every linear's input x, output y and gradient g = dL/dy. */
 #include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "engine/compute/lm_internal.h"
 #include "engine/compute/mlp_backward.h"
@@ -64,6 +67,57 @@ static aqs_status layer_bwd(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *
   return AQS_OK;
 }
 
+/* Keeps every layer's intermediates for the backward when memory allows (AQS_KEEP_ACTIVATIONS:
+ * unset = when it fits, 0 = never, i.e. recompute each layer from its checkpoint as before).
+ * Same bits either way: the kept values are those the recompute would produce. "Fits": the sets
+ * allocate and, on a GPU, a reserve of max(1 GiB, 4 sets) still does after them (the backward's own
+ * scratch grows later); on the CPU they take at most an eighth of physical memory. */
+static void keep_activations(const aqs_lm *lm, aqs_lm_ws *ws) {
+  const char *env = getenv("AQS_KEEP_ACTIVATIONS");
+  if (ws->kept || (env && !strcmp(env, "0"))) return;
+  aqs_backend *be = lm->be;
+  const aqs_qwen_text_config *c = &lm->cfg;
+  const size_t N = (size_t)ws->N, C = (size_t)c->hidden_size, I = (size_t)c->intermediate_size,
+               QD = (size_t)c->num_heads * (size_t)c->head_dim, KD = (size_t)c->num_kv_heads * (size_t)c->head_dim;
+  /* sizes in floats, in aqs_lm_acts order; each part starts 256-byte aligned like an allocation */
+  const size_t part[17] = {N * C, N, N * QD, N * KD, N * KD, N * QD, N * KD, N * QD, N * (size_t)c->num_heads,
+                           N * C, N * C, N * C, N, N * I, N * I, N * I, N * C};
+  size_t per = 0;
+  for (int i = 0; i < 17; i++) per += (part[i] + 63) / 64 * 64;
+  const int L = c->num_layers;
+  const size_t bytes = per * sizeof(float) * (size_t)L;
+  if (!strcmp(be->name, "cpu")) {
+    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGE_SIZE);
+    if (pages <= 0 || psize <= 0 || bytes > (size_t)pages * (size_t)psize / 8) return;
+  }
+  aqs_lm_acts *kept = calloc((size_t)L, sizeof *kept);
+  void *mem = NULL, *reserve = NULL;
+  aqs_err ignored;
+  if (!kept || be->ops->alloc(be, bytes, &mem, &ignored) != AQS_OK) {
+    free(kept);
+    return;
+  }
+  if (strcmp(be->name, "cpu")) {
+    size_t want = per * sizeof(float) * 4 > (1u << 30) ? per * sizeof(float) * 4 : (1u << 30);
+    if (be->ops->alloc(be, want, &reserve, &ignored) != AQS_OK) {
+      be->ops->free(be, mem);
+      free(kept);
+      return;
+    }
+    be->ops->free(be, reserve);
+  }
+  float *p = mem;
+  for (int l = 0; l < L; l++) {
+    float **f = (float **)&kept[l];
+    for (int i = 0; i < 17; i++) {
+      f[i] = p;
+      p += (part[i] + 63) / 64 * 64;
+    }
+  }
+  ws->kept = kept;
+  ws->kept_mem = mem;
+}
+
 aqs_status aqs_lm_forward_backward(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws,
                                    aqs_lm_linear_hook hook, void *ctx, double *loss_out,
                                    aqs_err *e) {
@@ -76,8 +130,12 @@ aqs_status aqs_lm_forward_backward(const aqs_lm *lm, const aqs_lm_batch *b, aqs_
   if (b->n_targets < 1)
     return aqs_errf(e, AQS_ERR_INVALID,
                     "batch has no next-token targets (every sequence has one token)");
+  keep_activations(lm, ws);
   aqs_status st = aqs_lm_forward(lm, b, ws, NULL, NULL, e);
-  if (st != AQS_OK) return st;
+  if (st != AQS_OK) {
+    aqs_lm_ws_select_layer(ws, -1);
+    return st;
+  }
   double loss_sum = 0.0;
   op->cross_entropy(be, ws->logits, ws->logits, b->targets, N, V, 1.0f / (float)b->n_targets,
                     &loss_sum);
@@ -89,12 +147,16 @@ aqs_status aqs_lm_forward_backward(const aqs_lm *lm, const aqs_lm_batch *b, aqs_
   op->rmsnorm_bwd(be, ws->d_x, ws->d_ln, x_final, ws->rstdf, lm->final_norm, N, C, 0);
   for (int l = c->num_layers - 1; l >= 0; l--) {
     const float *x_in = ws->ckpt + (size_t)l * NC;
-    /* recompute the layer's intermediates (x_out lands in xa; the checkpoint stays intact) */
-    if ((st = aqs_lm_layer_fwd(lm, b, ws, l, x_in, ws->xa, 0, NULL, NULL, e)) != AQS_OK) return st;
-    if ((st = layer_bwd(lm, b, ws, l, x_in, hook, ctx, e)) != AQS_OK) return st;
+    if (ws->kept) { /* the forward left the layer's intermediates in kept[l] */
+      aqs_lm_ws_select_layer(ws, l);
+    } else { /* recompute them (x_out lands in xa; the checkpoint stays intact) */
+      if ((st = aqs_lm_layer_fwd(lm, b, ws, l, x_in, ws->xa, 0, NULL, NULL, e)) != AQS_OK) break;
+    }
+    if ((st = layer_bwd(lm, b, ws, l, x_in, hook, ctx, e)) != AQS_OK) break;
     char what[64];
     snprintf(what, sizeof what, "the gradient at the input of language layer %d", l);
-    if ((st = aqs_lm_check_finite(lm, ws->d_x, NC, what, e)) != AQS_OK) return st;
+    if ((st = aqs_lm_check_finite(lm, ws->d_x, NC, what, e)) != AQS_OK) break;
   }
-  return op->sync(be, e);
+  aqs_lm_ws_select_layer(ws, -1);
+  return st != AQS_OK ? st : op->sync(be, e);
 }

@@ -160,6 +160,8 @@ static aqs_status ws_alloc(const aqs_lm *lm, const aqs_lm_batch *b, int with_gra
   WS(wq, max_out * max_in, "fp8 weight");
   WS(yq, N * max_out, "fp8 output");
 #undef WS
+  ws->base = (aqs_lm_acts){ws->ln1, ws->rstd1, ws->q, ws->k, ws->v, ws->qr, ws->kr, ws->attn, ws->lse, ws->o,
+                           ws->hmid, ws->ln2, ws->rstd2, ws->gate, ws->up, ws->act, ws->down};
   *out = ws;
   return AQS_OK;
 fail:
@@ -176,8 +178,31 @@ aqs_status aqs_lm_ws_alloc_layers(const aqs_lm *lm, const aqs_lm_batch *b, aqs_l
   return ws_alloc(lm, b, 0, 0, 0, out, e);
 }
 
+void aqs_lm_ws_select_layer(aqs_lm_ws *ws, int l) {
+  const aqs_lm_acts *a = l >= 0 && ws->kept ? &ws->kept[l] : &ws->base;
+  ws->ln1 = a->ln1;
+  ws->rstd1 = a->rstd1;
+  ws->q = a->q;
+  ws->k = a->k;
+  ws->v = a->v;
+  ws->qr = a->qr;
+  ws->kr = a->kr;
+  ws->attn = a->attn;
+  ws->lse = a->lse;
+  ws->o = a->o;
+  ws->hmid = a->hmid;
+  ws->ln2 = a->ln2;
+  ws->rstd2 = a->rstd2;
+  ws->gate = a->gate;
+  ws->up = a->up;
+  ws->act = a->act;
+  ws->down = a->down;
+}
+
 void aqs_lm_ws_free(const aqs_lm *lm, aqs_lm_ws *ws) {
   if (!ws) return;
+  lm->be->ops->free(lm->be, ws->kept_mem);
+  free(ws->kept);
   for (int i = 0; i < ws->nbufs; i++) lm->be->ops->free(lm->be, ws->bufs[i]);
   free(ws);
 }

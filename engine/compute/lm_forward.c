@@ -158,9 +158,16 @@ aqs_status aqs_lm_forward_layers(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm
    * read once at the end (NaN/Inf spread to every later layer, so the first bad one is found). */
   for (int l = 0; l < c->num_layers; l++) {
     float *x_in = ws->ckpt + (size_t)l * NC, *x_out = x_in + NC;
+    if (ws->kept) aqs_lm_ws_select_layer(ws, l); /* kept for the backward (lm_backward.c) */
     if ((st = aqs_lm_layer_fwd(lm, b, ws, l, x_in, x_out, 0, hook, ctx, e)) != AQS_OK) return st;
     lm->be->ops->amax_f32_async(lm->be, x_out, NC, ws->layer_amax + l);
   }
+  return aqs_lm_check_layer_amax(lm, ws, e);
+}
+
+aqs_status aqs_lm_check_layer_amax(const aqs_lm *lm, aqs_lm_ws *ws, aqs_err *e) {
+  const aqs_qwen_text_config *c = &lm->cfg;
+  aqs_status st;
   float *amax = malloc((size_t)c->num_layers * sizeof *amax);
   if (!amax) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
   lm->be->ops->copy_d2h(lm->be, amax, ws->layer_amax, (size_t)c->num_layers * sizeof *amax);

@@ -8,6 +8,11 @@
 #include "engine/compute/lm.h"
 #include "engine/model/safetensors.h"
 
+/* One decoder layer's forward intermediates (the fields of aqs_lm_ws of the same names). */
+typedef struct aqs_lm_acts {
+  float *ln1, *rstd1, *q, *k, *v, *qr, *kr, *attn, *lse, *o, *hmid, *ln2, *rstd2, *gate, *up, *act, *down;
+} aqs_lm_acts;
+
 struct aqs_lm_ws {
   int N;
   float *ckpt;                 /* (L + 1, N, C) residual stream at each layer input; [L] = final */
@@ -34,6 +39,12 @@ struct aqs_lm_ws {
   float *yq;                   /* (N, max_out) */
   float *kv_amax;              /* backend (L, 2) or NULL: aqs_lm_ws_track_kv_amax */
   float *layer_amax;           /* backend (L): amax of each layer's output (finite check) */
+  /* Kept activations (lm_backward.c, when memory allows): while kept != NULL, layer l's forward
+   * writes its intermediates into kept[l] (aqs_lm_ws_select_layer), and the backward reads them
+   * there instead of recomputing the layer. base = the workspace's own set. */
+  aqs_lm_acts *kept;
+  void *kept_mem;
+  aqs_lm_acts base;
   /* every allocation, for free */
   int nbufs;
   void *bufs[48];
@@ -45,6 +56,21 @@ struct aqs_lm_ws {
 aqs_status aqs_lm_layer_fwd(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws, int l,
                             const float *x_in, float *x_out, unsigned quant_mask,
                             aqs_lm_linear_hook hook, void *ctx, aqs_err *e);
+/* Points ws's intermediates at kept[l] (l >= 0 and kept set) or back at its own set (l < 0). */
+void aqs_lm_ws_select_layer(aqs_lm_ws *ws, int l);
+/* Reads ws->layer_amax (L entries, written during the forward without a sync) once: AQS_ERR_NUMERIC
+ * naming the first layer whose output holds NaN/Inf. Syncs. */
+aqs_status aqs_lm_check_layer_amax(const aqs_lm *lm, aqs_lm_ws *ws, aqs_err *e);
+/* lm_calib_b.c: 1 when the calibration forward can run on BF16 activation storage: BF16 precision,
+ * the backend has the BF16-storage ops, no served FP8 linear and no FP8 KV cache. */
+int aqs_lm_calib_b_applies(const aqs_lm *lm);
+/* lm_calib_b.c: embedding + decoder layers as aqs_lm_forward_layers would run them for
+ * calibrate.c in BF16 mode (same bits), on BF16 activations. Writes the input amaxes of Q, O, GATE
+ * and DOWN into d_amax (L, AQS_LIN_COUNT) and K-after-RoPE / V into d_kv_amax (L, 2) (may be NULL),
+ * both BACKEND memory taken as max with what is there (start zeroed). Ends like
+ * aqs_lm_forward_layers: AQS_ERR_NUMERIC names the first layer whose output is not finite. */
+aqs_status aqs_lm_calib_layers_b(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws, float *d_amax,
+                                 float *d_kv_amax, aqs_err *e);
 /* Final norm + lm_head on x (N, C) into ws->logits. */
 void aqs_lm_head_fwd(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws, const float *x);
 /* lm_served.c: 1 when <module>.weight is F8_E4M3 in ck. */

@@ -55,6 +55,15 @@ const aqs_ops aqs_cpu_ops = {
   .amax_bf16 = cpu_amax_bf16,
   .grad_score = cpu_grad_score,
   .grad_score_async = cpu_grad_score,
+  /* BF16 activation storage (kernels/cpu/bf16_store.c) */
+  .rmsnorm_fwd_b = cpu_rmsnorm_fwd_b,
+  .linear_b = cpu_linear_b,
+  .rope_fwd_b = cpu_rope_fwd_b,
+  .add_b = cpu_add_b,
+  .swiglu_fwd_b = cpu_swiglu_fwd_b,
+  .amax_bf16_async = cpu_amax_bf16_async,
+  /* flash */
+  .attention_fwd_b = cpu_attention_fwd_b,
 };
 
 aqs_status aqs_backend_cpu_open(aqs_backend **out, aqs_err *e) {

@@ -119,5 +119,22 @@ void cpu_amax_f32(aqs_backend *be, const float *x, size_t n, float *amax);
 void cpu_amax_bf16(aqs_backend *be, const aqs_bf16 *x, size_t n, float *amax);
 void cpu_grad_score(aqs_backend *be, const float *g, const float *y, const float *y_q, size_t n,
                     double *sum);
+/* bf16_store.c (BF16 activation storage: the F32 twins in BF16 mode, outputs stored as BF16) */
+void cpu_rmsnorm_fwd_b(aqs_backend *be, aqs_bf16 *out, float *rstd, const float *x,
+                       const aqs_bf16 *w, int N, int C, float eps, float *amax);
+void cpu_linear_b(aqs_backend *be, aqs_bf16 *y, const aqs_bf16 *x, const aqs_bf16 *w,
+                  const aqs_bf16 *bias, int N, int K, int M);
+void cpu_rope_fwd_b(aqs_backend *be, aqs_bf16 *x, const int32_t *pos, int N, int H, int D,
+                    const int mrope_section[3], float theta, float *amax);
+void cpu_add_b(aqs_backend *be, float *out, const float *a, const aqs_bf16 *b, size_t n,
+               float *amax);
+void cpu_swiglu_fwd_b(aqs_backend *be, aqs_bf16 *out, const aqs_bf16 *gate, const aqs_bf16 *up,
+                      size_t n, float *amax);
+void cpu_amax_bf16_async(aqs_backend *be, const aqs_bf16 *x, size_t n, float *amax);
+
+/* bf16_store.c (flash) */
+void cpu_attention_fwd_b(aqs_backend *be, aqs_bf16 *out, float *lse, const aqs_bf16 *q,
+                         const aqs_bf16 *k, const aqs_bf16 *v, const int32_t *cu_seqlens, int B,
+                         int max_seqlen, int N, int Hq, int Hkv, int D);
 
 #endif

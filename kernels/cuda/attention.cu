@@ -544,3 +544,37 @@ extern "C" aqs_status aqs_cuda_attention_full_bwd(float *d_dq, float *d_dk, floa
   return attention_bwd_any(d_dq, d_dk, d_dv, d_scratch, d_dout, d_out, d_lse, d_q, d_k, d_v, d_cu, B, max_seqlen, N,
                            H, H, D, rnd, 0, e);
 }
+
+/* ---- BF16 activation storage (kernels/ops.h attention_fwd_b) ---- */
+/* 1 when the tensor-core kernels take these BF16 tensors directly (no scratch). */
+static int fwd_b_direct(const uint16_t *d_out, const float *d_lse, const uint16_t *d_q, const uint16_t *d_k,
+                        const uint16_t *d_v, int B, int max_seqlen, int Hq, int Hkv, int D) {
+  const void *const ptrs[5] = {d_out, d_lse, d_q, d_k, d_v};
+  return aqs_flash_supported(D, Hq, Hkv, B, max_seqlen, ptrs, 5);
+}
+
+extern "C" size_t aqs_cuda_attention_fwd_b_scratch_bytes(const uint16_t *d_out, const float *d_lse,
+                                                         const uint16_t *d_q, const uint16_t *d_k,
+                                                         const uint16_t *d_v, int B, int max_seqlen, int N, int Hq,
+                                                         int Hkv, int D) {
+  if (N <= 0 || B <= 0 || fwd_b_direct(d_out, d_lse, d_q, d_k, d_v, B, max_seqlen, Hq, Hkv, D)) return 0;
+  return (2 * (size_t)N * Hq * D + 2 * (size_t)N * Hkv * D) * sizeof(float);
+}
+
+extern "C" aqs_status aqs_cuda_attention_fwd_b(uint16_t *d_out, float *d_lse, const uint16_t *d_q, const uint16_t *d_k,
+                                               const uint16_t *d_v, const int32_t *d_cu, int B, int max_seqlen,
+                                               int N, int Hq, int Hkv, int D, int causal, void *d_scratch,
+                                               aqs_err *e) {
+  aqs_status st = check_shape(Hq, Hkv, D, e);
+  if (st || N <= 0 || B <= 0) return st;
+  if (fwd_b_direct(d_out, d_lse, d_q, d_k, d_v, B, max_seqlen, Hq, Hkv, D))
+    return aqs_flash_attention_fwd_b(d_out, d_lse, d_q, d_k, d_v, d_cu, B, max_seqlen, Hq, Hkv, D, causal, e);
+  /* other shapes: the F32-buffer kernels on exact F32 copies, the (BF16-valued) out cast back */
+  const size_t nq = (size_t)N * Hq * D, nk = (size_t)N * Hkv * D;
+  float *q32 = (float *)d_scratch, *k32 = q32 + nq, *v32 = k32 + nk, *o32 = v32 + nk;
+  if ((st = aqs_cuda_cast_bf16_to_f32(q32, d_q, nq, e)) || (st = aqs_cuda_cast_bf16_to_f32(k32, d_k, nk, e)) ||
+      (st = aqs_cuda_cast_bf16_to_f32(v32, d_v, nk, e)) ||
+      (st = attention_fwd_any(o32, d_lse, q32, k32, v32, d_cu, B, max_seqlen, N, Hq, Hkv, D, 1, causal, e)))
+    return st;
+  return aqs_cuda_cast_f32_to_bf16(d_out, o32, nq, e);
+}

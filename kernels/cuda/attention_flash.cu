@@ -5,10 +5,11 @@
  * probabilities and dS are rounded to BF16 as operands of the second product, as sdpa on bf16 does.
  * Each output element is written by one block in a fixed order: same bits on every run. */
 #include <cuda_bf16.h>
+#include <stdlib.h>
 
 #include "kernels/cuda/attention_flash.cuh"
 
-#define FL_THREADS 128 /* 4 warps, 16 rows each */
+#define FL_THREADS 128 /* 4 warps (per query head in the forward), 16 rows each */
 #define FL_LOG2E 1.4426950408889634f
 
 typedef __nv_bfloat16 bf16;
@@ -145,46 +146,165 @@ __device__ __forceinline__ void store_row(float *dst, const float (&acc)[D / 8][
         make_float2(round_bf16(acc[nt][2 * r] * mul), round_bf16(acc[nt][2 * r + 1] * mul));
 }
 
-/* ---- forward: block = 64 queries of one sequence and one query head; key tiles of 64 ---- */
-template <int D, bool CAUSAL>
-__global__ void __launch_bounds__(FL_THREADS) flash_fwd_kernel(float *out, float *lse, const float *q, const float *k,
-                                                               const float *v, const int32_t *cu, int Hq, int Hkv,
-                                                               float scale) {
-  constexpr int BM = 64, BN = 64, LD = D + 8, LDT = BN + 8, KS = D / 16, NT = D / 8, ST = BN / 8;
+/* ---- forward ----
+ * Block = 64 queries of one sequence and HPB query heads of one GQA group (HPB x 4 warps, 16 rows
+ * each), walking key tiles of 64 up to the diagonal. The group's heads share each K/V tile. Tiles
+ * sit row-major in shared memory (row stride D + 8: ldmatrix reads 8 rows in 8 distinct bank
+ * quads); V^T fragments come from ldmatrix.trans. BF16 inputs are copied with cp.async, two tile
+ * buffers deep (tile j + 1 loads while tile j is computed); F32 inputs are converted on the way in.
+ * Each row's arithmetic (order included) does not depend on T, HPB or the grid order: same bits for
+ * all of them (attention_fwd_b's promise). */
+
+/* ldmatrix x4: four 8x8 BF16 matrices; lane l gives the address of row l % 8 of matrix l / 8.
+ * TRANS: each matrix transposed (the V^T operand from row-major V). */
+template <bool TRANS>
+__device__ __forceinline__ void ldsm4(uint32_t (&r)[4], const bf16 *p) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  __trap();
+#else
+  const unsigned a = (unsigned)__cvta_generic_to_shared(p);
+  if (TRANS)
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+  else
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(a));
+#endif
+}
+
+/* 16 bytes global -> shared without registers; n = 0 writes zeros (rows past a sequence's end). */
+__device__ __forceinline__ void cp_async16(bf16 *dst, const void *src, int n) {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ < 800
+  __trap();
+#else
+  const unsigned a = (unsigned)__cvta_generic_to_shared(dst);
+  asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;\n" ::"r"(a), "l"(src), "r"(n));
+#endif
+}
+__device__ __forceinline__ void cp_async_commit() {
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.commit_group;\n" ::);
+#endif
+}
+template <int N>
+__device__ __forceinline__ void cp_async_wait() {
+#if !defined(__CUDA_ARCH__) || __CUDA_ARCH__ >= 800
+  asm volatile("cp.async.wait_group %0;\n" ::"n"(N));
+#endif
+}
+
+/* ROWS x W elements (row r at src + r * stride) -> dst[r][c] (stride ld) as BF16, rows >= valid
+ * zero. BF16 source: cp.async (complete after cp_async_wait); F32 source: loaded in groups of 4
+ * chunks of 8 (their latencies overlap), rounded to BF16 (exact for BF16 values), stored. */
+template <int W, int ROWS, int NTHR>
+__device__ __forceinline__ void load_tile(bf16 *dst, int ld, const bf16 *src, size_t stride, int valid) {
+  constexpr int C8 = W / 8;
+#pragma unroll
+  for (int i = threadIdx.x; i < ROWS * C8; i += NTHR) {
+    const int r = i / C8, c = (i % C8) * 8;
+    cp_async16(dst + r * ld + c, src + (size_t)(r < valid ? r : 0) * stride + c, r < valid ? 16 : 0);
+  }
+}
+template <int W, int ROWS, int NTHR>
+__device__ __forceinline__ void load_tile(bf16 *dst, int ld, const float *src, size_t stride, int valid) {
+  constexpr int C8 = W / 8, TOTAL = ROWS * C8, PER = (TOTAL + NTHR - 1) / NTHR, G = 4;
+#pragma unroll
+  for (int j0 = 0; j0 < PER; j0 += G) {
+    float4 f[G][2];
+#pragma unroll
+    for (int u = 0; u < G; u++) {
+      const int i = threadIdx.x + (j0 + u) * NTHR, r = i / C8, c = (i % C8) * 8;
+      f[u][0] = f[u][1] = make_float4(0.f, 0.f, 0.f, 0.f);
+      if (j0 + u < PER && i < TOTAL && r < valid) {
+        const float4 *p = reinterpret_cast<const float4 *>(src + (size_t)r * stride + c);
+        f[u][0] = p[0];
+        f[u][1] = p[1];
+      }
+    }
+#pragma unroll
+    for (int u = 0; u < G; u++) {
+      const int i = threadIdx.x + (j0 + u) * NTHR, r = i / C8, c = (i % C8) * 8;
+      if (j0 + u >= PER || i >= TOTAL) continue;
+      *reinterpret_cast<uint4 *>(dst + r * ld + c) = make_uint4(pack2(f[u][0].x, f[u][0].y), pack2(f[u][0].z, f[u][0].w),
+                                                                pack2(f[u][1].x, f[u][1].y), pack2(f[u][1].z, f[u][1].w));
+    }
+  }
+}
+
+/* Two output columns of one row: F32 pair or BF16 pair (the value is a BF16 value either way). */
+__device__ __forceinline__ void store2(float *p, float a, float b) {
+  *reinterpret_cast<float2 *>(p) = make_float2(round_bf16(a), round_bf16(b));
+}
+__device__ __forceinline__ void store2(bf16 *p, float a, float b) {
+  *reinterpret_cast<uint32_t *>(p) = (uint32_t)f32_to_bf16_bits(a) | (uint32_t)f32_to_bf16_bits(b) << 16;
+}
+
+template <typename T, int D, bool CAUSAL, int HPB>
+__global__ void __launch_bounds__(FL_THREADS * HPB, 2) flash_fwd_kernel(T *out, float *lse, const T *q, const T *k,
+                                                                    const T *v, const int32_t *cu, int Hq, int Hkv,
+                                                                    float scale) {
+  constexpr int BM = 64, BN = 64, NTHR = FL_THREADS * HPB, LD = D + 8, LDQ = HPB * D + 8, KS = D / 16, NT = D / 8,
+                ST = BN / 8;
+  constexpr bool ASYNC = sizeof(T) == 2;
   extern __shared__ uint4 fl_smem[];
-  bf16 *Qs = reinterpret_cast<bf16 *>(fl_smem), *Ks = Qs + BM * LD, *Vt = Ks + BN * LD;
-  const int s = blockIdx.z, h = blockIdx.y;
+  bf16 *Qs = reinterpret_cast<bf16 *>(fl_smem), *Ks = Qs + BM * LDQ, *Vs = Ks + 2 * BN * LD; /* K, V: 2 buffers */
+  /* causal grid (head blocks, sequences, query tiles): the tiles with the most keys go out first for
+   * every head and sequence, the short ones fill in behind them; bidirectional grid (query tiles,
+   * head blocks, sequences): the tiles of one head and segment run together (K/V stay in L2) */
+  const int s = CAUSAL ? blockIdx.y : blockIdx.z, h0 = (CAUSAL ? blockIdx.x : blockIdx.y) * HPB;
   const int start = cu[s], len = cu[s + 1] - start;
-  const int q0 = (gridDim.x - 1 - blockIdx.x) * BM; /* longest causal rows first */
+  const int q0 = CAUSAL ? (gridDim.z - 1 - blockIdx.z) * BM : blockIdx.x * BM;
   if (q0 >= len) return;
-  const int kh = h / (Hq / Hkv), warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int kh = h0 / (Hq / Hkv), warp = threadIdx.x >> 5, lane = threadIdx.x & 31;
+  const int hw = warp >> 2, wr = (warp & 3) * 16, h = h0 + hw; /* this warp's head and first row */
   const size_t qs = (size_t)Hq * D, ks = (size_t)Hkv * D;
-  stage<D, BM>(Qs, LD, NULL, 0, q + (size_t)(start + q0) * qs + (size_t)h * D, qs, min(BM, len - q0));
+  const int kend = CAUSAL ? min(len, q0 + BM) : len, ntiles = (kend + BN - 1) / BN;
+  const T *kb = k + (size_t)start * ks + (size_t)kh * D, *vb = v + (size_t)start * ks + (size_t)kh * D;
+  /* the HPB heads' query columns are adjacent: one tile of HPB * D columns */
+  load_tile<HPB * D, BM, NTHR>(Qs, LDQ, q + (size_t)(start + q0) * qs + (size_t)h0 * D, qs, min(BM, len - q0));
+  load_tile<D, BN, NTHR>(Ks, LD, kb, ks, min(BN, len));
+  load_tile<D, BN, NTHR>(Vs, LD, vb, ks, min(BN, len));
+  if (ASYNC) cp_async_commit();
   const int g = lane >> 2, t2 = (lane & 3) * 2;
-  const int row0 = q0 + warp * 16 + g, row1 = row0 + 8; /* this thread's two query rows */
+  const int row0 = q0 + wr + g, row1 = row0 + 8; /* this thread's two query rows */
+  /* ldmatrix lane addresses: A (Q) and B (K) fragments, and V^T through .trans */
+  const int lr = lane & 7, lm = lane >> 3;
+  const bf16 *qa = Qs + (wr + lr + (lm & 1) * 8) * LDQ + hw * D + (lm >> 1) * 8;
+  const int kofs = (lr + (lm >> 1) * 8) * LD + (lm & 1) * 8, vofs = (lr + (lm & 1) * 8) * LD + (lm >> 1) * 8;
   const float sl2 = scale * FL_LOG2E;
   float o[NT][4], m[2] = {-INFINITY, -INFINITY}, l[2] = {0.f, 0.f};
 #pragma unroll
   for (int nt = 0; nt < NT; nt++) o[nt][0] = o[nt][1] = o[nt][2] = o[nt][3] = 0.f;
-  const int kend = CAUSAL ? min(len, q0 + BM) : len;
-  const float *kb = k + (size_t)start * ks + (size_t)kh * D, *vb = v + (size_t)start * ks + (size_t)kh * D;
-  for (int k0 = 0; k0 < kend; k0 += BN) {
-    __syncthreads(); /* the previous tile is consumed */
-    stage<D, BN>(Ks, LD, NULL, 0, kb + (size_t)k0 * ks, ks, min(BN, len - k0));
-    stage<D, BN>(NULL, 0, Vt, LDT, vb + (size_t)k0 * ks, ks, min(BN, len - k0));
-    __syncthreads();
+  for (int j = 0; j < ntiles; j++) {
+    const int k0 = j * BN, buf = j & 1;
+    if (j + 1 < ntiles) { /* the next tile into the other buffer (consumed before the last barrier) */
+      const int n0 = k0 + BN, nvalid = min(BN, len - n0);
+      load_tile<D, BN, NTHR>(Ks + (buf ^ 1) * BN * LD, LD, kb + (size_t)n0 * ks, ks, nvalid);
+      load_tile<D, BN, NTHR>(Vs + (buf ^ 1) * BN * LD, LD, vb + (size_t)n0 * ks, ks, nvalid);
+      if (ASYNC) {
+        cp_async_commit();
+        cp_async_wait<1>();
+      }
+    } else if (ASYNC) {
+      cp_async_wait<0>();
+    }
+    __syncthreads(); /* tile j (and Q) visible to every warp */
+    const bf16 *Kt = Ks + buf * BN * LD, *Vt = Vs + buf * BN * LD;
     float sc[ST][4];
 #pragma unroll
     for (int nt = 0; nt < ST; nt++) sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.f;
 #pragma unroll
     for (int kk = 0; kk < KS; kk++) {
       uint32_t qf[4]; /* from shared memory each time: registers go to the accumulators */
-      frag_a(qf, Qs, LD, warp * 16, kk * 16, lane);
+      ldsm4<false>(qf, qa + kk * 16);
 #pragma unroll
-      for (int nt = 0; nt < ST; nt++) {
-        uint32_t b0, b1;
-        frag_b(b0, b1, Ks, LD, nt * 8, kk * 16, lane);
-        mma16816(sc[nt], qf, b0, b1);
+      for (int nt = 0; nt < ST; nt += 2) {
+        uint32_t b[4];
+        ldsm4<false>(b, Kt + nt * 8 * LD + kk * 16 + kofs);
+        mma16816(sc[nt], qf, b[0], b[1]);
+        mma16816(sc[nt + 1], qf, b[2], b[3]);
       }
     }
     float mx[2] = {-INFINITY, -INFINITY};
@@ -222,7 +342,20 @@ __global__ void __launch_bounds__(FL_THREADS) flash_fwd_kernel(float *out, float
       o[nt][2] *= corr[1];
       o[nt][3] *= corr[1];
     }
-    acc_product<D, BN / 16>(o, sc, Vt, LDT, lane);
+    /* o += P . V: P rounded to BF16 as the A operand, V^T fragments by ldmatrix.trans */
+#pragma unroll
+    for (int kk = 0; kk < BN / 16; kk++) {
+      uint32_t a[4];
+      acc_to_a(a, sc[2 * kk], sc[2 * kk + 1]);
+#pragma unroll
+      for (int nt = 0; nt < NT; nt += 2) {
+        uint32_t b[4];
+        ldsm4<true>(b, Vt + kk * 16 * LD + nt * 8 + vofs);
+        mma16816(o[nt], a, b[0], b[1]);
+        mma16816(o[nt + 1], a, b[2], b[3]);
+      }
+    }
+    __syncthreads(); /* every warp is done with buffer buf before it is refilled */
   }
 #pragma unroll
   for (int r = 0; r < 2; r++) {
@@ -234,7 +367,9 @@ __global__ void __launch_bounds__(FL_THREADS) flash_fwd_kernel(float *out, float
   for (int r = 0; r < 2; r++) {
     const int row = r ? row1 : row0;
     if (row >= len) continue;
-    store_row<D>(out + (size_t)(start + row) * qs + (size_t)h * D, o, r, inv[r], t2);
+    T *dst = out + (size_t)(start + row) * qs + (size_t)h * D;
+#pragma unroll
+    for (int nt = 0; nt < NT; nt++) store2(dst + nt * 8 + t2, o[nt][2 * r] * inv[r], o[nt][2 * r + 1] * inv[r]);
     if (lse && (lane & 3) == 0) lse[(size_t)(start + row) * Hq + h] = (m[r] + log2f(l[r])) * (1.0f / FL_LOG2E);
   }
 }
@@ -386,7 +521,8 @@ __global__ void __launch_bounds__(FL_THREADS) flash_bwd_dkv_kernel(float *dk, fl
 }
 
 /* ---- dispatch ---- */
-static size_t fwd_smem(int D) { return (size_t)(64 * (D + 8) * 2 + D * 72) * sizeof(bf16); }
+/* Q (64 x HPB heads) and two buffers of K and V tiles (64 x D each). */
+static size_t fwd_smem(int D, int hpb) { return (size_t)(64 * (hpb * D + 8) + 4 * 64 * (D + 8)) * sizeof(bf16); }
 static size_t dq_smem(int D) { return (size_t)(64 * (D + 8) * 2 + 32 * (D + 8) * 2 + D * 40) * sizeof(bf16); }
 static size_t dkv_smem(int D) {
   return (size_t)(64 * (D + 8) * 2 + 32 * (D + 8) * 2 + D * 40 * 2) * sizeof(bf16) + 64 * sizeof(float);
@@ -401,7 +537,7 @@ static int arch_ok(void) {
   static int ok = -1;
   if (ok < 0) {
     cudaFuncAttributes a;
-    ok = cudaFuncGetAttributes(&a, flash_fwd_kernel<64, true>) == cudaSuccess && a.binaryVersion >= 80 &&
+    ok = cudaFuncGetAttributes(&a, flash_fwd_kernel<bf16, 64, true, 1>) == cudaSuccess && a.binaryVersion >= 80 &&
          a.ptxVersion >= 80;
   }
   return ok;
@@ -410,7 +546,9 @@ static int arch_ok(void) {
 extern "C" int aqs_flash_supported(int D, int Hq, int Hkv, int B, int max_seqlen, const void *const *ptrs, int n) {
   if (!arch_ok()) return 0;
   if (D != 64 && D != 80 && D != 128) return 0;
-  if (Hkv <= 0 || Hq % Hkv != 0 || Hq > 65535 || B <= 0 || B > 65535 || max_seqlen <= 0) return 0;
+  if (Hkv <= 0 || Hq % Hkv != 0 || Hq > 65535 || B <= 0 || B > 65535 || max_seqlen <= 0 ||
+      max_seqlen > 64 * 65535)
+    return 0;
   for (int i = 0; i < n; i++)
     if (ptrs[i] && !aligned16(ptrs[i])) return 0;
   return 1;
@@ -425,18 +563,42 @@ static cudaError_t allow_smem(K kernel, size_t bytes, bool &done) {
   return rc;
 }
 
-template <int D, bool CAUSAL>
-static aqs_status fwd_t(float *out, float *lse, const float *q, const float *k, const float *v, const int32_t *cu,
-                        int B, int max_seqlen, int Hq, int Hkv, aqs_err *e) {
+/* Query heads per forward block: 2 (one K/V tile serves both) when a GQA group holds an even number
+ * of heads, except for BF16 inputs with one key tile per sequence, where 1 measured faster (more
+ * blocks; the 2-head block is held to 128 registers a thread; docs/cuda.md). AQS_FLASH_HEADS=1 or 2
+ * overrides (benchmarks; 2 only where the group is even). The results are the same bits either way. */
+static int fwd_heads(int Hq, int Hkv, bool f32, int max_seqlen) {
+  static int forced = -1;
+  if (forced < 0) {
+    const char *env = getenv("AQS_FLASH_HEADS");
+    forced = env ? atoi(env) : 0;
+  }
+  const bool even = (Hq / Hkv) % 2 == 0;
+  if (forced == 1 || forced == 2) return forced == 2 && even ? 2 : 1;
+  return even && (f32 || max_seqlen > 64) ? 2 : 1;
+}
+
+template <typename T, int D, bool CAUSAL, int HPB>
+static aqs_status fwd_launch(T *out, float *lse, const T *q, const T *k, const T *v, const int32_t *cu, int B,
+                             int max_seqlen, int Hq, int Hkv, aqs_err *e) {
   static bool ok = false;
-  const size_t sm = fwd_smem(D);
-  if (allow_smem(flash_fwd_kernel<D, CAUSAL>, sm, ok) != cudaSuccess)
+  const size_t sm = fwd_smem(D, HPB);
+  if (allow_smem(flash_fwd_kernel<T, D, CAUSAL, HPB>, sm, ok) != cudaSuccess)
     return aqs_errf(e, AQS_ERR_IO, "cuda attention: cannot reserve %zu bytes of shared memory", sm);
-  dim3 grid((unsigned)((max_seqlen + 63) / 64), (unsigned)Hq, (unsigned)B);
-  flash_fwd_kernel<D, CAUSAL><<<grid, FL_THREADS, sm, (cudaStream_t)aqs_cuda_stream()>>>(
+  const unsigned tiles = (unsigned)((max_seqlen + 63) / 64), hb = (unsigned)(Hq / HPB);
+  const dim3 grid = CAUSAL ? dim3(hb, (unsigned)B, tiles) : dim3(tiles, hb, (unsigned)B);
+  flash_fwd_kernel<T, D, CAUSAL, HPB><<<grid, FL_THREADS * HPB, sm, (cudaStream_t)aqs_cuda_stream()>>>(
       out, lse, q, k, v, cu, Hq, Hkv, 1.0f / sqrtf((float)D));
   AQS_CUDA_LAUNCH_CHECK(e, "flash_fwd_kernel");
   return AQS_OK;
+}
+
+template <typename T, int D, bool CAUSAL>
+static aqs_status fwd_t(T *out, float *lse, const T *q, const T *k, const T *v, const int32_t *cu, int B,
+                        int max_seqlen, int Hq, int Hkv, aqs_err *e) {
+  if (fwd_heads(Hq, Hkv, sizeof(T) == 4, max_seqlen) == 2)
+    return fwd_launch<T, D, CAUSAL, 2>(out, lse, q, k, v, cu, B, max_seqlen, Hq, Hkv, e);
+  return fwd_launch<T, D, CAUSAL, 1>(out, lse, q, k, v, cu, B, max_seqlen, Hq, Hkv, e);
 }
 
 template <int D, bool CAUSAL>
@@ -474,7 +636,18 @@ static aqs_status bwd_t(float *dq, float *dk, float *dv, float *delta, const flo
 extern "C" aqs_status aqs_flash_attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
                                               const int32_t *cu, int B, int max_seqlen, int Hq, int Hkv, int D,
                                               int causal, aqs_err *e) {
-#define FWD(DD, CC) fwd_t<DD, CC>(out, lse, q, k, v, cu, B, max_seqlen, Hq, Hkv, e)
+#define FWD(DD, CC) fwd_t<float, DD, CC>(out, lse, q, k, v, cu, B, max_seqlen, Hq, Hkv, e)
+  FL_DISPATCH(FWD)
+#undef FWD
+}
+
+extern "C" aqs_status aqs_flash_attention_fwd_b(uint16_t *out, float *lse, const uint16_t *q, const uint16_t *k,
+                                                const uint16_t *v, const int32_t *cu, int B, int max_seqlen, int Hq,
+                                                int Hkv, int D, int causal, aqs_err *e) {
+  bf16 *o = reinterpret_cast<bf16 *>(out);
+  const bf16 *qb = reinterpret_cast<const bf16 *>(q), *kb = reinterpret_cast<const bf16 *>(k),
+             *vb = reinterpret_cast<const bf16 *>(v);
+#define FWD(DD, CC) fwd_t<bf16, DD, CC>(o, lse, qb, kb, vb, cu, B, max_seqlen, Hq, Hkv, e)
   FL_DISPATCH(FWD)
 #undef FWD
 }

@@ -7,7 +7,7 @@
 #include "kernels/cuda/cuda_common.cuh"
 
 /* 1 when the flash kernels handle this shape: head_dim 64, 80 or 128, Hq a multiple of Hkv, B and
- * Hq <= 65535 (grid dimensions), every non-NULL pointer of ptrs[0..n) 16-byte aligned, and the
+ * Hq <= 65535, max_seqlen <= 64 * 65535 (grid dimensions), every non-NULL pointer of ptrs[0..n) 16-byte aligned, and the
  * kernels built for sm_80 or later (BF16 mma.sync; a PTX-only sm_75 build falls back). */
 extern "C" int aqs_flash_supported(int D, int Hq, int Hkv, int B, int max_seqlen, const void *const *ptrs, int n);
 
@@ -16,6 +16,12 @@ extern "C" int aqs_flash_supported(int D, int Hq, int Hkv, int B, int max_seqlen
 extern "C" aqs_status aqs_flash_attention_fwd(float *out, float *lse, const float *q, const float *k, const float *v,
                                               const int32_t *cu, int B, int max_seqlen, int Hq, int Hkv, int D,
                                               int causal, aqs_err *e);
+
+/* The same on BF16 q, k, v (bits) into a BF16 out: same values, bit for bit (kernels/ops.h
+ * attention_fwd_b). */
+extern "C" aqs_status aqs_flash_attention_fwd_b(uint16_t *out, float *lse, const uint16_t *q, const uint16_t *k,
+                                                const uint16_t *v, const int32_t *cu, int B, int max_seqlen, int Hq,
+                                                int Hkv, int D, int causal, aqs_err *e);
 
 /* dq, dk, dv as attention_bwd, rounded to BF16; delta: (N, Hq) floats of scratch. */
 extern "C" aqs_status aqs_flash_attention_bwd(float *dq, float *dk, float *dv, float *delta, const float *dout,

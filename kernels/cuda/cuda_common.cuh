@@ -38,6 +38,50 @@ __device__ __forceinline__ float mul_exact(float x, float y) {
   asm("mul.rn.f32 %0, %1, %2;" : "=f"(r) : "f"(x), "f"(y));
   return r;
 }
+/* IEEE round-to-nearest sum without FTZ (--use_fast_math flushes subnormal sums; the CPU does not). */
+__device__ __forceinline__ float add_exact(float x, float y) {
+  float r;
+  asm("add.rn.f32 %0, %1, %2;" : "=f"(r) : "f"(x), "f"(y));
+  return r;
+}
+
+/* Two BF16 values packed in a 32-bit word (the lower address in the low half). */
+__device__ __forceinline__ float bf16_lo(uint32_t w) { return __uint_as_float(w << 16); }
+__device__ __forceinline__ float bf16_hi(uint32_t w) { return __uint_as_float(w & 0xffff0000u); }
+__device__ __forceinline__ uint32_t pack_bf16x2(float lo, float hi) {
+  return (uint32_t)f32_to_bf16_bits(lo) | ((uint32_t)f32_to_bf16_bits(hi) << 16);
+}
+
+/* ---- fused amax (kernels/ops.h BF16 activation storage) ----
+ * |f| as a non-negative int: non-negative floats order like their bits and every NaN's bits exceed
+ * +Inf's, so an integer max is the amax with NaN winning, and atomicMax on the bits of a float
+ * holding a value >= +0 folds it in. The result does not depend on the order: deterministic. */
+__device__ __forceinline__ int abs_bits(float f) { return (int)(__float_as_uint(f) & 0x7fffffffu); }
+__device__ __forceinline__ int warp_max_int(int v) {
+  for (int o = 16; o > 0; o >>= 1) v = max(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+/* *amax = max(*amax, the block's largest bits): a block max, then one atomic. Every thread of the
+ * block must call it (it synchronizes); amax is device memory (one float), not NULL. */
+__device__ __forceinline__ void block_fold_amax(int bits, float *amax) {
+  __shared__ int amax_scratch[32];
+  int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, nwarps = blockDim.x >> 5;
+  bits = warp_max_int(bits);
+  __syncthreads();
+  if (lane == 0) amax_scratch[warp] = bits;
+  __syncthreads();
+  if (warp == 0) {
+    int t = warp_max_int(lane < nwarps ? amax_scratch[lane] : 0);
+    if (lane == 0 && t > 0) atomicMax((int *)amax, t);
+  }
+}
+/* Grid for a grid-stride loop over n items of an amax-fusing kernel: capped so that the atomics
+ * (one per block) stay few. */
+static inline unsigned fold_grid(size_t n, unsigned threads) {
+  size_t g = (n + threads - 1) / threads;
+  if (g > 2048) g = 2048;
+  return g == 0 ? 1u : (unsigned)g;
+}
 
 __device__ __forceinline__ float warp_sum(float v) {
   for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -1,6 +1,7 @@
-/* kernels/cuda/elementwise.cu: casts, BF16 rounding, residual add, embedding gather, the linear
- * layers' bias/rounding epilogue and the F32 -> BF16 operand splits the cuBLASLt GEMMs consume.
- * CPU twins: kernels/cpu/elementwise.c and the bias/round parts of kernels/cpu/linear.c. */
+/* kernels/cuda/elementwise.cu: casts, BF16 rounding, residual add (also of a BF16 operand with a
+ * fused amax: add_b), embedding gather, the linear layers' bias/rounding epilogue and the F32 ->
+ * BF16 operand splits the cuBLASLt GEMMs consume. CPU twins: kernels/cpu/elementwise.c, the
+ * bias/round parts of kernels/cpu/linear.c, kernels/cpu/bf16_store.c. */
 #include "kernels/cuda/cuda_common.cuh"
 
 #define GRID_STRIDE(i, n) \
@@ -17,11 +18,13 @@ __global__ void cast_f32_to_bf16_kernel(uint16_t *dst, const float *src, size_t 
 __global__ void round_bf16_kernel(float *x, size_t n) {
   GRID_STRIDE(i, n) x[i] = round_bf16(x[i]);
 }
+/* The residual add of one element, IEEE without FTZ as the CPU's. */
+__device__ __forceinline__ float add_one(float a, float b, int rnd) {
+  float s = add_exact(a, b);
+  return rnd ? round_bf16(s) : s;
+}
 __global__ void add_kernel(float *out, const float *a, const float *b, size_t n, int rnd) {
-  GRID_STRIDE(i, n) {
-    float s = a[i] + b[i];
-    out[i] = rnd ? round_bf16(s) : s;
-  }
+  GRID_STRIDE(i, n) out[i] = add_one(a[i], b[i], rnd);
 }
 /* out (N, C) = table[ids[r]]; one thread per 2 columns is not worth it: C is a few thousand. */
 __global__ void embedding_kernel(float *out, const uint16_t *table, const int32_t *ids, int N, int C) {
@@ -75,10 +78,34 @@ __global__ void f32_to_bf16_x4_kernel(uint2 *dst, const float4 *src, size_t n4) 
 __global__ void add_x4_kernel(float4 *out, const float4 *a, const float4 *b, size_t n4, int rnd) {
   GRID_STRIDE(i, n4) {
     float4 x = a[i], y = b[i];
-    float4 s = make_float4(x.x + y.x, x.y + y.y, x.z + y.z, x.w + y.w);
-    if (rnd) s = make_float4(round_bf16(s.x), round_bf16(s.y), round_bf16(s.z), round_bf16(s.w));
-    out[i] = s;
+    out[i] = make_float4(add_one(x.x, y.x, rnd), add_one(x.y, y.y, rnd), add_one(x.z, y.z, rnd), add_one(x.w, y.w, rnd));
   }
+}
+/* BF16 storage (add_b): out (F32) = bf16(a + b), b BF16; 4 elements per thread (16-byte a/out,
+ * 8-byte b loads) for the bulk when vec, the tail one per thread; out may alias a. Folds max |out|. */
+__global__ void add_b_kernel(float *out, const float *a, const uint16_t *b, size_t n, int vec, float *amax) {
+  int m = 0;
+  size_t i0 = blockIdx.x * (size_t)blockDim.x + threadIdx.x, stride = (size_t)gridDim.x * blockDim.x, done = 0;
+  if (vec) {
+    const float4 *a4 = (const float4 *)a;
+    const uint2 *b4 = (const uint2 *)b;
+    float4 *o4 = (float4 *)out;
+    for (size_t i = i0; i < n / 4; i += stride) {
+      float4 x = a4[i];
+      uint2 y = b4[i];
+      float4 s = make_float4(add_one(x.x, bf16_lo(y.x), 1), add_one(x.y, bf16_hi(y.x), 1), add_one(x.z, bf16_lo(y.y), 1),
+                             add_one(x.w, bf16_hi(y.y), 1));
+      o4[i] = s;
+      m = max(m, max(max(abs_bits(s.x), abs_bits(s.y)), max(abs_bits(s.z), abs_bits(s.w))));
+    }
+    done = n / 4 * 4;
+  }
+  for (size_t i = done + i0; i < n; i += stride) {
+    float s = add_one(a[i], bf16_bits_to_f32(b[i]), 1);
+    out[i] = s;
+    m = max(m, abs_bits(s));
+  }
+  if (amax) block_fold_amax(m, amax);
 }
 
 static int aligned16(const void *p) { return ((uintptr_t)p & 15u) == 0; }
@@ -110,6 +137,14 @@ extern "C" aqs_status aqs_cuda_add(float *d_out, const float *d_a, const float *
   if (n % 4 == 0 && aligned16(d_out) && aligned16(d_a) && aligned16(d_b))
     LAUNCH(add_x4_kernel, n / 4, (float4 *)d_out, (const float4 *)d_a, (const float4 *)d_b, n / 4, rnd);
   LAUNCH(add_kernel, n, d_out, d_a, d_b, n, rnd);
+}
+extern "C" aqs_status aqs_cuda_add_b(float *d_out, const float *d_a, const uint16_t *d_b, size_t n, float *d_amax,
+                                     aqs_err *e) {
+  if (n == 0) return AQS_OK;
+  int vec = aligned16(d_out) && aligned16(d_a) && ((uintptr_t)d_b & 7u) == 0;
+  add_b_kernel<<<fold_grid(vec ? n / 4 + 1 : n, 256), 256, 0, stream()>>>(d_out, d_a, d_b, n, vec, d_amax);
+  AQS_CUDA_LAUNCH_CHECK(e, "add_b_kernel");
+  return AQS_OK;
 }
 extern "C" aqs_status aqs_cuda_embedding(float *d_out, const uint16_t *d_table, const int32_t *d_ids, int N,
                                          int C, aqs_err *e) {

@@ -182,6 +182,39 @@ aqs_status aqs_cuda_fp8_to_bf16(uint16_t *d_out, const uint8_t *d_q, size_t n, a
 /* out = float(q) * scale (F32 multiply). */
 aqs_status aqs_cuda_dequantize_fp8(float *d_out, const uint8_t *d_q, size_t n, float scale, aqs_err *e);
 
+/* ---- BF16 activation storage (kernels/ops.h *_b ops) ------------------------------------------
+ * Each is its F32 twin above with rnd set, inputs/outputs as BF16 bits where the op says, the same
+ * bits. d_amax (may be NULL): one float of device memory that gets max(*d_amax, max |output|)
+ * through an atomic on its bits (NaN wins, then +Inf; start value +0 or more), no synchronization.
+ * linear_b needs no launcher of its own: aqs_cuda_gemm_bf16 with y_f32 = 0 writes BF16 y. */
+/* rmsnorm.cu: out (N, C) BF16; rstd may be NULL. */
+aqs_status aqs_cuda_rmsnorm_fwd_b(uint16_t *d_out, float *d_rstd, const float *d_x, const uint16_t *d_w, int N, int C,
+                                  float eps, float *d_amax, aqs_err *e);
+/* rope.cu: forward in place on BF16 x (N, H, D). */
+aqs_status aqs_cuda_rope_fwd_b(uint16_t *d_x, const int32_t *d_pos, const float *d_inv_freq, int N, int H, int D,
+                               const int mrope_section[3], float *d_amax, aqs_err *e);
+/* elementwise.cu: out (F32, may alias a) = bf16(a + b), b BF16. */
+aqs_status aqs_cuda_add_b(float *d_out, const float *d_a, const uint16_t *d_b, size_t n, float *d_amax, aqs_err *e);
+/* swiglu.cu: out = bf16(bf16(silu(gate)) * up), all BF16; out may alias gate or up. The first call
+ * on a device also fills its silu table (16 KB of device memory, never freed; thread-safe). */
+aqs_status aqs_cuda_swiglu_fwd_b(uint16_t *d_out, const uint16_t *d_gate, const uint16_t *d_up, size_t n,
+                                 float *d_amax, aqs_err *e);
+/* reduce.cu: only the fold of max |x| (d_amax not NULL). */
+aqs_status aqs_cuda_amax_bf16_fold(const uint16_t *d_x, size_t n, float *d_amax, aqs_err *e);
+
+/* ---- attention.cu: BF16 activation storage (flash) ------------------------------------------- */
+/* kernels/ops.h attention_fwd_b: BF16 q, k, v (bits) -> BF16 out, F32 lse (may be NULL); causal = 0:
+ * bidirectional segments (as attention_full_fwd). Same bits as aqs_cuda_attention_fwd (or _full_fwd)
+ * with rnd on the same values. d_scratch: aqs_cuda_attention_fwd_b_scratch_bytes for the same
+ * arguments (0, NULL allowed, when the tensor-core kernels read the BF16 tensors directly; else F32
+ * copies for the per-row kernels). */
+size_t aqs_cuda_attention_fwd_b_scratch_bytes(const uint16_t *d_out, const float *d_lse, const uint16_t *d_q,
+                                              const uint16_t *d_k, const uint16_t *d_v, int B, int max_seqlen, int N,
+                                              int Hq, int Hkv, int D);
+aqs_status aqs_cuda_attention_fwd_b(uint16_t *d_out, float *d_lse, const uint16_t *d_q, const uint16_t *d_k,
+                                    const uint16_t *d_v, const int32_t *d_cu, int B, int max_seqlen, int N, int Hq,
+                                    int Hkv, int D, int causal, void *d_scratch, aqs_err *e);
+
 #ifdef __cplusplus
 }
 #endif

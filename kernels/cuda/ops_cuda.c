@@ -3,7 +3,9 @@
  * (GEMM operand splits, reduction partials, RoPE frequency table) and the sticky first error.
  * Linear layers: cuBLASLt BF16 GEMMs on BF16 operands. In BF16 mode activations are already BF16
  * values (every op rounds its outputs), so one GEMM is exact; in F32 mode the F32 operand is split
- * into AQS_CUDA_F32_SPLITS BF16 terms (3 = exact for normal floats) and the GEMMs accumulate in F32. */
+ * into AQS_CUDA_F32_SPLITS BF16 terms (3 = exact for normal floats) and the GEMMs accumulate in F32.
+ * The BF16 storage ops (*_b) need neither splits nor casts nor scratch: their operands are BF16
+ * (attention_fwd_b excepted for shapes the tensor-core attention does not take: F32 copies). */
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -473,6 +475,56 @@ static void c_grad_score(aqs_backend *be, const float *g, const float *y, const 
   if (scratch) NOTE(aqs_cuda_grad_score(g, y, y_q, n, scratch, sum_host, &err_));
 }
 
+/* ---- BF16 activation storage (bf16ops): kernels/ops.h *_b, no casts, no scratch ---- */
+static void c_rmsnorm_fwd_b(aqs_backend *be, aqs_bf16 *out, float *rstd, const float *x, const aqs_bf16 *w, int N,
+                            int C, float eps, float *amax) {
+  invalidate_split(be);
+  NOTE(aqs_cuda_rmsnorm_fwd_b(out, rstd, x, w, N, C, eps, amax, &err_));
+}
+/* One BF16 GEMM: BF16 x in, bias added to the F32 accumulator, rounded once into BF16 y. */
+static void c_linear_b(aqs_backend *be, aqs_bf16 *y, const aqs_bf16 *x, const aqs_bf16 *w, const aqs_bf16 *bias,
+                       int N, int K, int M) {
+  invalidate_split(be);
+  if (N <= 0 || M <= 0) return;
+  NOTE(aqs_cuda_gemm_bf16(x, w, bias, y, 0, 0, N, M, K, &err_));
+}
+static void c_rope_fwd_b(aqs_backend *be, aqs_bf16 *x, const int32_t *pos, int N, int H, int D,
+                         const int mrope_section[3], float theta, float *amax) {
+  invalidate_split(be);
+  const float *f = inv_freq_table(be, D, theta);
+  if (f) NOTE(aqs_cuda_rope_fwd_b(x, pos, f, N, H, D, mrope_section, amax, &err_));
+}
+static void c_add_b(aqs_backend *be, float *out, const float *a, const aqs_bf16 *b, size_t n, float *amax) {
+  invalidate_split(be);
+  NOTE(aqs_cuda_add_b(out, a, b, n, amax, &err_));
+}
+static void c_swiglu_fwd_b(aqs_backend *be, aqs_bf16 *out, const aqs_bf16 *gate, const aqs_bf16 *up, size_t n,
+                           float *amax) {
+  invalidate_split(be);
+  NOTE(aqs_cuda_swiglu_fwd_b(out, gate, up, n, amax, &err_));
+}
+static void c_amax_bf16_async(aqs_backend *be, const aqs_bf16 *x, size_t n, float *amax) {
+  invalidate_split(be);
+  NOTE(aqs_cuda_amax_bf16_fold(x, n, amax, &err_));
+}
+
+/* ---- flash: attention on BF16 activations ---- */
+static void c_attention_fwd_b(aqs_backend *be, aqs_bf16 *out, float *lse, const aqs_bf16 *q, const aqs_bf16 *k,
+                              const aqs_bf16 *v, const int32_t *cu_seqlens, int B, int max_seqlen, int N, int Hq,
+                              int Hkv, int D) {
+  invalidate_split(be);
+  cuda_state *s = state_of(be);
+  size_t bytes = aqs_cuda_attention_fwd_b_scratch_bytes(out, lse, q, k, v, B, max_seqlen, N, Hq, Hkv, D);
+  if (bytes) {
+    aqs_err err;
+    aqs_status st = grow(&s->scratch2, &s->scratch2_bytes, bytes,
+                         "the attention F32 copies of q, k, v (reduce the tokens per step)", &err);
+    note(be, st, &err);
+    if (st) return;
+  }
+  NOTE(aqs_cuda_attention_fwd_b(out, lse, q, k, v, cu_seqlens, B, max_seqlen, N, Hq, Hkv, D, 1, s->scratch2, &err_));
+}
+
 static const aqs_ops aqs_cuda_ops = {
   .alloc = c_alloc,
   .free = c_free,
@@ -519,6 +571,14 @@ static const aqs_ops aqs_cuda_ops = {
   .amax_bf16 = c_amax_bf16,
   .grad_score = c_grad_score,
   .grad_score_async = c_grad_score_async,
+  .rmsnorm_fwd_b = c_rmsnorm_fwd_b, /* bf16ops */
+  .linear_b = c_linear_b,
+  .rope_fwd_b = c_rope_fwd_b,
+  .add_b = c_add_b,
+  .swiglu_fwd_b = c_swiglu_fwd_b,
+  .amax_bf16_async = c_amax_bf16_async,
+  /* flash */
+  .attention_fwd_b = c_attention_fwd_b,
 };
 
 aqs_status aqs_backend_cuda_open(aqs_backend **out, aqs_err *e) {

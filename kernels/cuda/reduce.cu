@@ -2,7 +2,8 @@
  * layer) and the AutoQuantize gradient score sum of clamp(g*(y_q - y), +-1e10)^2 (the clamp in
  * F32, the square and the sum in double). One launch: a grid whose shape depends only on n writes
  * per-block partials and the last block to finish folds them in block order (same bits every run)
- * into mapped host memory. CPU twin: kernels/cpu/reduce.c. */
+ * into mapped host memory. The BF16 amax folded into device memory (amax_bf16_async) needs no
+ * partials: an atomic max per block on the bits. CPU twins: kernels/cpu/reduce.c, bf16_store.c. */
 #include <string.h>
 
 #include "kernels/cuda/cuda_common.cuh"
@@ -100,6 +101,25 @@ __global__ void amax_partial_kernel(float *partial, const T *x, size_t n, unsign
     *counter = 0;
   }
 }
+/* BF16 amax folded into *amax (amax_bf16_async): 8 elements per 16-byte load for the bulk when vec,
+ * then the tail; an atomic per block on the bits (cuda_common.cuh block_fold_amax). */
+__global__ void amax_bf16_fold_kernel(const uint16_t *x, size_t n, int vec, float *amax) {
+  int m = 0;
+  size_t i0 = blockIdx.x * (size_t)blockDim.x + threadIdx.x, stride = (size_t)gridDim.x * blockDim.x, done = 0;
+  if (vec) {
+    const uint4 *x8 = (const uint4 *)x;
+    for (size_t i = i0; i < n / 8; i += stride) {
+      uint4 v = x8[i];
+      uint32_t w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+      for (int k = 0; k < 4; k++) m = max(m, max(abs_bits(bf16_lo(w[k])), abs_bits(bf16_hi(w[k]))));
+    }
+    done = n / 8 * 8;
+  }
+  for (size_t i = done + i0; i < n; i += stride) m = max(m, abs_bits(bf16_bits_to_f32(x[i])));
+  block_fold_amax(m, amax);
+}
+
 __device__ __forceinline__ double score_term(float g, float y, float yq) {
   float t = g * (yq - y);
   if (t > 1e10f) t = 1e10f;
@@ -200,6 +220,16 @@ extern "C" aqs_status aqs_cuda_amax_async(const float *d_x, size_t n, void *d_sc
   unsigned *counter = (unsigned *)((double *)d_scratch + RED_MAX_BLOCKS + 1);
   amax_partial_kernel<float><<<red_blocks(n), RED_THREADS, 0, s>>>(partial, d_x, n, counter, d_amax);
   AQS_CUDA_LAUNCH_CHECK(e, "amax_partial_kernel");
+  return AQS_OK;
+}
+
+/* max(*d_amax, max |x|) for BF16 x, stream-ordered, no scratch, no synchronization. */
+extern "C" aqs_status aqs_cuda_amax_bf16_fold(const uint16_t *d_x, size_t n, float *d_amax, aqs_err *e) {
+  if (n == 0 || !d_amax) return AQS_OK;
+  int vec = ((uintptr_t)d_x & 15u) == 0;
+  amax_bf16_fold_kernel<<<fold_grid(vec ? n / 8 + 1 : n, RED_THREADS), RED_THREADS, 0,
+                          (cudaStream_t)aqs_cuda_stream()>>>(d_x, n, vec, d_amax);
+  AQS_CUDA_LAUNCH_CHECK(e, "amax_bf16_fold_kernel");
   return AQS_OK;
 }
 

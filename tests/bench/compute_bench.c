@@ -9,6 +9,7 @@
 #include <time.h>
 
 #include "engine/compute/calibrate.h"
+#include "engine/compute/lm_internal.h"
 #include "engine/compute/lm.h"
 #include "engine/compute/sensitivity.h"
 #include "kernels/backend.h"
@@ -118,6 +119,24 @@ WRAP(grad_score, OP_grad_score,
      (aqs_backend *be, const float *g, const float *y, const float *yq, size_t n, double *s), (be, g, y, yq, n, s))
 WRAP(grad_score_async, OP_grad_score,
      (aqs_backend *be, const float *g, const float *y, const float *yq, size_t n, double *s), (be, g, y, yq, n, s))
+/* BF16 activation storage (kernels/ops.h): counted with their F32-buffer twins */
+WRAP(rmsnorm_fwd_b, OP_rmsnorm_fwd,
+     (aqs_backend *be, aqs_bf16 *o, float *r, const float *x, const aqs_bf16 *w, int N, int C, float eps, float *a),
+     (be, o, r, x, w, N, C, eps, a))
+WRAP(linear_b, OP_linear,
+     (aqs_backend *be, aqs_bf16 *y, const aqs_bf16 *x, const aqs_bf16 *w, const aqs_bf16 *b, int N, int K, int M),
+     (be, y, x, w, b, N, K, M))
+WRAP(rope_fwd_b, OP_rope_fwd,
+     (aqs_backend *be, aqs_bf16 *x, const int32_t *p, int N, int H, int D, const int s[3], float t, float *a),
+     (be, x, p, N, H, D, s, t, a))
+WRAP(attention_fwd_b, OP_attention_fwd,
+     (aqs_backend *be, aqs_bf16 *o, float *l, const aqs_bf16 *q, const aqs_bf16 *k, const aqs_bf16 *v,
+      const int32_t *cu, int B, int ms, int N, int Hq, int Hkv, int D), (be, o, l, q, k, v, cu, B, ms, N, Hq, Hkv, D))
+WRAP(add_b, OP_add, (aqs_backend *be, float *o, const float *a, const aqs_bf16 *b, size_t n, float *m),
+     (be, o, a, b, n, m))
+WRAP(swiglu_fwd_b, OP_swiglu_fwd,
+     (aqs_backend *be, aqs_bf16 *o, const aqs_bf16 *g, const aqs_bf16 *u, size_t n, float *a), (be, o, g, u, n, a))
+WRAP(amax_bf16_async, OP_amax_bf16, (aqs_backend *be, const aqs_bf16 *x, size_t n, float *a), (be, x, n, a))
 WRAP(copy_d2d, OP_casts_copies, (aqs_backend *be, void *d, const void *s, size_t n), (be, d, s, n))
 WRAP(zero, OP_casts_copies, (aqs_backend *be, void *p, size_t n), (be, p, n))
 WRAP(round_bf16, OP_casts_copies, (aqs_backend *be, float *x, size_t n), (be, x, n))
@@ -141,6 +160,10 @@ static void prof_install(aqs_backend *be) {
   SET(swiglu_fwd); SET(swiglu_bwd); SET(add); SET(embedding); SET(cross_entropy); SET(log_softmax); SET(kl_div);
   SET(amax_f32); SET(amax_f32_async); SET(amax_bf16); SET(grad_score); SET(grad_score_async); SET(copy_d2d); SET(zero); SET(round_bf16);
   SET(cast_bf16_to_f32); SET(cast_f32_to_bf16);
+#define SET_IF(name) if (g_real.name) g_wrapped.name = w_##name /* optional ops stay NULL */
+  SET_IF(rmsnorm_fwd_b); SET_IF(linear_b); SET_IF(rope_fwd_b); SET_IF(attention_fwd_b); SET_IF(add_b);
+  SET_IF(swiglu_fwd_b); SET_IF(amax_bf16_async);
+#undef SET_IF
 #undef SET
   be->ops = &g_wrapped;
   memset(g_op_ms, 0, sizeof g_op_ms);
@@ -177,7 +200,13 @@ typedef struct bench_opts {
   int calib_seqs, calib_len, calib_steps;
   int score_seqs, score_len, score_steps;
   int kl_steps, profile, warmup, varied;
+  const char *storage; /* calibration activations: "bf16", "f32" or "both" (f32 then bf16, same process) */
 } bench_opts;
+
+static int cmp_double(const void *a, const void *b) {
+  double x = *(const double *)a, y = *(const double *)b;
+  return (x > y) - (x < y);
+}
 
 /* Caption-like length in tokens (COCO: mostly 8-20 words, a tail to 50): 85 % in 12..30, the
  * rest in 31..72, at most max. The same generator as torch_peer.py --varied (same lengths). */
@@ -225,7 +254,7 @@ static double forward_flops(const aqs_qwen_text_config *c, const int32_t *lens, 
 }
 
 static int parse_opts(int argc, char **argv, bench_opts *o) {
-  *o = (bench_opts){NULL, NULL, "bf16", "cuda", 16, 64, 8, 8, 64, 4, 0, 1, 2, 0};
+  *o = (bench_opts){NULL, NULL, "bf16", "cuda", 16, 64, 8, 8, 64, 4, 0, 1, 2, 0, "bf16"};
   for (int i = 1; i < argc; i++) {
     const char *a = argv[i];
     const char *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -244,6 +273,10 @@ static int parse_opts(int argc, char **argv, bench_opts *o) {
     else if (!strcmp(a, "--warmup")) NEXT_INT(o->warmup);
     else if (!strcmp(a, "--no-profile")) o->profile = 0;
     else if (!strcmp(a, "--varied")) o->varied = 1;
+    else if (!strcmp(a, "--storage") && v && (!strcmp(v, "bf16") || !strcmp(v, "f32") || !strcmp(v, "both"))) {
+      o->storage = v;
+      i++;
+    }
     else return -1;
 #undef NEXT_INT
   }
@@ -254,9 +287,11 @@ static void usage(void) {
   fprintf(stderr,
           "usage: compute_bench --model DIR [--precision bf16|f32] [--calib-seqs 16 --calib-len 64 --calib-steps 8]\n"
           "                     [--score-seqs 8 --score-len 64 --score-steps 4] [--kl-steps 0] [--warmup 2]\n"
-          "                     [--no-profile] [--varied] [--json FILE] [--backend cuda|cpu]\n"
+          "                     [--no-profile] [--varied] [--json FILE] [--backend cuda|cpu] [--storage bf16|f32|both]\n"
           "--varied: caption-like sequence lengths up to --calib-len / --score-len (packed), the lengths\n"
           "torch_peer.py --varied uses (padded there); tokens/s count real tokens.\n"
+          "--storage: the BF16-mode calibration forward's activations: bf16 (BF16 arrays, the default where\n"
+          "the backend has the ops), f32 (F32 buffers), both (f32 first, then bf16, and the amax tables compared).\n"
           "Runs on the cuda backend: bf16 GEMM peak, calibration forward tokens/s + MFU, gradient scoring\n"
           "tokens/s, optional kl_div scoring, peak GPU memory, per-op breakdown.\n");
 }
@@ -340,44 +375,84 @@ int main(int argc, char **argv) {
   int32_t *ids = malloc(sizeof(int32_t) * (size_t)(ctok > o.score_seqs * o.score_len ? ctok : o.score_seqs * o.score_len));
   int32_t *lens = malloc(sizeof(int32_t) * (size_t)(o.calib_seqs > o.score_seqs ? o.calib_seqs : o.score_seqs));
   aqs_amax_table amax = {0};
-  reset_peak(on_gpu);
-  double calib_s = 0, calib_tokens = 0, calib_flops = 0;
-  for (int step = 0; step < o.warmup + o.calib_steps; step++) {
-    int ntok = make_tokens(o.calib_seqs, o.calib_len, c->vocab_size, (uint64_t)step + 1, o.varied, ids, lens);
-    aqs_token_batch tb = {.n_seqs = o.calib_seqs, .seq_lens = lens, .token_ids = ids};
-    aqs_amax_table part = {0};
-    double s0 = now_s();
-    if (aqs_calibrate_batch(lm, &tb, 0, &part, &e)) {
-      fprintf(stderr, "compute_bench: calibration: %s\n", e.msg);
-      return 1;
+  /* --storage f32 hides the BF16-storage ops from the model code (a copy of the table without them):
+   * calibration then runs on F32 buffers, as before those ops existed */
+  const aqs_ops *ops_b = be->ops;
+  static aqs_ops ops_f32;
+  ops_f32 = *be->ops;
+  ops_f32.rmsnorm_fwd_b = NULL;
+  ops_f32.linear_b = NULL;
+  ops_f32.rope_fwd_b = NULL;
+  ops_f32.attention_fwd_b = NULL;
+  ops_f32.add_b = NULL;
+  ops_f32.swiglu_fwd_b = NULL;
+  ops_f32.amax_bf16_async = NULL;
+  const int both = !strcmp(o.storage, "both");
+  double calib_s = 0, calib_tokens = 0, calib_flops = 0, calib_tok_s = 0, calib_tflops = 0;
+  size_t calib_peak = 0;
+  aqs_amax_table amax_f32 = {0};
+  for (int pass = 0; pass < (both ? 2 : 1); pass++) {
+    int storage_f32 = both ? pass == 0 : !strcmp(o.storage, "f32");
+    be->ops = storage_f32 ? &ops_f32 : ops_b;
+    const char *storage_name = storage_f32 ? "f32" : aqs_lm_calib_b_applies(lm) ? "bf16" : "f32 (no bf16 ops)";
+    if (pass == 1) {
+      amax_f32 = amax;
+      memset(&amax, 0, sizeof amax);
     }
-    double dt = now_s() - s0;
-    if (step >= o.warmup) {
-      calib_s += dt;
-      calib_tokens += ntok;
-      calib_flops += forward_flops(c, lens, o.calib_seqs, 0);
-    }
-    if (amax.n == 0) {
-      amax = part;
-    } else {
-      const aqs_amax_table *parts[2] = {&amax, &part};
-      aqs_amax_table merged = {0};
-      if (aqs_amax_reduce(parts, 2, &merged, &e)) {
-        fprintf(stderr, "compute_bench: amax reduce: %s\n", e.msg);
+    reset_peak(on_gpu);
+    calib_s = calib_tokens = calib_flops = 0;
+    double step_ms[64];
+    int n_step_ms = 0;
+    for (int step = 0; step < o.warmup + o.calib_steps; step++) {
+      int ntok = make_tokens(o.calib_seqs, o.calib_len, c->vocab_size, (uint64_t)step + 1, o.varied, ids, lens);
+      aqs_token_batch tb = {.n_seqs = o.calib_seqs, .seq_lens = lens, .token_ids = ids};
+      aqs_amax_table part = {0};
+      double s0 = now_s();
+      if (aqs_calibrate_batch(lm, &tb, 0, &part, &e)) {
+        fprintf(stderr, "compute_bench: calibration: %s\n", e.msg);
         return 1;
       }
-      aqs_amax_free(&amax);
-      aqs_amax_free(&part);
-      amax = merged;
+      double dt = now_s() - s0;
+      if (step >= o.warmup) {
+        calib_s += dt;
+        calib_tokens += ntok;
+        calib_flops += forward_flops(c, lens, o.calib_seqs, 0);
+        if (n_step_ms < 64) step_ms[n_step_ms++] = dt * 1e3;
+      }
+      if (amax.n == 0) {
+        amax = part;
+      } else {
+        const aqs_amax_table *parts[2] = {&amax, &part};
+        aqs_amax_table merged = {0};
+        if (aqs_amax_reduce(parts, 2, &merged, &e)) {
+          fprintf(stderr, "compute_bench: amax reduce: %s\n", e.msg);
+          return 1;
+        }
+        aqs_amax_free(&amax);
+        aqs_amax_free(&part);
+        amax = merged;
+      }
     }
+    calib_peak = peak_bytes(be);
+    calib_tok_s = calib_tokens / calib_s;
+    calib_tflops = calib_flops / calib_s / 1e12;
+    printf("calibration forward (%dx%d%s per step, %d steps, %.0f tokens/step, %s activations): %.0f tokens/s, "
+           "%.1f TFLOP/s model, MFU %.1f%% of the measured peak; peak GPU memory %.2f GiB\n",
+           o.calib_seqs, o.calib_len, o.varied ? " varied" : "", o.calib_steps, calib_tokens / o.calib_steps,
+           storage_name, calib_tok_s, calib_tflops, 100.0 * calib_tflops / peak, calib_peak / 1073741824.0);
+    qsort(step_ms, (size_t)n_step_ms, sizeof *step_ms, cmp_double);
+    if (n_step_ms > 0)
+      printf("  step times: min %.2f ms, median %.2f ms, max %.2f ms (%d steps)\n", step_ms[0], step_ms[n_step_ms / 2],
+             step_ms[n_step_ms - 1], n_step_ms);
   }
-  size_t calib_peak = peak_bytes(be);
-  double calib_tok_s = calib_tokens / calib_s;
-  double calib_tflops = calib_flops / calib_s / 1e12;
-  printf("calibration forward (%dx%d%s per step, %d steps, %.0f tokens/step): %.0f tokens/s, %.1f TFLOP/s model, "
-         "MFU %.1f%% of the measured peak; peak GPU memory %.2f GiB\n",
-         o.calib_seqs, o.calib_len, o.varied ? " varied" : "", o.calib_steps, calib_tokens / o.calib_steps,
-         calib_tok_s, calib_tflops, 100.0 * calib_tflops / peak, calib_peak / 1073741824.0);
+  if (both) {
+    size_t same = 0;
+    for (size_t i = 0; i < amax.n && i < amax_f32.n; i++)
+      same += !memcmp(&amax.entries[i].input_amax, &amax_f32.entries[i].input_amax, sizeof(float));
+    printf("amax tables of the two storages: %zu of %zu entries bit-identical\n", same, amax.n);
+    aqs_amax_free(&amax_f32);
+  }
+  be->ops = ops_b;
 
   /* 4. gradient scoring */
   if (aqs_lm_set_amax(lm, &amax, &e)) {
@@ -468,13 +543,13 @@ int main(int argc, char **argv) {
     FILE *f = fopen(o.json_path, "w");
     if (f) {
       fprintf(f,
-              "{\"device\": \"%s\", \"precision\": \"%s\", \"gemm_bf16_peak_tflops\": %.2f,\n"
+              "{\"device\": \"%s\", \"precision\": \"%s\", \"calib_storage\": \"%s\", \"gemm_bf16_peak_tflops\": %.2f,\n"
               " \"calib\": {\"seqs\": %d, \"len\": %d, \"steps\": %d, \"tokens_per_s\": %.1f, \"model_tflops\": %.2f, "
               "\"mfu\": %.4f, \"peak_gib\": %.3f},\n"
               " \"score_gradient\": {\"seqs\": %d, \"len\": %d, \"steps\": %d, \"tokens_per_s\": %.1f, \"peak_gib\": "
               "%.3f},\n"
               " \"score_kl_div_tokens_per_s\": %.1f, \"load_s\": %.2f}\n",
-              be->device, o.precision, peak, o.calib_seqs, o.calib_len, o.calib_steps, calib_tok_s, calib_tflops,
+              be->device, o.precision, both ? "bf16" : o.storage, peak, o.calib_seqs, o.calib_len, o.calib_steps, calib_tok_s, calib_tflops,
               calib_tflops / peak, calib_peak / 1073741824.0, o.score_seqs, o.score_len, o.score_steps, score_tok_s,
               score_peak / 1073741824.0, kl_tok_s, load_s);
       fclose(f);

@@ -64,6 +64,18 @@ static __attribute__((unused)) float f32_of_bf16(uint16_t b) {
 }
 static __attribute__((unused)) float round_to_bf16(float f) { return f32_of_bf16(bf16_of(f)); }
 
+/* cu_seqlens (B + 1 entries) of a packed batch of B sequences of lens[s] tokens; returns N, the
+ * total, and sets *max_len to the longest. */
+static __attribute__((unused)) int packed_cu(int32_t *cu, const int *lens, int B, int *max_len) {
+  cu[0] = 0;
+  *max_len = 0;
+  for (int s = 0; s < B; s++) {
+    cu[s + 1] = cu[s] + lens[s];
+    if (lens[s] > *max_len) *max_len = lens[s];
+  }
+  return cu[B];
+}
+
 /* A buffer present on both backends with the same initial bytes. */
 typedef struct mirror {
   void *cpu, *gpu;

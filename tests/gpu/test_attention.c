@@ -14,13 +14,8 @@ static void run_attention(aqs_precision prec, const att_case *c) {
   gpu_set_precision(prec);
   int bf16 = prec == AQS_PREC_BF16;
   int32_t cu[9];
-  cu[0] = 0;
-  int max_len = 0;
-  for (int s = 0; s < c->B; s++) {
-    cu[s + 1] = cu[s] + c->lens[s];
-    if (c->lens[s] > max_len) max_len = c->lens[s];
-  }
-  const int N = cu[c->B];
+  int max_len;
+  const int N = packed_cu(cu, c->lens, c->B, &max_len);
   size_t nq = (size_t)N * c->Hq * c->D, nk = (size_t)N * c->Hkv * c->D;
   mirror cum = mirror_new(cu, (size_t)(c->B + 1) * sizeof(int32_t));
   mirror q = mirror_random_f32(nq, 1.0f, bf16), k = mirror_random_f32(nk, 1.0f, bf16),

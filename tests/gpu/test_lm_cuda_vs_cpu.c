@@ -1,11 +1,13 @@
 /* tests/gpu/test_lm_cuda_vs_cpu.c: whole-model evidence that the CUDA backend computes what the CPU
  * reference does: on synthetic tiny and small checkpoints (written by `aqs synth-model`), the
  * logits (F32 and BF16 modes), the calibration amax table, and the gradient and kl_div scores of
- * every group (value and rank) agree; CUDA scores are the same bits on a second run. */
+ * every group (value and rank) agree; CUDA scores are the same bits on a second run, which recomputes
+ * each layer in the backward instead of keeping its activations. */
 #include "gpu_util.h"
 
 #include "engine/compute/calibrate.h"
 #include "engine/compute/lm.h"
+#include "engine/compute/lm_internal.h"
 #include "engine/compute/sensitivity.h"
 
 static char *g_tmp;
@@ -143,7 +145,10 @@ static void run_scores(const char *preset, aqs_sens_method method, double min_sp
   aqs_scores sc[2], again;
   for (int side = 0; side < 2; side++)
     if (aqs_sensitivity_batch(lms[side], &tb, method, 0, &sc[side], NULL, &e)) fail_msg("scores: %s", e.msg);
+  /* again on CUDA, recomputing each layer in the backward instead of keeping its activations: same bits */
+  setenv("AQS_KEEP_ACTIVATIONS", "0", 1);
   if (aqs_sensitivity_batch(lms[1], &tb, method, 0, &again, NULL, &e)) fail_msg("scores: %s", e.msg);
+  unsetenv("AQS_KEEP_ACTIVATIONS");
   size_t n = sc[0].ngroups;
   assert_int_equal(n, sc[1].ngroups);
   double *a = malloc(n * sizeof *a), *b = malloc(n * sizeof *b), *rel = malloc(n * sizeof *rel);
@@ -173,6 +178,53 @@ static void run_scores(const char *preset, aqs_sens_method method, double min_sp
   aqs_lm_free(lms[1]);
 }
 
+/* BF16 calibration: on each backend the BF16-activation-storage forward (lm_calib_b.c) gives the
+ * F32-buffer forward's amax table bit for bit; CUDA against CPU within BF16 rounding. */
+static void calib_bf16_storage(const char *preset) {
+  const char *dir = synth(preset);
+  gpu_set_precision(AQS_PREC_BF16);
+  aqs_lm *lms[2] = {load(g_cpu, dir), load(g_gpu, dir)};
+  int32_t ids[512], lens[8];
+  int n_tokens;
+  make_batch(8, lms[0]->cfg.vocab_size, ids, lens, &n_tokens);
+  aqs_amax_table t[2][2] = {{{0}, {0}}, {{0}, {0}}}; /* [side][storage_b] */
+  aqs_err e;
+  for (int side = 0; side < 2; side++) {
+    assert_int_equal(aqs_lm_calib_b_applies(lms[side]), 1);
+    aqs_lm_batch b;
+    assert_int_equal(aqs_lm_batch_make(lms[side], ids, lens, 8, 0, &b, &e), AQS_OK);
+    for (int sb = 0; sb < 2; sb++)
+      if (aqs_calibrate_lm_batch_storage(lms[side], &b, sb, &t[side][sb], &e)) fail_msg("calibrate: %s", e.msg);
+    aqs_lm_batch_free(lms[side], &b);
+    assert_int_equal(t[side][0].n, t[side][1].n);
+    for (size_t i = 0; i < t[side][0].n; i++) {
+      assert_string_equal(t[side][0].entries[i].module, t[side][1].entries[i].module);
+      if (memcmp(&t[side][0].entries[i].input_amax, &t[side][1].entries[i].input_amax, sizeof(float)))
+        fail_msg("%s %s: %s input amax %.9g on F32 buffers, %.9g on BF16 storage", preset, lms[side]->be->name,
+                 t[side][0].entries[i].module, t[side][0].entries[i].input_amax, t[side][1].entries[i].input_amax);
+    }
+  }
+  double worst = 0;
+  for (size_t i = 0; i < t[0][1].n; i++) {
+    double a = t[0][1].entries[i].input_amax, g = t[1][1].entries[i].input_amax;
+    worst = fmax(worst, fabs(g - a) / fmax(a, 1e-30));
+  }
+  printf("%s bf16 calibration: %zu entries, both storages identical on each backend; cuda vs cpu worst rel diff "
+         "%.3g\n", preset, t[0][1].n, worst);
+  assert_true(worst <= 3e-2); /* a few BF16 steps (2^-8 relative each) after different GEMM sums */
+  for (int side = 0; side < 2; side++) {
+    aqs_amax_free(&t[side][0]);
+    aqs_amax_free(&t[side][1]);
+    aqs_lm_free(lms[side]);
+  }
+  gpu_set_precision(AQS_PREC_F32);
+}
+static void test_calib_bf16_storage(void **state) {
+  (void)state;
+  calib_bf16_storage("tiny");
+  calib_bf16_storage("small");
+}
+
 static void test_gradient_scores_tiny(void **state) {
   (void)state;
   run_scores("tiny", AQS_SENS_GRADIENT, 0.99, 0.01);
@@ -194,6 +246,7 @@ int main(void) {
       cmocka_unit_test(test_gradient_scores_tiny),
       cmocka_unit_test(test_kl_scores_tiny),
       cmocka_unit_test(test_gradient_scores_small),
+      cmocka_unit_test(test_calib_bf16_storage),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
   aqs_backend_close(g_cpu);

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "engine/compute/lm.h"
+#include "engine/compute/lm_internal.h"
 #include "engine/model/safetensors.h"
 #include "lm_fixture.h"
 
@@ -122,6 +123,79 @@ static void test_gradient_vs_finite_differences(void **state) {
   aqs_lm_batch_free(lm, &b);
   aqs_lm_free(lm);
   aqs_backend_close(be);
+}
+
+/* Records the bytes of every hook call's x, y and g, in call order. */
+typedef struct tape {
+  unsigned char *buf;
+  size_t n, cap;
+  int calls;
+} tape;
+static void tape_put(tape *t, const float *p, size_t n) {
+  size_t bytes = p ? n * sizeof(float) : 0;
+  if (t->n + bytes > t->cap) {
+    t->cap = (t->n + bytes) * 2;
+    t->buf = realloc(t->buf, t->cap);
+    assert_non_null(t->buf);
+  }
+  if (bytes) memcpy(t->buf + t->n, p, bytes);
+  t->n += bytes;
+}
+static aqs_status tape_hook(void *ctx, const aqs_lm *lm, int layer, aqs_lin_slot slot, const float *x,
+                            const float *y, const float *g, int N, aqs_err *e) {
+  (void)e;
+  tape *t = ctx;
+  const aqs_lm_linear *lin = &lm->layers[layer].lin[slot];
+  tape_put(t, x, (size_t)N * (size_t)lin->in);
+  tape_put(t, y, (size_t)N * (size_t)lin->out);
+  tape_put(t, g, (size_t)N * (size_t)lin->out);
+  t->calls++;
+  return AQS_OK;
+}
+
+/* The backward on kept activations (lm_backward.c) sees exactly the x, y, g and input gradient of
+ * the backward that recomputes every layer (AQS_KEEP_ACTIVATIONS=0), in both precisions. */
+static void test_kept_activations_same_bits(void **state) {
+  (void)state;
+  for (int prec = 0; prec < 2; prec++) {
+    aqs_backend *be;
+    aqs_lm *lm = fx_load(model_dir, &be, prec ? AQS_PREC_BF16 : AQS_PREC_F32);
+    fx_batches fb;
+    fx_make_batches(&fb, 1, 4, 30, lm->cfg.vocab_size, 5);
+    aqs_err e = {0};
+    aqs_lm_batch b;
+    assert_int_equal(aqs_lm_batch_make(lm, fb.b[0].token_ids, fb.b[0].seq_lens, 4, 0, &b, &e), AQS_OK);
+    tape t[2] = {{0}, {0}};
+    double loss[2];
+    float *dx[2];
+    const size_t nc = (size_t)b.n_tokens * (size_t)lm->cfg.hidden_size;
+    for (int keep = 0; keep < 2; keep++) {
+      if (keep) unsetenv("AQS_KEEP_ACTIVATIONS");
+      else setenv("AQS_KEEP_ACTIVATIONS", "0", 1);
+      aqs_lm_ws *ws;
+      assert_int_equal(aqs_lm_ws_alloc(lm, &b, 1, 0, &ws, &e), AQS_OK);
+      assert_int_equal(aqs_lm_forward_backward(lm, &b, ws, tape_hook, &t[keep], &loss[keep], &e), AQS_OK);
+      assert_int_equal(ws->kept != NULL, keep); /* the tiny model's sets fit */
+      assert_ptr_equal(ws->gate, ws->base.gate); /* the workspace's own set again */
+      dx[keep] = malloc(nc * sizeof(float));
+      memcpy(dx[keep], aqs_lm_ws_dinput(ws), nc * sizeof(float));
+      aqs_lm_ws_free(lm, ws);
+    }
+    unsetenv("AQS_KEEP_ACTIVATIONS");
+    assert_int_equal(t[0].calls, t[1].calls);
+    assert_int_equal(t[0].calls, lm->cfg.num_layers * AQS_LIN_COUNT);
+    assert_int_equal(t[0].n, t[1].n);
+    assert_memory_equal(t[0].buf, t[1].buf, t[0].n);
+    assert_memory_equal(&loss[0], &loss[1], sizeof(double));
+    assert_memory_equal(dx[0], dx[1], nc * sizeof(float));
+    for (int k = 0; k < 2; k++) {
+      free(t[k].buf);
+      free(dx[k]);
+    }
+    aqs_lm_batch_free(lm, &b);
+    aqs_lm_free(lm);
+    aqs_backend_close(be);
+  }
 }
 
 /* Packing: a sequence's logits do not depend on which other sequences share its batch. */
@@ -243,6 +317,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
     cmocka_unit_test(test_gradient_vs_finite_differences),
     cmocka_unit_test(test_packing_isolation),
+    cmocka_unit_test(test_kept_activations_same_bits),
     cmocka_unit_test(test_bad_batches),
     cmocka_unit_test(test_nan_weight_named),
     cmocka_unit_test(test_shape_mismatch),
