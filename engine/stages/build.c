@@ -138,8 +138,11 @@ static aqs_status walk_all(aqs_stage_env *env, const aqs_stage_def *const *table
       recipe_walk *w = &walks[it - items];
       print_diag(&it->job);
       if (it->st) {
-        if (e) *e = it->err;
-        first = aqs_err_prefix(e, "recipe %s", w->r->name);
+        first = it->st;
+        if (e) {
+          *e = it->err;
+          aqs_err_prefix(e, "recipe %s", w->r->name);
+        }
         break;
       }
       it->out->done = 1;
