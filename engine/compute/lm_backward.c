@@ -74,7 +74,7 @@ static aqs_status layer_bwd(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *
  * scratch grows later); on the CPU they take at most an eighth of physical memory. */
 static void keep_activations(const aqs_lm *lm, aqs_lm_ws *ws) {
   const char *env = getenv("AQS_KEEP_ACTIVATIONS");
-  if (ws->kept || (env && !strcmp(env, "0"))) return;
+  if (env && !strcmp(env, "0")) return;
   aqs_backend *be = lm->be;
   const aqs_qwen_text_config *c = &lm->cfg;
   const size_t N = (size_t)ws->N, C = (size_t)c->hidden_size, I = (size_t)c->intermediate_size,
@@ -108,14 +108,26 @@ static void keep_activations(const aqs_lm *lm, aqs_lm_ws *ws) {
   }
   float *p = mem;
   for (int l = 0; l < L; l++) {
-    float **f = (float **)&kept[l];
+    float *f[17];
     for (int i = 0; i < 17; i++) {
       f[i] = p;
       p += (part[i] + 63) / 64 * 64;
     }
+    kept[l] = (aqs_lm_acts){f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8],
+                            f[9], f[10], f[11], f[12], f[13], f[14], f[15], f[16]};
   }
   ws->kept = kept;
   ws->kept_mem = mem;
+}
+
+/* Releases the kept sets and points ws at its own set again: they serve one backward, and what
+ * runs after it (the vision backward of an image batch, another pass on ws) needs the memory. */
+static void drop_kept(const aqs_lm *lm, aqs_lm_ws *ws) {
+  aqs_lm_ws_select_layer(ws, -1);
+  lm->be->ops->free(lm->be, ws->kept_mem);
+  free(ws->kept);
+  ws->kept = NULL;
+  ws->kept_mem = NULL;
 }
 
 aqs_status aqs_lm_forward_backward(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws,
@@ -133,14 +145,16 @@ aqs_status aqs_lm_forward_backward(const aqs_lm *lm, const aqs_lm_batch *b, aqs_
   keep_activations(lm, ws);
   aqs_status st = aqs_lm_forward(lm, b, ws, NULL, NULL, e);
   if (st != AQS_OK) {
-    aqs_lm_ws_select_layer(ws, -1);
+    drop_kept(lm, ws);
     return st;
   }
   double loss_sum = 0.0;
   op->cross_entropy(be, ws->logits, ws->logits, b->targets, N, V, 1.0f / (float)b->n_targets,
                     &loss_sum);
-  if (!(loss_sum == loss_sum) || loss_sum > 1e300)
+  if (!(loss_sum == loss_sum) || loss_sum > 1e300) {
+    drop_kept(lm, ws);
     return aqs_errf(e, AQS_ERR_NUMERIC, "non-finite cross-entropy loss (%g)", loss_sum);
+  }
   *loss_out = loss_sum / b->n_targets;
   const float *x_final = ws->ckpt + (size_t)c->num_layers * NC;
   op->linear_bwd_input(be, ws->d_ln, ws->logits, lm->lm_head, N, C, V, 0);
@@ -157,6 +171,6 @@ aqs_status aqs_lm_forward_backward(const aqs_lm *lm, const aqs_lm_batch *b, aqs_
     snprintf(what, sizeof what, "the gradient at the input of language layer %d", l);
     if ((st = aqs_lm_check_finite(lm, ws->d_x, NC, what, e)) != AQS_OK) break;
   }
-  aqs_lm_ws_select_layer(ws, -1);
+  drop_kept(lm, ws);
   return st != AQS_OK ? st : op->sync(be, e);
 }

@@ -39,9 +39,10 @@ struct aqs_lm_ws {
   float *yq;                   /* (N, max_out) */
   float *kv_amax;              /* backend (L, 2) or NULL: aqs_lm_ws_track_kv_amax */
   float *layer_amax;           /* backend (L): amax of each layer's output (finite check) */
-  /* Kept activations (lm_backward.c, when memory allows): while kept != NULL, layer l's forward
-   * writes its intermediates into kept[l] (aqs_lm_ws_select_layer), and the backward reads them
-   * there instead of recomputing the layer. base = the workspace's own set. */
+  /* Kept activations (lm_backward.c, when memory allows): set only inside aqs_lm_forward_backward
+   * (released, and ws back on base, when it returns, errors included). While kept != NULL, layer l's
+   * forward writes its intermediates into kept[l] (aqs_lm_ws_select_layer), and the backward reads
+   * them there instead of recomputing the layer. base = the workspace's own set. */
   aqs_lm_acts *kept;
   void *kept_mem;
   aqs_lm_acts base;

@@ -11,12 +11,14 @@
 #define RED_THREADS 256
 #define RED_MAX_BLOCKS 1056 /* 8 blocks of 256 threads per SM on a 132-SM H100 */
 
-/* max of |values| where any NaN wins. */
+/* max of |values| where any NaN wins: the operands are non-negative (or NaN with the sign cleared),
+ * which order like their bits, NaN above +Inf. Integer compares and a cleared sign bit instead of
+ * fmaxf/fabsf, which --use_fast_math compiles to .ftz forms that flush a subnormal amax to 0 (the
+ * CPU twin and the fused BF16 amax keep it). */
 __device__ __forceinline__ float amax_combine(float a, float b) {
-  if (isnan(a)) return a;
-  if (isnan(b)) return b;
-  return fmaxf(a, b);
+  return __float_as_uint(a) >= __float_as_uint(b) ? a : b;
 }
+__device__ __forceinline__ float abs_nonneg(float v) { return __uint_as_float(__float_as_uint(v) & 0x7fffffffu); }
 __device__ __forceinline__ float warp_amax(float v) {
   for (int o = 16; o > 0; o >>= 1) v = amax_combine(v, __shfl_xor_sync(0xffffffffu, v, o));
   return v;
@@ -61,10 +63,10 @@ __device__ double block_sum_dbl(double v) {
 template <typename T>
 __device__ __forceinline__ float load_abs(const T *x, size_t i);
 template <>
-__device__ __forceinline__ float load_abs<float>(const float *x, size_t i) { return fabsf(x[i]); }
+__device__ __forceinline__ float load_abs<float>(const float *x, size_t i) { return abs_nonneg(x[i]); }
 template <>
 __device__ __forceinline__ float load_abs<uint16_t>(const uint16_t *x, size_t i) {
-  return fabsf(bf16_bits_to_f32(x[i]));
+  return abs_nonneg(bf16_bits_to_f32(x[i]));
 }
 
 template <typename T>
@@ -75,7 +77,7 @@ __global__ void amax_partial_kernel(float *partial, const T *x, size_t n, unsign
     const float4 *x4 = (const float4 *)x;
     for (size_t i = i0; i < n / 4; i += stride) {
       float4 v = x4[i];
-      m = amax_combine(m, amax_combine(amax_combine(fabsf(v.x), fabsf(v.y)), amax_combine(fabsf(v.z), fabsf(v.w))));
+      m = amax_combine(m, amax_combine(amax_combine(abs_nonneg(v.x), abs_nonneg(v.y)), amax_combine(abs_nonneg(v.z), abs_nonneg(v.w))));
     }
     for (size_t i = n / 4 * 4 + i0; i < n; i += stride) m = amax_combine(m, load_abs<T>(x, i));
   } else {

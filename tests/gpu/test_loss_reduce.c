@@ -161,6 +161,34 @@ static void test_amax(void **state) {
   FOR_BOTH { be->ops->copy_h2d(be, (uint16_t *)P(xb) + 7, &bnan, 2); }
   FOR_BOTH { be->ops->amax_bf16(be, P(xb), n, &a[side]); }
   assert_true(isnan(a[1]) && isnan(a[0]));
+  /* a tensor whose largest |x| is subnormal: kept, not flushed to 0 (the .ftz forms of fmaxf and
+   * fabsf under --use_fast_math flushed it), in the sync, async and BF16 forms */
+  float sub[1001] = {0};
+  sub[3] = 1e-40f;
+  sub[500] = -3e-39f;
+  sub[1000] = 5e-45f;
+  uint16_t subb[9] = {0, 0x0001, 0x8023, 0x0004, 0, 0, 0, 0, 0}; /* BF16 subnormals; largest 0x23 */
+  float sa[2], sas[2], sab[2];
+  FOR_BOTH {
+    float *d;
+    aqs_err e;
+    assert_int_equal(be->ops->alloc(be, (1001 + 16) * sizeof(float), (void **)&d, &e), AQS_OK);
+    be->ops->copy_h2d(be, d, sub, sizeof sub);
+    be->ops->copy_h2d(be, d + 1001, subb, sizeof subb);
+    be->ops->amax_f32(be, d, 1001, &sa[side]);
+    be->ops->amax_f32_async(be, d, 1001, d + 1001 + 5);
+    be->ops->copy_d2h(be, &sas[side], d + 1001 + 5, 4);
+    be->ops->amax_bf16(be, (const uint16_t *)(d + 1001), 9, &sab[side]);
+    assert_int_equal(be->ops->sync(be, &e), AQS_OK);
+    be->ops->free(be, d);
+  }
+  const float want = 3e-39f, wantb = 0x23 * 0x1p-133f;
+  assert_memory_equal(&sa[0], &want, 4);
+  assert_memory_equal(&sa[1], &want, 4);
+  assert_memory_equal(&sas[1], &want, 4);
+  assert_memory_equal(&sab[0], &wantb, 4);
+  assert_memory_equal(&sab[1], &wantb, 4);
+  printf("amax of subnormal tensors: %g (F32, sync and async) and %g (BF16) on both backends\n", sa[1], sab[1]);
   mirror_free(&x);
   mirror_free(&xb);
 }

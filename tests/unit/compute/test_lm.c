@@ -62,17 +62,26 @@ static double loss_with(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws, 
   return sum / b->n_targets;
 }
 
+/* The model in F32 on the CPU, a batch of n_seqs pseudo-random sequences (fx_make_batches) and a
+ * workspace with gradients for it. */
+static aqs_lm *load_batch_ws(aqs_backend **be, int n_seqs, int len_spread, uint32_t seed, aqs_lm_batch *b,
+                             aqs_lm_ws **ws) {
+  aqs_lm *lm = fx_load(model_dir, be, AQS_PREC_F32);
+  fx_batches fb;
+  fx_make_batches(&fb, 1, n_seqs, len_spread, lm->cfg.vocab_size, seed);
+  aqs_err e = {0};
+  assert_int_equal(aqs_lm_batch_make(lm, fb.b[0].token_ids, fb.b[0].seq_lens, n_seqs, 0, b, &e), AQS_OK);
+  assert_int_equal(aqs_lm_ws_alloc(lm, b, 1, 0, ws, &e), AQS_OK);
+  return lm;
+}
+
 static void test_gradient_vs_finite_differences(void **state) {
   (void)state;
   aqs_backend *be;
-  aqs_lm *lm = fx_load(model_dir, &be, AQS_PREC_F32);
-  fx_batches fb;
-  fx_make_batches(&fb, 1, 3, 6, lm->cfg.vocab_size, 11);
-  aqs_err e = {0};
   aqs_lm_batch b;
   aqs_lm_ws *ws;
-  assert_int_equal(aqs_lm_batch_make(lm, fb.b[0].token_ids, fb.b[0].seq_lens, 3, 0, &b, &e), AQS_OK);
-  assert_int_equal(aqs_lm_ws_alloc(lm, &b, 1, 0, &ws, &e), AQS_OK);
+  aqs_lm *lm = load_batch_ws(&be, 3, 6, 11, &b, &ws);
+  aqs_err e = {0};
   size_t maxn = (size_t)b.n_tokens * (size_t)lm->cfg.intermediate_size;
   float *g = malloc(maxn * sizeof *g), *dir = malloc(maxn * sizeof *dir);
   /* every slot of the first and last layer */
@@ -130,6 +139,7 @@ typedef struct tape {
   unsigned char *buf;
   size_t n, cap;
   int calls;
+  const float *q_in[2]; /* where the hook saw q_proj's input of layers 0 and 1 */
 } tape;
 static void tape_put(tape *t, const float *p, size_t n) {
   size_t bytes = p ? n * sizeof(float) : 0;
@@ -149,6 +159,7 @@ static aqs_status tape_hook(void *ctx, const aqs_lm *lm, int layer, aqs_lin_slot
   tape_put(t, x, (size_t)N * (size_t)lin->in);
   tape_put(t, y, (size_t)N * (size_t)lin->out);
   tape_put(t, g, (size_t)N * (size_t)lin->out);
+  if (slot == AQS_LIN_Q && layer < 2) t->q_in[layer] = x;
   t->calls++;
   return AQS_OK;
 }
@@ -174,9 +185,18 @@ static void test_kept_activations_same_bits(void **state) {
       else setenv("AQS_KEEP_ACTIVATIONS", "0", 1);
       aqs_lm_ws *ws;
       assert_int_equal(aqs_lm_ws_alloc(lm, &b, 1, 0, &ws, &e), AQS_OK);
+      size_t before, after;
+      be->ops->mem_stats(be, &before, NULL);
       assert_int_equal(aqs_lm_forward_backward(lm, &b, ws, tape_hook, &t[keep], &loss[keep], &e), AQS_OK);
-      assert_int_equal(ws->kept != NULL, keep); /* the tiny model's sets fit */
-      assert_ptr_equal(ws->gate, ws->base.gate); /* the workspace's own set again */
+      /* kept: each layer's intermediates in a set of their own (the tiny model's sets fit);
+       * recomputed: every layer in the workspace's own set */
+      assert_int_equal(t[keep].q_in[0] != t[keep].q_in[1], keep);
+      /* the kept sets live for the backward only (e.g. the vision backward that follows needs the
+       * memory): the workspace holds its own set and nothing more afterwards */
+      be->ops->mem_stats(be, &after, NULL);
+      assert_int_equal(after, before);
+      assert_null(ws->kept);
+      assert_ptr_equal(ws->gate, ws->base.gate);
       dx[keep] = malloc(nc * sizeof(float));
       memcpy(dx[keep], aqs_lm_ws_dinput(ws), nc * sizeof(float));
       aqs_lm_ws_free(lm, ws);
@@ -196,6 +216,33 @@ static void test_kept_activations_same_bits(void **state) {
     aqs_lm_free(lm);
     aqs_backend_close(be);
   }
+}
+
+/* A backward that fails after the forward (here a NaN in the final norm's weight: every layer output
+ * is finite, the loss is not) gives the kept sets back and leaves the workspace on its own set. */
+static void test_kept_activations_released_on_error(void **state) {
+  (void)state;
+  unsetenv("AQS_KEEP_ACTIVATIONS"); /* kept when they fit: the tiny model's do */
+  aqs_err e = {0};
+  aqs_backend *be;
+  aqs_lm_batch b;
+  aqs_lm_ws *ws;
+  aqs_lm *lm = load_batch_ws(&be, 3, 20, 9, &b, &ws);
+  lm->final_norm[0] = 0x7FC0;
+  size_t before, after;
+  be->ops->mem_stats(be, &before, NULL);
+  double loss;
+  assert_int_equal(aqs_lm_forward_backward(lm, &b, ws, NULL, NULL, &loss, &e), AQS_ERR_NUMERIC);
+  assert_non_null(strstr(e.msg, "non-finite cross-entropy loss"));
+  be->ops->mem_stats(be, &after, NULL);
+  assert_int_equal(after, before);
+  assert_null(ws->kept);
+  assert_ptr_equal(ws->ln1, ws->base.ln1);
+  assert_ptr_equal(ws->down, ws->base.down);
+  aqs_lm_ws_free(lm, ws);
+  aqs_lm_batch_free(lm, &b);
+  aqs_lm_free(lm);
+  aqs_backend_close(be);
 }
 
 /* Packing: a sequence's logits do not depend on which other sequences share its batch. */
@@ -318,6 +365,7 @@ int main(void) {
     cmocka_unit_test(test_gradient_vs_finite_differences),
     cmocka_unit_test(test_packing_isolation),
     cmocka_unit_test(test_kept_activations_same_bits),
+    cmocka_unit_test(test_kept_activations_released_on_error),
     cmocka_unit_test(test_bad_batches),
     cmocka_unit_test(test_nan_weight_named),
     cmocka_unit_test(test_shape_mismatch),

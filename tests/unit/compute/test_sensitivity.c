@@ -92,6 +92,11 @@ static void test_calibrate_storage_b(void **state) {
   assert_int_equal(aqs_lm_calib_b_applies(lm), 1);
   fx_batches fb;
   fx_make_batches(&fb, 3, 5, 40, lm->cfg.vocab_size, 11);
+  /* and sequences of one token: among others, and a batch of one token */
+  static const int32_t lens3[3] = {1, 9, 1}, lens4[1] = {1};
+  fb.b[3] = (aqs_token_batch){.n_seqs = 3, .seq_lens = lens3, .token_ids = fb.b[0].token_ids};
+  fb.b[4] = (aqs_token_batch){.n_seqs = 1, .seq_lens = lens4, .token_ids = fb.b[1].token_ids};
+  fb.n = 5;
   aqs_err e = {0};
   for (int i = 0; i < fb.n; i++) {
     aqs_lm_batch b;
@@ -110,10 +115,18 @@ static void test_calibrate_storage_b(void **state) {
     aqs_amax_free(&tf);
     aqs_lm_batch_free(lm, &b);
   }
-  /* F32 precision never takes the BF16-storage forward */
+  /* F32 precision, an FP8 KV cache or a served FP8 linear never take the BF16-storage forward */
   be->precision = AQS_PREC_F32;
   assert_int_equal(aqs_lm_calib_b_applies(lm), 0);
   be->precision = AQS_PREC_BF16;
+  lm->layers[1].k_scale = 0.5f;
+  assert_int_equal(aqs_lm_calib_b_applies(lm), 0);
+  lm->layers[1].k_scale = 0.0f;
+  uint8_t code = 0;
+  lm->layers[1].lin[AQS_LIN_DOWN].wq = &code;
+  assert_int_equal(aqs_lm_calib_b_applies(lm), 0);
+  lm->layers[1].lin[AQS_LIN_DOWN].wq = NULL;
+  assert_int_equal(aqs_lm_calib_b_applies(lm), 1);
   /* a NaN in layer 1's o_proj weight is named at the next measured input, as on F32 buffers */
   lm->layers[1].lin[AQS_LIN_O].w[0] = 0x7fc0;
   aqs_amax_table nan_t = {0};

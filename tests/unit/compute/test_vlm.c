@@ -7,6 +7,8 @@
 
 #include <math.h>
 
+#include "engine/compute/calibrate.h"
+#include "engine/compute/lm_internal.h"
 #include "engine/compute/vlm.h"
 #include "lm_fixture.h"
 #include "vision_probe.h"
@@ -334,6 +336,52 @@ static void test_calibration(void **state) {
   aqs_backend_close(be);
 }
 
+/* BF16 calibration of an image+text batch (image features scattered into rows of two sequences,
+ * M-RoPE positions of a grid) on BF16 activation storage gives the F32-buffer forward's amax table,
+ * bit for bit (aqs_vlm_calibrate_chunk takes the BF16-storage forward). */
+static void test_calibration_storage_b(void **state) {
+  (void)state;
+  aqs_backend *be;
+  aqs_vlm *m = load(plain_dir, &be, AQS_PREC_BF16);
+  assert_int_equal(aqs_lm_calib_b_applies(m->lm), 1);
+  fx_chunk f;
+  make_chunk(&f, &m->lm->model->cfg, 6);
+  aqs_err e = {0};
+  aqs_vlm_batch b;
+  assert_int_equal(aqs_vlm_batch_of_chunk(m, &f.c, 0, &b, &e), AQS_OK);
+  assert_true(b.lm.n_image_rows > 0);
+  aqs_vision_ws *vws;
+  assert_int_equal(aqs_vision_ws_alloc(m->vis, &b.vis, 0, &vws, &e), AQS_OK);
+  assert_int_equal(aqs_vision_forward(m->vis, &b.vis, vws, NULL, NULL, NULL, &e), AQS_OK);
+  b.lm.image_embeds = aqs_vision_ws_output(vws);
+  aqs_amax_table t[2];
+  for (int sb = 0; sb < 2; sb++) {
+    memset(&t[sb], 0, sizeof t[sb]);
+    if (aqs_calibrate_lm_batch_storage(m->lm, &b.lm, sb, &t[sb], &e)) fail_msg("calibrate: %s", e.msg);
+  }
+  assert_int_equal(t[0].n, t[1].n);
+  assert_int_equal(t[0].n, (size_t)m->lm->cfg.num_layers * (AQS_LIN_COUNT + 2));
+  for (size_t j = 0; j < t[0].n; j++) {
+    assert_string_equal(t[0].entries[j].module, t[1].entries[j].module);
+    assert_memory_equal(&t[0].entries[j].input_amax, &t[1].entries[j].input_amax, sizeof(float));
+    assert_true(t[0].entries[j].input_amax > 0);
+  }
+  /* the image rows matter: features scaled by 4 give another residual stream, other values */
+  aqs_amax_table text = {0};
+  float *feat = aqs_vision_ws_output(vws);
+  for (size_t i = 0; i < (size_t)b.lm.n_image_rows * (size_t)m->lm->cfg.hidden_size; i++) feat[i] *= 4.0f;
+  if (aqs_calibrate_lm_batch_storage(m->lm, &b.lm, 1, &text, &e)) fail_msg("calibrate: %s", e.msg);
+  const char *gate0 = "model.language_model.layers.0.mlp.gate_proj";
+  assert_true(aqs_amax_find(&text, gate0)->input_amax != aqs_amax_find(&t[1], gate0)->input_amax);
+  for (int sb = 0; sb < 2; sb++) aqs_amax_free(&t[sb]);
+  aqs_amax_free(&text);
+  aqs_vision_ws_free(m->vis, vws);
+  aqs_vlm_batch_free(m, &b);
+  free(f.patches);
+  aqs_vlm_free(m);
+  aqs_backend_close(be);
+}
+
 static void check_scores(aqs_sens_method method) {
   aqs_backend *be;
   aqs_vlm *m = load(outlier_dir, &be, AQS_PREC_F32);
@@ -462,6 +510,7 @@ int main(void) {
     cmocka_unit_test(test_bad_layouts),
     cmocka_unit_test(test_gradient_through_both_towers),
     cmocka_unit_test(test_calibration),
+    cmocka_unit_test(test_calibration_storage_b),
     cmocka_unit_test(test_vision_score_by_hand),
     cmocka_unit_test(test_scores_gradient),
     cmocka_unit_test(test_scores_kl),
