@@ -49,6 +49,15 @@ static aqs_status break_export(void *ctx, const char *file_name, const char *pat
   return AQS_OK;
 }
 
+/* AQS_TEST_FAIL_EXPORT=<recipe>: that recipe's export fails at its second layer shard, as a write
+ * error would, so that tests can see a failure in the middle of a sweep's concurrent exports. */
+static aqs_status fail_export(void *ctx, const char *file_name, const char *path, aqs_err *e) {
+  (void)ctx;
+  (void)path;
+  if (strcmp(file_name, "model-layers-001.safetensors") != 0) return AQS_OK;
+  return aqs_errf(e, AQS_ERR_IO, "test hook: cannot store %s", file_name);
+}
+
 int aqs_build_cli_parse(const char *cmd, int argc, char **argv, aqs_build_cli *out) {
   memset(out, 0, sizeof *out);
   static const struct option longopts[] = {
@@ -152,6 +161,10 @@ int aqs_build_cli_prepare(const char *cmd, aqs_build_cli *cli, const aqs_workspa
   }
   opts->export_hook_recipe = getenv("AQS_TEST_BREAK_EXPORT");
   if (opts->export_hook_recipe) opts->export_hook = break_export;
+  if (getenv("AQS_TEST_FAIL_EXPORT")) {
+    opts->export_hook_recipe = getenv("AQS_TEST_FAIL_EXPORT");
+    opts->export_hook = fail_export;
+  }
   if (!opts->model_dir) {
     aqs_cli_fail(cmd, "no model: pass --model DIR or set [model] path in .aqstore");
     return AQS_EXIT_FAIL;

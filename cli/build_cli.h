@@ -1,7 +1,7 @@
 /* cli/build_cli.h: what `aqs build`, `aqs plan` and `aqs demo` share: the options that locate the
  * model and data (with workspace defaults), recipe loading, the porcelain around a build (where
- * each checkpoint goes, its checkout and the reports beside it, the AQS_TEST_BREAK_EXPORT test
- * hook) and printing build reports. */
+ * each checkpoint goes, its checkout and the reports beside it, the AQS_TEST_BREAK_EXPORT and
+ * AQS_TEST_FAIL_EXPORT test hooks) and printing build reports. */
 #ifndef AQS_CLI_BUILD_CLI_H
 #define AQS_CLI_BUILD_CLI_H
 

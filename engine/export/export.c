@@ -351,25 +351,29 @@ static void reuse_codes(export_ctx *x, const aqs_st_tensor *t, export_group_stat
   x->res->reused_params += t->numel;
 }
 
-/* Quantizes FP8 weight t into o: into a cache buffer when the source tensor's digest is known
- * and the cache has room (inserted after hashing), else into arena (*arena_used advances). */
+/* Quantizes FP8 weight t into o: into a cache buffer claimed for its source digest when that is
+ * known and the cache has room (inserted once hashed, see settle_cache), else into arena
+ * (*arena_used advances). Codes another export has claimed are waited for, not made twice. */
 static aqs_status fp8_weight(export_ctx *x, uint8_t *arena, size_t *arena_used, const aqs_st_tensor *t,
                              export_group_state *gs, int member, out_tensor *o, aqs_err *e) {
   aqs_fp8_cache *cache = x->o->fp8_cache;
   aqs_digest src;
   int known = cache && x->o->source_tensor_digest &&
               x->o->source_tensor_digest(x->o->source_tensor_digest_ctx, t->name, &src) == 1;
-  const aqs_fp8_cached *hit = known ? aqs_fp8_cache_find(cache, &src, (int)x->o->fp8_ref) : NULL;
-  if (hit && hit->n == (uint64_t)t->numel) {
-    reuse_codes(x, t, gs, member, hit, o);
+  aqs_fp8_cached hit;
+  uint8_t *buf = NULL;
+  aqs_fp8_claim got = known ? aqs_fp8_cache_claim(cache, &src, (int)x->o->fp8_ref, (uint64_t)t->numel, &hit, &buf)
+                            : AQS_FP8_FULL;
+  if (got == AQS_FP8_HIT && hit.n == (uint64_t)t->numel) {
+    reuse_codes(x, t, gs, member, &hit, o);
     return AQS_OK;
   }
-  uint8_t *buf = known ? aqs_fp8_cache_alloc(cache, (uint64_t)t->numel) : NULL;
+  if (got != AQS_FP8_CLAIMED) buf = NULL;
   aqs_status st = quantize_weight(x, t, gs, member, buf ? buf : arena + *arena_used, o, e);
   if (!buf) {
     *arena_used += (size_t)t->numel;
   } else if (st) {
-    aqs_fp8_cache_release(cache, buf, (uint64_t)t->numel);
+    aqs_fp8_cache_release(cache, buf);
   } else {
     o->cache_codes = buf;
     o->cache_source = src;
@@ -379,8 +383,9 @@ static aqs_status fp8_weight(export_ctx *x, uint8_t *arena, size_t *arena_used, 
   return st;
 }
 
-/* Hands the shard's freshly quantized cache buffers to the cache (keep) or back (on error). */
-static void settle_cache(export_ctx *x, out_tensor *outs, size_t nout, int keep) {
+/* Hands the shard's freshly quantized cache buffers to the cache (keep: from the thread that hashed
+ * them, so that no claim waits on a main thread) or back (on error). */
+static void settle_cache(const export_ctx *x, out_tensor *outs, size_t nout, int keep) {
   for (size_t i = 0; i < nout; i++) {
     out_tensor *o = &outs[i];
     if (!o->cache_codes) continue;
@@ -390,7 +395,7 @@ static void settle_cache(export_ctx *x, out_tensor *outs, size_t nout, int keep)
                               .digest = o->digest};
       aqs_fp8_cache_insert(x->o->fp8_cache, &entry);
     } else {
-      aqs_fp8_cache_release(x->o->fp8_cache, o->cache_codes, o->nbytes);
+      aqs_fp8_cache_release(x->o->fp8_cache, o->cache_codes);
     }
     o->cache_codes = NULL;
   }
@@ -554,7 +559,7 @@ static aqs_status prepare_shard(export_ctx *x, shard_job *j, aqs_err *e) {
   for (size_t i = 0; i < j->nout; i++)
     if (outs[i].is_scalar) outs[i].data = &outs[i].scalar;
   /* The new codes are hashed by the shard's own thread (hash_outs), not here: the main thread
-   * goes on to the next shard; finish_shard hands them to the cache. */
+   * goes on to the next shard; that thread hands them to the cache once hashed. */
   char shard[sizeof j->shard];
   memcpy(shard, j->shard, sizeof shard);
   snprintf(j->path, sizeof j->path, "%s/%s", x->o->out_dir, shard);
@@ -570,6 +575,7 @@ static void hash_outs(shard_job *j) {
       aqs_sha256_buf(j->outs[i].data, j->outs[i].nbytes, &j->outs[i].digest);
       j->outs[i].hashed = 1;
     }
+  settle_cache(j->x, j->outs, j->nout, 1); /* the codes are complete: other exports may use them */
   j->seconds_hash += now_s() - t0;
 }
 
@@ -668,7 +674,6 @@ static aqs_status finish_shard(export_ctx *x, shard_job *j, aqs_progress *prog, 
   j->running = 0;
   x->res->seconds_write += j->seconds_write;
   x->res->seconds_hash += j->seconds_hash;
-  settle_cache(x, j->outs, j->nout, j->st == AQS_OK);
   if (j->st) {
     if (e) *e = j->err;
     return j->st;

@@ -76,6 +76,21 @@ static void count_put(aqs_ckpt_ingest_stats *stats, const aqs_put_info *info) {
   if (stats && !info->deduped) stats->bytes_new += info->size_bytes;
 }
 
+/* Puts small bytes (zstd; manifest: 1 for a manifest) unless the store already holds them, checked
+ * sound: then nothing is written. A put of a present object still commits a write transaction (its
+ * access time and the dedup counters), an fsync each, under the store's one writer lock; a sweep's
+ * later exports meet mostly shards an earlier export stored, so those cost reads only. */
+static aqs_status put_small(aqs_store *s, const void *data, size_t len, int manifest, aqs_put_info *info, aqs_err *e) {
+  aqs_digest d;
+  aqs_sha256_buf(data, len, &d);
+  if (aqs_object_check(s, &d, NULL) == AQS_OK) {
+    *info = (aqs_put_info){.digest = d, .size_bytes = len, .deduped = 1};
+    return AQS_OK;
+  }
+  aqs_put_opts opts = {.compress = AQS_COMPRESS_ZSTD, .manifest = manifest};
+  return aqs_put_mem(s, data, len, &opts, info, e);
+}
+
 /* The shard manifest (see ckpt_store.h) from its header digest and tensors in file order. */
 static aqs_status put_shard_manifest(aqs_store *s, const aqs_digest *header, size_t n, const char *const *names,
                                      const aqs_digest *digests, const uint64_t *nbytes, uint64_t file_bytes,
@@ -89,8 +104,14 @@ static aqs_status put_shard_manifest(aqs_store *s, const aqs_digest *header, siz
   json_t *doc = json_pack("{s:s, s:i, s:o, s:o, s:I, s:o}", "kind", "aqs-shard", "version", 1, "header",
                           digest_json(header), "tensors", tensors, "size", (json_int_t)file_bytes, "children",
                           children);
-  aqs_status st = aqs_put_json(s, doc, 1, out, e);
+  char *text = NULL;
+  size_t len = 0;
+  aqs_put_info info;
+  aqs_status st = aqs_json_canonical(doc, &text, &len, e);
   json_decref(doc);
+  if (!st) st = put_small(s, text, len, 1, &info, e);
+  free(text);
+  if (!st) *out = info.digest;
   return st;
 }
 
@@ -207,8 +228,12 @@ static aqs_status builder_add_locked(aqs_ckpt_builder *b, const char *path, cons
   } else {
     type = "blob";
     aqs_put_opts opts = {.compress = AQS_COMPRESS_ZSTD};
-    aqs_put_info info;
-    st = aqs_put_file(b->s, path, &opts, &info, e);
+    aqs_put_info info = {0};
+    /* A file the store holds already (tokenizer files, a config another scheme shares) is read,
+     * not written (see put_small). */
+    st = aqs_sha256_file(path, &info.digest, &info.size_bytes, e);
+    if (!st && aqs_object_check(b->s, &info.digest, NULL) == AQS_OK) info.deduped = 1;
+    else if (!st) st = aqs_put_file(b->s, path, &opts, &info, e);
     d = info.digest;
     size = info.size_bytes;
     if (!st) count_put(&b->stats, &info);
@@ -272,7 +297,7 @@ aqs_status aqs_ckpt_builder_add_shard_mem(aqs_ckpt_builder *b, const char *name,
                                           aqs_digest *file_digest, aqs_err *e) {
   aqs_put_opts small = {.compress = AQS_COMPRESS_ZSTD}, raw = {.compress = AQS_COMPRESS_RAW};
   aqs_put_info hinfo;
-  aqs_status st = aqs_put_mem(b->s, header, header_bytes, &small, &hinfo, e);
+  aqs_status st = put_small(b->s, header, header_bytes, 0, &hinfo, e);
   if (st) return st;
   pthread_mutex_lock(&b->lock);
   count_put(&b->stats, &hinfo);

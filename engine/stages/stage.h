@@ -100,6 +100,10 @@ typedef struct aqs_stage_job {
   int no_record;                       /* set by key(): the run's result is not recorded */
   struct aqs_build_report *report;     /* where record() writes its summary; may be NULL */
   void *state;                         /* the stage's own, from key() to run(); def->release frees */
+  int pooled;                          /* run on a thread beside the same stage of other recipes
+                                          (def->concurrent): no progress bar of its own */
+  char diag[256];                      /* a line for stderr the build prints after the stage, in
+                                          recipe order (export: AQS_EXPORT_TIMING); "" = none */
 } aqs_stage_job;
 
 typedef struct aqs_stage_def {
@@ -119,6 +123,10 @@ typedef struct aqs_stage_def {
   /* Optional: 0 when this recipe's build skips the stage (eval: only with an [eval] section or
    * aqs build --eval); a skipped stage is not in the build's report or record. */
   int (*wanted)(const aqs_stage_job *job);
+  /* 1: a build of several recipes may run this stage of its later recipes at once, on threads
+   * (build_pool.c), after the first recipe's: run() then touches only its job, the store and
+   * the env's thread-safe parts (stage_env.h), and its results must not depend on the order. */
+  int concurrent;
 } aqs_stage_def;
 
 /* Runs def for job: key, lookup; a hit (unless job->rebuild) gives the stored result; else with

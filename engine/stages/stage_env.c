@@ -14,6 +14,19 @@
 /* Compute stages run at F32: the precision is part of their keys (compute_params). */
 #define COMPUTE_PRECISION AQS_PREC_F32
 
+void aqs_stage_env_init(aqs_stage_env *env, const struct aqs_build_opts *o, aqs_store *store) {
+  *env = (aqs_stage_env){.o = o, .store = store};
+  pthread_mutex_init(&env->fp8_lock, NULL);
+}
+
+aqs_status aqs_stage_env_fp8(aqs_stage_env *env, struct aqs_fp8_cache **out, aqs_err *e) {
+  pthread_mutex_lock(&env->fp8_lock);
+  aqs_status st = env->fp8 ? AQS_OK : aqs_fp8_cache_new(0, &env->fp8, e);
+  *out = env->fp8;
+  pthread_mutex_unlock(&env->fp8_lock);
+  return st;
+}
+
 const char *aqs_stage_env_backend(const aqs_stage_env *env) {
   return env->o && env->o->backend ? env->o->backend : "cpu";
 }
@@ -72,4 +85,5 @@ void aqs_stage_env_free(aqs_stage_env *env) {
   env->lm = NULL;
   env->be = NULL;
   env->model = NULL;
+  pthread_mutex_destroy(&env->fp8_lock);
 }

@@ -2,9 +2,13 @@
  * model description, and, from the first compute miss on, the backend with the loaded language
  * model and the amax table currently set in it. A build where every stage hits never loads it.
  * Ownership: aqs_stage_env_free releases what the env loaded; opts and store stay the caller's.
- * Threads: one env per build, used by one thread. Errors: aqs_status + *e (common/err.h). */
+ * Threads: one env per build, used by one thread, except for the stages a build runs on several
+ * threads at once (stage.h, concurrent): those read o and store, and take the FP8 code cache
+ * through aqs_stage_env_fp8 only. Errors: aqs_status + *e (common/err.h). */
 #ifndef AQS_STAGES_STAGE_ENV_H
 #define AQS_STAGES_STAGE_ENV_H
+
+#include <pthread.h>
 
 #include "common/err.h"
 #include "engine/compute/lm.h"
@@ -28,7 +32,14 @@ typedef struct aqs_stage_env {
   /* FP8 weight codes shared by the build's exports (engine/export/fp8_cache.h), made by the
    * first export that runs: a sweep quantizes and hashes each weight once. */
   struct aqs_fp8_cache *fp8;
+  pthread_mutex_t fp8_lock; /* guards making fp8; initialized with aqs_stage_env_init */
 } aqs_stage_env;
+
+/* Fills env for a build of opts on store (everything else empty: loaded lazily). */
+void aqs_stage_env_init(aqs_stage_env *env, const struct aqs_build_opts *o, aqs_store *store);
+
+/* The build's FP8 code cache, made by the first caller (any thread). AQS_ERR_NOMEM. */
+aqs_status aqs_stage_env_fp8(aqs_stage_env *env, struct aqs_fp8_cache **out, aqs_err *e);
 
 /* "cpu" unless the options name another backend. */
 const char *aqs_stage_env_backend(const aqs_stage_env *env);

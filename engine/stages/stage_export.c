@@ -97,20 +97,21 @@ static aqs_status export_run(aqs_stage_job *job, aqs_stage_ctx *ctx, aqs_digest 
     json_t *source_doc = NULL;
     st = aqs_ckpt_load_manifest(job->store, source, "aqs-model", &source_doc, e);
     if (!st) st = aqs_ckpt_builder_new(job->store, &sink.builder, e);
-    if (!st && !job->env->fp8) st = aqs_fp8_cache_new(0, &job->env->fp8, e);
+    aqs_fp8_cache *fp8 = NULL;
+    if (!st) st = aqs_stage_env_fp8(job->env, &fp8, e);
     aqs_export_format format = AQS_EXPORT_MODELOPT;
     if (!st) st = aqs_export_format_parse(job->recipe->export_format, &format, e);
     aqs_export_opts eo = {.model_dir = o->model_dir, .format = format, .amax = &t, .plan = plan, .out_dir = outdir,
                           .source_digest = aqs_digest_str(source, source_str), .amax_digest = aqs_digest_str(amax, amax_str),
-                          .kv_cache_fp8 = job->recipe->kv_cache_fp8, .progress = o->progress, .on_file = sink_file, .on_file_ctx = &sink,
+                          .kv_cache_fp8 = job->recipe->kv_cache_fp8, .progress = o->progress && !job->pooled, .on_file = sink_file, .on_file_ctx = &sink,
                           .source_tensor_digest = source_digest_of,
                           .source_tensor_digest_ctx = json_object_get(source_doc, "tensors"),
                           .shard_sink = sink.hook ? NULL : sink_shard, .shard_sink_ctx = &sink,
-                          .fp8_cache = job->env->fp8};
+                          .fp8_cache = fp8};
     aqs_export_result res;
     if (!st) st = aqs_export_run(&eo, &res, e);
     if (!st && getenv("AQS_EXPORT_TIMING"))
-      fprintf(stderr, "export %s: quantize %.2fs hash %.2fs sink %.2fs total %.2fs; FP8 params %llu, %llu reused\n",
+      snprintf(job->diag, sizeof job->diag, "export %s: quantize %.2fs hash %.2fs sink %.2fs total %.2fs; FP8 params %llu, %llu reused",
               job->recipe->name, res.seconds_quantize, res.seconds_hash, res.seconds_write, res.seconds_total,
               (unsigned long long)res.quantized_params, (unsigned long long)res.reused_params);
     if (!st) aqs_export_result_free(&res);
@@ -135,4 +136,5 @@ const aqs_stage_def aqs_stage_export = {
     .recipe_keys = "export.format export.kv_cache",
     .key = export_key,
     .run = export_run,
+    .concurrent = 1,
 };

@@ -3,7 +3,9 @@
 # synthetic model (run on the GPU machine): cold single scheme, cold 10-scheme sweep, warm
 # rebuild, top60 after top50, one checkout, and the sweep's store size against the BF16 model.
 # Environment: PRESET (3b), CAPTIONS=varied (default, COCO-like lengths) | fixed, MODEL=DIR (use
-# that checkpoint instead of making one), QUICK=1 (only the cold single scheme and the cold sweep).
+# that checkpoint instead of making one), QUICK=1 (only the cold single scheme and the cold sweep),
+# SCHEMES=N (also the cold sweep with N exports at once, AQS_EXPORT_SCHEMES=N, whose checkpoint
+# digests must be those of the default sweep, one export after another).
 # Prints one line per measurement and a JSON summary on the last line.
 set -euo pipefail
 AQS=$(realpath "$1"); W=$2; BACKEND=${3:-cuda}
@@ -61,6 +63,16 @@ if [ -z "${QUICK:-}" ]; then
   t=$(now); "$AQS" --store "$W/s2" build "${ARGS[@]}" recipe "${sweep[@]}" >"$W/warm.txt"; warm=$(since "$t")
   echo "warm rebuild of the sweep: ${warm}s"
 fi
+pool_s=null
+if [ -n "${SCHEMES:-}" ]; then
+  "$AQS" --store "$W/s3" init >/dev/null
+  t=$(now); AQS_EXPORT_SCHEMES=$SCHEMES "$AQS" --store "$W/s3" build "${ARGS[@]}" recipe "${sweep[@]}" >"$W/pool.txt"
+  pool_s=$(since "$t")
+  echo "cold 10-scheme sweep, $SCHEMES exports at once: ${pool_s}s"
+  ckpts() { "$AQS" --store "$1" ls --json | python3 -c 'import json,sys; print("\n".join(sorted(b["recipe"] + " " + b["checkpoint"] for b in json.load(sys.stdin))))'; }
+  if [ "$(ckpts "$W/s2")" != "$(ckpts "$W/s3")" ]; then echo "checkpoint digests differ between the two sweeps" >&2; exit 1; fi
+  echo "checkpoint digests: the same in both sweeps"
+fi
 stored=$("$AQS" --store "$W/s2" stats --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["bytes_stored"])')
 if [ -z "${QUICK:-}" ]; then
   t=$(now); "$AQS" --store "$W/s2" checkout top50 "$W/ck50" >/dev/null; checkout=$(since "$t")
@@ -71,5 +83,5 @@ sweep_ratio=$(awk -v a="$sweep_s" -v b="$single" 'BEGIN{printf "%.2f", a/b}')
 echo "store after the sweep: $stored bytes for a $model_bytes-byte BF16 model: ${ratio}x"
 echo "sweep / single: ${sweep_ratio}x"
 cat "$W/single.txt"
-printf '{"single_s": %s, "top60_after_top50_s": %s, "sweep_s": %s, "warm_sweep_s": %s, "checkout_s": %s, "store_over_bf16": %s, "sweep_over_single": %s}\n' \
-  "$single" "$top60" "$sweep_s" "$warm" "$checkout" "$ratio" "$sweep_ratio"
+printf '{"single_s": %s, "top60_after_top50_s": %s, "sweep_s": %s, "pool_sweep_s": %s, "warm_sweep_s": %s, "checkout_s": %s, "store_over_bf16": %s, "sweep_over_single": %s}\n' \
+  "$single" "$top60" "$sweep_s" "$pool_s" "$warm" "$checkout" "$ratio" "$sweep_ratio"

@@ -214,7 +214,8 @@ static void test_slice_record_from_plan_only(void **state) {
   fixture *f = *state;
   aqs_err e = {0};
   aqs_build_opts o = opts_of(f);
-  aqs_stage_env env = {.o = &o, .store = f->store};
+  aqs_stage_env env;
+  aqs_stage_env_init(&env, &o, f->store);
   assert_int_equal(aqs_qwen_model_open(f->model, &env.model, NULL, &e), AQS_OK);
   /* Decide on made-up scores, as the slice stage's run() would. */
   size_t m = 0;
