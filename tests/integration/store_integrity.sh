@@ -26,7 +26,8 @@ pass "read commands leave the index untouched"
 cp -a "$S" "$TMP/store.good"
 restore() { rm -rf "$S"; cp -a "$TMP/store.good" "$S"; }
 size="$(stat -c %s "$S/index/data.mdb")"
-for cut in 4096 12288 $((size / 2)) $((size - 4096)); do
+# (a cut that drops only free pages at the end leaves an intact store: store_test_integrity)
+for cut in 4096 12288 $((size / 2 / 4096 * 4096)) $((size * 3 / 4 / 4096 * 4096)); do
   restore
   truncate -s "$cut" "$S/index/data.mdb"
   for cmd in "ls" "show fast50" "verify" "stats"; do

@@ -97,23 +97,89 @@ static void test_truncated_index(void **state) {
   (void)state;
   fixture f;
   make_fixture(&f);
-  char file[4400];
+  char file[4400], copy[4500], cmd[9200];
   index_file(&f, file, sizeof file);
+  snprintf(copy, sizeof copy, "%s.orig", file);
+  snprintf(cmd, sizeof cmd, "cp '%s' '%s'", file, copy);
+  assert_int_equal(system(cmd), 0);
   struct stat sb;
   assert_int_equal(stat(file, &sb), 0);
-  /* Every page boundary from a single page up to one page short (SIGBUS before). */
-  for (off_t size = 4096; size < sb.st_size; size += 4096 * 3) {
-    char copy[4500];
-    snprintf(copy, sizeof copy, "%s.orig", file);
-    if (size == 4096) assert_int_equal(link(file, copy), 0);
+  /* Every page boundary from a single page up to one page short (SIGBUS before): a cut through
+   * the meta pages is "damaged", through the pages a tree reaches "truncated"; a cut that only
+   * drops free pages leaves an intact store (see test_index_shorter_than_last_page). */
+  int cut_trees = 0, intact = 0;
+  for (off_t size = 4096; size < sb.st_size; size += 4096) {
     assert_int_equal(truncate(file, size), 0);
-    expect_open_error(f.path, size < 8192 ? "damaged" : "truncated");
+    aqs_store *s = NULL;
+    aqs_err err;
+    aqs_err_clear(&err);
+    if (size >= 8192 && aqs_store_open(f.path, 0, &s, &err) == AQS_OK) {
+      aqs_digest d;
+      ASSERT_OK(aqs_ref_get(s, "builds/demo", &d, &err));
+      aqs_action_info info;
+      ASSERT_OK(aqs_action_lookup(s, "demo", &f.action_key, &info, &err));
+      aqs_action_info_free(&info);
+      aqs_verify_report vr;
+      ASSERT_OK(aqs_verify(s, NULL, NULL, NULL, &vr, &err));
+      aqs_store_close(s);
+      intact++;
+    } else {
+      expect_open_error(f.path, size < 8192 ? "damaged" : "truncated");
+      cut_trees += size >= 8192;
+    }
     /* restore for the next size */
-    unlink(file);
-    char cmd[9200];
     snprintf(cmd, sizeof cmd, "cp '%s' '%s'", copy, file);
     assert_int_equal(system(cmd), 0);
   }
+  printf("truncated index: %d cuts through tree pages detected, %d cuts of free pages only opened intact\n",
+         cut_trees, intact);
+  assert_true(cut_trees > 0);
+  unlink(copy);
+  free_fixture(&f);
+}
+
+/* LMDB does not write pages a transaction allocated and freed again (they join the free list
+ * unwritten), so after a large deletion such as a gc the file can end before the meta pages' last
+ * page (seen on a 3b store: "needs 613 pages, the file holds 610"). Such a store is intact: it
+ * opens, reads, writes and verifies. Made here by raising both metas' last page past the end. */
+static void test_index_shorter_than_last_page(void **state) {
+  (void)state;
+  fixture f;
+  make_fixture(&f);
+  char file[4400];
+  index_file(&f, file, sizeof file);
+  int fd = open(file, O_RDWR);
+  assert_true(fd >= 0);
+  struct stat sb;
+  assert_int_equal(fstat(fd, &sb), 0);
+  for (int i = 0; i < 2; i++) { /* MDB_meta.mm_last_pg: page header 16 + 120 bytes in */
+    uint64_t last = (uint64_t)sb.st_size / 4096 + 2;
+    assert_int_equal(pwrite(fd, &last, 8, (off_t)i * 4096 + 136), 8);
+  }
+  close(fd);
+  aqs_err err;
+  aqs_err_clear(&err);
+  aqs_store *s = tl_open(f.path);
+  aqs_digest d;
+  ASSERT_OK(aqs_ref_get(s, "builds/demo", &d, &err));
+  assert_true(aqs_digest_eq(&d, &f.manifest.digest));
+  void *data = NULL;
+  size_t len = 0;
+  ASSERT_OK(aqs_get_mem(s, &f.small.digest, &data, &len, &err));
+  assert_memory_equal(data, f.small_bytes, sizeof f.small_bytes);
+  free(data);
+  uint8_t more[500];
+  tl_fill(more, sizeof more, 9);
+  aqs_put_info put;
+  ASSERT_OK(aqs_put_mem(s, more, sizeof more, NULL, &put, &err)); /* a write: new pages past the end */
+  aqs_verify_report vr;
+  ASSERT_OK(aqs_verify(s, NULL, NULL, NULL, &vr, &err));
+  aqs_store_close(s);
+  s = tl_open(f.path); /* and again after that commit */
+  ASSERT_OK(aqs_get_mem(s, &put.digest, &data, &len, &err));
+  assert_memory_equal(data, more, sizeof more);
+  free(data);
+  aqs_store_close(s);
   free_fixture(&f);
 }
 
@@ -390,6 +456,7 @@ static void test_gc_compacts_journal(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_truncated_index),
+      cmocka_unit_test(test_index_shorter_than_last_page),
       cmocka_unit_test(test_damaged_pages),
       cmocka_unit_test(test_lost_index_and_reindex),
       cmocka_unit_test(test_reindex_skips_damaged_journal),
