@@ -45,7 +45,7 @@ done | sort -u | while read -r soname path; do
 done
 
 # OpenBLAS is opened by kernels/cpu/blas.c (dlopen), so ldd does not list it: carry it too.
-blas=$(ldconfig -p | awk '$1 == "libopenblas.so.0" {print $NF; exit}')
+blas=$(ldconfig -p | awk '$1 == "libopenblas.so.0" && !found {print $NF; found = 1}')  # no early exit: SIGPIPE + pipefail
 [ -n "$blas" ] || { echo "device-pack: libopenblas.so.0 not found (ldconfig -p)" >&2; exit 1; }
 cp -L "$blas" "$carry/lib-fallback/libopenblas.so.0"
 for dep in $(ldd "$blas" | awk '/=> \// {print $1 "=" $3}'); do
