@@ -213,6 +213,10 @@ aqs_status aqs_lm_fake_quant_weights(const aqs_lm *lm, aqs_err *e);
 /* The same on any backend (the vision tower's linears use it too). */
 void aqs_linear_fp8(aqs_backend *be, const aqs_lm_linear *lin, float *yq, const float *x, int N,
                     uint8_t *scratch_xq, uint8_t *scratch_wq);
+/* Its second half: the FP8 GEMM on input codes xq already quantized with lin's input scale (linears
+ * sharing one input and one scale, q/k/v or gate/up, quantize it once). */
+void aqs_linear_fp8_codes(aqs_backend *be, const aqs_lm_linear *lin, float *yq, const uint8_t *xq, int N,
+                          uint8_t *scratch_wq);
 /* A served FP8 linear (lin->wq set): x (N, in) quantized with the static input scale x_scale into
  * scratch_xq (N * in bytes), FP8 GEMM with F32 accumulation into y (N, out), both scales applied. */
 void aqs_linear_served_fp8(aqs_backend *be, const aqs_lm_linear *lin, float *y, const float *x, int N,

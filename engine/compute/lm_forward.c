@@ -14,15 +14,21 @@ float aqs_fp8_scale_of_amax(float amax) {
 
 void aqs_linear_fp8(aqs_backend *be, const aqs_lm_linear *lin, float *yq, const float *x, int N,
                     uint8_t *scratch_xq, uint8_t *scratch_wq) {
+  be->ops->quantize_fp8_f32(be, scratch_xq, x, (size_t)N * (size_t)lin->in,
+                            aqs_fp8_scale_of_amax(lin->input_amax));
+  aqs_linear_fp8_codes(be, lin, yq, scratch_xq, N, scratch_wq);
+}
+
+void aqs_linear_fp8_codes(aqs_backend *be, const aqs_lm_linear *lin, float *yq, const uint8_t *xq, int N,
+                          uint8_t *scratch_wq) {
   const aqs_ops *op = be->ops;
   float xs = aqs_fp8_scale_of_amax(lin->input_amax), wsc = aqs_fp8_scale_of_amax(lin->weight_amax);
-  op->quantize_fp8_f32(be, scratch_xq, x, (size_t)N * (size_t)lin->in, xs);
   const uint8_t *wq = lin->w_fake;
   if (!wq) {
     op->quantize_fp8_bf16(be, scratch_wq, lin->w, (size_t)lin->out * (size_t)lin->in, wsc);
     wq = scratch_wq;
   }
-  op->linear_fp8(be, yq, scratch_xq, xs, wq, wsc, lin->b, N, lin->in, lin->out);
+  op->linear_fp8(be, yq, xq, xs, wq, wsc, lin->b, N, lin->in, lin->out);
 }
 
 void aqs_linear_served_fp8(aqs_backend *be, const aqs_lm_linear *lin, float *y, const float *x, int N,

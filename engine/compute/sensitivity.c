@@ -45,6 +45,7 @@ aqs_status aqs_sens_grad_begin(const aqs_lm *lm, aqs_lm_ws *ws, aqs_sens_grad_ct
   const size_t score_bytes = (size_t)lm->cfg.num_layers * AQS_LIN_COUNT * sizeof(double);
   gc->ws = ws;
   gc->d_score = NULL;
+  gc->xq_of = NULL; /* no input codes in ws->xq yet */
   gc->module_score = calloc((size_t)lm->cfg.num_layers, sizeof *gc->module_score);
   if (!gc->module_score) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
   aqs_status st = lm->be->ops->alloc(lm->be, score_bytes, (void **)&gc->d_score, e);
@@ -77,7 +78,18 @@ aqs_status aqs_sens_grad_hook(void *ctx, const aqs_lm *lm, int layer, aqs_lin_sl
   const aqs_lm_linear *lin = &lm->layers[layer].lin[slot];
   if (lin->input_amax <= 0.0f)
     return aqs_errf(e, AQS_ERR_INVALID, "no calibrated input amax for %s", lin->module);
-  aqs_lm_linear_fp8(lm, lin, gc->ws->yq, x, N, gc->ws->xq, gc->ws->wq);
+  const size_t n = (size_t)N * (size_t)lin->in;
+  const float xs = aqs_fp8_scale_of_amax(lin->input_amax);
+  /* The backward calls the hooks of q, k, v (and gate, up) one after another on one input with
+   * one scale (calibrate.c copies Q's amax to K and V): nothing writes ws->xq in between. */
+  if (gc->xq_of != x || gc->xq_layer != layer || gc->xq_n != n || gc->xq_scale != xs) {
+    lm->be->ops->quantize_fp8_f32(lm->be, gc->ws->xq, x, n, xs);
+    gc->xq_of = x;
+    gc->xq_layer = layer;
+    gc->xq_n = n;
+    gc->xq_scale = xs;
+  }
+  aqs_linear_fp8_codes(lm->be, lin, gc->ws->yq, gc->ws->xq, N, gc->ws->wq);
   lm->be->ops->grad_score_async(lm->be, g, y, gc->ws->yq, (size_t)N * (size_t)lin->out,
                                 gc->d_score + (size_t)layer * AQS_LIN_COUNT + slot);
   return AQS_OK;
@@ -130,7 +142,7 @@ aqs_status aqs_sensitivity_batch(const aqs_lm *lm, const aqs_token_batch *batch,
   }
   aqs_lm_batch b;
   aqs_lm_ws *ws = NULL;
-  aqs_sens_grad_ctx gc = {NULL, NULL, NULL};
+  aqs_sens_grad_ctx gc = {0};
   if (loss_out) *loss_out = 0.0;
   if ((st = aqs_lm_batch_make(lm, batch->token_ids, batch->seq_lens, batch->n_seqs, max_seq_len,
                               &b, e)) != AQS_OK) {

@@ -58,7 +58,7 @@ static aqs_status gradient_scores(const aqs_vlm *m, aqs_vlm_batch *b, aqs_lm_ws 
                                   aqs_err *e) {
   const aqs_ops *op = m->lm->be->ops;
   const int nq = (m->vis->cfg.depth + 1) * AQS_VIS_SLOT_COUNT;
-  aqs_sens_grad_ctx gc = {NULL, NULL, NULL};
+  aqs_sens_grad_ctx gc = {0};
   vis_grad_ctx vc = {vws, calloc((size_t)nq, sizeof(double))};
   aqs_status st = aqs_sens_grad_begin(m->lm, lws, &gc, e);
   double loss = 0.0;

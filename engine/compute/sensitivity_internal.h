@@ -17,6 +17,12 @@ typedef struct aqs_sens_grad_ctx {
   aqs_lm_ws *ws;
   double *d_score;                       /* backend (num_layers, slots) */
   double (*module_score)[AQS_LIN_COUNT]; /* host copy (num_layers, slots) */
+  /* ws->xq holds the FP8 codes of this input (layer, pointer, elements, scale): the hook of the
+   * next linear sharing them (k/v after q, up after gate) skips the quantization */
+  int xq_layer;
+  const float *xq_of;
+  size_t xq_n;
+  float xq_scale;
 } aqs_sens_grad_ctx;
 /* Allocates and zeroes the tables (AQS_ERR_NOMEM); free with aqs_sens_grad_free in any case. */
 aqs_status aqs_sens_grad_begin(const aqs_lm *lm, aqs_lm_ws *ws, aqs_sens_grad_ctx *gc, aqs_err *e);

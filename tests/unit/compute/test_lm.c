@@ -245,6 +245,39 @@ static void test_kept_activations_released_on_error(void **state) {
   aqs_backend_close(be);
 }
 
+/* A NaN entering the gradient at layer 1's down_proj output is named at layer 1's input (the
+ * first non-finite input gradient from the top), with activations kept or recomputed. */
+static aqs_status nan_grad_hook(void *ctx, const aqs_lm *lm, int layer, aqs_lin_slot slot, const float *x,
+                                const float *y, const float *g, int N, aqs_err *e) {
+  (void)ctx, (void)lm, (void)x, (void)y, (void)N, (void)e;
+  if (g && layer == 1 && slot == AQS_LIN_DOWN) ((float *)g)[3] = NAN; /* CPU: host memory */
+  return AQS_OK;
+}
+static void test_nan_gradient_named(void **state) {
+  (void)state;
+  for (int keep = 0; keep < 2; keep++) {
+    if (!keep) setenv("AQS_KEEP_ACTIVATIONS", "0", 1);
+    aqs_backend *be;
+    aqs_lm *lm = fx_load(model_dir, &be, AQS_PREC_F32);
+    assert_true(lm->cfg.num_layers >= 3);
+    fx_batches fb;
+    fx_make_batches(&fb, 1, 3, 9, lm->cfg.vocab_size, 4);
+    aqs_err e = {0};
+    aqs_lm_batch b;
+    aqs_lm_ws *ws;
+    assert_int_equal(aqs_lm_batch_make(lm, fb.b[0].token_ids, fb.b[0].seq_lens, 3, 0, &b, &e), AQS_OK);
+    assert_int_equal(aqs_lm_ws_alloc(lm, &b, 1, 0, &ws, &e), AQS_OK);
+    double loss;
+    assert_int_equal(aqs_lm_forward_backward(lm, &b, ws, nan_grad_hook, NULL, &loss, &e), AQS_ERR_NUMERIC);
+    assert_string_equal(e.msg, "non-finite activation (NaN) at the gradient at the input of language layer 1");
+    unsetenv("AQS_KEEP_ACTIVATIONS");
+    aqs_lm_ws_free(lm, ws);
+    aqs_lm_batch_free(lm, &b);
+    aqs_lm_free(lm);
+    aqs_backend_close(be);
+  }
+}
+
 /* Packing: a sequence's logits do not depend on which other sequences share its batch. */
 static void test_packing_isolation(void **state) {
   (void)state;
@@ -365,6 +398,7 @@ int main(void) {
     cmocka_unit_test(test_gradient_vs_finite_differences),
     cmocka_unit_test(test_packing_isolation),
     cmocka_unit_test(test_kept_activations_same_bits),
+    cmocka_unit_test(test_nan_gradient_named),
     cmocka_unit_test(test_kept_activations_released_on_error),
     cmocka_unit_test(test_bad_batches),
     cmocka_unit_test(test_nan_weight_named),
