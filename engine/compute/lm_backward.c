@@ -67,11 +67,24 @@ static aqs_status layer_bwd(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *
   return AQS_OK;
 }
 
+/* Physical memory, or the cgroup (v2) limit of this process when lower (a container's memory.max). */
+static size_t host_memory_bytes(void) {
+  long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGE_SIZE);
+  size_t mem = pages > 0 && psize > 0 ? (size_t)pages * (size_t)psize : 0;
+  FILE *f = fopen("/sys/fs/cgroup/memory.max", "r");
+  unsigned long long limit;
+  if (f) {
+    if (fscanf(f, "%llu", &limit) == 1 && limit < mem) mem = (size_t)limit; /* "max": no limit */
+    fclose(f);
+  }
+  return mem;
+}
+
 /* Keeps every layer's intermediates for the backward when memory allows (AQS_KEEP_ACTIVATIONS:
  * unset = when it fits, 0 = never, i.e. recompute each layer from its checkpoint as before).
  * Same bits either way: the kept values are those the recompute would produce. "Fits": the sets
  * allocate and, on a GPU, a reserve of max(1 GiB, 4 sets) still does after them (the backward's own
- * scratch grows later); on the CPU they take at most an eighth of physical memory. */
+ * scratch grows later); on the CPU they take at most an eighth of physical memory or of the cgroup's memory.max. */
 static void keep_activations(const aqs_lm *lm, aqs_lm_ws *ws) {
   const char *env = getenv("AQS_KEEP_ACTIVATIONS");
   if (env && !strcmp(env, "0")) return;
@@ -86,10 +99,7 @@ static void keep_activations(const aqs_lm *lm, aqs_lm_ws *ws) {
   for (int i = 0; i < 17; i++) per += (part[i] + 63) / 64 * 64;
   const int L = c->num_layers;
   const size_t bytes = per * sizeof(float) * (size_t)L;
-  if (!strcmp(be->name, "cpu")) {
-    long pages = sysconf(_SC_PHYS_PAGES), psize = sysconf(_SC_PAGE_SIZE);
-    if (pages <= 0 || psize <= 0 || bytes > (size_t)pages * (size_t)psize / 8) return;
-  }
+  if (!strcmp(be->name, "cpu") && bytes > host_memory_bytes() / 8) return;
   aqs_lm_acts *kept = calloc((size_t)L, sizeof *kept);
   void *mem = NULL, *reserve = NULL;
   aqs_err ignored;
