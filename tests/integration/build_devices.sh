@@ -8,12 +8,10 @@
 # AQS_DEVICES_BACKEND=cuda (GPU machine): `--devices 0,0` (two workers on GPU 0) against
 # `--devices 0`, on the CUDA backend.
 source "$(dirname "$0")/build_common.bash"
-# N_LONG: captions of the worker-lifetime cases, enough for both workers to be seen running (a GPU
-# worker gets through 1000 of them before the test can look).
 if [ "${AQS_DEVICES_BACKEND:-cpu}" = cuda ]; then
-  ONE=(--backend cuda --devices 0); TWO=(--backend cuda --devices 0,0); N_LONG=30000
+  ONE=(--backend cuda --devices 0); TWO=(--backend cuda --devices 0,0)
 else
-  ONE=(); TWO=(--devices cpu,cpu); N_LONG=1000
+  ONE=(); TWO=(--devices cpu,cpu)
 fi
 
 # digests_of JSON: "calibrate=... sensitivity=... export=..." of the one recipe in a build --json report.
@@ -68,9 +66,9 @@ workers_of() {
 gone() { for _ in $(seq $(($2 * 10))); do alive "$1" || return 0; sleep 0.1; done; return 1; }
 "$AQS" synth-model --preset small --seed 3 --out "$TMP/small" >/dev/null || fail "synth-model small"
 python3 -c "import random; random.seed(7); w='man woman dog cat bus child bird horse street field snow beach'.split()
-print('\n'.join(' '.join(random.choice(w) for _ in range(random.randint(4, 14))) for _ in range($N_LONG)))" \
+print('\n'.join(' '.join(random.choice(w) for _ in range(random.randint(4, 14))) for _ in range(1000)))" \
   >"$TMP/long.txt"
-LONG=(--model "$TMP/small" --captions "$TMP/long.txt" --recipes-dir "$TMP/recipes" --no-checkout --samples "$N_LONG")
+LONG=(--model "$TMP/small" --captions "$TMP/long.txt" --recipes-dir "$TMP/recipes" --no-checkout --samples 1000)
 
 # One worker killed: the build ends its other worker (here stopped: waiting for it would never
 # end) and fails naming the killed one. Started by a caller that ignores SIGCHLD (inherited: the
@@ -102,7 +100,7 @@ for w in $w0 $w1; do gone "$w" 5 || { kill -KILL "$w0" "$w1"; fail "worker $w ou
 # The aqs binary replaced while a build runs (a rebuild, an upgrade): the sensitivity workers, started
 # after that, are the build's own program still.
 cp "$AQS" "$TMP/aqs-old"
-AQS_PROGRESS=never "$TMP/aqs-old" --store "$TMP/kill" build "${TWO[@]}" "${LONG[@]}" --samples $((N_LONG * 2 / 5)) \
+AQS_PROGRESS=never "$TMP/aqs-old" --store "$TMP/kill" build "${TWO[@]}" "${LONG[@]}" --samples 400 \
   recipe fast50 >/dev/null 2>"$TMP/replaced.err" &
 build=$!
 [ -n "$(workers_of $build)" ] || fail "no two chunk workers under the build"
