@@ -51,11 +51,22 @@ expect_error 1 "never reached its calibrate stage" env AQS_CHUNK_WORKER="calibra
 # Worker lifetimes, on a calibration long enough (the small model, 1000 captions) to catch its
 # two workers running. alive PID: running (not a zombie).
 alive() { local s; s=$(awk '{print $3}' "/proc/$1/stat" 2>/dev/null); [ -n "$s" ] && [ "$s" != Z ]; }
+# children_of PID: the pids whose parent is PID, from /proc/*/stat (no procps: the GPU machine has
+# no pgrep, and this test found no workers there).
+children_of() {
+  local f line fields
+  for f in /proc/[0-9]*/stat; do
+    read -r line <"$f" 2>/dev/null || continue
+    read -ra fields <<<"${line##*) }" # after "pid (comm) ": state, ppid, ...
+    [ "${fields[1]:-}" = "$1" ] && { f=${f#/proc/}; echo "${f%/stat}"; }
+  done
+  return 0
+}
 # workers_of PID: "W0 W1", the pids of PID's chunk workers 0 and 1 once both run (nothing after 30 s).
 workers_of() {
   local k w0= w1=
   for _ in $(seq 300); do
-    for k in $(pgrep -P "$1"); do
+    for k in $(children_of "$1"); do
       if tr '\0' '\n' <"/proc/$k/environ" 2>/dev/null | grep -Eq '^AQS_CHUNK_WORKER=[a-z]+:sha256:[0-9a-f]+:0([-,]|$)'; then w0=$k; else w1=$k; fi
     done
     [ -n "$w0" ] && [ -n "$w1" ] && { echo "$w0 $w1"; return; }
