@@ -140,23 +140,6 @@ static void drop_kept(const aqs_lm *lm, aqs_lm_ws *ws) {
   ws->kept_mem = NULL;
 }
 
-/* After the backward: ws->layer_amax[l] = max |dL/d(input of layer l)|. The first non-finite one in
- * backward order (from the top) is named. Syncs. */
-static aqs_status check_grad_amax(const aqs_lm *lm, aqs_lm_ws *ws, aqs_err *e) {
-  const int L = lm->cfg.num_layers;
-  float *amax = malloc((size_t)L * sizeof *amax);
-  if (!amax) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
-  lm->be->ops->copy_d2h(lm->be, amax, ws->layer_amax, (size_t)L * sizeof *amax);
-  aqs_status st = lm->be->ops->sync(lm->be, e);
-  for (int l = L - 1; l >= 0 && st == AQS_OK; l--)
-    if (!(amax[l] <= 3.4e38f))
-      st = aqs_errf(e, AQS_ERR_NUMERIC,
-                    "non-finite activation (%s) at the gradient at the input of language layer %d",
-                    amax[l] != amax[l] ? "NaN" : "Inf", l);
-  free(amax);
-  return st;
-}
-
 aqs_status aqs_lm_forward_backward(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *ws,
                                    aqs_lm_linear_hook hook, void *ctx, double *loss_out,
                                    aqs_err *e) {
@@ -200,5 +183,5 @@ aqs_status aqs_lm_forward_backward(const aqs_lm *lm, const aqs_lm_batch *b, aqs_
   }
   drop_kept(lm, ws);
   if (st != AQS_OK) return st;
-  return check_grad_amax(lm, ws, e);
+  return aqs_lm_check_layer_amax(lm, ws, 1, "the gradient at the input of", e);
 }

@@ -83,5 +83,5 @@ aqs_status aqs_lm_calib_layers_b(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm
   for (int l = 0; l < L; l++)
     layer_b(lm, b, ws, l, x, d_amax + (size_t)l * AQS_LIN_COUNT, d_kv_amax ? d_kv_amax + 2 * (size_t)l : NULL,
             ws->layer_amax + l);
-  return aqs_lm_check_layer_amax(lm, ws, e);
+  return aqs_lm_check_layer_amax(lm, ws, 0, "the output of", e);
 }

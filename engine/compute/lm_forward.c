@@ -168,20 +168,22 @@ aqs_status aqs_lm_forward_layers(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm
     if ((st = aqs_lm_layer_fwd(lm, b, ws, l, x_in, x_out, 0, hook, ctx, e)) != AQS_OK) return st;
     lm->be->ops->amax_f32_async(lm->be, x_out, NC, ws->layer_amax + l);
   }
-  return aqs_lm_check_layer_amax(lm, ws, e);
+  return aqs_lm_check_layer_amax(lm, ws, 0, "the output of", e);
 }
 
-aqs_status aqs_lm_check_layer_amax(const aqs_lm *lm, aqs_lm_ws *ws, aqs_err *e) {
-  const aqs_qwen_text_config *c = &lm->cfg;
-  aqs_status st;
-  float *amax = malloc((size_t)c->num_layers * sizeof *amax);
+aqs_status aqs_lm_check_layer_amax(const aqs_lm *lm, aqs_lm_ws *ws, int from_top, const char *what,
+                                   aqs_err *e) {
+  const int L = lm->cfg.num_layers;
+  float *amax = malloc((size_t)L * sizeof *amax);
   if (!amax) return aqs_errf(e, AQS_ERR_NOMEM, "out of memory");
-  lm->be->ops->copy_d2h(lm->be, amax, ws->layer_amax, (size_t)c->num_layers * sizeof *amax);
-  st = lm->be->ops->sync(lm->be, e);
-  for (int l = 0; l < c->num_layers && st == AQS_OK; l++)
+  lm->be->ops->copy_d2h(lm->be, amax, ws->layer_amax, (size_t)L * sizeof *amax);
+  aqs_status st = lm->be->ops->sync(lm->be, e);
+  for (int i = 0; i < L && st == AQS_OK; i++) {
+    int l = from_top ? L - 1 - i : i;
     if (!(amax[l] <= 3.4e38f))
-      st = aqs_errf(e, AQS_ERR_NUMERIC, "non-finite activation (%s) at the output of language layer %d",
-                    amax[l] != amax[l] ? "NaN" : "Inf", l);
+      st = aqs_errf(e, AQS_ERR_NUMERIC, "non-finite activation (%s) at %s language layer %d",
+                    amax[l] != amax[l] ? "NaN" : "Inf", what, l);
+  }
   free(amax);
   return st;
 }

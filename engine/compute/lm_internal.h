@@ -59,9 +59,11 @@ aqs_status aqs_lm_layer_fwd(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws *
                             aqs_lm_linear_hook hook, void *ctx, aqs_err *e);
 /* Points ws's intermediates at kept[l] (l >= 0 and kept set) or back at its own set (l < 0). */
 void aqs_lm_ws_select_layer(aqs_lm_ws *ws, int l);
-/* Reads ws->layer_amax (L entries, written during the forward without a sync) once: AQS_ERR_NUMERIC
- * naming the first layer whose output holds NaN/Inf. Syncs. */
-aqs_status aqs_lm_check_layer_amax(const aqs_lm *lm, aqs_lm_ws *ws, aqs_err *e);
+/* Reads ws->layer_amax (L entries, written during a pass without a sync) once: AQS_ERR_NUMERIC
+ * "non-finite activation (NaN|Inf) at <what> language layer <l>" for the first non-finite entry,
+ * in layer order, or from the top (from_top: a backward). Syncs. */
+aqs_status aqs_lm_check_layer_amax(const aqs_lm *lm, aqs_lm_ws *ws, int from_top, const char *what,
+                                   aqs_err *e);
 /* lm_calib_b.c: 1 when the calibration forward can run on BF16 activation storage: BF16 precision,
  * the backend has the BF16-storage ops, no served FP8 linear and no FP8 KV cache. */
 int aqs_lm_calib_b_applies(const aqs_lm *lm);
