@@ -89,15 +89,11 @@ static void keep_activations(const aqs_lm *lm, aqs_lm_ws *ws) {
   const char *env = getenv("AQS_KEEP_ACTIVATIONS");
   if (env && !strcmp(env, "0")) return;
   aqs_backend *be = lm->be;
-  const aqs_qwen_text_config *c = &lm->cfg;
-  const size_t N = (size_t)ws->N, C = (size_t)c->hidden_size, I = (size_t)c->intermediate_size,
-               QD = (size_t)c->num_heads * (size_t)c->head_dim, KD = (size_t)c->num_kv_heads * (size_t)c->head_dim;
   /* sizes in floats, in aqs_lm_acts order; each part starts 256-byte aligned like an allocation */
-  const size_t part[17] = {N * C, N, N * QD, N * KD, N * KD, N * QD, N * KD, N * QD, N * (size_t)c->num_heads,
-                           N * C, N * C, N * C, N, N * I, N * I, N * I, N * C};
-  size_t per = 0;
-  for (int i = 0; i < 17; i++) per += (part[i] + 63) / 64 * 64;
-  const int L = c->num_layers;
+  size_t part[AQS_LM_ACTS], per = 0;
+  aqs_lm_acts_sizes(lm, (size_t)ws->N, part);
+  for (int i = 0; i < AQS_LM_ACTS; i++) per += (part[i] + 63) / 64 * 64;
+  const int L = lm->cfg.num_layers;
   const size_t bytes = per * sizeof(float) * (size_t)L;
   if (!strcmp(be->name, "cpu") && bytes > host_memory_bytes() / 8) return;
   aqs_lm_acts *kept = calloc((size_t)L, sizeof *kept);
@@ -118,13 +114,12 @@ static void keep_activations(const aqs_lm *lm, aqs_lm_ws *ws) {
   }
   float *p = mem;
   for (int l = 0; l < L; l++) {
-    float *f[17];
-    for (int i = 0; i < 17; i++) {
+    float *f[AQS_LM_ACTS];
+    for (int i = 0; i < AQS_LM_ACTS; i++) {
       f[i] = p;
       p += (part[i] + 63) / 64 * 64;
     }
-    kept[l] = (aqs_lm_acts){f[0], f[1], f[2], f[3], f[4], f[5], f[6], f[7], f[8],
-                            f[9], f[10], f[11], f[12], f[13], f[14], f[15], f[16]};
+    kept[l] = aqs_lm_acts_of(f);
   }
   ws->kept = kept;
   ws->kept_mem = mem;

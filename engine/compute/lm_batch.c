@@ -118,23 +118,21 @@ static aqs_status ws_alloc(const aqs_lm *lm, const aqs_lm_batch *b, int with_gra
     ws->field = p_;                                                                      \
   } while (0)
   WS(ckpt, ((size_t)c->num_layers + 1) * N * C, "residual checkpoints");
-  WS(ln1, N * C, "ln1");
-  WS(rstd1, N, "rstd1");
-  WS(q, N * QD, "q");
-  WS(k, N * KD, "k");
-  WS(v, N * KD, "v");
-  WS(qr, N * QD, "q_rope");
-  WS(kr, N * KD, "k_rope");
-  WS(attn, N * QD, "attention");
-  WS(lse, N * (size_t)c->num_heads, "lse");
-  WS(o, N * C, "o");
-  WS(hmid, N * C, "residual");
-  WS(ln2, N * C, "ln2");
-  WS(rstd2, N, "rstd2");
-  WS(gate, N * I, "gate");
-  WS(up, N * I, "up");
-  WS(act, N * I, "act");
-  WS(down, N * C, "down");
+  { /* one layer's intermediates: the workspace's own set (kept sets: lm_backward.c) */
+    static const char *const names[AQS_LM_ACTS] = {"ln1", "rstd1", "q", "k", "v", "q_rope", "k_rope", "attention",
+                                                   "lse", "o", "residual", "ln2", "rstd2", "gate", "up", "act",
+                                                   "down"};
+    size_t part[AQS_LM_ACTS];
+    float *f[AQS_LM_ACTS];
+    aqs_lm_acts_sizes(lm, N, part);
+    for (int i = 0; i < AQS_LM_ACTS; i++) {
+      void *p_;
+      if ((st = ws_get(lm, ws, part[i], sizeof(float), &p_, names[i], e)) != AQS_OK) goto fail;
+      f[i] = p_;
+    }
+    ws->base = aqs_lm_acts_of(f);
+    aqs_lm_ws_select_layer(ws, -1);
+  }
   WS(xa, N * C, "xa");
   WS(xb, N * C, "xb");
   WS(layer_amax, (size_t)c->num_layers, "layer output amax");
@@ -160,8 +158,6 @@ static aqs_status ws_alloc(const aqs_lm *lm, const aqs_lm_batch *b, int with_gra
   WS(wq, max_out * max_in, "fp8 weight");
   WS(yq, N * max_out, "fp8 output");
 #undef WS
-  ws->base = (aqs_lm_acts){ws->ln1, ws->rstd1, ws->q, ws->k, ws->v, ws->qr, ws->kr, ws->attn, ws->lse, ws->o,
-                           ws->hmid, ws->ln2, ws->rstd2, ws->gate, ws->up, ws->act, ws->down};
   *out = ws;
   return AQS_OK;
 fail:
@@ -176,6 +172,20 @@ aqs_status aqs_lm_ws_alloc(const aqs_lm *lm, const aqs_lm_batch *b, int with_gra
 
 aqs_status aqs_lm_ws_alloc_layers(const aqs_lm *lm, const aqs_lm_batch *b, aqs_lm_ws **out, aqs_err *e) {
   return ws_alloc(lm, b, 0, 0, 0, out, e);
+}
+
+void aqs_lm_acts_sizes(const aqs_lm *lm, size_t N, size_t part[AQS_LM_ACTS]) {
+  const aqs_qwen_text_config *c = &lm->cfg;
+  const size_t C = (size_t)c->hidden_size, I = (size_t)c->intermediate_size, H = (size_t)c->num_heads,
+               QD = H * (size_t)c->head_dim, KD = (size_t)c->num_kv_heads * (size_t)c->head_dim;
+  const size_t sizes[AQS_LM_ACTS] = {N * C,  N,     N * QD, N * KD, N * KD, N * QD, N * KD, N * QD, N * H,
+                                     N * C,  N * C, N * C,  N,      N * I,  N * I,  N * I,  N * C};
+  memcpy(part, sizes, sizeof sizes);
+}
+
+aqs_lm_acts aqs_lm_acts_of(float *const f[AQS_LM_ACTS]) {
+  return (aqs_lm_acts){f[0], f[1], f[2],  f[3],  f[4],  f[5],  f[6],  f[7], f[8],
+                       f[9], f[10], f[11], f[12], f[13], f[14], f[15], f[16]};
 }
 
 void aqs_lm_ws_select_layer(aqs_lm_ws *ws, int l) {

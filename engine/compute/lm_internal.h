@@ -12,6 +12,11 @@
 typedef struct aqs_lm_acts {
   float *ln1, *rstd1, *q, *k, *v, *qr, *kr, *attn, *lse, *o, *hmid, *ln2, *rstd2, *gate, *up, *act, *down;
 } aqs_lm_acts;
+#define AQS_LM_ACTS 17 /* pointers in aqs_lm_acts */
+/* The floats of each aqs_lm_acts buffer for N tokens, in field order. */
+void aqs_lm_acts_sizes(const aqs_lm *lm, size_t N, size_t part[AQS_LM_ACTS]);
+/* The set whose buffers are f[0..AQS_LM_ACTS) in field order. */
+aqs_lm_acts aqs_lm_acts_of(float *const f[AQS_LM_ACTS]);
 
 struct aqs_lm_ws {
   int N;
