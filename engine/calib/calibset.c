@@ -194,8 +194,14 @@ aqs_status aqs_calib_chunk_decode(const uint8_t *bytes, size_t len, const char *
     c->image_token_start[i] = rec[1];
     c->image_n_tokens[i] = rec[2];
     memcpy(c->image_grid_thw + 3 * i, rec + 3, 3 * sizeof(int32_t));
-    int64_t grid = (int64_t)rec[3] * rec[4] * rec[5];
-    if (rec[3] < 1 || rec[4] < 1 || rec[5] < 1 || grid > n_patches) {
+    /* grid = t * h * w, checked against n_patches factor by factor (the product of three int32
+     * may overflow 64 bits) */
+    int64_t grid = rec[3];
+    if (rec[4] >= 1 && grid >= 1 && grid <= n_patches / rec[4]) grid *= rec[4];
+    else grid = -1;
+    if (rec[5] >= 1 && grid >= 1 && grid <= n_patches / rec[5]) grid *= rec[5];
+    else grid = -1;
+    if (grid < 1 || grid > n_patches) {
       aqs_calib_chunk_free(c);
       return aqs_errf(err, AQS_ERR_CORRUPT, "%s: image %d has an impossible grid", what, i);
     }

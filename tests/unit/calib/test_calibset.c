@@ -103,6 +103,12 @@ static void test_decode_rejects_corruption(void **state) {
     if (st == AQS_OK) fprintf(stderr, "corruption at byte %zu accepted\n", fields[f]);
     assert_int_equal(st, AQS_ERR_CORRUPT);
   }
+  /* an image grid whose t * h * w overflows 64 bits (found by the fuzzer: UBSan) is impossible */
+  memcpy(bad, bytes, len);
+  const int32_t huge = INT32_MAX;
+  for (int k = 0; k < 3; k++) memcpy(bad + 116 + 4 * k, &huge, 4);
+  assert_int_equal(aqs_calib_chunk_decode(bad, len, "x", &d, &err), AQS_ERR_CORRUPT);
+  assert_non_null(strstr(err.msg, "image 0 has an impossible grid"));
   free(bad);
   free(bytes);
   aqs_calib_chunk_free(&c);
